@@ -1,0 +1,30 @@
+# Set-up and the two commands the README promises: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# CPU build from local disk; an unpinned torch pulls gigabytes of CUDA.
+	$(PY) -m pip install --quiet torch==2.13.0
+	# resemblyzer asks for the `webrtcvad` sdist, which fails to build;
+	# webrtcvad-wheels provides the same module.
+	$(PY) -m pip install --quiet webrtcvad-wheels==2.0.14.post1
+	$(PY) -m pip install --quiet --no-deps resemblyzer==0.1.4
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/alliance analyze sample_audio/sample.wav --speakers 2 --language en --out alliance-data/demo
+
+test: install
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) alliance-data .pytest_cache

@@ -1,0 +1,206 @@
+"""Prefect flow ``analyze_session``: one recording in, report and session.json out.
+
+Each task calls one pure stage from ``pipeline`` and writes one artifact into
+the session folder. Tasks pass paths and small result objects, never
+waveforms: the decoded audio is written once to a private work file and
+memory-mapped by later tasks, and removed when the flow ends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+import pipeline
+from pipeline import asr as asr_stage
+from pipeline.audio import decode
+from pipeline.diarization import ResemblyzerEmbedder, assign_words, diarize
+from pipeline.errors import InputError
+from pipeline.features import window_features
+from pipeline.metadata import SessionMetadata, load_metadata
+from pipeline.prosody import turn_prosody
+from pipeline.report import write_report
+from pipeline.roles import assign_roles
+from pipeline.rttm import write_rttm
+from pipeline.settings import Settings
+from pipeline.turns import turn_metrics, utterances
+from pipeline.types import (Diarization, Recording, SessionReport, SpeechRegion, Transcript, to_jsonable)
+from pipeline.vad import detect_speech
+
+STAGES = ("decode", "vad", "asr", "diarization", "roles", "metrics", "flags", "report")
+ProgressFn = Callable[[str, float], None]
+_progress: ProgressFn | None = None
+
+
+def set_progress(fn: ProgressFn | None) -> None:
+    """Register a callback ``fn(stage, fraction_done)`` for the CLI's progress display."""
+    global _progress
+    _progress = fn
+
+
+def _report_progress(stage: str, fraction: float) -> None:
+    if _progress is not None:
+        _progress(stage, fraction)
+
+
+def _no_retry_on_bad_input(task, task_run, state) -> bool:
+    """Retry only transient faults: an InputError will fail the same way again."""
+    try:
+        state.result()
+    except InputError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+_TASK = dict(persist_result=False, cache_policy=NO_CACHE)
+
+
+@functools.lru_cache(maxsize=4)
+def _asr_backend(settings_json: str):
+    """ASR backend, loaded once per worker process and settings."""
+    s = Settings.model_validate_json(settings_json)
+    return asr_stage.load_backend(s.asr, model_cache_dir=s.model_cache_dir)
+
+
+@functools.lru_cache(maxsize=1)
+def _embedder() -> ResemblyzerEmbedder:
+    """Speaker encoder, loaded once per worker process."""
+    return ResemblyzerEmbedder()
+
+
+def _load_audio(work: Path) -> np.ndarray:
+    return np.load(work / "audio.npy", mmap_mode="r")
+
+
+@task(name="decode", **_TASK)
+def decode_task(recording_path: str, work_dir: str, settings: Settings) -> Recording:
+    rec = decode(recording_path, settings=settings.audio)
+    np.save(Path(work_dir) / "audio.npy", rec.samples)
+    _report_progress("decode", 1.0)
+    return Recording(**{**rec.__dict__, "samples": np.zeros(0, np.float32)})
+
+
+@task(name="vad", **_TASK)
+def vad_task(work_dir: str, out_dir: str, settings: Settings) -> tuple[SpeechRegion, ...]:
+    regions = detect_speech(np.asarray(_load_audio(Path(work_dir))), settings.audio.sample_rate_hz,
+                            settings=settings.vad)
+    (Path(out_dir) / "speech_regions.json").write_text(json.dumps(to_jsonable(regions)))
+    _report_progress("vad", 1.0)
+    return regions
+
+
+@task(name="asr", retries=1, retry_condition_fn=_no_retry_on_bad_input, **_TASK)
+def asr_task(work_dir: str, out_dir: str, settings: Settings, language: str) -> Transcript:
+    backend = _asr_backend(settings.model_dump_json())
+    transcript = asr_stage.transcribe(np.asarray(_load_audio(Path(work_dir))), settings.audio.sample_rate_hz,
+                                      settings=settings.asr, backend=backend, language=language,
+                                      progress=lambda f: _report_progress("asr", f))
+    (Path(out_dir) / "transcript.json").write_text(json.dumps(transcript.to_dict(), ensure_ascii=False))
+    return transcript
+
+
+@task(name="diarization", retries=1, retry_condition_fn=_no_retry_on_bad_input, **_TASK)
+def diarization_task(work_dir: str, out_dir: str, session_id: str, speech: tuple[SpeechRegion, ...],
+                     num_speakers: int, settings: Settings) -> Diarization:
+    result = diarize(np.asarray(_load_audio(Path(work_dir))), settings.audio.sample_rate_hz, speech,
+                     num_speakers=num_speakers, settings=settings.diarization, embedder=_embedder())
+    write_rttm(result, Path(out_dir) / "diarization.rttm", uri=session_id)
+    _report_progress("diarization", 1.0)
+    return result
+
+
+@flow(name="analyze_session", persist_result=False, log_prints=False)
+def analyze_session(recording: str, out_dir: str | None = None, num_speakers: int | None = None,
+                    language: str | None = None, metadata_path: str | None = None,
+                    session_id: str | None = None) -> str:
+    """Analyse one recording end to end and write its report.
+
+    Parameters
+    ----------
+    recording : str
+        Audio file (wav, flac, mp3, ogg/opus, m4a).
+    out_dir : str, optional
+        Session folder; default ``<data_dir>/sessions/<session_id>``.
+    num_speakers : int, optional
+        Speakers in the room; default from the metadata's participants, else
+        the setting (2).
+    language : {'nl', 'en', 'auto'}, optional
+        Default from the metadata, else the setting.
+    metadata_path : str, optional
+        Session metadata JSON (see :mod:`pipeline.metadata`).
+    session_id : str, optional
+        Default from the metadata, else the recording's file stem.
+
+    Returns
+    -------
+    str
+        Path of ``report.html``.
+    """
+    log = get_run_logger()
+    settings = Settings()
+    meta = load_metadata(metadata_path) if metadata_path else SessionMetadata()
+    sid = session_id or meta.session_id or Path(recording).stem
+    out = Path(out_dir) if out_dir else settings.data_dir / "sessions" / sid
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / ".work"
+    work.mkdir(exist_ok=True)
+    n_speakers = num_speakers or meta.num_speakers or settings.diarization.num_speakers
+    lang = language or meta.language or settings.asr.language
+    t0 = time.perf_counter()
+    log.info("session %s: analysing (%d speakers, language %s)", sid, n_speakers, lang)
+    try:
+        rec = decode_task(recording, str(work), settings)
+        log.info("session %s: decoded %.1f s of audio", sid, rec.duration_s)
+        speech = vad_task(str(work), str(out), settings)
+        transcript = asr_task(str(work), str(out), settings, lang)
+        log.info("session %s: recognised %d words (language %s)", sid, len(transcript.words), transcript.language)
+        dia = diarization_task(str(work), str(out), sid, speech, n_speakers, settings)
+        report_path = finish_session(str(work), str(out), sid, rec, speech, transcript, dia, meta, settings)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log.info("session %s: report written in %.1f s", sid, time.perf_counter() - t0)
+    return report_path
+
+
+@task(name="report", **_TASK)
+def finish_session(work_dir: str, out_dir: str, session_id: str, rec: Recording, speech, transcript: Transcript,
+                   dia: Diarization, meta: SessionMetadata, settings: Settings) -> str:
+    """Roles, metrics, prosody, features, flags and the report for one session."""
+    from models.artifact import load_model
+    from models.flagging import flag_windows
+
+    samples = np.asarray(_load_audio(Path(work_dir)))
+    roles = assign_roles(dia, override=meta.speaker_roles)
+    attributed = assign_words(transcript, dia)
+    utts = utterances(attributed, roles)
+    _report_progress("roles", 1.0)
+    metrics = turn_metrics(dia, roles, duration_s=rec.duration_s)
+    prosody = turn_prosody(samples, rec.sample_rate_hz, dia.turns, settings=settings.features)
+    _report_progress("metrics", 1.0)
+    features = window_features(dia, roles, utts, prosody, duration_s=rec.duration_s, settings=settings.features)
+    bundle = load_model(settings.model.active_model)
+    flags = flag_windows(features, bundle, threshold=settings.model.flag_threshold)
+    _report_progress("flags", 1.0)
+    report = SessionReport(
+        session_id=session_id, recording=rec, speech_regions=speech, transcript=attributed, diarization=dia,
+        roles=roles, utterances=utts, metrics=metrics, prosody=prosody, features=features, flags=flags,
+        model_version=bundle.version,
+        flag_threshold=settings.model.flag_threshold or bundle.threshold,
+        settings_hash=settings.settings_hash(), settings=settings.public_dict(),
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        software_version=pipeline.__version__,
+    )
+    paths = write_report(report, out_dir)
+    _report_progress("report", 1.0)
+    return str(paths["html"])

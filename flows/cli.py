@@ -1,0 +1,63 @@
+"""The ``alliance`` command."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="alliance-monitor: flags possible therapeutic-alliance ruptures for clinician review.")
+
+
+@app.callback()
+def main() -> None:
+    """alliance-monitor: flags possible therapeutic-alliance ruptures for clinician review."""
+
+
+@app.command()
+def analyze(
+    recording: Path = typer.Argument(..., help="Audio file: wav, flac, mp3, ogg/opus or m4a."),
+    speakers: Optional[int] = typer.Option(None, "--speakers", min=1, max=8,
+                                           help="Speakers in the room (default: from --metadata, else 2)."),
+    language: Optional[str] = typer.Option(None, "--language", help="nl, en or auto (default: metadata, else auto)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <data dir>/sessions/<id>)."),
+    metadata: Optional[Path] = typer.Option(None, "--metadata", help="Session metadata JSON (participants, roles)."),
+    session_id: Optional[str] = typer.Option(None, "--session-id", help="Session id (default: file name)."),
+) -> None:
+    """Analyse one recording: transcript, speakers, turn metrics, flags and report."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipeline.errors import PipelineError
+
+    console = Console(stderr=True)
+    if language is not None and language not in ("nl", "en", "auto"):
+        console.print(f"[red]--language must be one of nl, en, auto. Got {language!r} instead.[/red]")
+        raise typer.Exit(2)
+
+    from flows.analyze import STAGES, analyze_session, set_progress
+
+    with Progress(TextColumn("{task.description:<12}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=console, transient=False) as progress:
+        bars = {s: progress.add_task(s, total=1.0) for s in STAGES}
+        set_progress(lambda stage, frac: progress.update(bars[stage], completed=frac))
+        try:
+            report = analyze_session(str(recording), out_dir=str(out) if out else None, num_speakers=speakers,
+                                     language=language, metadata_path=str(metadata) if metadata else None,
+                                     session_id=session_id)
+        except PipelineError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+        finally:
+            set_progress(None)
+    typer.echo(f"Report: {report}")
+    typer.echo(f"Session data: {Path(report).with_name('session.json')}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

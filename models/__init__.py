@@ -1,0 +1,1 @@
+"""The rupture classifier: training, evaluation and versioned artifacts with model cards."""

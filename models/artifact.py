@@ -1,0 +1,171 @@
+"""Save and load classifier artifacts (skops) with their model cards.
+
+An artifact is a folder ``models/artifacts/<version>/`` holding
+``model.skops``, ``model_card.json`` and ``MODEL_CARD.md``. Folders are never
+overwritten. The loader refuses an artifact whose feature names or
+scikit-learn version do not match this code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ModelArtifactError
+from pipeline.features import FEATURE_NAMES
+
+ARTIFACTS_DIR = Path(__file__).parent / "artifacts"
+MODEL_FILE = "model.skops"
+CARD_FILE = "model_card.json"
+CARD_MD_FILE = "MODEL_CARD.md"
+CLASSES = ("none", "withdrawal", "confrontation")
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A loaded classifier with its card.
+
+    ``estimator`` is a fitted scikit-learn ``Pipeline`` whose ``classes_`` are
+    0, 1, 2 for ``CLASSES`` (none, withdrawal, confrontation); ``threshold`` is the probability from which a window is flagged.
+    """
+
+    estimator: Any
+    card: dict
+    path: Path
+
+    @property
+    def version(self) -> str:
+        return str(self.card["version"])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.card["threshold"]["value"])
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a saved model depends on."""
+    import numpy
+    import sklearn
+    import skops
+
+    return {"scikit-learn": sklearn.__version__, "numpy": numpy.__version__, "skops": skops.__version__}
+
+
+def save_model(estimator: Any, card: dict, *, root: Path = ARTIFACTS_DIR) -> Path:
+    """Persist a fitted estimator and its card under ``root/<card['version']>/``.
+
+    Parameters
+    ----------
+    estimator : sklearn Pipeline
+        Fitted classifier.
+    card : dict
+        Model card; must hold ``version``, ``feature_names``, ``threshold`` and
+        ``summary`` (the first line of the Markdown card).
+    root : Path
+        Folder of artifacts.
+
+    Returns
+    -------
+    Path
+        The new artifact folder.
+
+    Raises
+    ------
+    ModelArtifactError
+        The version folder already exists (artifacts are never overwritten).
+    """
+    import skops.io as sio
+
+    folder = Path(root) / str(card["version"])
+    if folder.exists():
+        raise ModelArtifactError(f"{folder}: artifact already exists; artifacts are never overwritten, "
+                                 "choose a new version")
+    folder.mkdir(parents=True)
+    card = {**card, "library_versions": library_versions()}
+    sio.dump(estimator, folder / MODEL_FILE)
+    (folder / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+    (folder / CARD_MD_FILE).write_text(render_card_markdown(card))
+    return folder
+
+
+def render_card_markdown(card: dict) -> str:
+    """The human-readable model card (its first line says what the model was trained on)."""
+    lines = [f"{card['summary']}", "", f"# Model card: {card['version']}", ""]
+    for key, title in (("training_data", "Training data"), ("intended_use", "Intended use"),
+                       ("limitations", "Known limits")):
+        if key in card:
+            lines += [f"## {title}", "", str(card[key]), ""]
+    lines += ["## Features", "", "| name | unit |", "|---|---|"]
+    lines += [f"| {n} | {u} |" for n, u in zip(card["feature_names"], card.get("feature_units", []))]
+    lines += ["", "## Threshold", "", f"{card['threshold']['value']}: {card['threshold']['why']}", ""]
+    if "metrics" in card:
+        lines += ["## Metrics", "", "```json", json.dumps(card["metrics"], indent=2), "```", ""]
+    lines += ["## Library versions", ""] + [f"- {k} {v}" for k, v in card.get("library_versions", {}).items()]
+    return "\n".join(lines) + "\n"
+
+
+def newest_artifact(root: Path = ARTIFACTS_DIR) -> Path:
+    """The artifact folder whose card has the latest ``created_at``.
+
+    Raises
+    ------
+    ModelArtifactError
+        No artifact exists under ``root``.
+    """
+    cards = sorted(Path(root).glob(f"*/{CARD_FILE}"),
+                   key=lambda p: json.loads(p.read_text()).get("created_at", ""))
+    if not cards:
+        raise ModelArtifactError(f"{root}: no classifier artifact found; train one with "
+                                 "`python -m models.bootstrap` or set ALLIANCE_MODEL__ACTIVE_MODEL")
+    return cards[-1].parent
+
+
+def load_model(folder: Path | None = None) -> ModelBundle:
+    """Load an artifact and check it against this code.
+
+    Parameters
+    ----------
+    folder : Path, optional
+        Artifact folder; the newest shipped artifact when omitted.
+
+    Returns
+    -------
+    ModelBundle
+
+    Raises
+    ------
+    ModelArtifactError
+        Files are missing, the feature names differ from ``FEATURE_NAMES``,
+        the scikit-learn version differs from the one that saved the model,
+        or the file holds types other than scikit-learn and numpy ones.
+    """
+    import sklearn
+    import skops.io as sio
+
+    folder = Path(folder) if folder is not None else newest_artifact()
+    card_path, model_path = folder / CARD_FILE, folder / MODEL_FILE
+    if not card_path.is_file() or not model_path.is_file():
+        raise ModelArtifactError(f"{folder}: not a classifier artifact (expected {MODEL_FILE} and {CARD_FILE})")
+    card = json.loads(card_path.read_text())
+    if tuple(card.get("feature_names", ())) != FEATURE_NAMES:
+        missing = sorted(set(FEATURE_NAMES) - set(card.get("feature_names", ())))
+        extra = sorted(set(card.get("feature_names", ())) - set(FEATURE_NAMES))
+        raise ModelArtifactError(
+            f"{folder.name}: the model's features do not match this code (missing {missing}, unexpected {extra}, "
+            "or a different order); retrain it with this version")
+    saved = card.get("library_versions", {}).get("scikit-learn")
+    if saved != sklearn.__version__:
+        raise ModelArtifactError(
+            f"{folder.name}: saved with scikit-learn {saved}, this environment has {sklearn.__version__}; "
+            "install the version on the card or retrain the model")
+    untrusted = sio.get_untrusted_types(file=model_path)
+    foreign = [t for t in untrusted if not t.split(".")[0] in ("sklearn", "numpy")]
+    if foreign:
+        raise ModelArtifactError(f"{folder.name}: {MODEL_FILE} holds unexpected types {foreign}; refusing to load")
+    estimator = sio.load(model_path, trusted=untrusted)
+    if [int(c) for c in estimator.classes_] != list(range(len(CLASSES))):
+        raise ModelArtifactError(f"{folder.name}: classes {list(estimator.classes_)}, expected 0..{len(CLASSES) - 1} "
+                                 f"for {', '.join(CLASSES)}")
+    return ModelBundle(estimator=estimator, card=card, path=folder)

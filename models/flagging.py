@@ -1,0 +1,120 @@
+"""Apply a classifier to a session's windows and explain each flag in plain words."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from models.artifact import CLASSES, ModelBundle
+from pipeline.features import FEATURE_NAMES
+from pipeline.types import RuptureFlag, SessionFeatures
+
+# Plain-language sentence per marker, and the direction that supports each rupture type.
+_REASON = {
+    "client_speech_share": lambda v: f"the client spoke {v:.0%} of the speech in this stretch",
+    "silence_share": lambda v: f"nobody spoke for {v:.0%} of this stretch",
+    "longest_silence_s": lambda v: f"a silence of {v:.1f} s",
+    "mean_gap_s": lambda v: f"gaps between speakers averaged {v:.1f} s",
+    "client_response_latency_s": lambda v: f"the client took {v:.1f} s on average to answer the therapist",
+    "overlap_rate_per_min": lambda v: f"{v:.1f} overlaps/interruptions per minute",
+    "client_turns_per_min": lambda v: f"{v:.1f} client turns per minute",
+    "client_mean_turn_s": lambda v: f"client turns lasted {v:.1f} s on average",
+    "client_words_per_utterance": lambda v: f"the client used {v:.1f} words per utterance on average",
+    "therapist_question_rate_per_min": lambda v: f"the therapist asked {v:.1f} questions per minute",
+    "client_minimal_response_share": lambda v: f"{v:.0%} of the therapist's questions got a minimal answer (≤ 3 words)",
+    "client_f0_z": lambda v: f"the client's pitch was {abs(v):.1f} SD {'above' if v > 0 else 'below'} their session average",
+    "client_f0_range_z": lambda v: f"the client's pitch range was {abs(v):.1f} SD {'wider' if v > 0 else 'flatter'} than their session average",
+    "client_intensity_z": lambda v: f"the client's voice was {abs(v):.1f} SD {'louder' if v > 0 else 'quieter'} than their session average",
+}
+
+
+def explain_window(bundle: ModelBundle, x: np.ndarray, class_index: int, *, top: int = 3) -> tuple[str, ...]:
+    """The markers that pushed one window towards ``class_index``, in words.
+
+    For the multinomial logistic regression, a marker's contribution is its
+    standardised value times its coefficient for the class minus its mean
+    coefficient over classes; the ``top`` positive contributions are named.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+        Loaded classifier (imputer, scaler, logistic regression).
+    x : np.ndarray, shape (n_features,)
+        Raw feature values of the window (NaN allowed).
+    class_index : int
+        1 withdrawal, 2 confrontation.
+    top : int > 0
+        Most reasons returned.
+
+    Returns
+    -------
+    tuple of str
+        Sentences with the window's own values.
+    """
+    steps = bundle.estimator.named_steps
+    scaled = steps["scale"].transform(steps["impute"].transform(x.reshape(1, -1)))[0]
+    coef = steps["classify"].coef_
+    contrib = scaled * (coef[class_index] - coef.mean(axis=0))
+    order = [i for i in np.argsort(-contrib) if contrib[i] > 0][:top]
+    return tuple(_REASON[FEATURE_NAMES[i]](x[i]) for i in order if math.isfinite(x[i]))
+
+
+def flag_windows(features: SessionFeatures, bundle: ModelBundle, *,
+                 threshold: float | None = None) -> tuple[RuptureFlag, ...]:
+    """Flag windows whose rupture probability reaches the threshold.
+
+    Overlapping or touching flagged windows of one rupture type merge into one
+    flag carrying the highest probability and the reasons of its most probable
+    window.
+
+    Parameters
+    ----------
+    features : SessionFeatures
+        Per-window markers in ``FEATURE_NAMES`` order.
+    bundle : ModelBundle
+        Loaded classifier.
+    threshold : float in (0, 1), optional
+        Overrides the model card's threshold.
+
+    Returns
+    -------
+    tuple of RuptureFlag
+        Sorted by start time.
+    """
+    if not features.frames:
+        return ()
+    threshold = bundle.threshold if threshold is None else threshold
+    X = features.matrix()
+    proba = bundle.estimator.predict_proba(X)
+    flags: list[RuptureFlag] = []
+    for k in range(1, len(CLASSES)):
+        current: list[int] = []
+        for i, frame in enumerate(features.frames):
+            if proba[i, k] >= threshold:
+                if current and frame.start > features.frames[current[-1]].end:
+                    flags.append(_merge(features, bundle, X, proba, current, k))
+                    current = []
+                current.append(i)
+        if current:
+            flags.append(_merge(features, bundle, X, proba, current, k))
+    return tuple(sorted(flags, key=lambda f: (f.start, f.marker_type)))
+
+
+def _merge(features, bundle, X, proba, idx, k) -> RuptureFlag:
+    best = max(idx, key=lambda i: proba[i, k])
+    return RuptureFlag(
+        start=features.frames[idx[0]].start,
+        end=features.frames[idx[-1]].end,
+        probability=round(float(proba[best, k]), 4),
+        marker_type=CLASSES[k],
+        reasons=explain_window(bundle, X[best], k),
+        model_version=bundle.version,
+    )
+
+
+def window_probabilities(features: SessionFeatures, bundle: ModelBundle) -> np.ndarray:
+    """Class probabilities per window, shape (n_windows, 3): none, withdrawal, confrontation."""
+    if not features.frames:
+        return np.zeros((0, len(CLASSES)))
+    return bundle.estimator.predict_proba(features.matrix())

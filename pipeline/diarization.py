@@ -1,0 +1,287 @@
+"""Speaker diarization: who spoke when.
+
+Speaker embeddings (a d-vector encoder, resemblyzer [1]_) are computed on
+short sliding windows over the speech found by VAD, clustered into a known
+number of speakers by spectral clustering on cosine affinities [2]_, and each
+speech frame takes the label of the nearest window centre. Runs of one label
+become :class:`~pipeline.types.SpeakerTurn` objects.
+
+References
+----------
+.. [1] Wan, L., Wang, Q., Papir, A., Lopez Moreno, I. (2018). Generalized
+   End-to-End Loss for Speaker Verification. ICASSP.
+.. [2] Wang, Q., Downey, C., Wan, L., Mansfield, P. A., Lopez Moreno, I.
+   (2018). Speaker Diarization with LSTM. ICASSP.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from pipeline.settings import DiarizationSettings
+from pipeline.types import Diarization, SpeakerTurn, SpeechRegion, Transcript, Word
+from pipeline.vad import speech_mask
+
+FRAME_S = 0.01  # label grid: 10 ms frames
+
+
+class SpeakerEmbedder(Protocol):
+    """Turns windows of audio into speaker embeddings (one row per window)."""
+
+    name: str
+
+    def embed_windows(self, samples: np.ndarray, sample_rate_hz: int, starts_s: np.ndarray,
+                      window_s: float) -> np.ndarray:
+        ...
+
+
+def cluster_embeddings(embeddings: np.ndarray, n_speakers: int, *, random_state: int = 0) -> np.ndarray:
+    """Cluster speaker embeddings into ``n_speakers`` groups.
+
+    Spectral clustering on the cosine-similarity affinity (negative
+    similarities set to 0), as in Wang et al. (2018). Measured here: on
+    real two-speaker audio it beat Ward and average-linkage agglomerative
+    clustering of the same embeddings.
+
+    Parameters
+    ----------
+    embeddings : np.ndarray, shape (n_windows, dim)
+        One embedding per window (any scale; rows are L2-normalised here).
+    n_speakers : int >= 1
+        Number of speakers.
+    random_state : int
+        Seed of the k-means step in the spectral embedding.
+
+    Returns
+    -------
+    np.ndarray, shape (n_windows,), dtype int
+        Cluster index in [0, n_speakers) per window; clusters are numbered by
+        first appearance.
+
+    Raises
+    ------
+    ValueError
+        If ``n_speakers`` < 1.
+    """
+    if n_speakers < 1:
+        raise ValueError(f"n_speakers must be an int >= 1. Got {n_speakers} instead.")
+    n = embeddings.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=int)
+    if n_speakers == 1 or n <= n_speakers:
+        labels = np.zeros(n, dtype=int) if n_speakers == 1 else np.arange(n)
+        return _renumber(labels)
+    from sklearn.cluster import SpectralClustering
+
+    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    affinity = np.clip(unit @ unit.T, 0.0, 1.0)
+    labels = SpectralClustering(n_clusters=n_speakers, affinity="precomputed",
+                                random_state=random_state).fit_predict(affinity)
+    return _renumber(labels)
+
+
+def _renumber(labels: np.ndarray) -> np.ndarray:
+    """Renumber cluster ids by order of first appearance."""
+    mapping: dict[int, int] = {}
+    for lab in labels:
+        mapping.setdefault(int(lab), len(mapping))
+    return np.array([mapping[int(lab)] for lab in labels], dtype=int)
+
+
+def labels_to_turns(frame_labels: np.ndarray, frame_s: float, *, min_turn_s: float,
+                    names: list[str]) -> tuple[SpeakerTurn, ...]:
+    """Turn a per-frame label track into speaker turns.
+
+    Runs shorter than ``min_turn_s`` that sit between speech of another
+    speaker are relabelled to the preceding speaker (removes label flicker).
+
+    Parameters
+    ----------
+    frame_labels : np.ndarray, shape (n_frames,), dtype int
+        Speaker index per frame, -1 for non-speech.
+    frame_s : float > 0
+        Frame period in seconds.
+    min_turn_s : float >= 0
+        Shortest turn kept, in seconds.
+    names : list of str
+        Speaker name per index.
+
+    Returns
+    -------
+    tuple of SpeakerTurn
+        Turns in time order; consecutive turns of one speaker separated by
+        non-speech stay separate turns.
+    """
+    labels = frame_labels.copy()
+    runs = _runs(labels)
+    min_frames = int(round(min_turn_s / frame_s))
+    for i, (start, end, lab) in enumerate(runs):
+        if lab < 0 or end - start >= min_frames:
+            continue
+        prev_lab = runs[i - 1][2] if i > 0 else -1
+        next_lab = runs[i + 1][2] if i + 1 < len(runs) else -1
+        if prev_lab >= 0:
+            labels[start:end] = prev_lab
+        elif next_lab >= 0:
+            labels[start:end] = next_lab
+    return tuple(SpeakerTurn(round(s * frame_s, 3), round(e * frame_s, 3), names[lab])
+                 for s, e, lab in _runs(labels) if lab >= 0)
+
+
+def _runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
+    """(start, end, label) of each run of equal values."""
+    if labels.size == 0:
+        return []
+    change = np.flatnonzero(np.diff(labels)) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [labels.size]])
+    return [(int(s), int(e), int(labels[s])) for s, e in zip(starts, ends)]
+
+
+def diarize(samples: np.ndarray, sample_rate_hz: int, speech: tuple[SpeechRegion, ...], *,
+            num_speakers: int, settings: DiarizationSettings, embedder: SpeakerEmbedder) -> Diarization:
+    """Find who spoke when, for a known number of speakers.
+
+    Parameters
+    ----------
+    samples : np.ndarray, shape (n_samples,)
+        Mono float32 audio in [-1, 1].
+    sample_rate_hz : int
+        Sample rate in Hz (16000).
+    speech : tuple of SpeechRegion
+        Speech regions from VAD; only speech is labelled.
+    num_speakers : int >= 1
+        Speakers in the room (from the session's participants).
+    settings : DiarizationSettings
+        Embedding window and hop (s), minimum speech fraction per window,
+        shortest turn (s).
+    embedder : SpeakerEmbedder
+        Speaker-embedding backend (resemblyzer, or a fake in tests).
+
+    Returns
+    -------
+    Diarization
+        Turns labelled ``SPEAKER_00``, ``SPEAKER_01``… by first appearance.
+
+    Raises
+    ------
+    ValueError
+        If ``num_speakers`` < 1.
+    """
+    if num_speakers < 1:
+        raise ValueError(f"num_speakers must be an int >= 1. Got {num_speakers} instead.")
+    names = [f"SPEAKER_{i:02d}" for i in range(num_speakers)]
+    duration = samples.size / sample_rate_hz
+    n_frames = int(round(duration / FRAME_S))
+    mask = speech_mask(speech, n_frames, FRAME_S)
+    method = f"{embedder.name}+spectral"
+    if not mask.any():
+        return Diarization(turns=(), speakers=(), method=method)
+
+    win = max(1, int(round(settings.window_s / FRAME_S)))
+    hop = max(1, int(round(settings.hop_s / FRAME_S)))
+    half = win // 2
+    starts = np.arange(0, max(1, n_frames - win + 1), hop)
+    keep = [s for s in starts
+            if mask[s:s + win].mean() >= settings.min_speech_fraction and mask[s + half]]
+    if not keep:  # only very short speech: one window on each region's centre
+        keep = [max(0, int(round((r.start + r.end) / 2 / FRAME_S)) - half) for r in speech]
+    starts = np.array(sorted(set(keep)), dtype=int)
+    centres = starts + half
+    embeddings = embedder.embed_windows(samples, sample_rate_hz, starts * FRAME_S, win * FRAME_S)
+    window_labels = cluster_embeddings(embeddings, num_speakers)
+
+    speech_frames = np.flatnonzero(mask)
+    nearest = np.searchsorted(centres, speech_frames)
+    left = np.clip(nearest - 1, 0, centres.size - 1)
+    right = np.clip(nearest, 0, centres.size - 1)
+    pick = np.where(np.abs(speech_frames - centres[left]) <= np.abs(centres[right] - speech_frames), left, right)
+    frame_labels = np.full(n_frames, -1, dtype=int)
+    frame_labels[speech_frames] = window_labels[pick]
+    turns = labels_to_turns(frame_labels, FRAME_S, min_turn_s=settings.min_turn_s, names=names)
+    present = tuple(n for n in names if any(t.speaker == n for t in turns))
+    return Diarization(turns=turns, speakers=present, method=method)
+
+
+def assign_words(transcript: Transcript, diarization: Diarization) -> Transcript:
+    """Give each word the speaker whose turn it overlaps most.
+
+    A word that overlaps no turn takes the nearest turn's speaker.
+
+    Parameters
+    ----------
+    transcript : Transcript
+        Words with start/end in seconds.
+    diarization : Diarization
+        Speaker turns.
+
+    Returns
+    -------
+    Transcript
+        A new transcript whose words carry ``speaker`` (None when there are no turns).
+    """
+    turns = diarization.turns
+    if not turns:
+        return transcript
+    starts = np.array([t.start for t in turns])
+    ends = np.array([t.end for t in turns])
+    words: list[Word] = []
+    for w in transcript.words:
+        overlap = np.minimum(ends, w.end) - np.maximum(starts, w.start)
+        if overlap.max() > 0:
+            idx = int(overlap.argmax())
+        else:
+            mid = (w.start + w.end) / 2
+            idx = int(np.minimum(np.abs(starts - mid), np.abs(ends - mid)).argmin())
+        words.append(Word(w.start, w.end, w.text, w.probability, turns[idx].speaker))
+    return Transcript(tuple(words), transcript.language, transcript.language_probability, transcript.duration_s)
+
+
+class ResemblyzerEmbedder:
+    """d-vector speaker embeddings from resemblyzer's pretrained GE2E encoder.
+
+    The encoder weights ship inside the resemblyzer wheel. The 40-band mel
+    spectrogram (10 ms frames) is computed once for the whole recording and
+    windows are sliced from it, then embedded in batches.
+
+    Raises
+    ------
+    BackendUnavailableError
+        resemblyzer (or torch) is not installed.
+    """
+
+    name = "resemblyzer"
+
+    def __init__(self, *, batch_size: int = 64) -> None:
+        from pipeline.errors import BackendUnavailableError
+
+        try:
+            import torch
+            from resemblyzer import VoiceEncoder
+            from resemblyzer import audio as raudio
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                "resemblyzer is not installed; run `make install` (it installs webrtcvad-wheels and "
+                "resemblyzer==0.1.4 with --no-deps)") from exc
+        self._torch = torch
+        self._mel = raudio.wav_to_mel_spectrogram
+        self._encoder = VoiceEncoder("cpu", verbose=False)
+        self.batch_size = batch_size
+
+    def embed_windows(self, samples: np.ndarray, sample_rate_hz: int, starts_s: np.ndarray,
+                      window_s: float) -> np.ndarray:
+        if sample_rate_hz != 16000:
+            raise ValueError(f"sample_rate_hz must be 16000 for resemblyzer. Got {sample_rate_hz} instead.")
+        mel = self._mel(np.asarray(samples, dtype=np.float32))  # (n_frames, 40), 10 ms hop
+        win = int(round(window_s / FRAME_S))
+        if mel.shape[0] < win:
+            mel = np.pad(mel, ((0, win - mel.shape[0]), (0, 0)))
+        idx = np.clip(np.round(np.asarray(starts_s) / FRAME_S).astype(int), 0, mel.shape[0] - win)
+        out = []
+        with self._torch.no_grad():
+            for b in range(0, idx.size, self.batch_size):
+                batch = np.stack([mel[i:i + win] for i in idx[b:b + self.batch_size]])
+                out.append(self._encoder(self._torch.from_numpy(batch).float()).numpy())
+        return np.concatenate(out) if out else np.zeros((0, 256), dtype=np.float32)

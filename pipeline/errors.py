@@ -1,0 +1,59 @@
+"""Error hierarchy shared by every stage.
+
+Messages name the file, what was found, what was expected and what to do.
+They never contain transcript text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class PipelineError(Exception):
+    """Base class of every error raised on purpose by alliance-monitor."""
+
+
+class InputError(PipelineError):
+    """The input itself is unusable; retrying will not help.
+
+    Parameters
+    ----------
+    path : str or Path or None
+        The offending file, repeated at the start of the message.
+    problem : str
+        What was found and what was expected.
+    """
+
+    def __init__(self, path: str | Path | None, problem: str) -> None:
+        self.path = None if path is None else Path(path)
+        self.problem = problem
+        prefix = f"{self.path.name}: " if self.path is not None else ""
+        super().__init__(f"{prefix}{problem}")
+
+
+class AudioDecodeError(InputError):
+    """The file is missing, not audio, or cannot be decoded."""
+
+
+class EmptyAudioError(InputError):
+    """The file decodes to no samples (0 bytes, or an empty stream)."""
+
+
+class ConsentError(InputError):
+    """The consent record is missing or does not allow the analysis."""
+
+
+class MetadataError(InputError):
+    """The session metadata file is malformed."""
+
+
+class StageError(PipelineError):
+    """A stage failed for a reason that is not the input's fault."""
+
+
+class BackendUnavailableError(PipelineError):
+    """A model backend or its weights are not installed or not found."""
+
+
+class ModelArtifactError(PipelineError):
+    """A saved classifier does not match this code (features, versions)."""

@@ -1,0 +1,71 @@
+"""Per-session metadata (JSON): session id, language, who was present, role overrides.
+
+Example::
+
+    {"session_id": "s-0412", "language": "nl",
+     "participants": [{"role": "therapist"}, {"role": "client", "age": 11}],
+     "speaker_roles": {"SPEAKER_00": "client"}}
+
+Every key is optional. ``participants`` fixes the speaker count;
+``speaker_roles`` overrides the role rule for the named diarized speakers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from pipeline.errors import MetadataError
+from pipeline.types import ROLES
+
+LANGUAGES = ("nl", "en", "auto")
+
+
+@dataclass(frozen=True)
+class SessionMetadata:
+    session_id: str | None = None
+    language: str | None = None
+    participants: tuple[Mapping[str, Any], ...] = ()
+    speaker_roles: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def num_speakers(self) -> int | None:
+        return len(self.participants) or None
+
+
+def load_metadata(path: str | Path) -> SessionMetadata:
+    """Read and validate a session metadata file.
+
+    Raises
+    ------
+    MetadataError
+        The file is missing, not JSON, or holds a wrong value; the message
+        names the file and the key.
+    """
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise MetadataError(path, "metadata file not found") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MetadataError(path, f"not valid JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise MetadataError(path, "expected a JSON object at the top level")
+    lang = raw.get("language")
+    if lang is not None and lang not in LANGUAGES:
+        raise MetadataError(path, f"'language' must be one of {', '.join(LANGUAGES)}; found {lang!r}")
+    participants = raw.get("participants", [])
+    if not isinstance(participants, list) or not all(isinstance(p, dict) for p in participants):
+        raise MetadataError(path, "'participants' must be a list of objects such as {\"role\": \"client\"}")
+    for i, p in enumerate(participants):
+        if p.get("role") not in ROLES:
+            raise MetadataError(path, f"participants[{i}].role must be one of {', '.join(ROLES)}; found {p.get('role')!r}")
+    roles = raw.get("speaker_roles", {})
+    if not isinstance(roles, dict) or any(r not in ROLES for r in roles.values()):
+        raise MetadataError(path, f"'speaker_roles' must map speaker labels to one of {', '.join(ROLES)}")
+    sid = raw.get("session_id")
+    if sid is not None and (not isinstance(sid, str) or not sid.strip() or "/" in sid or "\\" in sid):
+        raise MetadataError(path, f"'session_id' must be a non-empty string without slashes; found {sid!r}")
+    return SessionMetadata(session_id=sid, language=lang, participants=tuple(participants), speaker_roles=roles)

@@ -1,0 +1,46 @@
+"""Read and write RTTM (Rich Transcription Time Marked, NIST RT-09) speaker files.
+
+One ``SPEAKER`` line per turn: ``SPEAKER uri 1 start duration <NA> <NA> name <NA> <NA>``,
+times in seconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.errors import InputError
+from pipeline.types import Diarization, SpeakerTurn
+
+
+def write_rttm(diarization: Diarization, path: str | Path, *, uri: str) -> Path:
+    """Write speaker turns as RTTM ``SPEAKER`` lines (times with 3 decimals, seconds)."""
+    path = Path(path)
+    lines = [f"SPEAKER {uri} 1 {t.start:.3f} {t.duration:.3f} <NA> <NA> {t.speaker} <NA> <NA>\n"
+             for t in diarization.turns]
+    path.write_text("".join(lines))
+    return path
+
+
+def read_rttm(path: str | Path) -> dict[str, tuple[SpeakerTurn, ...]]:
+    """Read an RTTM file into speaker turns per recording id (uri).
+
+    Raises
+    ------
+    InputError
+        A ``SPEAKER`` line has too few fields or non-numeric times; the
+        message names the file and line.
+    """
+    path = Path(path)
+    out: dict[str, list[SpeakerTurn]] = {}
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        fields = line.split()
+        if not fields or fields[0] != "SPEAKER":
+            continue
+        if len(fields) < 8:
+            raise InputError(path, f"line {lineno}: expected at least 8 fields in a SPEAKER line, found {len(fields)}")
+        try:
+            start, dur = float(fields[3]), float(fields[4])
+        except ValueError as exc:
+            raise InputError(path, f"line {lineno}: start and duration must be numbers in seconds") from exc
+        out.setdefault(fields[1], []).append(SpeakerTurn(start, start + dur, fields[7]))
+    return {uri: tuple(sorted(turns, key=lambda t: t.start)) for uri, turns in out.items()}

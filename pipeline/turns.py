@@ -1,0 +1,191 @@
+"""Utterances and turn-taking metrics.
+
+Floor-transfer terms follow Heldner & Edlund (2010): at each change of
+speaker the *floor-transfer offset* (FTO) is the next speaker's start minus
+the previous speaker's end; a positive FTO is a **gap** (silence between
+speakers), a negative one an **overlap**. A silence between two stretches of
+the same speaker is a **pause** within that speaker's turn.
+
+References
+----------
+.. [1] Heldner, M., Edlund, J. (2010). Pauses, gaps and overlaps in
+   conversations. Journal of Phonetics 38(4), 555–568.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from pipeline.types import Diarization, RoleAssignment, SpeakerTurn, Transcript, TurnMetrics, Utterance, Word
+
+
+def floor_turns(turns: Sequence[SpeakerTurn]) -> tuple[SpeakerTurn, ...]:
+    """Merge consecutive turns of one speaker into floor turns.
+
+    Two stretches of the same speaker with no other speaker starting in
+    between form one turn; the silence between them is a pause.
+
+    Parameters
+    ----------
+    turns : sequence of SpeakerTurn
+        Speaker turns (any order).
+
+    Returns
+    -------
+    tuple of SpeakerTurn
+        Turns sorted by start time, one per uninterrupted hold of the floor.
+    """
+    merged: list[SpeakerTurn] = []
+    for t in sorted(turns, key=lambda t: (t.start, t.end)):
+        if merged and merged[-1].speaker == t.speaker:
+            merged[-1] = SpeakerTurn(merged[-1].start, max(merged[-1].end, t.end), t.speaker)
+        else:
+            merged.append(t)
+    return tuple(merged)
+
+
+def floor_transfer_offsets(turns: Sequence[SpeakerTurn]) -> list[tuple[SpeakerTurn, SpeakerTurn, float]]:
+    """Floor-transfer offsets (FTO, seconds) at each change of speaker.
+
+    Parameters
+    ----------
+    turns : sequence of SpeakerTurn
+        Speaker turns.
+
+    Returns
+    -------
+    list of (previous, next, fto_s)
+        For each speaker change, in time order; ``fto_s > 0`` is a gap,
+        ``fto_s < 0`` an overlap. A turn wholly inside another speaker's turn
+        (a backchannel) is not a change of floor and yields no entry.
+    """
+    out = []
+    ft = floor_turns(turns)
+    holder: SpeakerTurn | None = None
+    for t in ft:
+        if holder is None:
+            holder = t
+            continue
+        if t.end <= holder.end and t.speaker != holder.speaker:
+            continue  # contained: backchannel or overlap, the floor stays
+        if t.speaker != holder.speaker:
+            out.append((holder, t, t.start - holder.end))
+        holder = t
+    return out
+
+
+def silences(turns: Sequence[SpeakerTurn], *, start_s: float, end_s: float) -> list[tuple[float, float]]:
+    """Stretches in [start_s, end_s] where nobody speaks.
+
+    Returns
+    -------
+    list of (start, end)
+        Silent intervals in seconds, in time order.
+    """
+    out = []
+    cursor = start_s
+    for t in sorted(turns, key=lambda t: t.start):
+        if t.start > cursor and t.start > start_s:
+            out.append((cursor, min(t.start, end_s)))
+        cursor = max(cursor, t.end)
+        if cursor >= end_s:
+            break
+    if cursor < end_s:
+        out.append((cursor, end_s))
+    return [(a, b) for a, b in out if b > a]
+
+
+def turn_metrics(diarization: Diarization, roles: RoleAssignment, *, duration_s: float) -> TurnMetrics:
+    """Session-level turn-taking metrics.
+
+    Parameters
+    ----------
+    diarization : Diarization
+        Speaker turns.
+    roles : RoleAssignment
+        Role of each speaker.
+    duration_s : float >= 0
+        Recording duration in seconds.
+
+    Returns
+    -------
+    TurnMetrics
+        Speech time (s) and share of speech per speaker and role, floor
+        turns per speaker, gaps and overlaps at speaker changes (s), mean
+        client response latency after a therapist turn (s, NaN if none),
+        longest silence between the first and last speech (s), and the
+        share of the recording with no speech in [0, 1].
+    """
+    turns = diarization.turns
+    speech = diarization.speech_time_s()
+    total = sum(speech.values())
+    ratio = {s: (v / total if total > 0 else 0.0) for s, v in speech.items()}
+    by_role: dict[str, float] = {}
+    for s, v in speech.items():
+        by_role[roles.role_of(s)] = by_role.get(roles.role_of(s), 0.0) + v
+    ft = floor_turns(turns)
+    n_turns = {s: sum(1 for t in ft if t.speaker == s) for s in diarization.speakers}
+    offsets = floor_transfer_offsets(turns)
+    gaps = tuple(round(o, 3) for _, _, o in offsets if o > 0)
+    overlaps = tuple(round(-o, 3) for _, _, o in offsets if o < 0)
+    latencies = [o for prev, nxt, o in offsets
+                 if roles.role_of(prev.speaker) == "therapist" and roles.role_of(nxt.speaker) == "client"]
+    if turns:
+        first, last = min(t.start for t in turns), max(t.end for t in turns)
+        inner = silences(turns, start_s=first, end_s=last)
+        longest = max((b - a for a, b in inner), default=0.0)
+        silent_total = sum(b - a for a, b in silences(turns, start_s=0.0, end_s=duration_s))
+    else:
+        longest, silent_total = duration_s, duration_s
+    return TurnMetrics(
+        duration_s=duration_s,
+        speech_time_s={s: round(v, 3) for s, v in speech.items()},
+        speech_ratio={s: round(v, 4) for s, v in ratio.items()},
+        speech_time_by_role_s={r: round(v, 3) for r, v in by_role.items()},
+        n_turns=n_turns,
+        gaps_s=gaps,
+        overlaps_s=overlaps,
+        response_latency_s=float(np.mean(latencies)) if latencies else math.nan,
+        longest_silence_s=round(longest, 3),
+        silence_share=round(silent_total / duration_s, 4) if duration_s > 0 else 0.0,
+    )
+
+
+def utterances(transcript: Transcript, roles: RoleAssignment, *, max_pause_s: float = 1.0) -> tuple[Utterance, ...]:
+    """Group speaker-attributed words into utterances.
+
+    A new utterance starts when the speaker changes or when the pause
+    between two words exceeds ``max_pause_s``.
+
+    Parameters
+    ----------
+    transcript : Transcript
+        Words carrying ``speaker`` (see :func:`pipeline.diarization.assign_words`).
+    roles : RoleAssignment
+        Role of each speaker.
+    max_pause_s : float > 0
+        Longest pause inside one utterance, in seconds.
+
+    Returns
+    -------
+    tuple of Utterance
+        In time order.
+    """
+    out: list[Utterance] = []
+    current: list[Word] = []
+    for w in transcript.words:
+        if current and (w.speaker != current[-1].speaker or w.start - current[-1].end > max_pause_s):
+            out.append(_utterance(current, roles))
+            current = []
+        current.append(w)
+    if current:
+        out.append(_utterance(current, roles))
+    return tuple(out)
+
+
+def _utterance(words: list[Word], roles: RoleAssignment) -> Utterance:
+    speaker = words[0].speaker or "unknown"
+    return Utterance(speaker, roles.role_of(words[0].speaker), words[0].start, words[-1].end, tuple(words))

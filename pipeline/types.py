@@ -1,0 +1,300 @@
+"""The session data model shared by every stage.
+
+Frozen dataclasses; times are float **seconds from the start of the
+recording**; any other unit is in the field name (``_hz``, ``_db``, ``_st``).
+Stages return new objects and never mutate their inputs. Containers carry a
+``schema_version`` and round-trip through ``to_dict()`` / ``from_dict()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+ROLES = ("therapist", "client", "parent")
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert dataclasses, tuples, numpy scalars and NaN into plain JSON values.
+
+    NaN and infinities (for example the F0 of an unvoiced turn) become ``None``.
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if f.metadata.get("serialize", True)}
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [to_jsonable(v) for v in value.tolist()]
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return None if not math.isfinite(value) else value
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
+class _Serializable:
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON representation (NaN written as ``null``)."""
+        return to_jsonable(self)
+
+
+@dataclass(frozen=True)
+class Recording(_Serializable):
+    """Decoded audio: mono float32 samples in [-1, 1] at ``sample_rate_hz``.
+
+    ``samples`` is not serialised; ``to_dict`` keeps only the description.
+    ``declared_duration_s`` is what the container header claims (``None``
+    when it says nothing), so truncated files can be reported.
+    """
+
+    path: str
+    samples: np.ndarray = field(repr=False, compare=False, metadata={"serialize": False})
+    sample_rate_hz: int
+    duration_s: float
+    source_sample_rate_hz: int
+    source_channels: int
+    source_format: str
+    declared_duration_s: float | None = None
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class SpeechRegion(_Serializable):
+    """A stretch of speech found by voice activity detection (VAD)."""
+
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Word(_Serializable):
+    """One recognised word with its times and Whisper's probability in [0, 1]."""
+
+    start: float
+    end: float
+    text: str
+    probability: float
+    speaker: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Word":
+        return cls(float(d["start"]), float(d["end"]), str(d["text"]),
+                   float(d["probability"]), d.get("speaker"))
+
+
+@dataclass(frozen=True)
+class Transcript(_Serializable):
+    """Words of a recording in time order, with the language used or detected."""
+
+    words: tuple[Word, ...]
+    language: str
+    language_probability: float
+    duration_s: float
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def text(self) -> str:
+        return " ".join(w.text.strip() for w in self.words).strip()
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Transcript":
+        return cls(tuple(Word.from_dict(w) for w in d["words"]), d["language"],
+                   float(d["language_probability"]), float(d["duration_s"]),
+                   int(d.get("schema_version", SCHEMA_VERSION)))
+
+
+@dataclass(frozen=True)
+class SpeakerTurn(_Serializable):
+    """A maximal stretch attributed to one speaker (one RTTM ``SPEAKER`` line)."""
+
+    start: float
+    end: float
+    speaker: str
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Diarization(_Serializable):
+    """Who spoke when: speaker turns in time order.
+
+    ``num_speakers_estimated`` says whether the count was estimated rather
+    than given; ``method`` names how turns were found.
+    """
+
+    turns: tuple[SpeakerTurn, ...]
+    speakers: tuple[str, ...]
+    method: str
+    num_speakers_estimated: bool = False
+    schema_version: int = SCHEMA_VERSION
+
+    def speech_time_s(self) -> dict[str, float]:
+        """Total speech time per speaker, in seconds."""
+        totals = {s: 0.0 for s in self.speakers}
+        for t in self.turns:
+            totals[t.speaker] = totals.get(t.speaker, 0.0) + t.duration
+        return totals
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Diarization":
+        return cls(tuple(SpeakerTurn(float(t["start"]), float(t["end"]), t["speaker"]) for t in d["turns"]),
+                   tuple(d["speakers"]), d["method"], bool(d.get("num_speakers_estimated", False)),
+                   int(d.get("schema_version", SCHEMA_VERSION)))
+
+
+@dataclass(frozen=True)
+class RoleAssignment(_Serializable):
+    """Speaker label → role (``therapist``, ``client``, ``parent``) and how it was decided."""
+
+    roles: Mapping[str, str]
+    rule: str
+
+    def role_of(self, speaker: str | None) -> str:
+        return self.roles.get(speaker, "unknown") if speaker is not None else "unknown"
+
+
+@dataclass(frozen=True)
+class Utterance(_Serializable):
+    """Consecutive words of one speaker, with that speaker's role."""
+
+    speaker: str
+    role: str
+    start: float
+    end: float
+    words: tuple[Word, ...]
+
+    @property
+    def text(self) -> str:
+        return " ".join(w.text.strip() for w in self.words).strip()
+
+    @property
+    def is_question(self) -> bool:
+        return self.text.rstrip().endswith("?")
+
+
+@dataclass(frozen=True)
+class TurnProsody(_Serializable):
+    """Prosody of one speaker turn.
+
+    ``f0_median_hz`` and ``f0_range_st`` (5th–95th percentile, semitones) are
+    NaN when the turn has no voiced frames; ``intensity_db`` is the mean RMS
+    level in dB relative to full scale (dBFS).
+    """
+
+    start: float
+    end: float
+    speaker: str
+    f0_median_hz: float
+    f0_range_st: float
+    intensity_db: float
+    voiced_fraction: float
+
+
+@dataclass(frozen=True)
+class TurnMetrics(_Serializable):
+    """Session-level turn-taking metrics (floor-transfer terms after Heldner & Edlund 2010).
+
+    ``gaps_s`` are silences between the end of one speaker's turn and the
+    start of another's; ``overlaps_s`` the durations where the next speaker
+    started before the previous one finished. ``response_latency_s`` is the
+    mean gap before the client's turns that follow a therapist turn (NaN when
+    there are none).
+    """
+
+    duration_s: float
+    speech_time_s: Mapping[str, float]
+    speech_ratio: Mapping[str, float]
+    speech_time_by_role_s: Mapping[str, float]
+    n_turns: Mapping[str, int]
+    gaps_s: tuple[float, ...]
+    overlaps_s: tuple[float, ...]
+    response_latency_s: float
+    longest_silence_s: float
+    silence_share: float
+
+
+@dataclass(frozen=True)
+class FeatureFrame(_Serializable):
+    """Feature values of one analysis window, in ``FEATURE_NAMES`` order."""
+
+    start: float
+    end: float
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class SessionFeatures(_Serializable):
+    """The per-window feature table of a session."""
+
+    feature_names: tuple[str, ...]
+    units: tuple[str, ...]
+    frames: tuple[FeatureFrame, ...]
+
+    def matrix(self) -> np.ndarray:
+        """Feature values, shape (n_windows, n_features), NaN where undefined."""
+        if not self.frames:
+            return np.zeros((0, len(self.feature_names)))
+        return np.array([[_nan(v) for v in f.values] for f in self.frames], dtype=float)
+
+
+@dataclass(frozen=True)
+class RuptureFlag(_Serializable):
+    """A stretch flagged for clinician review: never a diagnosis.
+
+    ``marker_type`` is a 3RS rupture type (``withdrawal`` or
+    ``confrontation``); ``reasons`` are plain-language sentences drawn from the
+    markers that drove the flag.
+    """
+
+    start: float
+    end: float
+    probability: float
+    marker_type: str
+    reasons: tuple[str, ...]
+    model_version: str
+
+
+@dataclass(frozen=True)
+class SessionReport(_Serializable):
+    """Everything the report shows, and ``session.json`` holds."""
+
+    session_id: str
+    recording: Recording
+    speech_regions: tuple[SpeechRegion, ...]
+    transcript: Transcript
+    diarization: Diarization
+    roles: RoleAssignment
+    utterances: tuple[Utterance, ...]
+    metrics: TurnMetrics
+    prosody: tuple[TurnProsody, ...]
+    features: SessionFeatures
+    flags: tuple[RuptureFlag, ...]
+    model_version: str
+    flag_threshold: float
+    settings_hash: str
+    settings: Mapping[str, Any]
+    created_at: str
+    software_version: str
+    schema_version: int = SCHEMA_VERSION
