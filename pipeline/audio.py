@@ -21,8 +21,8 @@ SUPPORTED_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", 
 def decode(path: str | Path, *, settings: AudioSettings | None = None) -> Recording:
     """Decode an audio file into a mono float32 :class:`Recording`.
 
-    Channels are averaged; the signal is resampled with FFmpeg's resampler
-    (libswresample) to ``settings.sample_rate_hz``.
+    The signal is resampled with FFmpeg's resampler (libswresample) to
+    ``settings.sample_rate_hz``, then channels are averaged.
 
     Parameters
     ----------
@@ -71,18 +71,22 @@ def decode(path: str | Path, *, settings: AudioSettings | None = None) -> Record
             if declared is not None and declared > settings.max_duration_s:
                 raise AudioDecodeError(path, f"recording declares {declared:.0f} s, longer than the "
                                              f"limit of {settings.max_duration_s:.0f} s (ALLIANCE_AUDIO__MAX_DURATION_S)")
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            # keep the channels through resampling and average them here: FFmpeg's own
+            # down-mix weights each channel by -3 dB instead of averaging
+            resampler = None
             max_samples = int(settings.max_duration_s * rate)
             for frame in container.decode(stream):
                 frame.pts = None
+                if resampler is None:
+                    resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=rate)
                 for out in resampler.resample(frame):
-                    pieces.append(out.to_ndarray().reshape(-1).copy())
+                    pieces.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
                     n_decoded += pieces[-1].size
                 if n_decoded > max_samples:
                     raise AudioDecodeError(path, f"decoded more than the limit of {settings.max_duration_s:.0f} s "
                                                  "(ALLIANCE_AUDIO__MAX_DURATION_S)")
-            for out in resampler.resample(None):
-                pieces.append(out.to_ndarray().reshape(-1).copy())
+            for out in (resampler.resample(None) if resampler is not None else ()):
+                pieces.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
             format_name = container.format.name
     except AudioDecodeError:
         raise

@@ -22,11 +22,35 @@ import numpy as np
 from pipeline.types import Diarization, RoleAssignment, SpeakerTurn, Transcript, TurnMetrics, Utterance, Word
 
 
-def floor_turns(turns: Sequence[SpeakerTurn]) -> tuple[SpeakerTurn, ...]:
-    """Merge consecutive turns of one speaker into floor turns.
+def _floor_walk(turns: Sequence[SpeakerTurn]) -> tuple[list[SpeakerTurn], list[tuple[SpeakerTurn, SpeakerTurn, float]]]:
+    """Walk turns in time order, tracking who holds the floor.
 
-    Two stretches of the same speaker with no other speaker starting in
-    between form one turn; the silence between them is a pause.
+    A turn of the holder extends the hold (the silence between is a pause);
+    another speaker's turn that ends before the holder's does is contained
+    (a backchannel or brief overlap) and does not take the floor; any other
+    turn of another speaker is a floor transfer.
+    """
+    holders: list[SpeakerTurn] = []
+    offsets: list[tuple[SpeakerTurn, SpeakerTurn, float]] = []
+    for t in sorted(turns, key=lambda t: (t.start, t.end)):
+        if holders and t.speaker == holders[-1].speaker:
+            holders[-1] = SpeakerTurn(holders[-1].start, max(holders[-1].end, t.end), t.speaker)
+        elif holders and t.end <= holders[-1].end:
+            continue
+        else:
+            if holders:
+                offsets.append((holders[-1], t, t.start - holders[-1].end))
+            holders.append(t)
+    return holders, offsets
+
+
+def floor_turns(turns: Sequence[SpeakerTurn]) -> tuple[SpeakerTurn, ...]:
+    """Merge the stretches of each hold of the floor into one turn.
+
+    Stretches of one speaker with no other speaker taking the floor in
+    between form one turn (the silences between them are pauses). A short
+    turn of another speaker that ends inside the current holder's turn
+    (a backchannel such as "mm") does not take the floor and is left out.
 
     Parameters
     ----------
@@ -36,15 +60,9 @@ def floor_turns(turns: Sequence[SpeakerTurn]) -> tuple[SpeakerTurn, ...]:
     Returns
     -------
     tuple of SpeakerTurn
-        Turns sorted by start time, one per uninterrupted hold of the floor.
+        Floor turns sorted by start time.
     """
-    merged: list[SpeakerTurn] = []
-    for t in sorted(turns, key=lambda t: (t.start, t.end)):
-        if merged and merged[-1].speaker == t.speaker:
-            merged[-1] = SpeakerTurn(merged[-1].start, max(merged[-1].end, t.end), t.speaker)
-        else:
-            merged.append(t)
-    return tuple(merged)
+    return tuple(_floor_walk(turns)[0])
 
 
 def floor_transfer_offsets(turns: Sequence[SpeakerTurn]) -> list[tuple[SpeakerTurn, SpeakerTurn, float]]:
@@ -58,23 +76,13 @@ def floor_transfer_offsets(turns: Sequence[SpeakerTurn]) -> list[tuple[SpeakerTu
     Returns
     -------
     list of (previous, next, fto_s)
-        For each speaker change, in time order; ``fto_s > 0`` is a gap,
-        ``fto_s < 0`` an overlap. A turn wholly inside another speaker's turn
-        (a backchannel) is not a change of floor and yields no entry.
+        For each floor transfer, in time order: ``fto_s`` is the next
+        speaker's start minus the end of the previous speaker's stretch
+        that preceded it; ``fto_s > 0`` is a gap, ``fto_s < 0`` an overlap.
+        A turn wholly inside another speaker's turn (a backchannel) is not a
+        floor transfer and yields no entry.
     """
-    out = []
-    ft = floor_turns(turns)
-    holder: SpeakerTurn | None = None
-    for t in ft:
-        if holder is None:
-            holder = t
-            continue
-        if t.end <= holder.end and t.speaker != holder.speaker:
-            continue  # contained: backchannel or overlap, the floor stays
-        if t.speaker != holder.speaker:
-            out.append((holder, t, t.start - holder.end))
-        holder = t
-    return out
+    return _floor_walk(turns)[1]
 
 
 def silences(turns: Sequence[SpeakerTurn], *, start_s: float, end_s: float) -> list[tuple[float, float]]:

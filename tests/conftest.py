@@ -1,0 +1,145 @@
+"""Shared fixtures: real sample audio with its references, and the real models loaded once."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+# Before anything imports Prefect: a private PREFECT_HOME, no analytics, outputs in a temp folder.
+_TMP = Path(tempfile.mkdtemp(prefix="alliance-tests-"))
+os.environ["PREFECT_HOME"] = str(_TMP / "prefect")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("ALLIANCE_DATA_DIR", str(_TMP / "data"))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DIR = ROOT / "sample_audio"
+SAMPLE_WAV = SAMPLE_DIR / "sample.wav"
+SAMPLE_RTTM = SAMPLE_DIR / "sample.rttm"
+SAMPLE_STM = SAMPLE_DIR / "sample.stm"
+
+
+def read_stm_text(path: Path) -> str:
+    """Reference words of an STM file, in order."""
+    return " ".join(line.split(None, 5)[5] for line in path.read_text().splitlines() if line.strip())
+
+
+def normalise_text(text: str) -> str:
+    """Lower-case and remove punctuation (the WER convention of the shared data)."""
+    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).replace("'", "").split())
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    import jiwer
+
+    return jiwer.wer(normalise_text(reference), normalise_text(hypothesis))
+
+
+def der(reference_turns, hypothesis_turns, *, uri: str = "x", collar: float = 0.5) -> dict:
+    """pyannote.metrics DER with a collar in seconds (0.5 means ±0.25 s), overlaps scored."""
+    from pyannote.core import Annotation, Segment
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    def ann(turns):
+        a = Annotation(uri=uri)
+        for t in turns:
+            a[Segment(t.start, t.end)] = t.speaker
+        return a
+
+    return DiarizationErrorRate(collar=collar, skip_overlap=False)(ann(reference_turns), ann(hypothesis_turns),
+                                                                 detailed=True)
+
+
+def speech_time_error_s(reference_turns, hypothesis_turns) -> float:
+    """Largest per-speaker speech-time difference (s) under the best one-to-one speaker mapping."""
+    from itertools import permutations
+
+    def totals(turns):
+        out: dict[str, float] = {}
+        for t in turns:
+            out[t.speaker] = out.get(t.speaker, 0.0) + (t.end - t.start)
+        return out
+
+    ref, hyp = totals(reference_turns), totals(hypothesis_turns)
+    ref_names = sorted(ref)
+    hyp_names = sorted(hyp) + [None] * max(0, len(ref) - len(hyp))
+    best = np.inf
+    for perm in permutations(hyp_names, len(ref_names)):
+        err = max(abs(ref[r] - (hyp.get(h, 0.0) if h else 0.0)) for r, h in zip(ref_names, perm))
+        best = min(best, err)
+    return float(best)
+
+
+@pytest.fixture(scope="session")
+def tmp_root() -> Path:
+    return _TMP
+
+
+@pytest.fixture(scope="session")
+def settings():
+    from pipeline.settings import Settings
+
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def sample_recording():
+    from pipeline.audio import decode
+
+    return decode(SAMPLE_WAV)
+
+
+@pytest.fixture(scope="session")
+def sample_reference_turns():
+    from pipeline.rttm import read_rttm
+
+    return read_rttm(SAMPLE_RTTM)["sample"]
+
+
+@pytest.fixture(scope="session")
+def sample_speech(sample_recording, settings):
+    from pipeline.vad import detect_speech
+
+    return detect_speech(sample_recording.samples, sample_recording.sample_rate_hz, settings=settings.vad)
+
+
+@pytest.fixture(scope="session")
+def asr_backend(settings):
+    from pipeline.asr import load_backend
+
+    return load_backend(settings.asr, model_cache_dir=settings.model_cache_dir)
+
+
+@pytest.fixture(scope="session")
+def sample_transcript(sample_recording, asr_backend, settings):
+    from pipeline.asr import transcribe
+
+    return transcribe(sample_recording.samples, 16000, settings=settings.asr, backend=asr_backend, language="en")
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from pipeline.diarization import ResemblyzerEmbedder
+
+    return ResemblyzerEmbedder()
+
+
+@pytest.fixture(scope="session")
+def sample_diarization(sample_recording, sample_speech, embedder, settings):
+    from pipeline.diarization import diarize
+
+    return diarize(sample_recording.samples, 16000, sample_speech, num_speakers=2,
+                   settings=settings.diarization, embedder=embedder)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A temporary Prefect database and server for the whole test session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

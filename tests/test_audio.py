@@ -1,0 +1,116 @@
+"""Decoding: formats, rates, channels, and clear errors for bad files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.audio import decode, save_wav
+from pipeline.errors import AudioDecodeError, EmptyAudioError, InputError
+from pipeline.settings import AudioSettings
+from tests.conftest import SAMPLE_WAV
+
+
+def _encode(samples: np.ndarray, rate: int, path, codec: str, *, channels: int = 1) -> None:
+    """Encode a float signal with PyAV (its bundled FFmpeg) into ``path``."""
+    import av
+
+    layout = "mono" if channels == 1 else "stereo"
+    data = samples.reshape(1, -1) if channels == 1 else np.stack([samples, samples * 0.5])
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate, layout=layout)
+        fmt = stream.codec_context.format.name if stream.codec_context.format else "fltp"
+        step = 1024 if codec not in ("libopus", "opus") else 960
+        for i in range(0, data.shape[1], step):
+            chunk = np.ascontiguousarray(data[:, i:i + step].astype(np.float32))
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
+            frame.rate = rate
+            if fmt != "fltp":
+                frame = av.AudioResampler(format=fmt, layout=layout, rate=rate).resample(frame)[0]
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+def test_sample_decodes_to_30_seconds_of_mono_16k_float32(sample_recording):
+    assert sample_recording.duration_s == pytest.approx(30.0, abs=1e-3)
+    assert sample_recording.sample_rate_hz == 16000
+    assert sample_recording.samples.dtype == np.float32
+    assert sample_recording.samples.ndim == 1
+    assert sample_recording.source_format == "wav"
+    assert np.abs(sample_recording.samples).max() <= 1.0
+
+
+@pytest.mark.parametrize("suffix, codec", [(".flac", "flac"), (".mp3", "libmp3lame"), (".ogg", "libopus"),
+                                           (".opus", "libopus"), (".m4a", "aac")])
+def test_compressed_formats_decode_to_same_duration_and_level(tmp_path, sample_recording, suffix, codec):
+    clip = sample_recording.samples[: 10 * 16000]
+    rate = 48000 if codec == "libopus" else 16000
+    if rate != 16000:
+        import librosa
+
+        clip = librosa.resample(clip, orig_sr=16000, target_sr=rate)
+    path = tmp_path / f"clip{suffix}"
+    _encode(clip, rate, path, codec)
+    rec = decode(path)
+    assert rec.sample_rate_hz == 16000
+    # encoder priming and padding (AAC: 1024 samples plus the last frame) stay below 0.15 s
+    assert rec.duration_s == pytest.approx(10.0, abs=0.15)
+    ref_rms = np.sqrt(np.mean(sample_recording.samples[: 10 * 16000] ** 2))
+    assert np.sqrt(np.mean(rec.samples ** 2)) == pytest.approx(ref_rms, rel=0.15)
+
+
+def test_stereo_44k_is_mixed_down_and_resampled(tmp_path):
+    t = np.arange(int(2.0 * 44100)) / 44100
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    path = tmp_path / "stereo.wav"
+    _encode(tone, 44100, path, "pcm_s16le", channels=2)
+    rec = decode(path)
+    assert rec.source_channels == 2 and rec.source_sample_rate_hz == 44100
+    assert rec.duration_s == pytest.approx(2.0, abs=0.01)
+    # left 0.5, right 0.25 → mono mean 0.375 amplitude
+    assert np.abs(rec.samples[1000:-1000]).max() == pytest.approx(0.375, abs=0.02)
+
+
+def test_8k_telephone_audio_is_upsampled(tmp_path):
+    t = np.arange(8000) / 8000
+    path = save_wav(tmp_path / "tel.wav", 0.3 * np.sin(2 * np.pi * 300 * t), 8000)
+    rec = decode(path)
+    assert rec.source_sample_rate_hz == 8000
+    assert rec.samples.size == 16000
+
+
+def test_missing_file_names_the_file(tmp_path):
+    with pytest.raises(AudioDecodeError, match="nothere.wav: file not found"):
+        decode(tmp_path / "nothere.wav")
+
+
+def test_zero_byte_file_is_empty_audio(tmp_path):
+    path = tmp_path / "empty_session.wav"
+    path.write_bytes(b"")
+    with pytest.raises(EmptyAudioError, match="empty_session.wav: file is empty"):
+        decode(path)
+
+
+def test_text_file_renamed_wav_is_not_audio(tmp_path):
+    path = tmp_path / "notes.wav"
+    path.write_text("these are session notes, not audio\n" * 20)
+    with pytest.raises(AudioDecodeError, match="notes.wav: cannot be decoded as audio"):
+        decode(path)
+
+
+def test_directory_is_refused(tmp_path):
+    with pytest.raises(InputError, match="is not a regular file"):
+        decode(tmp_path)
+
+
+def test_header_only_wav_decodes_to_nothing(tmp_path):
+    path = save_wav(tmp_path / "header_only.wav", np.zeros(0), 16000)
+    with pytest.raises(EmptyAudioError, match="header_only.wav"):
+        decode(path)
+
+
+def test_too_long_recording_is_refused(tmp_path):
+    with pytest.raises(AudioDecodeError, match="sample.wav: .*longer than the limit"):
+        decode(SAMPLE_WAV, settings=AudioSettings(max_duration_s=10.0))

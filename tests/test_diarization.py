@@ -1,0 +1,108 @@
+"""Diarization: DER and speech time on sample.wav, clustering maths, RTTM."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.diarization import assign_words, cluster_embeddings, diarize, labels_to_turns
+from pipeline.rttm import read_rttm, write_rttm
+from pipeline.settings import DiarizationSettings
+from pipeline.types import Diarization, SpeakerTurn, SpeechRegion, Transcript, Word
+from tests.conftest import der, speech_time_error_s
+
+
+def test_der_on_sample_is_at_most_10_percent(sample_diarization, sample_reference_turns):
+    result = der(sample_reference_turns, sample_diarization.turns, uri="sample", collar=0.5)
+    assert result["diarization error rate"] <= 0.10, result
+
+
+def test_speech_time_per_speaker_within_1_5_s(sample_diarization, sample_reference_turns):
+    assert len(sample_diarization.speakers) == 2
+    assert speech_time_error_s(sample_reference_turns, sample_diarization.turns) <= 1.5
+
+
+def test_turns_are_ordered_and_disjoint(sample_diarization):
+    turns = sample_diarization.turns
+    assert all(a.end <= b.start for a, b in zip(turns, turns[1:]))
+    assert all(t.duration > 0 for t in turns)
+
+
+def test_cluster_embeddings_separates_two_clear_groups():
+    rng = np.random.default_rng(1)
+    a = np.array([1.0, 0.0, 0.0]) + 0.05 * rng.standard_normal((10, 3))
+    b = np.array([0.0, 1.0, 0.0]) + 0.05 * rng.standard_normal((8, 3))
+    x = np.vstack([a[:5], b[:4], a[5:], b[4:]])
+    labels = cluster_embeddings(x, 2)
+    assert list(labels) == [0] * 5 + [1] * 4 + [0] * 5 + [1] * 4
+
+
+def test_cluster_embeddings_edge_cases():
+    assert cluster_embeddings(np.zeros((0, 3)), 2).size == 0
+    assert list(cluster_embeddings(np.ones((4, 3)), 1)) == [0, 0, 0, 0]
+    with pytest.raises(ValueError, match="n_speakers must be an int >= 1"):
+        cluster_embeddings(np.ones((4, 3)), 0)
+
+
+def test_labels_to_turns_smooths_flicker_and_keeps_silence():
+    labels = np.array([0] * 50 + [1] * 10 + [0] * 40 + [-1] * 30 + [1] * 100)
+    turns = labels_to_turns(labels, 0.01, min_turn_s=0.25, names=["A", "B"])
+    assert turns == (SpeakerTurn(0.0, 1.0, "A"), SpeakerTurn(1.3, 2.3, "B"))
+
+
+class _ToneEmbedder:
+    """Fake embedder: one-hot of the dominant band (below or above 500 Hz) of each window."""
+
+    name = "tone-fake"
+
+    def embed_windows(self, samples, sample_rate_hz, starts_s, window_s):
+        out = []
+        for s in starts_s:
+            seg = samples[int(s * sample_rate_hz): int((s + window_s) * sample_rate_hz)]
+            spec = np.abs(np.fft.rfft(seg)) ** 2  # power: proportional to each tone's share of the window
+            freqs = np.fft.rfftfreq(seg.size, 1 / sample_rate_hz)
+            low = spec[freqs < 500].sum() >= spec[freqs >= 500].sum()
+            out.append([1.0, 0.0] if low else [0.0, 1.0])
+        return np.array(out)
+
+
+def test_diarize_with_a_fake_embedder_recovers_known_turns():
+    sr = 16000
+    t = np.arange(4 * sr) / sr
+    low, high = 0.3 * np.sin(2 * np.pi * 200 * t), 0.3 * np.sin(2 * np.pi * 1200 * t)
+    signal = np.concatenate([low, np.zeros(sr), high, low]).astype(np.float32)  # A 0-4, silence, B 5-9, A 9-13
+    speech = (SpeechRegion(0.0, 4.0), SpeechRegion(5.0, 13.0))
+    d = diarize(signal, sr, speech, num_speakers=2, settings=DiarizationSettings(), embedder=_ToneEmbedder())
+    assert [t.speaker for t in d.turns] == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_00"]
+    assert d.turns[0].start == pytest.approx(0.0, abs=0.05) and d.turns[0].end == pytest.approx(4.0, abs=0.05)
+    assert d.turns[1].start == pytest.approx(5.0, abs=0.05) and d.turns[1].end == pytest.approx(9.0, abs=0.15)
+    assert d.speech_time_s()["SPEAKER_01"] == pytest.approx(4.0, abs=0.15)
+
+
+def test_diarize_without_speech_is_empty():
+    d = diarize(np.zeros(16000, np.float32), 16000, (), num_speakers=2, settings=DiarizationSettings(),
+                embedder=_ToneEmbedder())
+    assert d.turns == () and d.speakers == ()
+
+
+def test_assign_words_uses_largest_overlap_then_nearest_turn():
+    d = Diarization((SpeakerTurn(0, 2, "A"), SpeakerTurn(2, 4, "B")), ("A", "B"), "test")
+    words = (Word(0.5, 1.0, "hallo", 1.0), Word(1.8, 2.6, "ja", 1.0), Word(5.0, 5.5, "nee", 1.0))
+    out = assign_words(Transcript(words, "nl", 1.0, 6.0), d)
+    assert [w.speaker for w in out.words] == ["A", "B", "B"]
+
+
+def test_rttm_round_trip(tmp_path, sample_diarization):
+    path = write_rttm(sample_diarization, tmp_path / "s.rttm", uri="s")
+    back = read_rttm(path)["s"]
+    assert [(t.speaker, round(t.start, 3), round(t.end, 3)) for t in back] == \
+        [(t.speaker, round(t.start, 3), round(t.end, 3)) for t in sample_diarization.turns]
+
+
+def test_malformed_rttm_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.rttm"
+    path.write_text("SPEAKER x 1 0.0 1.0 <NA> <NA> A <NA> <NA>\nSPEAKER x 1 abc 1.0 <NA> <NA> B <NA> <NA>\n")
+    from pipeline.errors import InputError
+
+    with pytest.raises(InputError, match="bad.rttm: line 2"):
+        read_rttm(path)

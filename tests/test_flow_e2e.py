@@ -1,0 +1,89 @@
+"""End to end: `alliance analyze` on sample.wav through the Prefect flow, with real models."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from pipeline.types import SpeakerTurn
+from tests.conftest import SAMPLE_STM, SAMPLE_WAV, der, read_stm_text, speech_time_error_s, word_error_rate
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def analysed(prefect_harness, tmp_path_factory):
+    out = tmp_path_factory.mktemp("session")
+    result = runner.invoke(app, ["analyze", str(SAMPLE_WAV), "--speakers", "2", "--language", "en",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def test_cli_prints_where_the_report_is(analysed):
+    out, result = analysed
+    assert f"Report: {out / 'report.html'}" in result.output
+
+
+def test_session_json_is_correct_for_the_sample(analysed, sample_reference_turns):
+    out, _ = analysed
+    s = json.loads((out / "session.json").read_text())
+    assert s["recording"]["duration_s"] == pytest.approx(30.0, abs=1e-3)
+    assert s["model_version"] == "bootstrap-v1"
+    assert s["transcript"]["language"] == "en"
+    words = " ".join(w["text"] for w in s["transcript"]["words"])
+    assert word_error_rate(read_stm_text(SAMPLE_STM), words) <= 0.20
+    assert all(w["speaker"] in ("SPEAKER_00", "SPEAKER_01") for w in s["transcript"]["words"])
+    turns = [SpeakerTurn(t["start"], t["end"], t["speaker"]) for t in s["diarization"]["turns"]]
+    assert der(sample_reference_turns, turns, uri="sample")["diarization error rate"] <= 0.10
+    assert speech_time_error_s(sample_reference_turns, turns) <= 1.5
+    assert sorted(s["roles"]["roles"].values()) == ["client", "therapist"]
+    assert 0.0 <= s["metrics"]["silence_share"] <= 1.0
+    assert s["features"]["feature_names"] and len(s["features"]["frames"]) == 1
+    assert re.fullmatch(r"[0-9a-f]{16}", s["settings_hash"])
+    assert s["settings"]["asr"]["compute_type"] == "int8"
+
+
+def test_report_html_shows_timeline_metrics_and_transcript(analysed):
+    out, _ = analysed
+    html = (out / "report.html").read_text()
+    assert "<svg" in html and html.count("<rect") >= 5
+    assert "Turn-taking" in html and "Flagged for review" in html
+    assert "Chicago" in html  # the transcript is in the therapist's report
+    # readable without a server: no scripts, no external resources
+    assert "<script" not in html and not re.search(r"(src|href)=\"https?://", html)
+
+
+def test_outputs_hold_no_copy_of_the_audio(analysed):
+    out, _ = analysed
+    names = {p.name for p in out.rglob("*")}
+    assert {"report.html", "session.json", "diarization.rttm", "transcript.json", "features.csv"} <= names
+    assert not any(p.suffix in (".npy", ".wav") for p in out.rglob("*"))
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.wav", b"", "empty.wav: file is empty"),
+    ("notes.wav", b"not audio at all\n" * 50, "notes.wav: cannot be decoded as audio"),
+])
+def test_bad_input_fails_with_a_message_naming_the_file(prefect_harness, tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    result = runner.invoke(app, ["analyze", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split())
+
+
+def test_missing_file_fails_with_a_message_naming_the_file(prefect_harness, tmp_path):
+    result = runner.invoke(app, ["analyze", str(tmp_path / "gone.m4a"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "gone.m4a: file not found" in result.output
+
+
+def test_bad_language_is_refused_before_any_work(tmp_path):
+    result = runner.invoke(app, ["analyze", str(SAMPLE_WAV), "--language", "fr"])
+    assert result.exit_code == 2
+    assert "must be one of nl, en, auto" in result.output

@@ -1,0 +1,42 @@
+"""Session metadata: valid files and clear errors naming the file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.errors import MetadataError
+from pipeline.metadata import load_metadata
+
+
+def _write(tmp_path, obj, name="s1.json"):
+    path = tmp_path / name
+    path.write_text(obj if isinstance(obj, str) else json.dumps(obj))
+    return path
+
+
+def test_valid_metadata(tmp_path):
+    m = load_metadata(_write(tmp_path, {"session_id": "s-1", "language": "nl",
+                                        "participants": [{"role": "therapist"}, {"role": "client", "age": 9},
+                                                         {"role": "parent"}],
+                                        "speaker_roles": {"SPEAKER_01": "client"}}))
+    assert m.num_speakers == 3 and m.language == "nl" and m.speaker_roles == {"SPEAKER_01": "client"}
+
+
+@pytest.mark.parametrize("obj, message", [
+    ("{not json", "not valid JSON"),
+    ([1, 2], "expected a JSON object"),
+    ({"language": "fr"}, "'language' must be one of nl, en, auto"),
+    ({"participants": [{"role": "uncle"}]}, r"participants\[0\].role must be one of"),
+    ({"speaker_roles": {"SPEAKER_00": "doctor"}}, "'speaker_roles' must map"),
+    ({"session_id": "../../etc"}, "'session_id' must be a non-empty string without slashes"),
+])
+def test_bad_metadata_names_the_file(tmp_path, obj, message):
+    with pytest.raises(MetadataError, match=f"s1.json: .*{message}"):
+        load_metadata(_write(tmp_path, obj))
+
+
+def test_missing_metadata_file(tmp_path):
+    with pytest.raises(MetadataError, match="gone.json: metadata file not found"):
+        load_metadata(tmp_path / "gone.json")

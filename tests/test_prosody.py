@@ -1,0 +1,51 @@
+"""Prosody on synthetic signals with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pipeline.prosody import f0_track, intensity_db, turn_prosody
+from pipeline.settings import FeatureSettings
+from pipeline.types import SpeakerTurn
+
+SR = 16000
+
+
+def _tone(f0, seconds, amp=0.5):
+    t = np.arange(int(seconds * SR)) / SR
+    return (amp * np.sin(2 * np.pi * f0 * t)).astype(np.float32)
+
+
+def test_f0_of_a_220_hz_tone_is_220_hz():
+    f0 = f0_track(_tone(220, 1.0), SR, fmin_hz=65, fmax_hz=600, hop_s=0.02)
+    voiced = f0[np.isfinite(f0)]
+    assert voiced.size > 0.8 * f0.size
+    assert np.median(voiced) == pytest.approx(220, rel=0.01)
+
+
+def test_intensity_of_a_sine_is_its_rms_in_dbfs():
+    assert intensity_db(_tone(440, 1.0, amp=0.5)) == pytest.approx(20 * math.log10(0.5 / math.sqrt(2)), abs=0.05)
+    assert intensity_db(np.zeros(100)) == -120.0
+
+
+def test_turn_prosody_known_answers_and_unvoiced_turn():
+    signal = np.concatenate([_tone(150, 1.0), np.zeros(SR, np.float32), _tone(300, 1.0, amp=0.05)])
+    out = turn_prosody(signal, SR, [SpeakerTurn(0, 1, "A"), SpeakerTurn(1, 2, "B"), SpeakerTurn(2, 3, "C")],
+                       settings=FeatureSettings())
+    assert out[0].f0_median_hz == pytest.approx(150, rel=0.01)
+    assert out[0].f0_range_st == pytest.approx(0.0, abs=0.3)  # a steady tone has a flat contour
+    assert math.isnan(out[1].f0_median_hz) and out[1].voiced_fraction == 0.0
+    assert out[2].f0_median_hz == pytest.approx(300, rel=0.01)
+    assert out[0].intensity_db - out[2].intensity_db == pytest.approx(20.0, abs=0.1)  # 10x amplitude
+
+
+def test_a_glide_has_the_expected_range_in_semitones():
+    t = np.arange(SR * 2) / SR
+    f = 200 * 2 ** (t / 2)  # one octave up over 2 s
+    phase = 2 * np.pi * np.cumsum(f) / SR
+    out = turn_prosody((0.5 * np.sin(phase)).astype(np.float32), SR, [SpeakerTurn(0, 2, "A")],
+                       settings=FeatureSettings())
+    assert out[0].f0_range_st == pytest.approx(12 * 0.9, abs=1.0)  # 5th–95th percentile of a 12-semitone glide

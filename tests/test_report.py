@@ -1,0 +1,43 @@
+"""The HTML report renders flags, reasons and the transcript, escaped and self-contained."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from pipeline.features import FEATURE_NAMES, FEATURE_UNITS
+from pipeline.report import render_html, write_report
+from pipeline.types import (Diarization, FeatureFrame, Recording, RoleAssignment, RuptureFlag, SessionFeatures,
+                            SessionReport, SpeakerTurn, Transcript, TurnMetrics, Utterance, Word)
+
+
+def _report():
+    words = (Word(1.0, 1.5, "<b>Hoi</b>?", 0.9, "A"), Word(3.0, 3.4, "ja", 0.9, "B"))
+    rec = Recording("/x/s1.wav", np.zeros(0, np.float32), 16000, 60.0, 16000, 1, "wav", 60.0)
+    turns = (SpeakerTurn(1.0, 2.0, "A"), SpeakerTurn(3.0, 3.5, "B"))
+    roles = RoleAssignment({"A": "therapist", "B": "client"}, "test")
+    utts = (Utterance("A", "therapist", 1.0, 1.5, words[:1]), Utterance("B", "client", 3.0, 3.4, words[1:]))
+    metrics = TurnMetrics(60.0, {"A": 1.0, "B": 0.5}, {"A": 0.67, "B": 0.33}, {"therapist": 1.0, "client": 0.5},
+                          {"A": 1, "B": 1}, (1.0,), (), 1.0, 1.0, 0.97)
+    feats = SessionFeatures(FEATURE_NAMES, FEATURE_UNITS,
+                            (FeatureFrame(0.0, 30.0, tuple([math.nan] + [0.5] * (len(FEATURE_NAMES) - 1))),))
+    flag = RuptureFlag(0.0, 30.0, 0.81, "withdrawal", ("a silence of 9.2 s",), "test-model")
+    return SessionReport("s1", rec, (), Transcript(words, "nl", 1.0, 60.0), Diarization(turns, ("A", "B"), "t"),
+                         roles, utts, metrics, (), feats, (flag,), "test-model", 0.5, "abc", {}, "2026-11-29", "0.1")
+
+
+def test_report_shows_flag_reasons_and_escapes_text():
+    html = render_html(_report())
+    assert "withdrawal" in html and "probability 0.81" in html and "a silence of 9.2 s" in html
+    assert "&lt;b&gt;Hoi&lt;/b&gt;?" in html and "<b>Hoi</b>" not in html
+    assert "0:00.0–0:30.0" in html
+    assert "<script" not in html
+
+
+def test_write_report_writes_html_json_and_csv(tmp_path):
+    paths = write_report(_report(), tmp_path)
+    assert paths["json"].read_text().count('"withdrawal"') == 1
+    header = paths["features_csv"].read_text().splitlines()[0]
+    assert header.startswith("start_s,end_s,client_speech_share [ratio]")
+    assert "NaN" not in paths["json"].read_text()

@@ -1,0 +1,79 @@
+"""Turn-taking metrics on constructed turn sequences with known answers, and on sample.wav."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from pipeline.roles import assign_roles
+from pipeline.turns import floor_transfer_offsets, floor_turns, silences, turn_metrics, utterances
+from pipeline.types import Diarization, RoleAssignment, SpeakerTurn as T, Transcript, Word
+
+ROLES = RoleAssignment({"A": "therapist", "B": "client"}, "test")
+
+
+def _dia(*turns):
+    return Diarization(tuple(turns), tuple(sorted({t.speaker for t in turns})), "test")
+
+
+def test_gaps_overlaps_and_latency_known_answer():
+    # A 0-2, gap 1.0, B 3-4, overlap 0.5 (A starts 3.5), A 3.5-6, gap 2.0, B 8-9
+    d = _dia(T(0, 2, "A"), T(3, 4, "B"), T(3.5, 6, "A"), T(8, 9, "B"))
+    m = turn_metrics(d, ROLES, duration_s=10.0)
+    assert m.gaps_s == (1.0, 2.0)
+    assert m.overlaps_s == (0.5,)
+    assert m.response_latency_s == pytest.approx(1.5)  # mean of the two A→B gaps
+    assert m.speech_time_s == {"A": 4.5, "B": 2.0}
+    assert m.speech_ratio["B"] == pytest.approx(2.0 / 6.5, abs=1e-4)
+    assert m.speech_time_by_role_s == {"therapist": 4.5, "client": 2.0}
+    assert m.n_turns == {"A": 2, "B": 2}
+    assert m.longest_silence_s == pytest.approx(2.0)
+    assert m.silence_share == pytest.approx((1.0 + 2.0 + 1.0) / 10.0)
+
+
+def test_backchannel_inside_a_turn_is_not_a_floor_change():
+    turns = (T(0, 5, "A"), T(2, 2.4, "B"), T(6, 7, "B"))
+    offsets = floor_transfer_offsets(turns)
+    assert [(p.speaker, n.speaker, round(o, 3)) for p, n, o in offsets] == [("A", "B", 1.0)]
+
+
+def test_pause_within_one_speaker_is_one_floor_turn():
+    assert floor_turns((T(0, 1, "A"), T(1.8, 3, "A"), T(3.5, 4, "B"))) == (T(0, 3, "A"), T(3.5, 4, "B"))
+
+
+def test_silences_cover_lead_in_and_tail():
+    assert silences((T(1, 2, "A"), T(1.5, 3, "B")), start_s=0, end_s=5) == [(0, 1), (3, 5)]
+
+
+def test_empty_diarization_is_all_silence():
+    m = turn_metrics(_dia(), ROLES, duration_s=12.0)
+    assert m.silence_share == 1.0 and m.longest_silence_s == 12.0 and math.isnan(m.response_latency_s)
+
+
+def test_most_speech_is_therapist_rule_and_override():
+    d = _dia(T(0, 5, "A"), T(5, 6, "B"), T(6, 6.5, "C"))
+    assert assign_roles(d).roles == {"A": "therapist", "B": "client", "C": "parent"}
+    r = assign_roles(d, override={"A": "client", "B": "therapist"})
+    assert r.roles == {"A": "client", "B": "therapist", "C": "parent"} and r.rule == "session-override"
+    with pytest.raises(ValueError, match="roles must be one of"):
+        assign_roles(d, override={"A": "doctor"})
+
+
+def test_utterances_split_on_speaker_change_and_long_pause():
+    words = (Word(0, 0.3, "Hoe", 1, "A"), Word(0.35, 0.6, "gaat", 1, "A"), Word(0.65, 0.9, "het?", 1, "A"),
+             Word(2.0, 2.2, "Goed.", 1, "B"), Word(4.0, 4.3, "Echt?", 1, "A"))
+    utts = utterances(Transcript(words, "nl", 1.0, 5.0), ROLES)
+    assert [(u.role, u.text, u.is_question) for u in utts] == [
+        ("therapist", "Hoe gaat het?", True), ("client", "Goed.", False), ("therapist", "Echt?", True)]
+
+
+def test_speech_ratio_from_pipeline_matches_reference(sample_diarization, sample_reference_turns):
+    ref = _dia(*sample_reference_turns)
+    roles_ref = assign_roles(ref)
+    roles_hyp = assign_roles(sample_diarization)
+    m_ref = turn_metrics(ref, roles_ref, duration_s=30.0)
+    m_hyp = turn_metrics(sample_diarization, roles_hyp, duration_s=30.0)
+    share = lambda m: m.speech_time_by_role_s["client"] / sum(m.speech_time_by_role_s.values())  # noqa: E731
+    assert share(m_hyp) == pytest.approx(share(m_ref), abs=0.05)
+    assert m_hyp.silence_share == pytest.approx(m_ref.silence_share, abs=0.08)
