@@ -40,8 +40,9 @@ class FeatureSpec:
 
 FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("client_speech_share", "ratio", "client speech time / all speech time in the window"),
-    FeatureSpec("silence_share", "ratio", "share of the window in which nobody speaks"),
-    FeatureSpec("longest_silence_s", "s", "longest silence in the window"),
+    FeatureSpec("silence_share", "ratio", "share of the window in which nobody speaks (from the session's first "
+                "to its last speech)"),
+    FeatureSpec("longest_silence_s", "s", "longest silence in the window (same span)"),
     FeatureSpec("mean_gap_s", "s", "mean gap (silence) at changes of speaker [2]"),
     FeatureSpec("client_response_latency_s", "s", "mean floor-transfer offset from therapist to client [2]"),
     FeatureSpec("overlap_rate_per_min", "1/min", "changes of speaker with overlap, per minute [2]"),
@@ -131,6 +132,9 @@ def window_features(diarization: Diarization, roles: RoleAssignment, utterances:
         client change). The classifier's pipeline imputes them.
     """
     clients = {s for s, r in roles.roles.items() if r == "client"}
+    # silence before the first and after the last speech is not conversational silence
+    talk_start = min((t.start for t in diarization.turns), default=0.0)
+    talk_end = max((t.end for t in diarization.turns), default=duration_s)
     therapists = {s for s, r in roles.roles.items() if r == "therapist"}
     z = _zscores(prosody, clients)
     frames = []
@@ -140,7 +144,9 @@ def window_features(diarization: Diarization, roles: RoleAssignment, utterances:
         turns = _clip(diarization.turns, a, b)
         speech = sum(t.duration for t in turns)
         client_speech = sum(t.duration for t in turns if t.speaker in clients)
-        sil = silences(turns, start_s=a, end_s=b)
+        span_a, span_b = max(a, talk_start), min(b, talk_end)
+        span = max(0.0, span_b - span_a) if diarization.turns else length
+        sil = silences(turns, start_s=span_a, end_s=span_b) if span > 0 else []
         offsets = [(p, n, o) for p, n, o in floor_transfer_offsets(turns)]
         gaps = [o for _, _, o in offsets if o > 0]
         latencies = [o for p, n, o in offsets if p.speaker in therapists and n.speaker in clients]
@@ -160,7 +166,7 @@ def window_features(diarization: Diarization, roles: RoleAssignment, utterances:
 
         values = (
             client_speech / speech if speech > 0 else 0.0,
-            sum(e - s for s, e in sil) / length if length > 0 else 0.0,
+            sum(e - s for s, e in sil) / span if span > 0 else 0.0,
             max((e - s for s, e in sil), default=0.0),
             float(np.mean(gaps)) if gaps else 0.0,
             float(np.mean(latencies)) if latencies else math.nan,

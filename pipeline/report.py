@@ -27,8 +27,8 @@ def _timeline(report: SessionReport, *, width: int = 900, lane_h: int = 22) -> d
     """Geometry of the who-spoke-when timeline (pixels)."""
     duration = max(report.recording.duration_s, 1e-6)
     roles_present = [r for r in ROLE_ORDER if r in set(report.roles.roles.values())] or ["unknown"]
-    left = 90
-    scale = (width - left - 10) / duration
+    left, right = 90, 20
+    scale = (width - left - right) / duration
     lanes = {r: i for i, r in enumerate(roles_present)}
     bars = [dict(x=left + t.start * scale, w=max(1.0, t.duration * scale), y=8 + lanes.get(report.roles.role_of(t.speaker), 0) * (lane_h + 6),
                  colour=ROLE_COLOURS.get(report.roles.role_of(t.speaker), ROLE_COLOURS["unknown"]),
@@ -40,8 +40,8 @@ def _timeline(report: SessionReport, *, width: int = 900, lane_h: int = 22) -> d
                   title=f"{f.marker_type} p={f.probability:.2f} {_fmt_time(f.start)}–{_fmt_time(f.end)}")
              for f in report.flags]
     step = next(s for s in (5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 1e9) if duration / s <= 12)
-    ticks = [dict(x=left + t * scale, label=_fmt_time(t)) for t in _arange(0, duration, step)]
-    return dict(width=width, height=height, left=left, lane_h=lane_h, bars=bars, flags=flags, ticks=ticks,
+    ticks = [dict(x=left + t * scale, label=f"{int(t // 60)}:{int(t % 60):02d}") for t in _arange(0, duration, step)]
+    return dict(width=width, height=height, left=left, right=right, lane_h=lane_h, bars=bars, flags=flags, ticks=ticks,
                 lanes=[dict(role=r, y=8 + i * (lane_h + 6)) for r, i in lanes.items()], axis_y=height - 18)
 
 

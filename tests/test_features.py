@@ -45,8 +45,9 @@ def test_window_features_known_values():
     assert len(feats.frames) == 1
     v = dict(zip(feats.feature_names, feats.frames[0].values))
     assert v["client_speech_share"] == pytest.approx(10.4 / 16.4)
-    assert v["silence_share"] == pytest.approx(13.6 / 30)
-    assert v["longest_silence_s"] == pytest.approx(6.0)  # 24 s to the end of the window
+    # silence counts from the first to the last speech (0–24 s): 3 + 0.5 + 3 + 0.6 + 0.5 s
+    assert v["silence_share"] == pytest.approx(7.6 / 24)
+    assert v["longest_silence_s"] == pytest.approx(3.0)
     assert v["client_response_latency_s"] == pytest.approx((3 + 3 + 0.5) / 3)
     assert v["therapist_question_rate_per_min"] == pytest.approx(3 / 0.5)
     assert v["client_minimal_response_share"] == pytest.approx(2 / 3)
