@@ -157,6 +157,10 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
     work.mkdir(exist_ok=True)
     n_speakers = num_speakers or meta.num_speakers or settings.diarization.num_speakers
     lang = language or meta.language or settings.asr.language
+    # record the values in force for this session, so session.json and its settings hash say what ran
+    settings = settings.model_copy(update={
+        "asr": settings.asr.model_copy(update={"language": lang}),
+        "diarization": settings.diarization.model_copy(update={"num_speakers": n_speakers})})
     t0 = time.perf_counter()
     log.info("session %s: analysing (%d speakers, language %s)", sid, n_speakers, lang)
     try:
@@ -169,8 +173,29 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
         report_path = finish_session(str(work), str(out), sid, rec, speech, transcript, dia, meta, settings)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if not any(out.iterdir()):
+            out.rmdir()  # a failed run leaves no empty session folder
     log.info("session %s: report written in %.1f s", sid, time.perf_counter() - t0)
     return report_path
+
+
+MIN_ANALYSABLE_S = 1.0
+
+
+def input_warnings(rec: Recording, speech, transcript: Transcript) -> tuple[str, ...]:
+    """Plain sentences about the input that the reader of the report must see."""
+    out = []
+    if rec.decode_warning:
+        out.append(rec.decode_warning)
+    if rec.duration_s < MIN_ANALYSABLE_S:
+        out.append(f"the recording is only {rec.duration_s:.1f} s long: too short to analyse turn-taking")
+    if not speech:
+        out.append("no speech found: voice activity detection found no speech in the recording, "
+                   "so there is no transcript and nothing was flagged")
+    elif not transcript.words:
+        out.append("speech was detected but no words were recognised; check the language setting "
+                   "and the recording quality")
+    return tuple(out)
 
 
 @task(name="report", **_TASK)
@@ -190,7 +215,8 @@ def finish_session(work_dir: str, out_dir: str, session_id: str, rec: Recording,
     _report_progress("metrics", 1.0)
     features = window_features(dia, roles, utts, prosody, duration_s=rec.duration_s, settings=settings.features)
     bundle = load_model(settings.model.active_model)
-    flags = flag_windows(features, bundle, threshold=settings.model.flag_threshold)
+    flags = flag_windows(features, bundle, threshold=settings.model.flag_threshold,
+                         min_speech_s=settings.model.min_window_speech_s)
     _report_progress("flags", 1.0)
     report = SessionReport(
         session_id=session_id, recording=rec, speech_regions=speech, transcript=attributed, diarization=dia,
@@ -200,6 +226,7 @@ def finish_session(work_dir: str, out_dir: str, session_id: str, rec: Recording,
         settings_hash=settings.settings_hash(), settings=settings.public_dict(),
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         software_version=pipeline.__version__,
+        warnings=input_warnings(rec, speech, transcript),
     )
     paths = write_report(report, out_dir)
     _report_progress("report", 1.0)

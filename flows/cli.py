@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
+import json
 from pathlib import Path
 from typing import Optional
 
 import typer
-
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="alliance-monitor: flags possible therapeutic-alliance ruptures for clinician review.")
@@ -40,10 +38,22 @@ def analyze(
         console.print(f"[red]--language must be one of nl, en, auto. Got {language!r} instead.[/red]")
         raise typer.Exit(2)
 
+    from pipeline.audio import probe
+    from pipeline.metadata import load_metadata
+
+    # cheap checks first: a missing, empty or non-audio file, or bad metadata, fails before any work starts
+    try:
+        probe(recording)
+        if metadata is not None:
+            load_metadata(metadata)
+    except PipelineError as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+
     from flows.analyze import STAGES, analyze_session, set_progress
 
     with Progress(TextColumn("{task.description:<12}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), console=console, transient=False) as progress:
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
         bars = {s: progress.add_task(s, total=1.0) for s in STAGES}
         set_progress(lambda stage, frac: progress.update(bars[stage], completed=frac))
         try:
@@ -51,12 +61,16 @@ def analyze(
                                      language=language, metadata_path=str(metadata) if metadata else None,
                                      session_id=session_id)
         except PipelineError as exc:
-            console.print(f"[red]error:[/red] {exc}")
+            progress.stop()
+            console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
             raise typer.Exit(1) from None
         finally:
             set_progress(None)
+    session_json = Path(report).with_name("session.json")
+    for warning in json.loads(session_json.read_text(encoding="utf-8")).get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
     typer.echo(f"Report: {report}")
-    typer.echo(f"Session data: {Path(report).with_name('session.json')}")
+    typer.echo(f"Session data: {session_json}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -60,8 +60,8 @@ def explain_window(bundle: ModelBundle, x: np.ndarray, class_index: int, *, top:
     return tuple(_REASON[FEATURE_NAMES[i]](x[i]) for i in order if math.isfinite(x[i]))
 
 
-def flag_windows(features: SessionFeatures, bundle: ModelBundle, *,
-                 threshold: float | None = None) -> tuple[RuptureFlag, ...]:
+def flag_windows(features: SessionFeatures, bundle: ModelBundle, *, threshold: float | None = None,
+                 min_speech_s: float = 3.0) -> tuple[RuptureFlag, ...]:
     """Flag windows whose rupture probability reaches the threshold.
 
     Overlapping or touching flagged windows of one rupture type merge into one
@@ -76,6 +76,9 @@ def flag_windows(features: SessionFeatures, bundle: ModelBundle, *,
         Loaded classifier.
     threshold : float in (0, 1), optional
         Overrides the model card's threshold.
+    min_speech_s : float >= 0
+        Windows with less speech than this (seconds, any speaker) are never
+        flagged: no talk at all is not evidence of a rupture.
 
     Returns
     -------
@@ -91,7 +94,7 @@ def flag_windows(features: SessionFeatures, bundle: ModelBundle, *,
     for k in range(1, len(CLASSES)):
         current: list[int] = []
         for i, frame in enumerate(features.frames):
-            if proba[i, k] >= threshold:
+            if proba[i, k] >= threshold and frame.speech_s >= min_speech_s:
                 if current and frame.start > features.frames[current[-1]].end:
                     flags.append(_merge(features, bundle, X, proba, current, k))
                     current = []

@@ -16,13 +16,83 @@ from pipeline.settings import AudioSettings
 from pipeline.types import Recording
 
 SUPPORTED_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".mp4")
+SUPPORTED_TEXT = "wav, flac, mp3, ogg/opus, m4a/aac"
+
+
+def check_readable(path: str | Path) -> Path:
+    """Check that ``path`` is an existing, non-empty regular file.
+
+    Raises
+    ------
+    AudioDecodeError
+        The file does not exist or is not a regular file.
+    EmptyAudioError
+        The file is 0 bytes.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioDecodeError(path, "file not found; check the path")
+    if not path.is_file():
+        raise AudioDecodeError(path, "is not a regular file")
+    if path.stat().st_size == 0:
+        raise EmptyAudioError(path, "file is empty (0 bytes); expected an audio recording")
+    return path
+
+
+def _reason(exc: Exception) -> str:
+    """FFmpeg's own words for an error, without its internal function names."""
+    return str(getattr(exc, "strerror", None) or exc).rstrip(".")
+
+
+def probe(path: str | Path, *, settings: AudioSettings | None = None) -> float | None:
+    """Open a file's container and check it holds an audio stream, without decoding it.
+
+    Cheap enough to run before starting any work, so a batch can refuse bad
+    files early.
+
+    Returns
+    -------
+    float or None
+        Duration the header declares in seconds, None when it declares none.
+
+    Raises
+    ------
+    AudioDecodeError
+        Missing, not a file, not a media container, no audio stream, or
+        longer than ``settings.max_duration_s``.
+    EmptyAudioError
+        The file is 0 bytes.
+    """
+    import av
+
+    settings = settings or AudioSettings()
+    path = check_readable(path)
+    try:
+        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioDecodeError(path, f"no audio stream found (container '{container.format.name}'); "
+                                             "expected an audio recording")
+            declared = _declared_duration_s(path, container, container.streams.audio[0])
+    except AudioDecodeError:
+        raise
+    except (av.error.FFmpegError, ValueError, OSError, UnicodeDecodeError) as exc:
+        raise AudioDecodeError(path, f"cannot be decoded as audio ({_reason(exc)}); the file is damaged or is not "
+                                     f"a recording in a supported format ({SUPPORTED_TEXT})") from exc
+    if declared is not None and declared > settings.max_duration_s:
+        raise AudioDecodeError(path, f"recording declares {declared:.0f} s, longer than the limit of "
+                                     f"{settings.max_duration_s:.0f} s (ALLIANCE_AUDIO__MAX_DURATION_S)")
+    return declared
 
 
 def decode(path: str | Path, *, settings: AudioSettings | None = None) -> Recording:
     """Decode an audio file into a mono float32 :class:`Recording`.
 
     The signal is resampled with FFmpeg's resampler (libswresample) to
-    ``settings.sample_rate_hz``, then channels are averaged.
+    ``settings.sample_rate_hz``, then channels are averaged. A file damaged
+    part-way (cut mid-stream, corrupt packets, a WAV header claiming more data
+    than the file holds) keeps what could be read, and
+    ``Recording.decode_warning`` says how much (decoded versus declared
+    duration); it is never a silent partial result.
 
     Parameters
     ----------
@@ -40,83 +110,135 @@ def decode(path: str | Path, *, settings: AudioSettings | None = None) -> Record
     Raises
     ------
     AudioDecodeError
-        The file does not exist, is not a file, holds no audio stream, cannot
-        be decoded, or is longer than ``settings.max_duration_s``.
+        The file does not exist, is not a file, holds no audio stream, nothing
+        in it can be decoded, or it is longer than ``settings.max_duration_s``.
     EmptyAudioError
         The file is 0 bytes or decodes to no samples.
     """
     import av  # lazy: keeps `import pipeline` light
 
     settings = settings or AudioSettings()
-    path = Path(path)
-    if not path.exists():
-        raise AudioDecodeError(path, "file not found; check the path")
-    if not path.is_file():
-        raise AudioDecodeError(path, "is not a regular file")
-    if path.stat().st_size == 0:
-        raise EmptyAudioError(path, "file is empty (0 bytes); expected an audio recording")
-
+    path = check_readable(path)
+    declared = probe(path, settings=settings)
     rate = settings.sample_rate_hz
+    max_samples = int(settings.max_duration_s * rate)
     pieces: list[np.ndarray] = []
     n_decoded = 0
+    damage: str | None = None
     try:
         with av.open(str(path), mode="r", metadata_errors="ignore") as container:
-            if not container.streams.audio:
-                raise AudioDecodeError(path, f"no audio stream found (container format "
-                                             f"'{container.format.name}'); expected an audio recording")
             stream = container.streams.audio[0]
             source_rate = int(stream.rate or stream.codec_context.sample_rate or 0)
             source_channels = int(stream.codec_context.channels or 0)
-            declared = _declared_duration_s(container, stream)
-            if declared is not None and declared > settings.max_duration_s:
-                raise AudioDecodeError(path, f"recording declares {declared:.0f} s, longer than the "
-                                             f"limit of {settings.max_duration_s:.0f} s (ALLIANCE_AUDIO__MAX_DURATION_S)")
+            format_name = container.format.name
             # keep the channels through resampling and average them here: FFmpeg's own
             # down-mix weights each channel by -3 dB instead of averaging
             resampler = None
-            max_samples = int(settings.max_duration_s * rate)
-            for frame in container.decode(stream):
-                frame.pts = None
-                if resampler is None:
-                    resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=rate)
-                for out in resampler.resample(frame):
-                    pieces.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
-                    n_decoded += pieces[-1].size
+            packets = container.demux(stream)
+            while True:
+                try:
+                    packet = next(packets)
+                    frames = packet.decode()
+                except StopIteration:
+                    break
+                except (av.error.FFmpegError, ValueError) as exc:
+                    damage = _reason(exc)
+                    break
+                for frame in frames:
+                    frame.pts = None
+                    if resampler is None:
+                        resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=rate)
+                    for out in resampler.resample(frame):
+                        pieces.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+                        n_decoded += pieces[-1].size
                 if n_decoded > max_samples:
                     raise AudioDecodeError(path, f"decoded more than the limit of {settings.max_duration_s:.0f} s "
                                                  "(ALLIANCE_AUDIO__MAX_DURATION_S)")
             for out in (resampler.resample(None) if resampler is not None else ()):
                 pieces.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
-            format_name = container.format.name
     except AudioDecodeError:
         raise
     except (av.error.FFmpegError, ValueError, OSError, UnicodeDecodeError) as exc:
-        raise AudioDecodeError(path, f"cannot be decoded as audio ({type(exc).__name__}: {exc}); "
-                                     "expected wav, flac, mp3, ogg/opus or m4a") from exc
+        raise AudioDecodeError(path, f"cannot be decoded as audio ({_reason(exc)}); the file is damaged or is not "
+                                     f"a recording in a supported format ({SUPPORTED_TEXT})") from exc
 
     samples = np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, np.float32)
     if samples.size == 0:
+        if damage:
+            raise AudioDecodeError(path, f"nothing could be decoded ({damage}); the file is damaged — re-export it")
         raise EmptyAudioError(path, "decoded 0 samples of audio; the file holds no sound")
     np.clip(samples, -1.0, 1.0, out=samples)
+    duration = samples.size / rate
     return Recording(
         path=str(path),
         samples=samples,
         sample_rate_hz=rate,
-        duration_s=samples.size / rate,
+        duration_s=duration,
         source_sample_rate_hz=source_rate,
         source_channels=source_channels,
         source_format=format_name,
         declared_duration_s=declared,
+        decode_warning=_completeness(duration, declared, damage),
     )
 
 
-def _declared_duration_s(container, stream) -> float | None:
-    """Duration the header claims, in seconds, or None when it claims nothing."""
+def _completeness(duration: float, declared: float | None, damage: str | None) -> str | None:
+    """A sentence when less was decoded than declared, or decoding stopped on damage."""
+    short = declared is not None and duration < declared - max(0.5, 0.02 * declared)
+    if damage and short:
+        return (f"decoded {duration:.1f} s of the {declared:.1f} s the header declares; decoding stopped on "
+                f"damaged data ({damage}): the file looks truncated — re-export it")
+    if damage:
+        return f"decoding stopped after {duration:.1f} s on damaged data ({damage}); the rest of the file was skipped"
+    if short:
+        return (f"decoded {duration:.1f} s of the {declared:.1f} s the header declares: "
+                "the file looks truncated — re-export it")
+    return None
+
+
+def _declared_duration_s(path: Path, container, stream) -> float | None:
+    """Duration the header claims, in seconds, or None when it claims nothing.
+
+    For RIFF/WAVE files the ``data`` chunk size is read from the header itself,
+    because FFmpeg estimates the duration from the file size, which hides a
+    truncated WAV.
+    """
+    if container.format.name == "wav":
+        claimed = _wav_data_duration_s(path)
+        if claimed is not None:
+            return claimed
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
         return container.duration / 1_000_000.0  # av.time_base is microseconds
     return None
+
+
+def _wav_data_duration_s(path: Path) -> float | None:
+    """Duration (s) from a WAV header: data chunk size / byte rate; None if not a plain RIFF/WAVE."""
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        byte_rate = None
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"fmt ":
+                fmt = f.read(size + (size & 1))
+                if len(fmt) < 12:
+                    return None
+                byte_rate = struct.unpack("<I", fmt[8:12])[0]
+            elif cid == b"data":
+                if not byte_rate or size in (0, 0xFFFFFFFF):  # 0xFFFFFFFF: streamed WAV with unknown length
+                    return None
+                return size / byte_rate
+            else:
+                f.seek(size + (size & 1), 1)
 
 
 def save_wav(path: str | Path, samples: np.ndarray, sample_rate_hz: int) -> Path:

@@ -39,7 +39,7 @@ class FeatureSpec:
 
 
 FEATURES: tuple[FeatureSpec, ...] = (
-    FeatureSpec("client_speech_share", "ratio", "client speech time / all speech time in the window"),
+    FeatureSpec("client_speech_share", "ratio", "client speech time / all speech time in the window (NaN without speech)"),
     FeatureSpec("silence_share", "ratio", "share of the window in which nobody speaks (from the session's first "
                 "to its last speech)"),
     FeatureSpec("longest_silence_s", "s", "longest silence in the window (same span)"),
@@ -165,7 +165,7 @@ def window_features(diarization: Diarization, roles: RoleAssignment, utterances:
             return _mean_weighted([(z[field].get(i, math.nan), min(p.end, b) - max(p.start, a)) for i, p in in_window])
 
         values = (
-            client_speech / speech if speech > 0 else 0.0,
+            client_speech / speech if speech > 0 else math.nan,
             sum(e - s for s, e in sil) / span if span > 0 else 0.0,
             max((e - s for s, e in sil), default=0.0),
             float(np.mean(gaps)) if gaps else 0.0,
@@ -180,5 +180,5 @@ def window_features(diarization: Diarization, roles: RoleAssignment, utterances:
             zmean("f0_range_st"),
             zmean("intensity_db"),
         )
-        frames.append(FeatureFrame(round(a, 3), round(b, 3), tuple(float(v) for v in values)))
+        frames.append(FeatureFrame(round(a, 3), round(b, 3), tuple(float(v) for v in values), round(speech, 3)))
     return SessionFeatures(FEATURE_NAMES, FEATURE_UNITS, tuple(frames))

@@ -61,6 +61,9 @@ class ModelSettings(BaseModel):
         None, description="Folder of the classifier artifact to use. Empty: the newest artifact shipped in models/artifacts/.")
     flag_threshold: float | None = Field(
         None, gt=0, lt=1, description="Override the probability threshold from the model card.")
+    min_window_speech_s: float = Field(
+        3.0, ge=0, description="Windows with less speech than this (s, any speaker) are not classified: "
+        "a stretch with no talk at all (recorder left running, a break) is not evidence of a rupture.")
 
 
 class Settings(BaseSettings):

@@ -124,8 +124,9 @@ def turn_metrics(diarization: Diarization, roles: RoleAssignment, *, duration_s:
         Speech time (s) and share of speech per speaker and role, floor
         turns per speaker, gaps and overlaps at speaker changes (s), mean
         client response latency after a therapist turn (s, NaN if none),
-        longest silence between the first and last speech (s), and the
-        share of the recording with no speech in [0, 1].
+        longest silence and the share of time with no speech in [0, 1],
+        both measured between the first and the last speech (silence before
+        the first word or after the last is not conversational silence).
     """
     turns = diarization.turns
     speech = diarization.speech_time_s()
@@ -145,9 +146,9 @@ def turn_metrics(diarization: Diarization, roles: RoleAssignment, *, duration_s:
         first, last = min(t.start for t in turns), max(t.end for t in turns)
         inner = silences(turns, start_s=first, end_s=last)
         longest = max((b - a for a, b in inner), default=0.0)
-        silent_total = sum(b - a for a, b in silences(turns, start_s=0.0, end_s=duration_s))
+        silence_share = sum(b - a for a, b in inner) / (last - first) if last > first else 0.0
     else:
-        longest, silent_total = duration_s, duration_s
+        longest, silence_share = duration_s, 1.0
     return TurnMetrics(
         duration_s=duration_s,
         speech_time_s={s: round(v, 3) for s, v in speech.items()},
@@ -158,7 +159,7 @@ def turn_metrics(diarization: Diarization, roles: RoleAssignment, *, duration_s:
         overlaps_s=overlaps,
         response_latency_s=float(np.mean(latencies)) if latencies else math.nan,
         longest_silence_s=round(longest, 3),
-        silence_share=round(silent_total / duration_s, 4) if duration_s > 0 else 0.0,
+        silence_share=round(silence_share, 4),
     )
 
 

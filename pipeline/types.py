@@ -60,7 +60,8 @@ class Recording(_Serializable):
 
     ``samples`` is not serialised; ``to_dict`` keeps only the description.
     ``declared_duration_s`` is what the container header claims (``None``
-    when it says nothing), so truncated files can be reported.
+    when it says nothing); ``decode_warning`` says how much of a damaged or
+    truncated file was read (``None`` when all of it was).
     """
 
     path: str
@@ -71,6 +72,7 @@ class Recording(_Serializable):
     source_channels: int
     source_format: str
     declared_duration_s: float | None = None
+    decode_warning: str | None = None
     schema_version: int = SCHEMA_VERSION
 
 
@@ -220,7 +222,8 @@ class TurnMetrics(_Serializable):
     start of another's; ``overlaps_s`` the durations where the next speaker
     started before the previous one finished. ``response_latency_s`` is the
     mean gap before the client's turns that follow a therapist turn (NaN when
-    there are none).
+    there are none). ``longest_silence_s`` and ``silence_share`` are measured
+    between the first and the last speech.
     """
 
     duration_s: float
@@ -237,11 +240,16 @@ class TurnMetrics(_Serializable):
 
 @dataclass(frozen=True)
 class FeatureFrame(_Serializable):
-    """Feature values of one analysis window, in ``FEATURE_NAMES`` order."""
+    """Feature values of one analysis window, in ``FEATURE_NAMES`` order.
+
+    ``speech_s`` is the speech time (any speaker) inside the window; windows
+    with too little speech are not classified.
+    """
 
     start: float
     end: float
     values: tuple[float, ...]
+    speech_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -278,7 +286,11 @@ class RuptureFlag(_Serializable):
 
 @dataclass(frozen=True)
 class SessionReport(_Serializable):
-    """Everything the report shows, and ``session.json`` holds."""
+    """Everything the report shows, and ``session.json`` holds.
+
+    ``warnings`` are plain sentences about the input the reader must know
+    (truncated file, no speech found, too short to analyse).
+    """
 
     session_id: str
     recording: Recording
@@ -297,4 +309,5 @@ class SessionReport(_Serializable):
     settings: Mapping[str, Any]
     created_at: str
     software_version: str
+    warnings: tuple[str, ...] = ()
     schema_version: int = SCHEMA_VERSION

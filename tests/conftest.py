@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
 # Before anything imports Prefect: a private PREFECT_HOME, no analytics, outputs in a temp folder.
 _TMP = Path(tempfile.mkdtemp(prefix="alliance-tests-"))
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 os.environ["PREFECT_HOME"] = str(_TMP / "prefect")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("ALLIANCE_DATA_DIR", str(_TMP / "data"))

@@ -11,13 +11,13 @@ from pipeline.settings import AudioSettings
 from tests.conftest import SAMPLE_WAV
 
 
-def _encode(samples: np.ndarray, rate: int, path, codec: str, *, channels: int = 1) -> None:
+def _encode(samples: np.ndarray, rate: int, path, codec: str, *, channels: int = 1, options=None) -> None:
     """Encode a float signal with PyAV (its bundled FFmpeg) into ``path``."""
     import av
 
     layout = "mono" if channels == 1 else "stereo"
     data = samples.reshape(1, -1) if channels == 1 else np.stack([samples, samples * 0.5])
-    with av.open(str(path), "w") as out:
+    with av.open(str(path), "w", options=options or {}) as out:
         stream = out.add_stream(codec, rate=rate, layout=layout)
         fmt = stream.codec_context.format.name if stream.codec_context.format else "fltp"
         step = 1024 if codec not in ("libopus", "opus") else 960
@@ -96,7 +96,7 @@ def test_zero_byte_file_is_empty_audio(tmp_path):
 def test_text_file_renamed_wav_is_not_audio(tmp_path):
     path = tmp_path / "notes.wav"
     path.write_text("these are session notes, not audio\n" * 20)
-    with pytest.raises(AudioDecodeError, match="notes.wav: cannot be decoded as audio"):
+    with pytest.raises(AudioDecodeError, match="notes.wav: cannot be decoded as audio .*supported format"):
         decode(path)
 
 
@@ -114,3 +114,39 @@ def test_header_only_wav_decodes_to_nothing(tmp_path):
 def test_too_long_recording_is_refused(tmp_path):
     with pytest.raises(AudioDecodeError, match="sample.wav: .*longer than the limit"):
         decode(SAMPLE_WAV, settings=AudioSettings(max_duration_s=10.0))
+
+
+def _cut(path, fraction):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    return path
+
+
+def test_complete_file_has_no_decode_warning(sample_recording):
+    assert sample_recording.decode_warning is None
+    assert sample_recording.declared_duration_s == pytest.approx(30.0, abs=0.01)
+
+
+def test_wav_whose_header_claims_more_data_keeps_what_is_there(tmp_path):
+    path = _cut(save_wav(tmp_path / "cut.wav", np.zeros(16000 * 20) + 0.1, 16000), 0.5)
+    rec = decode(path)
+    assert rec.duration_s == pytest.approx(10.0, abs=0.01)
+    assert rec.declared_duration_s == pytest.approx(20.0, abs=0.01)
+    assert "decoded 10.0 s of the 20.0 s the header declares" in rec.decode_warning
+
+
+@pytest.mark.parametrize("suffix, codec, options", [(".mp3", "libmp3lame", None), (".m4a", "aac", {"movflags": "faststart"})])
+def test_compressed_file_cut_mid_stream_keeps_what_is_readable(tmp_path, sample_recording, suffix, codec, options):
+    path = tmp_path / f"cut{suffix}"
+    _encode(sample_recording.samples[: 16000 * 10], 16000, path, codec, options=options)
+    rec = decode(_cut(path, 0.5))
+    assert 3.0 < rec.duration_s < 7.0
+    assert rec.decode_warning.startswith(f"decoded {rec.duration_s:.1f} s of the")
+    assert "looks truncated" in rec.decode_warning
+
+
+def test_m4a_without_its_index_is_a_clear_error(tmp_path, sample_recording):
+    path = tmp_path / "noindex.m4a"
+    _encode(sample_recording.samples[: 16000 * 5], 16000, path, "aac")  # index (moov) written at the end
+    with pytest.raises(AudioDecodeError, match="noindex.m4a: cannot be decoded as audio"):
+        decode(_cut(path, 0.5))

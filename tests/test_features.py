@@ -42,7 +42,7 @@ def _session():
 def test_window_features_known_values():
     dia, utts, prosody = _session()
     feats = window_features(dia, ROLES, utts, prosody, duration_s=30.0, settings=FeatureSettings())
-    assert len(feats.frames) == 1
+    assert len(feats.frames) == 1 and feats.frames[0].speech_s == pytest.approx(16.4)
     v = dict(zip(feats.feature_names, feats.frames[0].values))
     assert v["client_speech_share"] == pytest.approx(10.4 / 16.4)
     # silence counts from the first to the last speech (0–24 s): 3 + 0.5 + 3 + 0.6 + 0.5 s
@@ -61,5 +61,6 @@ def test_window_features_known_values():
 def test_empty_session_gives_defined_values():
     feats = window_features(Diarization((), (), "test"), ROLES, (), (), duration_s=30.0, settings=FeatureSettings())
     v = dict(zip(feats.feature_names, feats.frames[0].values))
-    assert v["silence_share"] == 1.0 and v["client_speech_share"] == 0.0
+    assert v["silence_share"] == 1.0 and math.isnan(v["client_speech_share"])
+    assert feats.frames[0].speech_s == 0.0
     assert math.isnan(v["client_response_latency_s"])

@@ -87,3 +87,45 @@ def test_bad_language_is_refused_before_any_work(tmp_path):
     result = runner.invoke(app, ["analyze", str(SAMPLE_WAV), "--language", "fr"])
     assert result.exit_code == 2
     assert "must be one of nl, en, auto" in result.output
+
+
+def test_silence_gives_a_report_with_no_speech_and_no_flags(prefect_harness, tmp_path):
+    import numpy as np
+
+    from pipeline.audio import save_wav
+
+    path = save_wav(tmp_path / "quiet_hour.wav", np.zeros(16000 * 40), 16000)
+    result = runner.invoke(app, ["analyze", str(path), "--language", "nl", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    s = json.loads((tmp_path / "out" / "session.json").read_text())
+    assert s["transcript"]["words"] == [] and s["flags"] == [] and s["diarization"]["turns"] == []
+    assert any(w.startswith("no speech found") for w in s["warnings"])
+    assert "no speech found" in result.output
+    assert "no speech found" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_truncated_recording_is_analysed_with_a_warning(prefect_harness, tmp_path):
+    data = SAMPLE_WAV.read_bytes()
+    path = tmp_path / "cut_session.wav"
+    path.write_bytes(data[: len(data) // 2])
+    result = runner.invoke(app, ["analyze", str(path), "--language", "en", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    s = json.loads((tmp_path / "out" / "session.json").read_text())
+    assert s["recording"]["duration_s"] == pytest.approx(15.0, abs=0.01)
+    assert s["recording"]["declared_duration_s"] == pytest.approx(30.0, abs=0.01)
+    assert "decoded 15.0 s of the 30.0 s the header declares" in " ".join(result.output.split())
+    assert "looks truncated" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_command_line_overrides_are_recorded_in_the_settings(analysed):
+    out, _ = analysed
+    s = json.loads((out / "session.json").read_text())
+    assert s["settings"]["asr"]["language"] == "en"
+    assert s["settings"]["diarization"]["num_speakers"] == 2
+
+
+def test_failed_run_leaves_no_empty_session_folder(prefect_harness, tmp_path):
+    path = tmp_path / "notes.wav"
+    path.write_bytes(b"not audio" * 100)
+    runner.invoke(app, ["analyze", str(path), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()

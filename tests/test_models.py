@@ -71,7 +71,7 @@ def test_artifacts_are_never_overwritten(bundle, tmp_path):
 
 
 def _features(*rows):
-    frames = tuple(FeatureFrame(i * 10.0, i * 10.0 + 30.0, tuple(r)) for i, r in enumerate(rows))
+    frames = tuple(FeatureFrame(i * 10.0, i * 10.0 + 30.0, tuple(r), 20.0) for i, r in enumerate(rows))
     return SessionFeatures(FEATURE_NAMES, FEATURE_UNITS, frames)
 
 
@@ -113,3 +113,10 @@ def test_no_single_marker_separates_the_bootstrap_classes_but_the_model_does(bun
             assert max(auc, 1 - auc) < 0.95, (k, name, auc)
         model_auc = roc_auc_score(y[mask] == k, bundle.estimator.predict_proba(X[mask])[:, k])
         assert model_auc > 0.97, (k, model_auc)
+
+
+def test_windows_without_enough_speech_are_never_flagged(bundle):
+    withdrawn = _profile_row(1)
+    silent = SessionFeatures(FEATURE_NAMES, FEATURE_UNITS, (FeatureFrame(0.0, 30.0, tuple(withdrawn), 1.0),))
+    assert flag_windows(silent, bundle) == ()
+    assert len(flag_windows(silent, bundle, min_speech_s=0.5)) == 1
