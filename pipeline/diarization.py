@@ -130,6 +130,32 @@ def labels_to_turns(frame_labels: np.ndarray, frame_s: float, *, min_turn_s: flo
                  for s, e, lab in _runs(labels) if lab >= 0)
 
 
+def bridge_pauses(turns: tuple[SpeakerTurn, ...], *, max_pause_s: float) -> tuple[SpeakerTurn, ...]:
+    """Join consecutive turns of one speaker separated by less than ``max_pause_s`` of silence.
+
+    Reference RTTM files count a speaker's short pauses as part of the turn;
+    the pauses themselves stay measurable from the VAD speech regions.
+
+    Parameters
+    ----------
+    turns : tuple of SpeakerTurn
+        Turns in time order, not overlapping.
+    max_pause_s : float >= 0
+        Longest pause (s) kept inside one turn.
+
+    Returns
+    -------
+    tuple of SpeakerTurn
+    """
+    out: list[SpeakerTurn] = []
+    for t in turns:
+        if out and out[-1].speaker == t.speaker and t.start - out[-1].end <= max_pause_s:
+            out[-1] = SpeakerTurn(out[-1].start, t.end, t.speaker)
+        else:
+            out.append(t)
+    return tuple(out)
+
+
 def _runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
     """(start, end, label) of each run of equal values."""
     if labels.size == 0:
@@ -200,7 +226,8 @@ def diarize(samples: np.ndarray, sample_rate_hz: int, speech: tuple[SpeechRegion
     pick = np.where(np.abs(speech_frames - centres[left]) <= np.abs(centres[right] - speech_frames), left, right)
     frame_labels = np.full(n_frames, -1, dtype=int)
     frame_labels[speech_frames] = window_labels[pick]
-    turns = labels_to_turns(frame_labels, FRAME_S, min_turn_s=settings.min_turn_s, names=names)
+    turns = bridge_pauses(labels_to_turns(frame_labels, FRAME_S, min_turn_s=settings.min_turn_s, names=names),
+                          max_pause_s=settings.max_pause_s)
     present = tuple(n for n in names if any(t.speaker == n for t in turns))
     return Diarization(turns=turns, speakers=present, method=method)
 
