@@ -73,5 +73,59 @@ def analyze(
     typer.echo(f"Session data: {session_json}")
 
 
+@app.command("eval-diarization")
+def eval_diarization(
+    audio: list[Path] = typer.Argument(..., help="Recordings; each file's stem is its id in the RTTM."),
+    reference: Path = typer.Option(..., "--reference", help="Reference RTTM holding every file's turns."),
+    speakers: Optional[int] = typer.Option(None, "--speakers", min=1, max=8,
+                                           help="Speakers to find (default: the reference's true count)."),
+    collar: float = typer.Option(0.5, "--collar", min=0.0, help="DER collar in seconds (0.5 = ±0.25 s)."),
+    rttm_out: Optional[Path] = typer.Option(None, "--rttm-out", help="Folder to write each hypothesis RTTM."),
+) -> None:
+    """Diarize recordings and print DER, missed speech, false alarm and confusion against a reference RTTM."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipeline.diarization import ResemblyzerEmbedder
+    from pipeline.errors import PipelineError
+    from pipeline.evaluation import evaluate_diarization_file
+    from pipeline.rttm import read_rttm, write_rttm
+    from pipeline.settings import Settings
+
+    console = Console()
+    try:
+        refs = read_rttm(reference)
+    except (PipelineError, OSError) as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    settings, embedder = Settings(), ResemblyzerEmbedder()
+    table = Table(title=f"Diarization against {reference.name} (pyannote.metrics, collar {collar:g} s = "
+                        f"±{collar / 2:g} s, overlap scored)")
+    for col in ("file", "speakers", "DER", "missed", "false alarm", "confusion", "scored speech"):
+        table.add_column(col, justify="left" if col == "file" else "right")
+    failed = False
+    for path in audio:
+        if path.stem not in refs:
+            console.print(f"[red]error:[/red] {path.name}: no turns for '{path.stem}' in {reference.name}")
+            failed = True
+            continue
+        try:
+            score, result = evaluate_diarization_file(path, refs[path.stem], settings=settings, embedder=embedder,
+                                                      num_speakers=speakers, collar_s=collar)
+        except PipelineError as exc:
+            console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+            failed = True
+            continue
+        if rttm_out is not None:
+            rttm_out.mkdir(parents=True, exist_ok=True)
+            write_rttm(result, rttm_out / f"{path.stem}.rttm", uri=path.stem)
+        pct = lambda s: f"{s:.2f} s ({100 * s / score.total_s:.1f} %)" if score.total_s else f"{s:.2f} s"  # noqa: E731
+        table.add_row(path.name, str(len(result.speakers)), f"{100 * score.der:.1f} %", pct(score.missed_s),
+                      pct(score.false_alarm_s), pct(score.confusion_s), f"{score.total_s:.2f} s")
+    console.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -1,0 +1,45 @@
+"""Scoring: DER on constructed turns with known answers, WER normalisation, and the eval-diarization command."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from pipeline.evaluation import normalise_text, read_uem, score_diarization, word_error_rate
+from pipeline.types import SpeakerTurn as T
+from tests.conftest import SAMPLE_RTTM, SAMPLE_WAV
+
+
+def test_der_known_answers():
+    ref = [T(0, 10, "a"), T(10, 20, "b")]
+    assert score_diarization(ref, [T(0, 10, "x"), T(10, 20, "y")], collar_s=0).der == 0.0
+    s = score_diarization(ref, [T(0, 10, "x"), T(10, 15, "y")], collar_s=0)  # 5 s of b missed
+    assert s.der == pytest.approx(0.25) and s.missed_s == pytest.approx(5.0)
+    s = score_diarization(ref, [T(0, 20, "x")], collar_s=0)  # b's 10 s given to a's label
+    assert s.confusion_s == pytest.approx(10.0) and s.der == pytest.approx(0.5)
+    # a collar of 0.5 s forgives ±0.25 s at each reference boundary
+    s = score_diarization(ref, [T(0, 10.2, "x"), T(10.2, 20, "y")], collar_s=0.5)
+    assert s.der == 0.0
+
+
+def test_wer_normalisation():
+    assert normalise_text("Oh, I didn't know!") == "oh i didnt know"
+    assert word_error_rate("Hello? Hello.", "hello hello") == 0.0
+    assert word_error_rate("ask not what", "ask what") == pytest.approx(1 / 3)
+
+
+def test_read_uem(tmp_path):
+    p = tmp_path / "x.uem"
+    p.write_text("dev00 NA 0.000 30.000\ndev01 1 2.5 20\n")
+    assert read_uem(p) == {"dev00": (0.0, 30.0), "dev01": (2.5, 20.0)}
+
+
+def test_eval_diarization_command_prints_der_with_its_collar():
+    result = CliRunner().invoke(app, ["eval-diarization", str(SAMPLE_WAV), "--reference", str(SAMPLE_RTTM)],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "collar 0.5 s = ±0.25 s" in result.output
+    row = next(line for line in result.output.splitlines() if "sample.wav" in line)
+    der_pct = float(row.split("│")[3].strip().rstrip("%").strip())
+    assert der_pct <= 8.0
