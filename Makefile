@@ -11,11 +11,11 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	# CPU build from local disk; an unpinned torch pulls gigabytes of CUDA.
 	$(PY) -m pip install --quiet torch==2.13.0
-	# resemblyzer asks for the `webrtcvad` sdist, which fails to build;
-	# webrtcvad-wheels provides the same module.
-	$(PY) -m pip install --quiet webrtcvad-wheels==2.0.14.post1
-	$(PY) -m pip install --quiet --no-deps resemblyzer==0.1.4
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# resemblyzer asks for the `webrtcvad` sdist, which fails to build;
+	# webrtcvad-wheels (a project dependency) provides the same module, so
+	# resemblyzer goes in last, without its declared dependencies.
+	$(PY) -m pip install --quiet --no-deps resemblyzer==0.1.4
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -24,7 +24,7 @@ import pipeline
 from pipeline import asr as asr_stage
 from pipeline.audio import decode
 from pipeline.diarization import ResemblyzerEmbedder, assign_words, diarize
-from pipeline.errors import InputError
+from pipeline.errors import InputError, StageError
 from pipeline.features import window_features
 from pipeline.metadata import SessionMetadata, load_metadata
 from pipeline.prosody import turn_prosody
@@ -152,9 +152,13 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
     meta = load_metadata(metadata_path) if metadata_path else SessionMetadata()
     sid = session_id or meta.session_id or Path(recording).stem
     out = Path(out_dir) if out_dir else settings.data_dir / "sessions" / sid
-    out.mkdir(parents=True, exist_ok=True)
-    work = out / ".work"
-    work.mkdir(exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        work = out / ".work"
+        work.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise StageError(f"{out}: cannot create the session folder ({exc.strerror}); choose another --out "
+                         "or ALLIANCE_DATA_DIR") from exc
     n_speakers = num_speakers or meta.num_speakers or settings.diarization.num_speakers
     lang = language or meta.language or settings.asr.language
     # record the values in force for this session, so session.json and its settings hash say what ran

@@ -41,7 +41,8 @@ def analyze(
     from pipeline.audio import probe
     from pipeline.metadata import load_metadata
 
-    # cheap checks first: a missing, empty or non-audio file, or bad metadata, fails before any work starts
+    # cheap checks first: a missing, empty or non-audio file, bad metadata or an unusable output folder
+    # fails before any work starts
     try:
         probe(recording)
         if metadata is not None:
@@ -49,6 +50,14 @@ def analyze(
     except PipelineError as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
+    if out is not None:
+        blocked = next((p for p in [out, *out.parents] if p.exists() and not p.is_dir()), None)
+        if blocked is not None:
+            console.print(f"[red]error:[/red] --out {out}: {blocked} is a file, not a folder; give a folder",
+                          soft_wrap=True)
+            raise typer.Exit(2)
+        if (out / "session.json").exists():
+            console.print(f"note: replacing the earlier results in {out}", soft_wrap=True)
 
     from flows.analyze import STAGES, analyze_session, set_progress
 

@@ -76,8 +76,10 @@ def probe(path: str | Path, *, settings: AudioSettings | None = None) -> float |
     except AudioDecodeError:
         raise
     except (av.error.FFmpegError, ValueError, OSError, UnicodeDecodeError) as exc:
+        hint = (" An m4a/mp4 file keeps its index at the end, so a file cut off during copying or recording "
+                "cannot be opened at all; re-export it.") if path.suffix.lower() in (".m4a", ".mp4", ".aac") else ""
         raise AudioDecodeError(path, f"cannot be decoded as audio ({_reason(exc)}); the file is damaged or is not "
-                                     f"a recording in a supported format ({SUPPORTED_TEXT})") from exc
+                                     f"a recording in a supported format ({SUPPORTED_TEXT}).{hint}") from exc
     if declared is not None and declared > settings.max_duration_s:
         raise AudioDecodeError(path, f"recording declares {declared:.0f} s, longer than the limit of "
                                      f"{settings.max_duration_s:.0f} s (ALLIANCE_AUDIO__MAX_DURATION_S)")

@@ -39,7 +39,10 @@ def test_language_is_detected_when_auto(sample_recording, asr_backend):
 def test_silence_gives_no_words(asr_backend):
     t = transcribe(np.zeros(16000 * 10, np.float32), 16000, settings=AsrSettings(), backend=asr_backend,
                    language="nl")
-    assert t.words == ()
+    assert t.words == () and t.language == "nl"
+    t = transcribe(np.zeros(16000 * 10, np.float32), 16000, settings=AsrSettings(language="auto"),
+                   backend=asr_backend)
+    assert t.words == () and t.language == "unknown" and t.language_probability == 0.0
 
 
 class _FakeBackend:

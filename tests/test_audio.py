@@ -148,5 +148,5 @@ def test_compressed_file_cut_mid_stream_keeps_what_is_readable(tmp_path, sample_
 def test_m4a_without_its_index_is_a_clear_error(tmp_path, sample_recording):
     path = tmp_path / "noindex.m4a"
     _encode(sample_recording.samples[: 16000 * 5], 16000, path, "aac")  # index (moov) written at the end
-    with pytest.raises(AudioDecodeError, match="noindex.m4a: cannot be decoded as audio"):
+    with pytest.raises(AudioDecodeError, match="noindex.m4a: cannot be decoded as audio .*keeps its index at the end"):
         decode(_cut(path, 0.5))

@@ -129,3 +129,12 @@ def test_failed_run_leaves_no_empty_session_folder(prefect_harness, tmp_path):
     path.write_bytes(b"not audio" * 100)
     runner.invoke(app, ["analyze", str(path), "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+def test_out_pointing_at_a_file_is_refused_before_any_work(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    for out in (blocker, blocker / "sub"):
+        result = runner.invoke(app, ["analyze", str(SAMPLE_WAV), "--out", str(out)])
+        assert result.exit_code == 2
+        assert "is a file, not a folder" in result.output

@@ -72,5 +72,8 @@ class FasterWhisperBackend:
                 progress(min(1.0, seg.end / duration))
         if progress is not None:
             progress(1.0)
+        if not words and language is None:
+            # nothing was said: Whisper's guess on silence or noise is not a language
+            return Transcript(words=(), language="unknown", language_probability=0.0, duration_s=duration)
         return Transcript(words=tuple(words), language=info.language,
                           language_probability=float(info.language_probability), duration_s=duration)
