@@ -8,6 +8,7 @@ memory-mapped by later tasks, and removed when the flow ends.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -23,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 import pipeline
 from pipeline import asr as asr_stage
 from pipeline.audio import decode
+from pipeline.channels import detect_channel_per_speaker, diarize_by_channel
 from pipeline.diarization import ResemblyzerEmbedder, assign_words, diarize
 from pipeline.errors import InputError, StageError
 from pipeline.features import window_features
@@ -85,10 +87,13 @@ def _load_audio(work: Path) -> np.ndarray:
 
 @task(name="decode", **_TASK)
 def decode_task(recording_path: str, work_dir: str, settings: Settings) -> Recording:
-    rec = decode(recording_path, settings=settings.audio)
+    keep = settings.diarization.channel_mode != "mixed"
+    rec = decode(recording_path, settings=settings.audio, keep_channels=keep)
     np.save(Path(work_dir) / "audio.npy", rec.samples)
+    if rec.channels is not None:
+        np.save(Path(work_dir) / "channels.npy", rec.channels)
     _report_progress("decode", 1.0)
-    return Recording(**{**rec.__dict__, "samples": np.zeros(0, np.float32)})
+    return Recording(**{**rec.__dict__, "samples": np.zeros(0, np.float32), "channels": None})
 
 
 @task(name="vad", **_TASK)
@@ -113,11 +118,31 @@ def asr_task(work_dir: str, out_dir: str, settings: Settings, language: str) -> 
 @task(name="diarization", retries=1, retry_condition_fn=_no_retry_on_bad_input, **_TASK)
 def diarization_task(work_dir: str, out_dir: str, session_id: str, speech: tuple[SpeechRegion, ...],
                      num_speakers: int, settings: Settings) -> Diarization:
-    result = diarize(np.asarray(_load_audio(Path(work_dir))), settings.audio.sample_rate_hz, speech,
-                     num_speakers=num_speakers, settings=settings.diarization, embedder=_embedder())
+    result = run_diarization(Path(work_dir), speech, num_speakers=num_speakers, settings=settings)
     write_rttm(result, Path(out_dir) / "diarization.rttm", uri=session_id)
     _report_progress("diarization", 1.0)
     return result
+
+
+def run_diarization(work: Path, speech: tuple[SpeechRegion, ...], *, num_speakers: int,
+                    settings: Settings) -> Diarization:
+    """Channel-per-speaker attribution when the file is one, else voice clustering of the mix."""
+    rate = settings.audio.sample_rate_hz
+    mode = settings.diarization.channel_mode
+    channels_path = work / "channels.npy"
+    if mode != "mixed" and channels_path.exists():
+        channels = np.asarray(np.load(channels_path, mmap_mode="r"))
+        decision = detect_channel_per_speaker(channels, rate)
+        if mode == "per-channel" or decision.per_speaker:
+            result = diarize_by_channel(channels, rate, vad_settings=settings.vad, settings=settings.diarization)
+            reason = "forced by setting" if mode == "per-channel" and not decision.per_speaker else decision.reason
+            return dataclasses.replace(result, detail=reason)
+        detail = decision.reason
+    else:
+        detail = "mono recording" if mode != "mixed" else "mixed down by setting"
+    result = diarize(np.asarray(_load_audio(work)), rate, speech, num_speakers=num_speakers,
+                     settings=settings.diarization, embedder=_embedder())
+    return dataclasses.replace(result, detail=detail)
 
 
 @flow(name="analyze_session", persist_result=False, log_prints=False)

@@ -86,7 +86,10 @@ def probe(path: str | Path, *, settings: AudioSettings | None = None) -> float |
     return declared
 
 
-def decode(path: str | Path, *, settings: AudioSettings | None = None) -> Recording:
+MAX_KEPT_CHANNELS = 4
+
+
+def decode(path: str | Path, *, settings: AudioSettings | None = None, keep_channels: bool = False) -> Recording:
     """Decode an audio file into a mono float32 :class:`Recording`.
 
     The signal is resampled with FFmpeg's resampler (libswresample) to
@@ -102,12 +105,16 @@ def decode(path: str | Path, *, settings: AudioSettings | None = None) -> Record
         Audio file in any format FFmpeg reads (wav, flac, mp3, ogg/opus, m4a/aac).
     settings : AudioSettings, optional
         Target rate (Hz) and the longest duration accepted (s).
+    keep_channels : bool
+        Also keep the separate channels (2 to 4) for channel-per-speaker
+        diarization; ignored for mono sources.
 
     Returns
     -------
     Recording
         ``samples`` has shape (n_samples,), dtype float32, values in [-1, 1],
-        at ``sample_rate_hz``; ``duration_s = n_samples / sample_rate_hz``.
+        at ``sample_rate_hz``; ``duration_s = n_samples / sample_rate_hz``;
+        ``channels`` has shape (n_channels, n_samples) when kept.
 
     Raises
     ------
@@ -151,20 +158,26 @@ def decode(path: str | Path, *, settings: AudioSettings | None = None) -> Record
                     if resampler is None:
                         resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=rate)
                     for out in resampler.resample(frame):
-                        pieces.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
-                        n_decoded += pieces[-1].size
+                        pieces.append(out.to_ndarray())
+                        n_decoded += pieces[-1].shape[1]
                 if n_decoded > max_samples:
                     raise AudioDecodeError(path, f"decoded more than the limit of {settings.max_duration_s:.0f} s "
                                                  "(ALLIANCE_AUDIO__MAX_DURATION_S)")
             for out in (resampler.resample(None) if resampler is not None else ()):
-                pieces.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+                pieces.append(out.to_ndarray())
     except AudioDecodeError:
         raise
     except (av.error.FFmpegError, ValueError, OSError, UnicodeDecodeError) as exc:
         raise AudioDecodeError(path, f"cannot be decoded as audio ({_reason(exc)}); the file is damaged or is not "
                                      f"a recording in a supported format ({SUPPORTED_TEXT})") from exc
 
-    samples = np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, np.float32)
+    multi = np.concatenate(pieces, axis=1).astype(np.float32, copy=False) if pieces else np.zeros((1, 0), np.float32)
+    del pieces
+    samples = multi.mean(axis=0, dtype=np.float32) if multi.shape[0] > 1 else multi[0]
+    kept = None
+    if keep_channels and 2 <= multi.shape[0] <= MAX_KEPT_CHANNELS:
+        kept = np.clip(multi, -1.0, 1.0)
+    del multi
     if samples.size == 0:
         if damage:
             raise AudioDecodeError(path, f"nothing could be decoded ({damage}); the file is damaged — re-export it")
@@ -181,6 +194,7 @@ def decode(path: str | Path, *, settings: AudioSettings | None = None) -> Record
         source_format=format_name,
         declared_duration_s=declared,
         decode_warning=_completeness(duration, declared, damage),
+        channels=kept,
     )
 
 

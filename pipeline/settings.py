@@ -49,6 +49,11 @@ class DiarizationSettings(BaseModel):
     max_pause_s: float = Field(1.0, ge=0, description="A silence shorter than this between two stretches of the same "
                                "speaker is a pause inside one turn (RTTM convention), in s.")
     num_speakers: int = Field(2, ge=1, le=8, description="Speakers in the room when not given per session.")
+    channel_mode: Literal["auto", "mixed", "per-channel"] = Field(
+        "auto", description="Multi-channel files: auto detects one speaker per channel; mixed always mixes down "
+        "and clusters voices; per-channel always attributes speech by channel.")
+    bleed_db: float = Field(12.0, gt=0, description="A channel this many dB quieter than another is cross-talk, "
+                            "not its own speaker (channel-per-speaker files).")
 
 
 class FeatureSettings(BaseModel):

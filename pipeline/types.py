@@ -61,7 +61,9 @@ class Recording(_Serializable):
     ``samples`` is not serialised; ``to_dict`` keeps only the description.
     ``declared_duration_s`` is what the container header claims (``None``
     when it says nothing); ``decode_warning`` says how much of a damaged or
-    truncated file was read (``None`` when all of it was).
+    truncated file was read (``None`` when all of it was). ``channels``, shape
+    (n_channels, n_samples) at ``sample_rate_hz``, is kept only when asked for
+    and the source has 2 to 4 channels (channel-per-speaker recordings).
     """
 
     path: str
@@ -73,6 +75,7 @@ class Recording(_Serializable):
     source_format: str
     declared_duration_s: float | None = None
     decode_warning: str | None = None
+    channels: np.ndarray | None = field(default=None, repr=False, compare=False, metadata={"serialize": False})
     schema_version: int = SCHEMA_VERSION
 
 
@@ -143,13 +146,16 @@ class Diarization(_Serializable):
     """Who spoke when: speaker turns in time order.
 
     ``num_speakers_estimated`` says whether the count was estimated rather
-    than given; ``method`` names how turns were found.
+    than given; ``method`` names how turns were found and ``detail`` why
+    (for example the channel-per-speaker decision). Turns of different
+    speakers overlap where both spoke at once.
     """
 
     turns: tuple[SpeakerTurn, ...]
     speakers: tuple[str, ...]
     method: str
     num_speakers_estimated: bool = False
+    detail: str = ""
     schema_version: int = SCHEMA_VERSION
 
     def speech_time_s(self) -> dict[str, float]:
@@ -163,7 +169,7 @@ class Diarization(_Serializable):
     def from_dict(cls, d: Mapping[str, Any]) -> "Diarization":
         return cls(tuple(SpeakerTurn(float(t["start"]), float(t["end"]), t["speaker"]) for t in d["turns"]),
                    tuple(d["speakers"]), d["method"], bool(d.get("num_speakers_estimated", False)),
-                   int(d.get("schema_version", SCHEMA_VERSION)))
+                   str(d.get("detail", "")), int(d.get("schema_version", SCHEMA_VERSION)))
 
 
 @dataclass(frozen=True)

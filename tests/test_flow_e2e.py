@@ -138,3 +138,15 @@ def test_out_pointing_at_a_file_is_refused_before_any_work(tmp_path):
         result = runner.invoke(app, ["analyze", str(SAMPLE_WAV), "--out", str(out)])
         assert result.exit_code == 2
         assert "is a file, not a folder" in result.output
+
+
+def test_stereo_file_with_a_speaker_per_channel_is_diarized_by_channel(prefect_harness, tmp_path):
+    from tests.conftest import ROOT
+
+    result = runner.invoke(app, ["analyze", str(ROOT / "tests/data/fw/stereo_diarization.wav"), "--language", "en",
+                                 "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    s = json.loads((tmp_path / "out" / "session.json").read_text())
+    assert s["diarization"]["method"] == "channel-per-speaker"
+    assert "one speaker per channel" in s["diarization"]["detail"]
+    assert len(s["diarization"]["speakers"]) == 2
