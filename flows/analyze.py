@@ -25,13 +25,14 @@ import pipeline
 from pipeline import asr as asr_stage
 from pipeline.audio import decode
 from pipeline.channels import detect_channel_per_speaker, diarize_by_channel
-from pipeline.diarization import ResemblyzerEmbedder, assign_words, diarize
+from pipeline.diarization import ResemblyzerEmbedder, assign_words, diarize, speaker_embeddings
 from pipeline.errors import InputError, StageError
 from pipeline.features import window_features
 from pipeline.metadata import SessionMetadata, load_metadata
 from pipeline.prosody import turn_prosody
 from pipeline.report import write_report
-from pipeline.roles import assign_roles
+from pipeline.profiles import load_profile
+from pipeline.roles import assign_roles, profile_similarities, questions_per_minute, speaker_f0_hz
 from pipeline.rttm import write_rttm
 from pipeline.settings import Settings
 from pipeline.turns import turn_metrics, utterances
@@ -148,7 +149,7 @@ def run_diarization(work: Path, speech: tuple[SpeechRegion, ...], *, num_speaker
 @flow(name="analyze_session", persist_result=False, log_prints=False)
 def analyze_session(recording: str, out_dir: str | None = None, num_speakers: int | None = None,
                     language: str | None = None, metadata_path: str | None = None,
-                    session_id: str | None = None) -> str:
+                    session_id: str | None = None, therapist: str | None = None) -> str:
     """Analyse one recording end to end and write its report.
 
     Parameters
@@ -166,6 +167,9 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
         Session metadata JSON (see :mod:`pipeline.metadata`).
     session_id : str, optional
         Default from the metadata, else the recording's file stem.
+    therapist : str, optional
+        Enrolled therapist whose voice profile identifies the therapist;
+        default the metadata's ``therapist_id``.
 
     Returns
     -------
@@ -199,7 +203,8 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
         transcript = asr_task(str(work), str(out), settings, lang)
         log.info("session %s: recognised %d words (language %s)", sid, len(transcript.words), transcript.language)
         dia = diarization_task(str(work), str(out), sid, speech, n_speakers, settings)
-        report_path = finish_session(str(work), str(out), sid, rec, speech, transcript, dia, meta, settings)
+        report_path = finish_session(str(work), str(out), sid, rec, speech, transcript, dia, meta, settings,
+                                     therapist or meta.therapist_id)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if not any(out.iterdir()):
@@ -229,18 +234,26 @@ def input_warnings(rec: Recording, speech, transcript: Transcript) -> tuple[str,
 
 @task(name="report", **_TASK)
 def finish_session(work_dir: str, out_dir: str, session_id: str, rec: Recording, speech, transcript: Transcript,
-                   dia: Diarization, meta: SessionMetadata, settings: Settings) -> str:
+                   dia: Diarization, meta: SessionMetadata, settings: Settings,
+                   therapist_id: str | None = None) -> str:
     """Roles, metrics, prosody, features, flags and the report for one session."""
     from models.artifact import load_model
     from models.flagging import flag_windows
 
     samples = np.asarray(_load_audio(Path(work_dir)))
-    roles = assign_roles(dia, override=meta.speaker_roles)
     attributed = assign_words(transcript, dia)
+    prosody = turn_prosody(samples, rec.sample_rate_hz, dia.turns, settings=settings.features)
+    similarity = None
+    if therapist_id and dia.turns:
+        profile = load_profile(settings.data_dir, therapist_id)
+        similarity = profile_similarities(
+            speaker_embeddings(samples, rec.sample_rate_hz, dia.turns, embedder=_embedder()), profile)
+    roles = assign_roles(dia, override=meta.speaker_roles, profile_similarity=similarity,
+                         f0_hz=speaker_f0_hz(prosody), questions_per_min=questions_per_minute(attributed, dia),
+                         client_age=meta.client_age)
     utts = utterances(attributed, roles)
     _report_progress("roles", 1.0)
     metrics = turn_metrics(dia, roles, duration_s=rec.duration_s)
-    prosody = turn_prosody(samples, rec.sample_rate_hz, dia.turns, settings=settings.features)
     _report_progress("metrics", 1.0)
     features = window_features(dia, roles, utts, prosody, duration_s=rec.duration_s, settings=settings.features)
     bundle = load_model(settings.model.active_model)

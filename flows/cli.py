@@ -26,6 +26,8 @@ def analyze(
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <data dir>/sessions/<id>)."),
     metadata: Optional[Path] = typer.Option(None, "--metadata", help="Session metadata JSON (participants, roles)."),
     session_id: Optional[str] = typer.Option(None, "--session-id", help="Session id (default: file name)."),
+    therapist: Optional[str] = typer.Option(None, "--therapist",
+                                            help="Enrolled therapist in this session (voice profile)."),
 ) -> None:
     """Analyse one recording: transcript, speakers, turn metrics, flags and report."""
     from rich.console import Console
@@ -40,13 +42,17 @@ def analyze(
 
     from pipeline.audio import probe
     from pipeline.metadata import load_metadata
+    from pipeline.profiles import load_profile
+    from pipeline.settings import Settings
 
     # cheap checks first: a missing, empty or non-audio file, bad metadata or an unusable output folder
     # fails before any work starts
     try:
         probe(recording)
-        if metadata is not None:
-            load_metadata(metadata)
+        meta = load_metadata(metadata) if metadata is not None else None
+        named = therapist or (meta.therapist_id if meta else None)
+        if named:
+            load_profile(Settings().data_dir, named)
     except PipelineError as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
@@ -68,7 +74,7 @@ def analyze(
         try:
             report = analyze_session(str(recording), out_dir=str(out) if out else None, num_speakers=speakers,
                                      language=language, metadata_path=str(metadata) if metadata else None,
-                                     session_id=session_id)
+                                     session_id=session_id, therapist=therapist)
         except PipelineError as exc:
             progress.stop()
             console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
@@ -80,6 +86,32 @@ def analyze(
         console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
     typer.echo(f"Report: {report}")
     typer.echo(f"Session data: {session_json}")
+
+
+@app.command("enroll-therapist")
+def enroll_therapist(
+    name: str = typer.Argument(..., help="Therapist id (letters, digits, '_', '.', '-')."),
+    clips: list[Path] = typer.Argument(..., help="A few clean recordings of the therapist alone (5 s of speech or more)."),
+) -> None:
+    """Store a therapist's voice profile, so sessions naming them recognise the therapist by voice."""
+    from rich.console import Console
+
+    from pipeline.audio import decode
+    from pipeline.diarization import ResemblyzerEmbedder
+    from pipeline.errors import PipelineError
+    from pipeline.profiles import enrol
+    from pipeline.settings import Settings
+
+    console = Console(stderr=True)
+    settings = Settings()
+    try:
+        recordings = [decode(c, settings=settings.audio) for c in clips]
+        path = enrol(name, recordings, embedder=ResemblyzerEmbedder(), vad_settings=settings.vad,
+                     data_dir=settings.data_dir)
+    except PipelineError as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"Voice profile for {name} from {len(clips)} clips: {path}")
 
 
 @app.command("eval-diarization")

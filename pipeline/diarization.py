@@ -340,3 +340,43 @@ class ResemblyzerEmbedder:
                 batch = np.stack([mel[i:i + win] for i in idx[b:b + self.batch_size]])
                 out.append(self._encoder(self._torch.from_numpy(batch).float()).numpy())
         return np.concatenate(out) if out else np.zeros((0, 256), dtype=np.float32)
+
+
+def speaker_embeddings(samples: np.ndarray, sample_rate_hz: int, turns, *, embedder: SpeakerEmbedder,
+                       window_s: float = 2.0, hop_s: float = 1.0) -> dict[str, np.ndarray]:
+    """Mean unit-length speaker embedding per speaker, from windows inside their turns.
+
+    Parameters
+    ----------
+    samples : np.ndarray, shape (n_samples,)
+        Mono float32 audio.
+    sample_rate_hz : int
+        Sample rate in Hz (16000).
+    turns : iterable of SpeakerTurn or SpeechRegion
+        Stretches to embed; a ``speaker`` attribute groups them (SpeechRegion: one group ``"all"``).
+    embedder : SpeakerEmbedder
+    window_s, hop_s : float > 0
+        Window length and hop in seconds; a turn shorter than a window gets one
+        window centred on it.
+
+    Returns
+    -------
+    dict of str to np.ndarray, shape (dim,)
+        Empty when there are no turns.
+    """
+    starts: dict[str, list[float]] = {}
+    duration = samples.size / sample_rate_hz
+    for t in turns:
+        key = getattr(t, "speaker", "all")
+        if t.end - t.start >= window_s:
+            s = list(np.arange(t.start, t.end - window_s + 1e-9, hop_s))
+        else:
+            s = [min(max(0.0, (t.start + t.end - window_s) / 2), max(0.0, duration - window_s))]
+        starts.setdefault(key, []).extend(s)
+    out: dict[str, np.ndarray] = {}
+    for key, st in starts.items():
+        e = embedder.embed_windows(samples, sample_rate_hz, np.array(st), window_s)
+        e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+        m = e.mean(axis=0)
+        out[key] = m / max(np.linalg.norm(m), 1e-12)
+    return out

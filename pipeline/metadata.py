@@ -2,12 +2,14 @@
 
 Example::
 
-    {"session_id": "s-0412", "language": "nl",
-     "participants": [{"role": "therapist"}, {"role": "client", "age": 11}],
+    {"session_id": "s-0412", "language": "nl", "therapist_id": "t-anna",
+     "participants": [{"role": "therapist", "id": "t-anna"}, {"role": "client", "age": 11}],
      "speaker_roles": {"SPEAKER_00": "client"}}
 
-Every key is optional. ``participants`` fixes the speaker count;
-``speaker_roles`` overrides the role rule for the named diarized speakers.
+Every key is optional. ``participants`` fixes the speaker count and gives the
+client's age (the child-voice cue); ``therapist_id`` (or the therapist
+participant's ``id``) names an enrolled voice profile; ``speaker_roles``
+overrides the role assignment for the named diarized speakers.
 """
 
 from __future__ import annotations
@@ -29,10 +31,19 @@ class SessionMetadata:
     language: str | None = None
     participants: tuple[Mapping[str, Any], ...] = ()
     speaker_roles: Mapping[str, str] = field(default_factory=dict)
+    therapist_id: str | None = None
 
     @property
     def num_speakers(self) -> int | None:
         return len(self.participants) or None
+
+    @property
+    def client_age(self) -> float | None:
+        """The client's age in years, when a client participant gives one."""
+        for p in self.participants:
+            if p.get("role") == "client" and isinstance(p.get("age"), (int, float)):
+                return float(p["age"])
+        return None
 
 
 def load_metadata(path: str | Path) -> SessionMetadata:
@@ -68,4 +79,13 @@ def load_metadata(path: str | Path) -> SessionMetadata:
     sid = raw.get("session_id")
     if sid is not None and (not isinstance(sid, str) or not sid.strip() or "/" in sid or "\\" in sid):
         raise MetadataError(path, f"'session_id' must be a non-empty string without slashes; found {sid!r}")
-    return SessionMetadata(session_id=sid, language=lang, participants=tuple(participants), speaker_roles=roles)
+    therapist = raw.get("therapist_id")
+    if therapist is None:
+        therapist = next((p.get("id") for p in participants if p.get("role") == "therapist" and p.get("id")), None)
+    if therapist is not None and not isinstance(therapist, str):
+        raise MetadataError(path, f"'therapist_id' must be a string; found {therapist!r}")
+    for i, p in enumerate(participants):
+        if "age" in p and (not isinstance(p["age"], (int, float)) or not 0 <= p["age"] < 120):
+            raise MetadataError(path, f"participants[{i}].age must be a number of years; found {p['age']!r}")
+    return SessionMetadata(session_id=sid, language=lang, participants=tuple(participants), speaker_roles=roles,
+                           therapist_id=therapist)

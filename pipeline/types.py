@@ -174,10 +174,16 @@ class Diarization(_Serializable):
 
 @dataclass(frozen=True)
 class RoleAssignment(_Serializable):
-    """Speaker label → role (``therapist``, ``client``, ``parent``) and how it was decided."""
+    """Speaker label → role (``therapist``, ``client``, ``parent``) and how it was decided.
+
+    ``rule`` names the evidence used (joined by ``+``); ``evidence`` holds the
+    numbers behind it (profile similarities, F0 margin, question rates) and a
+    confidence word per cue.
+    """
 
     roles: Mapping[str, str]
     rule: str
+    evidence: Mapping[str, object] = field(default_factory=dict)
 
     def role_of(self, speaker: str | None) -> str:
         return self.roles.get(speaker, "unknown") if speaker is not None else "unknown"

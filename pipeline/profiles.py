@@ -1,0 +1,101 @@
+"""Therapist voice profiles: enrol from a few clean clips, store, load.
+
+A profile is the mean speaker embedding (resemblyzer d-vector, unit length)
+of windows over the speech in the clips, stored as JSON under
+``<data dir>/profiles/<name>.json`` with the encoder's name, the number of
+clips and the seconds of speech used.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from pipeline.errors import InputError
+from pipeline.types import Recording
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MIN_ENROL_SPEECH_S = 5.0
+
+
+def profile_path(data_dir: Path, name: str) -> Path:
+    """Where a therapist's profile lives.
+
+    Raises
+    ------
+    InputError
+        The name has characters other than letters, digits, ``_ . -``.
+    """
+    if not _NAME.match(name):
+        raise InputError(None, f"therapist name {name!r} must be 1–64 letters, digits, '_', '.' or '-'")
+    return Path(data_dir) / "profiles" / f"{name}.json"
+
+
+def enrol(name: str, recordings: Sequence[Recording], *, embedder, vad_settings, data_dir: Path) -> Path:
+    """Build a therapist's voice profile from clean clips and store it.
+
+    Parameters
+    ----------
+    name : str
+        Therapist id (letters, digits, ``_ . -``).
+    recordings : sequence of Recording
+        Decoded clips of the therapist alone, 16 kHz.
+    embedder : SpeakerEmbedder
+    vad_settings : VadSettings
+    data_dir : Path
+
+    Returns
+    -------
+    Path
+        The profile file (replaced if it existed).
+
+    Raises
+    ------
+    InputError
+        A clip holds no speech, or all clips together hold less than 5 s.
+    """
+    from pipeline.diarization import speaker_embeddings
+    from pipeline.vad import detect_speech
+
+    path = profile_path(data_dir, name)
+    vectors, speech_s = [], 0.0
+    for rec in recordings:
+        regions = detect_speech(rec.samples, rec.sample_rate_hz, settings=vad_settings)
+        if not regions:
+            raise InputError(rec.path, "no speech found in this enrolment clip; give clean clips of the therapist")
+        speech_s += sum(r.duration for r in regions)
+        vectors.append(speaker_embeddings(rec.samples, rec.sample_rate_hz, regions, embedder=embedder)["all"])
+    if speech_s < MIN_ENROL_SPEECH_S:
+        raise InputError(None, f"enrolment clips hold {speech_s:.1f} s of speech; give at least "
+                               f"{MIN_ENROL_SPEECH_S:.0f} s of the therapist speaking")
+    mean = np.mean(vectors, axis=0)
+    mean /= max(np.linalg.norm(mean), 1e-12)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "name": name, "encoder": getattr(embedder, "name", "unknown"), "n_clips": len(recordings),
+        "speech_s": round(speech_s, 2), "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "embedding": [round(float(v), 6) for v in mean]}, indent=1))
+    return path
+
+
+def load_profile(data_dir: Path, name: str) -> np.ndarray:
+    """A stored therapist profile's embedding, shape (dim,).
+
+    Raises
+    ------
+    InputError
+        No profile by that name, or the file is not a profile.
+    """
+    path = profile_path(data_dir, name)
+    if not path.is_file():
+        raise InputError(path, f"no voice profile for therapist {name!r}; enrol one with "
+                               f"`alliance enroll-therapist {name} CLIP...`")
+    try:
+        return np.asarray(json.loads(path.read_text())["embedding"], dtype=np.float32)
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(path, f"not a voice profile ({exc})") from exc

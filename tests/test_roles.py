@@ -1,0 +1,146 @@
+"""Speaker roles: therapist voice profile, child-voice and question cues, session override."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from pipeline.audio import decode, save_wav
+from pipeline.diarization import diarize, speaker_embeddings
+from pipeline.errors import InputError
+from pipeline.profiles import enrol, load_profile, profile_path
+from pipeline.prosody import turn_prosody
+from pipeline.roles import assign_roles, profile_similarities, speaker_f0_hz
+from pipeline.settings import Settings
+from pipeline.types import Diarization, SpeakerTurn as T
+from pipeline.vad import detect_speech
+from tests.conftest import ROOT, der
+
+DUTCH = ROOT / "tests/data/dutch"
+OCEAN = ROOT / "tests/data/speechocean762"
+GAP_S = 0.7
+
+
+def _concatenate(clips):
+    """Join (speaker, file) clips with 0.7 s silences; truth turns are each clip's own VAD speech."""
+    settings = Settings()
+    parts, truth, t = [], [], 0.0
+    for who, f in clips:
+        x = decode(f).samples
+        truth += [T(t + r.start, t + r.end, who) for r in detect_speech(x, 16000, settings=settings.vad)]
+        parts += [x, np.zeros(int(GAP_S * 16000), np.float32)]
+        t += x.size / 16000 + GAP_S
+    return np.concatenate(parts), truth
+
+
+@pytest.fixture(scope="module")
+def therapist_session():
+    """Therapist (nathalie, 2 clips) speaks less than the client (rdh, 5 clips)."""
+    nat = sorted(DUTCH.glob("nathalie/*.flac"))
+    rdh = sorted(DUTCH.glob("rdh/*.flac"))
+    order = [("client", rdh[0]), ("therapist", nat[3]), ("client", rdh[1]), ("client", rdh[2]),
+             ("therapist", nat[4]), ("client", rdh[3]), ("client", rdh[4])]
+    return _concatenate(order), nat[:3]
+
+
+def _diarize(signal, embedder, n=2):
+    s = Settings()
+    return diarize(signal, 16000, detect_speech(signal, 16000, settings=s.vad), num_speakers=n,
+                   settings=s.diarization, embedder=embedder)
+
+
+def _truth_speaker(d, truth, role):
+    """The hypothesis speaker overlapping most with the truth turns of ``role``."""
+    def overlap(spk):
+        return sum(max(0.0, min(a.end, b.end) - max(a.start, b.start))
+                   for a in d.turns if a.speaker == spk for b in truth if b.speaker == role)
+    return max(d.speakers, key=overlap)
+
+
+def test_enrolled_therapist_is_recognised_when_not_speaking_most(therapist_session, embedder, tmp_path):
+    (signal, truth), enrol_clips = therapist_session
+    settings = Settings()
+    enrol("t-nathalie", [decode(c) for c in enrol_clips], embedder=embedder, vad_settings=settings.vad,
+          data_dir=tmp_path)
+    d = _diarize(signal, embedder)
+    assert der(truth, d.turns)["diarization error rate"] <= 0.10
+    therapist = _truth_speaker(d, truth, "therapist")
+    assert d.speech_time_s()[therapist] < max(d.speech_time_s().values())  # not the one who talks most
+    sims = profile_similarities(speaker_embeddings(signal, 16000, d.turns, embedder=embedder),
+                                load_profile(tmp_path, "t-nathalie"))
+    roles = assign_roles(d, profile_similarity=sims)
+    assert roles.roles[therapist] == "therapist"
+    assert roles.rule.startswith("therapist-voice-profile")
+    assert roles.evidence["therapist_similarity"] >= 0.8
+    assert assign_roles(d).roles[therapist] == "client"  # the most-speech rule alone gets it wrong
+
+
+def test_child_and_adult_are_separated_and_the_child_is_named_client(embedder):
+    child = sorted(OCEAN.glob("00003*.wav"))  # a 6-year-old boy
+    adult = sorted(OCEAN.glob("01030*.wav"))  # a 27-year-old man
+    signal, truth = _concatenate([x for pair in zip(adult, child) for x in (("adult", pair[0]), ("child", pair[1]))])
+    d = _diarize(signal, embedder)
+    assert der(truth, d.turns)["diarization error rate"] <= 0.10
+    prosody = turn_prosody(signal, 16000, d.turns, settings=Settings().features)
+    roles = assign_roles(d, f0_hz=speaker_f0_hz(prosody), client_age=6)
+    assert roles.roles[_truth_speaker(d, truth, "child")] == "client"
+    assert roles.roles[_truth_speaker(d, truth, "adult")] == "therapist"
+    assert "child-voice-f0" in roles.rule and roles.evidence["f0_margin_st"] >= 6
+
+
+DIA = Diarization((T(0, 10, "A"), T(10, 14, "B"), T(14, 16, "C")), ("A", "B", "C"), "test")
+
+
+def test_override_wins_over_every_cue():
+    r = assign_roles(DIA, override={"C": "therapist"}, profile_similarity={"A": 0.95, "B": 0.3, "C": 0.2},
+                     f0_hz={"A": 120.0, "B": 300.0, "C": 110.0})
+    assert r.roles["C"] == "therapist" and r.roles["B"] == "client" and r.roles["A"] == "parent"
+    assert r.rule.startswith("session-override")
+
+
+def test_weak_profile_match_falls_back_to_cues():
+    r = assign_roles(DIA, profile_similarity={"A": 0.5, "B": 0.4, "C": 0.3},
+                     questions_per_min={"A": 0.5, "B": 4.0, "C": 0.0})
+    assert r.roles["B"] == "therapist" and "therapist-asks-most-questions" in r.rule
+    assert "therapist_similarity" not in r.evidence
+
+
+def test_child_cue_is_not_used_for_an_older_client():
+    f0 = {"A": 120.0, "B": 300.0, "C": 200.0}
+    assert assign_roles(DIA, f0_hz=f0, client_age=8).roles["B"] == "client"
+    r = assign_roles(DIA, f0_hz=f0, client_age=16)
+    assert r.roles == {"A": "therapist", "B": "client", "C": "parent"} and r.rule == "most-speech-is-therapist"
+
+
+def test_profile_errors_name_the_problem(tmp_path, embedder):
+    with pytest.raises(InputError, match="must be 1–64 letters"):
+        profile_path(tmp_path, "../etc")
+    with pytest.raises(InputError, match="no voice profile for therapist 'nobody'"):
+        load_profile(tmp_path, "nobody")
+    quiet = decode(save_wav(tmp_path / "quiet.wav", np.zeros(16000 * 3), 16000))
+    with pytest.raises(InputError, match="quiet.wav: no speech found in this enrolment clip"):
+        enrol("t-x", [quiet], embedder=embedder, vad_settings=Settings().vad, data_dir=tmp_path)
+
+
+def test_enroll_and_analyze_commands_recognise_the_therapist(prefect_harness, therapist_session, tmp_path,
+                                                              monkeypatch):
+    (signal, truth), enrol_clips = therapist_session
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    result = runner.invoke(app, ["enroll-therapist", "t-nathalie", *map(str, enrol_clips)])
+    assert result.exit_code == 0, result.output
+    session = save_wav(tmp_path / "session.wav", signal, 16000)
+    result = runner.invoke(app, ["analyze", str(session), "--language", "nl", "--therapist", "t-nathalie",
+                                 "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    s = json.loads((tmp_path / "out" / "session.json").read_text())
+    times = s["metrics"]["speech_time_s"]
+    therapist = next(k for k, v in s["roles"]["roles"].items() if v == "therapist")
+    assert times[therapist] < max(times.values())
+    assert s["roles"]["evidence"]["therapist_similarity"] >= 0.8
+    result = runner.invoke(app, ["analyze", str(session), "--therapist", "nobody", "--out", str(tmp_path / "o2")])
+    assert result.exit_code == 1 and "no voice profile for therapist 'nobody'" in result.output
