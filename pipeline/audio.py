@@ -131,8 +131,7 @@ def decode(path: str | Path, *, settings: AudioSettings | None = None, keep_chan
     declared = probe(path, settings=settings)
     rate = settings.sample_rate_hz
     max_samples = int(settings.max_duration_s * rate)
-    pieces: list[np.ndarray] = []
-    n_decoded = 0
+    buffer = _Buffer(int((declared or 60.0) * rate) + rate)
     damage: str | None = None
     try:
         with av.open(str(path), mode="r", metadata_errors="ignore") as container:
@@ -158,21 +157,19 @@ def decode(path: str | Path, *, settings: AudioSettings | None = None, keep_chan
                     if resampler is None:
                         resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=rate)
                     for out in resampler.resample(frame):
-                        pieces.append(out.to_ndarray())
-                        n_decoded += pieces[-1].shape[1]
-                if n_decoded > max_samples:
+                        buffer.append(out.to_ndarray())
+                if buffer.size > max_samples:
                     raise AudioDecodeError(path, f"decoded more than the limit of {settings.max_duration_s:.0f} s "
                                                  "(ALLIANCE_AUDIO__MAX_DURATION_S)")
             for out in (resampler.resample(None) if resampler is not None else ()):
-                pieces.append(out.to_ndarray())
+                buffer.append(out.to_ndarray())
     except AudioDecodeError:
         raise
     except (av.error.FFmpegError, ValueError, OSError, UnicodeDecodeError) as exc:
         raise AudioDecodeError(path, f"cannot be decoded as audio ({_reason(exc)}); the file is damaged or is not "
                                      f"a recording in a supported format ({SUPPORTED_TEXT})") from exc
 
-    multi = np.concatenate(pieces, axis=1).astype(np.float32, copy=False) if pieces else np.zeros((1, 0), np.float32)
-    del pieces
+    multi = buffer.array()
     samples = multi.mean(axis=0, dtype=np.float32) if multi.shape[0] > 1 else multi[0]
     kept = None
     if keep_channels and 2 <= multi.shape[0] <= MAX_KEPT_CHANNELS:
@@ -196,6 +193,35 @@ def decode(path: str | Path, *, settings: AudioSettings | None = None, keep_chan
         decode_warning=_completeness(duration, declared, damage),
         channels=kept,
     )
+
+
+class _Buffer:
+    """Growable (n_channels, n_samples) float32 buffer: one copy of the audio, not a list plus a concatenation."""
+
+    def __init__(self, capacity: int) -> None:
+        self._data: np.ndarray | None = None
+        self._capacity = max(1, capacity)
+        self.size = 0
+
+    def append(self, block: np.ndarray) -> None:
+        if self._data is None:
+            self._data = np.empty((block.shape[0], self._capacity), dtype=np.float32)
+        n = block.shape[1]
+        if self.size + n > self._data.shape[1]:
+            grown = np.empty((self._data.shape[0], int((self.size + n) * 1.5)), dtype=np.float32)
+            grown[:, : self.size] = self._data[:, : self.size]
+            self._data = grown
+        self._data[:, self.size: self.size + n] = block
+        self.size += n
+
+    def array(self) -> np.ndarray:
+        """The filled part, shape (n_channels, size); (1, 0) when nothing was decoded."""
+        if self._data is None:
+            return np.zeros((1, 0), np.float32)
+        if self.size < self._data.shape[1]:
+            self._data = self._data[:, : self.size].copy() if self.size < self._data.shape[1] // 2 \
+                else self._data[:, : self.size]
+        return self._data
 
 
 def _completeness(duration: float, declared: float | None, damage: str | None) -> str | None:

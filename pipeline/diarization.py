@@ -25,6 +25,7 @@ from pipeline.types import Diarization, SpeakerTurn, SpeechRegion, Transcript, W
 from pipeline.vad import speech_mask
 
 FRAME_S = 0.01  # label grid: 10 ms frames
+MAX_MEL_SPAN_FRAMES = 6000  # one embedding batch never needs more than 60 s of spectrogram
 
 
 class SpeakerEmbedder(Protocol):
@@ -37,7 +38,8 @@ class SpeakerEmbedder(Protocol):
         ...
 
 
-def cluster_embeddings(embeddings: np.ndarray, n_speakers: int, *, random_state: int = 0) -> np.ndarray:
+def cluster_embeddings(embeddings: np.ndarray, n_speakers: int, *, random_state: int = 0,
+                       max_windows: int = 3000) -> np.ndarray:
     """Cluster speaker embeddings into ``n_speakers`` groups.
 
     Spectral clustering on the cosine-similarity affinity (negative
@@ -53,6 +55,14 @@ def cluster_embeddings(embeddings: np.ndarray, n_speakers: int, *, random_state:
         Number of speakers.
     random_state : int
         Seed of the k-means step in the spectral embedding.
+    max_windows : int > n_speakers
+        Long sessions: when there are more windows, spectral clustering runs
+        on ``max_windows`` windows spread evenly over the whole session, and
+        every window then takes the speaker whose centroid it is most similar
+        to (cosine). Memory stays bounded (the affinity matrix is at most
+        max_windows² values, 72 MB at 3000) and labels are the same across
+        the whole file. Clustering chunks separately and linking them was not
+        chosen: a chunk in which one person talks alone is split in two.
 
     Returns
     -------
@@ -76,10 +86,18 @@ def cluster_embeddings(embeddings: np.ndarray, n_speakers: int, *, random_state:
     from sklearn.cluster import SpectralClustering
 
     unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-    affinity = np.clip(unit @ unit.T, 0.0, 1.0)
+    sample = np.unique(np.linspace(0, n - 1, min(n, max_windows)).round().astype(int))
+    affinity = np.clip(unit[sample] @ unit[sample].T, 0.0, 1.0)
     labels = SpectralClustering(n_clusters=n_speakers, affinity="precomputed",
                                 random_state=random_state).fit_predict(affinity)
-    return _renumber(labels)
+    if sample.size == n:
+        return _renumber(labels)
+    centroids = np.stack([unit[sample][labels == k].mean(axis=0) for k in range(n_speakers)])
+    centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    out = np.empty(n, dtype=int)
+    for b in range(0, n, 10000):  # bounded memory for the similarity block
+        out[b:b + 10000] = (unit[b:b + 10000] @ centroids.T).argmax(axis=1)
+    return _renumber(out)
 
 
 def _renumber(labels: np.ndarray) -> np.ndarray:
@@ -217,7 +235,7 @@ def diarize(samples: np.ndarray, sample_rate_hz: int, speech: tuple[SpeechRegion
     starts = np.array(sorted(set(keep)), dtype=int)
     centres = starts + half
     embeddings = embedder.embed_windows(samples, sample_rate_hz, starts * FRAME_S, win * FRAME_S)
-    window_labels = cluster_embeddings(embeddings, num_speakers)
+    window_labels = cluster_embeddings(embeddings, num_speakers, max_windows=settings.max_cluster_windows)
 
     speech_frames = np.flatnonzero(mask)
     nearest = np.searchsorted(centres, speech_frames)
@@ -266,25 +284,30 @@ def assign_words(transcript: Transcript, diarization: Diarization) -> Transcript
     return Transcript(tuple(words), transcript.language, transcript.language_probability, transcript.duration_s)
 
 
-def _normalise_level(samples: np.ndarray, sample_rate_hz: int, starts_s: np.ndarray, window_s: float, *,
-                     target_dbfs: float) -> np.ndarray:
-    """Scale ``samples`` so the RMS over the given windows is ``target_dbfs`` (dB re full scale).
+def _level_gain(samples: np.ndarray, sample_rate_hz: int, starts_s: np.ndarray, window_s: float, *,
+                target_dbfs: float) -> float:
+    """Amplitude gain that brings the RMS over the given windows to ``target_dbfs`` (dB re full scale).
 
-    Silence outside the windows does not lower the measured level. Returns a
-    new array; digital silence is returned unchanged.
+    Silence outside the windows does not lower the measured level; the sum
+    runs over merged window spans without copying the signal. Digital
+    silence gives a gain of 1.
     """
     win = int(round(window_s * sample_rate_hz))
     power, count = 0.0, 0
-    covered = np.zeros(samples.size, dtype=bool)
-    for s in np.round(np.asarray(starts_s) * sample_rate_hz).astype(int):
-        covered[max(0, s): s + win] = True
-    if covered.any():
-        seg = samples[covered].astype(np.float64)
-        power, count = float(np.sum(seg * seg)), seg.size
+    spans: list[list[int]] = []
+    for s in np.sort(np.round(np.asarray(starts_s) * sample_rate_hz).astype(int)):
+        s = max(0, int(s))
+        if spans and s <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], s + win)
+        else:
+            spans.append([s, s + win])
+    for a, b in spans:
+        seg = samples[a:min(b, samples.size)].astype(np.float64)
+        power += float(np.dot(seg, seg))
+        count += seg.size
     if count == 0 or power <= 0:
-        return samples
-    rms = np.sqrt(power / count)
-    return (samples * (10 ** (target_dbfs / 20) / rms)).astype(np.float32)
+        return 1.0
+    return float(10 ** (target_dbfs / 20) / np.sqrt(power / count))
 
 
 class ResemblyzerEmbedder:
@@ -312,34 +335,68 @@ class ResemblyzerEmbedder:
         try:
             import torch
             from resemblyzer import VoiceEncoder
-            from resemblyzer import audio as raudio
         except ImportError as exc:
             raise BackendUnavailableError(
                 "resemblyzer is not installed; run `make install` (it installs webrtcvad-wheels and "
                 "resemblyzer==0.1.4 with --no-deps)") from exc
+        import librosa
+        from resemblyzer import hparams
+
         self._torch = torch
-        self._mel = raudio.wav_to_mel_spectrogram
+        self._librosa = librosa
+        self._n_fft = int(hparams.sampling_rate * hparams.mel_window_length / 1000)
+        self._hop = int(hparams.sampling_rate * hparams.mel_window_step / 1000)
+        self._n_mels = hparams.mel_n_channels
         self._encoder = VoiceEncoder("cpu", verbose=False)
         self.batch_size = batch_size
         self.target_dbfs = target_dbfs
+
+    def _mel_frames(self, samples: np.ndarray, first: int, last: int) -> np.ndarray:
+        """resemblyzer's mel spectrogram (power, 40 bands, 10 ms hop), frames [first, last), shape (n, 40).
+
+        Identical to ``resemblyzer.audio.wav_to_mel_spectrogram`` on the whole
+        signal (centred frames, zero padding), but computed for a stretch only,
+        so memory stays bounded on a 90-minute session.
+        """
+        half = self._n_fft // 2
+        a, b = first * self._hop - half, (last - 1) * self._hop + half + (self._n_fft % 2)
+        seg = np.asarray(samples[max(0, a):max(0, min(b, samples.size))], dtype=np.float32)
+        seg = np.pad(seg, (max(0, -a), max(0, b - max(a, samples.size))))
+        mel = self._librosa.feature.melspectrogram(y=seg, sr=16000, n_fft=self._n_fft, hop_length=self._hop,
+                                                    n_mels=self._n_mels, center=False)
+        frames = mel.astype(np.float32).T
+        if frames.shape[0] < last - first:
+            frames = np.pad(frames, ((0, last - first - frames.shape[0]), (0, 0)))
+        return frames[: last - first]
 
     def embed_windows(self, samples: np.ndarray, sample_rate_hz: int, starts_s: np.ndarray,
                       window_s: float) -> np.ndarray:
         if sample_rate_hz != 16000:
             raise ValueError(f"sample_rate_hz must be 16000 for resemblyzer. Got {sample_rate_hz} instead.")
         win = int(round(window_s / FRAME_S))
-        samples = _normalise_level(np.asarray(samples, dtype=np.float32), sample_rate_hz, starts_s, window_s,
-                                   target_dbfs=self.target_dbfs)
-        mel = self._mel(samples)  # (n_frames, 40), 10 ms hop
-        if mel.shape[0] < win:
-            mel = np.pad(mel, ((0, win - mel.shape[0]), (0, 0)))
-        idx = np.clip(np.round(np.asarray(starts_s) / FRAME_S).astype(int), 0, mel.shape[0] - win)
-        out = []
+        gain = _level_gain(samples, sample_rate_hz, starts_s, window_s, target_dbfs=self.target_dbfs)
+        n_frames = max(win, samples.size // self._hop + 1)
+        idx = np.clip(np.round(np.asarray(starts_s) / FRAME_S).astype(int), 0, n_frames - win)
+        order = np.argsort(idx, kind="stable")
+        result = np.zeros((idx.size, 256), dtype=np.float32)
         with self._torch.no_grad():
-            for b in range(0, idx.size, self.batch_size):
-                batch = np.stack([mel[i:i + win] for i in idx[b:b + self.batch_size]])
-                out.append(self._encoder(self._torch.from_numpy(batch).float()).numpy())
-        return np.concatenate(out) if out else np.zeros((0, 256), dtype=np.float32)
+            for batch in self._batches(idx[order]):
+                pos = order[batch]
+                lo, hi = int(idx[pos].min()), int(idx[pos].max()) + win
+                mel = self._mel_frames(samples, lo, hi) * (gain * gain)  # mel is power: scales with gain²
+                x = np.stack([mel[i - lo:i - lo + win] for i in idx[pos]])
+                result[pos] = self._encoder(self._torch.from_numpy(x).float()).numpy()
+        return result
+
+    def _batches(self, sorted_idx: np.ndarray) -> list[np.ndarray]:
+        """Positions of at most ``batch_size`` windows spanning at most ``MAX_MEL_SPAN_FRAMES`` frames each."""
+        batches, start = [], 0
+        for i in range(1, sorted_idx.size + 1):
+            if (i == sorted_idx.size or i - start >= self.batch_size
+                    or sorted_idx[i] - sorted_idx[start] > MAX_MEL_SPAN_FRAMES):
+                batches.append(np.arange(start, i))
+                start = i
+        return batches
 
 
 def speaker_embeddings(samples: np.ndarray, sample_rate_hz: int, turns, *, embedder: SpeakerEmbedder,

@@ -49,6 +49,9 @@ class DiarizationSettings(BaseModel):
     max_pause_s: float = Field(1.0, ge=0, description="A silence shorter than this between two stretches of the same "
                                "speaker is a pause inside one turn (RTTM convention), in s.")
     num_speakers: int = Field(2, ge=1, le=8, description="Speakers in the room when not given per session.")
+    max_cluster_windows: int = Field(3000, ge=100, description="Long sessions: spectral clustering runs on at "
+                                     "most this many embedding windows spread over the session; the rest join "
+                                     "the nearest speaker centroid (bounded memory, stable labels).")
     channel_mode: Literal["auto", "mixed", "per-channel"] = Field(
         "auto", description="Multi-channel files: auto detects one speaker per channel; mixed always mixes down "
         "and clusters voices; per-channel always attributes speech by channel.")
