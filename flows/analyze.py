@@ -118,14 +118,14 @@ def asr_task(work_dir: str, out_dir: str, settings: Settings, language: str) -> 
 
 @task(name="diarization", retries=1, retry_condition_fn=_no_retry_on_bad_input, **_TASK)
 def diarization_task(work_dir: str, out_dir: str, session_id: str, speech: tuple[SpeechRegion, ...],
-                     num_speakers: int, settings: Settings) -> Diarization:
+                     num_speakers: int | str, settings: Settings) -> Diarization:
     result = run_diarization(Path(work_dir), speech, num_speakers=num_speakers, settings=settings)
     write_rttm(result, Path(out_dir) / "diarization.rttm", uri=session_id)
     _report_progress("diarization", 1.0)
     return result
 
 
-def run_diarization(work: Path, speech: tuple[SpeechRegion, ...], *, num_speakers: int,
+def run_diarization(work: Path, speech: tuple[SpeechRegion, ...], *, num_speakers: int | str,
                     settings: Settings) -> Diarization:
     """Channel-per-speaker attribution when the file is one, else voice clustering of the mix."""
     rate = settings.audio.sample_rate_hz
@@ -141,13 +141,14 @@ def run_diarization(work: Path, speech: tuple[SpeechRegion, ...], *, num_speaker
         detail = decision.reason
     else:
         detail = "mono recording" if mode != "mixed" else "mixed down by setting"
-    result = diarize(np.asarray(_load_audio(work)), rate, speech, num_speakers=num_speakers,
+    result = diarize(np.asarray(_load_audio(work)), rate, speech,
+                     num_speakers=None if num_speakers == "auto" else int(num_speakers),
                      settings=settings.diarization, embedder=_embedder())
-    return dataclasses.replace(result, detail=detail)
+    return dataclasses.replace(result, detail="; ".join(d for d in (detail, result.detail) if d))
 
 
 @flow(name="analyze_session", persist_result=False, log_prints=False)
-def analyze_session(recording: str, out_dir: str | None = None, num_speakers: int | None = None,
+def analyze_session(recording: str, out_dir: str | None = None, num_speakers: int | str | None = None,
                     language: str | None = None, metadata_path: str | None = None,
                     session_id: str | None = None, therapist: str | None = None) -> str:
     """Analyse one recording end to end and write its report.
@@ -158,9 +159,9 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
         Audio file (wav, flac, mp3, ogg/opus, m4a).
     out_dir : str, optional
         Session folder; default ``<data_dir>/sessions/<session_id>``.
-    num_speakers : int, optional
+    num_speakers : int or 'auto', optional
         Speakers in the room; default from the metadata's participants, else
-        the setting (2).
+        the setting (2); ``'auto'`` estimates the count.
     language : {'nl', 'en', 'auto'}, optional
         Default from the metadata, else the setting.
     metadata_path : str, optional
@@ -188,14 +189,14 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
     except OSError as exc:
         raise StageError(f"{out}: cannot create the session folder ({exc.strerror}); choose another --out "
                          "or ALLIANCE_DATA_DIR") from exc
-    n_speakers = num_speakers or meta.num_speakers or settings.diarization.num_speakers
+    n_speakers = num_speakers or meta.num_speakers or settings.diarization.num_speakers  # int or "auto"
     lang = language or meta.language or settings.asr.language
     # record the values in force for this session, so session.json and its settings hash say what ran
     settings = settings.model_copy(update={
         "asr": settings.asr.model_copy(update={"language": lang}),
         "diarization": settings.diarization.model_copy(update={"num_speakers": n_speakers})})
     t0 = time.perf_counter()
-    log.info("session %s: analysing (%d speakers, language %s)", sid, n_speakers, lang)
+    log.info("session %s: analysing (%s speakers, language %s)", sid, n_speakers, lang)
     try:
         rec = decode_task(recording, str(work), settings)
         log.info("session %s: decoded %.1f s of audio", sid, rec.duration_s)

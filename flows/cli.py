@@ -20,8 +20,9 @@ def main() -> None:
 @app.command()
 def analyze(
     recording: Path = typer.Argument(..., help="Audio file: wav, flac, mp3, ogg/opus or m4a."),
-    speakers: Optional[int] = typer.Option(None, "--speakers", min=1, max=8,
-                                           help="Speakers in the room (default: from --metadata, else 2)."),
+    speakers: Optional[str] = typer.Option(None, "--speakers",
+                                           help="Speakers in the room, 1–8, or 'auto' to estimate "
+                                                "(default: from --metadata, else 2)."),
     language: Optional[str] = typer.Option(None, "--language", help="nl, en or auto (default: metadata, else auto)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <data dir>/sessions/<id>)."),
     metadata: Optional[Path] = typer.Option(None, "--metadata", help="Session metadata JSON (participants, roles)."),
@@ -39,6 +40,12 @@ def analyze(
     if language is not None and language not in ("nl", "en", "auto"):
         console.print(f"[red]--language must be one of nl, en, auto. Got {language!r} instead.[/red]")
         raise typer.Exit(2)
+    n_speakers: int | str | None = speakers
+    if speakers is not None and speakers != "auto":
+        if not speakers.isdigit() or not 1 <= int(speakers) <= 8:
+            console.print(f"[red]--speakers must be 1–8 or 'auto'. Got {speakers!r} instead.[/red]")
+            raise typer.Exit(2)
+        n_speakers = int(speakers)
 
     from pipeline.audio import probe
     from pipeline.metadata import load_metadata
@@ -72,7 +79,7 @@ def analyze(
         bars = {s: progress.add_task(s, total=1.0) for s in STAGES}
         set_progress(lambda stage, frac: progress.update(bars[stage], completed=frac))
         try:
-            report = analyze_session(str(recording), out_dir=str(out) if out else None, num_speakers=speakers,
+            report = analyze_session(str(recording), out_dir=str(out) if out else None, num_speakers=n_speakers,
                                      language=language, metadata_path=str(metadata) if metadata else None,
                                      session_id=session_id, therapist=therapist)
         except PipelineError as exc:

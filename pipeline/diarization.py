@@ -100,6 +100,65 @@ def cluster_embeddings(embeddings: np.ndarray, n_speakers: int, *, random_state:
     return _renumber(out)
 
 
+COUNT_WINDOW_S = 4.0
+COUNT_HOP_S = 0.5
+
+
+def estimate_num_speakers(embeddings: np.ndarray, *, max_speakers: int = 6, keep_fraction: float = 0.5,
+                          max_windows: int = 2000) -> tuple[int, np.ndarray]:
+    """Estimate the number of speakers from the eigengap of a pruned affinity graph.
+
+    Each row of the cosine affinity keeps its ``keep_fraction`` largest values
+    (p-pruning, Park et al. 2019), the graph is symmetrised, and the count is
+    the position of the largest gap between consecutive eigenvalues of its
+    normalised Laplacian (von Luxburg 2007). Measured here on 4 s windows:
+    right on sample.wav, dev01, trn00, trn03 and a one-speaker clip; **wrong on
+    dev00** (1 instead of 2) and on most 3–4 speaker meetings. Use it only when
+    the session does not say who was present.
+
+    Parameters
+    ----------
+    embeddings : np.ndarray, shape (n_windows, dim)
+    max_speakers : int >= 1
+    keep_fraction : float in (0, 1]
+    max_windows : int
+        At most this many windows, spread evenly, enter the graph.
+
+    Returns
+    -------
+    count : int in [1, max_speakers]
+    eigenvalues : np.ndarray
+        The smallest eigenvalues of the Laplacian, for the record.
+
+    References
+    ----------
+    .. [1] von Luxburg, U. (2007). A tutorial on spectral clustering. Statistics and Computing 17(4).
+    .. [2] Park, T. J., Han, K. J., Kumar, M., Narayanan, S. (2019). Auto-tuning spectral clustering for
+       speaker diarization using normalized maximum eigengap. IEEE Signal Processing Letters 27.
+    """
+    from scipy.linalg import eigh
+
+    n = embeddings.shape[0]
+    if n < 3:
+        return 1, np.zeros(0)
+    idx = np.unique(np.linspace(0, n - 1, min(n, max_windows)).round().astype(int))
+    unit = embeddings[idx] / np.maximum(np.linalg.norm(embeddings[idx], axis=1, keepdims=True), 1e-12)
+    affinity = np.clip(unit @ unit.T, 0.0, 1.0)
+    keep = max(1, int(round(keep_fraction * idx.size)))
+    pruned = np.zeros_like(affinity)
+    top = np.argsort(-affinity, axis=1)[:, :keep]
+    rows = np.arange(idx.size)[:, None]
+    pruned[rows, top] = affinity[rows, top]
+    pruned = (pruned + pruned.T) / 2
+    degree = np.maximum(pruned.sum(axis=1), 1e-12)
+    d = 1.0 / np.sqrt(degree)
+    laplacian = np.eye(idx.size) - d[:, None] * pruned * d[None, :]
+    k_max = min(max_speakers, idx.size - 1)
+    eigenvalues = eigh(laplacian, eigvals_only=True, subset_by_index=[0, k_max])
+    gaps = np.diff(eigenvalues)
+    return int(np.argmax(gaps[:k_max]) + 1), eigenvalues
+
+
 def _renumber(labels: np.ndarray) -> np.ndarray:
     """Renumber cluster ids by order of first appearance."""
     mapping: dict[int, int] = {}
@@ -185,7 +244,7 @@ def _runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
 
 
 def diarize(samples: np.ndarray, sample_rate_hz: int, speech: tuple[SpeechRegion, ...], *,
-            num_speakers: int, settings: DiarizationSettings, embedder: SpeakerEmbedder) -> Diarization:
+            num_speakers: int | None, settings: DiarizationSettings, embedder: SpeakerEmbedder) -> Diarization:
     """Find who spoke when, for a known number of speakers.
 
     Parameters
@@ -196,8 +255,9 @@ def diarize(samples: np.ndarray, sample_rate_hz: int, speech: tuple[SpeechRegion
         Sample rate in Hz (16000).
     speech : tuple of SpeechRegion
         Speech regions from VAD; only speech is labelled.
-    num_speakers : int >= 1
-        Speakers in the room (from the session's participants).
+    num_speakers : int >= 1 or None
+        Speakers in the room (from the session's participants); None estimates
+        it (:func:`estimate_num_speakers`) and marks the result as estimated.
     settings : DiarizationSettings
         Embedding window and hop (s), minimum speech fraction per window,
         shortest turn (s).
@@ -214,15 +274,28 @@ def diarize(samples: np.ndarray, sample_rate_hz: int, speech: tuple[SpeechRegion
     ValueError
         If ``num_speakers`` < 1.
     """
-    if num_speakers < 1:
-        raise ValueError(f"num_speakers must be an int >= 1. Got {num_speakers} instead.")
-    names = [f"SPEAKER_{i:02d}" for i in range(num_speakers)]
+    if num_speakers is not None and num_speakers < 1:
+        raise ValueError(f"num_speakers must be an int >= 1 or None. Got {num_speakers} instead.")
     duration = samples.size / sample_rate_hz
     n_frames = int(round(duration / FRAME_S))
     mask = speech_mask(speech, n_frames, FRAME_S)
     method = f"{embedder.name}+spectral"
     if not mask.any():
-        return Diarization(turns=(), speakers=(), method=method)
+        return Diarization(turns=(), speakers=(), method=method, num_speakers_estimated=num_speakers is None)
+    detail = ""
+    estimated = num_speakers is None
+    if estimated:
+        cw = int(round(COUNT_WINDOW_S / FRAME_S))
+        count_starts = [s for s in range(0, max(1, n_frames - cw + 1), int(round(COUNT_HOP_S / FRAME_S)))
+                        if mask[s:s + cw].mean() >= settings.min_speech_fraction]
+        if count_starts:
+            num_speakers, eig = estimate_num_speakers(
+                embedder.embed_windows(samples, sample_rate_hz, np.array(count_starts) * FRAME_S, COUNT_WINDOW_S))
+        else:
+            num_speakers, eig = 1, np.zeros(0)
+        detail = (f"speaker count estimated: {num_speakers} (largest eigengap of the pruned affinity; "
+                  "unreliable on far-field audio; give the participants to fix it)")
+    names = [f"SPEAKER_{i:02d}" for i in range(num_speakers)]
 
     win = max(1, int(round(settings.window_s / FRAME_S)))
     hop = max(1, int(round(settings.hop_s / FRAME_S)))
@@ -247,7 +320,7 @@ def diarize(samples: np.ndarray, sample_rate_hz: int, speech: tuple[SpeechRegion
     turns = bridge_pauses(labels_to_turns(frame_labels, FRAME_S, min_turn_s=settings.min_turn_s, names=names),
                           max_pause_s=settings.max_pause_s)
     present = tuple(n for n in names if any(t.speaker == n for t in turns))
-    return Diarization(turns=turns, speakers=present, method=method)
+    return Diarization(turns=turns, speakers=present, method=method, num_speakers_estimated=estimated, detail=detail)
 
 
 def assign_words(transcript: Transcript, diarization: Diarization) -> Transcript:

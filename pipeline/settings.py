@@ -48,7 +48,9 @@ class DiarizationSettings(BaseModel):
     min_turn_s: float = Field(0.25, ge=0, description="Turns shorter than this are merged into their neighbours, in s.")
     max_pause_s: float = Field(1.0, ge=0, description="A silence shorter than this between two stretches of the same "
                                "speaker is a pause inside one turn (RTTM convention), in s.")
-    num_speakers: int = Field(2, ge=1, le=8, description="Speakers in the room when not given per session.")
+    num_speakers: int | Literal["auto"] = Field(
+        2, description="Speakers in the room when neither --speakers nor the session's participants say; "
+        "'auto' estimates the count (eigengap; unreliable on far-field audio, see README).")
     max_cluster_windows: int = Field(3000, ge=100, description="Long sessions: spectral clustering runs on at "
                                      "most this many embedding windows spread over the session; the rest join "
                                      "the nearest speaker centroid (bounded memory, stable labels).")

@@ -42,6 +42,9 @@ def test_cluster_embeddings_edge_cases():
     assert list(cluster_embeddings(np.ones((4, 3)), 1)) == [0, 0, 0, 0]
     with pytest.raises(ValueError, match="n_speakers must be an int >= 1"):
         cluster_embeddings(np.ones((4, 3)), 0)
+    with pytest.raises(ValueError, match="num_speakers must be an int >= 1 or None"):
+        diarize(np.zeros(16000, np.float32), 16000, (), num_speakers=0, settings=DiarizationSettings(),
+                embedder=_ToneEmbedder())
 
 
 def test_labels_to_turns_smooths_flicker_and_keeps_silence():
@@ -115,3 +118,32 @@ def test_long_session_clusters_a_subsample_and_keeps_labels_stable():
     x = np.where(truth[:, None] == 0, a, b) + 0.08 * rng.standard_normal((5000, 3))
     labels = cluster_embeddings(x, 2, max_windows=400)
     assert (labels == truth).mean() == 1.0  # first speaker is 0 everywhere, early and late
+
+
+def test_estimate_num_speakers_on_clear_clusters():
+    from pipeline.diarization import estimate_num_speakers
+
+    rng = np.random.default_rng(2)
+    centres = np.eye(8)[:3]
+    x = np.vstack([c + 0.05 * rng.standard_normal((40, 8)) for c in centres])
+    assert estimate_num_speakers(x)[0] == 3
+    assert estimate_num_speakers(centres[0] + 0.05 * rng.standard_normal((60, 8)))[0] == 1
+
+
+def test_estimated_count_is_right_on_sample_and_says_it_was_estimated(sample_recording, sample_speech, embedder,
+                                                                       settings):
+    d = diarize(sample_recording.samples, 16000, sample_speech, num_speakers=None, settings=settings.diarization,
+                embedder=embedder)
+    assert len(d.speakers) == 2 and d.num_speakers_estimated
+    assert d.detail.startswith("speaker count estimated: 2")
+
+
+def test_estimated_count_is_one_for_a_single_speaker(embedder, settings):
+    from pipeline.audio import decode
+    from pipeline.vad import detect_speech
+    from tests.conftest import ROOT
+
+    x = np.concatenate([decode(f).samples for f in sorted((ROOT / "tests/data/dutch/nathalie").glob("*.flac"))])
+    d = diarize(x, 16000, detect_speech(x, 16000, settings=settings.vad), num_speakers=None,
+                settings=settings.diarization, embedder=embedder)
+    assert d.speakers == ("SPEAKER_00",) and d.num_speakers_estimated

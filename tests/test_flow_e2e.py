@@ -87,6 +87,9 @@ def test_bad_language_is_refused_before_any_work(tmp_path):
     result = runner.invoke(app, ["analyze", str(SAMPLE_WAV), "--language", "fr"])
     assert result.exit_code == 2
     assert "must be one of nl, en, auto" in result.output
+    for bad in ("0", "9", "two"):
+        result = runner.invoke(app, ["analyze", str(SAMPLE_WAV), "--speakers", bad])
+        assert result.exit_code == 2 and "--speakers must be 1–8 or 'auto'" in result.output
 
 
 def test_silence_gives_a_report_with_no_speech_and_no_flags(prefect_harness, tmp_path):
@@ -150,3 +153,14 @@ def test_stereo_file_with_a_speaker_per_channel_is_diarized_by_channel(prefect_h
     assert s["diarization"]["method"] == "channel-per-speaker"
     assert "one speaker per channel" in s["diarization"]["detail"]
     assert len(s["diarization"]["speakers"]) == 2
+
+
+def test_estimated_speaker_count_is_marked_in_the_output(prefect_harness, tmp_path):
+    result = runner.invoke(app, ["analyze", str(SAMPLE_WAV), "--speakers", "auto", "--language", "en",
+                                 "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    s = json.loads((tmp_path / "out" / "session.json").read_text())
+    assert s["diarization"]["num_speakers_estimated"] is True
+    assert len(s["diarization"]["speakers"]) == 2
+    assert s["settings"]["diarization"]["num_speakers"] == "auto"
+    assert "speaker count estimated: 2" in (tmp_path / "out" / "report.html").read_text()
