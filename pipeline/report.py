@@ -69,7 +69,8 @@ def render_html(report: SessionReport) -> str:
     summary = [
         ("Duration", f"{m.duration_s:.1f} s"),
         ("Gaps at speaker changes", f"{len(m.gaps_s)} (mean {sum(m.gaps_s) / len(m.gaps_s):.2f} s)" if m.gaps_s else "0"),
-        ("Overlaps at speaker changes", f"{len(m.overlaps_s)}"),
+        ("Overlaps at speaker changes", f"{len(m.overlaps_s)} ({m.overlap_time_s:.1f} s overlapped speech)"),
+        ("Interruptions", ", ".join(f"{report.roles.role_of(s)} {n}" for s, n in m.interruptions.items()) or "0"),
         ("Client response latency (mean)", "—" if not math.isfinite(m.response_latency_s) else f"{m.response_latency_s:.2f} s"),
         ("Longest silence", f"{m.longest_silence_s:.1f} s"),
         ("Share of silence", f"{m.silence_share:.0%}"),

@@ -142,6 +142,10 @@ def turn_metrics(diarization: Diarization, roles: RoleAssignment, *, duration_s:
     overlaps = tuple(round(-o, 3) for _, _, o in offsets if o < 0)
     latencies = [o for prev, nxt, o in offsets
                  if roles.role_of(prev.speaker) == "therapist" and roles.role_of(nxt.speaker) == "client"]
+    interruptions = {s: 0 for s in diarization.speakers}
+    for _, nxt, o in offsets:
+        if o < 0:
+            interruptions[nxt.speaker] = interruptions.get(nxt.speaker, 0) + 1
     if turns:
         first, last = min(t.start for t in turns), max(t.end for t in turns)
         inner = silences(turns, start_s=first, end_s=last)
@@ -160,7 +164,32 @@ def turn_metrics(diarization: Diarization, roles: RoleAssignment, *, duration_s:
         response_latency_s=float(np.mean(latencies)) if latencies else math.nan,
         longest_silence_s=round(longest, 3),
         silence_share=round(silence_share, 4),
+        overlap_time_s=round(overlap_time(turns), 3),
+        interruptions=interruptions,
     )
+
+
+def overlap_time(turns: Sequence[SpeakerTurn]) -> float:
+    """Seconds in which two or more speakers talk at once.
+
+    Parameters
+    ----------
+    turns : sequence of SpeakerTurn
+        Turns of all speakers (turns of one speaker must not overlap each other).
+
+    Returns
+    -------
+    float
+        Total overlapped time in seconds.
+    """
+    events = sorted([(t.start, 1) for t in turns] + [(t.end, -1) for t in turns])
+    active, last, total = 0, 0.0, 0.0
+    for time, step in events:
+        if active >= 2:
+            total += time - last
+        active += step
+        last = time
+    return total
 
 
 def utterances(transcript: Transcript, roles: RoleAssignment, *, max_pause_s: float = 1.0) -> tuple[Utterance, ...]:

@@ -235,7 +235,10 @@ class TurnMetrics(_Serializable):
     started before the previous one finished. ``response_latency_s`` is the
     mean gap before the client's turns that follow a therapist turn (NaN when
     there are none). ``longest_silence_s`` and ``silence_share`` are measured
-    between the first and the last speech.
+    between the first and the last speech. ``overlap_time_s`` is the time in
+    which two or more speakers talk at once; ``interruptions`` counts, per
+    speaker, the floor transfers they made by starting to speak while the
+    previous speaker still had the floor (negative floor-transfer offset).
     """
 
     duration_s: float
@@ -248,6 +251,8 @@ class TurnMetrics(_Serializable):
     response_latency_s: float
     longest_silence_s: float
     silence_share: float
+    overlap_time_s: float = 0.0
+    interruptions: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ def test_gaps_overlaps_and_latency_known_answer():
     assert m.speech_time_by_role_s == {"therapist": 4.5, "client": 2.0}
     assert m.n_turns == {"A": 2, "B": 2}
     assert m.longest_silence_s == pytest.approx(2.0)
+    assert m.overlap_time_s == pytest.approx(0.5)
+    assert m.interruptions == {"A": 1, "B": 0}  # A started at 3.5 s while B held the floor until 4 s
     assert m.silence_share == pytest.approx((1.0 + 2.0) / 9.0, abs=1e-4)  # first to last speech: 0–9 s
 
 
