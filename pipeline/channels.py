@@ -25,7 +25,7 @@ from pipeline.types import Diarization, SpeakerTurn
 from pipeline.vad import detect_speech, speech_mask
 
 FLOOR_DB = -80.0
-BLEED_SMOOTHING_S = 0.2  # levels are compared over 200 ms: syllable-level flicker is not cross-talk
+BLEED_SMOOTHING_S = 0.1  # levels are compared over 100 ms: syllable-level flicker is not cross-talk
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,8 @@ def diarize_by_channel(channels: np.ndarray, sample_rate_hz: int, *, vad_setting
     that channel, the channel is not more than ``settings.bleed_db`` quieter
     than the loudest other channel (quieter than that, it is cross-talk from
     another microphone), and it is 6 dB above the channel's own noise floor
-    (its 10th-percentile level), so the VAD's padding adds no silence. Frames where two channels qualify are overlapped
+    (the median level of its non-speech frames), so the VAD's padding adds no
+    silence. Frames where two channels qualify are overlapped
     speech and appear in both speakers' turns.
 
     Parameters
@@ -145,8 +146,10 @@ def diarize_by_channel(channels: np.ndarray, sample_rate_hz: int, *, vad_setting
     for c in range(n_ch):
         vad = speech_mask(detect_speech(channels[c], sample_rate_hz, settings=vad_settings), n_frames, FRAME_S)
         others = np.delete(levels, c, axis=0).max(axis=0) if n_ch > 1 else np.full(n_frames, FLOOR_DB)
-        floor = max(float(np.percentile(levels[c], 10)) + 6.0, -70.0)  # silence padded onto speech is not speech
-        own[c] = vad & (levels[c] >= others - settings.bleed_db) & (levels[c] > floor)
+        # silence the VAD padded onto speech is not speech: 6 dB above the level of the channel's non-speech
+        quiet = levels[c][~vad]
+        floor = (float(np.percentile(quiet, 50)) + 6.0) if quiet.size >= 50 else FLOOR_DB
+        own[c] = vad & (levels[c] >= others - settings.bleed_db) & (levels[c] > max(floor, -70.0))
     turns: list[SpeakerTurn] = []
     max_gap = int(round(settings.max_pause_s / FRAME_S))
     for c in range(n_ch):
