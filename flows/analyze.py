@@ -202,7 +202,8 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
         log.info("session %s: decoded %.1f s of audio", sid, rec.duration_s)
         speech = vad_task(str(work), str(out), settings)
         transcript = asr_task(str(work), str(out), settings, lang)
-        log.info("session %s: recognised %d words (language %s)", sid, len(transcript.words), transcript.language)
+        n_words, language_found = len(transcript.words), transcript.language
+        log.info("session %s: recognised %d words (language %s)", sid, n_words, language_found)
         dia = diarization_task(str(work), str(out), sid, speech, n_speakers, settings)
         report_path = finish_session(str(work), str(out), sid, rec, speech, transcript, dia, meta, settings,
                                      therapist or meta.therapist_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 
 import pytest
@@ -15,13 +16,39 @@ from tests.conftest import SAMPLE_STM, SAMPLE_WAV, der, read_stm_text, speech_ti
 runner = CliRunner()
 
 
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
 @pytest.fixture(scope="module")
 def analysed(prefect_harness, tmp_path_factory):
     out = tmp_path_factory.mktemp("session")
-    result = runner.invoke(app, ["analyze", str(SAMPLE_WAV), "--speakers", "2", "--language", "en",
-                                 "--out", str(out)])
+    collect = _Collect()
+    loggers = [logging.getLogger(), logging.getLogger("prefect")]
+    for lg in loggers:
+        lg.addHandler(collect)
+    try:
+        result = runner.invoke(app, ["analyze", str(SAMPLE_WAV), "--speakers", "2", "--language", "en",
+                                     "--out", str(out)])
+    finally:
+        for lg in loggers:
+            lg.removeHandler(collect)
     assert result.exit_code == 0, result.output
+    result.log_messages = collect.messages
     return out, result
+
+
+def test_logs_name_the_session_but_never_what_was_said(analysed):
+    _, result = analysed
+    logs = "\n".join(result.log_messages) + result.output
+    assert "session sample: recognised" in logs
+    for word in ("Chicago", "Jersey", "Yankee", "Diane", "Sheila"):
+        assert word not in logs
 
 
 def test_cli_prints_where_the_report_is(analysed):
