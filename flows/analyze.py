@@ -30,7 +30,7 @@ from pipeline.errors import InputError, StageError
 from pipeline.features import window_features
 from pipeline.metadata import SessionMetadata, load_metadata
 from pipeline.prosody import turn_prosody
-from pipeline.report import write_report
+from pipeline.report import input_warnings, write_report
 from pipeline.profiles import load_profile
 from pipeline.roles import assign_roles, profile_similarities, questions_per_minute, speaker_f0_hz
 from pipeline.rttm import write_rttm
@@ -213,25 +213,6 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
             out.rmdir()  # a failed run leaves no empty session folder
     log.info("session %s: report written in %.1f s", sid, time.perf_counter() - t0)
     return report_path
-
-
-MIN_ANALYSABLE_S = 1.0
-
-
-def input_warnings(rec: Recording, speech, transcript: Transcript) -> tuple[str, ...]:
-    """Plain sentences about the input that the reader of the report must see."""
-    out = []
-    if rec.decode_warning:
-        out.append(rec.decode_warning)
-    if rec.duration_s < MIN_ANALYSABLE_S:
-        out.append(f"the recording is only {rec.duration_s:.1f} s long: too short to analyse turn-taking")
-    if not speech:
-        out.append("no speech found: voice activity detection found no speech in the recording, "
-                   "so there is no transcript and nothing was flagged")
-    elif not transcript.words:
-        out.append("speech was detected but no words were recognised; check the language setting "
-                   "and the recording quality")
-    return tuple(out)
 
 
 @task(name="report", **_TASK)

@@ -115,9 +115,3 @@ def _merge(features, bundle, X, proba, idx, k) -> RuptureFlag:
         model_version=bundle.version,
     )
 
-
-def window_probabilities(features: SessionFeatures, bundle: ModelBundle) -> np.ndarray:
-    """Class probabilities per window, shape (n_windows, 3): none, withdrawal, confrontation."""
-    if not features.frames:
-        return np.zeros((0, len(CLASSES)))
-    return bundle.estimator.predict_proba(features.matrix())

@@ -15,7 +15,6 @@ from pipeline.errors import AudioDecodeError, EmptyAudioError
 from pipeline.settings import AudioSettings
 from pipeline.types import Recording
 
-SUPPORTED_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".mp4")
 SUPPORTED_TEXT = "wav, flac, mp3, ogg/opus, m4a/aac"
 
 

@@ -11,7 +11,7 @@ import json
 import math
 from pathlib import Path
 
-from pipeline.types import SessionFeatures, SessionReport, to_jsonable
+from pipeline.types import Recording, SessionFeatures, SessionReport, SpeechRegion, Transcript, to_jsonable
 
 ROLE_COLOURS = {"therapist": "#1f6fb2", "client": "#e07b00", "parent": "#5a9e3a", "unknown": "#888888"}
 FLAG_COLOURS = {"withdrawal": "#7b4fb0", "confrontation": "#c62828"}
@@ -113,3 +113,36 @@ def write_features_csv(features: SessionFeatures, path: str | Path) -> Path:
         for fr in features.frames:
             w.writerow([fr.start, fr.end] + ["" if not math.isfinite(v) else round(v, 5) for v in fr.values])
     return path
+
+
+MIN_ANALYSABLE_S = 1.0
+
+
+def input_warnings(rec: Recording, speech: tuple[SpeechRegion, ...], transcript: Transcript) -> tuple[str, ...]:
+    """Plain sentences about the input that the reader of the report must see.
+
+    Parameters
+    ----------
+    rec : Recording
+        Its ``decode_warning`` (truncated or damaged file) and duration (s).
+    speech : tuple of SpeechRegion
+        VAD output; empty means no speech was found.
+    transcript : Transcript
+        Empty words with speech present means nothing was recognised.
+
+    Returns
+    -------
+    tuple of str
+    """
+    out = []
+    if rec.decode_warning:
+        out.append(rec.decode_warning)
+    if rec.duration_s < MIN_ANALYSABLE_S:
+        out.append(f"the recording is only {rec.duration_s:.1f} s long: too short to analyse turn-taking")
+    if not speech:
+        out.append("no speech found: voice activity detection found no speech in the recording, "
+                   "so there is no transcript and nothing was flagged")
+    elif not transcript.words:
+        out.append("speech was detected but no words were recognised; check the language setting "
+                   "and the recording quality")
+    return tuple(out)
