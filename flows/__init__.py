@@ -1,15 +1,17 @@
 """Prefect flows: thin wiring around the pure stages in ``pipeline``.
 
 Importing this package, before Prefect is imported, switches Prefect's
-analytics off and keeps anything Prefect stores about failed runs (their
-exceptions name files) inside the configured data directory. A variable the
-user set wins.
+analytics off and points Prefect's home (its local database of runs, which
+holds recording paths and session ids, and the exceptions of failed runs) at
+``<data dir>/prefect``, so nothing about a session is kept outside the
+configured data directory. A variable the user set wins.
 """
 
 import os
-
-from pipeline.settings import Settings
+from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH",
-                      str((Settings().data_dir / "prefect-results").resolve()))
+if "PREFECT_HOME" not in os.environ:
+    _home = (Path(os.environ.get("ALLIANCE_DATA_DIR", "alliance-data")) / "prefect").resolve()
+    _home.mkdir(parents=True, exist_ok=True)  # Prefect's temporary server fails to start without it
+    os.environ["PREFECT_HOME"] = str(_home)

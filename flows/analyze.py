@@ -32,7 +32,7 @@ from pipeline.metadata import SessionMetadata, load_metadata
 from pipeline.prosody import turn_prosody
 from pipeline.report import input_warnings, write_report
 from pipeline.profiles import load_profile
-from pipeline.roles import assign_roles, profile_similarities, questions_per_minute, speaker_f0_hz
+from pipeline.roles import assign_roles, profile_similarities, questions_per_minute, role_warnings, speaker_f0_hz
 from pipeline.rttm import write_rttm
 from pipeline.settings import Settings
 from pipeline.turns import turn_metrics, utterances
@@ -251,7 +251,7 @@ def finish_session(work_dir: str, out_dir: str, session_id: str, rec: Recording,
         settings_hash=settings.settings_hash(), settings=settings.public_dict(),
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         software_version=pipeline.__version__,
-        warnings=input_warnings(rec, speech, transcript),
+        warnings=input_warnings(rec, speech, transcript) + role_warnings(roles, client_expected=True),
     )
     paths = write_report(report, out_dir)
     _report_progress("report", 1.0)

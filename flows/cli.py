@@ -15,6 +15,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 @app.callback()
 def main() -> None:
     """alliance-monitor: flags possible therapeutic-alliance ruptures for clinician review."""
+    from pipeline.settings import SettingsError, load_settings
+
+    try:
+        load_settings()
+    except SettingsError as exc:
+        typer.echo(f"error: invalid setting: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -38,12 +45,12 @@ def analyze(
 
     console = Console(stderr=True)
     if language is not None and language not in ("nl", "en", "auto"):
-        console.print(f"[red]--language must be one of nl, en, auto. Got {language!r} instead.[/red]")
+        console.print(f"[red]error:[/red] --language must be one of nl, en, auto. Got {language!r} instead.")
         raise typer.Exit(2)
     n_speakers: int | str | None = speakers
     if speakers is not None and speakers != "auto":
         if not speakers.isdigit() or not 1 <= int(speakers) <= 8:
-            console.print(f"[red]--speakers must be 1–8 or 'auto'. Got {speakers!r} instead.[/red]")
+            console.print(f"[red]error:[/red] --speakers must be 1–8 or 'auto'. Got {speakers!r} instead.")
             raise typer.Exit(2)
         n_speakers = int(speakers)
 
@@ -99,6 +106,7 @@ def analyze(
 def enroll_therapist(
     name: str = typer.Argument(..., help="Therapist id (letters, digits, '_', '.', '-')."),
     clips: list[Path] = typer.Argument(..., help="A few clean recordings of the therapist alone (5 s of speech or more)."),
+    replace: bool = typer.Option(False, "--replace", help="Replace an existing profile of this name."),
 ) -> None:
     """Store a therapist's voice profile, so sessions naming them recognise the therapist by voice."""
     from rich.console import Console
@@ -106,12 +114,16 @@ def enroll_therapist(
     from pipeline.audio import decode
     from pipeline.diarization import ResemblyzerEmbedder
     from pipeline.errors import PipelineError
-    from pipeline.profiles import enrol
+    from pipeline.profiles import enrol, profile_path
     from pipeline.settings import Settings
 
     console = Console(stderr=True)
     settings = Settings()
     try:
+        if profile_path(settings.data_dir, name).exists() and not replace:
+            console.print(f"[red]error:[/red] a voice profile for {name!r} already exists; "
+                          "add --replace to overwrite it", soft_wrap=True)
+            raise typer.Exit(1)
         recordings = [decode(c, settings=settings.audio) for c in clips]
         path = enrol(name, recordings, embedder=ResemblyzerEmbedder(), vad_settings=settings.vad,
                      data_dir=settings.data_dir)
@@ -141,18 +153,28 @@ def eval_diarization(
     from pipeline.settings import Settings
 
     console = Console()
+    if not reference.is_file():
+        console.print(f"[red]error:[/red] {reference.name}: reference RTTM not found (or not a file)", soft_wrap=True)
+        raise typer.Exit(1)
     try:
         refs = read_rttm(reference)
-    except (PipelineError, OSError) as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+    except (PipelineError, OSError, UnicodeDecodeError) as exc:
+        console.print(f"[red]error:[/red] {reference.name}: cannot be read as RTTM ({exc})", soft_wrap=True)
         raise typer.Exit(1) from None
+    if not refs:
+        console.print(f"[red]error:[/red] {reference.name}: not an RTTM file (no SPEAKER lines)", soft_wrap=True)
+        raise typer.Exit(1)
     settings, embedder = Settings(), ResemblyzerEmbedder()
     table = Table(title=f"Diarization against {reference.name} (pyannote.metrics, collar {collar:g} s = "
                         f"±{collar / 2:g} s, overlap scored)")
     for col in ("file", "speakers", "DER", "missed", "false alarm", "confusion", "scored speech"):
-        table.add_column(col, justify="left" if col == "file" else "right")
+        table.add_column(col, justify="left" if col == "file" else "right", overflow="fold")
     failed = False
     for path in audio:
+        if not path.is_file():
+            console.print(f"[red]error:[/red] {path.name}: file not found; check the path")
+            failed = True
+            continue
         if path.stem not in refs:
             console.print(f"[red]error:[/red] {path.name}: no turns for '{path.stem}' in {reference.name}")
             failed = True
@@ -170,7 +192,8 @@ def eval_diarization(
         pct = lambda s: f"{s:.2f} s ({100 * s / score.total_s:.1f} %)" if score.total_s else f"{s:.2f} s"  # noqa: E731
         table.add_row(path.name, str(len(result.speakers)), f"{100 * score.der:.1f} %", pct(score.missed_s),
                       pct(score.false_alarm_s), pct(score.confusion_s), f"{score.total_s:.2f} s")
-    console.print(table)
+    if table.row_count:
+        console.print(table)
     if failed:
         raise typer.Exit(1)
 

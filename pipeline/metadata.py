@@ -80,8 +80,12 @@ def load_metadata(path: str | Path) -> SessionMetadata:
     if sid is not None and (not isinstance(sid, str) or not sid.strip() or "/" in sid or "\\" in sid):
         raise MetadataError(path, f"'session_id' must be a non-empty string without slashes; found {sid!r}")
     therapist = raw.get("therapist_id")
-    if therapist is None:
-        therapist = next((p.get("id") for p in participants if p.get("role") == "therapist" and p.get("id")), None)
+    participant_ids = [p.get("id") for p in participants if p.get("role") == "therapist" and p.get("id")]
+    if therapist is not None and participant_ids and therapist not in participant_ids:
+        raise MetadataError(path, f"'therapist_id' {therapist!r} is not the therapist listed in 'participants' "
+                                  f"({', '.join(map(repr, participant_ids))}); make them agree")
+    if therapist is None and participant_ids:
+        therapist = participant_ids[0]
     if therapist is not None and not isinstance(therapist, str):
         raise MetadataError(path, f"'therapist_id' must be a string; found {therapist!r}")
     for i, p in enumerate(participants):

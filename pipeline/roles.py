@@ -11,13 +11,17 @@ Evidence is taken in this order, and the assignment records which decided:
 3. **Cues** when there is no profile:
    *child voice*: a child's median F0 is higher than an adult's (roughly
    250–400 Hz against 100–220 Hz; Lee, Potamianos & Narayanan 1999), so when
-   the client is a child (age < 13 in the metadata, or age unknown) and one
-   speaker's median F0 is clearly above the others' (``CHILD_F0_MARGIN_ST``),
-   that speaker is the client;
+   one speaker's median F0 is clearly above the others' (``CHILD_F0_MARGIN_ST``)
+   and either the client is a child (age < 13 in the metadata) or, age
+   unknown, that F0 is in the child range (≥ ``CHILD_MIN_F0_HZ``), that
+   speaker is the client (a higher voice alone may be a woman beside a man);
    *questions*: the therapist asks more questions, so among the remaining
    speakers the one with most questions per minute of speech is the therapist.
 4. **Most speech**: otherwise the speaker who talks most is the therapist,
-   the next the client, any others parents.
+   the one who talks most of the rest the client, any others parents.
+
+``rule`` lists, joined by ``+``, every piece of evidence that assigned a
+role; ``evidence["cues_used"]`` the same as a list.
 
 References
 ----------
@@ -40,10 +44,12 @@ RULE_OVERRIDE = "session-override"
 RULE_PROFILE = "therapist-voice-profile"
 RULE_CHILD_F0 = "child-voice-f0"
 RULE_QUESTIONS = "therapist-asks-most-questions"
+RULE_CLIENT_REST = "client-most-speech-of-the-rest"
 
 PROFILE_MIN_SIMILARITY = 0.70
 CHILD_F0_MARGIN_ST = 3.0
 CHILD_MAX_AGE = 13
+CHILD_MIN_F0_HZ = 250.0
 QUESTION_MARGIN_PER_MIN = 1.0
 
 
@@ -130,15 +136,18 @@ def assign_roles(diarization: Diarization, *, override: Mapping[str, str] | None
             evidence["therapist_similarity"] = round(sim, 3)
             others = [v for s, v in profile_similarity.items() if s != best]
             evidence["profile_confidence"] = _confidence(sim - max(others, default=0.0), 0.15, 0.05)
-    child_possible = client_age is None or client_age < CHILD_MAX_AGE
-    if "client" not in roles.values() and f0_hz and child_possible and len(free) >= 1 and len(times) >= 2:
+    if "client" not in roles.values() and f0_hz and len(free) >= 1 and len(times) >= 2:
         voiced = {s: f for s, f in f0_hz.items() if s in times and f > 0}
         if len(voiced) >= 2:
             ranked = sorted(voiced, key=lambda s: -voiced[s])
             margin = 12.0 * math.log2(voiced[ranked[0]] / voiced[ranked[1]])
             evidence["f0_median_hz"] = {s: round(v, 1) for s, v in voiced.items()}
             evidence["f0_margin_st"] = round(margin, 2)
-            if margin >= CHILD_F0_MARGIN_ST and ranked[0] in free:
+            # a higher voice alone may be a woman beside a man: without the client's age it must also be
+            # in the child range
+            child_voice = (client_age is not None and client_age < CHILD_MAX_AGE) or (
+                client_age is None and voiced[ranked[0]] >= CHILD_MIN_F0_HZ)
+            if child_voice and margin >= CHILD_F0_MARGIN_ST and ranked[0] in free:
                 take(ranked[0], "client")
                 rules.append(RULE_CHILD_F0)
                 evidence["child_f0_confidence"] = _confidence(margin, 6.0, CHILD_F0_MARGIN_ST)
@@ -151,16 +160,32 @@ def assign_roles(diarization: Diarization, *, override: Mapping[str, str] | None
             take(ranked[0], "therapist")
             rules.append(RULE_QUESTIONS)
             evidence["questions_confidence"] = _confidence(lead, 3.0, QUESTION_MARGIN_PER_MIN)
-    fallback_used = False
-    for role in ("therapist", "client"):
+    for role, rule in (("therapist", RULE_MOST_SPEECH), ("client", RULE_CLIENT_REST)):
         if role not in roles.values() and free:
             take(free[0], role)  # free keeps the most-speech order
-            fallback_used = True
+            rules.append(rule)
     for s in list(free):
         take(s, "parent")
-    if fallback_used or not rules:
-        rules.append(RULE_MOST_SPEECH)
+    evidence["cues_used"] = list(rules)
     return RoleAssignment(roles={s: roles[s] for s in speakers}, rule="+".join(rules), evidence=evidence)
+
+
+def role_warnings(roles: RoleAssignment, *, client_expected: bool) -> tuple[str, ...]:
+    """Sentences for the report when the roles cannot be right.
+
+    Parameters
+    ----------
+    roles : RoleAssignment
+    client_expected : bool
+        True when the session says a client was present (always, in therapy).
+    """
+    out = []
+    if client_expected and len(roles.roles) >= 2 and "client" not in roles.roles.values():
+        out.append("no speaker was assigned the client role (check speaker_roles in the metadata); "
+                   "client markers and flags are not meaningful for this session")
+    if "therapist" not in roles.roles.values() and len(roles.roles) >= 2:
+        out.append("no speaker was assigned the therapist role; check speaker_roles in the metadata")
+    return tuple(out)
 
 
 def _confidence(value: float, high: float, low: float) -> str:

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -51,6 +51,15 @@ class DiarizationSettings(BaseModel):
     num_speakers: int | Literal["auto"] = Field(
         2, description="Speakers in the room when neither --speakers nor the session's participants say; "
         "'auto' estimates the count (eigengap; unreliable on far-field audio, see README).")
+
+    @field_validator("num_speakers", mode="before")
+    @classmethod
+    def _speakers(cls, value):
+        if value == "auto" or (isinstance(value, int) and 1 <= value <= 8):
+            return value
+        if isinstance(value, str) and value.isdigit() and 1 <= int(value) <= 8:
+            return int(value)
+        raise ValueError(f"must be a whole number from 1 to 8, or 'auto'. Got {value!r} instead")
     max_cluster_windows: int = Field(3000, ge=100, description="Long sessions: spectral clustering runs on at "
                                      "most this many embedding windows spread over the session; the rest join "
                                      "the nearest speaker centroid (bounded memory, stable labels).")
@@ -105,3 +114,27 @@ class Settings(BaseSettings):
         d.pop("data_dir", None)
         d.pop("model_cache_dir", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_settings() -> Settings:
+    """Read the settings, turning a bad value into one readable :class:`SettingsError`.
+
+    Raises
+    ------
+    SettingsError
+        An ``ALLIANCE_*`` variable holds a value outside its range or choices;
+        the message names the variable and what is allowed.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = [str(p) for p in err["loc"] if not str(p).startswith(("int", "literal", "function"))]
+            name = "ALLIANCE_" + "__".join(loc).upper()
+            problems.append(f"{name}: {err['msg']}")
+        raise SettingsError("; ".join(dict.fromkeys(problems))) from None
+
+
+class SettingsError(ValueError):
+    """An ALLIANCE_* environment variable holds an invalid value."""

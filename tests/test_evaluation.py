@@ -43,3 +43,26 @@ def test_eval_diarization_command_prints_der_with_its_collar():
     row = next(line for line in result.output.splitlines() if "sample.wav" in line)
     der_pct = float(row.split("│")[3].strip().rstrip("%").strip())
     assert der_pct <= 8.0
+
+
+def test_eval_diarization_errors_name_the_file(tmp_path):
+    runner = CliRunner()
+    not_rttm = tmp_path / "notes.txt"
+    not_rttm.write_text("just some text\n")
+    cases = [
+        ([str(SAMPLE_WAV), "--reference", str(not_rttm)], "notes.txt: not an RTTM file"),
+        ([str(SAMPLE_WAV), "--reference", str(tmp_path / "gone.rttm")], "gone.rttm: reference RTTM not found"),
+        ([str(tmp_path / "gone.wav"), "--reference", str(SAMPLE_RTTM)], "gone.wav: file not found"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, ["eval-diarization", *args])
+        assert result.exit_code == 1 and message in result.output
+        assert "DER" not in result.output  # no empty table after an error
+
+
+def test_invalid_setting_is_one_clear_line(monkeypatch):
+    monkeypatch.setenv("ALLIANCE_DIARIZATION__CHANNEL_MODE", "stereo")
+    result = CliRunner().invoke(app, ["analyze", str(SAMPLE_WAV)])
+    assert result.exit_code == 2
+    assert "invalid setting: ALLIANCE_DIARIZATION__CHANNEL_MODE" in result.output
+    assert "Traceback" not in result.output

@@ -191,3 +191,17 @@ def test_estimated_speaker_count_is_marked_in_the_output(prefect_harness, tmp_pa
     assert len(s["diarization"]["speakers"]) == 2
     assert s["settings"]["diarization"]["num_speakers"] == "auto"
     assert "speaker count estimated: 2" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_prefect_keeps_its_run_database_in_the_data_dir(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["ALLIANCE_DATA_DIR"] = str(tmp_path / "data")
+    out = subprocess.run([sys.executable, "-c", "import flows, os; print(os.environ['PREFECT_HOME'])"],
+                         env=env, capture_output=True, text=True, check=True, cwd=str(tmp_path))
+    home = out.stdout.strip()
+    assert home == str((tmp_path / "data" / "prefect").resolve())
+    assert os.path.isdir(home)

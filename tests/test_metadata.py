@@ -31,6 +31,8 @@ def test_valid_metadata(tmp_path):
     ({"participants": [{"role": "uncle"}]}, r"participants\[0\].role must be one of"),
     ({"speaker_roles": {"SPEAKER_00": "doctor"}}, "'speaker_roles' must map"),
     ({"session_id": "../../etc"}, "'session_id' must be a non-empty string without slashes"),
+    ({"therapist_id": "t-a", "participants": [{"role": "therapist", "id": "t-b"}]}, "'therapist_id' 't-a' is not"),
+    ({"participants": [{"role": "client", "age": "seven"}]}, r"participants\[0\].age must be a number"),
 ])
 def test_bad_metadata_names_the_file(tmp_path, obj, message):
     with pytest.raises(MetadataError, match=f"s1.json: .*{message}"):

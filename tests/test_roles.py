@@ -113,7 +113,30 @@ def test_child_cue_is_not_used_for_an_older_client():
     f0 = {"A": 120.0, "B": 300.0, "C": 200.0}
     assert assign_roles(DIA, f0_hz=f0, client_age=8).roles["B"] == "client"
     r = assign_roles(DIA, f0_hz=f0, client_age=16)
-    assert r.roles == {"A": "therapist", "B": "client", "C": "parent"} and r.rule == "most-speech-is-therapist"
+    assert r.roles == {"A": "therapist", "B": "client", "C": "parent"}
+    assert r.rule == "most-speech-is-therapist+client-most-speech-of-the-rest"
+
+
+def test_without_an_age_a_higher_adult_voice_is_not_taken_for_a_child():
+    # a woman (210 Hz) beside a man (110 Hz): 11 semitones apart, but not in the child range
+    r = assign_roles(DIA, f0_hz={"A": 110.0, "B": 105.0, "C": 210.0})
+    assert r.roles["C"] == "parent" and "child-voice-f0" not in r.rule
+    r = assign_roles(DIA, f0_hz={"A": 110.0, "B": 105.0, "C": 300.0})  # child range, age unknown
+    assert r.roles["C"] == "client" and "child-voice-f0" in r.evidence["cues_used"]
+
+
+def test_rule_names_only_the_evidence_that_assigned_roles():
+    r = assign_roles(DIA, profile_similarity={"A": 0.2, "B": 0.9, "C": 0.1})
+    assert r.roles["B"] == "therapist"
+    assert r.rule == "therapist-voice-profile+client-most-speech-of-the-rest"
+
+
+def test_role_warnings_when_no_client_is_left():
+    from pipeline.roles import role_warnings
+
+    r = assign_roles(DIA, override={"A": "parent", "B": "therapist", "C": "parent"})
+    assert any(w.startswith("no speaker was assigned the client role") for w in role_warnings(r, client_expected=True))
+    assert role_warnings(assign_roles(DIA), client_expected=True) == ()
 
 
 def test_profile_errors_name_the_problem(tmp_path, embedder):
@@ -133,6 +156,8 @@ def test_enroll_and_analyze_commands_recognise_the_therapist(prefect_harness, th
     runner = CliRunner()
     result = runner.invoke(app, ["enroll-therapist", "t-nathalie", *map(str, enrol_clips)])
     assert result.exit_code == 0, result.output
+    again = runner.invoke(app, ["enroll-therapist", "t-nathalie", str(enrol_clips[0])])
+    assert again.exit_code == 1 and "already exists; add --replace" in again.output
     session = save_wav(tmp_path / "session.wav", signal, 16000)
     result = runner.invoke(app, ["analyze", str(session), "--language", "nl", "--therapist", "t-nathalie",
                                  "--out", str(tmp_path / "out")])
