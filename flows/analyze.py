@@ -73,7 +73,7 @@ _TASK = dict(persist_result=False, cache_policy=NO_CACHE)
 def _asr_backend(settings_json: str):
     """ASR backend, loaded once per worker process and settings."""
     s = Settings.model_validate_json(settings_json)
-    return asr_stage.load_backend(s.asr, model_cache_dir=s.model_cache_dir)
+    return asr_stage.load_backend(s.asr, model_cache_dir=s.model_cache_dir, vad_settings=s.vad)
 
 
 @functools.lru_cache(maxsize=1)

@@ -99,7 +99,7 @@ def sample_speech(sample_recording, settings):
 def asr_backend(settings):
     from pipeline.asr import load_backend
 
-    return load_backend(settings.asr, model_cache_dir=settings.model_cache_dir)
+    return load_backend(settings.asr, model_cache_dir=settings.model_cache_dir, vad_settings=settings.vad)
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,9 @@ class FasterWhisperBackend:
         Threads; 0 lets CTranslate2 choose.
     beam_size : int >= 1
         Beam width.
+    vad_parameters : dict, optional
+        Silero VAD options for ``vad_filter`` (threshold, min_speech_duration_ms,
+        min_silence_duration_ms, speech_pad_ms); faster-whisper's defaults when omitted.
 
     Raises
     ------
@@ -44,13 +47,14 @@ class FasterWhisperBackend:
     name = "faster-whisper"
 
     def __init__(self, model_dir: Path, *, compute_type: str = "int8", cpu_threads: int = 0,
-                 beam_size: int = 5) -> None:
+                 beam_size: int = 5, vad_parameters: dict | None = None) -> None:
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:  # pragma: no cover - faster-whisper is a core dependency
             raise BackendUnavailableError("faster-whisper is not installed; run `make install`") from exc
         self.model_dir = Path(model_dir)
         self.beam_size = beam_size
+        self.vad_parameters = dict(vad_parameters or {})
         try:
             self._model = WhisperModel(str(self.model_dir), device="cpu", compute_type=compute_type,
                                        cpu_threads=cpu_threads, local_files_only=True)
@@ -61,7 +65,8 @@ class FasterWhisperBackend:
         duration = samples.size / 16000.0
         segments, info = self._model.transcribe(
             np.asarray(samples, dtype=np.float32), language=language, beam_size=self.beam_size,
-            vad_filter=True, word_timestamps=True, condition_on_previous_text=False)
+            vad_filter=True, vad_parameters=self.vad_parameters or None, word_timestamps=True,
+            condition_on_previous_text=False)
         words: list[Word] = []
         for seg in segments:
             for w in seg.words or ():
