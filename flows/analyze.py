@@ -31,7 +31,7 @@ from pipeline.features import window_features
 from pipeline.metadata import SessionMetadata, load_metadata
 from pipeline.prosody import turn_prosody
 from pipeline.report import input_warnings, write_report
-from pipeline.profiles import load_profile
+from pipeline.profiles import load_profile, profile_path
 from pipeline.roles import assign_roles, profile_similarities, questions_per_minute, role_warnings, speaker_f0_hz
 from pipeline.rttm import write_rttm
 from pipeline.settings import Settings
@@ -169,8 +169,9 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
     session_id : str, optional
         Default from the metadata, else the recording's file stem.
     therapist : str, optional
-        Enrolled therapist whose voice profile identifies the therapist;
-        default the metadata's ``therapist_id``.
+        Enrolled therapist whose voice profile identifies the therapist (an
+        error if there is no such profile). Without it, the metadata's
+        ``therapist_id`` is used when that therapist has enrolled.
 
     Returns
     -------
@@ -206,7 +207,7 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
         log.info("session %s: recognised %d words (language %s)", sid, n_words, language_found)
         dia = diarization_task(str(work), str(out), sid, speech, n_speakers, settings)
         report_path = finish_session(str(work), str(out), sid, rec, speech, transcript, dia, meta, settings,
-                                     therapist or meta.therapist_id)
+                                     therapist)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if not any(out.iterdir()):
@@ -227,8 +228,13 @@ def finish_session(work_dir: str, out_dir: str, session_id: str, rec: Recording,
     attributed = assign_words(transcript, dia)
     prosody = turn_prosody(samples, rec.sample_rate_hz, dia.turns, settings=settings.features)
     similarity = None
-    if therapist_id and dia.turns:
+    # a therapist named on the command line must have a profile; one named in the metadata may not have enrolled
+    profile = None
+    if therapist_id:
         profile = load_profile(settings.data_dir, therapist_id)
+    elif meta.therapist_id and profile_path(settings.data_dir, meta.therapist_id).is_file():
+        profile = load_profile(settings.data_dir, meta.therapist_id)
+    if profile is not None and dia.turns:
         similarity = profile_similarities(
             speaker_embeddings(samples, rec.sample_rate_hz, dia.turns, embedder=_embedder()), profile)
     roles = assign_roles(dia, override=meta.speaker_roles, profile_similarity=similarity,

@@ -63,10 +63,10 @@ def analyze(
     # fails before any work starts
     try:
         probe(recording)
-        meta = load_metadata(metadata) if metadata is not None else None
-        named = therapist or (meta.therapist_id if meta else None)
-        if named:
-            load_profile(Settings().data_dir, named)
+        if metadata is not None:
+            load_metadata(metadata)
+        if therapist:
+            load_profile(Settings().data_dir, therapist)
     except PipelineError as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
@@ -100,6 +100,37 @@ def analyze(
         console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
     typer.echo(f"Report: {report}")
     typer.echo(f"Session data: {session_json}")
+
+
+@app.command()
+def nightly(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox folder (default: ALLIANCE_INBOX_DIR).")
+            ) -> None:
+    """Run the nightly inbox flow once, now: every consented recording gets a report."""
+    from pipeline.settings import Settings
+
+    folder = inbox or Settings().inbox_dir
+    if folder is None or not Path(folder).is_dir():
+        typer.echo(f"error: inbox folder {folder} not found; give --inbox DIR or set ALLIANCE_INBOX_DIR", err=True)
+        raise typer.Exit(2)
+    from flows.nightly import nightly_inbox
+
+    summary = nightly_inbox(str(folder))
+    for kind in ("processed", "duplicates", "rejected", "failed"):
+        typer.echo(f"{kind}: {len(summary[kind])}")
+        for item in summary[kind]:
+            typer.echo(f"  {item['file']}" + (f": {item['reason']}" if item.get("reason") else ""))
+
+
+@app.command()
+def audit(client: Optional[str] = typer.Option(None, "--client", help="Only this client pseudonym.")) -> None:
+    """List the audit log (NEN 7513): what, when, which client, who, outcome."""
+    from flows.store import AUDIT_FIELDS, Store
+    from pipeline.settings import Settings
+
+    rows = Store.for_settings(Settings()).audit_rows(client_id=client)
+    typer.echo("\t".join(AUDIT_FIELDS))
+    for r in rows:
+        typer.echo("\t".join("" if r[k] is None else str(r[k]) for k in AUDIT_FIELDS))
 
 
 @app.command("enroll-therapist")

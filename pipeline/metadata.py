@@ -32,6 +32,7 @@ class SessionMetadata:
     participants: tuple[Mapping[str, Any], ...] = ()
     speaker_roles: Mapping[str, str] = field(default_factory=dict)
     therapist_id: str | None = None
+    client_age_years: float | None = None
 
     @property
     def num_speakers(self) -> int | None:
@@ -39,7 +40,9 @@ class SessionMetadata:
 
     @property
     def client_age(self) -> float | None:
-        """The client's age in years, when a client participant gives one."""
+        """The client's age in years: ``client_age``, else the client participant's ``age``."""
+        if self.client_age_years is not None:
+            return self.client_age_years
         for p in self.participants:
             if p.get("role") == "client" and isinstance(p.get("age"), (int, float)):
                 return float(p["age"])
@@ -91,5 +94,8 @@ def load_metadata(path: str | Path) -> SessionMetadata:
     for i, p in enumerate(participants):
         if "age" in p and (not isinstance(p["age"], (int, float)) or not 0 <= p["age"] < 120):
             raise MetadataError(path, f"participants[{i}].age must be a number of years; found {p['age']!r}")
+    age = raw.get("client_age")
+    if age is not None and (isinstance(age, bool) or not isinstance(age, (int, float)) or not 0 <= age < 120):
+        raise MetadataError(path, f"'client_age' must be a number of years; found {age!r}")
     return SessionMetadata(session_id=sid, language=lang, participants=tuple(participants), speaker_roles=roles,
-                           therapist_id=therapist)
+                           therapist_id=therapist, client_age_years=None if age is None else float(age))

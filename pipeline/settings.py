@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ALLIANCE_", env_nested_delimiter="__", extra="ignore")
 
     data_dir: Path = Field(Path("alliance-data"), description="Where every output is written.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the database (for example postgresql+psycopg://host/alliance); "
+        "empty: SQLite at <data dir>/alliance.db.")
+    inbox_dir: Path | None = Field(None, description="Folder the clinic drops recordings and their JSON sidecars into.")
     model_cache_dir: Path = Field(
         Path.home() / ".cache" / "alliance-monitor",
         description="Where the bundled Whisper parts are joined once into a model directory.")
@@ -111,8 +115,8 @@ class Settings(BaseSettings):
     def settings_hash(self) -> str:
         """Short sha256 of the settings that change results (the data directory excluded)."""
         d = self.public_dict()
-        d.pop("data_dir", None)
-        d.pop("model_cache_dir", None)
+        for key in ("data_dir", "model_cache_dir", "database_url", "inbox_dir"):
+            d.pop(key, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -1,0 +1,139 @@
+"""Prefect flow ``nightly_inbox``: every consented recording in the clinic's inbox gets a report.
+
+For each recording ``NAME.ext`` with its sidecar ``NAME.ext.json`` (or
+``NAME.json``) in the inbox:
+
+1. no sidecar, unreadable sidecar or invalid consent → moved with its sidecar
+   to ``rejected/`` with a ``.reason.txt``, **never decoded**;
+2. the same content (sha256) already analysed → not processed again, moved to
+   ``done/``;
+3. otherwise ``analyze_session`` runs; success → recorded and moved to
+   ``done/``; bad input or a failed stage → recorded with its reason and
+   moved to ``failed/``; the batch goes on.
+
+Every event is a row in the audit log; the run summary is stored and returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from flows.analyze import analyze_session
+from flows.store import Store, now
+from pipeline.consent import check_consent
+from pipeline.errors import ConsentError, PipelineError
+from pipeline.settings import Settings
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".mp4")
+ACTOR = "nightly_inbox"
+
+
+def sidecar_of(audio: Path) -> Path | None:
+    """``NAME.ext.json`` next to the recording, else ``NAME.json``; None when neither exists."""
+    for candidate in (audio.with_name(audio.name + ".json"), audio.with_suffix(".json")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _move(files: list[Path], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        if f is not None and f.exists():
+            shutil.move(str(f), str(folder / f.name))
+
+
+@flow(name="nightly_inbox", persist_result=False, log_prints=False)
+def nightly_inbox(inbox: str) -> dict:
+    """Process every new recording in ``inbox``; return the run summary.
+
+    Returns
+    -------
+    dict
+        ``processed``, ``rejected``, ``failed``, ``duplicates``: lists of
+        ``{"file", "session_id", "reason"}``; ``run_id``.
+    """
+    log = get_run_logger()
+    settings = Settings()
+    store = Store.for_settings(settings)
+    inbox_dir = Path(inbox)
+    run_id, started = uuid.uuid4().hex[:12], now()
+    summary: dict = {"run_id": run_id, "processed": [], "rejected": [], "failed": [], "duplicates": []}
+    recordings = sorted(p for p in inbox_dir.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    log.info("nightly run %s: %d recordings in the inbox", run_id, len(recordings))
+    for audio in recordings:
+        sidecar = sidecar_of(audio)
+        record: dict = {}
+        try:
+            if sidecar is None:
+                raise ConsentError(audio, "no sidecar JSON with a consent record next to the recording")
+            try:
+                loaded = json.loads(sidecar.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ConsentError(sidecar, f"sidecar is not valid JSON ({exc})") from exc
+            if not isinstance(loaded, dict):
+                raise ConsentError(sidecar, "sidecar must be a JSON object")
+            record = loaded
+            consent = check_consent(record, source=sidecar)
+        except ConsentError as exc:
+            client = record.get("client_id")
+            _move([audio, sidecar], inbox_dir / "rejected")
+            (inbox_dir / "rejected" / f"{audio.name}.reason.txt").write_text(str(exc) + "\n", encoding="utf-8")
+            store.audit("rejected", actor=ACTOR, outcome="refused", client_id=client, detail=str(exc))
+            summary["rejected"].append({"file": audio.name, "reason": str(exc)})
+            log.warning("nightly run %s: rejected %s (no valid consent)", run_id, audio.name)
+            continue
+        session_id = str(record.get("session_id") or audio.stem)
+        client = record.get("client_id")
+        digest = sha256_file(audio)
+        earlier = store.seen(digest)
+        if earlier is not None:
+            _move([audio, sidecar], inbox_dir / "done")
+            store.audit("skipped-duplicate", actor=ACTOR, outcome="success", client_id=client, session_id=session_id,
+                        detail=f"same content as session {earlier['session_id']}")
+            summary["duplicates"].append({"file": audio.name, "session_id": earlier["session_id"]})
+            continue
+        out_dir = settings.data_dir / "sessions" / session_id
+        try:
+            report = analyze_session(str(audio), out_dir=str(out_dir), metadata_path=str(sidecar),
+                                     session_id=session_id)
+        except PipelineError as exc:
+            _move([audio, sidecar], inbox_dir / "failed")
+            store.save_session(session_id=session_id, client_id=client, therapist_id=record.get("therapist_id"),
+                               recording_name=audio.name, recording_sha256=digest, status="failed",
+                               reason=str(exc), out_dir=None, model_version=None,
+                               research_use=consent.research_use, run_id=run_id)
+            store.audit("analysed", actor=ACTOR, outcome="failed", client_id=client, session_id=session_id,
+                        detail=str(exc))
+            summary["failed"].append({"file": audio.name, "session_id": session_id, "reason": str(exc)})
+            log.warning("nightly run %s: session %s failed (%s)", run_id, session_id, type(exc).__name__)
+            continue
+        result = json.loads(Path(report).with_name("session.json").read_text(encoding="utf-8"))
+        store.save_session(session_id=session_id, client_id=client, therapist_id=record.get("therapist_id"),
+                           recording_name=audio.name, recording_sha256=digest, status="analysed", reason=None,
+                           out_dir=str(out_dir), model_version=result["model_version"],
+                           research_use=consent.research_use, run_id=run_id)
+        store.save_flags(session_id, result["flags"], result["model_version"])
+        _move([audio, sidecar], inbox_dir / "done")
+        store.audit("analysed", actor=ACTOR, outcome="success", client_id=client, session_id=session_id,
+                    detail=f"{len(result['flags'])} flags, model {result['model_version']}")
+        summary["processed"].append({"file": audio.name, "session_id": session_id})
+    store.save_run(run_id, started, summary)
+    counts = {k: len(v) for k, v in summary.items() if isinstance(v, list)}
+    store.audit("nightly-run", actor=ACTOR, outcome="success", detail=json.dumps({"run_id": run_id, **counts}))
+    log.info("nightly run %s: %s", run_id, counts)
+    return summary
