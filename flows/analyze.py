@@ -31,6 +31,7 @@ from pipeline.features import window_features
 from pipeline.metadata import SessionMetadata, load_metadata
 from pipeline.prosody import turn_prosody
 from pipeline.report import input_warnings, write_report
+from pipeline.privacy import name_labels, redact_transcript
 from pipeline.profiles import load_profile, profile_path
 from pipeline.roles import assign_roles, profile_similarities, questions_per_minute, role_warnings, speaker_f0_hz
 from pipeline.rttm import write_rttm
@@ -107,11 +108,14 @@ def vad_task(work_dir: str, out_dir: str, settings: Settings) -> tuple[SpeechReg
 
 
 @task(name="asr", retries=1, retry_condition_fn=_no_retry_on_bad_input, **_TASK)
-def asr_task(work_dir: str, out_dir: str, settings: Settings, language: str) -> Transcript:
+def asr_task(work_dir: str, out_dir: str, settings: Settings, language: str,
+             names: dict[str, str] | None = None) -> Transcript:
     backend = _asr_backend(settings.model_dump_json())
     transcript = asr_stage.transcribe(np.asarray(_load_audio(Path(work_dir))), settings.audio.sample_rate_hz,
                                       settings=settings.asr, backend=backend, language=language,
                                       progress=lambda f: _report_progress("asr", f))
+    # names are replaced before anything is written, so no output ever holds them
+    transcript = redact_transcript(transcript, names or {})
     (Path(out_dir) / "transcript.json").write_text(json.dumps(transcript.to_dict(), ensure_ascii=False))
     return transcript
 
@@ -202,7 +206,8 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
         rec = decode_task(recording, str(work), settings)
         log.info("session %s: decoded %.1f s of audio", sid, rec.duration_s)
         speech = vad_task(str(work), str(out), settings)
-        transcript = asr_task(str(work), str(out), settings, lang)
+        transcript = asr_task(str(work), str(out), settings, lang,
+                              name_labels(meta.participants, meta.other_names))
         n_words, language_found = len(transcript.words), transcript.language
         log.info("session %s: recognised %d words (language %s)", sid, n_words, language_found)
         dia = diarization_task(str(work), str(out), sid, speech, n_speakers, settings)

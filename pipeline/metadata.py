@@ -33,6 +33,7 @@ class SessionMetadata:
     speaker_roles: Mapping[str, str] = field(default_factory=dict)
     therapist_id: str | None = None
     client_age_years: float | None = None
+    other_names: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def num_speakers(self) -> int | None:
@@ -97,5 +98,9 @@ def load_metadata(path: str | Path) -> SessionMetadata:
     age = raw.get("client_age")
     if age is not None and (isinstance(age, bool) or not isinstance(age, (int, float)) or not 0 <= age < 120):
         raise MetadataError(path, f"'client_age' must be a number of years; found {age!r}")
+    other = raw.get("other_names", {})
+    if not isinstance(other, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in other.items()):
+        raise MetadataError(path, "'other_names' must map names to labels, for example {\"Tim\": \"sibling\"}")
     return SessionMetadata(session_id=sid, language=lang, participants=tuple(participants), speaker_roles=roles,
-                           therapist_id=therapist, client_age_years=None if age is None else float(age))
+                           therapist_id=therapist, client_age_years=None if age is None else float(age),
+                           other_names=other)

@@ -1,0 +1,57 @@
+"""Replace the names of the people in a session by role labels.
+
+Names come from the session metadata: each participant's ``name`` (replaced
+by its role, for example ``[client]``) and ``other_names`` for people who are
+talked about but not present (``{"Tim": "sibling"}`` → ``[sibling]``). Every
+part of a name of two or more letters is matched as a whole word, case
+insensitively, ignoring punctuation around it; over-replacing a common word
+that is also a name is the safer error.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Mapping
+
+from pipeline.types import Transcript, Word
+
+_EDGE = re.compile(r"^(\W*)(.*?)(\W*)$", re.UNICODE)
+
+
+def name_labels(participants, other_names: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Lower-cased name part → ``[label]`` from the metadata."""
+    out: dict[str, str] = {}
+    pairs = [(p.get("name"), p.get("role")) for p in participants if isinstance(p, Mapping)]
+    pairs += list((other_names or {}).items())
+    for name, label in pairs:
+        if not isinstance(name, str) or not isinstance(label, str):
+            continue
+        for part in re.findall(r"\w+", name, flags=re.UNICODE):
+            if len(part) >= 2:
+                out[part.lower()] = f"[{label}]"
+    return out
+
+
+def redact_transcript(transcript: Transcript, labels: Mapping[str, str]) -> Transcript:
+    """A new transcript in which every word that is a listed name is its role label.
+
+    Parameters
+    ----------
+    transcript : Transcript
+    labels : mapping of str to str
+        From :func:`name_labels`.
+
+    Returns
+    -------
+    Transcript
+        Same words and times; names replaced, surrounding punctuation kept.
+    """
+    if not labels:
+        return transcript
+    words = []
+    for w in transcript.words:
+        lead, core, trail = _EDGE.match(w.text).groups()
+        key = re.sub(r"['’]s$", "", core.lower())
+        text = f"{lead}{labels[key]}{trail}" if key in labels else w.text
+        words.append(Word(w.start, w.end, text, w.probability, w.speaker))
+    return Transcript(tuple(words), transcript.language, transcript.language_probability, transcript.duration_s)
