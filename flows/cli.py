@@ -133,6 +133,46 @@ def audit(client: Optional[str] = typer.Option(None, "--client", help="Only this
         typer.echo("\t".join("" if r[k] is None else str(r[k]) for k in AUDIT_FIELDS))
 
 
+@app.command()
+def purge(client: str = typer.Argument(..., help="Client pseudonym whose data is removed."),
+          inbox: Optional[Path] = typer.Option(None, "--inbox", help="Also remove their files from this inbox.")
+          ) -> None:
+    """Remove everything about a client (outputs, database rows, inbox files) and record that it was done."""
+    import json as _json
+    import shutil
+
+    from flows.store import Store
+    from pipeline.settings import Settings
+
+    settings = Settings()
+    store = Store.for_settings(settings)
+    rows = store.delete_client(client)
+    removed = 0
+    for r in rows:
+        folder = Path(r["out_dir"]) if r.get("out_dir") else settings.data_dir / "sessions" / r["session_id"]
+        if folder.is_dir():
+            shutil.rmtree(folder)
+            removed += 1
+    files = 0
+    folder = inbox or settings.inbox_dir
+    if folder is not None and Path(folder).is_dir():
+        for sidecar in Path(folder).rglob("*.json"):
+            try:
+                owner = _json.loads(sidecar.read_text(encoding="utf-8")).get("client_id")
+            except (ValueError, UnicodeDecodeError, AttributeError):
+                continue
+            if owner == client:
+                stem = sidecar.name[:-5]  # "NAME.wav" for NAME.wav.json, "NAME" for NAME.json
+                mine = [f for f in sidecar.parent.iterdir() if f.name == stem or f.name.startswith(stem + ".")]
+                for f in [sidecar, *mine]:
+                    if f.exists() and f.is_file():
+                        f.unlink()
+                        files += 1
+    store.audit("deleted", actor="alliance purge", outcome="success", client_id=client,
+                detail=f"purged {len(rows)} sessions, {removed} session folders, {files} inbox files")
+    typer.echo(f"Purged client {client}: {len(rows)} sessions, {removed} session folders, {files} inbox files.")
+
+
 @app.command("enroll-therapist")
 def enroll_therapist(
     name: str = typer.Argument(..., help="Therapist id (letters, digits, '_', '.', '-')."),

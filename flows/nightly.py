@@ -57,6 +57,36 @@ def _move(files: list[Path], folder: Path) -> None:
             shutil.move(str(f), str(folder / f.name))
 
 
+def expire_audio(done: Path, days: float, store: Store) -> int:
+    """Delete processed recordings in ``done`` older than ``days`` (by modification time); audit each.
+
+    Returns
+    -------
+    int
+        Recordings deleted.
+    """
+    import time
+
+    if not done.is_dir():
+        return 0
+    limit = time.time() - days * 86400.0
+    n = 0
+    for audio in sorted(p for p in done.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES):
+        if days == 0 or audio.stat().st_mtime < limit:
+            sidecar = sidecar_of(audio)
+            client = None
+            if sidecar is not None:
+                try:
+                    client = json.loads(sidecar.read_text(encoding="utf-8")).get("client_id")
+                except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                    client = None
+            audio.unlink()
+            store.audit("deleted", actor=ACTOR, outcome="success", client_id=client,
+                        detail=f"raw audio {audio.name} after the retention period ({days:g} days)")
+            n += 1
+    return n
+
+
 @flow(name="nightly_inbox", persist_result=False, log_prints=False)
 def nightly_inbox(inbox: str) -> dict:
     """Process every new recording in ``inbox``; return the run summary.
@@ -73,6 +103,7 @@ def nightly_inbox(inbox: str) -> dict:
     inbox_dir = Path(inbox)
     run_id, started = uuid.uuid4().hex[:12], now()
     summary: dict = {"run_id": run_id, "processed": [], "rejected": [], "failed": [], "duplicates": []}
+    expire_audio(inbox_dir / "done", settings.audio_retention_days, store)
     recordings = sorted(p for p in inbox_dir.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
     log.info("nightly run %s: %d recordings in the inbox", run_id, len(recordings))
     for audio in recordings:
@@ -131,6 +162,8 @@ def nightly_inbox(inbox: str) -> dict:
         _move([audio, sidecar], inbox_dir / "done")
         store.audit("analysed", actor=ACTOR, outcome="success", client_id=client, session_id=session_id,
                     detail=f"{len(result['flags'])} flags, model {result['model_version']}")
+        if settings.audio_retention_days == 0:
+            expire_audio(inbox_dir / "done", 0, store)
         summary["processed"].append({"file": audio.name, "session_id": session_id})
     store.save_run(run_id, started, summary)
     counts = {k: len(v) for k, v in summary.items() if isinstance(v, list)}

@@ -146,3 +146,13 @@ class Store:
             q = q.where(SESSIONS.c.client_id == client_id)
         with self.engine.connect() as c:
             return [dict(r._mapping) for r in c.execute(q)]
+
+    def delete_client(self, client_id: str) -> list[dict[str, Any]]:
+        """Delete a client's sessions and flags (never audit rows); return the deleted session rows."""
+        rows = self.sessions(client_id=client_id)
+        ids = [r["session_id"] for r in rows]
+        with self.engine.begin() as c:
+            if ids:
+                c.execute(FLAGS.delete().where(FLAGS.c.session_id.in_(ids)))
+            c.execute(SESSIONS.delete().where(SESSIONS.c.client_id == client_id))
+        return rows

@@ -113,3 +113,35 @@ def test_audit_log_is_append_only(nightly_run, monkeypatch):
     with pytest.raises(sa.exc.DatabaseError, match="append-only"):
         with store.engine.begin() as c:
             c.exec_driver_sql("DELETE FROM audit")
+
+
+def test_purge_removes_a_client_and_records_it(nightly_run, monkeypatch):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(nightly_run["data"]))
+    result = CliRunner().invoke(app, ["purge", "c-017", "--inbox", str(nightly_run["inbox"])])
+    assert result.exit_code == 0, result.output
+    assert not (nightly_run["data"] / "sessions" / "s-001").exists()
+    assert (nightly_run["data"] / "sessions" / "s-002").exists()  # another client's session stays
+    assert not list(nightly_run["inbox"].rglob("a_session.wav*")) and not list(nightly_run["inbox"].rglob("e_same*"))
+    store = Store.for_settings(Settings())
+    assert store.sessions(client_id="c-017") == []
+    last = store.audit_rows(client_id="c-017")[-1]
+    assert (last["event"], last["actor"], last["outcome"]) == ("deleted", "alliance purge", "success")
+
+
+def test_audio_is_deleted_after_processing_when_retention_is_zero(prefect_harness, tmp_path, monkeypatch):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(ROOT / "tests/data/fw/stereo_diarization.wav", inbox / "short.wav")
+    _sidecar(inbox / "short.wav", session_id="s-r0", client_id="c-900", age=17, given_by=("client",))
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ALLIANCE_AUDIO_RETENTION_DAYS", "0")
+    summary = nightly_inbox(str(inbox))
+    assert [x["session_id"] for x in summary["processed"]] == ["s-r0"]
+    assert not (inbox / "done" / "short.wav").exists()
+    assert (inbox / "done" / "short.wav.json").exists()  # the consent record is kept
+    events = [r["event"] for r in Store.for_settings(Settings()).audit_rows(client_id="c-900")]
+    assert events == ["analysed", "deleted"]
