@@ -122,6 +122,34 @@ def nightly(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox fo
 
 
 @app.command()
+def serve(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox folder (default: ALLIANCE_INBOX_DIR)."),
+          cron: Optional[str] = typer.Option(None, "--cron", help="Schedule (default: ALLIANCE_NIGHTLY_CRON, 02:00)."),
+          ) -> None:
+    """Register the nightly deployment with its cron schedule and serve it (needs a Prefect server, see README)."""
+    import os
+
+    from pipeline.settings import Settings
+
+    settings = Settings()
+    folder = inbox or settings.inbox_dir
+    if folder is None or not Path(folder).is_dir():
+        typer.echo(f"error: inbox folder {folder} not found; give --inbox DIR or set ALLIANCE_INBOX_DIR", err=True)
+        raise typer.Exit(2)
+    if not os.environ.get("PREFECT_API_URL"):
+        typer.echo("error: PREFECT_API_URL is not set; start a server (`prefect server start --host 127.0.0.1`) "
+                   "and export PREFECT_API_URL=http://127.0.0.1:4200/api", err=True)
+        raise typer.Exit(2)
+    from prefect.schedules import Cron
+
+    from flows.nightly import nightly_inbox
+
+    nightly_inbox.serve(name="nightly", schedules=[Cron(cron or settings.nightly_cron,
+                                                        timezone=settings.nightly_timezone)],
+                        parameters={"inbox": str(Path(folder).resolve())},
+                        description="Every consented recording in the inbox gets a report.")
+
+
+@app.command()
 def audit(client: Optional[str] = typer.Option(None, "--client", help="Only this client pseudonym.")) -> None:
     """List the audit log (NEN 7513): what, when, which client, who, outcome."""
     from flows.store import AUDIT_FIELDS, Store
