@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import functools
 import json
+import threading
 import shutil
 import time
 from pathlib import Path
@@ -70,16 +71,29 @@ def _no_retry_on_bad_input(task, task_run, state) -> bool:
 _TASK = dict(persist_result=False, cache_policy=NO_CACHE)
 
 
-@functools.lru_cache(maxsize=4)
+_LOAD_LOCK = threading.Lock()  # sessions running in threads load each model once
+
+
 def _asr_backend(settings_json: str):
     """ASR backend, loaded once per worker process and settings."""
+    with _LOAD_LOCK:
+        return _load_asr(settings_json)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_asr(settings_json: str):
     s = Settings.model_validate_json(settings_json)
     return asr_stage.load_backend(s.asr, model_cache_dir=s.model_cache_dir, vad_settings=s.vad)
 
 
-@functools.lru_cache(maxsize=1)
 def _embedder() -> ResemblyzerEmbedder:
     """Speaker encoder, loaded once per worker process."""
+    with _LOAD_LOCK:
+        return _load_embedder()
+
+
+@functools.lru_cache(maxsize=1)
+def _load_embedder() -> ResemblyzerEmbedder:
     return ResemblyzerEmbedder()
 
 

@@ -7,9 +7,11 @@ For each recording ``NAME.ext`` with its sidecar ``NAME.ext.json`` (or
    to ``rejected/`` with a ``.reason.txt``, **never decoded**;
 2. the same content (sha256) already analysed → not processed again, moved to
    ``done/``;
-3. otherwise ``analyze_session`` runs; success → recorded and moved to
-   ``done/``; bad input or a failed stage → recorded with its reason and
-   moved to ``failed/``; the batch goes on.
+3. otherwise ``analyze_session`` runs, up to ``ALLIANCE_NIGHTLY_CONCURRENCY``
+   sessions at once in threads that share the loaded models; success →
+   recorded and moved to ``done/``; bad input or a failed stage → recorded
+   with its reason and moved to ``failed/``; the batch goes on. A second copy
+   of the same content in one batch waits for the first and follows it.
 
 Every event is a row in the audit log; the run summary is stored and returned.
 """
@@ -20,6 +22,7 @@ import hashlib
 import json
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -87,6 +90,37 @@ def expire_audio(done: Path, days: float, store: Store) -> int:
     return n
 
 
+def _duplicate(job: dict, session_id: str, inbox_dir: Path, store: Store, summary: dict) -> None:
+    _move([job["audio"], job["sidecar"]], inbox_dir / "done")
+    store.audit("skipped-duplicate", actor=ACTOR, outcome="success", client_id=job["client"],
+                session_id=job["session_id"], detail=f"same content as session {session_id}")
+    summary["duplicates"].append({"file": job["audio"].name, "session_id": session_id})
+
+
+def _record(job: dict, report: str | None, error: Exception | None, inbox_dir: Path, store: Store, summary: dict,
+            run_id: str, log) -> None:
+    """Store one analysis outcome, move the files, write the audit row."""
+    base = dict(session_id=job["session_id"], client_id=job["client"], therapist_id=job["record"].get("therapist_id"),
+                recording_name=job["audio"].name, recording_sha256=job["digest"],
+                research_use=job["consent"].research_use, run_id=run_id)
+    if error is not None:
+        _move([job["audio"], job["sidecar"]], inbox_dir / "failed")
+        store.save_session(**base, status="failed", reason=str(error), out_dir=None, model_version=None)
+        store.audit("analysed", actor=ACTOR, outcome="failed", client_id=job["client"], session_id=job["session_id"],
+                    detail=str(error))
+        summary["failed"].append({"file": job["audio"].name, "session_id": job["session_id"], "reason": str(error)})
+        log.warning("nightly run %s: session %s failed (%s)", run_id, job["session_id"], type(error).__name__)
+        return
+    result = json.loads(Path(report).with_name("session.json").read_text(encoding="utf-8"))
+    store.save_session(**base, status="analysed", reason=None, out_dir=str(Path(report).parent),
+                       model_version=result["model_version"])
+    store.save_flags(job["session_id"], result["flags"], result["model_version"])
+    _move([job["audio"], job["sidecar"]], inbox_dir / "done")
+    store.audit("analysed", actor=ACTOR, outcome="success", client_id=job["client"], session_id=job["session_id"],
+                detail=f"{len(result['flags'])} flags, model {result['model_version']}")
+    summary["processed"].append({"file": job["audio"].name, "session_id": job["session_id"]})
+
+
 @flow(name="nightly_inbox", persist_result=False, log_prints=False)
 def nightly_inbox(inbox: str) -> dict:
     """Process every new recording in ``inbox``; return the run summary.
@@ -106,6 +140,9 @@ def nightly_inbox(inbox: str) -> dict:
     expire_audio(inbox_dir / "done", settings.audio_retention_days, store)
     recordings = sorted(p for p in inbox_dir.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
     log.info("nightly run %s: %d recordings in the inbox", run_id, len(recordings))
+    jobs: list[dict] = []
+    batch: dict[str, dict] = {}  # sha256 → the job analysing that content in this run
+    later_copies: list[tuple[dict, dict]] = []
     for audio in recordings:
         sidecar = sidecar_of(audio)
         record: dict = {}
@@ -121,50 +158,45 @@ def nightly_inbox(inbox: str) -> dict:
             record = loaded
             consent = check_consent(record, source=sidecar)
         except ConsentError as exc:
-            client = record.get("client_id")
             _move([audio, sidecar], inbox_dir / "rejected")
             (inbox_dir / "rejected" / f"{audio.name}.reason.txt").write_text(str(exc) + "\n", encoding="utf-8")
-            store.audit("rejected", actor=ACTOR, outcome="refused", client_id=client, detail=str(exc))
+            store.audit("rejected", actor=ACTOR, outcome="refused", client_id=record.get("client_id"), detail=str(exc))
             summary["rejected"].append({"file": audio.name, "reason": str(exc)})
             log.warning("nightly run %s: rejected %s (no valid consent)", run_id, audio.name)
             continue
-        session_id = str(record.get("session_id") or audio.stem)
-        client = record.get("client_id")
-        digest = sha256_file(audio)
-        earlier = store.seen(digest)
+        job = dict(audio=audio, sidecar=sidecar, record=record, consent=consent, digest=sha256_file(audio),
+                   session_id=str(record.get("session_id") or audio.stem), client=record.get("client_id"))
+        earlier = store.seen(job["digest"])
         if earlier is not None:
-            _move([audio, sidecar], inbox_dir / "done")
-            store.audit("skipped-duplicate", actor=ACTOR, outcome="success", client_id=client, session_id=session_id,
-                        detail=f"same content as session {earlier['session_id']}")
-            summary["duplicates"].append({"file": audio.name, "session_id": earlier["session_id"]})
-            continue
-        out_dir = settings.data_dir / "sessions" / session_id
+            _duplicate(job, earlier["session_id"], inbox_dir, store, summary)
+        elif job["digest"] in batch:
+            later_copies.append((job, batch[job["digest"]]))
+        else:
+            batch[job["digest"]] = job
+            jobs.append(job)
+
+    def run(job: dict) -> tuple[str | None, PipelineError | None]:
+        out_dir = settings.data_dir / "sessions" / job["session_id"]
         try:
-            report = analyze_session(str(audio), out_dir=str(out_dir), metadata_path=str(sidecar),
-                                     session_id=session_id)
+            return analyze_session(str(job["audio"]), out_dir=str(out_dir), metadata_path=str(job["sidecar"]),
+                                   session_id=job["session_id"]), None
         except PipelineError as exc:
-            _move([audio, sidecar], inbox_dir / "failed")
-            store.save_session(session_id=session_id, client_id=client, therapist_id=record.get("therapist_id"),
-                               recording_name=audio.name, recording_sha256=digest, status="failed",
-                               reason=str(exc), out_dir=None, model_version=None,
-                               research_use=consent.research_use, run_id=run_id)
-            store.audit("analysed", actor=ACTOR, outcome="failed", client_id=client, session_id=session_id,
-                        detail=str(exc))
-            summary["failed"].append({"file": audio.name, "session_id": session_id, "reason": str(exc)})
-            log.warning("nightly run %s: session %s failed (%s)", run_id, session_id, type(exc).__name__)
-            continue
-        result = json.loads(Path(report).with_name("session.json").read_text(encoding="utf-8"))
-        store.save_session(session_id=session_id, client_id=client, therapist_id=record.get("therapist_id"),
-                           recording_name=audio.name, recording_sha256=digest, status="analysed", reason=None,
-                           out_dir=str(out_dir), model_version=result["model_version"],
-                           research_use=consent.research_use, run_id=run_id)
-        store.save_flags(session_id, result["flags"], result["model_version"])
-        _move([audio, sidecar], inbox_dir / "done")
-        store.audit("analysed", actor=ACTOR, outcome="success", client_id=client, session_id=session_id,
-                    detail=f"{len(result['flags'])} flags, model {result['model_version']}")
-        if settings.audio_retention_days == 0:
+            return None, exc
+
+    workers = max(1, min(settings.nightly_concurrency, len(jobs)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # models are loaded once and shared by the threads
+        results = list(pool.map(run, jobs))
+    for job, (report, error) in zip(jobs, results):
+        job["ok"] = error is None
+        _record(job, report, error, inbox_dir, store, summary, run_id, log)
+        if job["ok"] and settings.audio_retention_days == 0:
             expire_audio(inbox_dir / "done", 0, store)
-        summary["processed"].append({"file": audio.name, "session_id": session_id})
+    for copy, original in later_copies:
+        if original["ok"]:
+            _duplicate(copy, original["session_id"], inbox_dir, store, summary)
+        else:
+            _record(copy, None, PipelineError(f"{copy['audio'].name}: same content as {original['audio'].name}, "
+                                              "which failed"), inbox_dir, store, summary, run_id, log)
     store.save_run(run_id, started, summary)
     counts = {k: len(v) for k, v in summary.items() if isinstance(v, list)}
     store.audit("nightly-run", actor=ACTOR, outcome="success", detail=json.dumps({"run_id": run_id, **counts}))

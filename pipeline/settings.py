@@ -98,6 +98,8 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy URL of the database (for example postgresql+psycopg://host/alliance); "
         "empty: SQLite at <data dir>/alliance.db.")
     inbox_dir: Path | None = Field(None, description="Folder the clinic drops recordings and their JSON sidecars into.")
+    nightly_concurrency: int = Field(2, ge=1, le=16, description="Sessions the nightly run analyses at once "
+                                     "(threads sharing the loaded models; the 2-core reference machine: 2).")
     nightly_cron: str = Field("0 2 * * *", description="When `alliance serve` runs the nightly inbox flow (cron).")
     nightly_timezone: str = Field("Europe/Amsterdam", description="Time zone of the nightly cron schedule.")
     audio_retention_days: float = Field(
@@ -121,7 +123,7 @@ class Settings(BaseSettings):
         """Short sha256 of the settings that change results (the data directory excluded)."""
         d = self.public_dict()
         for key in ("data_dir", "model_cache_dir", "database_url", "inbox_dir", "audio_retention_days",
-                    "nightly_cron", "nightly_timezone"):
+                    "nightly_cron", "nightly_timezone", "nightly_concurrency"):
             d.pop(key, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -49,6 +49,7 @@ def nightly_run(prefect_harness, tmp_path_factory):
     data = root / "data"
     mp = pytest.MonkeyPatch()
     mp.setenv("ALLIANCE_DATA_DIR", str(data))
+    mp.setenv("ALLIANCE_NIGHTLY_CONCURRENCY", "2")  # two sessions at once
     mp.setattr(analyze_module, "decode", spy)
     try:
         summary = nightly_inbox(str(inbox))
@@ -93,16 +94,16 @@ def test_audit_log_has_one_row_per_event_with_its_fields(nightly_run, monkeypatc
     rows = Store.for_settings(Settings()).audit_rows()
     events = [(r["event"], r["outcome"], r["session_id"]) for r in rows]
     assert events == [
+        ("rejected", "refused", None),  # screened first: never decoded
         ("analysed", "success", "s-001"),
         ("analysed", "success", "s-002"),
-        ("rejected", "refused", None),
         ("analysed", "failed", "s-004"),
-        ("skipped-duplicate", "success", "s-005"),
+        ("skipped-duplicate", "success", "s-005"),  # waited for its first copy
         ("nightly-run", "success", None),
     ]
     for r in rows:
         assert set(AUDIT_FIELDS) <= set(r) and r["at"] and r["actor"] == "nightly_inbox"
-    assert rows[2]["client_id"] == "c-019"
+    assert rows[0]["client_id"] == "c-019"
 
 
 def test_audit_log_is_append_only(nightly_run, monkeypatch):
