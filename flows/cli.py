@@ -108,17 +108,27 @@ def nightly(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox fo
     """Run the nightly inbox flow once, now: every consented recording gets a report."""
     from pipeline.settings import Settings
 
-    folder = inbox or Settings().inbox_dir
-    if folder is None or not Path(folder).is_dir():
-        typer.echo(f"error: inbox folder {folder} not found; give --inbox DIR or set ALLIANCE_INBOX_DIR", err=True)
-        raise typer.Exit(2)
+    folder = _inbox_or_exit(inbox or Settings().inbox_dir)
     from flows.nightly import nightly_inbox
 
     summary = nightly_inbox(str(folder))
-    for kind in ("processed", "duplicates", "rejected", "failed"):
+    for kind in ("processed", "duplicates", "rejected", "failed", "waiting"):
         typer.echo(f"{kind}: {len(summary[kind])}")
         for item in summary[kind]:
             typer.echo(f"  {item['file']}" + (f": {item['reason']}" if item.get("reason") else ""))
+    if summary["failed"]:
+        raise typer.Exit(1)  # a scheduler or operator sees that something needs attention
+
+
+def _inbox_or_exit(folder: Path | None) -> Path:
+    if folder is None:
+        typer.echo("error: no inbox folder; give --inbox DIR or set ALLIANCE_INBOX_DIR", err=True)
+        raise typer.Exit(2)
+    if not Path(folder).is_dir():
+        what = "is not a folder" if Path(folder).exists() else "not found"
+        typer.echo(f"error: inbox folder {folder} {what}", err=True)
+        raise typer.Exit(2)
+    return Path(folder)
 
 
 @app.command()
@@ -128,13 +138,16 @@ def serve(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox fold
     """Register the nightly deployment with its cron schedule and serve it (needs a Prefect server, see README)."""
     import os
 
-    from pipeline.settings import Settings
+    from pipeline.settings import Settings, validate_cron
 
     settings = Settings()
-    folder = inbox or settings.inbox_dir
-    if folder is None or not Path(folder).is_dir():
-        typer.echo(f"error: inbox folder {folder} not found; give --inbox DIR or set ALLIANCE_INBOX_DIR", err=True)
-        raise typer.Exit(2)
+    folder = _inbox_or_exit(inbox or settings.inbox_dir)
+    if cron is not None:
+        try:
+            settings = settings.model_copy(update={"nightly_cron": validate_cron(cron)})
+        except ValueError as exc:
+            typer.echo(f"error: --cron {exc}", err=True)
+            raise typer.Exit(2) from None
     if not os.environ.get("PREFECT_API_URL"):
         typer.echo("error: PREFECT_API_URL is not set; start a server (`prefect server start --host 127.0.0.1`) "
                    "and export PREFECT_API_URL=http://127.0.0.1:4200/api", err=True)
@@ -143,10 +156,16 @@ def serve(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox fold
 
     from flows.nightly import nightly_inbox
 
-    nightly_inbox.serve(name="nightly", schedules=[Cron(cron or settings.nightly_cron,
-                                                        timezone=settings.nightly_timezone)],
-                        parameters={"inbox": str(Path(folder).resolve())},
-                        description="Every consented recording in the inbox gets a report.")
+    import httpx
+
+    try:
+        nightly_inbox.serve(name="nightly", schedules=[Cron(settings.nightly_cron, timezone=settings.nightly_timezone)],
+                            parameters={"inbox": str(Path(folder).resolve())},
+                            description="Every consented recording in the inbox gets a report.")
+    except (httpx.HTTPError, OSError) as exc:
+        typer.echo(f"error: cannot reach the Prefect server at {os.environ['PREFECT_API_URL']} ({exc}); "
+                   "start it with `prefect server start --host 127.0.0.1`", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -173,16 +192,22 @@ def purge(client: str = typer.Argument(..., help="Client pseudonym whose data is
     from pipeline.settings import Settings
 
     settings = Settings()
+    if not client.strip():
+        typer.echo("error: give the client pseudonym to purge", err=True)
+        raise typer.Exit(2)
+    folder = inbox or settings.inbox_dir
+    if inbox is not None and not inbox.is_dir():
+        typer.echo(f"error: inbox folder {inbox} not found; nothing was purged", err=True)
+        raise typer.Exit(2)
     store = Store.for_settings(settings)
     rows = store.delete_client(client)
     removed = 0
     for r in rows:
-        folder = Path(r["out_dir"]) if r.get("out_dir") else settings.data_dir / "sessions" / r["session_id"]
-        if folder.is_dir():
-            shutil.rmtree(folder)
+        session_dir = Path(r["out_dir"]) if r.get("out_dir") else settings.data_dir / "sessions" / r["session_id"]
+        if session_dir.is_dir():
+            shutil.rmtree(session_dir)
             removed += 1
     files = 0
-    folder = inbox or settings.inbox_dir
     if folder is not None and Path(folder).is_dir():
         for sidecar in Path(folder).rglob("*.json"):
             try:
@@ -196,6 +221,9 @@ def purge(client: str = typer.Argument(..., help="Client pseudonym whose data is
                     if f.exists() and f.is_file():
                         f.unlink()
                         files += 1
+    if not rows and not files:
+        typer.echo(f"No data found for client {client}; nothing was purged.")
+        return
     store.audit("deleted", actor="alliance purge", outcome="success", client_id=client,
                 detail=f"purged {len(rows)} sessions, {removed} session folders, {files} inbox files")
     typer.echo(f"Purged client {client}: {len(rows)} sessions, {removed} session folders, {files} inbox files.")

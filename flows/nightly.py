@@ -53,11 +53,26 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _move(files: list[Path], folder: Path) -> None:
+def _move(files: list[Path], folder: Path) -> list[Path]:
+    """Move files into ``folder``; a name already there gets a time stamp instead of being overwritten."""
     folder.mkdir(parents=True, exist_ok=True)
+    stamp = now().replace(":", "").replace("+", "_")
+    moved = []
     for f in files:
         if f is not None and f.exists():
-            shutil.move(str(f), str(folder / f.name))
+            target = folder / f.name
+            if target.exists():
+                target = folder / f"{f.name}.{stamp}{f.suffix}"
+            shutil.move(str(f), str(target))
+            moved.append(target)
+    return moved
+
+
+def _settled(path: Path, seconds: float) -> bool:
+    """True when the file has not changed for ``seconds`` (it is not still being copied)."""
+    import time
+
+    return time.time() - path.stat().st_mtime >= seconds
 
 
 def expire_audio(done: Path, days: float, store: Store) -> int:
@@ -98,14 +113,16 @@ def _duplicate(job: dict, session_id: str, inbox_dir: Path, store: Store, summar
 
 
 def _record(job: dict, report: str | None, error: Exception | None, inbox_dir: Path, store: Store, summary: dict,
-            run_id: str, log) -> None:
-    """Store one analysis outcome, move the files, write the audit row."""
+            run_id: str, log, *, save: bool = True) -> None:
+    """Store one analysis outcome, move the files, write the audit row (``save=False``: no session row)."""
     base = dict(session_id=job["session_id"], client_id=job["client"], therapist_id=job["record"].get("therapist_id"),
                 recording_name=job["audio"].name, recording_sha256=job["digest"],
                 research_use=job["consent"].research_use, run_id=run_id)
     if error is not None:
-        _move([job["audio"], job["sidecar"]], inbox_dir / "failed")
-        store.save_session(**base, status="failed", reason=str(error), out_dir=None, model_version=None)
+        moved = _move([job["audio"], job["sidecar"]], inbox_dir / "failed")
+        moved[0].with_name(moved[0].name + ".reason.txt").write_text(str(error) + "\n", encoding="utf-8")
+        if save:
+            store.save_session(**base, status="failed", reason=str(error), out_dir=None, model_version=None)
         store.audit("analysed", actor=ACTOR, outcome="failed", client_id=job["client"], session_id=job["session_id"],
                     detail=str(error))
         summary["failed"].append({"file": job["audio"].name, "session_id": job["session_id"], "reason": str(error)})
@@ -138,8 +155,12 @@ def nightly_inbox(inbox: str) -> dict:
     run_id, started = uuid.uuid4().hex[:12], now()
     summary: dict = {"run_id": run_id, "processed": [], "rejected": [], "failed": [], "duplicates": []}
     expire_audio(inbox_dir / "done", settings.audio_retention_days, store)
-    recordings = sorted(p for p in inbox_dir.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-    log.info("nightly run %s: %d recordings in the inbox", run_id, len(recordings))
+    found = sorted(p for p in inbox_dir.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    recordings = [p for p in found if _settled(p, settings.inbox_settle_s)]
+    summary["waiting"] = [{"file": p.name, "reason": "still being written; left for the next run"}
+                          for p in found if p not in recordings]
+    log.info("nightly run %s: %d recordings in the inbox, %d still being written", run_id, len(recordings),
+             len(summary["waiting"]))
     jobs: list[dict] = []
     batch: dict[str, dict] = {}  # sha256 → the job analysing that content in this run
     later_copies: list[tuple[dict, dict]] = []
@@ -158,8 +179,8 @@ def nightly_inbox(inbox: str) -> dict:
             record = loaded
             consent = check_consent(record, source=sidecar)
         except ConsentError as exc:
-            _move([audio, sidecar], inbox_dir / "rejected")
-            (inbox_dir / "rejected" / f"{audio.name}.reason.txt").write_text(str(exc) + "\n", encoding="utf-8")
+            moved = _move([audio, sidecar], inbox_dir / "rejected")
+            moved[0].with_name(moved[0].name + ".reason.txt").write_text(str(exc) + "\n", encoding="utf-8")
             store.audit("rejected", actor=ACTOR, outcome="refused", client_id=record.get("client_id"), detail=str(exc))
             summary["rejected"].append({"file": audio.name, "reason": str(exc)})
             log.warning("nightly run %s: rejected %s (no valid consent)", run_id, audio.name)
@@ -167,6 +188,12 @@ def nightly_inbox(inbox: str) -> dict:
         job = dict(audio=audio, sidecar=sidecar, record=record, consent=consent, digest=sha256_file(audio),
                    session_id=str(record.get("session_id") or audio.stem), client=record.get("client_id"))
         earlier = store.seen(job["digest"])
+        taken = store.session(job["session_id"])
+        if earlier is None and taken is not None and taken["recording_sha256"] != job["digest"]:
+            error = PipelineError(f"{audio.name}: session id {job['session_id']!r} is already used for another "
+                                  "recording; give this session its own id")
+            _record(job, None, error, inbox_dir, store, summary, run_id, log, save=False)
+            continue
         if earlier is not None:
             _duplicate(job, earlier["session_id"], inbox_dir, store, summary)
         elif job["digest"] in batch:

@@ -156,3 +156,8 @@ class Store:
                 c.execute(FLAGS.delete().where(FLAGS.c.session_id.in_(ids)))
             c.execute(SESSIONS.delete().where(SESSIONS.c.client_id == client_id))
         return rows
+
+    def session(self, session_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(SESSIONS).where(SESSIONS.c.session_id == session_id)).first()
+        return dict(row._mapping) if row else None

@@ -64,7 +64,8 @@ def check_consent(record: Mapping[str, Any], *, source: str | Path, session_date
     source : str or Path
         The sidecar file, named in errors.
     session_date : date, optional
-        Consent dated after the session is refused.
+        Consent dated after the session is refused; default the record's
+        ``date`` (the session date).
 
     Returns
     -------
@@ -82,9 +83,13 @@ def check_consent(record: Mapping[str, Any], *, source: str | Path, session_date
     if consent.get("analysis") is not True:
         raise ConsentError(source, "consent to analysis is not given ('consent.analysis' must be true)")
     age = record.get("client_age")
+    participant_age = next((p.get("age") for p in record.get("participants", []) or []
+                            if isinstance(p, Mapping) and p.get("role") == "client" and "age" in p), None)
+    if age is not None and participant_age is not None and age != participant_age:
+        raise ConsentError(source, f"'client_age' ({age!r}) and the client participant's age ({participant_age!r}) "
+                                   "disagree; the age decides who must consent")
     if age is None:
-        age = next((p.get("age") for p in record.get("participants", []) or []
-                    if isinstance(p, Mapping) and p.get("role") == "client"), None)
+        age = participant_age
     if not isinstance(age, (int, float)) or isinstance(age, bool) or not 0 <= age < 120:
         raise ConsentError(source, "the client's age is missing or not a number; it decides who must consent")
     given = consent.get("given_by")
@@ -101,9 +106,16 @@ def check_consent(record: Mapping[str, Any], *, source: str | Path, session_date
         date = dt.date.fromisoformat(str(consent.get("date")))
     except ValueError as exc:
         raise ConsentError(source, "'consent.date' must be a date such as 2026-11-01") from exc
-    latest = session_date or dt.date.today()
-    if date > latest:
-        raise ConsentError(source, f"consent dated {date} is after the session ({latest})")
+    if session_date is None and record.get("date") is not None:
+        try:
+            session_date = dt.date.fromisoformat(str(record.get("date")))
+        except ValueError as exc:
+            raise ConsentError(source, "'date' (the session date) must be a date such as 2026-11-28") from exc
+    if session_date is not None and date > session_date:
+        raise ConsentError(source, f"consent dated {date} is after the session ({session_date}); a recording "
+                                   "made before consent was given is not processed")
+    if date > dt.date.today():
+        raise ConsentError(source, f"consent dated {date} is in the future")
     research = consent.get("research_use", False)
     if not isinstance(research, bool):
         raise ConsentError(source, "'consent.research_use' must be true or false")

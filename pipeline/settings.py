@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -88,6 +89,20 @@ class ModelSettings(BaseModel):
         "a stretch with no talk at all (recorder left running, a break) is not evidence of a rupture.")
 
 
+def validate_cron(value: str) -> str:
+    """A 5-field cron line (minute hour day month weekday).
+
+    Raises
+    ------
+    ValueError
+        Not 5 fields, or a field with characters cron does not use.
+    """
+    fields = value.split()
+    if len(fields) != 5 or not all(re.fullmatch(r"[0-9*/,\-A-Za-z]+", f) for f in fields):
+        raise ValueError(f"must be a cron line of 5 fields such as '0 2 * * *'. Got {value!r} instead")
+    return value
+
+
 class Settings(BaseSettings):
     """All settings, read from ``ALLIANCE_*`` environment variables."""
 
@@ -102,6 +117,24 @@ class Settings(BaseSettings):
                                      "(threads sharing the loaded models; the 2-core reference machine: 2).")
     nightly_cron: str = Field("0 2 * * *", description="When `alliance serve` runs the nightly inbox flow (cron).")
     nightly_timezone: str = Field("Europe/Amsterdam", description="Time zone of the nightly cron schedule.")
+    inbox_settle_s: float = Field(60.0, ge=0, description="A recording changed less than this many seconds ago is "
+                                  "still being copied and waits for the next run.")
+
+    @field_validator("nightly_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return validate_cron(value)
+
+    @field_validator("nightly_timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"must be a time zone such as 'Europe/Amsterdam'. Got {value!r} instead") from exc
+        return value
     audio_retention_days: float = Field(
         30.0, ge=0, description="Days a successfully processed recording is kept in <inbox>/done/ before the nightly "
         "run deletes it; 0 deletes it right after processing. Sidecars (the consent record) are kept.")
@@ -123,7 +156,7 @@ class Settings(BaseSettings):
         """Short sha256 of the settings that change results (the data directory excluded)."""
         d = self.public_dict()
         for key in ("data_dir", "model_cache_dir", "database_url", "inbox_dir", "audio_retention_days",
-                    "nightly_cron", "nightly_timezone", "nightly_concurrency"):
+                    "nightly_cron", "nightly_timezone", "nightly_concurrency", "inbox_settle_s"):
             d.pop(key, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -33,6 +33,7 @@ def test_valid_consent_by_age(age, given_by):
     (_record(9, ["parent"], date="yesterday"), "must be a date"),
     (_record(9, ["parent"], date="2030-01-01"), "is after the session"),
     (_record(9, ["parent"], research_use="yes"), "must be true or false"),
+    ({**_record(17, ["client"]), "participants": [{"role": "client", "age": 11}]}, "disagree"),
 ])
 def test_invalid_consent_names_the_file_and_the_rule(record, message):
     with pytest.raises(ConsentError, match=f"s1.wav.json: .*{message}"):
@@ -44,3 +45,9 @@ def test_age_from_the_client_participant():
               "consent": {"analysis": True, "given_by": ["client", "parent"], "date": "2026-10-01",
                           "research_use": True}}
     assert check_consent(record, source="x.json").research_use is True
+
+
+def test_a_recording_made_before_consent_is_refused():
+    record = {**_record(9, ["parent"], date="2026-11-27"), "date": "2026-11-20"}
+    with pytest.raises(ConsentError, match="consent dated 2026-11-27 is after the session .2026-11-20."):
+        check_consent(record, source="s1.wav.json")

@@ -50,6 +50,7 @@ def nightly_run(prefect_harness, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("ALLIANCE_DATA_DIR", str(data))
     mp.setenv("ALLIANCE_NIGHTLY_CONCURRENCY", "2")  # two sessions at once
+    mp.setenv("ALLIANCE_INBOX_SETTLE_S", "0")  # the files were just written
     mp.setattr(analyze_module, "decode", spy)
     try:
         summary = nightly_inbox(str(inbox))
@@ -81,6 +82,7 @@ def test_corrupt_recording_is_reported_and_the_rest_finished(nightly_run):
     assert [f["file"] for f in failed] == ["d_corrupt.wav"]
     assert "d_corrupt.wav: cannot be decoded as audio" in failed[0]["reason"]
     assert (nightly_run["inbox"] / "failed" / "d_corrupt.wav").is_file()
+    assert "cannot be decoded" in (nightly_run["inbox"] / "failed" / "d_corrupt.wav.reason.txt").read_text()
 
 
 def test_a_file_dropped_twice_is_processed_once(nightly_run):
@@ -140,9 +142,30 @@ def test_audio_is_deleted_after_processing_when_retention_is_zero(prefect_harnes
     _sidecar(inbox / "short.wav", session_id="s-r0", client_id="c-900", age=17, given_by=("client",))
     monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("ALLIANCE_AUDIO_RETENTION_DAYS", "0")
+    monkeypatch.setenv("ALLIANCE_INBOX_SETTLE_S", "0")
     summary = nightly_inbox(str(inbox))
     assert [x["session_id"] for x in summary["processed"]] == ["s-r0"]
     assert not (inbox / "done" / "short.wav").exists()
     assert (inbox / "done" / "short.wav.json").exists()  # the consent record is kept
     events = [r["event"] for r in Store.for_settings(Settings()).audit_rows(client_id="c-900")]
     assert events == ["analysed", "deleted"]
+
+
+def test_recordings_still_being_copied_wait_and_session_ids_are_never_reused(prefect_harness, tmp_path, monkeypatch):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "data"))
+    shutil.copy(ROOT / "tests/data/fw/stereo_diarization.wav", inbox / "fresh.wav")
+    _sidecar(inbox / "fresh.wav", session_id="s-x", client_id="c-1", age=17, given_by=("client",))
+    monkeypatch.setenv("ALLIANCE_INBOX_SETTLE_S", "3600")
+    summary = nightly_inbox(str(inbox))
+    assert summary["processed"] == [] and [w["file"] for w in summary["waiting"]] == ["fresh.wav"]
+    assert (inbox / "fresh.wav").exists()
+    monkeypatch.setenv("ALLIANCE_INBOX_SETTLE_S", "0")
+    assert [p["session_id"] for p in nightly_inbox(str(inbox))["processed"]] == ["s-x"]
+    # another client's recording with the same session id must not overwrite s-x
+    shutil.copy(SAMPLE_WAV, inbox / "other.wav")
+    _sidecar(inbox / "other.wav", session_id="s-x", client_id="c-2", age=17, given_by=("client",))
+    summary = nightly_inbox(str(inbox))
+    assert "session id 's-x' is already used for another recording" in summary["failed"][0]["reason"]
+    assert Store.for_settings(Settings()).session("s-x")["client_id"] == "c-1"

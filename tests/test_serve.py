@@ -48,7 +48,8 @@ def test_serve_runs_the_nightly_flow_on_its_schedule(tmp_path):
     api = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_API_SERVICES_SCHEDULER_LOOP_SECONDS="5", ALLIANCE_DATA_DIR=str(tmp_path / "data"))
+               PREFECT_API_SERVICES_SCHEDULER_LOOP_SECONDS="5", ALLIANCE_DATA_DIR=str(tmp_path / "data"),
+               ALLIANCE_INBOX_SETTLE_S="0")
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     (inbox / "no_consent.wav").write_bytes(b"RIFF")  # no sidecar: must be rejected, never decoded
@@ -91,3 +92,10 @@ def test_serve_without_a_server_says_how_to_start_one(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     result = subprocess.run([ALLIANCE, "serve", "--inbox", str(tmp_path)], env=env, capture_output=True, text=True)
     assert result.returncode == 2 and "prefect server start --host 127.0.0.1" in result.stderr
+
+
+def test_serve_refuses_a_bad_cron_in_one_line(tmp_path):
+    result = subprocess.run([ALLIANCE, "serve", "--inbox", str(tmp_path), "--cron", "nightly"],
+                            capture_output=True, text=True, env={**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api"})
+    assert result.returncode == 2 and "must be a cron line of 5 fields" in result.stderr
+    assert "Traceback" not in result.stderr
