@@ -224,9 +224,14 @@ def purge(client: str = typer.Argument(..., help="Client pseudonym whose data is
     if not rows and not files:
         typer.echo(f"No data found for client {client}; nothing was purged.")
         return
+    from flows.store import delete_prefect_runs
+
+    runs = delete_prefect_runs({r["session_id"] for r in rows})
     store.audit("deleted", actor="alliance purge", outcome="success", client_id=client,
-                detail=f"purged {len(rows)} sessions, {removed} session folders, {files} inbox files")
-    typer.echo(f"Purged client {client}: {len(rows)} sessions, {removed} session folders, {files} inbox files.")
+                detail=f"purged {len(rows)} sessions, {removed} session folders, {files} inbox files, "
+                       f"{runs} Prefect run records")
+    typer.echo(f"Purged client {client}: {len(rows)} sessions, {removed} session folders, {files} inbox files, "
+               f"{runs} Prefect run records.")
 
 
 @app.command("enroll-therapist")

@@ -161,3 +161,34 @@ class Store:
         with self.engine.connect() as c:
             row = c.execute(sa.select(SESSIONS).where(SESSIONS.c.session_id == session_id)).first()
         return dict(row._mapping) if row else None
+
+
+def delete_prefect_runs(session_ids: set[str]) -> int:
+    """Delete Prefect's own records (parameters, logs) of the analyze_session runs of these sessions.
+
+    Returns
+    -------
+    int
+        Flow runs deleted.
+    """
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    async def run() -> int:
+        n = 0
+        async with get_client() as client:
+            offset = 0
+            while True:
+                page = await client.read_flow_runs(limit=200, offset=offset)
+                if not page:
+                    return n
+                offset += len(page)
+                for r in page:
+                    params = r.parameters or {}
+                    if params.get("session_id") in session_ids:
+                        await client.delete_flow_run(r.id)
+                        n += 1
+                        offset -= 1
+
+    return asyncio.run(run()) if session_ids else 0

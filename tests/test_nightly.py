@@ -131,6 +131,18 @@ def test_purge_removes_a_client_and_records_it(nightly_run, monkeypatch):
     assert not list(nightly_run["inbox"].rglob("a_session.wav*")) and not list(nightly_run["inbox"].rglob("e_same*"))
     store = Store.for_settings(Settings())
     assert store.sessions(client_id="c-017") == []
+    assert "1 Prefect run records" in result.output  # s-001's analyze_session run (s-005 was never run)
+
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    async def session_ids():
+        async with get_client() as client:
+            return {(r.parameters or {}).get("session_id") for r in await client.read_flow_runs(limit=200)}
+
+    ids = asyncio.run(session_ids())
+    assert "s-001" not in ids and "s-002" in ids
     last = store.audit_rows(client_id="c-017")[-1]
     assert (last["event"], last["actor"], last["outcome"]) == ("deleted", "alliance purge", "success")
 
