@@ -113,16 +113,15 @@ def _duplicate(job: dict, session_id: str, inbox_dir: Path, store: Store, summar
 
 
 def _record(job: dict, report: str | None, error: Exception | None, inbox_dir: Path, store: Store, summary: dict,
-            run_id: str, log, *, save: bool = True) -> None:
-    """Store one analysis outcome, move the files, write the audit row (``save=False``: no session row)."""
+            run_id: str, log) -> None:
+    """Store one analysis outcome, move the files, write the audit row."""
     base = dict(session_id=job["session_id"], client_id=job["client"], therapist_id=job["record"].get("therapist_id"),
                 recording_name=job["audio"].name, recording_sha256=job["digest"],
                 research_use=job["consent"].research_use, run_id=run_id)
     if error is not None:
         moved = _move([job["audio"], job["sidecar"]], inbox_dir / "failed")
         moved[0].with_name(moved[0].name + ".reason.txt").write_text(str(error) + "\n", encoding="utf-8")
-        if save:
-            store.save_session(**base, status="failed", reason=str(error), out_dir=None, model_version=None)
+        store.save_session(**base, status="failed", reason=str(error), out_dir=None, model_version=None)
         store.audit("analysed", actor=ACTOR, outcome="failed", client_id=job["client"], session_id=job["session_id"],
                     detail=str(error))
         summary["failed"].append({"file": job["audio"].name, "session_id": job["session_id"], "reason": str(error)})
@@ -183,7 +182,7 @@ def nightly_inbox(inbox: str) -> dict:
             moved[0].with_name(moved[0].name + ".reason.txt").write_text(str(exc) + "\n", encoding="utf-8")
             store.audit("rejected", actor=ACTOR, outcome="refused", client_id=record.get("client_id"), detail=str(exc))
             summary["rejected"].append({"file": audio.name, "reason": str(exc)})
-            log.warning("nightly run %s: rejected %s (no valid consent)", run_id, audio.name)
+            log.warning("nightly run %s: rejected %s: %s", run_id, audio.name, exc.problem)
             continue
         job = dict(audio=audio, sidecar=sidecar, record=record, consent=consent, digest=sha256_file(audio),
                    session_id=str(record.get("session_id") or audio.stem), client=record.get("client_id"))
@@ -192,7 +191,11 @@ def nightly_inbox(inbox: str) -> dict:
         if earlier is None and taken is not None and taken["recording_sha256"] != job["digest"]:
             error = PipelineError(f"{audio.name}: session id {job['session_id']!r} is already used for another "
                                   "recording; give this session its own id")
-            _record(job, None, error, inbox_dir, store, summary, run_id, log, save=False)
+            moved = _move([audio, sidecar], inbox_dir / "failed")
+            moved[0].with_name(moved[0].name + ".reason.txt").write_text(str(error) + "\n", encoding="utf-8")
+            # the session id belongs to another client's session: it is not written into this client's audit row
+            store.audit("rejected", actor=ACTOR, outcome="refused", client_id=job["client"], detail=str(error))
+            summary["failed"].append({"file": audio.name, "session_id": job["session_id"], "reason": str(error)})
             continue
         if earlier is not None:
             _duplicate(job, earlier["session_id"], inbox_dir, store, summary)
@@ -226,6 +229,7 @@ def nightly_inbox(inbox: str) -> dict:
                                               "which failed"), inbox_dir, store, summary, run_id, log)
     store.save_run(run_id, started, summary)
     counts = {k: len(v) for k, v in summary.items() if isinstance(v, list)}
-    store.audit("nightly-run", actor=ACTOR, outcome="success", detail=json.dumps({"run_id": run_id, **counts}))
+    store.audit("nightly-run", actor=ACTOR, outcome="partial" if summary["failed"] else "success",
+                detail=json.dumps({"run_id": run_id, **counts}))
     log.info("nightly run %s: %s", run_id, counts)
     return summary

@@ -101,7 +101,7 @@ def test_audit_log_has_one_row_per_event_with_its_fields(nightly_run, monkeypatc
         ("analysed", "success", "s-002"),
         ("analysed", "failed", "s-004"),
         ("skipped-duplicate", "success", "s-005"),  # waited for its first copy
-        ("nightly-run", "success", None),
+        ("nightly-run", "partial", None),  # one recording failed
     ]
     for r in rows:
         assert set(AUDIT_FIELDS) <= set(r) and r["at"] and r["actor"] == "nightly_inbox"
@@ -180,4 +180,7 @@ def test_recordings_still_being_copied_wait_and_session_ids_are_never_reused(pre
     _sidecar(inbox / "other.wav", session_id="s-x", client_id="c-2", age=17, given_by=("client",))
     summary = nightly_inbox(str(inbox))
     assert "session id 's-x' is already used for another recording" in summary["failed"][0]["reason"]
-    assert Store.for_settings(Settings()).session("s-x")["client_id"] == "c-1"
+    store = Store.for_settings(Settings())
+    assert store.session("s-x")["client_id"] == "c-1"
+    refused = store.audit_rows(client_id="c-2")
+    assert [(r["event"], r["outcome"], r["session_id"]) for r in refused] == [("rejected", "refused", None)]
