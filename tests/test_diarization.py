@@ -138,12 +138,36 @@ def test_estimated_count_is_right_on_sample_and_says_it_was_estimated(sample_rec
     assert d.detail.startswith("speaker count estimated: 2")
 
 
-def test_estimated_count_is_one_for_a_single_speaker(embedder, settings):
+def test_estimated_count_is_right_on_both_meeting_excerpts(embedder, settings):
     from pipeline.audio import decode
     from pipeline.vad import detect_speech
     from tests.conftest import ROOT
 
-    x = np.concatenate([decode(f).samples for f in sorted((ROOT / "tests/data/dutch/nathalie").glob("*.flac"))])
+    for stem in ("dev00", "dev01"):
+        x = decode(ROOT / f"tests/data/ami/{stem}.flac").samples
+        d = diarize(x, 16000, detect_speech(x, 16000, settings=settings.vad), num_speakers=None,
+                    settings=settings.diarization, embedder=embedder)
+        assert d.detail.startswith("speaker count estimated: 2"), stem
+        assert len(d.speakers) == 2 and d.num_speakers_estimated
+
+
+def test_estimate_searches_from_min_speakers():
+    from pipeline.diarization import estimate_num_speakers
+
+    rng = np.random.default_rng(3)
+    one = np.eye(8)[0] + 0.05 * rng.standard_normal((60, 8))
+    assert estimate_num_speakers(one, min_speakers=1)[0] == 1
+    assert estimate_num_speakers(one, min_speakers=2)[0] >= 2
+    with pytest.raises(ValueError, match="min_speakers"):
+        estimate_num_speakers(one, min_speakers=0)
+
+
+def test_too_little_speech_to_count_says_so(embedder, settings):
+    from pipeline.audio import decode
+    from pipeline.vad import detect_speech
+    from tests.conftest import ROOT
+
+    x = decode(sorted((ROOT / "tests/data/dutch/nathalie").glob("*.flac"))[0]).samples  # a few seconds
     d = diarize(x, 16000, detect_speech(x, 16000, settings=settings.vad), num_speakers=None,
                 settings=settings.diarization, embedder=embedder)
-    assert d.speakers == ("SPEAKER_00",) and d.num_speakers_estimated
+    assert "too little speech" in d.detail and d.num_speakers_estimated
