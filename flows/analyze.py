@@ -28,7 +28,8 @@ from pipeline.audio import decode
 from pipeline.channels import detect_channel_per_speaker, diarize_by_channel
 from pipeline.diarization import ResemblyzerEmbedder, assign_words, diarize, speaker_embeddings
 from pipeline.errors import InputError, StageError
-from pipeline.features import window_features
+from pipeline.features import session_markers, window_features
+from pipeline.lexical import load_lexicon, utterance_markers
 from pipeline.metadata import SessionMetadata, load_metadata
 from pipeline.prosody import turn_prosody
 from pipeline.report import input_warnings, write_report
@@ -37,9 +38,9 @@ from pipeline.profiles import load_profile, profile_path
 from pipeline.roles import assign_roles, profile_similarities, questions_per_minute, role_warnings, speaker_f0_hz
 from pipeline.rttm import write_rttm
 from pipeline.settings import Settings
-from pipeline.turns import turn_metrics, utterances
+from pipeline.turns import refine_speaker_changes, turn_metrics, utterances
 from pipeline.types import (Diarization, Recording, SessionReport, SpeechRegion, Transcript, to_jsonable)
-from pipeline.vad import detect_speech
+from pipeline.vad import detect_speech, fine_pauses
 
 STAGES = ("decode", "vad", "asr", "diarization", "roles", "metrics", "flags", "report")
 ProgressFn = Callable[[str, float], None]
@@ -245,7 +246,12 @@ def finish_session(work_dir: str, out_dir: str, session_id: str, rec: Recording,
 
     samples = np.asarray(_load_audio(Path(work_dir)))
     attributed = assign_words(transcript, dia)
-    prosody = turn_prosody(samples, rec.sample_rate_hz, dia.turns, settings=settings.features)
+    # turn-taking measures and prosody use speaker changes moved to the short silences a fine VAD pass finds
+    fs = settings.features
+    dia_tt = dataclasses.replace(dia, turns=refine_speaker_changes(
+        dia.turns, fine_pauses(samples, rec.sample_rate_hz, threshold=fs.change_vad_threshold,
+                               min_silence_ms=fs.change_min_silence_ms), max_shift_s=fs.change_max_shift_s))
+    prosody = turn_prosody(samples, rec.sample_rate_hz, dia_tt.turns, settings=settings.features)
     similarity = None
     # a therapist named on the command line must have a profile; one named in the metadata may not have enrolled
     profile = None
@@ -261,9 +267,12 @@ def finish_session(work_dir: str, out_dir: str, session_id: str, rec: Recording,
                          client_age=meta.client_age)
     utts = utterances(attributed, roles)
     _report_progress("roles", 1.0)
-    metrics = turn_metrics(dia, roles, duration_s=rec.duration_s)
+    metrics = turn_metrics(dia_tt, roles, duration_s=rec.duration_s)
     _report_progress("metrics", 1.0)
-    features = window_features(dia, roles, utts, prosody, duration_s=rec.duration_s, settings=settings.features)
+    marks = utterance_markers(utts, language=attributed.language, lexicon=load_lexicon(settings.features.lexicon_path))
+    common = dict(duration_s=rec.duration_s, settings=settings.features, markers=marks, speech=speech)
+    features = window_features(dia_tt, roles, utts, prosody, **common)
+    markers_session = session_markers(dia_tt, roles, utts, prosody, **common)
     bundle = load_model(settings.model.active_model)
     flags = flag_windows(features, bundle, threshold=settings.model.flag_threshold,
                          min_speech_s=settings.model.min_window_speech_s)
@@ -277,6 +286,7 @@ def finish_session(work_dir: str, out_dir: str, session_id: str, rec: Recording,
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         software_version=pipeline.__version__,
         warnings=input_warnings(rec, speech, transcript) + role_warnings(roles, client_expected=True),
+        session_markers=markers_session, utterance_markers=marks, client_age=meta.client_age,
     )
     paths = write_report(report, out_dir)
     _report_progress("report", 1.0)

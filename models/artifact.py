@@ -43,6 +43,15 @@ class ModelBundle:
     def threshold(self) -> float:
         return float(self.card["threshold"]["value"])
 
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The markers the model reads, in its column order (a subset of ``FEATURE_NAMES``)."""
+        return tuple(self.card["feature_names"])
+
+    def columns(self) -> list[int]:
+        """Positions of the model's features in ``FEATURE_NAMES``."""
+        return [FEATURE_NAMES.index(n) for n in self.feature_names]
+
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries a saved model depends on."""
@@ -137,7 +146,8 @@ def load_model(folder: Path | None = None) -> ModelBundle:
     Raises
     ------
     ModelArtifactError
-        Files are missing, the feature names differ from ``FEATURE_NAMES``,
+        Files are missing, the card names a feature this code does not compute
+        (or none, or one twice),
         the scikit-learn version differs from the one that saved the model,
         or the file holds types other than scikit-learn and numpy ones.
     """
@@ -149,12 +159,12 @@ def load_model(folder: Path | None = None) -> ModelBundle:
     if not card_path.is_file() or not model_path.is_file():
         raise ModelArtifactError(f"{folder}: not a classifier artifact (expected {MODEL_FILE} and {CARD_FILE})")
     card = json.loads(card_path.read_text())
-    if tuple(card.get("feature_names", ())) != FEATURE_NAMES:
-        missing = sorted(set(FEATURE_NAMES) - set(card.get("feature_names", ())))
-        extra = sorted(set(card.get("feature_names", ())) - set(FEATURE_NAMES))
+    names = list(card.get("feature_names", ()))
+    unknown = sorted(set(names) - set(FEATURE_NAMES))
+    if unknown or not names or len(set(names)) != len(names):
         raise ModelArtifactError(
-            f"{folder.name}: the model's features do not match this code (missing {missing}, unexpected {extra}, "
-            "or a different order); retrain it with this version")
+            f"{folder.name}: the model's features do not match this code (unknown {unknown}, or none, or "
+            "repeated); retrain it with this version")
     saved = card.get("library_versions", {}).get("scikit-learn")
     if saved != sklearn.__version__:
         raise ModelArtifactError(

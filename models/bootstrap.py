@@ -31,7 +31,7 @@ import numpy as np
 from models.artifact import ARTIFACTS_DIR, CLASSES, save_model
 from pipeline.features import FEATURE_NAMES, FEATURE_UNITS
 
-# mean and sd per class (none, withdrawal, confrontation), in FEATURE_NAMES order
+# mean and sd per class (none, withdrawal, confrontation); the bootstrap reads these 14 markers only
 _PROFILE: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[float, float]]] = {
     "client_speech_share": ((0.40, 0.13), (0.22, 0.11), (0.52, 0.13)),
     "silence_share": ((0.25, 0.11), (0.42, 0.14), (0.17, 0.09)),
@@ -48,6 +48,7 @@ _PROFILE: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[float,
     "client_f0_range_z": ((0.0, 0.7), (-0.8, 0.6), (0.7, 0.7)),
     "client_intensity_z": ((0.0, 0.7), (-0.8, 0.6), (1.1, 0.7)),
 }
+BOOTSTRAP_FEATURES = tuple(_PROFILE)  # the model's column order
 _BOUNDS = {"client_speech_share": (0, 1), "silence_share": (0, 1), "client_minimal_response_share": (0, 1)}
 
 
@@ -63,25 +64,25 @@ def synthetic_windows(n_per_class: int, *, seed: int) -> tuple[np.ndarray, np.nd
 
     Returns
     -------
-    X : np.ndarray, shape (3 * n_per_class, n_features)
-        Feature values in ``FEATURE_NAMES`` order; about 10 % of the latency
+    X : np.ndarray, shape (3 * n_per_class, len(BOOTSTRAP_FEATURES))
+        Feature values in ``BOOTSTRAP_FEATURES`` order; about 10 % of the latency
         values are NaN (windows without a therapist → client change).
     y : np.ndarray, shape (3 * n_per_class,)
         0 none, 1 withdrawal, 2 confrontation.
     """
-    if set(_PROFILE) != set(FEATURE_NAMES):
-        raise RuntimeError("bootstrap profiles do not cover FEATURE_NAMES; update models/bootstrap.py")
+    if set(_PROFILE) - set(FEATURE_NAMES):
+        raise RuntimeError("bootstrap profiles name markers this code does not compute; update models/bootstrap.py")
     rng = np.random.default_rng(seed)
     xs, ys = [], []
     for label in range(len(CLASSES)):
         cols = []
-        for name in FEATURE_NAMES:
+        for name in BOOTSTRAP_FEATURES:
             mu, sd = _PROFILE[name][label]
             col = rng.normal(mu, sd, n_per_class)
             lo, hi = _BOUNDS.get(name, (0.0 if not name.endswith("_z") else -np.inf, np.inf))
             cols.append(np.clip(col, lo, hi))
         x = np.column_stack(cols)
-        x[rng.random(n_per_class) < 0.1, FEATURE_NAMES.index("client_response_latency_s")] = np.nan
+        x[rng.random(n_per_class) < 0.1, BOOTSTRAP_FEATURES.index("client_response_latency_s")] = np.nan
         xs.append(x)
         ys.append(np.full(n_per_class, label))
     return np.vstack(xs), np.concatenate(ys)
@@ -134,8 +135,8 @@ def train(*, version: str = "bootstrap-v1", seed: int = 20261129, n_per_class: i
                           f"sampled by models/bootstrap.py with seed {seed}; sha256 {data_hash}. The class profiles "
                           "encode 3RS descriptions of withdrawal and confrontation ruptures (Eubanks, Muran & "
                           "Safran 2015); they are not measured from real sessions."),
-        "feature_names": list(FEATURE_NAMES),
-        "feature_units": list(FEATURE_UNITS),
+        "feature_names": list(BOOTSTRAP_FEATURES),
+        "feature_units": [FEATURE_UNITS[FEATURE_NAMES.index(n)] for n in BOOTSTRAP_FEATURES],
         "classes": list(CLASSES),
         "estimator": "SimpleImputer(median) → StandardScaler → LogisticRegression(C=0.5)",
         "threshold": {"value": 0.5, "why": "probability of a rupture class above which a window is flagged; "

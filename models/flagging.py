@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from models.artifact import CLASSES, ModelBundle
-from pipeline.features import FEATURE_NAMES
+from pipeline.features import FEATURES
 from pipeline.types import RuptureFlag, SessionFeatures
 
 # Plain-language sentence per marker, and the direction that supports each rupture type.
@@ -29,6 +29,17 @@ _REASON = {
 }
 
 
+_SPEC = {f.name: f for f in FEATURES}
+
+
+def _sentence(name: str, value: float) -> str:
+    """Plain-language sentence for one marker value (the marker's description when there is no custom one)."""
+    if name in _REASON:
+        return _REASON[name](value)
+    spec = _SPEC[name]
+    return f"{spec.description}: {value:.2g} {spec.unit}"
+
+
 def explain_window(bundle: ModelBundle, x: np.ndarray, class_index: int, *, top: int = 3) -> tuple[str, ...]:
     """The markers that pushed one window towards ``class_index``, in words.
 
@@ -40,8 +51,8 @@ def explain_window(bundle: ModelBundle, x: np.ndarray, class_index: int, *, top:
     ----------
     bundle : ModelBundle
         Loaded classifier (imputer, scaler, logistic regression).
-    x : np.ndarray, shape (n_features,)
-        Raw feature values of the window (NaN allowed).
+    x : np.ndarray, shape (n_model_features,)
+        Raw values of the model's features (``bundle.feature_names``) for the window (NaN allowed).
     class_index : int
         1 withdrawal, 2 confrontation.
     top : int > 0
@@ -57,7 +68,7 @@ def explain_window(bundle: ModelBundle, x: np.ndarray, class_index: int, *, top:
     coef = steps["classify"].coef_
     contrib = scaled * (coef[class_index] - coef.mean(axis=0))
     order = [i for i in np.argsort(-contrib) if contrib[i] > 0][:top]
-    return tuple(_REASON[FEATURE_NAMES[i]](x[i]) for i in order if math.isfinite(x[i]))
+    return tuple(_sentence(bundle.feature_names[i], x[i]) for i in order if math.isfinite(x[i]))
 
 
 def flag_windows(features: SessionFeatures, bundle: ModelBundle, *, threshold: float | None = None,
@@ -88,7 +99,7 @@ def flag_windows(features: SessionFeatures, bundle: ModelBundle, *, threshold: f
     if not features.frames:
         return ()
     threshold = bundle.threshold if threshold is None else threshold
-    X = features.matrix()
+    X = features.matrix()[:, bundle.columns()]
     proba = bundle.estimator.predict_proba(X)
     flags: list[RuptureFlag] = []
     for k in range(1, len(CLASSES)):

@@ -1,20 +1,36 @@
-"""Alliance markers per analysis window.
+"""Alliance markers per analysis window and per session.
 
 Each window (30 s, hop 10 s by default) gets one value per marker in
-``FEATURE_NAMES`` order; ``FEATURES`` gives each marker's unit and meaning.
+``FEATURE_NAMES`` order; ``FEATURES`` gives each marker's unit, meaning and
+source. The same computation over one window spanning the whole recording
+gives the session-level markers (:func:`session_markers`). Per-utterance
+markers come from :func:`pipeline.lexical.utterance_markers`.
+
 The markers operationalise rupture descriptions of the Rupture Resolution
-Rating System (3RS; Eubanks, Muran & Safran 2015): *withdrawal* as minimal
-responses, long response latencies and silence; *confrontation* as
-interruptions and raised arousal.
+Rating System (3RS; Eubanks, Muran & Safran 2015) [1]_: *withdrawal* as
+minimal responses, long response latencies, pauses framed by therapist speech
+[3]_, quiet and flat speech; *confrontation* as complaints, refusals,
+interruptions and raised arousal. Floor-transfer terms (gap, overlap, pause)
+follow Heldner & Edlund (2010) [2]_. In child and adolescent therapy the
+therapist's pressure to talk (question runs) and language adapted to the
+client's age are markers of their own.
 
 References
 ----------
 .. [1] Eubanks, C. F., Muran, J. C., Safran, J. D. (2015). Rupture Resolution
    Rating System (3RS): Manual. Mount Sinai-Beth Israel Medical Center.
 .. [2] Heldner, M., Edlund, J. (2010). Pauses, gaps and overlaps in
-   conversations. Journal of Phonetics 38(4).
+   conversations. Journal of Phonetics 38(4), 555–568.
 .. [3] Künsch, F. et al. (2023). Pauses framed by therapist speech and
    withdrawal ruptures in adolescents. PLOS ONE.
+.. [4] Brown, R. (1973). A First Language: The Early Stages. Harvard
+   University Press (mean length of utterance).
+.. [5] Wiltshire, T. J., Philipsen, J. S., Trasmundi, S. B., Jensen, T. W.,
+   Steffensen, S. V. (2020). Interpersonal coordination dynamics in
+   psychotherapy: a systematic review. Cognitive Therapy and Research 44.
+   Synchrony findings are mixed: vocal synchrony has been linked both to a
+   better alliance and, in some studies, to worse outcomes or conflict; the
+   synchrony markers are reported, not interpreted.
 """
 
 from __future__ import annotations
@@ -27,8 +43,8 @@ import numpy as np
 
 from pipeline.settings import FeatureSettings
 from pipeline.turns import floor_transfer_offsets, floor_turns, silences
-from pipeline.types import (Diarization, FeatureFrame, RoleAssignment, SessionFeatures, SpeakerTurn, TurnProsody,
-                            Utterance)
+from pipeline.types import (Diarization, FeatureFrame, RoleAssignment, SessionFeatures, SpeakerTurn, SpeechRegion,
+                            TurnProsody, Utterance, UtteranceMarkers)
 
 
 @dataclass(frozen=True)
@@ -39,27 +55,65 @@ class FeatureSpec:
 
 
 FEATURES: tuple[FeatureSpec, ...] = (
-    FeatureSpec("client_speech_share", "ratio", "client speech time / all speech time in the window (NaN without speech)"),
-    FeatureSpec("silence_share", "ratio", "share of the window in which nobody speaks (from the session's first "
+    # turn-taking [2]
+    FeatureSpec("client_speech_share", "ratio", "client speech time / all speech time (NaN without speech)"),
+    FeatureSpec("therapist_speech_share", "ratio", "therapist speech time / all speech time (NaN without speech)"),
+    FeatureSpec("silence_share", "ratio", "share of the time in which nobody speaks (from the session's first "
                 "to its last speech)"),
-    FeatureSpec("longest_silence_s", "s", "longest silence in the window (same span)"),
+    FeatureSpec("longest_silence_s", "s", "longest silence (same span)"),
     FeatureSpec("mean_gap_s", "s", "mean gap (silence) at changes of speaker [2]"),
+    FeatureSpec("mean_pause_s", "s", "mean pause (silence between speech of one speaker who keeps the floor) [2]"),
     FeatureSpec("client_response_latency_s", "s", "mean floor-transfer offset from therapist to client [2]"),
+    FeatureSpec("client_framed_pauses_per_min", "1/min",
+                "silences of at least 1 s with therapist speech on both sides and no client speech, per minute [3]"),
     FeatureSpec("overlap_rate_per_min", "1/min", "changes of speaker with overlap, per minute [2]"),
+    FeatureSpec("client_interruptions_per_min", "1/min",
+                "client starts while the therapist (or parent) still has the floor, per minute"),
+    FeatureSpec("therapist_interruptions_per_min", "1/min", "therapist starts while another still has the floor, per minute"),
     FeatureSpec("client_turns_per_min", "1/min", "client floor turns per minute"),
     FeatureSpec("client_mean_turn_s", "s", "mean duration of client floor turns"),
+    FeatureSpec("therapist_mean_turn_s", "s", "mean duration of therapist floor turns"),
+    # minimal responses and lexical markers [1]
     FeatureSpec("client_words_per_utterance", "words", "mean words per client utterance"),
+    FeatureSpec("client_minimal_response_share", "ratio", "therapist questions answered minimally (a minimal-response "
+                "utterance, or no client answer before the therapist speaks again) / therapist questions [1]"),
+    FeatureSpec("client_minimal_responses_per_min", "1/min", "client minimal-response utterances per minute [1]"),
+    FeatureSpec("client_backchannels_per_min", "1/min", "client backchannels (mm, ja, okay) per minute"),
+    FeatureSpec("client_negations_per_utterance", "1/utterance", "negations (niet, geen, not, never) per client utterance"),
+    FeatureSpec("client_refusals_per_min", "1/min", "client refusal phrases (wil niet, I won't) per minute [1]"),
+    FeatureSpec("client_complaints_per_min", "1/min", "client complaint words (saai, stom, unfair) per minute [1]"),
+    # therapist pressure to talk
     FeatureSpec("therapist_question_rate_per_min", "1/min", "therapist questions per minute"),
-    FeatureSpec("client_minimal_response_share", "ratio",
-                "client utterances of at most 3 words after a therapist question / therapist questions [1]"),
+    FeatureSpec("therapist_question_run_max", "questions", "longest run of therapist questions without a "
+                "substantive client answer (minimal responses and backchannels do not end a run)"),
+    FeatureSpec("therapist_questions_after_silence_per_min", "1/min",
+                "therapist questions that follow at least 2 s of silence, per minute"),
+    # age-adapted language [4]
+    FeatureSpec("therapist_mlu_words", "words", "therapist mean length of utterance in words [4]"),
+    FeatureSpec("therapist_syllables_per_word", "syllables/word", "therapist mean word length in syllables"),
+    FeatureSpec("therapist_client_mlu_ratio", "ratio", "therapist MLU / client MLU (NaN without both)"),
+    # prosodic affect (pYIN F0, RMS intensity, speaking rate from the transcript)
+    FeatureSpec("client_f0_median_hz", "Hz", "client median F0 (duration-weighted over turns)"),
+    FeatureSpec("client_f0_range_st", "st", "client F0 range, 5th to 95th percentile, in semitones"),
+    FeatureSpec("client_intensity_db", "dB", "client RMS intensity in dB re full scale"),
+    FeatureSpec("client_speaking_rate_syl_s", "syllables/s", "client syllables per second of utterance time"),
     FeatureSpec("client_f0_z", "z", "client median F0 against the client's session baseline"),
-    FeatureSpec("client_f0_range_z", "z", "client F0 range (semitones) against the session baseline"),
-    FeatureSpec("client_intensity_z", "z", "client intensity (dB) against the session baseline"),
+    FeatureSpec("client_f0_range_z", "z", "client F0 range against the session baseline (negative: flatter)"),
+    FeatureSpec("client_intensity_z", "z", "client intensity against the session baseline"),
+    FeatureSpec("client_speaking_rate_z", "z", "client speaking rate against the session baseline"),
+    FeatureSpec("client_arousal_z", "z", "mean of the client's F0, intensity and speaking-rate z-scores (arousal)"),
+    # synchrony [5]
+    FeatureSpec("intensity_synchrony_r", "r", "Pearson r of therapist and next client turn intensity over "
+                "therapist→client transfers (NaN under 4 transfers) [5]"),
+    FeatureSpec("f0_synchrony_r", "r", "Pearson r of therapist and next client turn median F0 over "
+                "therapist→client transfers (NaN under 4 transfers) [5]"),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 FEATURE_UNITS: tuple[str, ...] = tuple(f.unit for f in FEATURES)
 
-MINIMAL_RESPONSE_MAX_WORDS = 3
+FRAMED_PAUSE_MIN_S = 1.0
+QUESTION_AFTER_SILENCE_S = 2.0
+MIN_SYNCHRONY_PAIRS = 4
 
 
 def window_bounds(duration_s: float, *, window_s: float, hop_s: float) -> list[tuple[float, float]]:
@@ -83,18 +137,13 @@ def _clip(turns: Sequence[SpeakerTurn], a: float, b: float) -> list[SpeakerTurn]
     return [SpeakerTurn(max(t.start, a), min(t.end, b), t.speaker) for t in turns if t.end > a and t.start < b]
 
 
-def _zscores(prosody: Sequence[TurnProsody], speakers: set[str]) -> dict[str, dict[int, float]]:
-    """Per-turn z-scores of F0 median, F0 range and intensity within the given speakers."""
-    out: dict[str, dict[int, float]] = {}
-    idx = [i for i, p in enumerate(prosody) if p.speaker in speakers]
-    for field in ("f0_median_hz", "f0_range_st", "intensity_db"):
-        vals = np.array([getattr(prosody[i], field) for i in idx], dtype=float)
-        ok = np.isfinite(vals)
-        mu = float(np.mean(vals[ok])) if ok.any() else math.nan
-        sd = float(np.std(vals[ok])) if ok.sum() > 1 else math.nan
-        out[field] = {i: ((v - mu) / sd if sd and sd > 1e-9 and math.isfinite(v) else (0.0 if math.isfinite(v) else math.nan))
-                      for i, v in zip(idx, vals)}
-    return out
+def _zscores(values: dict[int, float]) -> dict[int, float]:
+    """z-score of each finite value against the mean and SD of all of them (0 when the SD is 0)."""
+    finite = np.array([v for v in values.values() if math.isfinite(v)])
+    if finite.size == 0:
+        return {i: math.nan for i in values}
+    mu, sd = float(finite.mean()), float(finite.std())
+    return {i: ((v - mu) / sd if sd > 1e-9 else 0.0) if math.isfinite(v) else math.nan for i, v in values.items()}
 
 
 def _mean_weighted(pairs: list[tuple[float, float]]) -> float:
@@ -104,9 +153,99 @@ def _mean_weighted(pairs: list[tuple[float, float]]) -> float:
     return sum(v * w for v, w in pairs) / total if total > 0 else math.nan
 
 
+def _pearson(pairs: list[tuple[float, float]]) -> float:
+    """Pearson r of finite pairs; NaN under ``MIN_SYNCHRONY_PAIRS`` pairs or with a constant side."""
+    pairs = [(x, y) for x, y in pairs if math.isfinite(x) and math.isfinite(y)]
+    if len(pairs) < MIN_SYNCHRONY_PAIRS:
+        return math.nan
+    x, y = np.array(pairs).T
+    if x.std() < 1e-9 or y.std() < 1e-9:
+        return math.nan
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def framed_pauses(turns: Sequence[SpeakerTurn], therapists: set[str], clients: set[str], *,
+                  min_s: float = FRAMED_PAUSE_MIN_S) -> list[tuple[float, float]]:
+    """Silences with therapist speech on both sides and no client speech: the client did not take the turn.
+
+    After Künsch et al. (2023), where client pauses framed by therapist speech
+    detected minimal-response withdrawal ruptures in adolescents.
+
+    Parameters
+    ----------
+    turns : sequence of SpeakerTurn
+        All speakers' turns (s).
+    therapists, clients : set of str
+        Speaker labels of each role.
+    min_s : float
+        Shortest silence counted, in seconds.
+
+    Returns
+    -------
+    list of (start_s, end_s)
+    """
+    ordered = sorted(turns, key=lambda t: (t.start, t.end))
+    out = []
+    reach, last = -math.inf, None  # end of speech so far, and the turn that reaches it
+    for t in ordered:
+        if last is not None and t.start - reach >= min_s and last.speaker in therapists and t.speaker in therapists:
+            out.append((reach, t.start))
+        if t.end > reach:
+            reach, last = t.end, t
+    # a client turn in between would have been `last`, so both sides being therapist implies no client speech
+    return out
+
+
+def within_turn_pauses(turns: Sequence[SpeakerTurn], speech: Sequence[SpeechRegion] = ()) -> list[float]:
+    """Pauses (s) inside floor turns: silences between stretches of speech of the speaker holding the floor.
+
+    Parameters
+    ----------
+    turns : sequence of SpeakerTurn
+        Speaker turns.
+    speech : sequence of SpeechRegion, optional
+        VAD speech regions; when given, the silences between regions inside a
+        floor turn count too (diarization joins a speaker's short pauses into
+        one turn).
+
+    Returns
+    -------
+    list of float
+        Pause durations in seconds.
+    """
+    out = []
+    for ft in floor_turns(turns):
+        parts = [t for t in turns if t.speaker == ft.speaker and t.start >= ft.start and t.end <= ft.end]
+        spans = sorted([(t.start, t.end) for t in parts]
+                       + [(max(r.start, ft.start), min(r.end, ft.end)) for r in speech
+                          if r.end > ft.start and r.start < ft.end])
+        reach = ft.start
+        for a, b in spans:
+            if a > reach:
+                out.append(a - reach)
+            reach = max(reach, b)
+    return out
+
+
+def _transfer_pairs(turns: Sequence[SpeakerTurn], prosody: Sequence[TurnProsody], therapists: set[str],
+                    clients: set[str]) -> list[tuple[float, TurnProsody, TurnProsody]]:
+    """(time, therapist turn prosody, client turn prosody) at each therapist → client floor transfer."""
+    by_end = {(p.speaker, round(p.end, 3)): p for p in prosody}
+    by_start = {(p.speaker, round(p.start, 3)): p for p in prosody}
+    out = []
+    for prev, nxt, _ in floor_transfer_offsets(turns):
+        if prev.speaker in therapists and nxt.speaker in clients:
+            a = by_end.get((prev.speaker, round(prev.end, 3)))
+            b = by_start.get((nxt.speaker, round(nxt.start, 3)))
+            if a is not None and b is not None:
+                out.append((nxt.start, a, b))
+    return out
+
+
 def window_features(diarization: Diarization, roles: RoleAssignment, utterances: Sequence[Utterance],
-                    prosody: Sequence[TurnProsody], *, duration_s: float,
-                    settings: FeatureSettings) -> SessionFeatures:
+                    prosody: Sequence[TurnProsody], *, duration_s: float, settings: FeatureSettings,
+                    markers: Sequence[UtteranceMarkers] | None = None, speech: Sequence[SpeechRegion] = (),
+                    windows: Sequence[tuple[float, float]] | None = None) -> SessionFeatures:
     """Compute every marker in ``FEATURE_NAMES`` for each analysis window.
 
     Parameters
@@ -122,7 +261,14 @@ def window_features(diarization: Diarization, roles: RoleAssignment, utterances:
     duration_s : float
         Recording duration in seconds.
     settings : FeatureSettings
-        Window length and hop in seconds.
+        Window length and hop in seconds, lexicon file.
+    markers : sequence of UtteranceMarkers, optional
+        Per-utterance markers parallel to ``utterances``; computed with the
+        configured lexicon and every language's lists when omitted.
+    speech : sequence of SpeechRegion, optional
+        VAD speech regions, for pauses inside turns.
+    windows : sequence of (start_s, end_s), optional
+        Windows to compute; default :func:`window_bounds` of the settings.
 
     Returns
     -------
@@ -131,54 +277,144 @@ def window_features(diarization: Diarization, roles: RoleAssignment, utterances:
         (for example the client's latency in a window without a therapist →
         client change). The classifier's pipeline imputes them.
     """
+    if markers is None:
+        from pipeline.lexical import load_lexicon, utterance_markers
+
+        markers = utterance_markers(utterances, language=None, lexicon=load_lexicon(settings.lexicon_path))
+    if len(markers) != len(utterances):
+        raise ValueError(f"markers must be parallel to utterances. Got {len(markers)} and {len(utterances)} instead.")
     clients = {s for s, r in roles.roles.items() if r == "client"}
-    # silence before the first and after the last speech is not conversational silence
-    talk_start = min((t.start for t in diarization.turns), default=0.0)
-    talk_end = max((t.end for t in diarization.turns), default=duration_s)
     therapists = {s for s, r in roles.roles.items() if r == "therapist"}
-    z = _zscores(prosody, clients)
+    all_turns = diarization.turns
+    # silence before the first and after the last speech is not conversational silence
+    talk_start = min((t.start for t in all_turns), default=0.0)
+    talk_end = max((t.end for t in all_turns), default=duration_s)
+    client_prosody = {i: p for i, p in enumerate(prosody) if p.speaker in clients}
+    z_f0 = _zscores({i: p.f0_median_hz for i, p in client_prosody.items()})
+    z_range = _zscores({i: p.f0_range_st for i, p in client_prosody.items()})
+    z_int = _zscores({i: p.intensity_db for i, p in client_prosody.items()})
+    client_marks = {i: m for i, m in enumerate(markers) if m.role == "client"}
+    z_rate = _zscores({i: m.speaking_rate_syl_s for i, m in client_marks.items()})
+    pauses_framed = framed_pauses(all_turns, therapists, clients)
+    pairs = _transfer_pairs(all_turns, prosody, therapists, clients)
+    offsets_all = floor_transfer_offsets(all_turns)
+    ends_before = np.maximum.accumulate([m.end for m in markers]) if markers else np.zeros(0)
+    if windows is None:
+        windows = window_bounds(duration_s, window_s=settings.window_s, hop_s=settings.hop_s)
     frames = []
-    for a, b in window_bounds(duration_s, window_s=settings.window_s, hop_s=settings.hop_s):
-        length = b - a
-        minutes = length / 60.0
-        turns = _clip(diarization.turns, a, b)
-        speech = sum(t.duration for t in turns)
+    for a, b in windows:
+        minutes = (b - a) / 60.0
+        per_min = (lambda n: n / minutes) if minutes > 0 else (lambda n: 0.0)
+        turns = _clip(all_turns, a, b)
+        speech_time = sum(t.duration for t in turns)
         client_speech = sum(t.duration for t in turns if t.speaker in clients)
+        therapist_speech = sum(t.duration for t in turns if t.speaker in therapists)
         span_a, span_b = max(a, talk_start), min(b, talk_end)
-        span = max(0.0, span_b - span_a) if diarization.turns else length
+        span = max(0.0, span_b - span_a) if all_turns else (b - a)
         sil = silences(turns, start_s=span_a, end_s=span_b) if span > 0 else []
-        offsets = [(p, n, o) for p, n, o in floor_transfer_offsets(turns)]
+        offsets = [o for o in offsets_all if a <= o[1].start < b]
         gaps = [o for _, _, o in offsets if o > 0]
         latencies = [o for p, n, o in offsets if p.speaker in therapists and n.speaker in clients]
-        ft_client = [t for t in floor_turns(turns) if t.speaker in clients]
-        utts = [u for u in utterances if a <= (u.start + u.end) / 2 < b]
-        client_utts = [u for u in utts if u.role == "client"]
-        questions = [u for u in utts if u.role == "therapist" and u.is_question]
+        fts = floor_turns(turns)
+        ft_client = [t for t in fts if t.speaker in clients]
+        ft_therapist = [t for t in fts if t.speaker in therapists]
+        pauses = within_turn_pauses(turns, [r for r in speech if r.end > a and r.start < b])
+        idx = [i for i, m in enumerate(markers) if a <= (m.start + m.end) / 2 < b]
+        cm = [markers[i] for i in idx if markers[i].role == "client"]
+        tm = [markers[i] for i in idx if markers[i].role == "therapist"]
+        questions = [i for i in idx if markers[i].role == "therapist" and markers[i].is_question]
         minimal = 0
         for q in questions:
-            nxt = next((u for u in utterances if u.start >= q.end), None)
-            if nxt is not None and nxt.role == "client" and len(nxt.words) <= MINIMAL_RESPONSE_MAX_WORDS:
+            nxt = next((markers[j] for j in range(q + 1, len(markers)) if markers[j].role != "parent"), None)
+            if nxt is not None and (nxt.role == "therapist" or (nxt.role == "client" and nxt.is_minimal_response)):
                 minimal += 1
-        in_window = [(i, p) for i, p in enumerate(prosody) if p.speaker in clients and p.end > a and p.start < b]
+        run = best_run = 0
+        for i in idx:
+            m = markers[i]
+            if m.role == "therapist" and m.is_question:
+                run += 1
+                best_run = max(best_run, run)
+            elif m.role == "client" and not (m.is_minimal_response or m.is_backchannel):
+                run = 0
+        after_silence = sum(1 for q in questions
+                            if q > 0 and markers[q].start - ends_before[q - 1] >= QUESTION_AFTER_SILENCE_S)
+        client_words = [m.n_words for m in cm if m.n_words > 0]
+        therapist_words = [m.n_words for m in tm if m.n_words > 0]
+        mlu_c = float(np.mean(client_words)) if client_words else math.nan
+        mlu_t = float(np.mean(therapist_words)) if therapist_words else math.nan
+        t_words, t_syl = sum(m.n_words for m in tm), sum(m.n_syllables for m in tm)
+        in_window = [(i, p) for i, p in client_prosody.items() if p.end > a and p.start < b]
+        overlap_of = (lambda p: min(p.end, b) - max(p.start, a))
 
-        def zmean(field: str) -> float:
-            return _mean_weighted([(z[field].get(i, math.nan), min(p.end, b) - max(p.start, a)) for i, p in in_window])
+        def wmean(values: dict[int, float]) -> float:
+            return _mean_weighted([(values.get(i, math.nan), overlap_of(p)) for i, p in in_window])
 
+        rate_items = [(i, m) for i, m in client_marks.items() if a <= (m.start + m.end) / 2 < b]
+        syl, span_s = sum(m.n_syllables for _, m in rate_items), sum(m.end - m.start for _, m in rate_items)
+        rate_z = _mean_weighted([(z_rate[i], m.end - m.start) for i, m in rate_items])
+        f0_z, int_z = wmean(z_f0), wmean(z_int)
+        arousal = [v for v in (f0_z, int_z, rate_z) if math.isfinite(v)]
+        win_pairs = [(tp, cp) for t, tp, cp in pairs if a <= t < b]
         values = (
-            client_speech / speech if speech > 0 else math.nan,
+            client_speech / speech_time if speech_time > 0 else math.nan,
+            therapist_speech / speech_time if speech_time > 0 else math.nan,
             sum(e - s for s, e in sil) / span if span > 0 else 0.0,
             max((e - s for s, e in sil), default=0.0),
             float(np.mean(gaps)) if gaps else 0.0,
+            float(np.mean(pauses)) if pauses else 0.0,
             float(np.mean(latencies)) if latencies else math.nan,
-            sum(1 for _, _, o in offsets if o < 0) / minutes if minutes > 0 else 0.0,
-            len(ft_client) / minutes if minutes > 0 else 0.0,
+            per_min(sum(1 for s0, _ in pauses_framed if a <= s0 < b)),
+            per_min(sum(1 for _, _, o in offsets if o < 0)),
+            per_min(sum(1 for _, n, o in offsets if o < 0 and n.speaker in clients)),
+            per_min(sum(1 for _, n, o in offsets if o < 0 and n.speaker in therapists)),
+            per_min(len(ft_client)),
             float(np.mean([t.duration for t in ft_client])) if ft_client else 0.0,
-            float(np.mean([len(u.words) for u in client_utts])) if client_utts else 0.0,
-            len(questions) / minutes if minutes > 0 else 0.0,
+            float(np.mean([t.duration for t in ft_therapist])) if ft_therapist else 0.0,
+            float(np.mean([m.n_words for m in cm])) if cm else 0.0,
             minimal / len(questions) if questions else 0.0,
-            zmean("f0_median_hz"),
-            zmean("f0_range_st"),
-            zmean("intensity_db"),
+            per_min(sum(1 for m in cm if m.is_minimal_response)),
+            per_min(sum(1 for m in cm if m.is_backchannel)),
+            sum(m.negations for m in cm) / len(cm) if cm else 0.0,
+            per_min(sum(m.refusals for m in cm)),
+            per_min(sum(m.complaints for m in cm)),
+            per_min(len(questions)),
+            float(best_run),
+            per_min(after_silence),
+            mlu_t,
+            t_syl / t_words if t_words else math.nan,
+            mlu_t / mlu_c if math.isfinite(mlu_t) and math.isfinite(mlu_c) and mlu_c > 0 else math.nan,
+            wmean({i: p.f0_median_hz for i, p in client_prosody.items()}),
+            wmean({i: p.f0_range_st for i, p in client_prosody.items()}),
+            wmean({i: p.intensity_db for i, p in client_prosody.items()}),
+            syl / span_s if span_s > 0 else math.nan,
+            f0_z,
+            wmean(z_range),
+            int_z,
+            rate_z,
+            float(np.mean(arousal)) if arousal else math.nan,
+            _pearson([(tp.intensity_db, cp.intensity_db) for tp, cp in win_pairs]),
+            _pearson([(tp.f0_median_hz, cp.f0_median_hz) for tp, cp in win_pairs]),
         )
-        frames.append(FeatureFrame(round(a, 3), round(b, 3), tuple(float(v) for v in values), round(speech, 3)))
+        assert len(values) == len(FEATURE_NAMES)
+        frames.append(FeatureFrame(round(a, 3), round(b, 3), tuple(float(v) for v in values), round(speech_time, 3)))
     return SessionFeatures(FEATURE_NAMES, FEATURE_UNITS, tuple(frames))
+
+
+def session_markers(diarization: Diarization, roles: RoleAssignment, utterances: Sequence[Utterance],
+                    prosody: Sequence[TurnProsody], *, duration_s: float, settings: FeatureSettings,
+                    markers: Sequence[UtteranceMarkers] | None = None,
+                    speech: Sequence[SpeechRegion] = ()) -> dict[str, dict[str, float | str]]:
+    """Every marker in ``FEATURE_NAMES`` over the whole session (one window from 0 to ``duration_s``).
+
+    Parameters are those of :func:`window_features`.
+
+    Returns
+    -------
+    dict
+        ``{name: {"value": float (NaN where undefined), "unit": str, "description": str}}`` in
+        ``FEATURE_NAMES`` order.
+    """
+    feats = window_features(diarization, roles, utterances, prosody, duration_s=duration_s, settings=settings,
+                            markers=markers, speech=speech, windows=[(0.0, max(duration_s, 1e-6))])
+    values = feats.frames[0].values
+    return {f.name: {"value": v, "unit": f.unit, "description": f.description} for f, v in zip(FEATURES, values)}

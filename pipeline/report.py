@@ -77,31 +77,62 @@ def render_html(report: SessionReport) -> str:
     ]
     flags = [dict(f=f, colour=FLAG_COLOURS.get(f.marker_type, "#c62828"), excerpt=_excerpt(report, f.start, f.end))
              for f in report.flags]
+    age = f"; client age {report.client_age:g} y" if report.client_age is not None else ""
+    markers = [dict(name=k, unit=v["unit"], description=v["description"],
+                    value="—" if not math.isfinite(_num(v["value"])) else f"{_num(v['value']):.2f}")
+               for k, v in report.session_markers.items()]
     windows = [dict(start=fr.start, end=fr.end, cells=["—" if not math.isfinite(v) else f"{v:.2f}" for v in fr.values])
                for fr in report.features.frames]
     return env.get_template("report.html").render(
         r=report, timeline=_timeline(report), speakers=speakers, summary=summary, flags=flags,
-        role_colours=ROLE_COLOURS, flag_colours=FLAG_COLOURS, windows=windows,
+        role_colours=ROLE_COLOURS, flag_colours=FLAG_COLOURS, windows=windows, markers=markers, age_note=age,
         feature_header=list(zip(report.features.feature_names, report.features.units)),
         utterances=[dict(role=u.role, speaker=u.speaker, start=u.start, text=u.text) for u in report.utterances],
     )
 
 
+def _num(v) -> float:
+    return float(v) if v is not None else math.nan
+
+
 def write_report(report: SessionReport, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``report.html``, ``session.json`` and ``features.csv`` into ``out_dir``.
+    """Write ``report.html``, ``session.json``, ``features.csv`` and ``utterance_markers.csv`` into ``out_dir``.
 
     Returns
     -------
     dict of str to Path
-        ``{"html": ..., "json": ..., "features_csv": ...}``.
+        ``{"html": ..., "json": ..., "features_csv": ..., "utterances_csv": ...}``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"html": out / "report.html", "json": out / "session.json", "features_csv": out / "features.csv"}
+    paths = {"html": out / "report.html", "json": out / "session.json", "features_csv": out / "features.csv",
+             "utterances_csv": out / "utterance_markers.csv"}
     paths["html"].write_text(render_html(report), encoding="utf-8")
     paths["json"].write_text(json.dumps(to_jsonable(report), indent=1, ensure_ascii=False), encoding="utf-8")
     write_features_csv(report.features, paths["features_csv"])
+    write_utterance_markers_csv(report.utterance_markers, paths["utterances_csv"])
     return paths
+
+
+UTTERANCE_COLUMNS = (("speaker", ""), ("role", ""), ("start", "s"), ("end", "s"), ("n_words", "words"),
+                     ("n_syllables", "syllables"), ("speaking_rate_syl_s", "syllables/s"), ("is_question", "0/1"),
+                     ("is_minimal_response", "0/1"), ("is_backchannel", "0/1"), ("negations", "count"),
+                     ("refusals", "count"), ("complaints", "count"), ("latency_s", "s"))
+
+
+def write_utterance_markers_csv(markers, path: str | Path) -> Path:
+    """Per-utterance markers as CSV (no transcript text); the header row holds ``name [unit]``."""
+    path = Path(path)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow([f"{n} [{u}]" if u else n for n, u in UTTERANCE_COLUMNS])
+        for m in markers:
+            row = []
+            for n, _ in UTTERANCE_COLUMNS:
+                v = getattr(m, n)
+                row.append(int(v) if isinstance(v, bool) else ("" if isinstance(v, float) and not math.isfinite(v) else v))
+            w.writerow(row)
+    return path
 
 
 def write_features_csv(features: SessionFeatures, path: str | Path) -> Path:

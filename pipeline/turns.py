@@ -169,6 +169,57 @@ def turn_metrics(diarization: Diarization, roles: RoleAssignment, *, duration_s:
     )
 
 
+def refine_speaker_changes(turns: Sequence[SpeakerTurn], pauses: Sequence[tuple[float, float]], *,
+                           max_shift_s: float = 0.6, touch_s: float = 0.05) -> tuple[SpeakerTurn, ...]:
+    """Move each speaker change that has no silence to the nearest short silence, for turn-taking measures.
+
+    Window-based diarization puts a speaker change inside continuous VAD
+    speech, so the floor-transfer offset there is 0: neither gap nor overlap.
+    A second, fine VAD pass (no padding, silences from 100 ms) finds the short
+    gaps people leave between turns (typically 0.1–0.5 s; Heldner & Edlund
+    2010). A change whose two turns touch moves to the nearest such silence
+    that lies within ``max_shift_s`` of it and inside both turns' span; the
+    earlier turn then ends where the silence starts and the later one starts
+    where it ends. Changes with no silence nearby stay as they are (FTO 0).
+
+    Measured on ``sample.wav``: gaps at speaker changes 1 → 3 (reference 3);
+    on the Dutch constructed dialogue 6 → 9 (reference 9). It is used for the
+    turn-taking markers only: on the far-field AMI excerpts it moved changes
+    into pauses inside a turn and raised DER (dev00 20 → 27 %), so the
+    exported diarization (RTTM) keeps the unrefined turns.
+
+    Parameters
+    ----------
+    turns : sequence of SpeakerTurn
+        Speaker turns in time order (mono diarization output; not overlapping).
+    pauses : sequence of (start_s, end_s)
+        Silences between fine-VAD speech regions, in seconds.
+    max_shift_s : float >= 0
+        Largest distance (s) from the change to the silence.
+    touch_s : float >= 0
+        Turns closer than this (s) count as touching.
+
+    Returns
+    -------
+    tuple of SpeakerTurn
+    """
+    out = list(turns)
+    for i in range(len(out) - 1):
+        a, b = out[i], out[i + 1]
+        if a.speaker == b.speaker or b.start - a.end > touch_s or b.start < a.end - touch_s:
+            continue
+        change = (a.end + b.start) / 2
+
+        def distance(p: tuple[float, float]) -> float:
+            return 0.0 if p[0] <= change <= p[1] else min(abs(p[0] - change), abs(p[1] - change))
+
+        near = [p for p in pauses if p[0] > a.start and p[1] < b.end and distance(p) <= max_shift_s]
+        if near:
+            s, e = min(near, key=distance)
+            out[i], out[i + 1] = SpeakerTurn(a.start, s, a.speaker), SpeakerTurn(e, b.end, b.speaker)
+    return tuple(t for t in out if t.end > t.start)
+
+
 def overlap_time(turns: Sequence[SpeakerTurn]) -> float:
     """Seconds in which two or more speakers talk at once.
 

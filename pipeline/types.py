@@ -209,6 +209,32 @@ class Utterance(_Serializable):
 
 
 @dataclass(frozen=True)
+class UtteranceMarkers(_Serializable):
+    """Markers of one utterance (no transcript text; see :mod:`pipeline.lexical`).
+
+    ``speaking_rate_syl_s`` is syllables per second of the utterance's span;
+    ``latency_s`` is the silence (s) since another speaker's previous
+    utterance ended (negative: it started in overlap; NaN when the previous
+    utterance is the same speaker's or there is none).
+    """
+
+    speaker: str
+    role: str
+    start: float
+    end: float
+    n_words: int
+    n_syllables: int
+    speaking_rate_syl_s: float
+    is_question: bool
+    is_minimal_response: bool
+    is_backchannel: bool
+    negations: int
+    refusals: int
+    complaints: int
+    latency_s: float
+
+
+@dataclass(frozen=True)
 class TurnProsody(_Serializable):
     """Prosody of one speaker turn.
 
@@ -307,6 +333,9 @@ class SessionReport(_Serializable):
 
     ``warnings`` are plain sentences about the input the reader must know
     (truncated file, no speech found, too short to analyse).
+    ``session_markers`` holds every marker of ``FEATURE_NAMES`` over the whole
+    session (``{name: {"value", "unit", "description"}}``);
+    ``utterance_markers`` the per-utterance markers (no text).
     """
 
     session_id: str
@@ -327,4 +356,7 @@ class SessionReport(_Serializable):
     created_at: str
     software_version: str
     warnings: tuple[str, ...] = ()
+    session_markers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    utterance_markers: tuple[UtteranceMarkers, ...] = ()
+    client_age: float | None = None
     schema_version: int = SCHEMA_VERSION

@@ -78,3 +78,28 @@ def speech_mask(regions: tuple[SpeechRegion, ...], n_frames: int, frame_s: float
     for r in regions:
         mask[int(round(r.start / frame_s)): int(round(r.end / frame_s))] = True
     return mask
+
+
+def fine_pauses(samples: np.ndarray, sample_rate_hz: int, *, threshold: float = 0.5,
+                min_silence_ms: int = 100) -> list[tuple[float, float]]:
+    """Short silences between speech, from a Silero pass with no padding (for gaps at speaker changes).
+
+    Parameters
+    ----------
+    samples : np.ndarray, shape (n_samples,)
+        Mono float32 audio at 16 kHz.
+    sample_rate_hz : int
+        16000.
+    threshold : float in (0, 1)
+        Speech probability threshold.
+    min_silence_ms : int
+        Shortest silence kept, in ms.
+
+    Returns
+    -------
+    list of (start_s, end_s)
+        Silences between consecutive speech regions, in seconds.
+    """
+    fine = detect_speech(samples, sample_rate_hz, settings=VadSettings(
+        threshold=threshold, min_speech_duration_ms=50, min_silence_duration_ms=min_silence_ms, speech_pad_ms=0))
+    return [(a.end, b.start) for a, b in zip(fine, fine[1:]) if b.start > a.end]

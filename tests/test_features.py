@@ -64,3 +64,79 @@ def test_empty_session_gives_defined_values():
     assert v["silence_share"] == 1.0 and math.isnan(v["client_speech_share"])
     assert feats.frames[0].speech_s == 0.0
     assert math.isnan(v["client_response_latency_s"])
+
+
+def _pressure_session():
+    """Therapist asks, waits 2.5 s with no answer, asks again; a minimal answer; a third question the client
+    interrupts with a complaint; a backchannel; a closing line."""
+    spec = [(0.0, 2.0, "T", "Hoe was school?"), (4.5, 6.0, "T", "Was het leuk?"), (6.5, 7.0, "C", "ja"),
+            (7.5, 9.0, "T", "Wat deed je?"),
+            (8.5, 12.0, "C", "het was gewoon stom en saai want de juf luistert nooit"),
+            (12.5, 14.0, "T", "Dat klinkt vervelend."), (14.5, 15.0, "C", "mm"),
+            (15.5, 17.0, "T", "Oké tot volgende week.")]
+    turns = tuple(T(a, b, s) for a, b, s, _ in spec)
+    words = tuple(Word(a, b, text, 1.0, s) for a, b, s, text in spec)
+    utts = utterances(Transcript(words, "nl", 1.0, 30.0), ROLES)
+    return Diarization(turns, ("T", "C"), "test"), utts
+
+
+def test_turn_taking_pressure_and_language_markers_known_values():
+    dia, utts = _pressure_session()
+    assert len(utts) == 8
+    feats = window_features(dia, ROLES, utts, (), duration_s=30.0, settings=FeatureSettings())
+    v = dict(zip(feats.feature_names, feats.frames[0].values))
+    per_min = 2.0  # one event in the 30 s window
+    assert v["therapist_speech_share"] == pytest.approx(8.0 / 12.5)
+    assert v["mean_gap_s"] == pytest.approx(0.5)
+    assert v["mean_pause_s"] == pytest.approx(2.5)  # the therapist's wait between two questions
+    assert v["client_framed_pauses_per_min"] == pytest.approx(1 * per_min)
+    assert v["client_response_latency_s"] == pytest.approx((0.5 - 0.5 + 0.5) / 3)
+    assert v["client_interruptions_per_min"] == pytest.approx(1 * per_min)
+    assert v["therapist_interruptions_per_min"] == 0.0
+    assert v["therapist_mean_turn_s"] == pytest.approx((6.0 + 1.5 + 1.5 + 1.5) / 4)  # 0–6 s is one hold
+    assert v["client_minimal_response_share"] == pytest.approx(2 / 3)  # no answer, then "ja"; the third is answered
+    assert v["client_minimal_responses_per_min"] == pytest.approx(2 * per_min)  # "ja" and "mm"
+    assert v["client_backchannels_per_min"] == pytest.approx(1 * per_min)
+    assert v["client_negations_per_utterance"] == pytest.approx(1 / 3)  # "nooit" in one of 3 client utterances
+    assert v["client_complaints_per_min"] == pytest.approx(2 * per_min)  # stom, saai
+    assert v["therapist_question_run_max"] == 3.0
+    assert v["therapist_questions_after_silence_per_min"] == pytest.approx(1 * per_min)
+    assert v["therapist_mlu_words"] == pytest.approx(16 / 5)
+    assert v["therapist_client_mlu_ratio"] == pytest.approx((16 / 5) / ((1 + 11 + 1) / 3))
+    assert v["therapist_syllables_per_word"] > 1.0
+    from pipeline.lexical import load_lexicon, utterance_markers
+
+    client = [m for m in utterance_markers(utts, language=None, lexicon=load_lexicon()) if m.role == "client"]
+    assert v["client_speaking_rate_syl_s"] == pytest.approx(sum(m.n_syllables for m in client) / 4.5)
+    assert math.isnan(v["intensity_synchrony_r"])  # 3 therapist → client transfers: too few
+
+
+def test_synchrony_and_arousal_known_values():
+    turns, prosody = [], []
+    for i in range(5):
+        t0 = 4.0 * i
+        turns += [T(t0, t0 + 1.5, "T"), T(t0 + 2.0, t0 + 3.5, "C")]
+        prosody += [TurnProsody(t0, t0 + 1.5, "T", 120.0 + 10 * i, 4.0, -30.0 + 5 * i, 0.8),
+                    TurnProsody(t0 + 2.0, t0 + 3.5, "C", 250.0 - 10 * i, 4.0, -32.0 + 5 * i, 0.8)]
+    dia = Diarization(tuple(turns), ("T", "C"), "test")
+    feats = window_features(dia, ROLES, (), tuple(prosody), duration_s=20.0, settings=FeatureSettings(),
+                            windows=[(0.0, 20.0), (16.0, 20.0)])
+    whole = dict(zip(feats.feature_names, feats.frames[0].values))
+    assert whole["intensity_synchrony_r"] == pytest.approx(1.0)  # both rise together
+    assert whole["f0_synchrony_r"] == pytest.approx(-1.0)  # therapist F0 rises while the client's falls
+    assert whole["client_intensity_z"] == pytest.approx(0.0, abs=1e-9)  # the session is its own baseline
+    last = dict(zip(feats.feature_names, feats.frames[1].values))
+    assert last["client_intensity_db"] == pytest.approx(-12.0)
+    assert last["client_intensity_z"] == pytest.approx(2 / math.sqrt(2))  # (x - mean) / sd over -32..-12
+    assert last["client_f0_z"] == pytest.approx(-2 / math.sqrt(2))
+    assert last["client_arousal_z"] == pytest.approx(0.0, abs=1e-9)  # louder but lower: no net rise; no words
+    assert math.isnan(last["intensity_synchrony_r"])
+
+
+def test_session_markers_cover_every_marker_with_units():
+    from pipeline.features import session_markers
+
+    dia, utts = _pressure_session()
+    m = session_markers(dia, ROLES, utts, (), duration_s=30.0, settings=FeatureSettings())
+    assert list(m) == list(FEATURE_NAMES)
+    assert m["therapist_question_run_max"]["value"] == 3.0 and m["therapist_question_run_max"]["unit"] == "questions"

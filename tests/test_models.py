@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models.artifact import CARD_FILE, CARD_MD_FILE, load_model, newest_artifact, save_model
-from models.bootstrap import _PROFILE, make_pipeline, synthetic_windows
+from models.bootstrap import _PROFILE, BOOTSTRAP_FEATURES, make_pipeline, synthetic_windows
 from models.flagging import flag_windows
 from pipeline.errors import ModelArtifactError
 from pipeline.features import FEATURE_NAMES, FEATURE_UNITS
@@ -23,7 +23,7 @@ def bundle():
 
 def test_shipped_model_loads_with_a_card_that_says_what_it_was_trained_on(bundle):
     assert bundle.version == "bootstrap-v1"
-    assert tuple(bundle.card["feature_names"]) == FEATURE_NAMES
+    assert bundle.feature_names == BOOTSTRAP_FEATURES and set(BOOTSTRAP_FEATURES) <= set(FEATURE_NAMES)
     first_line = (bundle.path / CARD_MD_FILE).read_text().splitlines()[0]
     assert first_line.startswith("Trained on synthetic feature windows")
     assert "not a diagnosis" not in first_line  # the intended use is stated in its own section
@@ -42,6 +42,10 @@ def test_loader_refuses_other_features(bundle, tmp_path):
     card["feature_names"] = card["feature_names"][:-1] + ["old_marker"]
     (dst / CARD_FILE).write_text(json.dumps(card))
     with pytest.raises(ModelArtifactError, match="features do not match.*old_marker"):
+        load_model(dst)
+    card["feature_names"] = []
+    (dst / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(ModelArtifactError, match="features do not match"):
         load_model(dst)
 
 
@@ -76,7 +80,8 @@ def _features(*rows):
 
 
 def _profile_row(label):
-    return [_PROFILE[name][label][0] for name in FEATURE_NAMES]
+    """A full FEATURE_NAMES row: the class mean for the bootstrap's markers, NaN for the others."""
+    return [_PROFILE[name][label][0] if name in _PROFILE else float("nan") for name in FEATURE_NAMES]
 
 
 def test_withdrawal_like_window_is_flagged_with_reasons(bundle):
@@ -107,7 +112,7 @@ def test_no_single_marker_separates_the_bootstrap_classes_but_the_model_does(bun
     X, y = synthetic_windows(400, seed=11)
     for k in (1, 2):
         mask = (y == 0) | (y == k)
-        for j, name in enumerate(FEATURE_NAMES):
+        for j, name in enumerate(BOOTSTRAP_FEATURES):
             col = np.nan_to_num(X[mask, j], nan=np.nanmedian(X[:, j]))
             auc = roc_auc_score(y[mask] == k, col)
             assert max(auc, 1 - auc) < 0.95, (k, name, auc)

@@ -1,0 +1,90 @@
+"""Lexical markers on small transcripts with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from pipeline.errors import InputError
+from pipeline.lexical import count_phrases, load_lexicon, syllables, tokens, utterance_markers
+from pipeline.types import Utterance, Word
+
+LEX = load_lexicon()
+
+
+def _utt(text, speaker="C", role="client", start=0.0, end=1.0):
+    return Utterance(speaker, role, start, end, (Word(start, end, text, 1.0, speaker),))
+
+
+def _marks(*texts, language="nl"):
+    utts = [_utt(t, start=2.0 * i, end=2.0 * i + 1.0) for i, t in enumerate(texts)]
+    return utterance_markers(utts, language=language, lexicon=LEX)
+
+
+def test_tokens_drop_punctuation_and_keep_contractions():
+    assert tokens("Nee, ik WEET het niet!") == ["nee", "ik", "weet", "het", "niet"]
+    assert tokens("I don’t know...") == ["i", "don't", "know"]
+
+
+@pytest.mark.parametrize("word,language,n", [("gesprek", "nl", 2), ("ik", "nl", 1), ("vervelend", "nl", 3),
+                                             ("mooi", "nl", 1), ("table", "en", 2), ("make", "en", 1),
+                                             ("understand", "en", 3), ("42", "nl", 0)])
+def test_syllables_from_spelling(word, language, n):
+    assert syllables(word, language) == n
+
+
+def test_minimal_responses_in_dutch_and_english():
+    m = _marks("Weet ik niet.", "Ik weet het niet", "Ja.", "Ik ben gisteren met mijn vader naar het voetbal geweest")
+    assert [x.is_minimal_response for x in m] == [True, True, True, False]
+    m = _marks("I don't know.", "dunno", "I went to the park with my dad", language="en")
+    assert [x.is_minimal_response for x in m] == [True, True, False]
+
+
+def test_backchannels_questions_negations_refusals_complaints():
+    m = _marks("mm", "ja ja", "ja, dat klopt wel maar het was lastig", "Wat deed je toen", "Gaat het?", "Vertel eens.",
+               "Nee, ik wil niet, dit is saai en stom.")
+    assert [x.is_backchannel for x in m] == [True, True, False, False, False, False, False]
+    assert [x.is_question for x in m] == [False, False, False, True, True, False, False]
+    last = m[-1]
+    assert (last.negations, last.refusals, last.complaints) == (2, 1, 2)  # nee + niet; "ik wil niet"; saai + stom
+
+
+def test_speaking_rate_and_latency():
+    utts = [_utt("hoe gaat het", "T", "therapist", 0.0, 1.0), _utt("heel goed eigenlijk", "C", "client", 3.0, 5.0),
+            _utt("mooi", "T", "therapist", 4.5, 5.0)]
+    m = utterance_markers(utts, language="nl", lexicon=LEX)
+    assert m[1].n_syllables == 1 + 1 + 3  # heel, goed, ei-gen-lijk
+    assert m[1].speaking_rate_syl_s == pytest.approx(m[1].n_syllables / 2.0)
+    assert m[1].latency_s == pytest.approx(2.0) and m[2].latency_s == pytest.approx(-0.5)
+    assert math.isnan(m[0].latency_s)
+
+
+def test_unknown_language_uses_every_list():
+    m = _marks("dunno", "weet ik niet", language=None)
+    assert all(x.is_minimal_response for x in m)
+
+
+def test_count_phrases_takes_the_longest_match():
+    assert count_phrases(["ik", "wil", "niet", "en", "wil", "niet"], [("wil", "niet"), ("ik", "wil", "niet")]) == 2
+
+
+def test_a_researcher_can_extend_the_lists(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('[nl]\nminimal_responses = ["pff"]\ncomplaints = ["suf"]\n')
+    lex = load_lexicon(path)
+    m = utterance_markers([_utt("pff"), _utt("dit is suf en nog wat")], language="nl", lexicon=lex)
+    assert m[0].is_minimal_response and m[1].complaints == 1
+
+
+@pytest.mark.parametrize("text,problem", [("[nl\nx = 1", "not a valid TOML"),
+                                          ("[nl]\nnegations = [1, 2]", "negations must be a list"),
+                                          ("[nl]\ncomplaint = ['saai']", "unknown lists"),
+                                          ("nl = 3", "must be a table")])
+def test_bad_lexicon_files_name_the_file_and_the_problem(tmp_path, text, problem):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=f"bad.toml: .*{problem}"):
+        load_lexicon(path)
+    with pytest.raises(InputError, match="missing.toml: lexicon file not found"):
+        load_lexicon(tmp_path / "missing.toml")
