@@ -8,6 +8,13 @@ from typing import Optional
 
 import typer
 
+def _error(console, message: str, *, label: str = "[red]error:[/red]", **_) -> None:
+    """Print ``label message``; the message is escaped, so file names and "[nl]" are shown as they are."""
+    from rich.markup import escape
+
+    console.print(f"{label} {escape(message)}", soft_wrap=True)
+
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="alliance-monitor: flags possible therapeutic-alliance ruptures for clinician review.")
 
@@ -45,12 +52,12 @@ def analyze(
 
     console = Console(stderr=True)
     if language is not None and language not in ("nl", "en", "auto"):
-        console.print(f"[red]error:[/red] --language must be one of nl, en, auto. Got {language!r} instead.")
+        _error(console, f"--language must be one of nl, en, auto. Got {language!r} instead.")
         raise typer.Exit(2)
     n_speakers: int | str | None = speakers
     if speakers is not None and speakers != "auto":
         if not speakers.isdigit() or not 1 <= int(speakers) <= 8:
-            console.print(f"[red]error:[/red] --speakers must be 1–8 or 'auto'. Got {speakers!r} instead.")
+            _error(console, f"--speakers must be 1–8 or 'auto'. Got {speakers!r} instead.")
             raise typer.Exit(2)
         n_speakers = int(speakers)
 
@@ -67,13 +74,16 @@ def analyze(
             load_metadata(metadata)
         if therapist:
             load_profile(Settings().data_dir, therapist)
+        from pipeline.lexical import load_lexicon
+
+        load_lexicon(Settings().features.lexicon_path)
     except PipelineError as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        _error(console, f"{exc}", soft_wrap=True)
         raise typer.Exit(1) from None
     if out is not None:
         blocked = next((p for p in [out, *out.parents] if p.exists() and not p.is_dir()), None)
         if blocked is not None:
-            console.print(f"[red]error:[/red] --out {out}: {blocked} is a file, not a folder; give a folder",
+            _error(console, f"--out {out}: {blocked} is a file, not a folder; give a folder",
                           soft_wrap=True)
             raise typer.Exit(2)
         if (out / "session.json").exists():
@@ -91,13 +101,13 @@ def analyze(
                                      session_id=session_id, therapist=therapist)
         except PipelineError as exc:
             progress.stop()
-            console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+            _error(console, f"{exc}", soft_wrap=True)
             raise typer.Exit(1) from None
         finally:
             set_progress(None)
     session_json = Path(report).with_name("session.json")
     for warning in json.loads(session_json.read_text(encoding="utf-8")).get("warnings", []):
-        console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
+        _error(console, warning, label="[yellow]warning:[/yellow]")
     typer.echo(f"Report: {report}")
     typer.echo(f"Session data: {session_json}")
 
@@ -253,14 +263,14 @@ def enroll_therapist(
     settings = Settings()
     try:
         if profile_path(settings.data_dir, name).exists() and not replace:
-            console.print(f"[red]error:[/red] a voice profile for {name!r} already exists; "
+            _error(console, f"a voice profile for {name!r} already exists; "
                           "add --replace to overwrite it", soft_wrap=True)
             raise typer.Exit(1)
         recordings = [decode(c, settings=settings.audio) for c in clips]
         path = enrol(name, recordings, embedder=ResemblyzerEmbedder(), vad_settings=settings.vad,
                      data_dir=settings.data_dir)
     except PipelineError as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        _error(console, f"{exc}", soft_wrap=True)
         raise typer.Exit(1) from None
     typer.echo(f"Voice profile for {name} from {len(clips)} clips: {path}")
 
@@ -286,15 +296,15 @@ def eval_diarization(
 
     console = Console()
     if not reference.is_file():
-        console.print(f"[red]error:[/red] {reference.name}: reference RTTM not found (or not a file)", soft_wrap=True)
+        _error(console, f"{reference.name}: reference RTTM not found (or not a file)", soft_wrap=True)
         raise typer.Exit(1)
     try:
         refs = read_rttm(reference)
     except (PipelineError, OSError, UnicodeDecodeError) as exc:
-        console.print(f"[red]error:[/red] {reference.name}: cannot be read as RTTM ({exc})", soft_wrap=True)
+        _error(console, f"{reference.name}: cannot be read as RTTM ({exc})", soft_wrap=True)
         raise typer.Exit(1) from None
     if not refs:
-        console.print(f"[red]error:[/red] {reference.name}: not an RTTM file (no SPEAKER lines)", soft_wrap=True)
+        _error(console, f"{reference.name}: not an RTTM file (no SPEAKER lines)", soft_wrap=True)
         raise typer.Exit(1)
     settings, embedder = Settings(), ResemblyzerEmbedder()
     table = Table(title=f"Diarization against {reference.name} (pyannote.metrics, collar {collar:g} s = "
@@ -304,18 +314,18 @@ def eval_diarization(
     failed = False
     for path in audio:
         if not path.is_file():
-            console.print(f"[red]error:[/red] {path.name}: file not found; check the path")
+            _error(console, f"{path.name}: file not found; check the path")
             failed = True
             continue
         if path.stem not in refs:
-            console.print(f"[red]error:[/red] {path.name}: no turns for '{path.stem}' in {reference.name}")
+            _error(console, f"{path.name}: no turns for '{path.stem}' in {reference.name}")
             failed = True
             continue
         try:
             score, result = evaluate_diarization_file(path, refs[path.stem], settings=settings, embedder=embedder,
                                                       num_speakers=speakers, collar_s=collar)
         except PipelineError as exc:
-            console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+            _error(console, f"{exc}", soft_wrap=True)
             failed = True
             continue
         if rttm_out is not None:

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from pipeline.features import FEATURE_NAMES
 from pipeline.types import SpeakerTurn
 from tests.conftest import SAMPLE_STM, SAMPLE_WAV, der, read_stm_text, speech_time_error_s, word_error_rate
 
@@ -70,7 +71,13 @@ def test_session_json_is_correct_for_the_sample(analysed, sample_reference_turns
     assert speech_time_error_s(sample_reference_turns, turns) <= 1.5
     assert sorted(s["roles"]["roles"].values()) == ["client", "therapist"]
     assert 0.0 <= s["metrics"]["silence_share"] <= 1.0
-    assert s["features"]["feature_names"] and len(s["features"]["frames"]) == 1
+    assert s["features"]["feature_names"] == list(FEATURE_NAMES) and len(s["features"]["frames"]) == 1
+    markers = s["session_markers"]
+    assert list(markers) == list(FEATURE_NAMES) and all(m["unit"] for m in markers.values())
+    # the sample call: the two speakers have 49 % and 51 % of the reference speech
+    assert 0.4 <= markers["client_speech_share"]["value"] <= 0.6
+    assert markers["therapist_mlu_words"]["value"] > 2
+    assert len(s["utterance_markers"]) == len(s["utterances"])
     assert re.fullmatch(r"[0-9a-f]{16}", s["settings_hash"])
     assert s["settings"]["asr"]["compute_type"] == "int8"
 
@@ -80,6 +87,7 @@ def test_report_html_shows_timeline_metrics_and_transcript(analysed):
     html = (out / "report.html").read_text()
     assert "<svg" in html and html.count("<rect") >= 5
     assert "Turn-taking" in html and "Flagged for review" in html
+    assert "Alliance markers over the session" in html and "client_framed_pauses_per_min" in html
     assert "Chicago" in html  # the transcript is in the therapist's report
     # readable without a server: no scripts, no external resources
     assert "<script" not in html and not re.search(r"(src|href)=\"https?://", html)
@@ -88,7 +96,10 @@ def test_report_html_shows_timeline_metrics_and_transcript(analysed):
 def test_outputs_hold_no_copy_of_the_audio(analysed):
     out, _ = analysed
     names = {p.name for p in out.rglob("*")}
-    assert {"report.html", "session.json", "diarization.rttm", "transcript.json", "features.csv"} <= names
+    assert {"report.html", "session.json", "diarization.rttm", "transcript.json", "features.csv",
+            "utterance_markers.csv"} <= names
+    header = (out / "utterance_markers.csv").read_text().splitlines()[0]
+    assert header.startswith("speaker,role,start [s],end [s],n_words [words]") and "text" not in header
     assert not any(p.suffix in (".npy", ".wav") for p in out.rglob("*"))
 
 
@@ -108,6 +119,16 @@ def test_missing_file_fails_with_a_message_naming_the_file(prefect_harness, tmp_
     result = runner.invoke(app, ["analyze", str(tmp_path / "gone.m4a"), "--out", str(tmp_path / "out")])
     assert result.exit_code == 1
     assert "gone.m4a: file not found" in result.output
+
+
+def test_a_broken_lexicon_file_is_refused_before_any_work(tmp_path, monkeypatch):
+    bad = tmp_path / "woorden.toml"
+    bad.write_text("[nl]\nnegations = 'niet'\n")
+    monkeypatch.setenv("ALLIANCE_FEATURES__LEXICON_PATH", str(bad))
+    result = runner.invoke(app, ["analyze", str(SAMPLE_WAV), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "woorden.toml: [nl] negations must be a list" in " ".join(result.output.split())
+    assert not (tmp_path / "out").exists()
 
 
 def test_bad_language_is_refused_before_any_work(tmp_path):
