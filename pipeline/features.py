@@ -64,6 +64,8 @@ FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("mean_gap_s", "s", "mean gap (silence) at changes of speaker [2]"),
     FeatureSpec("mean_pause_s", "s", "mean pause (silence between speech of one speaker who keeps the floor) [2]"),
     FeatureSpec("client_response_latency_s", "s", "mean floor-transfer offset from therapist to client [2]"),
+    FeatureSpec("client_question_latency_s", "s", "mean time from the end of a therapist question to the start of "
+                "the client's answer (negative: answered in overlap) [2]"),
     FeatureSpec("client_framed_pauses_per_min", "1/min",
                 "silences of at least 1 s with therapist speech on both sides and no client speech, per minute [3]"),
     FeatureSpec("overlap_rate_per_min", "1/min", "changes of speaker with overlap, per minute [2]"),
@@ -88,6 +90,8 @@ FEATURES: tuple[FeatureSpec, ...] = (
                 "substantive client answer (minimal responses and backchannels do not end a run)"),
     FeatureSpec("therapist_questions_after_silence_per_min", "1/min",
                 "therapist questions that follow at least 2 s of silence, per minute"),
+    FeatureSpec("therapist_share_client_withdrawn", "ratio", "therapist share of speech in a window where at least "
+                "half of the therapist's questions got a minimal or no answer (NaN otherwise)"),
     # age-adapted language [4]
     FeatureSpec("therapist_mlu_words", "words", "therapist mean length of utterance in words [4]"),
     FeatureSpec("therapist_syllables_per_word", "syllables/word", "therapist mean word length in syllables"),
@@ -323,11 +327,15 @@ def window_features(diarization: Diarization, roles: RoleAssignment, utterances:
         cm = [markers[i] for i in idx if markers[i].role == "client"]
         tm = [markers[i] for i in idx if markers[i].role == "therapist"]
         questions = [i for i in idx if markers[i].role == "therapist" and markers[i].is_question]
-        minimal = 0
+        minimal, q_latency = 0, []
         for q in questions:
             nxt = next((markers[j] for j in range(q + 1, len(markers)) if markers[j].role != "parent"), None)
             if nxt is not None and (nxt.role == "therapist" or (nxt.role == "client" and nxt.is_minimal_response)):
                 minimal += 1
+            if nxt is not None and nxt.role == "client":
+                q_latency.append(nxt.start - markers[q].end)
+        minimal_share = minimal / len(questions) if questions else 0.0
+        withdrawn = bool(questions) and minimal_share >= 0.5
         run = best_run = 0
         for i in idx:
             m = markers[i]
@@ -363,6 +371,7 @@ def window_features(diarization: Diarization, roles: RoleAssignment, utterances:
             float(np.mean(gaps)) if gaps else 0.0,
             float(np.mean(pauses)) if pauses else 0.0,
             float(np.mean(latencies)) if latencies else math.nan,
+            float(np.mean(q_latency)) if q_latency else math.nan,
             per_min(sum(1 for s0, _ in pauses_framed if a <= s0 < b)),
             per_min(sum(1 for _, _, o in offsets if o < 0)),
             per_min(sum(1 for _, n, o in offsets if o < 0 and n.speaker in clients)),
@@ -371,7 +380,7 @@ def window_features(diarization: Diarization, roles: RoleAssignment, utterances:
             float(np.mean([t.duration for t in ft_client])) if ft_client else 0.0,
             float(np.mean([t.duration for t in ft_therapist])) if ft_therapist else 0.0,
             float(np.mean([m.n_words for m in cm])) if cm else 0.0,
-            minimal / len(questions) if questions else 0.0,
+            minimal_share,
             per_min(sum(1 for m in cm if m.is_minimal_response)),
             per_min(sum(1 for m in cm if m.is_backchannel)),
             sum(m.negations for m in cm) / len(cm) if cm else 0.0,
@@ -380,6 +389,7 @@ def window_features(diarization: Diarization, roles: RoleAssignment, utterances:
             per_min(len(questions)),
             float(best_run),
             per_min(after_silence),
+            therapist_speech / speech_time if withdrawn and speech_time > 0 else math.nan,
             mlu_t,
             t_syl / t_words if t_words else math.nan,
             mlu_t / mlu_c if math.isfinite(mlu_t) and math.isfinite(mlu_c) and mlu_c > 0 else math.nan,

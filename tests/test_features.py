@@ -101,6 +101,8 @@ def test_turn_taking_pressure_and_language_markers_known_values():
     assert v["client_complaints_per_min"] == pytest.approx(2 * per_min)  # stom, saai
     assert v["therapist_question_run_max"] == 3.0
     assert v["therapist_questions_after_silence_per_min"] == pytest.approx(1 * per_min)
+    assert v["client_question_latency_s"] == pytest.approx((0.5 - 0.5) / 2)  # "ja" after 0.5 s; the interruption
+    assert v["therapist_share_client_withdrawn"] == pytest.approx(8.0 / 12.5)  # 2 of 3 questions: withdrawn
     assert v["therapist_mlu_words"] == pytest.approx(16 / 5)
     assert v["therapist_client_mlu_ratio"] == pytest.approx((16 / 5) / ((1 + 11 + 1) / 3))
     assert v["therapist_syllables_per_word"] > 1.0
