@@ -12,14 +12,47 @@ from pipeline.types import Diarization, SpeakerTurn, SpeechRegion, Transcript, W
 from tests.conftest import der, speech_time_error_s
 
 
-def test_der_on_sample_is_at_most_10_percent(sample_diarization, sample_reference_turns):
+def test_der_on_sample_is_at_most_8_percent(sample_diarization, sample_reference_turns):
     result = der(sample_reference_turns, sample_diarization.turns, uri="sample", collar=0.5)
-    assert result["diarization error rate"] <= 0.10, result
+    assert result["diarization error rate"] <= 0.08, result  # measured 1.2 %
 
 
 def test_speech_time_per_speaker_within_1_5_s(sample_diarization, sample_reference_turns):
     assert len(sample_diarization.speakers) == 2
     assert speech_time_error_s(sample_reference_turns, sample_diarization.turns) <= 1.5
+
+
+@pytest.mark.parametrize("stem", ["dev00", "dev01"])
+def test_der_on_the_meeting_excerpts_is_at_most_20_percent(stem, embedder, settings):
+    from pipeline.evaluation import evaluate_diarization_file
+    from pipeline.rttm import read_rttm
+    from tests.conftest import ROOT
+
+    ref = read_rttm(ROOT / "tests/data/ami/dev.rttm")[stem]
+    score, result = evaluate_diarization_file(ROOT / f"tests/data/ami/{stem}.flac", ref, settings=settings,
+                                              embedder=embedder, collar_s=0.5)
+    assert score.der <= 0.20, score  # measured 17.7 % and 13.2 %
+    assert result.method.endswith("+gmm-resegmentation")
+
+
+def test_resegmentation_moves_a_late_boundary_to_the_voice_change():
+    from pipeline.diarization import FRAME_S, resegment
+
+    sr, rng = 16000, np.random.default_rng(0)
+    t = np.arange(int(6 * sr)) / sr
+    low = sum(np.sin(2 * np.pi * 110 * k * t) / k for k in range(1, 12))  # a low, buzzy voice
+    high = np.sin(2 * np.pi * 330 * t) + 0.5 * np.sin(2 * np.pi * 660 * t)  # a high, pure one
+    x = np.where(t < 3.0, low / 4, high / 4) + 0.01 * rng.standard_normal(t.size)
+    n = int(round(6 / FRAME_S))
+    seeded = np.where(np.arange(n) * FRAME_S < 3.5, 0, 1)  # first pass: change 0.5 s too late
+    out = resegment(x.astype(np.float32), sr, seeded, n_speakers=2, n_components=2, smooth_s=0.2)
+    change = np.flatnonzero(np.diff(out))
+    assert change.size == 1 and abs((change[0] + 1) * FRAME_S - 3.0) <= 0.15
+    # too few frames of one speaker to fit a mixture: labels come back unchanged
+    few = seeded.copy()
+    few[:] = 0
+    few[:5] = 1
+    assert (resegment(x.astype(np.float32), sr, few, n_speakers=2) == few).all()
 
 
 def test_turns_are_ordered_and_disjoint(sample_diarization):
@@ -75,7 +108,9 @@ def test_diarize_with_a_fake_embedder_recovers_known_turns():
     low, high = 0.3 * np.sin(2 * np.pi * 200 * t), 0.3 * np.sin(2 * np.pi * 1200 * t)
     signal = np.concatenate([low, np.zeros(sr), high, low]).astype(np.float32)  # A 0-4, silence, B 5-9, A 9-13
     speech = (SpeechRegion(0.0, 4.0), SpeechRegion(5.0, 13.0))
-    d = diarize(signal, sr, speech, num_speakers=2, settings=DiarizationSettings(), embedder=_ToneEmbedder())
+    # the first pass only: pure tones have no spread of MFCCs for the resegmentation mixtures to fit
+    d = diarize(signal, sr, speech, num_speakers=2, settings=DiarizationSettings(resegment=False),
+                embedder=_ToneEmbedder())
     assert [t.speaker for t in d.turns] == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_00"]
     assert d.turns[0].start == pytest.approx(0.0, abs=0.05) and d.turns[0].end == pytest.approx(4.0, abs=0.05)
     assert d.turns[1].start == pytest.approx(5.0, abs=0.05) and d.turns[1].end == pytest.approx(9.0, abs=0.15)
