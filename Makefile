@@ -4,9 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench shipped-model clean
 
 $(STAMP): pyproject.toml Makefile
+	# espeak-ng voices the session simulator (Debian package; CI runs as root).
+	command -v espeak-ng >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends espeak-ng >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update >/dev/null && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends espeak-ng >/dev/null; }; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# CPU build from local disk; an unpinned torch pulls gigabytes of CUDA.
@@ -25,6 +30,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest
+
+# Rebuild the shipped classifier from simulated sessions (about 40 minutes on 2 cores).
+shipped-model: install
+	$(PY) -m models.ship --version $(VERSION)
 
 clean:
 	rm -rf $(VENV) alliance-data .pytest_cache

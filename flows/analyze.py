@@ -241,7 +241,7 @@ def finish_session(work_dir: str, out_dir: str, session_id: str, rec: Recording,
                    dia: Diarization, meta: SessionMetadata, settings: Settings,
                    therapist_id: str | None = None) -> str:
     """Roles, metrics, prosody, features, flags and the report for one session."""
-    from models.artifact import load_model
+    from models.artifact import active_model_path, load_model
     from models.flagging import flag_windows
 
     samples = np.asarray(_load_audio(Path(work_dir)))
@@ -273,7 +273,7 @@ def finish_session(work_dir: str, out_dir: str, session_id: str, rec: Recording,
     common = dict(duration_s=rec.duration_s, settings=settings.features, markers=marks, speech=speech)
     features = window_features(dia_tt, roles, utts, prosody, **common)
     markers_session = session_markers(dia_tt, roles, utts, prosody, **common)
-    bundle = load_model(settings.model.active_model)
+    bundle = load_model(active_model_path(settings))
     flags = flag_windows(features, bundle, threshold=settings.model.flag_threshold,
                          min_speech_s=settings.model.min_window_speech_s)
     _report_progress("flags", 1.0)
@@ -281,7 +281,7 @@ def finish_session(work_dir: str, out_dir: str, session_id: str, rec: Recording,
         session_id=session_id, recording=rec, speech_regions=speech, transcript=attributed, diarization=dia,
         roles=roles, utterances=utts, metrics=metrics, prosody=prosody, features=features, flags=flags,
         model_version=bundle.version,
-        flag_threshold=settings.model.flag_threshold or bundle.threshold,
+        flag_threshold=settings.model.flag_threshold or bundle.threshold,  # per-type values: the model card
         settings_hash=settings.settings_hash(), settings=settings.public_dict(),
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         software_version=pipeline.__version__,

@@ -342,3 +342,131 @@ def eval_diarization(
 
 if __name__ == "__main__":  # pragma: no cover
     app()
+
+
+@app.command()
+def simulate(
+    sessions: int = typer.Option(..., "--sessions", min=1, help="Number of sessions to write."),
+    language: str = typer.Option(..., "--language", help="nl or en."),
+    out: Path = typer.Option(..., "--out", help="Dataset folder (one subfolder per session)."),
+    seed: int = typer.Option(0, "--seed", help="First seed; session i uses seed + i."),
+    min_minutes: float = typer.Option(5.0, "--min-minutes", min=0.5, help="Shortest session, minutes."),
+    max_minutes: float = typer.Option(20.0, "--max-minutes", min=0.5, help="Longest session, minutes."),
+) -> None:
+    """Write simulated, rupture-annotated sessions (espeak-ng voices) in the training format."""
+    from rich.console import Console
+
+    from models.simulate import espeak_available, simulate as run
+
+    console = Console(stderr=True)
+    if language not in ("nl", "en"):
+        _error(console, f"--language must be nl or en. Got {language!r} instead.")
+        raise typer.Exit(2)
+    if min_minutes > max_minutes:
+        _error(console, f"--min-minutes ({min_minutes:g}) is more than --max-minutes ({max_minutes:g})")
+        raise typer.Exit(2)
+    if not espeak_available():
+        _error(console, "espeak-ng is not installed; run `make install` (it runs apt-get install espeak-ng)")
+        raise typer.Exit(1)
+    try:
+        paths = run(out, sessions=sessions, language=language, seed=seed, minutes=(min_minutes, max_minutes))
+    except (FileExistsError, ValueError) as exc:
+        _error(console, str(exc))
+        raise typer.Exit(1) from None
+    typer.echo(f"Wrote {len(paths)} sessions to {out}")
+
+
+def _print_metrics(title: str, result: dict) -> None:
+    from models.training import format_metrics
+
+    typer.echo(title)
+    typer.echo(format_metrics(result))
+
+
+@app.command()
+def retrain(
+    data: list[Path] = typer.Option(..., "--data", help="Dataset folder of annotated sessions (repeatable)."),
+    version: str = typer.Option(..., "--version", help="Name of the new model (a folder under <data dir>/models)."),
+    target_recall: float = typer.Option(0.8, "--target-recall", min=0.05, max=1.0,
+                                        help="Recall the flag thresholds are chosen for."),
+    holdout: list[Path] = typer.Option([], "--holdout", help="Sessions never trained on, scored into the card."),
+    activate: bool = typer.Option(False, "--activate", help="Make the new model the active one."),
+) -> None:
+    """Train a classifier on annotated sessions: grouped cross-validation by client, thresholds, model card."""
+    import re
+
+    from rich.console import Console
+
+    from models.artifact import user_models_dir
+    from pipeline.errors import PipelineError
+    from pipeline.settings import Settings
+
+    console = Console(stderr=True)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", version):
+        _error(console, f"--version must be letters, digits, '.', '_' or '-'. Got {version!r} instead.")
+        raise typer.Exit(2)
+    settings = Settings()
+    if (user_models_dir(settings.data_dir) / version).exists():
+        _error(console, f"model {version!r} already exists in {user_models_dir(settings.data_dir)}; models are never "
+                        "overwritten, choose a new --version")
+        raise typer.Exit(1)
+    from flows.retrain import retrain_model
+
+    try:
+        folder = retrain_model([str(d) for d in data], version, target_recall=target_recall,
+                               holdout_dirs=[str(h) for h in holdout], activate=activate)
+    except PipelineError as exc:
+        _error(console, str(exc))
+        raise typer.Exit(1) from None
+    card = json.loads((Path(folder) / "model_card.json").read_text())
+    _print_metrics(f"Cross-validation grouped by client ({card['metrics']['cross_validation']['n_splits']} folds):",
+                   card["metrics"]["cross_validation"])
+    if "heldout" in card["metrics"]:
+        _print_metrics("Held-out sessions:", card["metrics"]["heldout"])
+    typer.echo(f"Model: {folder}" + (" (active)" if activate else
+                                     f"\nMake it active with: alliance activate-model {version}"))
+
+
+@app.command()
+def evaluate(
+    data: list[Path] = typer.Option(..., "--data", help="Dataset folder of annotated sessions (repeatable)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder (default: the active model)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON here."),
+) -> None:
+    """Score a saved model on annotated sessions at its own thresholds (AUROC, AUPRC, recall, precision, Brier)."""
+    from rich.console import Console
+
+    from models.artifact import active_model_path
+    from models.training import evaluate as run, to_json
+    from pipeline.errors import PipelineError
+    from pipeline.settings import Settings
+
+    console = Console(stderr=True)
+    settings = Settings()
+    try:
+        result = run(model if model is not None else active_model_path(settings), data, settings,
+                     progress=lambda m: console.print(m, markup=False))
+    except PipelineError as exc:
+        _error(console, str(exc))
+        raise typer.Exit(1) from None
+    _print_metrics(f"Model {result['model']} on {result['n_sessions']} sessions of {result['n_clients']} clients:",
+                   result)
+    if json_out is not None:
+        json_out.write_text(to_json(result) + "\n")
+
+
+@app.command("activate-model")
+def activate_model_cmd(version: str = typer.Argument(..., help="A model in <data dir>/models/.")) -> None:
+    """Make a retrained model the one the analysis and the nightly run use."""
+    from rich.console import Console
+
+    from models.artifact import activate_model
+    from pipeline.errors import PipelineError
+    from pipeline.settings import Settings
+
+    try:
+        folder = activate_model(Settings(), version)
+    except PipelineError as exc:
+        _error(Console(stderr=True), str(exc))
+        raise typer.Exit(1) from None
+    typer.echo(f"Active model: {folder}")

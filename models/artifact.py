@@ -43,6 +43,11 @@ class ModelBundle:
     def threshold(self) -> float:
         return float(self.card["threshold"]["value"])
 
+    def class_threshold(self, class_index: int) -> float:
+        """Flag threshold of one rupture class: the card's per-class value, else its single value."""
+        per = self.card["threshold"].get("per_class", {})
+        return float(per.get(CLASSES[class_index], self.threshold))
+
     @property
     def feature_names(self) -> tuple[str, ...]:
         """The markers the model reads, in its column order (a subset of ``FEATURE_NAMES``)."""
@@ -92,7 +97,9 @@ def save_model(estimator: Any, card: dict, *, root: Path = ARTIFACTS_DIR) -> Pat
         raise ModelArtifactError(f"{folder}: artifact already exists; artifacts are never overwritten, "
                                  "choose a new version")
     folder.mkdir(parents=True)
-    card = {**card, "library_versions": library_versions()}
+    from pipeline.types import to_jsonable
+
+    card = to_jsonable({**card, "library_versions": library_versions()})  # NaN → null: valid JSON
     sio.dump(estimator, folder / MODEL_FILE)
     (folder / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
     (folder / CARD_MD_FILE).write_text(render_card_markdown(card))
@@ -108,11 +115,56 @@ def render_card_markdown(card: dict) -> str:
             lines += [f"## {title}", "", str(card[key]), ""]
     lines += ["## Features", "", "| name | unit |", "|---|---|"]
     lines += [f"| {n} | {u} |" for n, u in zip(card["feature_names"], card.get("feature_units", []))]
-    lines += ["", "## Threshold", "", f"{card['threshold']['value']}: {card['threshold']['why']}", ""]
+    per = card["threshold"].get("per_class")
+    value = ", ".join(f"{k} {v}" for k, v in per.items()) if per else card["threshold"]["value"]
+    lines += ["", "## Threshold", "", f"{value}: {card['threshold']['why']}", ""]
     if "metrics" in card:
         lines += ["## Metrics", "", "```json", json.dumps(card["metrics"], indent=2), "```", ""]
     lines += ["## Library versions", ""] + [f"- {k} {v}" for k, v in card.get("library_versions", {}).items()]
     return "\n".join(lines) + "\n"
+
+
+ACTIVE_FILE = "ACTIVE"
+
+
+def user_models_dir(data_dir: str | Path) -> Path:
+    """Where ``alliance retrain`` saves models: ``<data dir>/models``."""
+    return Path(data_dir) / "models"
+
+
+def active_model_path(settings) -> Path | None:
+    """The model folder to use: ``ALLIANCE_MODEL__ACTIVE_MODEL``, else the one ``alliance activate-model`` chose
+    (``<data dir>/models/ACTIVE``), else None (the newest model shipped in ``models/artifacts/``).
+
+    Raises
+    ------
+    ModelArtifactError
+        The ACTIVE file names a model folder that no longer exists.
+    """
+    if settings.model.active_model is not None:
+        return Path(settings.model.active_model)
+    pointer = user_models_dir(settings.data_dir) / ACTIVE_FILE
+    if pointer.is_file():
+        folder = user_models_dir(settings.data_dir) / pointer.read_text(encoding="utf-8").strip()
+        if not (folder / CARD_FILE).is_file():
+            raise ModelArtifactError(f"{pointer}: names model {folder.name!r}, which is not in {folder.parent}; "
+                                     "run `alliance activate-model VERSION` with an existing version")
+        return folder
+    return None
+
+
+def activate_model(settings, version: str) -> Path:
+    """Make ``<data dir>/models/<version>`` the active model (it must load with this code).
+
+    Raises
+    ------
+    ModelArtifactError
+        No such model, or it does not load (features, library versions).
+    """
+    folder = user_models_dir(settings.data_dir) / version
+    load_model(folder)
+    (user_models_dir(settings.data_dir) / ACTIVE_FILE).write_text(version + "\n", encoding="utf-8")
+    return folder
 
 
 def newest_artifact(root: Path = ARTIFACTS_DIR) -> Path:

@@ -86,7 +86,7 @@ def flag_windows(features: SessionFeatures, bundle: ModelBundle, *, threshold: f
     bundle : ModelBundle
         Loaded classifier.
     threshold : float in (0, 1), optional
-        Overrides the model card's threshold.
+        Overrides the model card's thresholds (one per rupture type, or one for both).
     min_speech_s : float >= 0
         Windows with less speech than this (seconds, any speaker) are never
         flagged: no talk at all is not evidence of a rupture.
@@ -98,14 +98,14 @@ def flag_windows(features: SessionFeatures, bundle: ModelBundle, *, threshold: f
     """
     if not features.frames:
         return ()
-    threshold = bundle.threshold if threshold is None else threshold
     X = features.matrix()[:, bundle.columns()]
     proba = bundle.estimator.predict_proba(X)
     flags: list[RuptureFlag] = []
     for k in range(1, len(CLASSES)):
         current: list[int] = []
         for i, frame in enumerate(features.frames):
-            if proba[i, k] >= threshold and frame.speech_s >= min_speech_s:
+            cut = bundle.class_threshold(k) if threshold is None else threshold
+            if proba[i, k] >= cut and frame.speech_s >= min_speech_s:
                 if current and frame.start > features.frames[current[-1]].end:
                     flags.append(_merge(features, bundle, X, proba, current, k))
                     current = []

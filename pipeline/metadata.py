@@ -33,6 +33,7 @@ class SessionMetadata:
     speaker_roles: Mapping[str, str] = field(default_factory=dict)
     therapist_id: str | None = None
     client_age_years: float | None = None
+    client_id: str | None = None
     other_names: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -101,6 +102,9 @@ def load_metadata(path: str | Path) -> SessionMetadata:
     other = raw.get("other_names", {})
     if not isinstance(other, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in other.items()):
         raise MetadataError(path, "'other_names' must map names to labels, for example {\"Tim\": \"sibling\"}")
+    client = raw.get("client_id")
+    if client is not None and (not isinstance(client, str) or not client.strip() or "/" in client or "\\" in client):
+        raise MetadataError(path, f"'client_id' must be a non-empty pseudonym without slashes; found {client!r}")
     return SessionMetadata(session_id=sid, language=lang, participants=tuple(participants), speaker_roles=roles,
                            therapist_id=therapist, client_age_years=None if age is None else float(age),
-                           other_names=other)
+                           other_names=other, client_id=client)

@@ -1,0 +1,47 @@
+"""Prefect flow ``retrain_model``: the researcher's retraining, schedulable or run on a work pool.
+
+Thin wiring around :func:`models.training.train`; the same code runs from
+``alliance retrain``.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+
+@flow(name="retrain_model", persist_result=False, log_prints=False)
+def retrain_model(data_dirs: list[str], version: str, target_recall: float = 0.8,
+                  holdout_dirs: list[str] | None = None, activate: bool = False) -> str:
+    """Train a classifier on annotated sessions and save it under ``<data dir>/models/<version>/``.
+
+    Parameters
+    ----------
+    data_dirs : list of str
+        Dataset folders (one subfolder per annotated session).
+    version : str
+        New model version (folder name; never overwritten).
+    target_recall : float in (0, 1]
+        Recall the flag thresholds are chosen for.
+    holdout_dirs : list of str, optional
+        Sessions scored by the final model and recorded in its card.
+    activate : bool
+        Make it the active model when saved.
+
+    Returns
+    -------
+    str
+        The model folder.
+    """
+    from models.artifact import activate_model, user_models_dir
+    from models.training import train
+    from pipeline.settings import Settings
+
+    log = get_run_logger()
+    settings = Settings()
+    folder = train(data_dirs, version=version, settings=settings, root=user_models_dir(settings.data_dir),
+                   target_recall=target_recall, holdout_dirs=holdout_dirs or (), progress=log.info)
+    log.info("model %s saved in %s", version, folder)
+    if activate:
+        activate_model(settings, version)
+        log.info("model %s is now the active model", version)
+    return str(folder)

@@ -1,0 +1,181 @@
+"""Labelled sessions on disk: discovery, validation, features and window labels.
+
+A dataset is a folder with one subfolder per session. A session folder holds
+
+* one recording (wav, flac, mp3, ogg, opus, m4a);
+* ``metadata.json``: ``session_id``, ``client_id`` (a pseudonym; sessions of one
+  client are kept together in cross-validation), ``language``, and
+  ``participants`` with their roles (and the client's ``age``), as for
+  ``alliance analyze --metadata``;
+* the rupture annotations: ``ruptures.csv`` (``start_s,end_s,label[,marker]``),
+  or one ELAN ``.eaf`` or Praat ``.TextGrid`` file with a tier named ``rupture``
+  (see :mod:`pipeline.annotations`).
+
+Features come from the same analysis flow the clinic runs (``analyze_session``),
+so a model is trained on exactly what it will see. They are cached under
+``<data dir>/feature-cache/`` by recording hash and settings hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from pipeline.errors import InputError
+from pipeline.types import FeatureFrame, SessionFeatures
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
+LABELS = ("none", "withdrawal", "confrontation")
+MIN_COVER_S = 10.0  # a window is labelled with a rupture type when at least this much of it is annotated
+
+
+@dataclass(frozen=True)
+class LabelledSession:
+    """One annotated session found on disk."""
+
+    folder: Path
+    recording: Path
+    metadata: Path
+    annotations: Path
+    session_id: str
+    client_id: str
+    language: str | None
+
+
+def discover_sessions(data_dir: str | Path) -> list[LabelledSession]:
+    """Find and check every session folder under ``data_dir``.
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        Dataset folder (one subfolder per session).
+
+    Returns
+    -------
+    list of LabelledSession
+        Sorted by folder name.
+
+    Raises
+    ------
+    InputError
+        The folder does not exist or holds no session; a session folder has no
+        or several recordings, no ``metadata.json``, metadata without a
+        ``client_id``, or no or several annotation files. The message names the
+        folder or file.
+    """
+    from pipeline.metadata import load_metadata
+
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise InputError(root, "dataset folder not found")
+    out = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        audio = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+        if not audio:
+            continue  # not a session folder (e.g. a cache)
+        if len(audio) > 1:
+            raise InputError(folder, f"holds {len(audio)} recordings ({', '.join(p.name for p in audio)}); "
+                                     "keep one recording per session folder")
+        meta_path = folder / "metadata.json"
+        if not meta_path.is_file():
+            raise InputError(folder, "missing metadata.json (session_id, client_id, language, participants)")
+        meta = load_metadata(meta_path)
+        if not meta.client_id:
+            raise InputError(meta_path, "missing 'client_id': sessions of one client must stay together when "
+                                        "evaluating, so every session needs its client's pseudonym")
+        notes = [p for p in folder.iterdir() if p.name == "ruptures.csv" or p.suffix.lower() in (".eaf", ".textgrid")]
+        if len(notes) != 1:
+            raise InputError(folder, "needs exactly one annotation file (ruptures.csv, a .eaf or a .TextGrid); "
+                                     f"found {len(notes)}")
+        out.append(LabelledSession(folder, audio[0], meta_path, notes[0], meta.session_id or folder.name,
+                                   meta.client_id, meta.language))
+    if not out:
+        raise InputError(root, "no session folders found (each needs a recording, metadata.json and annotations)")
+    ids = [s.session_id for s in out]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise InputError(root, f"session ids used twice: {', '.join(dup)}")
+    return out
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def session_features(session: LabelledSession, settings) -> tuple[SessionFeatures, float]:
+    """Per-window markers of one session, from the analysis flow (cached).
+
+    Parameters
+    ----------
+    session : LabelledSession
+    settings : Settings
+        Analysis settings; their hash is part of the cache key.
+
+    Returns
+    -------
+    (SessionFeatures, duration_s)
+
+    Raises
+    ------
+    PipelineError
+        The recording cannot be analysed (the message names it).
+    """
+    from pipeline.features import FEATURE_NAMES
+
+    names = hashlib.sha256(",".join(FEATURE_NAMES).encode()).hexdigest()[:6]
+    key = f"{_sha256(session.recording)[:16]}-{settings.settings_hash()[:8]}-{names}"
+    cache = Path(settings.data_dir) / "feature-cache" / key
+    done = cache / "features.json"
+    if not done.is_file():
+        from flows.analyze import analyze_session
+
+        analyze_session(str(session.recording), out_dir=str(cache / "analysis"), metadata_path=str(session.metadata),
+                        session_id=session.session_id)
+        s = json.loads((cache / "analysis" / "session.json").read_text(encoding="utf-8"))
+        done.write_text(json.dumps({"features": s["features"], "duration_s": s["recording"]["duration_s"]}),
+                        encoding="utf-8")
+    raw = json.loads(done.read_text(encoding="utf-8"))
+    f = raw["features"]
+    frames = tuple(FeatureFrame(fr["start"], fr["end"], tuple(math.nan if v is None else float(v) for v in fr["values"]),
+                                fr.get("speech_s", 0.0)) for fr in f["frames"])
+    return SessionFeatures(tuple(f["feature_names"]), tuple(f["units"]), frames), float(raw["duration_s"])
+
+
+def window_labels(features: SessionFeatures, annotations: Sequence, *, min_cover_s: float = MIN_COVER_S) -> np.ndarray:
+    """Class index per analysis window: 0 none, 1 withdrawal, 2 confrontation.
+
+    A window takes the rupture type whose annotated intervals cover at least
+    ``min_cover_s`` seconds of it (the type covering more, when both do);
+    otherwise it is 0.
+
+    Parameters
+    ----------
+    features : SessionFeatures
+        Windows with start and end in seconds.
+    annotations : sequence of RuptureAnnotation
+    min_cover_s : float > 0
+
+    Returns
+    -------
+    np.ndarray, shape (n_windows,), dtype int
+    """
+    out = np.zeros(len(features.frames), dtype=int)
+    for i, fr in enumerate(features.frames):
+        cover = {k: 0.0 for k in LABELS[1:]}
+        for a in annotations:
+            cover[a.label] += max(0.0, min(fr.end, a.end) - max(fr.start, a.start))
+        best = max(cover, key=cover.get)
+        needed = min(min_cover_s, 0.5 * (fr.end - fr.start))
+        if cover[best] >= needed:
+            out[i] = LABELS.index(best)
+    return out

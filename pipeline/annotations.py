@@ -1,0 +1,193 @@
+"""Rupture annotations: read, check and write them.
+
+Three formats hold the same thing, a list of rupture episodes with a 3RS
+rupture type (Eubanks, Muran & Safran 2015) and, optionally, the 3RS marker:
+
+* CSV with a header ``start_s,end_s,label[,marker]`` (times in seconds);
+* ELAN ``.eaf`` (read with ``pympi-ling``) and Praat ``.TextGrid`` (read with
+  ``praatio``): a tier named ``rupture`` whose annotation values are
+  ``label`` or ``label: marker``.
+
+``label`` is ``withdrawal`` or ``confrontation``. Episodes must not overlap,
+must end after they start, and must lie within the recording.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from pipeline.errors import InputError
+
+RUPTURE_LABELS = ("withdrawal", "confrontation")
+TIER = "rupture"
+END_TOLERANCE_S = 0.5  # an episode may end this far past the recording's end (rounding of annotation tools)
+
+
+@dataclass(frozen=True)
+class RuptureAnnotation:
+    """One annotated rupture episode, times in seconds."""
+
+    start: float
+    end: float
+    label: str
+    marker: str | None = None
+
+
+def _check(path: Path, items: list[tuple[str, RuptureAnnotation]], duration_s: float | None) -> tuple[RuptureAnnotation, ...]:
+    """Validate (where, annotation) pairs; ``where`` names the line or interval in messages."""
+    for where, a in items:
+        if a.label not in RUPTURE_LABELS:
+            raise InputError(path, f"{where}: unknown label {a.label!r}; use one of {', '.join(RUPTURE_LABELS)}")
+        if not a.end > a.start:
+            raise InputError(path, f"{where}: ends at {a.end:g} s, not after its start {a.start:g} s")
+        if a.start < 0:
+            raise InputError(path, f"{where}: starts before 0 s ({a.start:g} s)")
+        if duration_s is not None and a.end > duration_s + END_TOLERANCE_S:
+            raise InputError(path, f"{where}: ends at {a.end:g} s, past the end of the recording ({duration_s:.1f} s)")
+    ordered = sorted(items, key=lambda wa: wa[1].start)
+    for (w1, a1), (w2, a2) in zip(ordered, ordered[1:]):
+        if a2.start < a1.end:
+            raise InputError(path, f"{w2} overlaps {w1} ({a2.start:g}–{a2.end:g} s against {a1.start:g}–{a1.end:g} s); "
+                                   "rupture episodes must not overlap")
+    return tuple(a for _, a in ordered)
+
+
+def _split_value(value: str) -> tuple[str, str | None]:
+    label, _, marker = value.partition(":")
+    return label.strip().lower(), (marker.strip() or None)
+
+
+def read_rupture_csv(path: str | Path, *, duration_s: float | None = None) -> tuple[RuptureAnnotation, ...]:
+    """Read ``start_s,end_s,label[,marker]`` rows.
+
+    Parameters
+    ----------
+    path : str or Path
+    duration_s : float, optional
+        Recording length in seconds; episodes may not end after it.
+
+    Returns
+    -------
+    tuple of RuptureAnnotation
+        In time order.
+
+    Raises
+    ------
+    InputError
+        Missing file, wrong header, a row with a missing or non-numeric time,
+        an unknown label, an episode ending before it starts or past the
+        recording, or overlapping episodes; the message names the file and line.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(path, "annotation file not found") from None
+    except UnicodeDecodeError:
+        raise InputError(path, "not a UTF-8 text file") from None
+    rows = list(csv.reader(text.splitlines()))
+    if not rows or [c.strip() for c in rows[0][:3]] != ["start_s", "end_s", "label"]:
+        raise InputError(path, "line 1: header must be start_s,end_s,label[,marker]")
+    items = []
+    for n, row in enumerate(rows[1:], start=2):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) < 3:
+            raise InputError(path, f"line {n}: needs start_s, end_s and label; found {len(row)} field(s)")
+        try:
+            start, end = float(row[0]), float(row[1])
+        except ValueError:
+            raise InputError(path, f"line {n}: start_s and end_s must be numbers of seconds; "
+                                   f"found {row[0]!r}, {row[1]!r}") from None
+        marker = row[3].strip() if len(row) > 3 and row[3].strip() else None
+        items.append((f"line {n}", RuptureAnnotation(start, end, row[2].strip().lower(), marker)))
+    return _check(path, items, duration_s)
+
+
+def read_eaf(path: str | Path, *, duration_s: float | None = None) -> tuple[RuptureAnnotation, ...]:
+    """Read the ``rupture`` tier of an ELAN file (values ``label`` or ``label: marker``).
+
+    Raises
+    ------
+    InputError
+        The file cannot be parsed, has no ``rupture`` tier, or an annotation
+        fails the checks of :func:`read_rupture_csv`; the message names the file.
+    """
+    import pympi
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "annotation file not found")
+    try:
+        eaf = pympi.Elan.Eaf(str(path))
+    except Exception as exc:  # pympi raises bare parser errors of several kinds
+        raise InputError(path, f"not a readable ELAN file ({type(exc).__name__})") from None
+    if TIER not in eaf.get_tier_names():
+        raise InputError(path, f"no tier named '{TIER}' (tiers: {', '.join(sorted(eaf.get_tier_names())) or 'none'})")
+    items = []
+    for i, ann in enumerate(sorted(eaf.get_annotation_data_for_tier(TIER)), start=1):
+        label, marker = _split_value(str(ann[2]))
+        items.append((f"tier {TIER} annotation {i}", RuptureAnnotation(ann[0] / 1000.0, ann[1] / 1000.0, label, marker)))
+    return _check(path, items, duration_s)
+
+
+def read_textgrid(path: str | Path, *, duration_s: float | None = None) -> tuple[RuptureAnnotation, ...]:
+    """Read the ``rupture`` interval tier of a Praat TextGrid (empty intervals are no rupture).
+
+    Raises
+    ------
+    InputError
+        The file cannot be parsed, has no ``rupture`` tier, or an interval
+        fails the checks of :func:`read_rupture_csv`; the message names the file.
+    """
+    from praatio import textgrid
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "annotation file not found")
+    try:
+        tg = textgrid.openTextgrid(str(path), includeEmptyIntervals=False)
+    except Exception as exc:  # praatio raises several parser error types
+        raise InputError(path, f"not a readable TextGrid ({type(exc).__name__})") from None
+    if TIER not in tg.tierNames:
+        raise InputError(path, f"no tier named '{TIER}' (tiers: {', '.join(tg.tierNames) or 'none'})")
+    items = []
+    for i, entry in enumerate(tg.getTier(TIER).entries, start=1):
+        if not str(entry.label).strip():
+            continue
+        label, marker = _split_value(str(entry.label))
+        items.append((f"tier {TIER} interval {i}", RuptureAnnotation(float(entry.start), float(entry.end), label, marker)))
+    return _check(path, items, duration_s)
+
+
+def read_annotations(path: str | Path, *, duration_s: float | None = None) -> tuple[RuptureAnnotation, ...]:
+    """Read rupture annotations in any supported format, chosen by the file's suffix.
+
+    Raises
+    ------
+    InputError
+        An unsupported suffix, or any problem named by the format's reader.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return read_rupture_csv(path, duration_s=duration_s)
+    if suffix == ".eaf":
+        return read_eaf(path, duration_s=duration_s)
+    if suffix == ".textgrid":
+        return read_textgrid(path, duration_s=duration_s)
+    raise InputError(path, "unsupported annotation format; use .csv, .eaf or .TextGrid")
+
+
+def write_rupture_csv(path: str | Path, annotations: Sequence[RuptureAnnotation]) -> Path:
+    """Write annotations as ``start_s,end_s,label,marker`` (times rounded to 10 ms)."""
+    path = Path(path)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["start_s", "end_s", "label", "marker"])
+        for a in annotations:
+            w.writerow([round(a.start, 2), round(a.end, 2), a.label, a.marker or ""])
+    return path

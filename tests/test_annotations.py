@@ -1,0 +1,104 @@
+"""Rupture annotations: the three formats and every kind of bad annotation, each naming the file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.annotations import RuptureAnnotation, read_annotations, read_rupture_csv, write_rupture_csv
+from pipeline.errors import InputError
+
+
+def _csv(tmp_path, body, name="ruptures.csv"):
+    path = tmp_path / name
+    path.write_text("start_s,end_s,label,marker\n" + body)
+    return path
+
+
+def test_csv_round_trip_in_time_order(tmp_path):
+    path = _csv(tmp_path, "40,55.5,confrontation,complaints about the therapist\n10,20,withdrawal,\n")
+    notes = read_rupture_csv(path, duration_s=60)
+    assert notes == (RuptureAnnotation(10, 20, "withdrawal", None),
+                     RuptureAnnotation(40, 55.5, "confrontation", "complaints about the therapist"))
+    back = read_rupture_csv(write_rupture_csv(tmp_path / "copy.csv", notes))
+    assert back == notes
+
+
+@pytest.mark.parametrize("body,message", [
+    ("10,20,withdrawal\n15,30,confrontation\n", r"ruptures.csv: line 3 overlaps line 2"),
+    ("20,10,withdrawal\n", r"ruptures.csv: line 2: ends at 10 s, not after its start 20 s"),
+    ("10,20,anger\n", r"ruptures.csv: line 2: unknown label 'anger'; use one of withdrawal, confrontation"),
+    ("50,70,withdrawal\n", r"ruptures.csv: line 2: ends at 70 s, past the end of the recording \(60.0 s\)"),
+    ("ten,20,withdrawal\n", r"ruptures.csv: line 2: start_s and end_s must be numbers"),
+    ("10,20\n", r"ruptures.csv: line 2: needs start_s, end_s and label"),
+])
+def test_bad_csv_annotations_name_file_and_line(tmp_path, body, message):
+    with pytest.raises(InputError, match=message):
+        read_rupture_csv(_csv(tmp_path, body), duration_s=60)
+
+
+def test_bad_header_and_missing_file(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("begin,end,type\n1,2,withdrawal\n")
+    with pytest.raises(InputError, match="r.csv: line 1: header must be start_s,end_s,label"):
+        read_rupture_csv(path)
+    with pytest.raises(InputError, match="gone.csv: annotation file not found"):
+        read_annotations(tmp_path / "gone.csv")
+    with pytest.raises(InputError, match="notes.txt: unsupported annotation format"):
+        read_annotations(tmp_path / "notes.txt")
+
+
+def test_elan_tier_is_read_with_label_and_marker(tmp_path):
+    import pympi
+
+    eaf = pympi.Elan.Eaf()
+    eaf.add_tier("rupture")
+    eaf.add_annotation("rupture", 12000, 30500, "withdrawal: minimal response")
+    eaf.add_annotation("rupture", 40000, 52000, "confrontation")
+    path = tmp_path / "s1.eaf"
+    pympi.Elan.to_eaf(str(path), eaf)
+    assert read_annotations(path, duration_s=60) == (
+        RuptureAnnotation(12.0, 30.5, "withdrawal", "minimal response"), RuptureAnnotation(40.0, 52.0, "confrontation"))
+    eaf.add_annotation("rupture", 51000, 70000, "withdrawal")
+    pympi.Elan.to_eaf(str(path), eaf)
+    with pytest.raises(InputError, match=r"s1.eaf: tier rupture annotation 3: ends at 70 s, past the end"):
+        read_annotations(path, duration_s=60)
+
+
+def test_textgrid_tier_is_read_and_a_missing_tier_is_named(tmp_path):
+    from praatio import textgrid
+    from praatio.utilities.constants import Interval
+
+    tg = textgrid.Textgrid()
+    tg.addTier(textgrid.IntervalTier("rupture", [Interval(5.0, 9.0, "confrontation: rejection of intervention")],
+                                     0, 20))
+    path = tmp_path / "s2.TextGrid"
+    tg.save(str(path), format="short_textgrid", includeBlankSpaces=True)
+    assert read_annotations(path, duration_s=20) == (
+        RuptureAnnotation(5.0, 9.0, "confrontation", "rejection of intervention"),)
+    other = textgrid.Textgrid()
+    other.addTier(textgrid.IntervalTier("words", [Interval(0.0, 1.0, "ja")], 0, 20))
+    other.save(str(tmp_path / "s3.TextGrid"), format="short_textgrid", includeBlankSpaces=True)
+    with pytest.raises(InputError, match="s3.TextGrid: no tier named 'rupture' \\(tiers: words\\)"):
+        read_annotations(tmp_path / "s3.TextGrid")
+
+
+def test_dataset_folder_problems_name_the_folder_or_file(tmp_path):
+    from models.dataset import discover_sessions
+
+    with pytest.raises(InputError, match="nothing-here: dataset folder not found"):
+        discover_sessions(tmp_path / "nothing-here")
+    s = tmp_path / "data" / "s1"
+    s.mkdir(parents=True)
+    (s / "recording.wav").write_bytes(b"RIFF")
+    with pytest.raises(InputError, match="s1: missing metadata.json"):
+        discover_sessions(tmp_path / "data")
+    (s / "metadata.json").write_text(json.dumps({"session_id": "s1", "language": "nl"}))
+    with pytest.raises(InputError, match="metadata.json: missing 'client_id'"):
+        discover_sessions(tmp_path / "data")
+    (s / "metadata.json").write_text(json.dumps({"session_id": "s1", "client_id": "c1", "language": "nl"}))
+    with pytest.raises(InputError, match="s1: needs exactly one annotation file"):
+        discover_sessions(tmp_path / "data")
+    _csv(s, "1,2,withdrawal\n")
+    assert [x.client_id for x in discover_sessions(tmp_path / "data")] == ["c1"]
