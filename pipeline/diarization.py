@@ -485,9 +485,13 @@ def diarize(samples: np.ndarray, sample_rate_hz: int, speech: tuple[SpeechRegion
 
 
 def assign_words(transcript: Transcript, diarization: Diarization) -> Transcript:
-    """Give each word the speaker whose turn it overlaps most.
+    """Give each word the speaker whose turn it overlaps most, and mark words spoken in overlap.
 
-    A word that overlaps no turn takes the nearest turn's speaker.
+    A word that overlaps no turn takes the nearest turn's speaker. A word of
+    which at least half lies where two or more speakers' turns overlap gets
+    ``overlap=True``: it may belong to either speaker (turns overlap in
+    channel-per-speaker recordings; mono diarization gives one speaker per
+    moment).
 
     Parameters
     ----------
@@ -499,13 +503,14 @@ def assign_words(transcript: Transcript, diarization: Diarization) -> Transcript
     Returns
     -------
     Transcript
-        A new transcript whose words carry ``speaker`` (None when there are no turns).
+        A new transcript whose words carry ``speaker`` (None when there are no turns) and ``overlap``.
     """
     turns = diarization.turns
     if not turns:
         return transcript
     starts = np.array([t.start for t in turns])
     ends = np.array([t.end for t in turns])
+    spk = np.array([t.speaker for t in turns])
     words: list[Word] = []
     for w in transcript.words:
         overlap = np.minimum(ends, w.end) - np.maximum(starts, w.start)
@@ -514,8 +519,25 @@ def assign_words(transcript: Transcript, diarization: Diarization) -> Transcript
         else:
             mid = (w.start + w.end) / 2
             idx = int(np.minimum(np.abs(starts - mid), np.abs(ends - mid)).argmin())
-        words.append(Word(w.start, w.end, w.text, w.probability, turns[idx].speaker))
+        words.append(Word(w.start, w.end, w.text, w.probability, turns[idx].speaker,
+                          _overlapped_share(w, starts, ends, spk) >= 0.5))
     return Transcript(tuple(words), transcript.language, transcript.language_probability, transcript.duration_s)
+
+
+def _overlapped_share(w: Word, starts: np.ndarray, ends: np.ndarray, speakers: np.ndarray) -> float:
+    """Share of the word's span during which two or more different speakers have a turn."""
+    span = w.end - w.start
+    near = (ends > w.start) & (starts < w.end)
+    if span <= 0 or len(set(speakers[near].tolist())) < 2:
+        return 0.0
+    edges = np.unique(np.clip(np.concatenate([[w.start, w.end], starts[near], ends[near]]), w.start, w.end))
+    covered = 0.0
+    for a, b in zip(edges[:-1], edges[1:]):
+        mid = (a + b) / 2
+        active = {s for s, s0, e0 in zip(speakers[near], starts[near], ends[near]) if s0 <= mid < e0}
+        if len(active) >= 2:
+            covered += b - a
+    return covered / span
 
 
 def _level_gain(samples: np.ndarray, sample_rate_hz: int, starts_s: np.ndarray, window_s: float, *,

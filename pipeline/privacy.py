@@ -53,5 +53,5 @@ def redact_transcript(transcript: Transcript, labels: Mapping[str, str]) -> Tran
         lead, core, trail = _EDGE.match(w.text).groups()
         key = re.sub(r"['’]s$", "", core.lower())
         text = f"{lead}{labels[key]}{trail}" if key in labels else w.text
-        words.append(Word(w.start, w.end, text, w.probability, w.speaker))
+        words.append(Word(w.start, w.end, text, w.probability, w.speaker, w.overlap))
     return Transcript(tuple(words), transcript.language, transcript.language_probability, transcript.duration_s)

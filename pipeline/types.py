@@ -93,18 +93,24 @@ class SpeechRegion(_Serializable):
 
 @dataclass(frozen=True)
 class Word(_Serializable):
-    """One recognised word with its times and Whisper's probability in [0, 1]."""
+    """One recognised word with its times and Whisper's probability in [0, 1].
+
+    ``overlap`` is True when the word was spoken while another speaker was
+    also talking (its speaker is then the one the word overlaps most, and
+    may be wrong).
+    """
 
     start: float
     end: float
     text: str
     probability: float
     speaker: str | None = None
+    overlap: bool = False
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Word":
         return cls(float(d["start"]), float(d["end"]), str(d["text"]),
-                   float(d["probability"]), d.get("speaker"))
+                   float(d["probability"]), d.get("speaker"), bool(d.get("overlap", False)))
 
 
 @dataclass(frozen=True)

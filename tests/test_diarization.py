@@ -128,6 +128,17 @@ def test_assign_words_uses_largest_overlap_then_nearest_turn():
     words = (Word(0.5, 1.0, "hallo", 1.0), Word(1.8, 2.6, "ja", 1.0), Word(5.0, 5.5, "nee", 1.0))
     out = assign_words(Transcript(words, "nl", 1.0, 6.0), d)
     assert [w.speaker for w in out.words] == ["A", "B", "B"]
+    assert not any(w.overlap for w in out.words)
+
+
+def test_words_spoken_in_overlap_are_marked():
+    # B cuts in at 3.0 s while A talks until 4.0 s (channel-per-speaker turns overlap)
+    d = Diarization((SpeakerTurn(0, 4, "A"), SpeakerTurn(3.0, 6, "B")), ("A", "B"), "test")
+    words = (Word(1.0, 1.5, "ik", 1.0), Word(3.1, 3.6, "nee", 1.0), Word(3.8, 4.4, "wacht", 1.0),
+             Word(5.0, 5.5, "luister", 1.0))
+    out = assign_words(Transcript(words, "nl", 1.0, 6.0), d)
+    assert [w.overlap for w in out.words] == [False, True, False, False]  # "wacht": 0.2 of 0.6 s in overlap
+    assert Word.from_dict(out.words[1].to_dict()).overlap is True
 
 
 def test_rttm_round_trip(tmp_path, sample_diarization):

@@ -18,7 +18,9 @@ from pipeline.types import FeatureFrame, SessionFeatures
 
 @pytest.fixture(scope="module")
 def bundle():
-    return load_model()
+    from models.artifact import ARTIFACTS_DIR
+
+    return load_model(ARTIFACTS_DIR / "bootstrap-v1")
 
 
 def test_shipped_model_loads_with_a_card_that_says_what_it_was_trained_on(bundle):
