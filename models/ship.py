@@ -11,7 +11,7 @@ the feature cache stay in the data directory.
 
 Usage::
 
-    .venv/bin/python -m models.ship --version sim-v1 [--train-sessions 8] [--holdout-sessions 3]
+    .venv/bin/python -m models.ship --version sim-v1 [--train-sessions 6] [--holdout-sessions 3]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from models.artifact import ARTIFACTS_DIR
 SETS = {"train": {"nl": 1000, "en": 2000}, "holdout": {"nl": 9000, "en": 9500}}
 
 
-def build(version: str, *, train_sessions: int = 8, holdout_sessions: int = 3, minutes: tuple[float, float] = (5.0, 6.0),
+def build(version: str, *, train_sessions: int = 6, holdout_sessions: int = 3, minutes: tuple[float, float] = (5.0, 6.0),
           root: Path = ARTIFACTS_DIR, progress=print) -> Path:
     """Simulate (if not there yet), train, evaluate and save the shipped model; returns its folder."""
     from models.artifact import ModelBundle
@@ -68,7 +68,7 @@ def build(version: str, *, train_sessions: int = 8, holdout_sessions: int = 3, m
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--version", required=True)
-    parser.add_argument("--train-sessions", type=int, default=8)
+    parser.add_argument("--train-sessions", type=int, default=6)
     parser.add_argument("--holdout-sessions", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ARTIFACTS_DIR)
     args = parser.parse_args()

@@ -200,17 +200,27 @@ class _Script:
             self._advance(self.say("therapist", self._fill("questions" if question else "statements"), gap=self.gap()))
             if "parent" in self.voices and self.rng.random() < 0.12:
                 self._advance(self.say("parent", self._fill("parent"), gap=self.gap()))
+            if self.rng.random() < 0.1:  # the child draws or plays in silence; the therapist goes on
+                self.t += self.rng.uniform(3.0, 8.0)
+                self._advance(self.say("therapist", self._fill("statements"), gap=0.0))
+            # some answers are animated (louder, higher), some quiet: arousal alone must not mark a rupture
+            mood = self.rng.random()
+            style = (dict(gain_db=float(self.rng.uniform(3, 7)), pitch_shift=float(self.rng.uniform(8, 20)),
+                          rate_factor=float(self.rng.uniform(1.05, 1.25))) if mood < 0.15 else
+                     dict(gain_db=-float(self.rng.uniform(3, 6)), range_pct=int(self.rng.integers(40, 70)))
+                     if mood < 0.27 else {})
+            latency = (0.15, 1.2) if self.rng.random() < 0.8 else (1.5, 3.5)
             r = self.rng.random()
             if r < 0.62:
-                u = self.say("client", self._fill("answers"), gap=self.gap(0.15, 1.2))
+                u = self.say("client", self._fill("answers"), gap=self.gap(*latency), **style)
                 self._advance(u)
                 if self.rng.random() < 0.3:  # therapist backchannel after the answer
                     self._advance(self.say("therapist", self._pick("backchannels"), gap=self.gap(0.1, 0.4)))
             elif r < 0.87:  # short answers and pauses happen in ordinary talk too
-                self._advance(self.say("client", self._pick("short"), gap=self.gap(0.3, 2.0)))
+                self._advance(self.say("client", self._pick("short"), gap=self.gap(0.3, 2.5), **style))
             else:
                 self.t += self.rng.uniform(1.0, 3.0)  # a thinking pause, then the client answers
-                self._advance(self.say("client", self._fill("answers"), gap=self.gap(0.2, 0.8)))
+                self._advance(self.say("client", self._fill("answers"), gap=self.gap(0.2, 0.8), **style))
 
     def withdrawal(self, seconds: float) -> tuple[float, float]:
         start = self.t + 0.1
@@ -222,11 +232,11 @@ class _Script:
                 self._advance(self.say("therapist", self._fill("questions"), gap=self.gap(0.2, 1.0)))
                 r = self.rng.random()
                 if r < 0.3:  # no answer: a pause framed by therapist speech
-                    self.t += self.rng.uniform(2.5, 7.0)
+                    self.t += self.rng.uniform(2.0, 7.0)
                 elif r < 0.85:
-                    self._advance(self.say("client", self._pick("minimal"), gap=self.gap(1.5, 5.0), **quiet))
+                    self._advance(self.say("client", self._pick("minimal"), gap=self.gap(0.8, 5.0), **quiet))
                 else:
-                    self._advance(self.say("client", self._pick("short"), gap=self.gap(1.0, 3.5), **quiet))
+                    self._advance(self.say("client", self._pick("short"), gap=self.gap(0.5, 3.5), **quiet))
                 if self.t >= end:
                     break
         return start, self.t
