@@ -255,10 +255,14 @@ def finish_session(work_dir: str, out_dir: str, session_id: str, rec: Recording,
     similarity = None
     # a therapist named on the command line must have a profile; one named in the metadata may not have enrolled
     profile = None
+    notes: list[str] = []
     if therapist_id:
         profile = load_profile(settings.data_dir, therapist_id)
     elif meta.therapist_id and profile_path(settings.data_dir, meta.therapist_id).is_file():
         profile = load_profile(settings.data_dir, meta.therapist_id)
+    elif meta.therapist_id:
+        notes.append(f"therapist {meta.therapist_id!r} has no enrolled voice profile; roles were decided by cues "
+                     "(enrol with `alliance enroll-therapist`)")
     if profile is not None and dia.turns:
         similarity = profile_similarities(
             speaker_embeddings(samples, rec.sample_rate_hz, dia.turns, embedder=_embedder()), profile)
@@ -285,7 +289,7 @@ def finish_session(work_dir: str, out_dir: str, session_id: str, rec: Recording,
         settings_hash=settings.settings_hash(), settings=settings.public_dict(),
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         software_version=pipeline.__version__,
-        warnings=input_warnings(rec, speech, transcript) + role_warnings(roles, client_expected=True),
+        warnings=input_warnings(rec, speech, transcript) + role_warnings(roles, client_expected=True) + tuple(notes),
         session_markers=markers_session, utterance_markers=marks, client_age=meta.client_age,
     )
     paths = write_report(report, out_dir)

@@ -22,7 +22,7 @@ _REASON = {
     "client_mean_turn_s": lambda v: f"client turns lasted {v:.1f} s on average",
     "client_words_per_utterance": lambda v: f"the client used {v:.1f} words per utterance on average",
     "therapist_question_rate_per_min": lambda v: f"the therapist asked {v:.1f} questions per minute",
-    "client_minimal_response_share": lambda v: f"{v:.0%} of the therapist's questions got a minimal answer (≤ 3 words)",
+    "client_minimal_response_share": lambda v: f"{v:.0%} of the therapist's questions got a minimal answer or none",
     "client_f0_z": lambda v: f"the client's pitch was {abs(v):.1f} SD {'above' if v > 0 else 'below'} their session average",
     "client_f0_range_z": lambda v: f"the client's pitch range was {abs(v):.1f} SD {'wider' if v > 0 else 'flatter'} than their session average",
     "client_intensity_z": lambda v: f"the client's voice was {abs(v):.1f} SD {'louder' if v > 0 else 'quieter'} than their session average",

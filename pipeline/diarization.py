@@ -452,7 +452,7 @@ def diarize(samples: np.ndarray, sample_rate_hz: int, speech: tuple[SpeechRegion
     half = win // 2
     starts = np.arange(0, max(1, n_frames - win + 1), hop)
     keep = [s for s in starts
-            if mask[s:s + win].mean() >= settings.min_speech_fraction and mask[s + half]]
+            if mask[s:s + win].mean() >= settings.min_speech_fraction and mask[min(s + half, n_frames - 1)]]
     if not keep:  # only very short speech: one window on each region's centre
         keep = [max(0, int(round((r.start + r.end) / 2 / FRAME_S)) - half) for r in speech]
     starts = np.array(sorted(set(keep)), dtype=int)
@@ -513,7 +513,8 @@ def assign_words(transcript: Transcript, diarization: Diarization) -> Transcript
     spk = np.array([t.speaker for t in turns])
     words: list[Word] = []
     for w in transcript.words:
-        overlap = np.minimum(ends, w.end) - np.maximum(starts, w.start)
+        w_end = max(w.end, w.start + 0.01)  # Whisper sometimes gives a word no duration: use 10 ms
+        overlap = np.minimum(ends, w_end) - np.maximum(starts, w.start)
         if overlap.max() > 0:
             idx = int(overlap.argmax())
         else:

@@ -78,7 +78,8 @@ FEATURES: tuple[FeatureSpec, ...] = (
     # minimal responses and lexical markers [1]
     FeatureSpec("client_words_per_utterance", "words", "mean words per client utterance"),
     FeatureSpec("client_minimal_response_share", "ratio", "therapist questions answered minimally (a minimal-response "
-                "utterance, or no client answer before the therapist speaks again) / therapist questions [1]"),
+                "utterance, or no client answer before the therapist speaks again) / therapist questions; NaN "
+                "without questions [1]"),
     FeatureSpec("client_minimal_responses_per_min", "1/min", "client minimal-response utterances per minute [1]"),
     FeatureSpec("client_backchannels_per_min", "1/min", "client backchannels (mm, ja, okay) per minute"),
     FeatureSpec("client_negations_per_utterance", "1/utterance", "negations (niet, geen, not, never) per client utterance"),
@@ -141,13 +142,21 @@ def _clip(turns: Sequence[SpeakerTurn], a: float, b: float) -> list[SpeakerTurn]
     return [SpeakerTurn(max(t.start, a), min(t.end, b), t.speaker) for t in turns if t.end > a and t.start < b]
 
 
-def _zscores(values: dict[int, float]) -> dict[int, float]:
-    """z-score of each finite value against the mean and SD of all of them (0 when the SD is 0)."""
-    finite = np.array([v for v in values.values() if math.isfinite(v)])
-    if finite.size == 0:
+def _zscores(values: dict[int, float], weights: dict[int, float] | None = None) -> dict[int, float]:
+    """z-score of each finite value against the weighted mean and SD of all of them (0 when the SD is 0).
+
+    Weighting by duration makes the session's own duration-weighted mean z-score 0.
+    """
+    keys = [i for i, v in values.items() if math.isfinite(v)]
+    if not keys:
         return {i: math.nan for i in values}
-    mu, sd = float(finite.mean()), float(finite.std())
-    return {i: ((v - mu) / sd if sd > 1e-9 else 0.0) if math.isfinite(v) else math.nan for i, v in values.items()}
+    v = np.array([values[i] for i in keys])
+    w = np.array([max((weights or {}).get(i, 1.0), 0.0) for i in keys]) if weights else np.ones(len(keys))
+    if w.sum() <= 0:
+        w = np.ones(len(keys))
+    mu = float(np.average(v, weights=w))
+    sd = float(np.sqrt(np.average((v - mu) ** 2, weights=w)))
+    return {i: ((x - mu) / sd if sd > 1e-9 else 0.0) if math.isfinite(x) else math.nan for i, x in values.items()}
 
 
 def _mean_weighted(pairs: list[tuple[float, float]]) -> float:
@@ -208,9 +217,10 @@ def within_turn_pauses(turns: Sequence[SpeakerTurn], speech: Sequence[SpeechRegi
     turns : sequence of SpeakerTurn
         Speaker turns.
     speech : sequence of SpeechRegion, optional
-        VAD speech regions; when given, the silences between regions inside a
-        floor turn count too (diarization joins a speaker's short pauses into
-        one turn).
+        VAD speech regions; when given, the pauses are the silences between
+        regions inside each floor turn (diarization joins a speaker's short
+        pauses into one turn); otherwise the silences between that speaker's
+        turns inside the floor turn.
 
     Returns
     -------
@@ -219,10 +229,12 @@ def within_turn_pauses(turns: Sequence[SpeakerTurn], speech: Sequence[SpeechRegi
     """
     out = []
     for ft in floor_turns(turns):
-        parts = [t for t in turns if t.speaker == ft.speaker and t.start >= ft.start and t.end <= ft.end]
-        spans = sorted([(t.start, t.end) for t in parts]
-                       + [(max(r.start, ft.start), min(r.end, ft.end)) for r in speech
-                          if r.end > ft.start and r.start < ft.end])
+        if speech:  # the VAD's speech inside the floor turn (diarization joins a speaker's pauses into one turn)
+            spans = sorted((max(r.start, ft.start), min(r.end, ft.end)) for r in speech
+                           if r.end > ft.start and r.start < ft.end)
+        else:
+            spans = sorted((t.start, t.end) for t in turns
+                           if t.speaker == ft.speaker and t.start >= ft.start and t.end <= ft.end)
         reach = ft.start
         for a, b in spans:
             if a > reach:
@@ -294,11 +306,13 @@ def window_features(diarization: Diarization, roles: RoleAssignment, utterances:
     talk_start = min((t.start for t in all_turns), default=0.0)
     talk_end = max((t.end for t in all_turns), default=duration_s)
     client_prosody = {i: p for i, p in enumerate(prosody) if p.speaker in clients}
-    z_f0 = _zscores({i: p.f0_median_hz for i, p in client_prosody.items()})
-    z_range = _zscores({i: p.f0_range_st for i, p in client_prosody.items()})
-    z_int = _zscores({i: p.intensity_db for i, p in client_prosody.items()})
+    dur = {i: p.end - p.start for i, p in client_prosody.items()}
+    z_f0 = _zscores({i: p.f0_median_hz for i, p in client_prosody.items()}, dur)
+    z_range = _zscores({i: p.f0_range_st for i, p in client_prosody.items()}, dur)
+    z_int = _zscores({i: p.intensity_db for i, p in client_prosody.items()}, dur)
     client_marks = {i: m for i, m in enumerate(markers) if m.role == "client"}
-    z_rate = _zscores({i: m.speaking_rate_syl_s for i, m in client_marks.items()})
+    z_rate = _zscores({i: m.speaking_rate_syl_s for i, m in client_marks.items()},
+                      {i: m.end - m.start for i, m in client_marks.items()})
     pauses_framed = framed_pauses(all_turns, therapists, clients)
     pairs = _transfer_pairs(all_turns, prosody, therapists, clients)
     offsets_all = floor_transfer_offsets(all_turns)
@@ -334,7 +348,7 @@ def window_features(diarization: Diarization, roles: RoleAssignment, utterances:
                 minimal += 1
             if nxt is not None and nxt.role == "client":
                 q_latency.append(nxt.start - markers[q].end)
-        minimal_share = minimal / len(questions) if questions else 0.0
+        minimal_share = minimal / len(questions) if questions else math.nan
         withdrawn = bool(questions) and minimal_share >= 0.5
         run = best_run = 0
         for i in idx:

@@ -47,7 +47,7 @@ class Lexicon:
         """The lists of ``language``; for a language without lists, all languages' lists together."""
         if language in self.phrases:
             return self.phrases[language]
-        merged: dict[str, tuple[tuple[str, ...], ...]] = {}
+        merged: dict[str, tuple[tuple[str, ...], ...]] = {cat: () for cat in CATEGORIES}
         for cats in self.phrases.values():
             for cat, phrases in cats.items():
                 merged[cat] = tuple(dict.fromkeys(merged.get(cat, ()) + phrases))
@@ -76,16 +76,24 @@ def load_lexicon(path: str | Path | None = None) -> Lexicon:
     Raises
     ------
     InputError
-        The file is missing, is not valid TOML, or a list holds something
-        other than non-empty strings; the message names the file and the entry.
+        The file is missing, a folder, empty, not valid TOML, or a list holds
+        something other than non-empty strings; the message names the file and
+        the entry.
     """
     path = Path(path) if path is not None else DEFAULT_LEXICON
+    if path.is_dir():
+        raise InputError(path, "is a folder; give the lexicon's .toml file")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(path, "lexicon file not found") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot be read ({exc.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(path, f"not a valid TOML lexicon ({exc})") from None
+    if not raw:
+        raise InputError(path, "holds no word lists; add a table per language, for example [nl] with "
+                               "minimal_responses = [\"weet ik niet\"]")
     phrases: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {}
     for lang, table in raw.items():
         if not isinstance(table, dict):

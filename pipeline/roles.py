@@ -180,7 +180,7 @@ def role_warnings(roles: RoleAssignment, *, client_expected: bool) -> tuple[str,
         True when the session says a client was present (always, in therapy).
     """
     out = []
-    if client_expected and len(roles.roles) >= 2 and "client" not in roles.roles.values():
+    if client_expected and roles.roles and "client" not in roles.roles.values():
         out.append("no speaker was assigned the client role (check speaker_roles in the metadata); "
                    "client markers and flags are not meaningful for this session")
     if "therapist" not in roles.roles.values() and len(roles.roles) >= 2:

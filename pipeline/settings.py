@@ -14,16 +14,20 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class AudioSettings(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     sample_rate_hz: int = Field(16000, gt=0, description="Decoding target rate in Hz (Whisper and Silero expect 16000).")
     max_duration_s: float = Field(4 * 3600.0, gt=0, description="Refuse recordings longer than this, in seconds.")
 
 
 class VadSettings(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     threshold: float = Field(0.35, gt=0, lt=1, description="Silero speech probability above which a frame is speech "
                              "(0.35 keeps quiet far-field speech; measured on the AMI excerpts in tests/data).")
     min_speech_duration_ms: int = Field(100, ge=0, description="Drop speech regions shorter than this, in ms.")
@@ -32,6 +36,8 @@ class VadSettings(BaseModel):
 
 
 class AsrSettings(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     backend: Literal["faster-whisper"] = Field("faster-whisper", description="ASR backend.")
     model_dir: Path | None = Field(
         None, description="A local faster-whisper (CTranslate2) model directory. "
@@ -43,6 +49,8 @@ class AsrSettings(BaseModel):
 
 
 class DiarizationSettings(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     window_s: float = Field(2.0, gt=0.5, description="Speaker-embedding window length in seconds (2 s measured best on sample.wav).")
     hop_s: float = Field(0.25, gt=0, description="Hop between embedding windows in seconds.")
     min_speech_fraction: float = Field(0.5, gt=0, le=1, description="Skip windows with less speech than this fraction.")
@@ -77,6 +85,8 @@ class DiarizationSettings(BaseModel):
 
 
 class FeatureSettings(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     window_s: float = Field(30.0, gt=0, description="Analysis window length in seconds.")
     hop_s: float = Field(10.0, gt=0, description="Hop between analysis windows in seconds.")
     pitch_fmin_hz: float = Field(65.0, gt=0, description="Lowest F0 searched by pYIN, in Hz (low adult male voice).")
@@ -94,8 +104,22 @@ class FeatureSettings(BaseModel):
     lexicon_path: Path | None = Field(
         None, description="TOML word lists for the lexical markers; empty: the shipped pipeline/data/lexicon.toml.")
 
+    @field_validator("lexicon_path", mode="before")
+    @classmethod
+    def _blank_is_default(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _pitch_range(self):
+        if self.pitch_fmin_hz >= self.pitch_fmax_hz:
+            raise ValueError(f"pitch_fmin_hz ({self.pitch_fmin_hz:g}) must be below pitch_fmax_hz "
+                             f"({self.pitch_fmax_hz:g})")
+        return self
+
 
 class ModelSettings(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     active_model: Path | None = Field(
         None, description="Folder of the classifier artifact to use. Empty: the newest artifact shipped in models/artifacts/.")
     flag_threshold: float | None = Field(
@@ -122,7 +146,8 @@ def validate_cron(value: str) -> str:
 class Settings(BaseSettings):
     """All settings, read from ``ALLIANCE_*`` environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix="ALLIANCE_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="ALLIANCE_", env_nested_delimiter="__", extra="ignore",
+                                      allow_inf_nan=False)
 
     data_dir: Path = Field(Path("alliance-data"), description="Where every output is written.")
     database_url: str | None = Field(

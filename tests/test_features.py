@@ -142,3 +142,22 @@ def test_session_markers_cover_every_marker_with_units():
     m = session_markers(dia, ROLES, utts, (), duration_s=30.0, settings=FeatureSettings())
     assert list(m) == list(FEATURE_NAMES)
     assert m["therapist_question_run_max"]["value"] == 3.0 and m["therapist_question_run_max"]["unit"] == "questions"
+
+
+def test_pauses_inside_a_turn_come_from_the_vad_and_session_z_scores_average_zero():
+    from pipeline.features import session_markers
+    from pipeline.types import SpeechRegion
+
+    # one bridged client turn 0-10 s with VAD speech 0-4 and 5-10 s: a 1 s pause inside the turn
+    dia = Diarization((T(0, 10, "C"), T(11, 13, "T")), ("T", "C"), "test")
+    speech = (SpeechRegion(0, 4), SpeechRegion(5, 10), SpeechRegion(11, 13))
+    prosody = (TurnProsody(0, 10, "C", 250.0, 4.0, -20.0, 0.8), TurnProsody(11, 13, "T", 120.0, 4.0, -25.0, 0.8))
+    m = session_markers(dia, ROLES, (), prosody, duration_s=13.0, settings=FeatureSettings(), speech=speech)
+    assert m["mean_pause_s"]["value"] == pytest.approx(1.0)
+    # client turns of unequal length and level: the duration-weighted session z-score is 0
+    dia = Diarization((T(0, 9, "C"), T(10, 11, "C")), ("C",), "test")
+    prosody = (TurnProsody(0, 9, "C", 250.0, 4.0, -20.0, 0.8), TurnProsody(10, 11, "C", 300.0, 6.0, -10.0, 0.8))
+    m = session_markers(dia, ROLES, (), prosody, duration_s=11.0, settings=FeatureSettings())
+    assert m["client_intensity_z"]["value"] == pytest.approx(0.0, abs=1e-9)
+    assert m["client_f0_z"]["value"] == pytest.approx(0.0, abs=1e-9)
+    assert math.isnan(m["client_minimal_response_share"]["value"])  # no questions: undefined, not 0

@@ -226,3 +226,22 @@ def test_prefect_keeps_its_run_database_in_the_data_dir(tmp_path):
     home = out.stdout.strip()
     assert home == str((tmp_path / "data" / "prefect").resolve())
     assert os.path.isdir(home)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("ALLIANCE_FEATURES__CHANGE_MAX_SHIFT_S", "inf", "CHANGE_MAX_SHIFT_S: Input should be a finite number"),
+    ("ALLIANCE_FEATURES__PITCH_FMIN_HZ", "700", "pitch_fmin_hz (700) must be below pitch_fmax_hz (600)"),
+    ("ALLIANCE_DIARIZATION__RESEG_COMPONENTS", "0", "RESEG_COMPONENTS: Input should be greater than or equal to 1"),
+])
+def test_impossible_settings_stop_every_command_with_one_line(monkeypatch, name, value, message):
+    monkeypatch.setenv(name, value)
+    result = runner.invoke(app, ["analyze", str(SAMPLE_WAV)])
+    assert result.exit_code == 2
+    assert "invalid setting" in result.output and message in " ".join(result.output.split())
+
+
+def test_a_blank_lexicon_setting_means_the_shipped_lists(monkeypatch):
+    from pipeline.settings import Settings
+
+    monkeypatch.setenv("ALLIANCE_FEATURES__LEXICON_PATH", "")
+    assert Settings().features.lexicon_path is None

@@ -88,3 +88,19 @@ def test_bad_lexicon_files_name_the_file_and_the_problem(tmp_path, text, problem
         load_lexicon(path)
     with pytest.raises(InputError, match="missing.toml: lexicon file not found"):
         load_lexicon(tmp_path / "missing.toml")
+
+
+def test_empty_or_folder_lexicon_is_refused(tmp_path):
+    empty = tmp_path / "empty.toml"
+    empty.write_text("# nothing yet\n")
+    with pytest.raises(InputError, match="empty.toml: holds no word lists"):
+        load_lexicon(empty)
+    with pytest.raises(InputError, match="is a folder"):
+        load_lexicon(tmp_path)
+
+
+def test_a_language_table_without_some_lists_still_works(tmp_path):
+    path = tmp_path / "few.toml"
+    path.write_text('[nl]\nminimal_responses = ["pff"]\n')
+    m = utterance_markers([_utt("wat doe je")], language=None, lexicon=load_lexicon(path))
+    assert m[0].is_question is False and m[0].negations == 0  # no question words listed: only "?" counts
