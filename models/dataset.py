@@ -112,6 +112,20 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def analysis_code_hash() -> str:
+    """sha256 of the code and data files that turn a recording into features (``pipeline/`` and the analysis flow).
+
+    Part of the feature-cache key, so features computed by other code are never reused.
+    """
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    files = sorted((root / "pipeline").rglob("*.py")) + sorted((root / "pipeline" / "data").glob("*"))
+    for f in files + [root / "flows" / "analyze.py"]:
+        h.update(f.relative_to(root).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def session_features(session: LabelledSession, settings) -> tuple[SessionFeatures, float]:
     """Per-window markers of one session, from the analysis flow (cached).
 
@@ -119,7 +133,7 @@ def session_features(session: LabelledSession, settings) -> tuple[SessionFeature
     ----------
     session : LabelledSession
     settings : Settings
-        Analysis settings; their hash is part of the cache key.
+        Analysis settings; their hash and :func:`analysis_code_hash` are part of the cache key.
 
     Returns
     -------
@@ -130,10 +144,7 @@ def session_features(session: LabelledSession, settings) -> tuple[SessionFeature
     PipelineError
         The recording cannot be analysed (the message names it).
     """
-    from pipeline.features import FEATURE_NAMES
-
-    names = hashlib.sha256(",".join(FEATURE_NAMES).encode()).hexdigest()[:6]
-    key = f"{_sha256(session.recording)[:16]}-{settings.settings_hash()[:8]}-{names}"
+    key = f"{_sha256(session.recording)[:16]}-{settings.settings_hash()[:8]}-{analysis_code_hash()[:8]}"
     cache = Path(settings.data_dir) / "feature-cache" / key
     done = cache / "features.json"
     if not done.is_file():
