@@ -13,7 +13,8 @@ A dataset is a folder with one subfolder per session. A session folder holds
 
 Features come from the same analysis flow the clinic runs (``analyze_session``),
 so a model is trained on exactly what it will see. They are cached under
-``<data dir>/feature-cache/`` by recording hash and settings hash.
+``<data dir>/feature-cache/`` by recording hash, settings hash and the hash of
+the analysis code (``pipeline/`` and ``flows/analyze.py``).
 """
 
 from __future__ import annotations
