@@ -102,3 +102,82 @@ def test_silence_in_a_session_is_a_silence_in_the_metrics(sample_diarization):
     d = Diarization(shifted, sample_diarization.speakers, "test")
     m = turn_metrics(d, assign_roles(d), duration_s=90.0)
     assert m.longest_silence_s >= 59.0
+
+
+_DTYPES = {"s16": np.int16, "s16p": np.int16, "s32": np.int32, "s32p": np.int32, "flt": np.float32,
+           "fltp": np.float32}
+
+
+def _encode_long(samples: np.ndarray, rate: int, path, codec: str, *, sample_format: str | None = None) -> None:
+    """Encode a long mono float signal (already at ``rate``) with PyAV, converting the sample format once."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        if sample_format:
+            stream.codec_context.format = sample_format
+        fmt = stream.codec_context.format.name
+        dtype = _DTYPES[fmt]
+        scale = {np.int16: 32767, np.int32: 2147483647}.get(dtype, 1.0)
+        data = np.clip(samples, -1, 1) * scale
+        data = data.astype(dtype).reshape(1, -1)
+        step = stream.codec_context.frame_size or 4096
+        for i in range(0, data.shape[1], step):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, i:i + step]), format=fmt, layout="mono")
+            frame.rate = rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+def test_formats_and_rates_give_the_same_word_times_at_both_ends_of_a_10_minute_file(
+        tmp_path, sample_recording, asr_backend, settings):
+    """No drift: word start times agree within 0.3 s in the first and the last 30 s across formats and rates."""
+    from scipy.signal import resample_poly
+
+    from pipeline.audio import save_wav
+
+    rng = np.random.default_rng(3)
+    parts = []
+    while sum(p.size for p in parts) < 600 * SR:
+        parts += [np.zeros(int(rng.uniform(0.5, 4.0) * SR), np.float32), sample_recording.samples]
+    long = np.concatenate(parts)[: 600 * SR].astype(np.float32)
+    # the clip's last speech ends before 600 s? make sure the final 30 s hold a whole copy of the call
+    long[-30 * SR:] = sample_recording.samples[: 30 * SR]
+    variants = {"wav 16-bit 16 kHz": (16000, ".wav", None, None), "wav 24-bit 44.1 kHz": (44100, ".wav", "pcm_s24le", None),
+                "wav float 48 kHz": (48000, ".wav", "pcm_f32le", None), "flac 22.05 kHz": (22050, ".flac", "flac", None),
+                "mp3 44.1 kHz": (44100, ".mp3", "libmp3lame", None), "opus 48 kHz": (48000, ".ogg", "libopus", None),
+                "m4a/aac 48 kHz": (48000, ".m4a", "aac", None)}
+    starts = {}
+    for name, (rate, suffix, codec, fmt) in variants.items():
+        path = tmp_path / f"{name.split()[0].replace('/', '_')}-{rate}{suffix}"
+        x = long if rate == SR else resample_poly(long, rate, SR).astype(np.float32)
+        if codec is None:
+            save_wav(path, x, rate)
+        elif codec.startswith("pcm_"):
+            _encode_long(x, rate, path, codec)
+        else:
+            _encode_long(x, rate, path, codec, sample_format=fmt)
+        rec = decode(path)
+        assert rec.duration_s == pytest.approx(600.0, abs=0.1), name  # no samples gained or lost
+        ends = []
+        for a in (0.0, 570.0):
+            seg = rec.samples[int(a * SR): int((a + 30) * SR)]
+            t = transcribe(seg, SR, settings=settings.asr, backend=asr_backend, language="en")
+            ends.append([(w.text.strip(" .,?!").lower(), a + w.start) for w in t.words])
+        starts[name] = ends
+    import difflib
+
+    ref = starts["wav 16-bit 16 kHz"]
+    assert len(ref[0]) >= 20 and len(ref[1]) >= 20
+    for name, ends in starts.items():
+        for part in (0, 1):
+            a, b = [w for w, _ in ref[part]], [w for w, _ in ends[part]]
+            pairs = [(ref[part][m.a + k][1], ends[part][m.b + k][1])
+                     for m in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_matching_blocks()
+                     for k in range(m.size)]
+            assert len(pairs) >= 0.8 * len(a), (name, part, len(pairs), len(a))
+            diffs = np.array([abs(x - y) for x, y in pairs])
+            assert (diffs[:3] <= 0.3).all() and (diffs[-3:] <= 0.3).all(), (name, part, diffs[:3], diffs[-3:])
+            assert np.mean(diffs <= 0.3) >= 0.9, (name, part, diffs)
