@@ -470,3 +470,57 @@ def activate_model_cmd(version: str = typer.Argument(..., help="A model in <data
         _error(Console(stderr=True), str(exc))
         raise typer.Exit(1) from None
     typer.echo(f"Active model: {folder}")
+
+
+@app.command("add-therapist")
+def add_therapist(therapist: str = typer.Argument(..., help="Login name: the therapist_id used in the sessions."),
+                  password: str = typer.Option(..., "--password", prompt=True, hide_input=True,
+                                               confirmation_prompt=True, help="At least 8 characters.")) -> None:
+    """Create or reset a therapist's login for `alliance web` (the password is stored as an argon2id hash)."""
+    import re
+
+    from flows.store import Store
+    from flows.web import hash_password
+    from pipeline.settings import Settings
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", therapist):
+        typer.echo(f"error: the login name must be letters, digits, '.', '_' or '-'. Got {therapist!r} instead.",
+                   err=True)
+        raise typer.Exit(2)
+    try:
+        digest = hash_password(password)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    store = Store.for_settings(Settings())
+    store.add_therapist(therapist, digest)
+    store.audit("therapist login set", actor="alliance add-therapist", outcome="success", detail=therapist)
+    typer.echo(f"Login for {therapist} saved.")
+
+
+@app.command()
+def web(port: int = typer.Option(8765, "--port", min=1024, max=65535, help="Port on 127.0.0.1."),
+        language: Optional[str] = typer.Option(None, "--language", help="Interface language: nl (default) or en.")) -> None:
+    """Serve the review web app on this machine only (http://127.0.0.1:PORT)."""
+    import uvicorn
+
+    from flows.web import TEXT, create_app
+    from pipeline.settings import Settings
+
+    if language is not None and language not in TEXT:
+        typer.echo(f"error: --language must be one of {', '.join(TEXT)}. Got {language!r} instead.", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"Review app on http://127.0.0.1:{port}/ (Ctrl+C stops it)")
+    uvicorn.run(create_app(Settings(), language=language), host="127.0.0.1", port=port, log_level="warning")
+
+
+@app.command("export-reviews")
+def export_reviews_cmd(out: Path = typer.Option(..., "--out", help="Folder for the annotated sessions.")) -> None:
+    """Write the therapists' verdicts as annotated sessions that `alliance retrain` accepts."""
+    from flows.web import export_reviews
+    from pipeline.settings import Settings
+
+    result = export_reviews(Settings(), out)
+    for line in result["skipped"]:
+        typer.echo(f"skipped {line}", err=True)
+    typer.echo(f"Exported {len(result['exported'])} reviewed sessions to {out}")

@@ -66,6 +66,25 @@ AUDIT = sa.Table(
     sa.Column("detail", sa.Text),
 )
 AUDIT_FIELDS = ("id", "at", "event", "client_id", "session_id", "actor", "outcome", "detail")
+THERAPISTS = sa.Table(
+    "therapists", META,
+    sa.Column("therapist_id", sa.String(128), primary_key=True),
+    sa.Column("password_hash", sa.String(256), nullable=False),  # argon2id, never the password
+    sa.Column("created_at", sa.String(32)),
+)
+REVIEWS = sa.Table(
+    "reviews", META,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("session_id", sa.String(128), index=True, nullable=False),
+    sa.Column("flag_id", sa.Integer, nullable=False),
+    sa.Column("start_s", sa.Float), sa.Column("end_s", sa.Float),
+    sa.Column("marker_type", sa.String(32)),
+    sa.Column("verdict", sa.String(32), nullable=False),  # rupture | no_rupture | repaired
+    sa.Column("note", sa.Text),  # the therapist's own words; never logged
+    sa.Column("therapist_id", sa.String(128), nullable=False),
+    sa.Column("at", sa.String(32), nullable=False),
+)
+VERDICTS = ("rupture", "no_rupture", "repaired")
 
 
 def now() -> str:
@@ -148,14 +167,60 @@ class Store:
             return [dict(r._mapping) for r in c.execute(q)]
 
     def delete_client(self, client_id: str) -> list[dict[str, Any]]:
-        """Delete a client's sessions and flags (never audit rows); return the deleted session rows."""
+        """Delete a client's sessions, flags and reviews (never audit rows); return the deleted session rows."""
         rows = self.sessions(client_id=client_id)
         ids = [r["session_id"] for r in rows]
         with self.engine.begin() as c:
             if ids:
                 c.execute(FLAGS.delete().where(FLAGS.c.session_id.in_(ids)))
+                c.execute(REVIEWS.delete().where(REVIEWS.c.session_id.in_(ids)))
             c.execute(SESSIONS.delete().where(SESSIONS.c.client_id == client_id))
         return rows
+
+    def flags(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's flags in time order, each with its ``id``."""
+        q = sa.select(FLAGS).where(FLAGS.c.session_id == session_id).order_by(FLAGS.c.start_s, FLAGS.c.id)
+        with self.engine.connect() as c:
+            return [dict(r._mapping) for r in c.execute(q)]
+
+    def add_therapist(self, therapist_id: str, password_hash: str) -> None:
+        """Create or replace a therapist's login (``password_hash`` from argon2, never the password)."""
+        with self.engine.begin() as c:
+            c.execute(THERAPISTS.delete().where(THERAPISTS.c.therapist_id == therapist_id))
+            c.execute(THERAPISTS.insert().values(therapist_id=therapist_id, password_hash=password_hash,
+                                                 created_at=now()))
+
+    def password_hash(self, therapist_id: str) -> str | None:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(THERAPISTS.c.password_hash)
+                            .where(THERAPISTS.c.therapist_id == therapist_id)).first()
+        return row[0] if row else None
+
+    def save_review(self, *, session_id: str, flag: dict[str, Any], verdict: str, note: str | None,
+                    therapist_id: str) -> None:
+        """Record a therapist's verdict on one flag (the latest verdict per flag counts).
+
+        Raises
+        ------
+        ValueError
+            ``verdict`` is not one of ``VERDICTS``.
+        """
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}. Got {verdict!r} instead.")
+        with self.engine.begin() as c:
+            c.execute(REVIEWS.insert().values(session_id=session_id, flag_id=flag["id"], start_s=flag["start_s"],
+                                              end_s=flag["end_s"], marker_type=flag["marker_type"], verdict=verdict,
+                                              note=note or None, therapist_id=therapist_id, at=now()))
+
+    def reviews(self, *, session_id: str | None = None) -> list[dict[str, Any]]:
+        """Latest review per flag, in time order."""
+        q = sa.select(REVIEWS).order_by(REVIEWS.c.id)
+        if session_id is not None:
+            q = q.where(REVIEWS.c.session_id == session_id)
+        with self.engine.connect() as c:
+            rows = [dict(r._mapping) for r in c.execute(q)]
+        latest = {(r["session_id"], r["flag_id"]): r for r in rows}
+        return sorted(latest.values(), key=lambda r: (r["session_id"], r["start_s"]))
 
     def session(self, session_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as c:

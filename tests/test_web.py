@@ -1,0 +1,137 @@
+"""The review web app: login, only one's own clients (403 otherwise), clips, verdicts, audit, export for retraining."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from flows.store import Store
+from flows.web import create_app, export_reviews, hash_password, verify_password
+from pipeline.annotations import read_annotations
+from tests.conftest import SAMPLE_WAV
+
+
+@pytest.fixture()
+def clinic(tmp_path, monkeypatch):
+    """Two therapists, one analysed session each, the recordings retained in the inbox's done/ folder."""
+    import shutil
+
+    from pipeline.settings import Settings
+
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ALLIANCE_INBOX_DIR", str(tmp_path / "inbox"))
+    settings = Settings()
+    store = Store.for_settings(settings)
+    done = tmp_path / "inbox" / "done"
+    done.mkdir(parents=True)
+    for therapist, sid, client in (("t-anna", "s-1", "c-1"), ("t-bram", "s-2", "c-2")):
+        store.add_therapist(therapist, hash_password(f"{therapist}-secret"))
+        rec = done / f"{sid}.wav"
+        shutil.copy(SAMPLE_WAV, rec)
+        out = tmp_path / "data" / "sessions" / sid
+        out.mkdir(parents=True)
+        (out / "report.html").write_text(f"<html><body>report {sid}</body></html>")
+        (out / "session.json").write_text(json.dumps({"transcript": {"language": "en"}}))
+        store.save_session(session_id=sid, client_id=client, therapist_id=therapist, recording_name=rec.name,
+                           recording_sha256=hashlib.sha256(rec.read_bytes()).hexdigest(), status="analysed",
+                           reason=None, out_dir=str(out), model_version="sim-v1", research_use=True, run_id="r1")
+        store.save_flags(sid, [{"start": 10.0, "end": 20.0, "marker_type": "withdrawal", "probability": 0.8},
+                               {"start": 21.0, "end": 28.0, "marker_type": "confrontation", "probability": 0.7}],
+                         "sim-v1")
+    return settings, store
+
+
+def _client(settings, user=None):
+    from fastapi.testclient import TestClient
+
+    c = TestClient(create_app(settings, language="en"))
+    if user:
+        r = c.post("/login", data={"therapist": user, "password": f"{user}-secret"}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/"
+    return c
+
+
+def test_passwords_are_stored_as_argon2_hashes(clinic):
+    _, store = clinic
+    stored = store.password_hash("t-anna")
+    assert stored.startswith("$argon2id$") and "secret" not in stored
+    assert verify_password(stored, "t-anna-secret") and not verify_password(stored, "wrong")
+    assert not verify_password(None, "anything")
+    with pytest.raises(ValueError, match="at least 8 characters"):
+        hash_password("short")
+
+
+def test_wrong_password_is_refused_and_audited(clinic):
+    settings, store = clinic
+    c = _client(settings)
+    r = c.post("/login", data={"therapist": "t-anna", "password": "nope"}, follow_redirects=False)
+    assert r.headers["location"] == "/login?error=1"
+    assert c.get("/", follow_redirects=False).status_code == 303  # not logged in: back to the login page
+    assert any(a["event"] == "login" and a["outcome"] == "refused" for a in store.audit_rows())
+
+
+def test_a_therapist_sees_only_their_own_clients(clinic):
+    settings, store = clinic
+    c = _client(settings, "t-anna")
+    index = c.get("/").text
+    assert "s-1" in index and "s-2" not in index
+    assert c.get("/sessions/s-2").status_code == 403
+    assert c.get("/sessions/s-2/report").status_code == 403
+    assert c.get("/sessions/s-2/flags/3/clip.wav").status_code == 403
+    assert any(a["event"] == "access refused" and a["session_id"] == "s-2" for a in store.audit_rows())
+
+
+def test_report_clip_and_review_are_served_stored_and_audited(clinic):
+    settings, store = clinic
+    c = _client(settings, "t-anna")
+    assert "report s-1" in c.get("/sessions/s-1/report").text
+    page = c.get("/sessions/s-1").text
+    assert "withdrawal" in page and "<audio" in page
+    flag = store.flags("s-1")[0]
+    clip = c.get(f"/sessions/s-1/flags/{flag['id']}/clip.wav")
+    assert clip.status_code == 200 and clip.headers["content-type"] == "audio/wav"
+    from pipeline.audio import decode
+
+    path = settings.data_dir / "clip.wav"
+    path.write_bytes(clip.content)
+    assert decode(path).duration_s == pytest.approx(10.0 + 2.0, abs=0.05)  # the flag ± 1 s, not the whole file
+    r = c.post(f"/sessions/s-1/flags/{flag['id']}/review", data={"verdict": "repaired", "note": "we talked it through"},
+               follow_redirects=False)
+    assert r.status_code == 303
+    (review,) = store.reviews(session_id="s-1")
+    assert (review["verdict"], review["note"], review["therapist_id"]) == ("repaired", "we talked it through", "t-anna")
+    events = [(a["event"], a["session_id"]) for a in store.audit_rows()]
+    assert ("report viewed", "s-1") in events and ("clip played", "s-1") in events
+    assert ("flag reviewed", "s-1") in events
+    assert not any("we talked" in (a["detail"] or "") for a in store.audit_rows())  # notes never in the audit log
+    assert c.post(f"/sessions/s-1/flags/{flag['id']}/review", data={"verdict": "maybe"}).status_code == 422
+
+
+def test_dutch_interface_uses_the_clinical_terms(clinic):
+    from fastapi.testclient import TestClient
+
+    settings, _ = clinic
+    c = TestClient(create_app(settings, language="nl"))
+    c.post("/login", data={"therapist": "t-anna", "password": "t-anna-secret"})
+    page = c.get("/sessions/s-1").text
+    assert "terugtrekking" in page and "confrontatie" in page and "breuk, hersteld" in page
+
+
+def test_exported_reviews_are_annotated_sessions_in_the_training_format(clinic, tmp_path):
+    from models.dataset import discover_sessions
+
+    settings, store = clinic
+    f1, f2 = store.flags("s-1")
+    store.save_review(session_id="s-1", flag=f1, verdict="rupture", note=None, therapist_id="t-anna")
+    store.save_review(session_id="s-1", flag=f2, verdict="no_rupture", note=None, therapist_id="t-anna")
+    g1, _ = store.flags("s-2")
+    store.save_review(session_id="s-2", flag=g1, verdict="repaired", note="x", therapist_id="t-bram")
+    result = export_reviews(settings, tmp_path / "export")
+    assert result == {"exported": ["s-1", "s-2"], "skipped": []}
+    sessions = discover_sessions(tmp_path / "export")
+    assert [(s.session_id, s.client_id) for s in sessions] == [("s-1", "c-1"), ("s-2", "c-2")]
+    notes = read_annotations(sessions[0].annotations, duration_s=30.0)
+    assert [(n.start, n.end, n.label) for n in notes] == [(10.0, 20.0, "withdrawal")]  # "no rupture" adds nothing
+    assert read_annotations(sessions[1].annotations)[0].marker == "repaired"
