@@ -7,11 +7,12 @@ STAMP := $(VENV)/.installed
 .PHONY: install demo test bench shipped-model clean
 
 $(STAMP): pyproject.toml Makefile
-	# espeak-ng voices the session simulator (Debian package; CI runs as root).
-	command -v espeak-ng >/dev/null || { \
+	# Debian packages (CI runs as root): espeak-ng voices the session simulator; chromium runs the
+	# browser test through Playwright (never `playwright install`: it downloads a browser).
+	{ command -v espeak-ng >/dev/null && command -v chromium >/dev/null; } || { \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends espeak-ng >/dev/null 2>&1 || \
-	  { $$SUDO apt-get update >/dev/null && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends espeak-ng >/dev/null; }; }
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends espeak-ng chromium >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update >/dev/null && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends espeak-ng chromium >/dev/null; }; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# CPU build from local disk; an unpinned torch pulls gigabytes of CUDA.

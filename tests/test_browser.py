@@ -1,0 +1,90 @@
+"""The review app in a real browser: Debian's headless Chromium driven by Playwright.
+
+Logs in as a therapist, opens a session and its report, plays a flagged clip, records a review, and is refused
+another therapist's client (HTTP 403). Screenshots go to ``test-artifacts/`` at the repository root.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_web import clinic  # noqa: F401  (the fixture)
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture()
+def server(clinic):  # noqa: F811
+    import uvicorn
+
+    from flows.web import create_app
+
+    settings, store = clinic
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(create_app(settings, language="en"), host="127.0.0.1", port=port, log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", store
+    srv.should_exit = True
+    thread.join(timeout=5)
+
+
+def test_therapist_reviews_a_flag_in_the_browser(server):
+    from playwright.sync_api import sync_playwright
+
+    url, store = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--autoplay-policy=no-user-gesture-required", "--no-sandbox"])
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(f"{url}/")
+        assert page.url.endswith("/login")
+        page.fill("input[name=therapist]", "t-anna")
+        page.fill("input[name=password]", "t-anna-secret")
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{url}/")
+        page.screenshot(path=str(ARTIFACTS / "1-sessions.png"))
+        page.click("text=s-1")
+        page.wait_for_selector(".flag")
+        # play the first flagged clip: the browser fetches and decodes it
+        with page.expect_response(lambda r: r.url.endswith("/clip.wav")) as clip:
+            page.eval_on_selector("audio", "a => { a.preload = 'auto'; a.load(); return a.play(); }")
+        assert clip.value.status == 200
+        page.wait_for_function("document.querySelector('audio').currentTime > 0.2", timeout=15000)
+        duration = page.eval_on_selector("audio", "a => a.duration")
+        assert duration == pytest.approx(12.0, abs=0.1)  # the flag (10 s) with 1 s either side
+        page.screenshot(path=str(ARTIFACTS / "2-session-flags.png"))
+        # record a verdict on the first flag
+        first = page.locator(".flag").first
+        first.locator("input[value=rupture]").check()
+        first.locator("textarea[name=note]").fill("stil na de vraag over school")
+        first.locator("button[type=submit]").click()
+        page.wait_for_selector("text=Verdict saved.")
+        page.screenshot(path=str(ARTIFACTS / "3-review-saved.png"))
+        assert [r["verdict"] for r in store.reviews(session_id="s-1")] == ["rupture"]
+        # the report opens
+        report = context.new_page()
+        report.goto(f"{url}/sessions/s-1/report")
+        assert "report s-1" in report.content()
+        # another therapist's client: 403
+        response = page.goto(f"{url}/sessions/s-2")
+        assert response.status == 403
+        page.screenshot(path=str(ARTIFACTS / "4-other-client-403.png"))
+        browser.close()
+    assert all((ARTIFACTS / n).stat().st_size > 1000 for n in
+               ("1-sessions.png", "2-session-flags.png", "3-review-saved.png", "4-other-client-403.png"))
