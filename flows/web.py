@@ -34,7 +34,8 @@ TEXT = {
            "rupture": "breuk", "no_rupture": "geen breuk", "repaired": "breuk, hersteld",
            "withdrawal": "terugtrekking", "confrontation": "confrontatie", "probability": "kans",
            "no_audio": "De opname is niet meer bewaard.", "saved": "Oordeel opgeslagen.",
-           "intro": "Signalen zijn bedoeld om terug te kijken, niet als diagnose van de alliantie."},
+           "intro": "Signalen zijn bedoeld om terug te kijken, niet als diagnose van de alliantie.",
+           "trend": "Verloop over sessies", "flags_count": "signalen"},
     "en": {"title": "Alliance monitor", "login": "Log in", "user": "Therapist", "password": "Password",
            "bad_login": "Unknown name or wrong password.", "logout": "Log out",
            "sessions": "Your sessions", "session": "Session", "client": "Client", "date": "Date", "flags": "Flags",
@@ -43,7 +44,8 @@ TEXT = {
            "rupture": "rupture", "no_rupture": "no rupture", "repaired": "rupture, repaired",
            "withdrawal": "withdrawal", "confrontation": "confrontation", "probability": "probability",
            "no_audio": "The recording is no longer retained.", "saved": "Verdict saved.",
-           "intro": "Flags are for review, not a diagnosis of the alliance."},
+           "intro": "Flags are for review, not a diagnosis of the alliance.",
+           "trend": "Trend across sessions", "flags_count": "flags"},
 }
 
 
@@ -87,6 +89,56 @@ def find_recording(inbox_dir: Path | None, row: dict) -> Path | None:
         if p.is_file() and hashlib.sha256(p.read_bytes()).hexdigest() == row.get("recording_sha256"):
             return p
     return None
+
+
+TREND_MARKERS = ("client_speech_share", "client_minimal_response_share", "client_response_latency_s",
+                 "longest_silence_s", "client_arousal_z")
+
+
+def client_trend(rows: list[dict]) -> list[dict]:
+    """Per analysed session of one client, in date order: date, flag count and the session markers.
+
+    ``rows`` are the client's session rows from the store; markers come from each session's ``session.json``.
+    """
+    import json
+
+    out = []
+    for r in sorted(rows, key=lambda r: r.get("updated_at") or ""):
+        path = Path(r.get("out_dir") or "") / "session.json"
+        if r.get("status") != "analysed" or not path.is_file():
+            continue
+        s = json.loads(path.read_text(encoding="utf-8"))
+        markers = {k: (v.get("value") if isinstance(v, dict) else None) for k, v in s.get("session_markers", {}).items()}
+        out.append({"session_id": r["session_id"], "date": (r.get("updated_at") or "")[:10],
+                    "flags": len(s.get("flags", [])), "markers": markers})
+    return out
+
+
+def trend_svg(trend: list[dict], *, labels: dict[str, str] | None = None) -> str:
+    """A small-multiples line chart (matplotlib, SVG text) of flag counts and key markers across sessions."""
+    import io as _io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = ("flags",) + TREND_MARKERS
+    fig, axes = plt.subplots(len(names), 1, figsize=(7, 1.4 * len(names)), sharex=True)
+    x = list(range(len(trend)))
+    for ax, name in zip(axes, names):
+        ys = [t["flags"] if name == "flags" else t["markers"].get(name) for t in trend]
+        ys = [float("nan") if y is None else y for y in ys]
+        ax.plot(x, ys, marker="o", color="#c62828" if name == "flags" else "#1565c0")
+        ax.set_ylabel((labels or {}).get(name, name), rotation=0, ha="right", va="center", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[-1].set_xticks(x, [t["date"] or t["session_id"] for t in trend], rotation=30, fontsize=8)
+    fig.tight_layout()
+    buf = _io.StringIO()
+    fig.savefig(buf, format="svg")
+    plt.close(fig)
+    svg = buf.getvalue()
+    return svg[svg.index("<svg"):]
 
 
 def _page(t: dict, body: str, *, user: str | None = None, lang: str = "nl") -> str:
@@ -168,7 +220,8 @@ def create_app(settings, *, language: str | None = None):
             flags = store.flags(r["session_id"])
             done = len(store.reviews(session_id=r["session_id"]))
             sid = html.escape(r["session_id"])
-            lines.append(f'<tr><td><a href="/sessions/{sid}">{sid}</a></td><td>{html.escape(r["client_id"] or "")}</td>'
+            cid = html.escape(r["client_id"] or "")
+            lines.append(f'<tr><td><a href="/sessions/{sid}">{sid}</a></td><td><a href="/clients/{cid}/trend">{cid}</a></td>'
                          f'<td>{html.escape((r.get("updated_at") or "")[:10])}</td>'
                          f'<td>{len(flags)} ({done} {t["reviewed"]})</td></tr>')
         table = (f'<table><tr><th>{t["session"]}</th><th>{t["client"]}</th><th>{t["date"]}</th><th>{t["flags"]}</th>'
@@ -200,6 +253,22 @@ def create_app(settings, *, language: str | None = None):
         body = (f'<p><a href="/">← {t["sessions"]}</a></p><h2>{t["session"]} {sid}</h2>{msg}'
                 f'<p><a href="/sessions/{sid}/report" target="_blank">{t["open_report"]}</a></p>{"".join(cards)}')
         return _page(t, body, user=user, lang=lang)
+
+    @app.get("/clients/{client_id}/trend", response_class=HTMLResponse)
+    def trend(request: Request, client_id: str) -> str:
+        user = user_of(request)
+        rows = store.sessions(client_id=client_id)
+        if not rows:
+            raise HTTPException(status_code=404, detail="no such client")
+        if any(r.get("therapist_id") != user for r in rows):
+            store.audit("access refused", actor=user, outcome="refused", client_id=client_id,
+                        detail="trend of another therapist's client")
+            raise HTTPException(status_code=403, detail="this client belongs to another therapist")
+        points = client_trend(rows)
+        store.audit("trend viewed", actor=user, outcome="success", client_id=client_id)
+        chart = trend_svg(points, labels={"flags": t["flags_count"]}) if points else ""
+        return _page(t, f'<p><a href="/">← {t["sessions"]}</a></p><h2>{t["trend"]}: {html.escape(client_id)}</h2>'
+                        f'<p class="note">{t["intro"]}</p>{chart}', user=user, lang=lang)
 
     @app.get("/sessions/{session_id}/report", response_class=HTMLResponse)
     def report(request: Request, session_id: str) -> str:

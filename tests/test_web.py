@@ -135,3 +135,27 @@ def test_exported_reviews_are_annotated_sessions_in_the_training_format(clinic, 
     notes = read_annotations(sessions[0].annotations, duration_s=30.0)
     assert [(n.start, n.end, n.label) for n in notes] == [(10.0, 20.0, "withdrawal")]  # "no rupture" adds nothing
     assert read_annotations(sessions[1].annotations)[0].marker == "repaired"
+
+
+def test_client_trend_chart_across_sessions(clinic):
+    settings, store = clinic
+    out = settings.data_dir / "sessions"
+    for i, (sid, share) in enumerate((("s-1", 0.45), ("s-3", 0.30), ("s-4", 0.15))):
+        folder = out / sid
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "session.json").write_text(json.dumps({
+            "transcript": {"language": "nl"}, "flags": [{}] * i,
+            "session_markers": {"client_speech_share": {"value": share, "unit": "ratio"}}}))
+        if sid != "s-1":
+            store.save_session(session_id=sid, client_id="c-1", therapist_id="t-anna", recording_name=None,
+                               recording_sha256=None, status="analysed", reason=None, out_dir=str(folder),
+                               model_version="sim-v1", research_use=True, run_id="r1")
+    from flows.web import client_trend
+
+    points = client_trend(store.sessions(client_id="c-1"))
+    assert [p["markers"]["client_speech_share"] for p in points] == [0.45, 0.30, 0.15]  # fraying over weeks
+    assert [p["flags"] for p in points] == [0, 1, 2]
+    c = _client(settings, "t-anna")
+    page = c.get("/clients/c-1/trend").text
+    assert "<svg" in page and "client_speech_share" in page and "<script" not in page
+    assert c.get("/clients/c-2/trend").status_code == 403
