@@ -113,15 +113,21 @@ def analyze(
 
 
 @app.command()
-def nightly(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox folder (default: ALLIANCE_INBOX_DIR).")
+def nightly(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox folder (default: ALLIANCE_INBOX_DIR)."),
+            dask_workers: int = typer.Option(0, "--dask-workers", min=0, max=64,
+                                             help="Run the sessions on a local Dask cluster of this many worker "
+                                                  "processes (prefect-dask); 0: threads in this process.")
             ) -> None:
     """Run the nightly inbox flow once, now: every consented recording gets a report."""
     from pipeline.settings import Settings
 
     folder = _inbox_or_exit(inbox or Settings().inbox_dir)
-    from flows.nightly import nightly_inbox
+    from flows.nightly import dask_runner, nightly_inbox
 
-    summary = nightly_inbox(str(folder))
+    if dask_workers:
+        summary = nightly_inbox.with_options(task_runner=dask_runner(dask_workers))(str(folder), use_task_runner=True)
+    else:
+        summary = nightly_inbox(str(folder))
     for kind in ("processed", "duplicates", "rejected", "failed", "waiting"):
         typer.echo(f"{kind}: {len(summary[kind])}")
         for item in summary[kind]:

@@ -25,7 +25,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
 
 from flows.analyze import analyze_session
 from flows.store import Store, now
@@ -134,12 +134,45 @@ def _record(job: dict, report: str | None, error: Exception | None, inbox_dir: P
     _move([job["audio"], job["sidecar"]], inbox_dir / "done")
     store.audit("analysed", actor=ACTOR, outcome="success", client_id=job["client"], session_id=job["session_id"],
                 detail=f"{len(result['flags'])} flags, model {result['model_version']}")
-    summary["processed"].append({"file": job["audio"].name, "session_id": job["session_id"]})
+    summary["processed"].append({"file": job["audio"].name, "session_id": job["session_id"],
+                                 **({"worker_pid": job["worker_pid"]} if "worker_pid" in job else {})})
+
+
+@task(name="analyse-recording", persist_result=False, retries=0)
+def analyse_recording(audio: str, out_dir: str, metadata_path: str, session_id: str) -> dict:
+    """One recording through ``analyze_session``, on whichever worker the flow's task runner chose.
+
+    Returns ``{"report": path or None, "error": message or None}``: a pipeline error travels back as its
+    message (exceptions with extra constructor arguments do not survive pickling between processes).
+    """
+    import os
+
+    try:
+        return {"report": analyze_session(audio, out_dir=out_dir, metadata_path=metadata_path, session_id=session_id),
+                "error": None, "pid": os.getpid()}
+    except PipelineError as exc:
+        return {"report": None, "error": str(exc), "pid": os.getpid()}
+
+
+def dask_runner(workers: int):
+    """A ``prefect-dask`` task runner on a local Dask cluster of ``workers`` single-threaded processes.
+
+    Each worker process loads the models once (they are cached per process) and analyses one session at a time.
+    For several machines, point ``DaskTaskRunner(address=...)`` at a running Dask scheduler instead.
+    """
+    from prefect_dask import DaskTaskRunner
+
+    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
 
 
 @flow(name="nightly_inbox", persist_result=False, log_prints=False)
-def nightly_inbox(inbox: str) -> dict:
+def nightly_inbox(inbox: str, use_task_runner: bool = False) -> dict:
     """Process every new recording in ``inbox``; return the run summary.
+
+    By default sessions run in up to ``ALLIANCE_NIGHTLY_CONCURRENCY`` threads of this process, sharing the
+    loaded models. With ``use_task_runner`` they are submitted as ``analyse-recording`` tasks to the flow's
+    task runner instead, for example ``nightly_inbox.with_options(task_runner=dask_runner(2))`` (see
+    :func:`dask_runner`).
 
     Returns
     -------
@@ -213,9 +246,17 @@ def nightly_inbox(inbox: str) -> dict:
         except PipelineError as exc:
             return None, exc
 
-    workers = max(1, min(settings.nightly_concurrency, len(jobs)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # models are loaded once and shared by the threads
-        results = list(pool.map(run, jobs))
+    if use_task_runner and jobs:
+        futures = [analyse_recording.submit(str(job["audio"]), str(settings.data_dir / "sessions" / job["session_id"]),
+                                            str(job["sidecar"]), job["session_id"]) for job in jobs]
+        outcomes = [f.result() for f in futures]
+        results = [(o["report"], PipelineError(o["error"]) if o["error"] else None) for o in outcomes]
+        for job, o in zip(jobs, outcomes):
+            job["worker_pid"] = o["pid"]
+    else:
+        workers = max(1, min(settings.nightly_concurrency, len(jobs)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # models are loaded once and shared by the threads
+            results = list(pool.map(run, jobs))
     for job, (report, error) in zip(jobs, results):
         job["ok"] = error is None
         _record(job, report, error, inbox_dir, store, summary, run_id, log)
