@@ -127,3 +127,12 @@ def test_windows_without_enough_speech_are_never_flagged(bundle):
     silent = SessionFeatures(FEATURE_NAMES, FEATURE_UNITS, (FeatureFrame(0.0, 30.0, tuple(withdrawn), 1.0),))
     assert flag_windows(silent, bundle) == ()
     assert len(flag_windows(silent, bundle, min_speech_s=0.5)) == 1
+
+
+def test_every_marker_has_a_plain_language_reason_with_its_value():
+    from models.flagging import _REASON
+
+    assert set(_REASON) == set(FEATURE_NAMES)
+    for name, sentence in _REASON.items():
+        text = sentence(3.0)
+        assert "3" in text and "_" not in text, (name, text)  # the value, in words, no marker names
