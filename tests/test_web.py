@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import numpy as np
 import pytest
 
 from flows.store import Store
@@ -159,3 +160,29 @@ def test_client_trend_chart_across_sessions(clinic):
     page = c.get("/clients/c-1/trend").text
     assert "<svg" in page and "client_speech_share" in page and "<script" not in page
     assert c.get("/clients/c-2/trend").status_code == 403
+
+
+def test_exported_reviews_are_accepted_by_retrain_without_edits(prefect_harness, clinic, tmp_path):
+    """Two reviewed 2-minute sessions of two clients, exported and retrained on as they are."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from pipeline.audio import decode, save_wav
+
+    settings, store = clinic
+    long = np.tile(decode(SAMPLE_WAV).samples, 4)  # 2 minutes of the call
+    spans = {"s-1": (10.0, 45.0, "withdrawal"), "s-2": (60.0, 95.0, "confrontation")}
+    for sid, (a, b, kind) in spans.items():
+        rec = settings.inbox_dir / "done" / f"{sid}.wav"
+        save_wav(rec, long, 16000)
+        row = store.session(sid)
+        store.save_session(**{**{k: v for k, v in row.items() if k != "updated_at"},
+                              "recording_sha256": hashlib.sha256(rec.read_bytes()).hexdigest()})
+        store.save_flags(sid, [{"start": a, "end": b, "marker_type": kind, "probability": 0.9}], "sim-v1")
+        store.save_review(session_id=sid, flag=store.flags(sid)[0], verdict="rupture", note=None,
+                          therapist_id=row["therapist_id"])
+    assert export_reviews(settings, tmp_path / "export")["exported"] == ["s-1", "s-2"]
+    result = CliRunner().invoke(app, ["retrain", "--data", str(tmp_path / "export"), "--version", "from-reviews"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((settings.data_dir / "models" / "from-reviews" / "model_card.json").read_text())
+    assert card["training_data"].count("2 sessions, 2 clients") == 1
