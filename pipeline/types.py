@@ -342,6 +342,8 @@ class SessionReport(_Serializable):
     ``session_markers`` holds every marker of ``FEATURE_NAMES`` over the whole
     session (``{name: {"value", "unit", "description"}}``);
     ``utterance_markers`` the per-utterance markers (no text).
+    ``client_history`` gives, per marker, the client's range over earlier
+    sessions: ``{name: {"min", "max", "n"}}``.
     """
 
     session_id: str
@@ -365,4 +367,7 @@ class SessionReport(_Serializable):
     session_markers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     utterance_markers: tuple[UtteranceMarkers, ...] = ()
     client_age: float | None = None
+    client_id: str | None = None
+    session_date: str | None = None
+    client_history: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
