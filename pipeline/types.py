@@ -115,13 +115,19 @@ class Word(_Serializable):
 
 @dataclass(frozen=True)
 class Transcript(_Serializable):
-    """Words of a recording in time order, with the language used or detected."""
+    """Words of a recording in time order, with the language used or detected.
+
+    ``language`` is the language of most of the speech; ``language_segments``
+    lists, when the language was decided per stretch of speech, each stretch
+    as ``(start_s, end_s, language, probability)``.
+    """
 
     words: tuple[Word, ...]
     language: str
     language_probability: float
     duration_s: float
     schema_version: int = SCHEMA_VERSION
+    language_segments: tuple[tuple[float, float, str, float], ...] = ()
 
     @property
     def text(self) -> str:
@@ -131,7 +137,8 @@ class Transcript(_Serializable):
     def from_dict(cls, d: Mapping[str, Any]) -> "Transcript":
         return cls(tuple(Word.from_dict(w) for w in d["words"]), d["language"],
                    float(d["language_probability"]), float(d["duration_s"]),
-                   int(d.get("schema_version", SCHEMA_VERSION)))
+                   int(d.get("schema_version", SCHEMA_VERSION)),
+                   tuple((float(a), float(b), str(lang), float(p)) for a, b, lang, p in d.get("language_segments", ())))
 
 
 @dataclass(frozen=True)
