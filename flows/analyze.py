@@ -32,7 +32,7 @@ from pipeline.features import session_markers, window_features
 from pipeline.lexical import load_lexicon, utterance_markers
 from pipeline.metadata import SessionMetadata, load_metadata
 from pipeline.prosody import turn_prosody
-from pipeline.report import input_warnings, write_report
+from pipeline.report import clip_data_uris, input_warnings, write_report
 from pipeline.privacy import name_labels, redact_transcript
 from pipeline.profiles import load_profile, profile_path
 from pipeline.roles import assign_roles, profile_similarities, questions_per_minute, role_warnings, speaker_f0_hz
@@ -236,6 +236,27 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
     return report_path
 
 
+def client_history(data_dir, client_id: str | None, session_id: str) -> dict:
+    """Per marker, the client's range over their earlier sessions in ``<data dir>/sessions/``.
+
+    Returns ``{name: {"min", "max", "n"}}`` (empty without a client id or earlier sessions).
+    """
+    if not client_id:
+        return {}
+    values: dict[str, list[float]] = {}
+    for path in sorted(Path(data_dir, "sessions").glob("*/session.json")):
+        try:
+            s = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if s.get("client_id") != client_id or s.get("session_id") == session_id:
+            continue
+        for name, m in s.get("session_markers", {}).items():
+            if isinstance(m, dict) and isinstance(m.get("value"), (int, float)):
+                values.setdefault(name, []).append(float(m["value"]))
+    return {k: {"min": min(v), "max": max(v), "n": len(v)} for k, v in values.items()}
+
+
 @task(name="report", **_TASK)
 def finish_session(work_dir: str, out_dir: str, session_id: str, rec: Recording, speech, transcript: Transcript,
                    dia: Diarization, meta: SessionMetadata, settings: Settings,
@@ -291,7 +312,10 @@ def finish_session(work_dir: str, out_dir: str, session_id: str, rec: Recording,
         software_version=pipeline.__version__,
         warnings=input_warnings(rec, speech, transcript) + role_warnings(roles, client_expected=True) + tuple(notes),
         session_markers=markers_session, utterance_markers=marks, client_age=meta.client_age,
+        client_id=meta.client_id, session_date=meta.date,
+        client_history=client_history(settings.data_dir, meta.client_id, session_id),
     )
-    paths = write_report(report, out_dir)
+    clips = (clip_data_uris(samples, rec.sample_rate_hz, flags) if settings.report_embed_clips else None)
+    paths = write_report(report, out_dir, language=settings.ui_language, clips=clips)
     _report_progress("report", 1.0)
     return str(paths["html"])

@@ -34,6 +34,7 @@ class SessionMetadata:
     therapist_id: str | None = None
     client_age_years: float | None = None
     client_id: str | None = None
+    date: str | None = None  # the session's date, YYYY-MM-DD
     other_names: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -105,6 +106,14 @@ def load_metadata(path: str | Path) -> SessionMetadata:
     client = raw.get("client_id")
     if client is not None and (not isinstance(client, str) or not client.strip() or "/" in client or "\\" in client):
         raise MetadataError(path, f"'client_id' must be a non-empty pseudonym without slashes; found {client!r}")
+    date = raw.get("date")
+    if date is not None:
+        import datetime as _dt
+
+        try:
+            _dt.date.fromisoformat(str(date))
+        except ValueError:
+            raise MetadataError(path, f"'date' must be a date like 2026-11-28; found {date!r}") from None
     return SessionMetadata(session_id=sid, language=lang, participants=tuple(participants), speaker_roles=roles,
                            therapist_id=therapist, client_age_years=None if age is None else float(age),
-                           other_names=other, client_id=client)
+                           other_names=other, client_id=client, date=None if date is None else str(date))

@@ -23,26 +23,74 @@ def _fmt_time(seconds: float) -> str:
     return f"{int(seconds // 60):d}:{seconds % 60:04.1f}"
 
 
-def _timeline(report: SessionReport, *, width: int = 900, lane_h: int = 22) -> dict:
-    """Geometry of the who-spoke-when timeline (pixels)."""
+LONG_SILENCE_S = 3.0
+
+
+def overlap_spans(turns) -> list[tuple[float, float]]:
+    """Stretches (s) in which two or more speakers' turns overlap."""
+    events = sorted([(t.start, 1) for t in turns] + [(t.end, -1) for t in turns])
+    out, active, since = [], 0, 0.0
+    for time, step in events:
+        if active < 2 <= active + step:
+            since = time
+        elif active >= 2 > active + step and time > since:
+            out.append((since, time))
+        active += step
+    return out
+
+
+def timeline_svg(report: SessionReport, text: dict, *, width_in: float = 9.5) -> str:
+    """Who spoke when, as inline SVG drawn with matplotlib.
+
+    One lane per role in fixed colours (``ROLE_COLOURS``), a lane marking
+    overlapped speech, silences of at least ``LONG_SILENCE_S`` shaded grey,
+    and flags as translucent spans in their rupture type's colour.
+    """
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    from pipeline.turns import silences
+
+    turns = report.diarization.turns
     duration = max(report.recording.duration_s, 1e-6)
-    roles_present = [r for r in ROLE_ORDER if r in set(report.roles.roles.values())] or ["unknown"]
-    left, right = 90, 20
-    scale = (width - left - right) / duration
-    lanes = {r: i for i, r in enumerate(roles_present)}
-    bars = [dict(x=left + t.start * scale, w=max(1.0, t.duration * scale), y=8 + lanes.get(report.roles.role_of(t.speaker), 0) * (lane_h + 6),
-                 colour=ROLE_COLOURS.get(report.roles.role_of(t.speaker), ROLE_COLOURS["unknown"]),
-                 title=f"{report.roles.role_of(t.speaker)} ({t.speaker}) {_fmt_time(t.start)}–{_fmt_time(t.end)}")
-            for t in report.diarization.turns]
-    height = 8 + len(roles_present) * (lane_h + 6) + 24
-    flags = [dict(x=left + f.start * scale, w=max(2.0, (f.end - f.start) * scale),
-                  colour=FLAG_COLOURS.get(f.marker_type, "#c62828"),
-                  title=f"{f.marker_type} p={f.probability:.2f} {_fmt_time(f.start)}–{_fmt_time(f.end)}")
-             for f in report.flags]
-    step = next(s for s in (5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 1e9) if duration / s <= 12)
-    ticks = [dict(x=left + t * scale, label=f"{int(t // 60)}:{int(t % 60):02d}") for t in _arange(0, duration, step)]
-    return dict(width=width, height=height, left=left, right=right, lane_h=lane_h, bars=bars, flags=flags, ticks=ticks,
-                lanes=[dict(role=r, y=8 + i * (lane_h + 6)) for r, i in lanes.items()], axis_y=height - 18)
+    roles = [r for r in ROLE_ORDER if r in {report.roles.role_of(t.speaker) for t in turns}] or ["unknown"]
+    lanes = roles + ["overlap"]
+    fig, ax = plt.subplots(figsize=(width_in, 0.45 * len(lanes) + 0.9))
+    y = {name: len(lanes) - 1 - i for i, name in enumerate(lanes)}
+    for f in report.flags:
+        ax.axvspan(f.start, f.end, color=FLAG_COLOURS.get(f.marker_type, "#c62828"), alpha=0.18, lw=0)
+    if turns:
+        first, last = min(t.start for t in turns), max(t.end for t in turns)
+        for a, b in silences(turns, start_s=first, end_s=last):
+            if b - a >= LONG_SILENCE_S:
+                ax.axvspan(a, b, color="#bbbbbb", alpha=0.35, lw=0)
+    for role in roles:
+        spans = [(t.start, t.duration) for t in turns if report.roles.role_of(t.speaker) == role]
+        ax.broken_barh(spans, (y[role] - 0.35, 0.7), color=ROLE_COLOURS.get(role, ROLE_COLOURS["unknown"]))
+    ax.broken_barh([(a, b - a) for a, b in overlap_spans(turns)], (y["overlap"] - 0.2, 0.4), color="#222222")
+    ax.set_yticks([y[n] for n in lanes], [text.get(n, n) for n in lanes], fontsize=9)
+    ax.set_xlim(0, duration)
+    ax.set_ylim(-0.7, len(lanes) - 0.3)
+    ticks = [t for t in _arange(0, duration, next(s for s in (5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 1e9)
+                                                 if duration / s <= 12))]
+    ax.set_xticks(ticks, [f"{int(t // 60)}:{int(t % 60):02d}" for t in ticks], fontsize=8)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    ax.tick_params(axis="y", length=0)
+    handles = [Patch(color="#bbbbbb", alpha=0.35, label=text["silence"])] + [
+        Patch(color=c, alpha=0.18, label=f"{text['flag']}: {text.get(k, k)}") for k, c in FLAG_COLOURS.items()]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout()
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    plt.close(fig)
+    svg = buf.getvalue()
+    return svg[svg.index("<svg"):]
 
 
 def _arange(start: float, stop: float, step: float) -> list[float]:
@@ -55,48 +103,92 @@ def _excerpt(report: SessionReport, start: float, end: float) -> list[dict]:
             for u in report.utterances if u.end > start and u.start < end]
 
 
-def render_html(report: SessionReport) -> str:
-    """The report as one self-contained HTML page (no scripts, no network)."""
+def render_html(report: SessionReport, *, language: str = "en", clips: dict[int, str] | None = None) -> str:
+    """The report as one self-contained HTML page (no scripts, no network; printable to PDF).
+
+    Parameters
+    ----------
+    report : SessionReport
+    language : {"nl", "en"}
+        Interface language (``ALLIANCE_UI_LANGUAGE``).
+    clips : dict of int to str, optional
+        Per flag index, a ``data:audio/wav;base64,…`` URI of that stretch, embedded as a player.
+    """
     from jinja2 import Environment, PackageLoader, select_autoescape
 
+    from pipeline.report_text import REPORT_TEXT
+
+    text = REPORT_TEXT[language]
     env = Environment(loader=PackageLoader("pipeline", "templates"), autoescape=select_autoescape(["html"]))
     env.filters["t"] = _fmt_time
     m = report.metrics
-    speakers = [dict(speaker=s, role=report.roles.role_of(s), speech_s=m.speech_time_s.get(s, 0.0),
+    role = lambda r: text.get(r, r)  # noqa: E731
+    speakers = [dict(speaker=s, role=role(report.roles.role_of(s)), speech_s=m.speech_time_s.get(s, 0.0),
                      ratio=m.speech_ratio.get(s, 0.0), turns=m.n_turns.get(s, 0),
                      colour=ROLE_COLOURS.get(report.roles.role_of(s), ROLE_COLOURS["unknown"]))
                 for s in report.diarization.speakers]
     summary = [
-        ("Duration", f"{m.duration_s:.1f} s"),
-        ("Gaps at speaker changes", f"{len(m.gaps_s)} (mean {sum(m.gaps_s) / len(m.gaps_s):.2f} s)" if m.gaps_s else "0"),
-        ("Overlaps at speaker changes", f"{len(m.overlaps_s)} ({m.overlap_time_s:.1f} s overlapped speech)"),
-        ("Interruptions", ", ".join(f"{report.roles.role_of(s)} {n}" for s, n in m.interruptions.items()) or "0"),
-        ("Client response latency (mean)", "—" if not math.isfinite(m.response_latency_s) else f"{m.response_latency_s:.2f} s"),
-        ("Longest silence", f"{m.longest_silence_s:.1f} s"),
-        ("Share of silence", f"{m.silence_share:.0%}"),
+        (text["duration"], f"{m.duration_s:.1f} s"),
+        (text["gaps"], f"{len(m.gaps_s)} ({text['mean']} {sum(m.gaps_s) / len(m.gaps_s):.2f} s)" if m.gaps_s else "0"),
+        (text["overlaps"], f"{len(m.overlaps_s)} ({m.overlap_time_s:.1f} s {text['overlapped_speech']})"),
+        (text["interruptions"], ", ".join(f"{role(report.roles.role_of(s))} {n}" for s, n in m.interruptions.items()) or "0"),
+        (text["latency"], "—" if not math.isfinite(m.response_latency_s) else f"{m.response_latency_s:.2f} s"),
+        (text["longest"], f"{m.longest_silence_s:.1f} s"),
+        (text["silence_share"], f"{m.silence_share:.0%}"),
     ]
-    flags = [dict(f=f, colour=FLAG_COLOURS.get(f.marker_type, "#c62828"), excerpt=_excerpt(report, f.start, f.end))
-             for f in report.flags]
-    age = f"; client age {report.client_age:g} y" if report.client_age is not None else ""
-    markers = [dict(name=k, unit=v["unit"], description=v["description"],
-                    value="—" if not math.isfinite(_num(v["value"])) else f"{_num(v['value']):.2f}")
-               for k, v in report.session_markers.items()]
-    windows = [dict(start=fr.start, end=fr.end, cells=["—" if not math.isfinite(v) else f"{v:.2f}" for v in fr.values])
-               for fr in report.features.frames]
+    flags = [dict(f=f, colour=FLAG_COLOURS.get(f.marker_type, "#c62828"), kind=text.get(f.marker_type, f.marker_type),
+                  excerpt=[dict(e, role=role(e["role"])) for e in _excerpt(report, f.start, f.end)],
+                  clip=(clips or {}).get(i))
+             for i, f in enumerate(report.flags)]
+    fmt = lambda v: "—" if not math.isfinite(_num(v)) else f"{round(_num(v), 2) + 0.0:.2f}"  # noqa: E731 (no -0.00)
+    markers = []
+    for k, v in report.session_markers.items():
+        h = report.client_history.get(k)
+        earlier = (f"{fmt(h['min'])} – {fmt(h['max'])} (n = {h['n']})" if h and h.get("n") else "—")
+        markers.append(dict(name=k, unit=v["unit"], description=v["description"], value=fmt(v["value"]),
+                            earlier=earlier))
+    windows = [dict(start=fr.start, end=fr.end, cells=[fmt(v) for v in fr.values]) for fr in report.features.frames]
     return env.get_template("report.html").render(
-        r=report, timeline=_timeline(report), speakers=speakers, summary=summary, flags=flags,
-        role_colours=ROLE_COLOURS, flag_colours=FLAG_COLOURS, windows=windows, markers=markers, age_note=age,
+        r=report, x=text, lang=language, timeline=timeline_svg(report, text), speakers=speakers, summary=summary,
+        flags=flags, role_colours={role(k): c for k, c in ROLE_COLOURS.items()}, windows=windows, markers=markers,
         feature_header=list(zip(report.features.feature_names, report.features.units)),
-        utterances=[dict(role=u.role, speaker=u.speaker, start=u.start, text=u.text) for u in report.utterances],
+        utterances=[dict(role=role(u.role), colour=ROLE_COLOURS.get(u.role, "#888"), start=u.start, text=u.text)
+                    for u in report.utterances],
     )
+
+
+def clip_data_uris(samples, sample_rate_hz: int, flags, *, pad_s: float = 1.0) -> dict[int, str]:
+    """``data:audio/wav;base64,…`` of each flag's stretch (± ``pad_s``), 16-bit mono, for embedding in the report."""
+    import base64
+    import io
+    import wave
+
+    import numpy as np
+
+    out = {}
+    for i, f in enumerate(flags):
+        a = max(0, int((f.start - pad_s) * sample_rate_hz))
+        b = min(len(samples), int((f.end + pad_s) * sample_rate_hz))
+        pcm = (np.clip(np.asarray(samples[a:b], dtype=np.float32), -1, 1) * 32767).astype("<i2").tobytes()
+        buf = io.BytesIO()
+        with wave.open(buf, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(sample_rate_hz)
+            w.writeframes(pcm)
+        out[i] = "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return out
 
 
 def _num(v) -> float:
     return float(v) if v is not None else math.nan
 
 
-def write_report(report: SessionReport, out_dir: str | Path) -> dict[str, Path]:
+def write_report(report: SessionReport, out_dir: str | Path, *, language: str = "en",
+                 clips: dict[int, str] | None = None) -> dict[str, Path]:
     """Write ``report.html``, ``session.json``, ``features.csv`` and ``utterance_markers.csv`` into ``out_dir``.
+
+    ``language`` and ``clips`` go to :func:`render_html`.
 
     Returns
     -------
@@ -107,7 +199,7 @@ def write_report(report: SessionReport, out_dir: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"html": out / "report.html", "json": out / "session.json", "features_csv": out / "features.csv",
              "utterances_csv": out / "utterance_markers.csv"}
-    paths["html"].write_text(render_html(report), encoding="utf-8")
+    paths["html"].write_text(render_html(report, language=language, clips=clips), encoding="utf-8")
     paths["json"].write_text(json.dumps(to_jsonable(report), indent=1, ensure_ascii=False), encoding="utf-8")
     write_features_csv(report.features, paths["features_csv"])
     write_utterance_markers_csv(report.utterance_markers, paths["utterances_csv"])

@@ -150,6 +150,10 @@ class Settings(BaseSettings):
                                       allow_inf_nan=False)
 
     data_dir: Path = Field(Path("alliance-data"), description="Where every output is written.")
+    ui_language: Literal["nl", "en"] = Field("nl", description="Language of the report and the review app.")
+    report_embed_clips: bool = Field(False, description="Embed each flagged stretch's audio (the flag ± 1 s) in "
+                                     "report.html so it plays from disk; off: clips are only served by the review "
+                                     "app while the recording is retained.")
     database_url: str | None = Field(
         None, description="SQLAlchemy URL of the database (for example postgresql+psycopg://host/alliance); "
         "empty: SQLite at <data dir>/alliance.db.")
@@ -197,7 +201,8 @@ class Settings(BaseSettings):
         """Short sha256 of the settings that change results (the data directory excluded)."""
         d = self.public_dict()
         for key in ("data_dir", "model_cache_dir", "database_url", "inbox_dir", "audio_retention_days",
-                    "nightly_cron", "nightly_timezone", "nightly_concurrency", "inbox_settle_s"):
+                    "nightly_cron", "nightly_timezone", "nightly_concurrency", "inbox_settle_s", "ui_language",
+                    "report_embed_clips"):
             d.pop(key, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -115,13 +115,19 @@ class Word(_Serializable):
 
 @dataclass(frozen=True)
 class Transcript(_Serializable):
-    """Words of a recording in time order, with the language used or detected."""
+    """Words of a recording in time order, with the language used or detected.
+
+    ``language`` is the language of most of the speech; ``language_segments``
+    lists, when the language was decided per stretch of speech, each stretch
+    as ``(start_s, end_s, language, probability)``.
+    """
 
     words: tuple[Word, ...]
     language: str
     language_probability: float
     duration_s: float
     schema_version: int = SCHEMA_VERSION
+    language_segments: tuple[tuple[float, float, str, float], ...] = ()
 
     @property
     def text(self) -> str:
@@ -131,7 +137,8 @@ class Transcript(_Serializable):
     def from_dict(cls, d: Mapping[str, Any]) -> "Transcript":
         return cls(tuple(Word.from_dict(w) for w in d["words"]), d["language"],
                    float(d["language_probability"]), float(d["duration_s"]),
-                   int(d.get("schema_version", SCHEMA_VERSION)))
+                   int(d.get("schema_version", SCHEMA_VERSION)),
+                   tuple((float(a), float(b), str(lang), float(p)) for a, b, lang, p in d.get("language_segments", ())))
 
 
 @dataclass(frozen=True)
@@ -342,6 +349,8 @@ class SessionReport(_Serializable):
     ``session_markers`` holds every marker of ``FEATURE_NAMES`` over the whole
     session (``{name: {"value", "unit", "description"}}``);
     ``utterance_markers`` the per-utterance markers (no text).
+    ``client_history`` gives, per marker, the client's range over earlier
+    sessions: ``{name: {"min", "max", "n"}}``.
     """
 
     session_id: str
@@ -365,4 +374,7 @@ class SessionReport(_Serializable):
     session_markers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     utterance_markers: tuple[UtteranceMarkers, ...] = ()
     client_age: float | None = None
+    client_id: str | None = None
+    session_date: str | None = None
+    client_history: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION

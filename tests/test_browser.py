@@ -88,3 +88,34 @@ def test_therapist_reviews_a_flag_in_the_browser(server):
         browser.close()
     assert all((ARTIFACTS / n).stat().st_size > 1000 for n in
                ("1-sessions.png", "2-session-flags.png", "3-review-saved.png", "4-other-client-403.png"))
+
+
+def test_the_sample_report_opens_from_disk_without_network_and_prints(prefect_harness, tmp_path):
+    from playwright.sync_api import sync_playwright
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from tests.conftest import SAMPLE_WAV
+
+    result = CliRunner().invoke(app, ["analyze", str(SAMPLE_WAV), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    report = tmp_path / "out" / "report.html"
+    ARTIFACTS.mkdir(exist_ok=True)
+    requests = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        context = browser.new_context()
+        context.route("**/*", lambda route: (requests.append(route.request.url),
+                                             route.continue_() if route.request.url.startswith("file:")
+                                             else route.abort()))
+        page = context.new_page()
+        page.goto(report.as_uri())
+        assert page.locator(".timeline svg").is_visible()  # who spoke when
+        assert page.locator("h2#flags").is_visible()  # the flags section
+        assert page.locator("text=Alliantiemarkers over de sessie").is_visible()
+        assert page.locator("td:text-is('client_speech_share')").count() == 1  # the session marker table
+        page.screenshot(path=str(ARTIFACTS / "5-sample-report.png"), full_page=True)
+        page.pdf(path=str(ARTIFACTS / "5-sample-report.pdf"))
+        browser.close()
+    assert all(u.startswith("file:") for u in requests)  # nothing was fetched from a network
+    assert (ARTIFACTS / "5-sample-report.pdf").stat().st_size > 10_000

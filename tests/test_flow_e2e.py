@@ -85,9 +85,10 @@ def test_session_json_is_correct_for_the_sample(analysed, sample_reference_turns
 def test_report_html_shows_timeline_metrics_and_transcript(analysed):
     out, _ = analysed
     html = (out / "report.html").read_text()
-    assert "<svg" in html and html.count("<rect") >= 5
-    assert "Turn-taking" in html and "Flagged for review" in html
-    assert "Alliance markers over the session" in html and "client_framed_pauses_per_min" in html
+    assert "<svg" in html and "stilte ≥ 3 s" in html  # the matplotlib timeline, inline
+    # Dutch by default (ALLIANCE_UI_LANGUAGE): the clinics' language
+    assert '<html lang="nl">' in html and "Beurtwisseling" in html and "Gesignaleerd om terug te kijken" in html
+    assert "Alliantiemarkers over de sessie" in html and "client_framed_pauses_per_min" in html
     assert "Chicago" in html  # the transcript is in the therapist's report
     # readable without a server: no scripts, no external resources
     assert "<script" not in html and not re.search(r"(src|href)=\"https?://", html)

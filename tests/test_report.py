@@ -41,3 +41,43 @@ def test_write_report_writes_html_json_and_csv(tmp_path):
     header = paths["features_csv"].read_text().splitlines()[0]
     assert header.startswith("start_s,end_s,client_speech_share [ratio]")
     assert "NaN" not in paths["json"].read_text()
+
+
+def test_dutch_report_uses_the_clinical_terms_and_shows_the_header():
+    import dataclasses
+
+    r = dataclasses.replace(_report(), client_id="c-017", session_date="2026-11-28",
+                            session_markers={"client_speech_share": {"value": 0.2, "unit": "ratio", "description": "d"}},
+                            client_history={"client_speech_share": {"min": 0.35, "max": 0.5, "n": 4}})
+    html = render_html(r, language="nl")
+    assert '<html lang="nl">' in html and "cliënt <strong>c-017</strong>" in html and "2026-11-28" in html
+    assert "terugtrekking" in html and "Gesignaleerd om terug te kijken" in html
+    assert "0.35 – 0.50 (n = 4)" in html  # the client's own range over earlier sessions
+    assert "alliantie" in html
+
+
+def test_timeline_marks_roles_overlap_silence_and_flags():
+    from pipeline.report import overlap_spans, timeline_svg
+    from pipeline.report_text import REPORT_TEXT
+
+    turns = (SpeakerTurn(0.0, 4.0, "A"), SpeakerTurn(3.0, 6.0, "B"), SpeakerTurn(10.0, 12.0, "A"))
+    assert overlap_spans(turns) == [(3.0, 4.0)]
+    svg = timeline_svg(_report(), REPORT_TEXT["en"])
+    assert svg.startswith("<svg") and "silence ≥ 3 s" in svg and "flag: withdrawal" in svg
+    assert "therapist" in svg and "overlap" in svg
+
+
+def test_flag_clips_can_be_embedded_for_offline_listening():
+    from pipeline.report import clip_data_uris
+
+    r = _report()
+    x = (0.1 * np.sin(2 * np.pi * 220 * np.arange(60 * 16000) / 16000)).astype(np.float32)
+    clips = clip_data_uris(x, 16000, r.flags)
+    assert clips[0].startswith("data:audio/wav;base64,")
+    import base64
+
+    raw = base64.b64decode(clips[0].split(",", 1)[1])
+    assert len(raw) == 44 + 2 * 16000 * 31  # the flag (0–30 s) plus 1 s after it, 16-bit mono
+    html = render_html(r, clips=clips)
+    assert '<audio controls preload="none" src="data:audio/wav;base64,' in html
+    assert "review app" in render_html(r)  # without embedding, the card points to the review app

@@ -181,3 +181,32 @@ def test_formats_and_rates_give_the_same_word_times_at_both_ends_of_a_10_minute_
             diffs = np.array([abs(x - y) for x, y in pairs])
             assert (diffs[:3] <= 0.3).all() and (diffs[-3:] <= 0.3).all(), (name, part, diffs[:3], diffs[-3:])
             assert np.mean(diffs <= 0.3) >= 0.9, (name, part, diffs)
+
+
+def test_auto_language_is_decided_per_stretch_in_a_session_that_switches(sample_recording, asr_backend, settings):
+    """Dutch, then English, then Dutch again: each stretch is transcribed in its own language, not translated."""
+    import csv
+
+    from pipeline.asr import language_stretches
+
+    folder = ROOT / "tests/data/dutch/nathalie"
+    rows = list(csv.DictReader(open(folder / "transcripts.tsv", encoding="utf-8"), delimiter="\t"))
+    pause = np.zeros(int(0.6 * SR), np.float32)
+    dutch = np.concatenate([np.concatenate([decode(folder / r["file"]).samples, pause]) for r in rows])  # ~22 s
+    english = sample_recording.samples[int(6.5 * SR):]  # the call, ~23 s
+    gap = np.zeros(3 * SR, np.float32)
+    x = np.concatenate([dutch, gap, english, gap, dutch])
+    t1 = (dutch.size + gap.size) / SR  # English starts
+    t2 = (dutch.size + 2 * gap.size + english.size) / SR  # Dutch again
+    segments = language_stretches(x, backend=asr_backend)
+    assert [lang for _, _, lang, _ in segments] == ["nl", "en", "nl"]
+    assert abs(segments[0][1] - dutch.size / SR) < 1.0 and abs(segments[1][0] - t1) < 1.5
+    assert abs(segments[2][0] - t2) < 1.0
+    t = transcribe(x, SR, settings=settings.asr, backend=asr_backend, language="auto")
+    assert t.language_segments and [s[2] for s in t.language_segments] == ["nl", "en", "nl"]
+    first = " ".join(w.text for w in t.words if w.end <= t1).lower()
+    middle = " ".join(w.text for w in t.words if t1 <= w.start < t2).lower()
+    last = " ".join(w.text for w in t.words if w.start >= t2).lower()
+    reference_nl = " ".join(r["text_normalised"] for r in rows)
+    assert word_error_rate(reference_nl, first) < 0.35 and word_error_rate(reference_nl, last) < 0.35
+    assert "chicago" in middle and "jersey" in middle  # English stays English

@@ -12,7 +12,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from pipeline.settings import AsrSettings, VadSettings
-from pipeline.types import Transcript
+from pipeline.types import Transcript, Word
 
 ProgressHook = Callable[[float], None]
 
@@ -83,4 +83,115 @@ def transcribe(samples: np.ndarray, sample_rate_hz: int, *, settings: AsrSetting
     if sample_rate_hz != 16000:
         raise ValueError(f"sample_rate_hz must be 16000 for Whisper. Got {sample_rate_hz} instead.")
     lang = language or settings.language
+    if lang == "auto" and hasattr(backend, "language_probabilities"):
+        return transcribe_by_stretch(samples, backend=backend, progress=progress)
     return backend.transcribe(samples, language=None if lang == "auto" else lang, progress=progress)
+
+
+STRETCH_MAX_S = 30.0  # one Whisper window
+STRETCH_JOIN_GAP_S = 2.0
+MIN_DECIDING_SPEECH_S = 4.0
+AUTO_LANGUAGES = ("nl", "en")
+
+
+def language_stretches(samples: np.ndarray, *, backend, languages: tuple[str, ...] = AUTO_LANGUAGES,
+                       vad_settings: VadSettings | None = None) -> list[tuple[float, float, str, float]]:
+    """Decide the language per stretch of speech: ``[(start_s, end_s, language, probability)]``.
+
+    Speech regions (Silero VAD) are joined into stretches of at most 30 s
+    (one Whisper window) across pauses under 2 s. Whisper's language
+    probabilities are computed for each stretch and restricted to the
+    clinic's languages (Dutch and English; renormalised), because on a short
+    stretch of Dutch Whisper often answers Afrikaans or German. A stretch with
+    less than 4 s of speech is not trusted to decide: it takes the language of
+    the stretch before it (or after it, at the start). Consecutive stretches of
+    one language are merged.
+
+    Parameters
+    ----------
+    samples : np.ndarray, shape (n_samples,)
+        Mono float32 audio at 16 kHz.
+    backend
+        An ASR backend with ``language_probabilities(samples) -> dict``.
+    languages : tuple of str
+        Candidate languages.
+    vad_settings : VadSettings, optional
+
+    Returns
+    -------
+    list of (start_s, end_s, language, probability)
+        Empty when there is no speech.
+    """
+    from pipeline.vad import detect_speech
+
+    regions = detect_speech(samples, 16000, settings=vad_settings)
+    stretches: list[list[float]] = []
+    for r in regions:
+        if stretches and r.start - stretches[-1][1] < STRETCH_JOIN_GAP_S and r.end - stretches[-1][0] <= STRETCH_MAX_S:
+            stretches[-1][1] = r.end
+            stretches[-1][2] += r.end - r.start
+        else:
+            start = r.start
+            while r.end - start > STRETCH_MAX_S:  # one long region: cut into windows
+                stretches.append([start, start + STRETCH_MAX_S, STRETCH_MAX_S])
+                start += STRETCH_MAX_S
+            stretches.append([start, r.end, r.end - start])
+    decided: list[tuple[float, float, str | None, float]] = []
+    for a, b, speech in stretches:
+        if speech < MIN_DECIDING_SPEECH_S:
+            decided.append((a, b, None, 0.0))
+            continue
+        probs = backend.language_probabilities(samples[int(a * 16000):int(b * 16000)])
+        total = sum(probs.get(lang, 0.0) for lang in languages)
+        if total <= 0:
+            decided.append((a, b, None, 0.0))
+            continue
+        best = max(languages, key=lambda lang: probs.get(lang, 0.0))
+        decided.append((a, b, best, probs.get(best, 0.0) / total))
+    known = [d[2] for d in decided if d[2] is not None]
+    fallback = known[0] if known else languages[0]
+    out: list[tuple[float, float, str, float]] = []
+    for a, b, lang, p in decided:
+        lang = lang or (out[-1][2] if out else fallback)
+        if out and out[-1][2] == lang:
+            prev = out[-1]
+            out[-1] = (prev[0], b, lang, max(prev[3], p))
+        else:
+            out.append((a, b, lang, p))
+    return [(round(a, 3), round(b, 3), lang, round(p, 4)) for a, b, lang, p in out]
+
+
+def transcribe_by_stretch(samples: np.ndarray, *, backend, progress: ProgressHook | None = None,
+                          languages: tuple[str, ...] = AUTO_LANGUAGES) -> Transcript:
+    """Transcribe with the language decided per stretch of speech (see :func:`language_stretches`).
+
+    Each run of stretches in one language is transcribed with that language
+    fixed (so Dutch is never transcribed as, or translated into, English), from
+    the end of the previous run to the start of the next, and the words are
+    put back on the recording's time line.
+
+    Returns
+    -------
+    Transcript
+        ``language`` is the language with most speech; ``language_segments``
+        the decided stretches.
+    """
+    duration = samples.size / 16000.0
+    segments = language_stretches(samples, backend=backend, languages=languages)
+    if not segments:
+        return Transcript(words=(), language="unknown", language_probability=0.0, duration_s=duration)
+    words: list[Word] = []
+    for i, (a, b, lang, _) in enumerate(segments):
+        lo = 0.0 if i == 0 else (segments[i - 1][1] + a) / 2
+        hi = duration if i == len(segments) - 1 else (b + segments[i + 1][0]) / 2
+        part = backend.transcribe(samples[int(lo * 16000):int(hi * 16000)], language=lang)
+        words += [Word(w.start + lo, w.end + lo, w.text, w.probability, w.speaker, w.overlap) for w in part.words]
+        if progress is not None:
+            progress(min(1.0, hi / duration))
+    speech = {}
+    for a, b, lang, _ in segments:
+        speech[lang] = speech.get(lang, 0.0) + (b - a)
+    main = max(speech, key=speech.get)
+    prob = max(p for _, _, lang, p in segments if lang == main)
+    return Transcript(words=tuple(words), language=main, language_probability=prob, duration_s=duration,
+                      language_segments=tuple(segments))

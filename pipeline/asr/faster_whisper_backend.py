@@ -61,6 +61,11 @@ class FasterWhisperBackend:
         except (RuntimeError, ValueError, OSError) as exc:
             raise BackendUnavailableError(f"{self.model_dir}: cannot load the Whisper model ({exc})") from exc
 
+    def language_probabilities(self, samples: np.ndarray) -> dict[str, float]:
+        """Whisper's language probabilities for a stretch of audio (its first 30 s), summing to 1."""
+        _, _, probs = self._model.detect_language(np.asarray(samples, dtype=np.float32))
+        return {str(lang): float(p) for lang, p in probs}
+
     def transcribe(self, samples: np.ndarray, *, language: str | None, progress=None) -> Transcript:
         duration = samples.size / 16000.0
         segments, info = self._model.transcribe(
