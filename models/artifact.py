@@ -67,6 +67,17 @@ def library_versions() -> dict[str, str]:
     return {"scikit-learn": sklearn.__version__, "numpy": numpy.__version__, "skops": skops.__version__}
 
 
+def code_version() -> str:
+    """Short git commit of this code, or ``unknown`` outside a git checkout."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip() or "unknown"
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def save_model(estimator: Any, card: dict, *, root: Path = ARTIFACTS_DIR) -> Path:
     """Persist a fitted estimator and its card under ``root/<card['version']>/``.
 

@@ -23,12 +23,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
-import subprocess
 from pathlib import Path
 
 import numpy as np
 
-from models.artifact import ARTIFACTS_DIR, CLASSES, save_model
+from models.artifact import ARTIFACTS_DIR, CLASSES, code_version, save_model
 from pipeline.features import FEATURE_NAMES, FEATURE_UNITS
 
 # mean and sd per class (none, withdrawal, confrontation); the bootstrap reads these 14 markers only
@@ -99,14 +98,6 @@ def make_pipeline():
                      ("classify", LogisticRegression(C=0.5, max_iter=2000))])
 
 
-def _code_version() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip() or "unknown"
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def train(*, version: str = "bootstrap-v1", seed: int = 20261129, n_per_class: int = 1500,
           root: Path = ARTIFACTS_DIR) -> Path:
     """Fit the bootstrap classifier, evaluate it on held-out synthetic windows, and save it.
@@ -130,7 +121,7 @@ def train(*, version: str = "bootstrap-v1", seed: int = 20261129, n_per_class: i
                     "therapy data); a bootstrap model to be replaced by one trained on labelled sessions."),
         "version": version,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "code_version": _code_version(),
+        "code_version": code_version(),
         "training_data": (f"{3 * n_per_class} windows ({n_per_class} per class: none, withdrawal, confrontation) "
                           f"sampled by models/bootstrap.py with seed {seed}; sha256 {data_hash}. The class profiles "
                           "encode 3RS descriptions of withdrawal and confrontation ruptures (Eubanks, Muran & "

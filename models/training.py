@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from models.artifact import CLASSES, ModelBundle, load_model, save_model
+from models.artifact import CLASSES, ModelBundle, code_version, load_model, save_model
 from pipeline.errors import InputError
 from pipeline.features import FEATURE_NAMES, FEATURE_UNITS
 
@@ -216,16 +216,6 @@ def _data_hash(X: np.ndarray, y: np.ndarray, sessions: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _code_version() -> str:
-    import subprocess
-
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip() or "unknown"
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def evaluate_bundle(bundle: ModelBundle, data: dict) -> dict:
     """Score a loaded model on a loaded dataset at the model's own thresholds.
 
@@ -291,7 +281,7 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
                                f"{np.unique(data['groups']).size} clients ({', '.join(langs)})."),
         "version": version,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "code_version": _code_version(),
+        "code_version": code_version(),
         "training_data": (f"{description} {data['n_sessions']} sessions, {np.unique(data['groups']).size} clients, "
                           f"languages {', '.join(langs)}; {data['y'].size} windows of "
                           f"{settings.features.window_s:g} s (hop {settings.features.hop_s:g} s) with at least "
