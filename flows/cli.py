@@ -356,8 +356,9 @@ def simulate(
     language: str = typer.Option(..., "--language", help="nl or en."),
     out: Path = typer.Option(..., "--out", help="Dataset folder (one subfolder per session)."),
     seed: int = typer.Option(0, "--seed", help="First seed; session i uses seed + i."),
-    min_minutes: float = typer.Option(5.0, "--min-minutes", min=0.5, help="Shortest session, minutes."),
-    max_minutes: float = typer.Option(20.0, "--max-minutes", min=0.5, help="Longest session, minutes."),
+    min_minutes: float = typer.Option(5.0, "--min-minutes", min=3.0, help="Shortest session, minutes (at least 3: "
+                                      "every session holds a withdrawal and a confrontation episode of 45–120 s)."),
+    max_minutes: float = typer.Option(20.0, "--max-minutes", min=3.0, help="Longest session, minutes."),
 ) -> None:
     """Write simulated, rupture-annotated sessions (espeak-ng voices) in the training format."""
     from rich.console import Console
@@ -506,7 +507,9 @@ def add_therapist(therapist: str = typer.Argument(..., help="Login name: the the
 
 @app.command()
 def web(port: int = typer.Option(8765, "--port", min=1024, max=65535, help="Port on 127.0.0.1."),
-        language: Optional[str] = typer.Option(None, "--language", help="Interface language: nl (default) or en.")) -> None:
+        language: Optional[str] = typer.Option(None, "--language", help="Interface language: nl (default) or en."),
+        inbox: Optional[Path] = typer.Option(None, "--inbox", help="The nightly inbox, whose done/ folder holds the "
+                                             "retained recordings for clips (default: ALLIANCE_INBOX_DIR).")) -> None:
     """Serve the review web app on this machine only (http://127.0.0.1:PORT)."""
     import uvicorn
 
@@ -516,17 +519,32 @@ def web(port: int = typer.Option(8765, "--port", min=1024, max=65535, help="Port
     if language is not None and language not in TEXT:
         typer.echo(f"error: --language must be one of {', '.join(TEXT)}. Got {language!r} instead.", err=True)
         raise typer.Exit(2)
+    settings = Settings()
+    if inbox is not None:
+        settings = settings.model_copy(update={"inbox_dir": inbox})
+    if settings.inbox_dir is None:
+        typer.echo("note: no inbox given (--inbox or ALLIANCE_INBOX_DIR): flags cannot play their clips", err=True)
     typer.echo(f"Review app on http://127.0.0.1:{port}/ (Ctrl+C stops it)")
-    uvicorn.run(create_app(Settings(), language=language), host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.run(create_app(settings, language=language), host="127.0.0.1", port=port, log_level="warning")
 
 
 @app.command("export-reviews")
-def export_reviews_cmd(out: Path = typer.Option(..., "--out", help="Folder for the annotated sessions.")) -> None:
+def export_reviews_cmd(out: Path = typer.Option(..., "--out", help="Folder for the annotated sessions."),
+                       inbox: Optional[Path] = typer.Option(None, "--inbox", help="The nightly inbox whose done/ "
+                                                            "folder holds the recordings (default: "
+                                                            "ALLIANCE_INBOX_DIR).")) -> None:
     """Write the therapists' verdicts as annotated sessions that `alliance retrain` accepts."""
     from flows.web import export_reviews
     from pipeline.settings import Settings
 
-    result = export_reviews(Settings(), out)
+    settings = Settings()
+    if inbox is not None:
+        settings = settings.model_copy(update={"inbox_dir": inbox})
+    if settings.inbox_dir is None:
+        typer.echo("error: give the nightly inbox (--inbox DIR or ALLIANCE_INBOX_DIR): its done/ folder holds the "
+                   "recordings", err=True)
+        raise typer.Exit(2)
+    result = export_reviews(settings, out)
     for line in result["skipped"]:
         typer.echo(f"skipped {line}", err=True)
     typer.echo(f"Exported {len(result['exported'])} reviewed sessions to {out}")

@@ -361,24 +361,33 @@ def export_reviews(settings, out_dir: str | Path) -> dict[str, list[str]]:
         if audio is None:
             result["skipped"].append(f"{session_id}: the recording is no longer retained")
             continue
-        session_json = Path(row["out_dir"] or "") / "session.json"
-        language = json.loads(session_json.read_text(encoding="utf-8"))["transcript"]["language"] \
-            if session_json.is_file() else None
+        from flows.nightly import sidecar_of
+
+        sidecar = sidecar_of(audio)
+        record = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar is not None else {}
         folder = out / session_id
         if folder.exists():
             result["skipped"].append(f"{session_id}: {folder} already exists")
             continue
         folder.mkdir(parents=True)
         shutil.copy2(audio, folder / f"recording{audio.suffix.lower()}")
-        meta = {"session_id": session_id, "client_id": row["client_id"],
-                "language": language if language in ("nl", "en") else None,
-                "participants": [{"role": "therapist", "id": row["therapist_id"]}, {"role": "client"}],
-                "source": "therapist reviews exported by alliance export-reviews"}
+        # the session's own record: language (or auto), participants with roles and ages, as the clinic gave them
+        language = record.get("language") if record.get("language") in ("nl", "en", "auto") else None
+        participants = record.get("participants") or [{"role": "therapist", "id": row["therapist_id"]},
+                                                      {"role": "client"}]
+        meta = {"session_id": session_id, "client_id": row["client_id"], "language": language,
+                "participants": participants, "source": "therapist reviews exported by alliance export-reviews"}
+        if isinstance(record.get("client_age"), (int, float)):
+            meta["client_age"] = record["client_age"]
         (folder / "metadata.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         notes = [RuptureAnnotation(r["start_s"], r["end_s"], r["marker_type"],
                                    "repaired" if r["verdict"] == "repaired" else None)
                  for r in reviews if r["verdict"] in ("rupture", "repaired")]
-        write_rupture_csv(folder / "ruptures.csv", _merge_touching(notes))
+        kept, dropped = _merge_touching(notes)
+        write_rupture_csv(folder / "ruptures.csv", kept)
+        result["skipped"] += [f"{session_id}: the {d.label} verdict at {d.start:.0f}–{d.end:.0f} s overlaps an episode "
+                              "of the other type and was left out (episodes cannot overlap); annotate it by hand"
+                              for d in dropped]
         store.audit("reviews exported", actor="alliance export-reviews", outcome="success", client_id=row["client_id"],
                     session_id=session_id, detail=f"{len(reviews)} reviews, {len(notes)} episodes")
         result["exported"].append(session_id)
@@ -386,17 +395,25 @@ def export_reviews(settings, out_dir: str | Path) -> dict[str, list[str]]:
 
 
 def _merge_touching(notes):
-    """Episodes of one type that overlap or touch become one (flags of one type can touch)."""
+    """Episodes of one type that overlap or touch become one (flags of one type can touch); an episode of the
+    other type overlapping one already kept is cut to the part after it, or, with nothing left, returned as dropped.
+
+    Returns
+    -------
+    (kept, dropped) : two lists of RuptureAnnotation
+    """
     from pipeline.annotations import RuptureAnnotation
 
-    out = []
+    out, dropped = [], []
     for n in sorted(notes, key=lambda n: n.start):
         if out and n.start <= out[-1].end:
             if n.label == out[-1].label:
                 out[-1] = RuptureAnnotation(out[-1].start, max(out[-1].end, n.end), n.label, out[-1].marker or n.marker)
                 continue
-            n = RuptureAnnotation(out[-1].end, n.end, n.label, n.marker)  # different types: no overlap
-            if n.end <= n.start:
+            cut = RuptureAnnotation(out[-1].end, n.end, n.label, n.marker)
+            if cut.end - cut.start < 1.0:
+                dropped.append(n)
                 continue
+            n = cut
         out.append(n)
-    return out
+    return out, dropped

@@ -173,6 +173,10 @@ def activate_model(settings, version: str) -> Path:
         No such model, or it does not load (features, library versions).
     """
     folder = user_models_dir(settings.data_dir) / version
+    if not (folder / CARD_FILE).is_file():
+        known = sorted(p.parent.name for p in user_models_dir(settings.data_dir).glob(f"*/{CARD_FILE}"))
+        raise ModelArtifactError(f"no model {version!r} in {folder.parent}; available: {', '.join(known) or 'none'} "
+                                 "(train one with `alliance retrain`)")
     load_model(folder)
     (user_models_dir(settings.data_dir) / ACTIVE_FILE).write_text(version + "\n", encoding="utf-8")
     return folder

@@ -70,8 +70,10 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print) -
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         raise InputError(None, f"session ids appear in more than one dataset folder: {', '.join(dup)}")
-    for s in sessions:  # every annotation file is checked before any recording is analysed
-        read_annotations(s.annotations)
+    from pipeline.audio import probe
+
+    for s in sessions:  # every annotation file is checked, against the declared length, before any analysis
+        read_annotations(s.annotations, duration_s=probe(s.recording))
     X, y, groups, sids, langs = [], [], [], [], []
     min_speech = settings.model.min_window_speech_s
     for i, s in enumerate(sessions, start=1):
@@ -195,6 +197,10 @@ def cross_validate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, *, target_r
     proba = np.zeros((y.size, len(CLASSES)))
     folds = []
     for i, (tr, te) in enumerate(GroupKFold(n_splits=n_splits).split(X, y, groups)):
+        if np.unique(y[tr]).size < 2:
+            raise InputError(None, f"cross-validation fold {i + 1}: the training clients' windows hold only "
+                                   f"'{CLASSES[int(y[tr][0])]}'; add sessions (of more clients) with annotated "
+                                   "ruptures and ordinary talk")
         model = make_pipeline().fit(X[tr], y[tr])
         p = np.zeros((te.size, len(CLASSES)))
         p[:, model.classes_] = model.predict_proba(X[te])

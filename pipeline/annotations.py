@@ -89,6 +89,8 @@ def read_rupture_csv(path: str | Path, *, duration_s: float | None = None) -> tu
     except UnicodeDecodeError:
         raise InputError(path, "not a UTF-8 text file") from None
     rows = list(csv.reader(text.splitlines()))
+    if not text.strip():
+        raise InputError(path, "file is empty; it needs the header start_s,end_s,label[,marker]")
     if not rows or [c.strip() for c in rows[0][:3]] != ["start_s", "end_s", "label"]:
         raise InputError(path, "line 1: header must be start_s,end_s,label[,marker]")
     items = []

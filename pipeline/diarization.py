@@ -16,6 +16,8 @@ References
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Protocol
 
 import numpy as np
@@ -522,7 +524,7 @@ def assign_words(transcript: Transcript, diarization: Diarization) -> Transcript
             idx = int(np.minimum(np.abs(starts - mid), np.abs(ends - mid)).argmin())
         words.append(Word(w.start, w.end, w.text, w.probability, turns[idx].speaker,
                           _overlapped_share(w, starts, ends, spk) >= 0.5))
-    return Transcript(tuple(words), transcript.language, transcript.language_probability, transcript.duration_s)
+    return dataclasses.replace(transcript, words=tuple(words))  # language and its stretches kept
 
 
 def _overlapped_share(w: Word, starts: np.ndarray, ends: np.ndarray, speakers: np.ndarray) -> float:

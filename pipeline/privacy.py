@@ -10,6 +10,8 @@ that is also a name is the safer error.
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 from typing import Mapping
 
@@ -54,4 +56,4 @@ def redact_transcript(transcript: Transcript, labels: Mapping[str, str]) -> Tran
         key = re.sub(r"['’]s$", "", core.lower())
         text = f"{lead}{labels[key]}{trail}" if key in labels else w.text
         words.append(Word(w.start, w.end, text, w.probability, w.speaker, w.overlap))
-    return Transcript(tuple(words), transcript.language, transcript.language_probability, transcript.duration_s)
+    return dataclasses.replace(transcript, words=tuple(words))  # language and its stretches kept

@@ -102,3 +102,10 @@ def test_dataset_folder_problems_name_the_folder_or_file(tmp_path):
         discover_sessions(tmp_path / "data")
     _csv(s, "1,2,withdrawal\n")
     assert [x.client_id for x in discover_sessions(tmp_path / "data")] == ["c1"]
+
+
+def test_empty_annotation_file_says_so(tmp_path):
+    path = tmp_path / "ruptures.csv"
+    path.write_text("")
+    with pytest.raises(InputError, match="ruptures.csv: file is empty"):
+        read_rupture_csv(path)

@@ -110,3 +110,21 @@ def test_bad_annotations_stop_retraining_before_any_analysis(prefect_harness, sm
     (data / train[1].name / "metadata.json").unlink()
     result = runner.invoke(app, ["retrain", "--data", str(data), "--version", "bad-v1"])
     assert result.exit_code == 1 and "missing metadata.json" in " ".join(result.output.split())
+
+
+def test_a_fold_whose_training_clients_hold_one_label_is_a_clear_error():
+    from pipeline.errors import InputError
+
+    X = np.random.default_rng(0).standard_normal((6, 40))
+    with pytest.raises(InputError, match="fold .*only 'none'"):
+        cross_validate(X, np.array([0, 0, 0, 1, 2, 0]), np.array(list("aaabbb")))
+
+
+def test_activating_an_unknown_model_lists_the_known_ones(tmp_path, monkeypatch):
+    from models.artifact import activate_model
+    from pipeline.errors import ModelArtifactError
+    from pipeline.settings import Settings
+
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path))
+    with pytest.raises(ModelArtifactError, match="no model 'nope' .*available: none"):
+        activate_model(Settings(), "nope")

@@ -186,3 +186,33 @@ def test_exported_reviews_are_accepted_by_retrain_without_edits(prefect_harness,
     assert result.exit_code == 0, result.output
     card = json.loads((settings.data_dir / "models" / "from-reviews" / "model_card.json").read_text())
     assert card["training_data"].count("2 sessions, 2 clients") == 1
+
+
+def test_export_keeps_the_sessions_own_record_and_names_a_verdict_it_cannot_keep(clinic, tmp_path):
+    settings, store = clinic
+    # the nightly run keeps the sidecar (the clinic's record) next to the retained recording
+    (settings.inbox_dir / "done" / "s-1.wav.json").write_text(json.dumps({
+        "language": "auto", "client_age": 11,
+        "participants": [{"role": "therapist", "id": "t-anna"}, {"role": "client", "age": 11}, {"role": "parent"}]}))
+    store.save_flags("s-1", [{"start": 0.0, "end": 30.0, "marker_type": "confrontation", "probability": 0.9},
+                             {"start": 0.0, "end": 30.0, "marker_type": "withdrawal", "probability": 0.6}], "sim-v1")
+    f1, f2 = store.flags("s-1")
+    store.save_review(session_id="s-1", flag=f1, verdict="rupture", note=None, therapist_id="t-anna")
+    store.save_review(session_id="s-1", flag=f2, verdict="repaired", note=None, therapist_id="t-anna")
+    result = export_reviews(settings, tmp_path / "export")
+    assert result["exported"] == ["s-1"]
+    assert any("withdrawal verdict at 0–30 s overlaps" in line for line in result["skipped"])
+    meta = json.loads((tmp_path / "export" / "s-1" / "metadata.json").read_text())
+    assert meta["language"] == "auto" and meta["client_age"] == 11 and len(meta["participants"]) == 3
+
+
+def test_language_stretches_survive_speaker_attribution_and_name_replacement():
+    from pipeline.diarization import assign_words
+    from pipeline.privacy import redact_transcript
+    from pipeline.types import Diarization, SpeakerTurn, Transcript, Word
+
+    t = Transcript((Word(0.0, 0.5, "hallo", 1.0),), "nl", 0.9, 2.0,
+                   language_segments=((0.0, 1.0, "nl", 0.9), (1.0, 2.0, "en", 0.8)))
+    d = Diarization((SpeakerTurn(0.0, 2.0, "A"),), ("A",), "t")
+    assert assign_words(t, d).language_segments == t.language_segments
+    assert redact_transcript(t, {"Anna": "therapist"}).language_segments == t.language_segments
