@@ -105,3 +105,29 @@ def test_bundled_model_is_joined_and_verified(settings):
     assert (folder / "model.bin").stat().st_size == BASE_MODEL_BYTES
     for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
         assert (folder / name).is_file()
+
+
+def test_long_recordings_are_transcribed_in_pieces_on_one_time_line():
+    from pipeline.asr import piece_bounds, transcribe_in_pieces
+    from pipeline.types import Transcript, Word
+
+    class Piecewise:
+        name = "fake"
+
+        def __init__(self):
+            self.lengths = []
+
+        def transcribe(self, samples, *, language, progress=None):
+            self.lengths.append(samples.size / 16000)
+            return Transcript((Word(1.0, 1.5, "woord", 0.9),), language or "nl", 0.9, samples.size / 16000)
+
+    x = np.zeros(25 * 60 * 16000, np.float32)  # 25 minutes
+    bounds = piece_bounds(x)
+    assert bounds[0][0] == 0.0 and bounds[-1][1] == pytest.approx(1500.0)
+    assert all(b1 == a2 for (_, b1), (a2, _) in zip(bounds, bounds[1:]))
+    assert max(b - a for a, b in bounds) <= 1.2 * 600
+    fake = Piecewise()
+    t = transcribe_in_pieces(x, backend=fake, language="nl")
+    assert len(fake.lengths) == len(bounds) == 3  # 600 + 600 + 300 s: never the whole 25 minutes at once
+    assert [w.start for w in t.words] == [1.0 + a for a, _ in bounds]
+    assert t.duration_s == pytest.approx(1500.0)

@@ -85,7 +85,73 @@ def transcribe(samples: np.ndarray, sample_rate_hz: int, *, settings: AsrSetting
     lang = language or settings.language
     if lang == "auto" and hasattr(backend, "language_probabilities"):
         return transcribe_by_stretch(samples, backend=backend, progress=progress)
-    return backend.transcribe(samples, language=None if lang == "auto" else lang, progress=progress)
+    return transcribe_in_pieces(samples, backend=backend, language=None if lang == "auto" else lang,
+                                progress=progress)
+
+
+PIECE_S = 600.0  # long recordings are transcribed in pieces of about 10 minutes, cut in a silence
+PIECE_SEARCH_S = 60.0
+
+
+def piece_bounds(samples: np.ndarray, *, piece_s: float = PIECE_S,
+                 vad_settings: VadSettings | None = None) -> list[tuple[float, float]]:
+    """Cut points (s) for transcribing a long recording in pieces of about ``piece_s``.
+
+    Each cut lies in the middle of the longest silence (Silero VAD) within
+    ``PIECE_SEARCH_S`` before the nominal boundary (at the boundary itself
+    when there is none), so no word is split. A recording shorter than
+    1.2 × ``piece_s`` is one piece.
+
+    Returns
+    -------
+    list of (start_s, end_s)
+        Consecutive pieces covering the whole recording.
+    """
+    duration = samples.size / 16000.0
+    if duration <= 1.2 * piece_s:
+        return [(0.0, duration)]
+    from pipeline.vad import detect_speech
+
+    regions = detect_speech(samples, 16000, settings=vad_settings)
+    gaps = [(a.end, b.start) for a, b in zip(regions, regions[1:])]
+    cuts, start = [], 0.0
+    while duration - start > 1.2 * piece_s:
+        nominal = start + piece_s
+        near = [(b - a, (a + b) / 2) for a, b in gaps if nominal - PIECE_SEARCH_S <= (a + b) / 2 <= nominal]
+        cut = max(near)[1] if near else nominal
+        cuts.append(cut)
+        start = cut
+    edges = [0.0] + cuts + [duration]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def transcribe_in_pieces(samples: np.ndarray, *, backend, language: str | None,
+                         progress: ProgressHook | None = None) -> Transcript:
+    """Transcribe a recording piece by piece (:func:`piece_bounds`) and put the words back on its time line.
+
+    Bounded memory for long sessions: Whisper never holds more than one piece
+    (about 10 minutes). Measured with ``bench/long_session_asr.py``.
+    """
+    bounds = piece_bounds(samples)
+    if len(bounds) == 1:
+        return backend.transcribe(samples, language=language, progress=progress)
+    duration = samples.size / 16000.0
+    words: list[Word] = []
+    found: dict[str, float] = {}
+    probability = 0.0
+    for a, b in bounds:
+        part = backend.transcribe(samples[int(a * 16000):int(b * 16000)], language=language)
+        words += [Word(w.start + a, w.end + a, w.text, w.probability, w.speaker, w.overlap) for w in part.words]
+        if part.words:
+            found[part.language] = found.get(part.language, 0.0) + (b - a)
+            probability = max(probability, part.language_probability)
+        if progress is not None:
+            progress(min(1.0, b / duration))
+    if not words:
+        return Transcript(words=(), language="unknown" if language is None else language, language_probability=0.0,
+                          duration_s=duration)
+    return Transcript(words=tuple(words), language=max(found, key=found.get), language_probability=probability,
+                      duration_s=duration)
 
 
 STRETCH_MAX_S = 30.0  # one Whisper window
@@ -184,7 +250,7 @@ def transcribe_by_stretch(samples: np.ndarray, *, backend, progress: ProgressHoo
     for i, (a, b, lang, _) in enumerate(segments):
         lo = 0.0 if i == 0 else (segments[i - 1][1] + a) / 2
         hi = duration if i == len(segments) - 1 else (b + segments[i + 1][0]) / 2
-        part = backend.transcribe(samples[int(lo * 16000):int(hi * 16000)], language=lang)
+        part = transcribe_in_pieces(samples[int(lo * 16000):int(hi * 16000)], backend=backend, language=lang)
         words += [Word(w.start + lo, w.end + lo, w.text, w.probability, w.speaker, w.overlap) for w in part.words]
         if progress is not None:
             progress(min(1.0, hi / duration))
