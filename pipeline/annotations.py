@@ -109,6 +109,19 @@ def read_rupture_csv(path: str | Path, *, duration_s: float | None = None) -> tu
     return _check(path, items, duration_s)
 
 
+def _tier(path: Path, names, intervals, what: str, duration_s: float | None) -> tuple[RuptureAnnotation, ...]:
+    """Check the ``rupture`` tier exists among ``names`` and turn its (start_s, end_s, value) intervals into
+    checked annotations; empty values are no rupture."""
+    if TIER not in names:
+        raise InputError(path, f"no tier named '{TIER}' (tiers: {', '.join(sorted(names)) or 'none'})")
+    items = []
+    for i, (start, end, value) in enumerate(intervals(), start=1):
+        if str(value).strip():
+            label, marker = _split_value(str(value))
+            items.append((f"tier {TIER} {what} {i}", RuptureAnnotation(float(start), float(end), label, marker)))
+    return _check(path, items, duration_s)
+
+
 def read_eaf(path: str | Path, *, duration_s: float | None = None) -> tuple[RuptureAnnotation, ...]:
     """Read the ``rupture`` tier of an ELAN file (values ``label`` or ``label: marker``).
 
@@ -127,13 +140,9 @@ def read_eaf(path: str | Path, *, duration_s: float | None = None) -> tuple[Rupt
         eaf = pympi.Elan.Eaf(str(path))
     except Exception as exc:  # pympi raises bare parser errors of several kinds
         raise InputError(path, f"not a readable ELAN file ({type(exc).__name__})") from None
-    if TIER not in eaf.get_tier_names():
-        raise InputError(path, f"no tier named '{TIER}' (tiers: {', '.join(sorted(eaf.get_tier_names())) or 'none'})")
-    items = []
-    for i, ann in enumerate(sorted(eaf.get_annotation_data_for_tier(TIER)), start=1):
-        label, marker = _split_value(str(ann[2]))
-        items.append((f"tier {TIER} annotation {i}", RuptureAnnotation(ann[0] / 1000.0, ann[1] / 1000.0, label, marker)))
-    return _check(path, items, duration_s)
+    return _tier(path, list(eaf.get_tier_names()),
+                 lambda: [(a[0] / 1000.0, a[1] / 1000.0, a[2]) for a in sorted(eaf.get_annotation_data_for_tier(TIER))],
+                 "annotation", duration_s)
 
 
 def read_textgrid(path: str | Path, *, duration_s: float | None = None) -> tuple[RuptureAnnotation, ...]:
@@ -154,15 +163,8 @@ def read_textgrid(path: str | Path, *, duration_s: float | None = None) -> tuple
         tg = textgrid.openTextgrid(str(path), includeEmptyIntervals=False)
     except Exception as exc:  # praatio raises several parser error types
         raise InputError(path, f"not a readable TextGrid ({type(exc).__name__})") from None
-    if TIER not in tg.tierNames:
-        raise InputError(path, f"no tier named '{TIER}' (tiers: {', '.join(tg.tierNames) or 'none'})")
-    items = []
-    for i, entry in enumerate(tg.getTier(TIER).entries, start=1):
-        if not str(entry.label).strip():
-            continue
-        label, marker = _split_value(str(entry.label))
-        items.append((f"tier {TIER} interval {i}", RuptureAnnotation(float(entry.start), float(entry.end), label, marker)))
-    return _check(path, items, duration_s)
+    return _tier(path, list(tg.tierNames),
+                 lambda: [(e.start, e.end, e.label) for e in tg.getTier(TIER).entries], "interval", duration_s)
 
 
 def read_annotations(path: str | Path, *, duration_s: float | None = None) -> tuple[RuptureAnnotation, ...]:
