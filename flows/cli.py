@@ -15,6 +15,10 @@ def _error(console, message: str, *, label: str = "[red]error:[/red]", **_) -> N
     console.print(f"{label} {escape(message)}", soft_wrap=True)
 
 
+DEPLOYMENT_HELP = ("Hand each session to this analyze_session deployment on a Prefect work pool (see "
+                   "`alliance deploy`), e.g. analyze_session/analyze; needs PREFECT_API_URL.")
+
+
 ASR_BACKEND_HELP = ("ASR backend: faster-whisper (default) or openai-whisper "
                     "(default: ALLIANCE_ASR__BACKEND).")
 
@@ -136,6 +140,7 @@ def nightly(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox fo
                                              help="Run the sessions on a local Dask cluster of this many worker "
                                                   "processes (prefect-dask); 0: threads in this process."),
             asr_backend: Optional[str] = typer.Option(None, "--asr-backend", help=ASR_BACKEND_HELP),
+            deployment: Optional[str] = typer.Option(None, "--deployment", help=DEPLOYMENT_HELP),
             ) -> None:
     """Run the nightly inbox flow once, now: every consented recording gets a report."""
     from pipeline.settings import Settings
@@ -143,9 +148,16 @@ def nightly(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox fo
     _use_asr_backend(asr_backend)
 
     folder = _inbox_or_exit(inbox or Settings().inbox_dir)
+    if deployment:
+        _server_or_exit()
+        if dask_workers:
+            typer.echo("error: give --deployment or --dask-workers, not both", err=True)
+            raise typer.Exit(2)
     from flows.nightly import dask_runner, nightly_inbox
 
-    if dask_workers:
+    if deployment:
+        summary = nightly_inbox(str(folder), deployment=deployment)
+    elif dask_workers:
         summary = nightly_inbox.with_options(task_runner=dask_runner(dask_workers))(str(folder), use_task_runner=True)
     else:
         summary = nightly_inbox(str(folder))
@@ -155,6 +167,40 @@ def nightly(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox fo
             typer.echo(f"  {item['file']}" + (f": {item['reason']}" if item.get("reason") else ""))
     if summary["failed"]:
         raise typer.Exit(1)  # a scheduler or operator sees that something needs attention
+
+
+def _server_or_exit() -> None:
+    import os
+
+    if not os.environ.get("PREFECT_API_URL"):
+        typer.echo("error: PREFECT_API_URL is not set; start a server (`prefect server start --host 127.0.0.1`) "
+                   "and export PREFECT_API_URL=http://127.0.0.1:4200/api", err=True)
+        raise typer.Exit(2)
+
+
+@app.command()
+def deploy(pool: str = typer.Option(..., "--pool", help="The Prefect work pool (create it with `prefect work-pool "
+                                    "create POOL --type process`)."),
+           name: str = typer.Option("analyze", "--name", help="Deployment name.")) -> None:
+    """Register analyze_session on a work pool, so workers on any machine run the nightly sessions."""
+    _server_or_exit()
+    import httpx
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+
+    from flows.nightly import deploy_analyze
+
+    try:
+        full = deploy_analyze(pool, name=name)
+    except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+        typer.echo(f"error: cannot deploy to work pool {pool!r} ({exc.__class__.__name__}); create it first: "
+                   f"prefect work-pool create {pool} --type process", err=True)
+        raise typer.Exit(1) from None
+    except (httpx.HTTPError, OSError) as exc:
+        typer.echo(f"error: cannot reach the Prefect server ({exc})", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"deployment {full} on work pool {pool!r}")
+    typer.echo(f"start workers: prefect worker start --pool {pool}   (on each machine, one or more)")
+    typer.echo(f"run the inbox: alliance nightly --inbox DIR --deployment {full}")
 
 
 def _inbox_or_exit(folder: Path | None) -> Path:
@@ -171,6 +217,7 @@ def _inbox_or_exit(folder: Path | None) -> Path:
 @app.command()
 def serve(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox folder (default: ALLIANCE_INBOX_DIR)."),
           cron: Optional[str] = typer.Option(None, "--cron", help="Schedule (default: ALLIANCE_NIGHTLY_CRON, 02:00)."),
+          deployment: Optional[str] = typer.Option(None, "--deployment", help=DEPLOYMENT_HELP),
           ) -> None:
     """Register the nightly deployment with its cron schedule and serve it (needs a Prefect server, see README)."""
     import os
@@ -197,7 +244,8 @@ def serve(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox fold
 
     try:
         nightly_inbox.serve(name="nightly", schedules=[Cron(settings.nightly_cron, timezone=settings.nightly_timezone)],
-                            parameters={"inbox": str(Path(folder).resolve())},
+                            parameters={"inbox": str(Path(folder).resolve()),
+                                        **({"deployment": deployment} if deployment else {})},
                             description="Every consented recording in the inbox gets a report.")
     except (httpx.HTTPError, OSError) as exc:
         typer.echo(f"error: cannot reach the Prefect server at {os.environ['PREFECT_API_URL']} ({exc}); "

@@ -135,7 +135,7 @@ def _record(job: dict, report: str | None, error: Exception | None, inbox_dir: P
     store.audit("analysed", actor=ACTOR, outcome="success", client_id=job["client"], session_id=job["session_id"],
                 detail=f"{len(result['flags'])} flags, model {result['model_version']}")
     summary["processed"].append({"file": job["audio"].name, "session_id": job["session_id"],
-                                 **({"worker_pid": job["worker_pid"]} if "worker_pid" in job else {})})
+                                 **{k: job[k] for k in ("worker_pid", "flow_run") if k in job}})
 
 
 @task(name="analyse-recording", persist_result=False, retries=0)
@@ -165,14 +165,75 @@ def dask_runner(workers: int):
     return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
 
 
+POOL_POLL_S = 2.0
+
+
+def deploy_analyze(pool: str, *, name: str = "analyze", source: Path | None = None) -> str:
+    """Register ``analyze_session`` as a deployment on a Prefect work pool; return its full name.
+
+    Workers of that pool (``prefect worker start --pool POOL``, one or more per machine) then run the
+    sessions that ``nightly_inbox(..., deployment=...)`` hands out. The flow code is loaded from ``source``
+    (default: this checkout), which must exist at the same path on every worker machine, as must the inbox
+    and the data directory (shared storage, see the README).
+
+    Raises
+    ------
+    prefect.exceptions.ObjectNotFound
+        The work pool does not exist.
+    """
+    from flows.analyze import analyze_session
+
+    root = Path(source) if source else Path(__file__).resolve().parent.parent
+    analyze_session.from_source(source=str(root), entrypoint="flows/analyze.py:analyze_session").deploy(
+        name=name, work_pool_name=pool, build=False, push=False, print_next_steps=False,
+        description="One recording in, report and session.json out (dispatched by nightly_inbox).")
+    return f"analyze_session/{name}"
+
+
+def _run_on_pool(jobs: list[dict], deployment: str, settings: Settings) -> list[tuple[str | None, PipelineError | None]]:
+    """Hand every job to ``deployment`` as its own flow run, all at once, and wait for them all."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    runs = []
+    for job in jobs:
+        out_dir = settings.data_dir / "sessions" / job["session_id"]
+        runs.append((out_dir, run_deployment(deployment, timeout=0, parameters=dict(
+            recording=str(job["audio"]), out_dir=str(out_dir), metadata_path=str(job["sidecar"]),
+            session_id=job["session_id"]))))
+    results = []
+    deadline = time.monotonic() + settings.nightly_pool_timeout_s
+    with get_client(sync_client=True) as client:
+        for job, (out_dir, run) in zip(jobs, runs):
+            final = client.read_flow_run(run.id)
+            while (final.state is None or not final.state.is_final()) and time.monotonic() < deadline:
+                time.sleep(POOL_POLL_S)
+                final = client.read_flow_run(run.id)
+            job["flow_run"] = str(final.id)
+            if final.state is not None and final.state.is_completed():
+                results.append((str(out_dir / "report.html"), None))
+            elif final.state is None or not final.state.is_final():
+                results.append((None, PipelineError(
+                    f"{job['audio'].name}: its flow run on the work pool did not finish within "
+                    f"{settings.nightly_pool_timeout_s:.0f} s (ALLIANCE_NIGHTLY_POOL_TIMEOUT_S); is a worker running?")))
+            else:
+                results.append((None, PipelineError(f"{job['audio'].name}: the flow run on the work pool ended "
+                                                    f"{final.state.name}: {final.state.message or 'no message'}")))
+    return results
+
+
 @flow(name="nightly_inbox", persist_result=False, log_prints=False)
-def nightly_inbox(inbox: str, use_task_runner: bool = False) -> dict:
+def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | None = None) -> dict:
     """Process every new recording in ``inbox``; return the run summary.
 
     By default sessions run in up to ``ALLIANCE_NIGHTLY_CONCURRENCY`` threads of this process, sharing the
     loaded models. With ``use_task_runner`` they are submitted as ``analyse-recording`` tasks to the flow's
     task runner instead, for example ``nightly_inbox.with_options(task_runner=dask_runner(2))`` (see
-    :func:`dask_runner`).
+    :func:`dask_runner`). With ``deployment`` (an ``analyze_session`` deployment on a work pool, see
+    :func:`deploy_analyze`) each session becomes its own flow run, picked up by the pool's workers on any
+    machine; screening, the database and the inbox moves stay in this flow.
 
     Returns
     -------
@@ -246,7 +307,9 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False) -> dict:
         except PipelineError as exc:
             return None, exc
 
-    if use_task_runner and jobs:
+    if deployment and jobs:
+        results = _run_on_pool(jobs, deployment, settings)
+    elif use_task_runner and jobs:
         futures = [analyse_recording.submit(str(job["audio"]), str(settings.data_dir / "sessions" / job["session_id"]),
                                             str(job["sidecar"]), job["session_id"]) for job in jobs]
         outcomes = [f.result() for f in futures]

@@ -167,6 +167,8 @@ class Settings(BaseSettings):
     inbox_dir: Path | None = Field(None, description="Folder the clinic drops recordings and their JSON sidecars into.")
     nightly_concurrency: int = Field(2, ge=1, le=16, description="Sessions the nightly run analyses at once "
                                      "(threads sharing the loaded models; the 2-core reference machine: 2).")
+    nightly_pool_timeout_s: float = Field(6 * 3600.0, gt=0, description="With a work pool: how long the nightly "
+                                          "run waits for one session's flow run before recording it as failed, s.")
     nightly_cron: str = Field("0 2 * * *", description="When `alliance serve` runs the nightly inbox flow (cron).")
     nightly_timezone: str = Field("Europe/Amsterdam", description="Time zone of the nightly cron schedule.")
     inbox_settle_s: float = Field(60.0, ge=0, description="A recording changed less than this many seconds ago is "
@@ -208,7 +210,8 @@ class Settings(BaseSettings):
         """Short sha256 of the settings that change results (the data directory excluded)."""
         d = self.public_dict()
         for key in ("data_dir", "model_cache_dir", "database_url", "inbox_dir", "audio_retention_days",
-                    "nightly_cron", "nightly_timezone", "nightly_concurrency", "inbox_settle_s", "ui_language",
+                    "nightly_cron", "nightly_timezone", "nightly_concurrency", "nightly_pool_timeout_s", "inbox_settle_s",
+                    "ui_language",
                     "report_embed_clips"):
             d.pop(key, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,110 @@
+"""The nightly flow on a Prefect work pool: a real server, a process pool, two workers, three sessions."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, SAMPLE_WAV
+from tests.test_nightly import _sidecar
+
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"the Prefect server exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    pytest.fail(f"the Prefect server did not start in {timeout_s} s: {log.read_text()[-2000:]}")
+
+
+def test_a_nightly_batch_runs_on_a_work_pool_with_two_workers(tmp_path):
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ALLIANCE_"))}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_API_URL=api, PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}",
+               PREFECT_WORKER_QUERY_SECONDS="2", ALLIANCE_DATA_DIR=str(tmp_path / "data"),
+               ALLIANCE_INBOX_SETTLE_S="0")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    files = [(SAMPLE_WAV, "a.wav", "s-a", "c-1"), (ROOT / "tests/data/ami/dev01.flac", "b.flac", "s-b", "c-2"),
+             (ROOT / "tests/data/ami/dev00.flac", "c.flac", "s-c", "c-3")]
+    for src, name, sid, client in files:
+        shutil.copy(src, inbox / name)
+        _sidecar(inbox / name, session_id=sid, client_id=client)
+    (inbox / "d_corrupt.wav").write_bytes(b"not audio" * 200)  # consented but broken: fails on its worker
+    _sidecar(inbox / "d_corrupt.wav", session_id="s-d", client_id="c-4")
+
+    procs: list[subprocess.Popen] = []
+    server_log = tmp_path / "server.log"
+    try:
+        procs.append(subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
+                                       str(port)], env=env, stdout=server_log.open("w"), stderr=subprocess.STDOUT))
+        _wait_healthy(api, procs[0], server_log)
+        subprocess.run([str(BIN / "prefect"), "work-pool", "create", "clinic", "--type", "process"], env=env,
+                       check=True, capture_output=True, timeout=120)
+        deployed = subprocess.run([str(BIN / "alliance"), "deploy", "--pool", "clinic"], env=env,
+                                  capture_output=True, text=True, timeout=120)
+        assert deployed.returncode == 0, deployed.stderr
+        assert "deployment analyze_session/analyze on work pool 'clinic'" in deployed.stdout
+        logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+        for i, log in enumerate(logs):
+            procs.append(subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "clinic", "--name",
+                                           f"worker-{i}", "--limit", "1"], env=env, stdout=log.open("w"),
+                                          stderr=subprocess.STDOUT))
+        nightly = subprocess.run([str(BIN / "alliance"), "nightly", "--inbox", str(inbox), "--deployment",
+                                  "analyze_session/analyze"], env=env, capture_output=True, text=True, timeout=900)
+        assert nightly.returncode == 1, nightly.stdout + nightly.stderr  # one failure: exit 1, the rest done
+        assert "processed: 3" in nightly.stdout and "failed: 1" in nightly.stdout
+        assert "d_corrupt.wav: the flow run on the work pool ended Failed" in nightly.stdout
+        worker_logs = [log.read_text() for log in logs]
+    finally:
+        for p in procs[::-1]:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    import sqlalchemy as sa
+
+    from flows.store import RUNS, Store
+    from pipeline.settings import Settings
+
+    store = Store.for_settings(Settings(data_dir=tmp_path / "data"))
+    with store.engine.connect() as c:
+        summary = json.loads(c.execute(sa.select(RUNS.c.summary)).scalar_one())
+    flow_runs = {x["session_id"]: x["flow_run"] for x in summary["processed"]}
+    assert sorted(flow_runs) == ["s-a", "s-b", "s-c"]
+    # every session ran as its own flow run, picked up by one of the two workers, and both workers took work
+    taken = [{sid for sid, fr in flow_runs.items() if fr in text} for text in worker_logs]
+    assert set().union(*taken) == set(flow_runs) and all(taken), worker_logs
+    for _, _, sid, _ in files:
+        session = json.loads((tmp_path / "data" / "sessions" / sid / "session.json").read_text())
+        assert len(session["transcript"]["words"]) > 20 and session["diarization"]["turns"]
+    assert sorted(p.name for p in (inbox / "done").iterdir() if p.suffix != ".json") == ["a.wav", "b.flac", "c.flac"]
+    assert (inbox / "failed" / "d_corrupt.wav").is_file()
