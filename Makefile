@@ -35,6 +35,12 @@ demo: install
 test: install
 	$(PY) -m pytest
 
+# The speed and memory figures in the README (about 20 minutes on 2 cores): both Whisper backends side by side,
+# then 10- and 60-minute sessions end to end. Other benchmarks: see bench/.
+bench: install
+	$(PY) bench/asr_backends.py
+	$(PY) bench/end_to_end.py
+
 # Rebuild the shipped classifier from simulated sessions (about 40 minutes on 2 cores).
 shipped-model: install
 	$(PY) -m models.ship --version $(VERSION)

@@ -1,0 +1,150 @@
+"""End to end: one session through the ``analyze_session`` flow, time and peak memory per stage.
+
+Sessions are built by :mod:`bench.real_clips` from the real clips in the
+repository and analysed with the flow's defaults as in a clinic: 2 speakers,
+the shipped classifier, the full report.
+
+* ``conversation``, 10 and 60 minutes: the English two-speaker phone call,
+  the meeting-room excerpts and the children's read speech, with the
+  session's language given (``en``), as the nightly inbox's sidecar gives it;
+* ``mixed``, 10 minutes: the same plus the Dutch clips in random order, with
+  language ``auto``: the language is decided per stretch of speech and every
+  switch starts a new decoding run, a worst case no real session comes near.
+
+Each session runs in a fresh process, as ``alliance analyze`` would: the
+models are loaded inside the run (their loading time is part of the ASR and
+diarization stages), and Prefect starts its temporary API server. Stage times
+come from the flow's own progress hook (a stage ends when it reports done);
+a thread samples the process's resident memory every 20 ms and keeps the
+maximum per stage. ``peak_rss_mb`` is the process's maximum resident set size
+(``ru_maxrss``); Prefect's temporary server is a separate process whose peak
+is listed apart.
+
+Usage::
+
+    .venv/bin/python bench/end_to_end.py [--only conversation-10 conversation-60 mixed-10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CHILD = r"""
+import json, resource, sys, threading, time, warnings
+warnings.filterwarnings("ignore")
+sys.path.insert(0, {root!r})
+import psutil
+from flows.analyze import STAGES, analyze_session, set_progress
+
+me = psutil.Process()
+order = list(STAGES)
+stage = {{"i": 0}}
+peaks = {{s: 0 for s in order}}
+ends = {{}}
+server_peak = [0]
+stop = threading.Event()
+
+def sample():
+    while not stop.is_set():
+        rss = me.memory_info().rss
+        s = order[min(stage["i"], len(order) - 1)]
+        peaks[s] = max(peaks[s], rss)
+        try:
+            server_peak[0] = max(server_peak[0], sum(c.memory_info().rss for c in me.children(recursive=True)))
+        except psutil.Error:
+            pass
+        stop.wait(0.02)
+
+def progress(name, fraction):
+    if fraction >= 1.0 and name not in ends:
+        ends[name] = time.perf_counter()
+        stage["i"] = max(stage["i"], order.index(name) + 1)
+
+import flows.analyze as A
+decode = A.decode
+first_task = []
+
+def timed_decode(*args, **kwargs):  # the first task starts: what came before is flow start-up
+    first_task.append(time.perf_counter())
+    return decode(*args, **kwargs)
+
+A.decode = timed_decode
+threading.Thread(target=sample, daemon=True).start()
+set_progress(progress)
+t0 = time.perf_counter()
+report = analyze_session({wav!r}, out_dir={out!r}, session_id="bench", language={language!r})
+total = time.perf_counter() - t0
+stop.set()
+session = json.load(open({out!r} + "/session.json"))
+starts, prev = {{}}, first_task[0]
+for s in order:
+    starts[s] = prev
+    prev = ends.get(s, prev)
+print(json.dumps(dict(
+    duration_s=session["recording"]["duration_s"], total_s=total, flow_start_s=first_task[0] - t0,
+    stages={{s: dict(seconds=ends[s] - starts[s], peak_rss_mb=peaks[s] / 2**20) for s in order if s in ends}},
+    peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, prefect_server_peak_mb=server_peak[0] / 2**20,
+    words=len(session["transcript"]["words"]), language=session["transcript"]["language"],
+    language_segments=len(session["transcript"].get("language_segments") or []), flags=len(session["flags"]))))
+"""
+
+
+SETS = {  # name: (minutes, clip kinds, language)
+    "conversation-10": (10.0, ("en", "meeting"), "en"),
+    "conversation-60": (60.0, ("en", "meeting"), "en"),
+    "mixed-10": (10.0, ("en", "nl", "meeting"), "auto"),
+}
+
+
+def run_session(wav: Path, out: Path, env: dict, language: str) -> dict:
+    code = CHILD.format(root=str(ROOT), wav=str(wav), out=str(out), language=language)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if res.returncode != 0:
+        raise SystemExit(f"{wav.name} failed:\n{res.stderr[-4000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=list(SETS), default=list(SETS))
+    parser.add_argument("--json", type=Path, default=ROOT / "bench/results/end_to_end.json")
+    args = parser.parse_args()
+    from bench.real_clips import build
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "ALLIANCE_DATA_DIR": str(Path(tmp) / "data")}
+        for name in args.only:
+            minutes, kinds, language = SETS[name]
+            wav, _ = build(minutes, Path(tmp) / f"{name}.wav", kinds, seed=2)
+            r = run_session(wav, Path(tmp) / f"out-{name}", env, language)
+            r["speed_x_real_time"] = r["duration_s"] / r["total_s"]
+            r["language_setting"] = language
+            results[name] = r
+            print(f"\n{name}: {r['duration_s'] / 60:.1f} min, language {language}: {r['total_s']:.0f} s in all, "
+                  f"{r['speed_x_real_time']:.1f}x real time, peak RSS {r['peak_rss_mb']:.0f} MB "
+                  f"(Prefect's temporary server: {r['prefect_server_peak_mb']:.0f} MB more); {r['words']} words, "
+                  f"{r['language_segments']} language stretches, {r['flags']} flags")
+            print(f"  {'stage':<18}{'seconds':>9}{'RTF':>8}{'peak RSS MB':>13}")
+            print(f"  {'(flow start-up)':<18}{r['flow_start_s']:>9.1f}")
+            for stage, st in r["stages"].items():
+                print(f"  {stage:<18}{st['seconds']:>9.1f}{st['seconds'] / r['duration_s']:>8.3f}"
+                      f"{st['peak_rss_mb']:>13.0f}")
+            other = r["total_s"] - r["flow_start_s"] - sum(st["seconds"] for st in r["stages"].values())
+            print(f"  {'(flow end)':<18}{other:>9.1f}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=1))
+    print(f"written {args.json}")
+
+
+if __name__ == "__main__":
+    main()

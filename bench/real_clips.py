@@ -1,0 +1,99 @@
+"""Sessions of any length built from the real recordings shipped in this repository.
+
+The benchmarks need long recordings, and no real therapy audio may be
+committed, so sessions are assembled from the labelled clips in
+``sample_audio/`` and ``tests/data/`` (see their ATTRIBUTION.md):
+
+* ``en``: ``sample.wav`` (30 s, two speakers on the phone, with its STM
+  transcript) and the nine speechocean762 clips (children and an adult
+  reading English);
+* ``nl``: the ten Dutch clips (one woman, one Flemish man, read speech);
+* ``meeting``: the two AMI meeting-room excerpts (30 s each, no transcript).
+
+Clips are drawn in a seeded random order, each with a gain of ±6 dB, separated
+by silences of 0.2–2 s (the range of gaps between turns in conversation).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests/data"
+
+
+@dataclass(frozen=True)
+class Clip:
+    samples: np.ndarray
+    text: str | None
+    language: str
+
+
+def _stm_text(path: Path) -> str:
+    return " ".join(line.split(maxsplit=5)[5].strip() for line in path.read_text().splitlines() if line.strip())
+
+
+def load_clips(kind: str) -> list[Clip]:
+    """The clips of one kind (``en``, ``nl`` or ``meeting``), decoded to 16 kHz mono float32."""
+    from pipeline.audio import decode
+
+    if kind == "en":
+        clips = [Clip(decode(ROOT / "sample_audio/sample.wav").samples, _stm_text(ROOT / "sample_audio/sample.stm"),
+                      "en")]
+        for line in (DATA / "speechocean762/text").read_text().splitlines():
+            utt, text = line.split(maxsplit=1)
+            clips.append(Clip(decode(DATA / f"speechocean762/{utt}.wav").samples, text.lower(), "en"))
+        return clips
+    if kind == "nl":
+        clips = []
+        for speaker in ("nathalie", "rdh"):
+            with open(DATA / f"dutch/{speaker}/transcripts.tsv", encoding="utf-8") as f:
+                for row in csv.DictReader(f, delimiter="\t"):
+                    path = DATA / f"dutch/{speaker}" / Path(row["file"]).with_suffix(".flac").name
+                    clips.append(Clip(decode(path).samples, row["text"], "nl"))
+        return clips
+    if kind == "meeting":
+        return [Clip(decode(DATA / f"ami/{name}.flac").samples, None, "en") for name in ("dev00", "dev01")]
+    raise ValueError(f"kind must be en, nl or meeting. Got {kind!r} instead.")
+
+
+def build(minutes: float, out_wav: Path, kinds: tuple[str, ...], *, seed: int = 0) -> tuple[Path, str | None]:
+    """Write a 16-bit WAV of about ``minutes`` minutes; return it and its reference text.
+
+    Parameters
+    ----------
+    minutes : float
+        Target length; the last clip may run over by up to its own length.
+    out_wav : Path
+        The file to write.
+    kinds : tuple of str
+        Clip kinds to draw from (see :func:`load_clips`), all mixed.
+    seed : int
+        Random order, gains and gaps.
+
+    Returns
+    -------
+    (Path, str or None)
+        The WAV file, and the reference words in order (None when a clip
+        without a transcript was used).
+    """
+    from pipeline.audio import save_wav
+
+    pool = [c for kind in kinds for c in load_clips(kind)]
+    rng = np.random.default_rng(seed)
+    parts, texts, t = [], [], 0.0
+    while t < minutes * 60:
+        for i in rng.permutation(len(pool)):
+            gap = rng.uniform(0.2, 2.0)
+            parts.append(np.zeros(int(gap * 16000), np.float32))
+            parts.append(pool[i].samples * np.float32(10 ** (rng.uniform(-6, 6) / 20)))
+            texts.append(pool[i].text)
+            t += gap + pool[i].samples.size / 16000
+            if t >= minutes * 60:
+                break
+    save_wav(out_wav, np.clip(np.concatenate(parts), -1, 1), 16000)
+    return out_wav, None if any(x is None for x in texts) else " ".join(texts)
