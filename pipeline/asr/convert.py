@@ -228,6 +228,11 @@ def openai_state_dict(variables: dict[str, np.ndarray], aliases: dict[str, str],
             else:
                 state[f"{dst_prefix}.{part}.bias"] = b[i * n:(i + 1) * n]
 
+    def self_attention(dst: str, src: str) -> None:
+        norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
+        split_fused(f"{dst}.attn", f"{src}/self_attention/linear_0", ("query", "key", "value"))
+        linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
+
     def ffn(dst: str, src: str) -> None:
         norm(f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
         linear(f"{dst}.mlp.0", f"{src}/ffn/linear_0")
@@ -238,9 +243,7 @@ def openai_state_dict(variables: dict[str, np.ndarray], aliases: dict[str, str],
     state["encoder.positional_embedding"] = get("encoder/position_encodings/encodings")
     for i in range(n_audio_layer):
         src, dst = f"encoder/layer_{i}", f"encoder.blocks.{i}"
-        norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
-        split_fused(f"{dst}.attn", f"{src}/self_attention/linear_0", ("query", "key", "value"))
-        linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
+        self_attention(dst, src)
         ffn(dst, src)
     norm("encoder.ln_post", "encoder/layer_norm")
 
@@ -248,9 +251,7 @@ def openai_state_dict(variables: dict[str, np.ndarray], aliases: dict[str, str],
     state["decoder.positional_embedding"] = get("decoder/position_encodings/encodings")
     for i in range(n_text_layer):
         src, dst = f"decoder/layer_{i}", f"decoder.blocks.{i}"
-        norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
-        split_fused(f"{dst}.attn", f"{src}/self_attention/linear_0", ("query", "key", "value"))
-        linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
+        self_attention(dst, src)
         norm(f"{dst}.cross_attn_ln", f"{src}/attention/layer_norm")
         linear(f"{dst}.cross_attn.query", f"{src}/attention/linear_0")
         split_fused(f"{dst}.cross_attn", f"{src}/attention/linear_1", ("key", "value"))

@@ -124,6 +124,10 @@ class OpenAIWhisperBackend:
         return np.concatenate(pieces).astype(np.float32), SpeechTimestampsMap(chunks, 16000)
 
     def transcribe(self, samples: np.ndarray, *, language: str | None, progress=None) -> Transcript:
+        """Transcribe 16 kHz mono float32 audio (shape (n_samples,)) with word timestamps in seconds.
+
+        ``language`` None detects it on the speech (first 30 s), as faster-whisper does.
+        """
         import torch
         import whisper
 
