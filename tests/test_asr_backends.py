@@ -166,3 +166,18 @@ def test_cli_converts_and_analyses_with_the_openai_backend(prefect_harness, chec
     assert session["settings"]["asr"]["backend"] == "openai-whisper"
     text = " ".join(w["text"] for w in session["transcript"]["words"])
     assert word_error_rate(read_stm_text(SAMPLE_STM), text) <= 0.20
+
+
+def test_openai_backend_gives_the_same_words_when_sessions_share_it_in_threads(openai_backend, sample_recording):
+    """The nightly run analyses sessions in threads that share one loaded model."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    clips = [sample_recording.samples[16000 * 6: 16000 * 18], sample_recording.samples[16000 * 18:]]
+
+    def words(x):
+        return [w.text for w in openai_backend.transcribe(x, language="en").words]
+
+    alone = [words(x) for x in clips]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        together = list(pool.map(words, clips))
+    assert together == alone and all(len(w) > 10 for w in alone)

@@ -16,6 +16,7 @@ References
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,9 @@ class OpenAIWhisperBackend:
         self.beam_size = beam_size
         self.vad_parameters = dict(vad_parameters or {})
         self._model = load_checkpoint(self.checkpoint)
+        # openai-whisper decodes by installing forward hooks on the shared model (key/value cache, and the
+        # cross-attention capture for word timing), so two threads must never decode with it at once
+        self._lock = threading.Lock()
 
     def language_probabilities(self, samples: np.ndarray) -> dict[str, float]:
         """Whisper's language probabilities for a stretch of audio (its first 30 s), summing to 1."""
@@ -110,7 +114,7 @@ class OpenAIWhisperBackend:
 
         audio = whisper.pad_or_trim(np.asarray(samples, dtype=np.float32))
         mel = whisper.log_mel_spectrogram(torch.from_numpy(audio), n_mels=self._model.dims.n_mels)
-        with torch.no_grad():
+        with self._lock, torch.no_grad():
             _, probs = whisper.detect_language(self._model, mel)
         return {str(lang): float(p) for lang, p in probs.items()}
 
@@ -144,7 +148,7 @@ class OpenAIWhisperBackend:
             probs = self.language_probabilities(speech)
             language = max(probs, key=probs.get)
             probability = probs[language]
-        with torch.no_grad():
+        with self._lock, torch.no_grad():
             result = whisper.transcribe(
                 self._model, speech, language=language, task="transcribe", beam_size=self.beam_size, best_of=5,
                 patience=1.0, temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), compression_ratio_threshold=2.4,
