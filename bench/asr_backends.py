@@ -76,8 +76,9 @@ def run_config(backend: str, compute: str, threads: int, files: list[tuple[str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=4.0, help="Length of each of the two recordings.")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", type=Path, default=ROOT / "bench/results/asr_backends.json")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for every backend (the same for all).")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench/results/asr_backends.json",
+                        help="Where to write the results.")
     args = parser.parse_args()
     from bench.real_clips import build
     from pipeline.asr.model_store import resolve_checkpoint

@@ -115,8 +115,9 @@ def run_session(wav: Path, out: Path, env: dict, language: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", choices=list(SETS), default=list(SETS))
-    parser.add_argument("--json", type=Path, default=ROOT / "bench/results/end_to_end.json")
+    parser.add_argument("--only", nargs="+", choices=list(SETS), default=list(SETS), help="Sessions to run.")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench/results/end_to_end.json",
+                        help="Where to write the results.")
     args = parser.parse_args()
     from bench.real_clips import build
 

@@ -27,7 +27,7 @@ from pipeline import asr as asr_stage
 from pipeline.audio import decode
 from pipeline.channels import detect_channel_per_speaker, diarize_by_channel
 from pipeline.diarization import ResemblyzerEmbedder, assign_words, diarize, speaker_embeddings
-from pipeline.errors import InputError, StageError
+from pipeline.errors import BackendUnavailableError, InputError, StageError
 from pipeline.features import session_markers, window_features
 from pipeline.lexical import load_lexicon, utterance_markers
 from pipeline.metadata import SessionMetadata, load_metadata
@@ -62,7 +62,7 @@ def _no_retry_on_bad_input(task, task_run, state) -> bool:
     """Retry only transient faults: an InputError will fail the same way again."""
     try:
         state.result()
-    except InputError:
+    except (InputError, BackendUnavailableError):  # bad input or missing weights fail the same way again
         return False
     except Exception:
         return True

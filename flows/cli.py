@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -99,6 +100,9 @@ def analyze(
         from pipeline.lexical import load_lexicon
 
         load_lexicon(Settings().features.lexicon_path)
+        from pipeline.asr import check_backend
+
+        check_backend(Settings().asr, model_cache_dir=Settings().model_cache_dir)
     except PipelineError as exc:
         _error(console, f"{exc}", soft_wrap=True)
         raise typer.Exit(1) from None
@@ -145,14 +149,24 @@ def nightly(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox fo
     """Run the nightly inbox flow once, now: every consented recording gets a report."""
     from pipeline.settings import Settings
 
+    if deployment is not None:
+        if not deployment.strip() or "/" not in deployment:
+            typer.echo(f"error: --deployment must name a deployment as FLOW/NAME, e.g. analyze_session/analyze. "
+                       f"Got {deployment!r} instead.", err=True)
+            raise typer.Exit(2)
+        if dask_workers:
+            typer.echo("error: give --deployment or --dask-workers, not both", err=True)
+            raise typer.Exit(2)
+        if asr_backend:
+            typer.echo("error: --asr-backend has no effect with --deployment: the sessions run on the pool's "
+                       "workers, whose environment decides (set ALLIANCE_ASR__BACKEND where they run)", err=True)
+            raise typer.Exit(2)
     _use_asr_backend(asr_backend)
 
     folder = _inbox_or_exit(inbox or Settings().inbox_dir)
     if deployment:
         _server_or_exit()
-        if dask_workers:
-            typer.echo("error: give --deployment or --dask-workers, not both", err=True)
-            raise typer.Exit(2)
+        _deployment_or_exit(deployment)
     from flows.nightly import dask_runner, nightly_inbox
 
     if deployment:
@@ -178,6 +192,24 @@ def _server_or_exit() -> None:
         raise typer.Exit(2)
 
 
+def _deployment_or_exit(name: str) -> None:
+    """The deployment must exist on a reachable server before the inbox is touched."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_deployment_by_name(name)
+    except ObjectNotFound:
+        typer.echo(f"error: no deployment {name!r} on the Prefect server; register it with "
+                   "`alliance deploy --pool POOL`", err=True)
+        raise typer.Exit(1) from None
+    except Exception as exc:  # connection refused, DNS, TLS, HTTP errors: all mean the server is not usable
+        typer.echo(f"error: cannot reach the Prefect server at {os.environ.get('PREFECT_API_URL')} "
+                   f"({exc.__class__.__name__}: {exc})", err=True)
+        raise typer.Exit(1) from None
+
+
 @app.command()
 def deploy(pool: str = typer.Option(..., "--pool", help="The Prefect work pool (create it with `prefect work-pool "
                                     "create POOL --type process`)."),
@@ -191,15 +223,16 @@ def deploy(pool: str = typer.Option(..., "--pool", help="The Prefect work pool (
 
     try:
         full = deploy_analyze(pool, name=name)
-    except (ObjectNotFound, PrefectHTTPStatusError) as exc:
-        typer.echo(f"error: cannot deploy to work pool {pool!r} ({exc.__class__.__name__}); create it first: "
-                   f"prefect work-pool create {pool} --type process", err=True)
+    except (ObjectNotFound, PrefectHTTPStatusError, ValueError) as exc:
+        # Prefect reports a missing pool as a ValueError ("Could not find work pool ...")
+        typer.echo(f"error: cannot deploy to work pool {pool!r} ({str(exc) or exc.__class__.__name__}); create it "
+                   f"first: prefect work-pool create {pool} --type process", err=True)
         raise typer.Exit(1) from None
     except (httpx.HTTPError, OSError) as exc:
         typer.echo(f"error: cannot reach the Prefect server ({exc})", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"deployment {full} on work pool {pool!r}")
-    typer.echo(f"start workers: prefect worker start --pool {pool}   (on each machine, one or more)")
+    typer.echo(f"start workers: prefect worker start --pool {pool} --limit 1   (on each machine, one or more)")
     typer.echo(f"run the inbox: alliance nightly --inbox DIR --deployment {full}")
 
 
@@ -626,7 +659,10 @@ def convert_model_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="The .pt checkpoint to write (default: the one the "
                                        "openai-whisper backend loads, in the model cache)."),
 ) -> None:
-    """Convert the faster-whisper model into an openai-whisper checkpoint (for --asr-backend openai-whisper)."""
+    """Convert the faster-whisper model into an openai-whisper checkpoint (for --asr-backend openai-whisper).
+
+    Always converts, so it also repairs a damaged checkpoint in the cache.
+    """
     from pipeline.asr.convert import convert_model
     from pipeline.asr.model_store import resolve_checkpoint, resolve_model_dir
     from pipeline.errors import PipelineError
@@ -637,7 +673,7 @@ def convert_model_cmd(
     try:
         if out is None:
             # the same file (and the same reuse check) the backend uses, converted now
-            target = resolve_checkpoint(None, model_dir=source_dir, cache_dir=s.model_cache_dir)
+            target = resolve_checkpoint(None, model_dir=source_dir, cache_dir=s.model_cache_dir, reconvert=True)
         else:
             source = resolve_model_dir(source_dir, cache_dir=s.model_cache_dir)
             target = convert_model(source, out)
@@ -646,4 +682,5 @@ def convert_model_cmd(
         raise typer.Exit(1) from None
     typer.echo(f"openai-whisper checkpoint: {target}")
     if out is not None or (model_dir is not None and model_dir != s.asr.model_dir):
-        typer.echo(f"use it with: ALLIANCE_ASR__CHECKPOINT={target} alliance analyze ... --asr-backend openai-whisper")
+        typer.echo(f"use it with: ALLIANCE_ASR__CHECKPOINT={target.resolve()} alliance analyze ... "
+                   "--asr-backend openai-whisper")

@@ -196,6 +196,7 @@ def _run_on_pool(jobs: list[dict], deployment: str, settings: Settings) -> list[
 
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
+    from prefect.states import Cancelling
 
     runs = []
     for job in jobs:
@@ -215,6 +216,8 @@ def _run_on_pool(jobs: list[dict], deployment: str, settings: Settings) -> list[
             if final.state is not None and final.state.is_completed():
                 results.append((str(out_dir / "report.html"), None))
             elif final.state is None or not final.state.is_final():
+                # cancel it, so no worker picks it up later, after the recording was moved to failed/
+                client.set_flow_run_state(run.id, Cancelling(message="the nightly run stopped waiting"), force=True)
                 results.append((None, PipelineError(
                     f"{job['audio'].name}: its flow run on the work pool did not finish within "
                     f"{settings.nightly_pool_timeout_s:.0f} s (ALLIANCE_NIGHTLY_POOL_TIMEOUT_S); is a worker running?")))

@@ -39,7 +39,7 @@ class AsrSettings(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
 
     backend: Literal["faster-whisper", "openai-whisper"] = Field(
-        "faster-whisper", description="ASR backend: faster-whisper (CTranslate2, int8; about 2.5x faster, see "
+        "faster-whisper", description="ASR backend: faster-whisper (CTranslate2, int8; about 4x faster, see "
         "bench/asr_backends.py) or openai-whisper (the reference PyTorch code, float32).")
     model_dir: Path | None = Field(
         None, description="A local faster-whisper (CTranslate2) model directory. "
@@ -53,6 +53,12 @@ class AsrSettings(BaseModel):
     cpu_threads: int = Field(0, ge=0, description="CPU threads for ASR; 0 lets the backend choose.")
     beam_size: int = Field(5, ge=1, description="Beam width for decoding.")
     language: Literal["nl", "en", "auto"] = Field("auto", description="Session language; auto detects it.")
+
+    @field_validator("model_dir", "checkpoint", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value):
+        """``ALLIANCE_ASR__CHECKPOINT=`` means "not set", not the current folder."""
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 class DiarizationSettings(BaseModel):

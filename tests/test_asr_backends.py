@@ -181,3 +181,33 @@ def test_openai_backend_gives_the_same_words_when_sessions_share_it_in_threads(o
     with ThreadPoolExecutor(max_workers=2) as pool:
         together = list(pool.map(words, clips))
     assert together == alone and all(len(w) > 10 for w in alone)
+
+
+def test_empty_path_settings_mean_unset(monkeypatch):
+    from pipeline.settings import Settings
+
+    monkeypatch.setenv("ALLIANCE_ASR__CHECKPOINT", "")
+    monkeypatch.setenv("ALLIANCE_ASR__MODEL_DIR", " ")
+    s = Settings()
+    assert s.asr.checkpoint is None and s.asr.model_dir is None
+
+
+def test_a_damaged_cached_checkpoint_is_converted_again(base_model_dir, tmp_path):
+    from pipeline.asr.model_store import resolve_checkpoint
+    from pipeline.asr.openai_whisper_backend import check_checkpoint_file
+    from pipeline.errors import BackendUnavailableError
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "whisper-base-ct2").symlink_to(base_model_dir)
+    first = resolve_checkpoint(None, model_dir=None, cache_dir=cache)
+    size = first.stat().st_size
+    first.write_bytes(first.read_bytes()[: size // 2])  # cut short, as by a full disk
+    again = resolve_checkpoint(None, model_dir=None, cache_dir=cache)
+    assert again == first and again.stat().st_size == size
+    check_checkpoint_file(again)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(BackendUnavailableError, match="empty.pt: the checkpoint file is empty"):
+        check_checkpoint_file(tmp_path / "empty.pt")
+    with pytest.raises(BackendUnavailableError, match="model.bin: not a PyTorch checkpoint"):
+        check_checkpoint_file(base_model_dir / "model.bin")

@@ -66,6 +66,14 @@ def test_a_nightly_batch_runs_on_a_work_pool_with_two_workers(tmp_path):
         _wait_healthy(api, procs[0], server_log)
         subprocess.run([str(BIN / "prefect"), "work-pool", "create", "clinic", "--type", "process"], env=env,
                        check=True, capture_output=True, timeout=120)
+        missing = subprocess.run([str(BIN / "alliance"), "deploy", "--pool", "nopool"], env=env,
+                                 capture_output=True, text=True, timeout=120)
+        assert missing.returncode == 1 and "create it first: prefect work-pool create nopool" in missing.stderr
+        assert "Traceback" not in missing.stderr + missing.stdout
+        unknown = subprocess.run([str(BIN / "alliance"), "nightly", "--inbox", str(inbox), "--deployment",
+                                  "analyze_session/nope"], env=env, capture_output=True, text=True, timeout=120)
+        assert unknown.returncode == 1 and "no deployment 'analyze_session/nope'" in unknown.stderr
+        assert len(list(inbox.iterdir())) == 8  # nothing was touched
         deployed = subprocess.run([str(BIN / "alliance"), "deploy", "--pool", "clinic"], env=env,
                                   capture_output=True, text=True, timeout=120)
         assert deployed.returncode == 0, deployed.stderr
@@ -108,3 +116,25 @@ def test_a_nightly_batch_runs_on_a_work_pool_with_two_workers(tmp_path):
         assert len(session["transcript"]["words"]) > 20 and session["diarization"]["turns"]
     assert sorted(p.name for p in (inbox / "done").iterdir() if p.suffix != ".json") == ["a.wav", "b.flac", "c.flac"]
     assert (inbox / "failed" / "d_corrupt.wav").is_file()
+
+
+def test_work_pool_options_are_checked_before_anything_runs(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    runner = CliRunner()
+    for args, message in (
+            (["--deployment", ""], "--deployment must name a deployment as FLOW/NAME"),
+            (["--deployment", "analyze_session/analyze", "--dask-workers", "2"], "not both"),
+            (["--deployment", "analyze_session/analyze", "--asr-backend", "openai-whisper"],
+             "--asr-backend has no effect with --deployment"),
+            (["--deployment", "analyze_session/analyze"], "PREFECT_API_URL is not set")):
+        result = runner.invoke(app, ["nightly", "--inbox", str(tmp_path), *args])
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
+    # a fresh process, as Prefect reads its API address once per process; nothing listens on that port
+    env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{_free_port()}/api"}
+    result = subprocess.run([str(BIN / "alliance"), "nightly", "--inbox", str(tmp_path), "--deployment",
+                             "analyze_session/analyze"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "cannot reach the Prefect server" in result.stderr, result.stderr

@@ -67,6 +67,24 @@ def load_backend(settings: AsrSettings, *, model_cache_dir, vad_settings: VadSet
                                 vad_parameters=vad.model_dump())
 
 
+def check_backend(settings: AsrSettings, *, model_cache_dir) -> None:
+    """Find the configured backend's weights without loading them (a quick check before any work).
+
+    The openai-whisper checkpoint is converted here on first use (about 1 s).
+
+    Raises
+    ------
+    BackendUnavailableError
+        The weights are missing, damaged or cannot be converted, naming the file.
+    """
+    from pipeline.asr.model_store import resolve_checkpoint, resolve_model_dir
+
+    if settings.backend == "openai-whisper":
+        resolve_checkpoint(settings.checkpoint, model_dir=settings.model_dir, cache_dir=model_cache_dir)
+    else:
+        resolve_model_dir(settings.model_dir, cache_dir=model_cache_dir)
+
+
 def transcribe(samples: np.ndarray, sample_rate_hz: int, *, settings: AsrSettings, backend: AsrBackend,
                language: str | None = None, progress: ProgressHook | None = None) -> Transcript:
     """Transcribe a recording with word timestamps.

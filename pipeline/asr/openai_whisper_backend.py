@@ -50,20 +50,47 @@ def load_checkpoint(path: Path):
     except ImportError as exc:
         raise BackendUnavailableError("openai-whisper is not installed; run `make install`") from exc
     path = Path(path)
-    if not path.is_file():
-        raise BackendUnavailableError(f"{path}: openai-whisper checkpoint not found; run `alliance convert-model` "
-                                      "or fix ALLIANCE_ASR__CHECKPOINT")
+    check_checkpoint_file(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(checkpoint, dict) or not {"dims", "model_state_dict"} <= set(checkpoint):
+            raise ValueError("it holds no 'dims' and 'model_state_dict'")
         model = Whisper(ModelDimensions(**checkpoint["dims"]))
         model.load_state_dict(checkpoint["model_state_dict"])
-    except (OSError, RuntimeError, KeyError, TypeError, ValueError, EOFError) as exc:
-        raise BackendUnavailableError(f"{path}: not a usable openai-whisper checkpoint ({exc}); "
-                                      "run `alliance convert-model` again") from exc
-    heads = checkpoint.get("alignment_heads")
-    if heads:
-        model.set_alignment_heads(heads.encode("ascii") if isinstance(heads, str) else heads)
+        heads = checkpoint.get("alignment_heads")
+        if heads:
+            model.set_alignment_heads(heads.encode("ascii") if isinstance(heads, str) else heads)
+    except Exception as exc:  # torch.load and unpickling raise many kinds; all mean the same here
+        raise BackendUnavailableError(f"{path}: not a usable openai-whisper checkpoint "
+                                      f"({exc.__class__.__name__}: {str(exc)[:200]}); convert it again with "
+                                      "`alliance convert-model`") from exc
     return model.float().eval()
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """Cheap checks before loading: the file exists, is not empty and is a PyTorch (zip) checkpoint.
+
+    Raises
+    ------
+    BackendUnavailableError
+        Naming the file and the problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder, not a .pt file" if path.is_dir() else "not found"
+        raise BackendUnavailableError(f"{path}: openai-whisper checkpoint {what}; run `alliance convert-model` "
+                                      "or fix ALLIANCE_ASR__CHECKPOINT")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise BackendUnavailableError(f"{path}: cannot read the checkpoint ({exc.strerror})") from exc
+    if not head:
+        raise BackendUnavailableError(f"{path}: the checkpoint file is empty; convert it again with "
+                                      "`alliance convert-model`")
+    if head != b"PK\x03\x04":  # torch.save writes a zip archive
+        raise BackendUnavailableError(f"{path}: not a PyTorch checkpoint (torch.save writes a zip archive); "
+                                      "convert it again with `alliance convert-model`")
 
 
 class OpenAIWhisperBackend:
