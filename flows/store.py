@@ -85,6 +85,17 @@ REVIEWS = sa.Table(
     sa.Column("at", sa.String(32), nullable=False),
 )
 VERDICTS = ("rupture", "no_rupture", "repaired")
+EXPORTS = sa.Table(
+    # every copy of a session that left the data directory as training data (alliance export-reviews),
+    # so that purging the client can reach it, or say which copies remain
+    "exports", META,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("session_id", sa.String(128), index=True, nullable=False),
+    sa.Column("client_id", sa.String(128), index=True),
+    sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("removed_at", sa.String(32)),
+)
 
 
 def now() -> str:
@@ -221,6 +232,27 @@ class Store:
             rows = [dict(r._mapping) for r in c.execute(q)]
         latest = {(r["session_id"], r["flag_id"]): r for r in rows}
         return sorted(latest.values(), key=lambda r: (r["session_id"], r["start_s"]))
+
+    def record_export(self, *, session_id: str, client_id: str | None, path: str | Path) -> None:
+        """Remember a copy of a session written outside the data directory (absolute path)."""
+        with self.engine.begin() as c:
+            c.execute(EXPORTS.insert().values(session_id=session_id, client_id=client_id,
+                                              path=str(Path(path).resolve()), at=now()))
+
+    def exports(self, *, client_id: str | None = None, include_removed: bool = False) -> list[dict[str, Any]]:
+        """Known exported copies (of one client), oldest first; removed ones only with ``include_removed``."""
+        q = sa.select(EXPORTS).order_by(EXPORTS.c.id)
+        if client_id is not None:
+            q = q.where(EXPORTS.c.client_id == client_id)
+        if not include_removed:
+            q = q.where(EXPORTS.c.removed_at.is_(None))
+        with self.engine.connect() as c:
+            return [dict(r._mapping) for r in c.execute(q)]
+
+    def mark_export_removed(self, export_id: int) -> None:
+        """Record that an exported copy was deleted."""
+        with self.engine.begin() as c:
+            c.execute(EXPORTS.update().where(EXPORTS.c.id == export_id).values(removed_at=now()))
 
     def session(self, session_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as c:

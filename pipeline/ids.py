@@ -1,0 +1,149 @@
+"""Identifiers and the paths they become: one rule for every id, and deletes that stay inside their folder.
+
+Session, client and therapist ids name folders (``<data dir>/sessions/<session id>``), database rows and
+audit entries, so an id such as ``..``, ``a/b`` or ``../../x`` could reach another client's data or leave the
+data directory. Every id that enters the system (sidecar, metadata file, command line, web request, export)
+is checked against one pattern, :data:`ID_PATTERN`: 1 to 64 characters, letters, digits, ``.``, ``_`` and
+``-``, starting with a letter or digit (so ``.`` and ``..`` never match).
+
+Files holding client data are created private to the service user (folders 0700, files 0600), whatever the
+process umask (NEN 7510 access control on the host).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+ID_RULE = "1–64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+class InvalidIdError(ValueError):
+    """An id does not match :data:`ID_PATTERN`; the message names the field and shows the value."""
+
+
+def is_valid_id(value: object) -> bool:
+    """Whether ``value`` is a string matching :data:`ID_PATTERN` in full."""
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
+
+
+def check_id(value: object, field: str) -> str:
+    """Return ``value`` when it is a valid id.
+
+    Parameters
+    ----------
+    value : object
+        The id as given.
+    field : str
+        Its name as the user knows it (``"session_id"``, ``"--session-id"``), repeated in the error.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    InvalidIdError
+        ``value`` is not a string of :data:`ID_PATTERN`.
+    """
+    if not is_valid_id(value):
+        shown = value if not isinstance(value, str) or len(value) <= 80 else value[:77] + "..."
+        raise InvalidIdError(f"{field} must be {ID_RULE}. Got {shown!r} instead.")
+    return value  # type: ignore[return-value]
+
+
+def id_from_name(name: str) -> str:
+    """A valid id made from a file stem (default session id): other characters become ``-``.
+
+    Parameters
+    ----------
+    name : str
+        A file name stem such as ``"session 3 (kopie)"``.
+
+    Returns
+    -------
+    str
+        For example ``"session-3-kopie"``; ``"session"`` when nothing usable is left.
+    """
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._")[:64].strip("-._")
+    return cleaned if is_valid_id(cleaned) else "session"
+
+
+def contained(path: str | Path, owner: str | Path) -> Path:
+    """Prove that ``path`` lies strictly inside the folder ``owner``; return it resolved.
+
+    Symbolic links are resolved first, so a link that points out of ``owner`` does not pass.
+
+    Raises
+    ------
+    ValueError
+        ``path`` is ``owner`` itself or lies outside it.
+    """
+    root = Path(owner).resolve()
+    target = Path(path).resolve()
+    if target == root or root not in target.parents:
+        raise ValueError(f"refusing to touch {path}: it is not inside {owner}")
+    return target
+
+
+def remove_inside(path: str | Path, owner: str | Path) -> bool:
+    """Delete a file or folder tree, only after proving it lies inside ``owner`` (see :func:`contained`).
+
+    A symbolic link is removed itself, never what it points to.
+
+    Returns
+    -------
+    bool
+        True when something was deleted, False when nothing was there.
+
+    Raises
+    ------
+    ValueError
+        ``path`` is not inside ``owner``; nothing was deleted.
+    """
+    p = Path(path)
+    if p.is_symlink():
+        # the link's own place (its folder resolved, its name kept) must be inside the owner
+        contained(Path(p.parent).resolve() / p.name, owner)
+        p.unlink()
+        return True
+    if not p.exists():
+        return False
+    target = contained(p, owner)
+    if target.is_dir():
+        shutil.rmtree(target)
+    else:
+        target.unlink()
+    return True
+
+
+def make_private_dir(path: str | Path) -> Path:
+    """Create ``path`` (and missing parents) and make it 0700, whatever the umask; return it.
+
+    Parents that already exist keep their mode; parents created here are made 0700 too.
+
+    Raises
+    ------
+    OSError
+        The folder cannot be created (the caller names the setting in its message).
+    """
+    p = Path(path)
+    missing = [q for q in [p, *p.parents] if not q.exists()]
+    p.mkdir(parents=True, exist_ok=True)
+    for q in missing + [p]:
+        try:
+            os.chmod(q, PRIVATE_DIR_MODE)
+        except PermissionError:
+            pass
+    return p
+
+
+def private_umask() -> int:
+    """Set the process umask to 0o077 (new files 0600, folders 0700); return the previous one."""
+    return os.umask(0o077)
