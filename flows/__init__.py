@@ -12,6 +12,9 @@ from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 if "PREFECT_HOME" not in os.environ:
-    _home = (Path(os.environ.get("ALLIANCE_DATA_DIR", "alliance-data")) / "prefect").resolve()
-    _home.mkdir(parents=True, exist_ok=True)  # Prefect's temporary server fails to start without it
+    _home = (Path(os.environ.get("ALLIANCE_DATA_DIR", "").strip() or "alliance-data") / "prefect").resolve()
+    try:
+        _home.mkdir(parents=True, exist_ok=True)  # Prefect's temporary server fails to start without it
+    except OSError:
+        pass  # an unusable ALLIANCE_DATA_DIR: the `alliance` command reports it in one line before any flow runs
     os.environ["PREFECT_HOME"] = str(_home)

@@ -12,8 +12,10 @@ import dataclasses
 import datetime as dt
 import functools
 import json
+import os
 import threading
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -27,8 +29,10 @@ from pipeline import asr as asr_stage
 from pipeline.audio import decode
 from pipeline.channels import detect_channel_per_speaker, diarize_by_channel
 from pipeline.diarization import ResemblyzerEmbedder, assign_words, diarize, speaker_embeddings
-from pipeline.errors import BackendUnavailableError, InputError, StageError
+from pipeline.errors import BackendUnavailableError, InputError, ModelArtifactError, PipelineError, StageError
 from pipeline.features import session_markers, window_features
+from pipeline.ids import (PRIVATE_FILE_MODE, InvalidIdError, check_id, contained, id_from_name, make_private_dir,
+                          private_umask)
 from pipeline.lexical import load_lexicon, utterance_markers
 from pipeline.metadata import SessionMetadata, load_metadata
 from pipeline.prosody import turn_prosody
@@ -186,7 +190,8 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
     metadata_path : str, optional
         Session metadata JSON (see :mod:`pipeline.metadata`).
     session_id : str, optional
-        Default from the metadata, else the recording's file stem.
+        Default from the metadata, else the recording's file stem made into
+        an id (:func:`pipeline.ids.id_from_name`: ``sessie 3.wav`` → ``sessie-3``).
     therapist : str, optional
         Enrolled therapist whose voice profile identifies the therapist (an
         error if there is no such profile). Without it, the metadata's
@@ -196,19 +201,37 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
     -------
     str
         Path of ``report.html``.
+
+    Raises
+    ------
+    PipelineError
+        Before anything is decoded or written: an invalid session id
+        (:data:`pipeline.ids.ID_PATTERN`), bad metadata, a missing or damaged
+        therapist profile, an unusable model artifact, word lists or ASR
+        weights, an output folder that cannot be created or that would mix
+        this session with the data directory's own files. Later, a failed stage; a failed run leaves no
+        partial outputs behind.
     """
+    private_umask()  # a Prefect worker may start this flow without the CLI: outputs hold client data
     log = get_run_logger()
     settings = Settings()
     meta = load_metadata(metadata_path) if metadata_path else SessionMetadata()
-    sid = session_id or meta.session_id or Path(recording).stem
-    out = Path(out_dir) if out_dir else settings.data_dir / "sessions" / sid
+    sid = _session_id(recording, session_id, meta)
+    # everything that can be checked is checked before decoding, so a bad session costs nothing
+    profile, notes = _therapist_profile(settings, therapist, meta)
+    bundle = _classifier(settings)
+    load_lexicon(settings.features.lexicon_path)
+    asr_stage.check_backend(settings.asr, model_cache_dir=settings.model_cache_dir)
+    out = _session_folder(settings, sid, out_dir)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        work = out / ".work"
-        work.mkdir(exist_ok=True)
+        # a private scratch folder of this run: the decoded audio, and every output until the run succeeded
+        work = Path(tempfile.mkdtemp(prefix=".work-", dir=out))
     except OSError as exc:
-        raise StageError(f"{out}: cannot create the session folder ({exc.strerror}); choose another --out "
+        _remove_if_empty(out)
+        raise StageError(f"{out}: cannot write in the session folder ({exc.strerror}); choose another --out "
                          "or ALLIANCE_DATA_DIR") from exc
+    stage = work / "out"
+    stage.mkdir()
     n_speakers = num_speakers or meta.num_speakers or settings.diarization.num_speakers  # int or "auto"
     lang = language or meta.language or settings.asr.language
     # record the values in force for this session, so session.json and its settings hash say what ran
@@ -220,20 +243,126 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
     try:
         rec = decode_task(recording, str(work), settings)
         log.info("session %s: decoded %.1f s of audio", sid, rec.duration_s)
-        speech = vad_task(str(work), str(out), settings)
-        transcript = asr_task(str(work), str(out), settings, lang,
+        speech = vad_task(str(work), str(stage), settings)
+        transcript = asr_task(str(work), str(stage), settings, lang,
                               name_labels(meta.participants, meta.other_names))
         n_words, language_found = len(transcript.words), transcript.language
         log.info("session %s: recognised %d words (language %s)", sid, n_words, language_found)
-        dia = diarization_task(str(work), str(out), sid, speech, n_speakers, settings)
-        report_path = finish_session(str(work), str(out), sid, rec, speech, transcript, dia, meta, settings,
-                                     therapist)
+        dia = diarization_task(str(work), str(stage), sid, speech, n_speakers, settings)
+        finish_session(str(work), str(stage), sid, rec, speech, transcript, dia, meta, settings,
+                       profile=profile, notes=notes, bundle=bundle)
+        report_path = _publish(stage, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        if not any(out.iterdir()):
-            out.rmdir()  # a failed run leaves no empty session folder
+        _remove_if_empty(out)  # a failed run leaves no empty session folder
     log.info("session %s: report written in %.1f s", sid, time.perf_counter() - t0)
     return report_path
+
+
+def _session_id(recording: str, given: str | None, meta: SessionMetadata) -> str:
+    """The session id in force: given, else the metadata's, else made from the file name; always a valid id."""
+    if given is None:
+        return meta.session_id or id_from_name(Path(recording).stem)
+    try:
+        return check_id(given, "session_id")
+    except InvalidIdError as exc:
+        # defence in depth: the CLI and the metadata loader refuse these too, a deployment run may not
+        raise InputError(recording, str(exc)) from None
+
+
+def _therapist_profile(settings: Settings, therapist: str | None,
+                       meta: SessionMetadata) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """The voice profile to use and a note when the metadata's therapist has none.
+
+    A therapist named by the caller must have a profile; one named in the metadata may not have enrolled.
+    """
+    if therapist:
+        return load_profile(settings.data_dir, therapist), ()
+    if meta.therapist_id and profile_path(settings.data_dir, meta.therapist_id).is_file():
+        return load_profile(settings.data_dir, meta.therapist_id), ()
+    if meta.therapist_id:
+        return None, (f"therapist {meta.therapist_id!r} has no enrolled voice profile; roles were decided by cues "
+                      "(enrol with `alliance enroll-therapist`)",)
+    return None, ()
+
+
+def _classifier(settings: Settings):
+    """The active classifier, loaded and checked against this code.
+
+    Raises
+    ------
+    ModelArtifactError
+        No such model, or it cannot be loaded (a damaged file is reported in one line, not as a traceback).
+    """
+    from models.artifact import active_model_path, load_model
+
+    folder = active_model_path(settings)
+    try:
+        return load_model(folder)
+    except PipelineError:
+        raise
+    except Exception as exc:  # a damaged card or model file fails in many ways; all mean the artifact is unusable
+        reason = " ".join(f"{exc.__class__.__name__}: {exc}".split())
+        raise ModelArtifactError(f"{folder}: cannot be loaded as a classifier ({reason}); activate another "
+                                 "model or restore this one") from exc
+
+
+def _session_folder(settings: Settings, session_id: str, out_dir: str | None) -> Path:
+    """Create the session folder, private (0700), after proving that it holds this session only.
+
+    Raises
+    ------
+    StageError
+        The folder is the data directory or a folder inside it other than ``sessions/<id>`` or the training
+        feature cache (the session's files would mix with every client's data, and a purge of the session would
+        reach them), or it cannot be created.
+    """
+    data = Path(settings.data_dir)
+    sessions = data / "sessions"
+    out = Path(out_dir) if out_dir else sessions / session_id
+    resolved, data_resolved = out.resolve(), data.resolve()
+    # the training feature cache (models/dataset.py) analyses into <data dir>/feature-cache/<key>/analysis
+    cache = (data / "feature-cache").resolve()
+    if resolved == data_resolved or (data_resolved in resolved.parents and resolved.parent != sessions.resolve()
+                                     and cache not in resolved.parents):
+        raise StageError(f"{out}: is the data directory ({data}) or a folder in it other than sessions/<session id>, "
+                         "so this session's files would mix with other data there; leave out --out or choose a "
+                         "folder outside the data directory")
+    try:
+        inside = Path(os.path.abspath(out)).parent == Path(os.path.abspath(sessions))
+        if inside or out_dir is None:
+            make_private_dir(data)
+            make_private_dir(sessions)
+            contained(out, sessions)  # also refuses a session folder that is a link to elsewhere
+        if inside or not out.exists():
+            make_private_dir(out)
+        else:
+            out.mkdir(exist_ok=True)  # an existing folder the user chose keeps its mode; the files are 0600
+    except ValueError as exc:
+        raise StageError(str(exc)) from None
+    except OSError as exc:
+        raise StageError(f"{out}: cannot create the session folder ({exc.strerror}); choose another --out "
+                         "or ALLIANCE_DATA_DIR") from exc
+    return out
+
+
+def _publish(stage: Path, out: Path) -> str:
+    """Move a finished run's outputs into the session folder (each file replaced whole, 0600); the report's path."""
+    try:
+        for f in sorted(stage.iterdir()):
+            os.chmod(f, PRIVATE_FILE_MODE)
+            os.replace(f, out / f.name)
+    except OSError as exc:
+        raise StageError(f"{out}: cannot write {Path(exc.filename or '').name or 'the outputs'} into the session "
+                         f"folder ({exc.strerror})") from exc
+    return str(out / "report.html")
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()  # only succeeds on an empty folder
+    except OSError:
+        pass
 
 
 def client_history(data_dir, client_id: str | None, session_id: str) -> dict:
@@ -259,9 +388,13 @@ def client_history(data_dir, client_id: str | None, session_id: str) -> dict:
 
 @task(name="report", **_TASK)
 def finish_session(work_dir: str, out_dir: str, session_id: str, rec: Recording, speech, transcript: Transcript,
-                   dia: Diarization, meta: SessionMetadata, settings: Settings,
-                   therapist_id: str | None = None) -> str:
-    """Roles, metrics, prosody, features, flags and the report for one session."""
+                   dia: Diarization, meta: SessionMetadata, settings: Settings, *,
+                   profile: np.ndarray | None = None, notes: tuple[str, ...] = (), bundle=None) -> str:
+    """Roles, metrics, prosody, features, flags and the report for one session.
+
+    ``profile`` is the therapist's voice profile (or None), ``notes`` extra warnings, ``bundle`` the classifier
+    (the active one when None); ``analyze_session`` loads them before decoding.
+    """
     from models.artifact import active_model_path, load_model
     from models.flagging import flag_windows
 
@@ -274,16 +407,6 @@ def finish_session(work_dir: str, out_dir: str, session_id: str, rec: Recording,
                                min_silence_ms=fs.change_min_silence_ms), max_shift_s=fs.change_max_shift_s))
     prosody = turn_prosody(samples, rec.sample_rate_hz, dia_tt.turns, settings=settings.features)
     similarity = None
-    # a therapist named on the command line must have a profile; one named in the metadata may not have enrolled
-    profile = None
-    notes: list[str] = []
-    if therapist_id:
-        profile = load_profile(settings.data_dir, therapist_id)
-    elif meta.therapist_id and profile_path(settings.data_dir, meta.therapist_id).is_file():
-        profile = load_profile(settings.data_dir, meta.therapist_id)
-    elif meta.therapist_id:
-        notes.append(f"therapist {meta.therapist_id!r} has no enrolled voice profile; roles were decided by cues "
-                     "(enrol with `alliance enroll-therapist`)")
     if profile is not None and dia.turns:
         similarity = profile_similarities(
             speaker_embeddings(samples, rec.sample_rate_hz, dia.turns, embedder=_embedder()), profile)
@@ -298,7 +421,7 @@ def finish_session(work_dir: str, out_dir: str, session_id: str, rec: Recording,
     common = dict(duration_s=rec.duration_s, settings=settings.features, markers=marks, speech=speech)
     features = window_features(dia_tt, roles, utts, prosody, **common)
     markers_session = session_markers(dia_tt, roles, utts, prosody, **common)
-    bundle = load_model(active_model_path(settings))
+    bundle = bundle if bundle is not None else load_model(active_model_path(settings))
     flags = flag_windows(features, bundle, threshold=settings.model.flag_threshold,
                          min_speech_s=settings.model.min_window_speech_s)
     _report_progress("flags", 1.0)

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+import typer.core
+
 
 def _error(console, message: str, *, label: str = "[red]error:[/red]", **_) -> None:
     """Print ``label message``; the message is escaped, so file names and "[nl]" are shown as they are."""
@@ -36,19 +38,42 @@ def _use_asr_backend(value: str | None) -> None:
     os.environ["ALLIANCE_ASR__BACKEND"] = value
 
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+class _Commands(typer.core.TyperGroup):
+    """The command group: a setting that names something unusable ends any command in one line, exit 2."""
+
+    def invoke(self, ctx):
+        from pipeline.errors import ConfigError
+
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:  # an unusable data folder or database, found by whichever command needed it
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_Commands,
                   help="alliance-monitor: flags possible therapeutic-alliance ruptures for clinician review.")
 
 
 @app.callback()
 def main() -> None:
     """alliance-monitor: flags possible therapeutic-alliance ruptures for clinician review."""
+    from pipeline.ids import private_umask
     from pipeline.settings import SettingsError, load_settings
 
+    private_umask()  # every file and folder a command creates (database, sessions, exports) is the service user's
     try:
-        load_settings()
+        settings = load_settings()
     except SettingsError as exc:
         typer.echo(f"error: invalid setting: {exc}", err=True)
+        raise typer.Exit(2) from None
+    from pipeline.errors import ConfigError
+    from pipeline.settings import ensure_data_dir
+
+    try:
+        ensure_data_dir(settings)  # every command writes there (Prefect's home too): an unusable one stops here
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -83,6 +108,17 @@ def analyze(
             _error(console, f"--speakers must be 1–8 or 'auto'. Got {speakers!r} instead.")
             raise typer.Exit(2)
         n_speakers = int(speakers)
+    from pipeline.ids import InvalidIdError, check_id
+
+    # ids name folders: "..", "." or "a/b" would put the session in the data directory itself or outside it
+    try:
+        if session_id is not None:
+            check_id(session_id, "--session-id")
+        if therapist is not None:
+            check_id(therapist, "--therapist")
+    except InvalidIdError as exc:
+        _error(console, str(exc))
+        raise typer.Exit(2) from None
 
     from pipeline.audio import probe
     from pipeline.metadata import load_metadata
@@ -145,9 +181,16 @@ def nightly(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox fo
                                                   "processes (prefect-dask); 0: threads in this process."),
             asr_backend: Optional[str] = typer.Option(None, "--asr-backend", help=ASR_BACKEND_HELP),
             deployment: Optional[str] = typer.Option(None, "--deployment", help=DEPLOYMENT_HELP),
+            debug: bool = typer.Option(False, "--debug", help="Also print the full traceback of each failed "
+                                       "session (the debug log); without it a failure is one line."),
             ) -> None:
     """Run the nightly inbox flow once, now: every consented recording gets a report."""
+    import logging
+
     from pipeline.settings import Settings
+
+    if debug:
+        logging.getLogger("alliance").setLevel(logging.DEBUG)
 
     if deployment is not None:
         if not deployment.strip() or "/" not in deployment:
@@ -164,6 +207,9 @@ def nightly(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox fo
     _use_asr_backend(asr_backend)
 
     folder = _inbox_or_exit(inbox or Settings().inbox_dir)
+    from flows.store import Store
+
+    Store.for_settings(Settings())  # an unusable database stops here in one line, not inside the flow's traceback
     if deployment:
         _server_or_exit()
         _deployment_or_exit(deployment)
@@ -175,10 +221,13 @@ def nightly(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox fo
         summary = nightly_inbox.with_options(task_runner=dask_runner(dask_workers))(str(folder), use_task_runner=True)
     else:
         summary = nightly_inbox(str(folder))
-    for kind in ("processed", "duplicates", "rejected", "failed", "waiting"):
+    for kind in ("processed", "duplicates", "renamed", "rejected", "failed", "waiting"):
         typer.echo(f"{kind}: {len(summary[kind])}")
         for item in summary[kind]:
-            typer.echo(f"  {item['file']}" + (f": {item['reason']}" if item.get("reason") else ""))
+            # a failure is one line: file, session id, reason (the traceback only with --debug)
+            session = f" (session {item['session_id']})" if kind == "failed" and item.get("session_id") else ""
+            reason = " ".join(str(item["reason"]).split()) if item.get("reason") else ""
+            typer.echo(f"  {item['file']}{session}" + (f": {reason}" if reason else ""))
     if summary["failed"]:
         raise typer.Exit(1)  # a scheduler or operator sees that something needs attention
 
@@ -259,6 +308,9 @@ def serve(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox fold
 
     settings = Settings()
     folder = _inbox_or_exit(inbox or settings.inbox_dir)
+    from flows.store import Store
+
+    Store.for_settings(settings)  # every scheduled run needs the database: refuse an unusable one now, in one line
     if cron is not None:
         try:
             settings = settings.model_copy(update={"nightly_cron": validate_cron(cron)})
@@ -287,69 +339,76 @@ def serve(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox fold
 
 
 @app.command()
-def audit(client: Optional[str] = typer.Option(None, "--client", help="Only this client pseudonym.")) -> None:
+def audit(client: Optional[str] = typer.Option(None, "--client", help="Only this client pseudonym."),
+          fmt: str = typer.Option("tsv", "--format", help="tsv (default), csv or json. In tsv and csv every row is "
+                                  "one line: tabs, line breaks, backslashes and other control characters in a "
+                                  "field are escaped (\\t, \\n, \\\\, \\x1b); json holds the exact values.")
+          ) -> None:
     """List the audit log (NEN 7513): what, when, which client, who, outcome."""
-    from flows.store import AUDIT_FIELDS, Store
+    from flows.store import AUDIT_FORMATS, Store, format_audit
     from pipeline.settings import Settings
 
+    if fmt not in AUDIT_FORMATS:
+        typer.echo(f"error: --format must be one of {', '.join(AUDIT_FORMATS)}. Got {fmt!r} instead.", err=True)
+        raise typer.Exit(2)
     rows = Store.for_settings(Settings()).audit_rows(client_id=client)
-    typer.echo("\t".join(AUDIT_FIELDS))
-    for r in rows:
-        typer.echo("\t".join("" if r[k] is None else str(r[k]) for k in AUDIT_FIELDS))
+    for line in format_audit(rows, fmt):
+        typer.echo(line)
 
 
 @app.command()
 def purge(client: str = typer.Argument(..., help="Client pseudonym whose data is removed."),
           inbox: Optional[Path] = typer.Option(None, "--inbox", help="Also remove their files from this inbox.")
           ) -> None:
-    """Remove everything about a client (outputs, database rows, inbox files) and record that it was done."""
-    import json as _json
-    import shutil
-
+    """Remove everything about a client (session folders, database rows, inbox files, exported copies, Prefect's
+    run records) and record that it was done; say what remains, exit 1 when anything does."""
+    from flows.purge import ACTOR, purge_exports, purge_inbox_files, purge_session_folders
     from flows.store import Store
+    from pipeline.ids import InvalidIdError, check_id
     from pipeline.settings import Settings
 
     settings = Settings()
-    if not client.strip():
-        typer.echo("error: give the client pseudonym to purge", err=True)
-        raise typer.Exit(2)
+    try:
+        check_id(client, "CLIENT")
+    except InvalidIdError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     folder = inbox or settings.inbox_dir
     if inbox is not None and not inbox.is_dir():
         typer.echo(f"error: inbox folder {inbox} not found; nothing was purged", err=True)
         raise typer.Exit(2)
     store = Store.for_settings(settings)
-    rows = store.delete_client(client)
-    removed = 0
-    for r in rows:
-        session_dir = Path(r["out_dir"]) if r.get("out_dir") else settings.data_dir / "sessions" / r["session_id"]
-        if session_dir.is_dir():
-            shutil.rmtree(session_dir)
-            removed += 1
+    rows = store.sessions(client_id=client)
+    # folders first, rows after: a purge stopped half-way can be run again and still finds what is left
+    folders, left = purge_session_folders(rows, settings.data_dir, client)
+    store.delete_client(client)
     files = 0
     if folder is not None and Path(folder).is_dir():
-        for sidecar in Path(folder).rglob("*.json"):
-            try:
-                owner = _json.loads(sidecar.read_text(encoding="utf-8")).get("client_id")
-            except (ValueError, UnicodeDecodeError, AttributeError):
-                continue
-            if owner == client:
-                stem = sidecar.name[:-5]  # "NAME.wav" for NAME.wav.json, "NAME" for NAME.json
-                mine = [f for f in sidecar.parent.iterdir() if f.name == stem or f.name.startswith(stem + ".")]
-                for f in [sidecar, *mine]:
-                    if f.exists() and f.is_file():
-                        f.unlink()
-                        files += 1
-    if not rows and not files:
+        files, kept = purge_inbox_files(folder, client)
+        left += kept
+    exports, remains = purge_exports(store, client)
+    left += remains
+    if not rows and not files and not exports and not left:
         typer.echo(f"No data found for client {client}; nothing was purged.")
         return
     from flows.store import delete_prefect_runs
 
-    runs = delete_prefect_runs({r["session_id"] for r in rows})
-    store.audit("deleted", actor="alliance purge", outcome="success", client_id=client,
-                detail=f"purged {len(rows)} sessions, {removed} session folders, {files} inbox files, "
-                       f"{runs} Prefect run records")
-    typer.echo(f"Purged client {client}: {len(rows)} sessions, {removed} session folders, {files} inbox files, "
-               f"{runs} Prefect run records.")
+    try:
+        runs = delete_prefect_runs({r["session_id"] for r in rows})
+    except Exception as exc:  # the Prefect server may be down; the rest of the purge stands and is recorded
+        runs = 0
+        left.append(f"remains Prefect's run records of sessions {', '.join(sorted(r['session_id'] for r in rows))}: "
+                    f"cannot reach Prefect ({exc.__class__.__name__}); delete those runs in the Prefect UI")
+    for line in left:
+        typer.echo(line, err=True)
+    summary = (f"{len(rows)} sessions, {folders} session folders, {files} inbox files, {exports} exported copies, "
+               f"{runs} Prefect run records")
+    store.audit("deleted", actor=ACTOR, outcome="partial" if left else "success", client_id=client,
+                detail=f"purged {summary}" + (f"; {len(left)} items remain" if left else ""))
+    typer.echo(f"Purged client {client}: {summary}.")
+    if left:
+        typer.echo(f"Not everything of client {client} was removed: {len(left)} items above remain.", err=True)
+        raise typer.Exit(1)
 
 
 @app.command("enroll-therapist")
@@ -519,6 +578,16 @@ def retrain(
         _error(console, f"model {version!r} already exists in {user_models_dir(settings.data_dir)}; models are never "
                         "overwritten, choose a new --version")
         raise typer.Exit(1)
+    from models.dataset import discover_sessions
+
+    try:
+        # every dataset is checked (folders, metadata, research consent) before the flow starts: a refused
+        # session stops the run in one line, before any analysis and without Prefect's traceback
+        for d in [*data, *holdout]:
+            discover_sessions(d)
+    except PipelineError as exc:
+        _error(console, str(exc))
+        raise typer.Exit(1) from None
     from flows.retrain import retrain_model
 
     try:
@@ -584,27 +653,81 @@ def activate_model_cmd(version: str = typer.Argument(..., help="A model in <data
 @app.command("add-therapist")
 def add_therapist(therapist: str = typer.Argument(..., help="Login name: the therapist_id used in the sessions."),
                   password: str = typer.Option(..., "--password", prompt=True, hide_input=True,
-                                               confirmation_prompt=True, help="At least 8 characters.")) -> None:
-    """Create or reset a therapist's login for `alliance web` (the password is stored as an argon2id hash)."""
-    import re
+                                               confirmation_prompt=True,
+                                               help="At least 10 characters, at least 5 different ones, not only "
+                                               "spaces, not containing the login name.")) -> None:
+    """Create a therapist's login for `alliance web`, or reset its password (stored as an argon2id hash).
 
+    A reset ends the login's open sessions in a running `alliance web` and enables a disabled login again.
+    """
     from flows.store import Store
     from flows.web import hash_password
+    from pipeline.ids import check_id
     from pipeline.settings import Settings
 
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", therapist):
-        typer.echo(f"error: the login name must be letters, digits, '.', '_' or '-'. Got {therapist!r} instead.",
-                   err=True)
-        raise typer.Exit(2)
     try:
-        digest = hash_password(password)
+        check_id(therapist, "the login name")
+        digest = hash_password(password, login=therapist)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     store = Store.for_settings(Settings())
-    store.add_therapist(therapist, digest)
-    store.audit("therapist login set", actor="alliance add-therapist", outcome="success", detail=therapist)
-    typer.echo(f"Login for {therapist} saved.")
+    before = store.therapist(therapist)
+    if not store.add_therapist(therapist, digest):
+        store.audit("therapist login set", actor="alliance add-therapist", outcome="success", detail=therapist)
+        typer.echo(f"Login for {therapist} saved.")
+        return
+    store.audit("therapist password reset", actor="alliance add-therapist", outcome="success", detail=therapist)
+    if before and before.get("disabled_at"):
+        store.audit("therapist login enabled", actor="alliance add-therapist", outcome="success", detail=therapist)
+        typer.echo(f"Password of {therapist} reset; the login was disabled and is enabled again.")
+    else:
+        typer.echo(f"Password of {therapist} reset; its open sessions in alliance web end.")
+
+
+def _login_or_exit(store, therapist: str) -> dict:
+    """The login's row; for an unknown name one line and exit 1."""
+    from pipeline.ids import is_valid_id
+
+    row = store.therapist(therapist)
+    if row is None:
+        hint = f" (add it with `alliance add-therapist {therapist}`)" if is_valid_id(therapist) else ""
+        typer.echo(f"error: no login named {therapist!r}{hint}", err=True)
+        raise typer.Exit(1)
+    return row
+
+
+@app.command("disable-therapist")
+def disable_therapist(therapist: str = typer.Argument(..., help="The login name.")) -> None:
+    """Stop a login from logging in to `alliance web`; its open sessions end, its data and audit rows stay.
+
+    `alliance add-therapist NAME` (a new password) enables it again.
+    """
+    from flows.store import Store
+    from pipeline.settings import Settings
+
+    store = Store.for_settings(Settings())
+    row = _login_or_exit(store, therapist)
+    if row.get("disabled_at"):
+        typer.echo(f"{therapist} is already disabled (since {row['disabled_at']}).")
+        return
+    store.disable_therapist(therapist)
+    store.audit("therapist login disabled", actor="alliance disable-therapist", outcome="success", detail=therapist)
+    typer.echo(f"Login {therapist} disabled: it can no longer log in and its open sessions end; its sessions, "
+               "reviews and audit rows are kept.")
+
+
+@app.command("remove-therapist")
+def remove_therapist(therapist: str = typer.Argument(..., help="The login name.")) -> None:
+    """Delete a login of `alliance web`; its open sessions end. Its audit rows, sessions and reviews stay."""
+    from flows.store import Store
+    from pipeline.settings import Settings
+
+    store = Store.for_settings(Settings())
+    _login_or_exit(store, therapist)
+    store.remove_therapist(therapist)
+    store.audit("therapist login removed", actor="alliance remove-therapist", outcome="success", detail=therapist)
+    typer.echo(f"Login {therapist} removed; its open sessions end. Its audit rows, sessions and reviews are kept.")
 
 
 @app.command()
@@ -613,6 +736,9 @@ def web(port: int = typer.Option(8765, "--port", min=1024, max=65535, help="Port
         inbox: Optional[Path] = typer.Option(None, "--inbox", help="The nightly inbox, whose done/ folder holds the "
                                              "retained recordings for clips (default: ALLIANCE_INBOX_DIR).")) -> None:
     """Serve the review web app on this machine only (http://127.0.0.1:PORT)."""
+    import errno
+    import socket
+
     import uvicorn
 
     from flows.web import TEXT, create_app
@@ -624,10 +750,23 @@ def web(port: int = typer.Option(8765, "--port", min=1024, max=65535, help="Port
     settings = Settings()
     if inbox is not None:
         settings = settings.model_copy(update={"inbox_dir": inbox})
+    # bind the port here (and hand the socket to uvicorn), so a busy port is one clear line, not uvicorn's log
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as exc:
+        sock.close()
+        problem = ("is already in use (another alliance web?); stop that program or choose another port with --port"
+                   if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror}); choose another with --port")
+        typer.echo(f"error: port {port} on 127.0.0.1 {problem}", err=True)
+        raise typer.Exit(1) from None
     if settings.inbox_dir is None:
         typer.echo("note: no inbox given (--inbox or ALLIANCE_INBOX_DIR): flags cannot play their clips", err=True)
+    # answer only to this server's own names: a rebound DNS name (DNS rebinding) gets 400
+    app_ = create_app(settings, language=language, hosts={f"127.0.0.1:{port}", f"localhost:{port}"})
     typer.echo(f"Review app on http://127.0.0.1:{port}/ (Ctrl+C stops it)")
-    uvicorn.run(create_app(settings, language=language), host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.Server(uvicorn.Config(app_, log_level="warning")).run(sockets=[sock])
 
 
 @app.command("export-reviews")
@@ -635,8 +774,11 @@ def export_reviews_cmd(out: Path = typer.Option(..., "--out", help="Folder for t
                        inbox: Optional[Path] = typer.Option(None, "--inbox", help="The nightly inbox whose done/ "
                                                             "folder holds the recordings (default: "
                                                             "ALLIANCE_INBOX_DIR).")) -> None:
-    """Write the therapists' verdicts as annotated sessions that `alliance retrain` accepts."""
-    from flows.web import export_reviews
+    """Write the therapists' verdicts as annotated sessions that `alliance retrain` accepts.
+
+    Only sessions whose consent allows research use are exported; each other session is named with its reason.
+    """
+    from flows.export import export_reviews
     from pipeline.settings import Settings
 
     settings = Settings()
@@ -646,7 +788,16 @@ def export_reviews_cmd(out: Path = typer.Option(..., "--out", help="Folder for t
         typer.echo("error: give the nightly inbox (--inbox DIR or ALLIANCE_INBOX_DIR): its done/ folder holds the "
                    "recordings", err=True)
         raise typer.Exit(2)
-    result = export_reviews(settings, out)
+    blocked = next((p for p in [out, *out.parents] if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        typer.echo(f"error: --out {out}: {blocked} is a file, not a folder; give a folder", err=True)
+        raise typer.Exit(2)
+    try:
+        result = export_reviews(settings, out)
+    except OSError as exc:
+        typer.echo(f"error: --out {out}: cannot write the export ({exc.strerror or exc}); sessions exported so "
+                   "far are recorded for purge", err=True)
+        raise typer.Exit(1) from None
     for line in result["skipped"]:
         typer.echo(f"skipped {line}", err=True)
     typer.echo(f"Exported {len(result['exported'])} reviewed sessions to {out}")

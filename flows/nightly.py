@@ -3,24 +3,42 @@
 For each recording ``NAME.ext`` with its sidecar ``NAME.ext.json`` (or
 ``NAME.json``) in the inbox:
 
-1. no sidecar, unreadable sidecar or invalid consent → moved with its sidecar
-   to ``rejected/`` with a ``.reason.txt``, **never decoded**;
-2. the same content (sha256) already analysed → not processed again, moved to
-   ``done/``;
-3. otherwise ``analyze_session`` runs, up to ``ALLIANCE_NIGHTLY_CONCURRENCY``
+0. a file name holding a name given in the sidecar (participants' ``name``,
+   ``other_names``) → renamed with its sidecar to ``<session id>.ext`` first,
+   so the name reaches no output, database row, audit row or Prefect record;
+1. no sidecar, unreadable sidecar, an id that is not a valid id
+   (:data:`pipeline.ids.ID_PATTERN`: ``session_id``, ``client_id``,
+   ``therapist_id``) or invalid consent → moved with its sidecar to
+   ``rejected/`` with a ``.reason.txt``, **never decoded**;
+2. the same content (sha256) already analysed, or earlier in this batch, for
+   the same client → not processed again, moved to ``done/``; for another
+   client → refused as a possible misfiling (``failed/``);
+3. a session id already used for another recording, in an earlier run or
+   earlier in this batch → refused (``failed/``), the first one stays intact;
+4. otherwise ``analyze_session`` runs, up to ``ALLIANCE_NIGHTLY_CONCURRENCY``
    sessions at once in threads that share the loaded models; success →
    recorded and moved to ``done/``; bad input or a failed stage → recorded
    with its reason and moved to ``failed/``; the batch goes on. A second copy
    of the same content in one batch waits for the first and follows it.
 
 Every event is a row in the audit log; the run summary is stored and returned.
+Recordings and sidecars in ``rejected/`` and ``failed/`` are deleted after
+``ALLIANCE_REJECTED_RETENTION_DAYS`` / ``ALLIANCE_FAILED_RETENTION_DAYS``
+(their ``.reason.txt`` stays), those in ``done/`` after
+``ALLIANCE_AUDIO_RETENTION_DAYS`` (the sidecar stays).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
+import os
+import re
 import shutil
+import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,11 +48,18 @@ from prefect import flow, get_run_logger, task
 from flows.analyze import analyze_session
 from flows.store import Store, now
 from pipeline.consent import check_consent
-from pipeline.errors import ConsentError, PipelineError
+from pipeline.errors import ConsentError, MetadataError, PipelineError
+from pipeline.ids import (InvalidIdError, check_id, id_from_name, is_valid_id, make_private_dir, private_umask,
+                          remove_inside)
+from pipeline.privacy import name_labels
 from pipeline.settings import Settings
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".mp4")
 ACTOR = "nightly_inbox"
+ID_FIELDS = ("session_id", "client_id", "therapist_id")
+DEBUG_LOG = logging.getLogger("alliance.nightly")  # full tracebacks of failed sessions (`alliance nightly --debug`)
+RENAMED_REASON = ("renamed to its session id: its file name held a participant's name given in its sidecar; "
+                  "name recordings by pseudonym")
 
 
 def sidecar_of(audio: Path) -> Path | None:
@@ -55,7 +80,7 @@ def sha256_file(path: Path) -> str:
 
 def _move(files: list[Path], folder: Path) -> list[Path]:
     """Move files into ``folder``; a name already there gets a time stamp instead of being overwritten."""
-    folder.mkdir(parents=True, exist_ok=True)
+    make_private_dir(folder)  # done/, rejected/, failed/ hold recordings of minors: 0700 whatever the umask
     stamp = now().replace(":", "").replace("+", "_")
     moved = []
     for f in files:
@@ -73,6 +98,128 @@ def _settled(path: Path, seconds: float) -> bool:
     import time
 
     return time.time() - path.stat().st_mtime >= seconds
+
+
+def _file_away(files: list[Path], folder: Path) -> list[Path]:
+    """Move files into ``folder`` (``done/``, ``rejected/``, ``failed/``) and date them to now.
+
+    Retention counts from the day a file arrived in its folder: a recording copied with its original time stamp
+    would otherwise be deleted at the next run.
+    """
+    moved = _move(files, folder)
+    for path in moved:
+        os.utime(path)
+    return moved
+
+
+def _client(record: dict) -> str | None:
+    """The sidecar's client id when it is a valid id, else None: an invalid one is never written as a client."""
+    value = record.get("client_id")
+    return value if is_valid_id(value) else None
+
+
+def _load_sidecar(audio: Path, sidecar: Path | None) -> dict:
+    """The sidecar's JSON object.
+
+    Raises
+    ------
+    ConsentError
+        No sidecar, not JSON, or not a JSON object: there is no consent record to check.
+    """
+    if sidecar is None:
+        raise ConsentError(audio, "no sidecar JSON with a consent record next to the recording")
+    try:
+        loaded = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConsentError(sidecar, f"sidecar is not valid JSON ({exc})") from exc
+    if not isinstance(loaded, dict):
+        raise ConsentError(sidecar, "sidecar must be a JSON object")
+    return loaded
+
+
+def _check_ids(record: dict, sidecar: Path) -> None:
+    """The sidecar's ids must match :data:`pipeline.ids.ID_PATTERN`: they become folders, rows and audit entries.
+
+    Raises
+    ------
+    MetadataError
+        Names the sidecar and the field, for example ``session_id`` ``'..'``.
+    """
+    for field in ID_FIELDS:
+        if record.get(field) is not None:
+            try:
+                check_id(record[field], field)
+            except InvalidIdError as exc:
+                raise MetadataError(sidecar, str(exc)) from None
+
+
+def _names_in(file_name: str, record: dict) -> dict[str, str]:
+    """Parts of the names given in the sidecar that occur in ``file_name``, each with its role label.
+
+    Parts of three or more letters count anywhere in the name (``verslagSanne``), shorter ones only as a word of
+    their own; renaming a file whose name merely looks like a name is the safer error.
+    """
+    participants, others = record.get("participants"), record.get("other_names")
+    labels = name_labels(participants if isinstance(participants, list) else [],
+                         others if isinstance(others, dict) else {})
+    lowered = file_name.lower()
+    return {part: label.strip("[]") for part, label in labels.items()
+            if (len(part) >= 3 and part in lowered) or re.search(rf"(?<![^\W\d_]){re.escape(part)}(?![^\W\d_])", lowered)}
+
+
+def _neutral_stem(audio: Path, record: dict, names: dict[str, str]) -> str:
+    """The sidecar's session id, else the file stem with each name replaced by its role (``Tim_x`` → ``sibling_x``)."""
+    sid = record.get("session_id")
+    if is_valid_id(sid) and not _names_in(sid, record):
+        return sid
+    stem = audio.name[: -len(audio.suffix)] if audio.suffix else audio.name
+    for part, label in names.items():
+        stem = re.sub(re.escape(part), label, stem, flags=re.IGNORECASE)
+    stem = id_from_name(stem)
+    return stem if not _names_in(stem, record) else "recording"
+
+
+def _rename_named(audio: Path, sidecar: Path, record: dict) -> tuple[Path, Path] | None:
+    """Rename a recording whose file name holds a name from its sidecar, and its sidecar, to a neutral name.
+
+    Done before anything else, so the name never reaches a report, the database, the audit log or Prefect's
+    records (flow run parameters hold the recording's path).
+
+    Returns
+    -------
+    (Path, Path) or None
+        The new recording and sidecar paths; None when the file name holds no name.
+
+    Raises
+    ------
+    OSError
+        The files could not be renamed.
+    """
+    names = _names_in(audio.name, record)
+    if not names:
+        return None
+    stem = _neutral_stem(audio, record, names)
+    for n in range(1, 1000):
+        target = audio.with_name(f"{stem}{audio.suffix}" if n == 1 else f"{stem}-{n}{audio.suffix}")
+        target_sidecar = target.with_name(target.name + ".json")
+        if not target.exists() and not target_sidecar.exists():
+            break
+    else:
+        raise FileExistsError(f"no free name for {stem}{audio.suffix} in the inbox")
+    audio.rename(target)
+    sidecar.rename(target_sidecar)
+    return target, target_sidecar
+
+
+def _shown_name(audio: Path) -> str:
+    """The file name as the summary may show it: not when it holds a name from its (readable) sidecar."""
+    try:
+        record = _load_sidecar(audio, sidecar_of(audio))
+    except (ConsentError, OSError):
+        return audio.name
+    if _names_in(audio.name, record):
+        return f"a {audio.suffix} recording whose file name holds a participant's name (renamed once it is processed)"
+    return audio.name
 
 
 def expire_audio(done: Path, days: float, store: Store) -> int:
@@ -98,18 +245,115 @@ def expire_audio(done: Path, days: float, store: Store) -> int:
                     client = json.loads(sidecar.read_text(encoding="utf-8")).get("client_id")
                 except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
                     client = None
-            audio.unlink()
+            remove_inside(audio, done)
             store.audit("deleted", actor=ACTOR, outcome="success", client_id=client,
                         detail=f"raw audio {audio.name} after the retention period ({days:g} days)")
             n += 1
     return n
 
 
+def _sidecar_client(sidecar: Path) -> str | None:
+    try:
+        record = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return _client(record) if isinstance(record, dict) else None
+
+
+def expire_refused(folder: Path, days: float, store: Store) -> int:
+    """Delete recordings and sidecars in ``rejected/`` or ``failed/`` once ``days`` have passed; audit each.
+
+    An unconsented or failed recording must not stay forever. Age counts from the file's modification time,
+    which :func:`_file_away` sets when it files the recording there. The ``.reason.txt`` files are kept: they
+    say what happened, without the audio or the names in the sidecar.
+
+    Parameters
+    ----------
+    folder : Path
+        ``<inbox>/rejected`` or ``<inbox>/failed``.
+    days : float
+        Retention period; 0 deletes everything there now.
+    store : Store
+        Receives one ``deleted`` audit row per recording (and per sidecar left without its recording).
+
+    Returns
+    -------
+    int
+        Files deleted.
+
+    Raises
+    ------
+    ValueError
+        A file resolves outside ``folder`` (see :func:`pipeline.ids.remove_inside`); nothing of it was deleted.
+    """
+    if not folder.is_dir():
+        return 0
+    limit = time.time() - days * 86400.0
+
+    def expired(p: Path) -> bool:
+        return (p.is_file() or p.is_symlink()) and (days == 0 or p.lstat().st_mtime < limit)
+
+    why = f"from {folder.name}/ after the retention period ({days:g} days); the reason file is kept"
+    n = 0
+    for audio in sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and expired(p)):
+        sidecar = sidecar_of(audio)
+        client = _sidecar_client(sidecar) if sidecar is not None else None
+        n += remove_inside(audio, folder)
+        if sidecar is not None:
+            n += remove_inside(sidecar, folder)
+        store.audit("deleted", actor=ACTOR, outcome="success", client_id=client,
+                    detail=f"raw audio {audio.name}{' and its sidecar' if sidecar else ''} {why}")
+    def orphan(sidecar: Path) -> bool:
+        base = sidecar.name[: -len(".json")]
+        return not (folder / base).exists() and not any((folder / (base + s)).exists() for s in AUDIO_SUFFIXES)
+
+    # sidecars whose recording is gone or was filed under a time-stamped name: they hold names and consent
+    for sidecar in sorted(p for p in folder.iterdir() if p.suffix.lower() == ".json" and expired(p) and orphan(p)):
+        client = _sidecar_client(sidecar)
+        n += remove_inside(sidecar, folder)
+        store.audit("deleted", actor=ACTOR, outcome="success", client_id=client, detail=f"sidecar {sidecar.name} {why}")
+    return n
+
+
+def _expire_refused(inbox_dir: Path, settings: Settings, store: Store) -> None:
+    expire_refused(inbox_dir / "rejected", settings.rejected_retention_days, store)
+    expire_refused(inbox_dir / "failed", settings.failed_retention_days, store)
+
+
 def _duplicate(job: dict, session_id: str, inbox_dir: Path, store: Store, summary: dict) -> None:
-    _move([job["audio"], job["sidecar"]], inbox_dir / "done")
+    _file_away([job["audio"], job["sidecar"]], inbox_dir / "done")
     store.audit("skipped-duplicate", actor=ACTOR, outcome="success", client_id=job["client"],
                 session_id=job["session_id"], detail=f"same content as session {session_id}")
     summary["duplicates"].append({"file": job["audio"].name, "session_id": session_id})
+
+
+def _refuse(job: dict, error: PipelineError, inbox_dir: Path, store: Store, summary: dict, run_id: str, log) -> None:
+    """Refuse a recording before analysis: to ``failed/`` with its reason, an audit row, one line in the log.
+
+    The audit row carries no session id: the refusals (a session id or a recording that belongs to another
+    session) concern another session, maybe another client's, which is not written into this client's row.
+    """
+    moved = _file_away([job["audio"], job["sidecar"]], inbox_dir / "failed")
+    moved[0].with_name(moved[0].name + ".reason.txt").write_text(str(error) + "\n", encoding="utf-8")
+    store.audit("rejected", actor=ACTOR, outcome="refused", client_id=job["client"], detail=str(error))
+    summary["failed"].append({"file": job["audio"].name, "session_id": job["session_id"], "reason": str(error)})
+    log.warning("nightly run %s: refused %s (session %s): %s", run_id, job["audio"].name, job["session_id"], error)
+
+
+def _misfiled(job: dict, owner_client: str | None, owner_session: str, inbox_dir: Path, store: Store, summary: dict,
+              run_id: str, log) -> None:
+    """Refuse a recording whose content is another client's session: one of the two is probably misfiled.
+
+    Neither client's id is written into the other's reason file or audit row; the other client's audit log gets
+    a row on its own session, so whoever reviews either client sees that something needs checking.
+    """
+    error = PipelineError(f"{job['audio'].name}: possible misfiling: it is the same recording as a session of "
+                          "another client (identical content); it was not analysed. Check which client it belongs "
+                          "to and correct its sidecar")
+    _refuse(job, error, inbox_dir, store, summary, run_id, log)
+    store.audit("possible-misfiling", actor=ACTOR, outcome="refused", client_id=owner_client, session_id=owner_session,
+                detail="a recording with the same content as this session was delivered under another client and "
+                       "refused; check that this session is filed under the right client")
 
 
 def _record(job: dict, report: str | None, error: Exception | None, inbox_dir: Path, store: Store, summary: dict,
@@ -119,23 +363,87 @@ def _record(job: dict, report: str | None, error: Exception | None, inbox_dir: P
                 recording_name=job["audio"].name, recording_sha256=job["digest"],
                 research_use=job["consent"].research_use, run_id=run_id)
     if error is not None:
-        moved = _move([job["audio"], job["sidecar"]], inbox_dir / "failed")
+        moved = _file_away([job["audio"], job["sidecar"]], inbox_dir / "failed")
         moved[0].with_name(moved[0].name + ".reason.txt").write_text(str(error) + "\n", encoding="utf-8")
         store.save_session(**base, status="failed", reason=str(error), out_dir=None, model_version=None)
         store.audit("analysed", actor=ACTOR, outcome="failed", client_id=job["client"], session_id=job["session_id"],
                     detail=str(error))
         summary["failed"].append({"file": job["audio"].name, "session_id": job["session_id"], "reason": str(error)})
-        log.warning("nightly run %s: session %s failed (%s)", run_id, job["session_id"], type(error).__name__)
+        # the one line a failed session gets (Prefect's traceback goes to the debug log, see _FailuresToDebug)
+        log.warning("nightly run %s: %s (session %s) failed: %s", run_id, job["audio"].name, job["session_id"],
+                    " ".join(str(error).split()))
         return
     result = json.loads(Path(report).with_name("session.json").read_text(encoding="utf-8"))
     store.save_session(**base, status="analysed", reason=None, out_dir=str(Path(report).parent),
                        model_version=result["model_version"])
     store.save_flags(job["session_id"], result["flags"], result["model_version"])
-    _move([job["audio"], job["sidecar"]], inbox_dir / "done")
+    _file_away([job["audio"], job["sidecar"]], inbox_dir / "done")
     store.audit("analysed", actor=ACTOR, outcome="success", client_id=job["client"], session_id=job["session_id"],
                 detail=f"{len(result['flags'])} flags, model {result['model_version']}")
     summary["processed"].append({"file": job["audio"].name, "session_id": job["session_id"],
                                  **{k: job[k] for k in ("worker_pid", "flow_run") if k in job}})
+
+
+_ENGINE_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+# Prefect's own lines about a failed run: "Finished in state Failed('Task run encountered an exception X: ...')",
+# "Flow run encountered an exception: X: ...", "Task run failed with exception: X(...) - Retry 1/1 ..."
+_ENGINE_FAILURE = re.compile(r"(?:encountered an exception:?|failed with exception:) (\w+)[(:]")
+
+
+def _pipeline_error_names() -> set[str]:
+    names, todo = set(), [PipelineError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
+
+
+class _FailuresToDebug(logging.Filter):
+    """Send Prefect's records of a session that failed on purpose (a :class:`PipelineError`) to the debug log.
+
+    Prefect's flow and task engines log a failed task run and the failed ``analyze_session`` subflow each with
+    the full traceback (about 30 lines per session) and repeat the error in their final-state lines. The nightly
+    run reports the failure itself in one line (file, session id, reason); these records go, traceback included,
+    to the ``alliance.nightly`` logger at DEBUG level instead (shown with ``alliance nightly --debug``). Other
+    exceptions, which are bugs, keep Prefect's traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            ours = isinstance(exc, PipelineError)
+        else:
+            found = _ENGINE_FAILURE.search(record.getMessage())
+            ours = found is not None and found.group(1) in _pipeline_error_names()
+        if not ours:
+            return True
+        DEBUG_LOG.debug("%s", record.getMessage(), exc_info=record.exc_info)
+        return False
+
+
+_FAILURES_TO_DEBUG = _FailuresToDebug()
+_FILTER_LOCK = threading.Lock()
+_filter_users = 0
+
+
+@contextlib.contextmanager
+def _failures_to_debug():
+    """While sessions run (in threads, or on a Dask worker), Prefect's failure tracebacks go to the debug log."""
+    global _filter_users
+    with _FILTER_LOCK:
+        if _filter_users == 0:
+            for name in _ENGINE_LOGGERS:
+                logging.getLogger(name).addFilter(_FAILURES_TO_DEBUG)
+        _filter_users += 1
+    try:
+        yield
+    finally:
+        with _FILTER_LOCK:
+            _filter_users -= 1
+            if _filter_users == 0:
+                for name in _ENGINE_LOGGERS:
+                    logging.getLogger(name).removeFilter(_FAILURES_TO_DEBUG)
 
 
 @task(name="analyse-recording", persist_result=False, retries=0)
@@ -148,10 +456,19 @@ def analyse_recording(audio: str, out_dir: str, metadata_path: str, session_id: 
     import os
 
     try:
-        return {"report": analyze_session(audio, out_dir=out_dir, metadata_path=metadata_path, session_id=session_id),
-                "error": None, "pid": os.getpid()}
+        with _failures_to_debug():
+            return {"report": analyze_session(audio, out_dir=out_dir, metadata_path=metadata_path,
+                                              session_id=session_id), "error": None, "pid": os.getpid()}
     except PipelineError as exc:
         return {"report": None, "error": str(exc), "pid": os.getpid()}
+    except Exception as exc:  # a bug in one session must not stop the batch
+        return {"report": None, "error": str(_internal_error(Path(audio), exc)), "pid": os.getpid()}
+
+
+def _internal_error(audio: Path, exc: Exception) -> PipelineError:
+    """An unexpected exception in one session, as a one-line failure; the traceback goes to the debug log."""
+    logging.getLogger("alliance.nightly").debug("internal error analysing %s", audio.name, exc_info=exc)
+    return PipelineError(f"{audio.name}: internal error in the analysis ({type(exc).__name__}); see the debug log")
 
 
 def dask_runner(workers: int):
@@ -241,64 +558,82 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
     Returns
     -------
     dict
-        ``processed``, ``rejected``, ``failed``, ``duplicates``: lists of
-        ``{"file", "session_id", "reason"}``; ``run_id``.
+        ``processed``, ``rejected``, ``failed``, ``duplicates``, ``renamed``, ``waiting``: lists of
+        ``{"file", "session_id", "reason"}`` (the keys that apply); ``run_id``.
     """
+    private_umask()  # a Prefect worker may start this flow without the CLI: the inbox and data hold client data
     log = get_run_logger()
     settings = Settings()
     store = Store.for_settings(settings)
     inbox_dir = Path(inbox)
     run_id, started = uuid.uuid4().hex[:12], now()
-    summary: dict = {"run_id": run_id, "processed": [], "rejected": [], "failed": [], "duplicates": []}
+    summary: dict = {"run_id": run_id, "processed": [], "rejected": [], "failed": [], "duplicates": [],
+                     "renamed": []}
     expire_audio(inbox_dir / "done", settings.audio_retention_days, store)
+    _expire_refused(inbox_dir, settings, store)
     found = sorted(p for p in inbox_dir.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
     recordings = [p for p in found if _settled(p, settings.inbox_settle_s)]
-    summary["waiting"] = [{"file": p.name, "reason": "still being written; left for the next run"}
+    summary["waiting"] = [{"file": _shown_name(p), "reason": "still being written; left for the next run"}
                           for p in found if p not in recordings]
     log.info("nightly run %s: %d recordings in the inbox, %d still being written", run_id, len(recordings),
              len(summary["waiting"]))
     jobs: list[dict] = []
     batch: dict[str, dict] = {}  # sha256 → the job analysing that content in this run
+    claimed: dict[str, dict] = {}  # session id → the job that will write that session's row in this run
     later_copies: list[tuple[dict, dict]] = []
     for audio in recordings:
         sidecar = sidecar_of(audio)
         record: dict = {}
         try:
-            if sidecar is None:
-                raise ConsentError(audio, "no sidecar JSON with a consent record next to the recording")
+            record = _load_sidecar(audio, sidecar)
+            # before anything else: a participant's name in the file name must reach no output, row or log
             try:
-                loaded = json.loads(sidecar.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise ConsentError(sidecar, f"sidecar is not valid JSON ({exc})") from exc
-            if not isinstance(loaded, dict):
-                raise ConsentError(sidecar, "sidecar must be a JSON object")
-            record = loaded
+                renamed = _rename_named(audio, sidecar, record)
+            except OSError as exc:  # the recording stays in the inbox, its name shown nowhere
+                summary["waiting"].append({"file": f"a {audio.suffix} recording whose file name holds a "
+                                           "participant's name", "reason": f"could not be renamed "
+                                           f"({exc.strerror or type(exc).__name__}); left in the inbox"})
+                log.warning("nightly run %s: a recording whose file name holds a participant's name could not be "
+                            "renamed (%s)", run_id, exc.strerror or type(exc).__name__)
+                continue
+            if renamed is not None:
+                audio, sidecar = renamed
+                summary["renamed"].append({"file": audio.name, "reason": RENAMED_REASON})
+                store.audit("renamed", actor=ACTOR, outcome="success", client_id=_client(record),
+                            detail=f"recording renamed to {audio.name}: {RENAMED_REASON}")
+                log.warning("nightly run %s: %s %s", run_id, audio.name, RENAMED_REASON)
+            _check_ids(record, sidecar)
             consent = check_consent(record, source=sidecar)
-        except ConsentError as exc:
-            moved = _move([audio, sidecar], inbox_dir / "rejected")
+        except (ConsentError, MetadataError) as exc:
+            moved = _file_away([audio, sidecar], inbox_dir / "rejected")
             moved[0].with_name(moved[0].name + ".reason.txt").write_text(str(exc) + "\n", encoding="utf-8")
-            store.audit("rejected", actor=ACTOR, outcome="refused", client_id=record.get("client_id"), detail=str(exc))
+            store.audit("rejected", actor=ACTOR, outcome="refused", client_id=_client(record), detail=str(exc))
             summary["rejected"].append({"file": audio.name, "reason": str(exc)})
             log.warning("nightly run %s: rejected %s: %s", run_id, audio.name, exc.problem)
             continue
         job = dict(audio=audio, sidecar=sidecar, record=record, consent=consent, digest=sha256_file(audio),
-                   session_id=str(record.get("session_id") or audio.stem), client=record.get("client_id"))
-        earlier = store.seen(job["digest"])
+                   session_id=record.get("session_id") or id_from_name(audio.stem), client=record.get("client_id"))
+        earlier = store.seen(job["digest"])  # the same content, analysed in an earlier run
+        first = batch.get(job["digest"])  # the same content, earlier in this run
         taken = store.session(job["session_id"])
-        if earlier is None and taken is not None and taken["recording_sha256"] != job["digest"]:
-            error = PipelineError(f"{audio.name}: session id {job['session_id']!r} is already used for another "
-                                  "recording; give this session its own id")
-            moved = _move([audio, sidecar], inbox_dir / "failed")
-            moved[0].with_name(moved[0].name + ".reason.txt").write_text(str(error) + "\n", encoding="utf-8")
-            # the session id belongs to another client's session: it is not written into this client's audit row
-            store.audit("rejected", actor=ACTOR, outcome="refused", client_id=job["client"], detail=str(error))
-            summary["failed"].append({"file": audio.name, "session_id": job["session_id"], "reason": str(error)})
-            continue
-        if earlier is not None:
+        claimant = claimed.get(job["session_id"])
+        if earlier is not None and earlier["client_id"] != job["client"]:
+            _misfiled(job, earlier["client_id"], earlier["session_id"], inbox_dir, store, summary, run_id, log)
+        elif first is not None and first["client"] != job["client"]:
+            _misfiled(job, first["client"], first["session_id"], inbox_dir, store, summary, run_id, log)
+        elif earlier is not None:
             _duplicate(job, earlier["session_id"], inbox_dir, store, summary)
-        elif job["digest"] in batch:
-            later_copies.append((job, batch[job["digest"]]))
+        elif ((taken is not None and taken["recording_sha256"] != job["digest"])
+              or (claimant is not None and claimant["digest"] != job["digest"])):
+            # another recording has (or gets, in this run) this session id: analysing this one would replace it
+            _refuse(job, PipelineError(f"{audio.name}: session id {job['session_id']!r} is already used for another "
+                                       "recording; give this session its own id"),
+                    inbox_dir, store, summary, run_id, log)
+        elif first is not None:
+            claimed.setdefault(job["session_id"], job)
+            later_copies.append((job, first))
         else:
+            claimed[job["session_id"]] = job
             batch[job["digest"]] = job
             jobs.append(job)
 
@@ -309,6 +644,8 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
                                    session_id=job["session_id"]), None
         except PipelineError as exc:
             return None, exc
+        except Exception as exc:  # a bug in one session must not stop the batch
+            return None, _internal_error(job["audio"], exc)
 
     if deployment and jobs:
         results = _run_on_pool(jobs, deployment, settings)
@@ -321,7 +658,8 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
             job["worker_pid"] = o["pid"]
     else:
         workers = max(1, min(settings.nightly_concurrency, len(jobs)))
-        with ThreadPoolExecutor(max_workers=workers) as pool:  # models are loaded once and shared by the threads
+        # models are loaded once and shared by the threads; a failed session is reported in one line by _record
+        with _failures_to_debug(), ThreadPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(run, jobs))
     for job, (report, error) in zip(jobs, results):
         job["ok"] = error is None
@@ -334,6 +672,7 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
         else:
             _record(copy, None, PipelineError(f"{copy['audio'].name}: same content as {original['audio'].name}, "
                                               "which failed"), inbox_dir, store, summary, run_id, log)
+    _expire_refused(inbox_dir, settings, store)  # a retention of 0 deletes what this run refused
     store.save_run(run_id, started, summary)
     counts = {k: len(v) for k, v in summary.items() if isinstance(v, list)}
     store.audit("nightly-run", actor=ACTOR, outcome="partial" if summary["failed"] else "success",

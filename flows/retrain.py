@@ -31,6 +31,12 @@ def retrain_model(data_dirs: list[str], version: str, target_recall: float = 0.8
     -------
     str
         The model folder.
+
+    Raises
+    ------
+    InputError
+        A dataset is malformed, or one of its sessions carries a consent record that does not give research use
+        (the whole run is refused, see :func:`models.dataset.discover_sessions`).
     """
     from models.artifact import activate_model, user_models_dir
     from models.training import train

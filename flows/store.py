@@ -10,10 +10,13 @@ refuse UPDATE and DELETE on the audit table.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
+import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import sqlalchemy as sa
 
@@ -66,12 +69,94 @@ AUDIT = sa.Table(
     sa.Column("detail", sa.Text),
 )
 AUDIT_FIELDS = ("id", "at", "event", "client_id", "session_id", "actor", "outcome", "detail")
+AUDIT_FORMATS = ("tsv", "csv", "json")
+# characters that could end or fake a printed audit row, or rewrite it on a terminal (ANSI escapes): C0 and C1
+# controls, DEL, the Unicode line and paragraph separators, and the backslash that starts an escape
+_UNPRINTABLE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def escape_field(value: object) -> str:
+    """One audit field as text that cannot break its line: ``\\``, tab, newline and other controls escaped.
+
+    The escapes are Python's (``\\t``, ``\\n``, ``\\r``, ``\\\\``, ``\\x1b``, ``\\u2028``), so a reader gets the
+    exact value back with ``codecs.decode(field, "unicode_escape")`` on ASCII text.
+
+    Parameters
+    ----------
+    value : object
+        A stored value; None prints as the empty field.
+
+    Returns
+    -------
+    str
+        The value on one line.
+    """
+    if value is None:
+        return ""
+    return _UNPRINTABLE.sub(lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                                                   else f"\\u{ord(m.group()):04x}"), str(value))
+
+
+def format_audit(rows: Iterable[dict[str, Any]], fmt: str = "tsv") -> Iterator[str]:
+    """The audit rows as printed lines, one per row (tsv and csv after a header line), for ``alliance audit``.
+
+    Parameters
+    ----------
+    rows : iterable of dict
+        From :meth:`Store.audit_rows`.
+    fmt : {"tsv", "csv", "json"}
+        ``tsv``: tab-separated, :data:`AUDIT_FIELDS` as header, fields escaped by :func:`escape_field`;
+        ``csv``: the same through the csv module (RFC 4180 quoting of commas and quotes); ``json``: a list of
+        objects with the exact stored values, one object per line.
+
+    Returns
+    -------
+    iterator of str
+        Lines without their line ending; no line holds a line break.
+
+    Raises
+    ------
+    ValueError
+        ``fmt`` is not one of :data:`AUDIT_FORMATS`.
+    """
+    if fmt not in AUDIT_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(AUDIT_FORMATS)}. Got {fmt!r} instead.")
+    if fmt == "json":
+        rows = list(rows)
+        yield "["
+        for i, r in enumerate(rows):  # ensure_ascii: no raw control or separator character reaches the screen
+            yield json.dumps({k: r[k] for k in AUDIT_FIELDS}, ensure_ascii=True) + ("," if i < len(rows) - 1 else "")
+        yield "]"
+        return
+    if fmt == "tsv":
+        yield "\t".join(AUDIT_FIELDS)
+        for r in rows:
+            yield "\t".join(escape_field(r[k]) for k in AUDIT_FIELDS)
+        return
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="")  # escaped fields hold no line break, so one row is one line
+
+    def line(values) -> str:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow(values)
+        return buffer.getvalue()
+
+    yield line(AUDIT_FIELDS)
+    for r in rows:
+        yield line([escape_field(r[k]) for k in AUDIT_FIELDS])
 THERAPISTS = sa.Table(
     "therapists", META,
     sa.Column("therapist_id", sa.String(128), primary_key=True),
     sa.Column("password_hash", sa.String(256), nullable=False),  # argon2id, never the password
     sa.Column("created_at", sa.String(32)),
+    # raised by every password reset and by disabling: the review app ends login sessions of an older generation
+    sa.Column("credential_generation", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("disabled_at", sa.String(32)),  # set: the login can no longer log in (its data is kept)
 )
+# columns added to THERAPISTS after data directories existed: (name, SQL type) for ALTER TABLE ... ADD COLUMN
+THERAPIST_COLUMNS_ADDED = (("credential_generation", "INTEGER NOT NULL DEFAULT 0"), ("disabled_at", "VARCHAR(32)"))
 REVIEWS = sa.Table(
     "reviews", META,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -115,6 +200,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.engine = sa.create_engine(url, future=True)
         META.create_all(self.engine)
+        self._add_therapist_columns()
         if self.engine.dialect.name == "sqlite":
             with self.engine.begin() as c:
                 for op in ("UPDATE", "DELETE"):
@@ -124,9 +210,34 @@ class Store:
 
     @classmethod
     def for_settings(cls, settings) -> "Store":
+        """The database the settings name; the data folder is created (private, 0700) when missing.
+
+        Parameters
+        ----------
+        settings : Settings
+            ``data_dir`` and ``database_url`` (empty: SQLite at ``<data dir>/alliance.db``).
+
+        Returns
+        -------
+        Store
+
+        Raises
+        ------
+        ConfigError
+            ``ALLIANCE_DATA_DIR`` cannot be created or written, or the database cannot be opened; one line that
+            names the setting (``ALLIANCE_DATABASE_URL`` when it is set), never the URL's password.
+        """
+        from pipeline.errors import ConfigError
+        from pipeline.settings import ensure_data_dir
+
+        ensure_data_dir(settings)
         url = settings.database_url or f"sqlite:///{(Path(settings.data_dir) / 'alliance.db').resolve()}"
-        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-        return cls(url)
+        setting = "ALLIANCE_DATABASE_URL" if settings.database_url else "ALLIANCE_DATA_DIR"
+        try:
+            return cls(url)
+        except (sa.exc.SQLAlchemyError, ImportError, OSError, ValueError) as exc:
+            raise ConfigError(f"{setting}: cannot open the database {_shown_url(url)} ({_why_unusable(url, exc)})"
+                              ) from None
 
     def audit(self, event: str, *, actor: str, outcome: str, client_id: str | None = None,
               session_id: str | None = None, detail: str | None = None) -> None:
@@ -194,12 +305,70 @@ class Store:
         with self.engine.connect() as c:
             return [dict(r._mapping) for r in c.execute(q)]
 
-    def add_therapist(self, therapist_id: str, password_hash: str) -> None:
-        """Create or replace a therapist's login (``password_hash`` from argon2, never the password)."""
+    def _add_therapist_columns(self) -> None:
+        """Give a THERAPISTS table from an older data directory the columns added since (in place, data kept)."""
+        have = {c["name"] for c in sa.inspect(self.engine).get_columns("therapists")}
         with self.engine.begin() as c:
-            c.execute(THERAPISTS.delete().where(THERAPISTS.c.therapist_id == therapist_id))
-            c.execute(THERAPISTS.insert().values(therapist_id=therapist_id, password_hash=password_hash,
-                                                 created_at=now()))
+            for name, sql_type in THERAPIST_COLUMNS_ADDED:
+                if name not in have:
+                    c.exec_driver_sql(f"ALTER TABLE therapists ADD COLUMN {name} {sql_type}")
+
+    def add_therapist(self, therapist_id: str, password_hash: str) -> bool:
+        """Create a therapist's login, or reset its password (``password_hash`` from argon2, never the password).
+
+        A reset raises the login's credential generation, so the review app ends its open sessions, and
+        enables a disabled login again.
+
+        Parameters
+        ----------
+        therapist_id : str
+            The login name (the sessions' ``therapist_id``).
+        password_hash : str
+            From :func:`flows.web.hash_password`.
+
+        Returns
+        -------
+        bool
+            True when the login existed (a reset), False when it was created.
+        """
+        with self.engine.begin() as c:
+            done = c.execute(THERAPISTS.update().where(THERAPISTS.c.therapist_id == therapist_id).values(
+                password_hash=password_hash, disabled_at=None,
+                credential_generation=THERAPISTS.c.credential_generation + 1)).rowcount
+            if not done:
+                c.execute(THERAPISTS.insert().values(therapist_id=therapist_id, password_hash=password_hash,
+                                                     created_at=now(), credential_generation=0))
+        return bool(done)
+
+    def therapist(self, therapist_id: str) -> dict[str, Any] | None:
+        """A login's row (``password_hash``, ``credential_generation``, ``disabled_at``, ...), or None."""
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(THERAPISTS).where(THERAPISTS.c.therapist_id == therapist_id)).first()
+        return dict(row._mapping) if row else None
+
+    def disable_therapist(self, therapist_id: str) -> bool:
+        """Stop a login from logging in and end its open sessions; its sessions, reviews and audit rows stay.
+
+        Returns
+        -------
+        bool
+            False when there is no such login.
+        """
+        with self.engine.begin() as c:
+            return bool(c.execute(THERAPISTS.update().where(THERAPISTS.c.therapist_id == therapist_id).values(
+                disabled_at=sa.func.coalesce(THERAPISTS.c.disabled_at, now()),
+                credential_generation=THERAPISTS.c.credential_generation + 1)).rowcount)
+
+    def remove_therapist(self, therapist_id: str) -> bool:
+        """Delete a login (its audit rows, sessions and reviews stay).
+
+        Returns
+        -------
+        bool
+            False when there is no such login.
+        """
+        with self.engine.begin() as c:
+            return bool(c.execute(THERAPISTS.delete().where(THERAPISTS.c.therapist_id == therapist_id)).rowcount)
 
     def password_hash(self, therapist_id: str) -> str | None:
         with self.engine.connect() as c:
@@ -258,6 +427,36 @@ class Store:
         with self.engine.connect() as c:
             row = c.execute(sa.select(SESSIONS).where(SESSIONS.c.session_id == session_id)).first()
         return dict(row._mapping) if row else None
+
+
+def _shown_url(url: str) -> str:
+    """The database URL as it may be printed: the password masked, or only its scheme when it cannot be parsed."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError):
+        return url.split("://", 1)[0] + "://…"
+
+
+def _why_unusable(url: str, exc: BaseException) -> str:
+    """One line saying why a database URL could not be opened."""
+    if isinstance(exc, sa.exc.NoSuchModuleError):
+        return (f"SQLAlchemy knows no database kind {url.split('://', 1)[0]!r}; use sqlite:////PATH/alliance.db or "
+                "postgresql+psycopg://user@host/alliance")
+    if isinstance(exc, sa.exc.ArgumentError):
+        return "not a database URL"
+    if isinstance(exc, ImportError):
+        return f"its database driver is not installed ({exc}); see the README for PostgreSQL"
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    reason = reason[0] if reason else exc.__class__.__name__
+    try:
+        u = sa.engine.make_url(url)
+        if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+            folder = Path(u.database).parent
+            if not folder.is_dir():
+                reason += f"; the folder {folder} does not exist"
+    except (sa.exc.ArgumentError, ValueError):
+        pass
+    return reason
 
 
 def delete_prefect_runs(session_ids: set[str]) -> int:

@@ -7,23 +7,68 @@ clip play, review and failed login is written to the append-only audit log;
 review notes are stored, never logged. Audio is never copied: a flag's clip
 is cut on request from the recording while the clinic still retains it
 (``<inbox>/done/``, ``ALLIANCE_AUDIO_RETENTION_DAYS``).
+
+Protections (issue 14; settings in ``ALLIANCE_WEB__*``, :class:`pipeline.settings.WebSettings`):
+
+- every state-changing request (any method but GET, HEAD, OPTIONS) must come from this server's own origin
+  (``Origin``, else ``Referer``; neither: refused) and carry the CSRF token of its login session (the login
+  form: a token bound to a short-lived cookie of that form); refusals answer 403 and are audited. SameSite
+  cookies do not separate ports of one host, so this is the protection against a page on another port;
+- fetch metadata: another site's page may link to a page here, but not embed, frame or fetch it;
+- with ``hosts`` (``alliance web``), only this server's own host names are answered (DNS rebinding);
+- headers on every response: a Content-Security-Policy with no script at all, no framing, no caching;
+- ids from the URL must match :data:`pipeline.ids.ID_PATTERN` (404 otherwise) before any lookup;
+- logins: lockout of a name and of a client address after repeated failures, an idle timeout and an absolute
+  lifetime of login sessions, and a password reset, disabling or removal of a login (``alliance
+  add-therapist`` / ``disable-therapist`` / ``remove-therapist``, from any process) ends its open sessions on
+  their next request. Login sessions and lockouts are in memory: a restart ends them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import hmac
 import html
-import io
 import secrets
+import threading
+import time
 from pathlib import Path
+from typing import Callable
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
 
 from flows.store import VERDICTS, Store
+from pipeline.ids import is_valid_id
 
 COOKIE = "alliance_session"
+LOGIN_COOKIE = "alliance_login"  # binds the login form's CSRF token to the browser that opened the form
+LOGIN_FORM_TTL_S = 30 * 60.0  # a login form older than this is refused (reload it)
+MAX_LOGIN_FORMS = 10_000  # open login forms kept in memory at most (the oldest go first)
 CLIP_PAD_S = 1.0  # a flag's clip starts this much before the flag and ends this much after
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# No script at all. The pages and report.html need only their own <style> blocks and style="" attributes
+# (the report's matplotlib SVG is inline and refers only to its own #ids), clips from here ('self', clip.wav)
+# and clips embedded in the report (data:audio/wav, ALLIANCE_REPORT_EMBED_CLIPS).
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; media-src 'self' data:; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",  # every page here holds client data, or leads to it
+    "Cross-Origin-Resource-Policy": "same-origin",  # a page on another port may not load the report or a clip
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+PASSWORD_RULE = ("A password needs at least 10 characters, at least 5 different characters, not only spaces, "
+                 "and must not contain the login name.")
 
 TEXT = {
     "nl": {"title": "Alliantiemonitor", "login": "Inloggen", "user": "Therapeut", "password": "Wachtwoord",
@@ -35,7 +80,12 @@ TEXT = {
            "withdrawal": "terugtrekking", "confrontation": "confrontatie", "probability": "kans",
            "no_audio": "De opname is niet meer bewaard.", "saved": "Oordeel opgeslagen.",
            "intro": "Signalen zijn bedoeld om terug te kijken, niet als diagnose van de alliantie.",
-           "trend": "Verloop over sessies", "flags_count": "signalen"},
+           "trend": "Verloop over sessies", "flags_count": "signalen",
+           "locked": "Te veel mislukte inlogpogingen: deze naam of deze computer is tijdelijk geblokkeerd. "
+                     "Probeer het over {minutes} minuten opnieuw.",
+           "refused": "Geweigerd: dit verzoek kwam niet van de eigen pagina's van deze site, of het formulier is "
+                      "verlopen. Laad de pagina opnieuw.",
+           "back": "Terug"},
     "en": {"title": "Alliance monitor", "login": "Log in", "user": "Therapist", "password": "Password",
            "bad_login": "Unknown name or wrong password.", "logout": "Log out",
            "sessions": "Your sessions", "session": "Session", "client": "Client", "date": "Date", "flags": "Flags",
@@ -45,22 +95,68 @@ TEXT = {
            "withdrawal": "withdrawal", "confrontation": "confrontation", "probability": "probability",
            "no_audio": "The recording is no longer retained.", "saved": "Verdict saved.",
            "intro": "Flags are for review, not a diagnosis of the alliance.",
-           "trend": "Trend across sessions", "flags_count": "flags"},
+           "trend": "Trend across sessions", "flags_count": "flags",
+           "locked": "Too many failed logins: this name or this computer is locked for now. "
+                     "Try again in {minutes} minutes.",
+           "refused": "Refused: this request did not come from this site's own pages, or its form has expired. "
+                      "Reload the page.",
+           "back": "Back"},
 }
 
 
-def hash_password(password: str) -> str:
-    """argon2id hash of a password (argon2-cffi's defaults, RFC 9106).
+def password_problem(password: str, login: str) -> str | None:
+    """What makes ``password`` too weak for the login ``login`` (see ``PASSWORD_RULE``), or None.
+
+    Parameters
+    ----------
+    password : str
+        The password as typed.
+    login : str
+        The login name, which the password must not contain (case ignored).
+
+    Returns
+    -------
+    str or None
+        For example ``"it has 6 characters"``.
+    """
+    if not password:
+        return "it is empty"
+    if not password.strip():
+        return "it is only spaces"
+    if len(password) < 10:
+        return f"it has {len(password)} characters"
+    if len(set(password)) < 5:
+        return f"it has only {len(set(password))} different characters"
+    if login and login.casefold() in password.casefold():
+        return "it contains the login name"
+    return None
+
+
+def hash_password(password: str, *, login: str) -> str:
+    """argon2id hash of a password (argon2-cffi's defaults, RFC 9106), after checking the password policy.
+
+    Parameters
+    ----------
+    password : str
+        The new password.
+    login : str
+        The login it is for (the password must not contain it).
+
+    Returns
+    -------
+    str
+        The argon2id hash, for :meth:`flows.store.Store.add_therapist`.
 
     Raises
     ------
     ValueError
-        The password is shorter than 8 characters.
+        The password breaks the policy; the one-line message says how and what is required.
     """
     from argon2 import PasswordHasher
 
-    if len(password) < 8:
-        raise ValueError("a password needs at least 8 characters")
+    problem = password_problem(password, login)
+    if problem:
+        raise ValueError(f"password refused: {problem}. {PASSWORD_RULE}")
     return PasswordHasher().hash(password)
 
 
@@ -141,8 +237,9 @@ def trend_svg(trend: list[dict], *, labels: dict[str, str] | None = None) -> str
     return svg[svg.index("<svg"):]
 
 
-def _page(t: dict, body: str, *, user: str | None = None, lang: str = "nl") -> str:
-    logout = (f'<form method="post" action="/logout" style="float:right"><button>{t["logout"]}</button></form>'
+def _page(t: dict, body: str, *, user: str | None = None, lang: str = "nl", csrf: str = "") -> str:
+    logout = (f'<form method="post" action="/logout" style="float:right">{_csrf_input(csrf)}'
+              f'<button>{t["logout"]}</button></form>'
               f'<span style="float:right;margin-right:1rem">{html.escape(user)}</span>') if user else ""
     return (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>{t["title"]}</title>'
             '<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;color:#222}'
@@ -152,27 +249,232 @@ def _page(t: dict, body: str, *, user: str | None = None, lang: str = "nl") -> s
             f'<body>{logout}<h1>{t["title"]}</h1>{body}</body></html>')
 
 
-def create_app(settings, *, language: str | None = None):
+def _csrf_input(token: str) -> str:
+    return f'<input type="hidden" name="csrf" value="{html.escape(token)}">'
+
+
+def _printable(text: str, limit: int = 120) -> str:
+    """``text`` for an audit row: control and non-ASCII characters escaped (no fake rows), at most ``limit``."""
+    shown = ascii(text)[1:-1]
+    return shown if len(shown) <= limit else shown[:limit - 3] + "..."
+
+
+@dataclasses.dataclass
+class LoginSession:
+    """One login of one browser (in memory only)."""
+
+    user: str
+    generation: int  # the login's credential generation at login; a reset or disabling raises it
+    csrf: str  # this session's CSRF token, in every form it is shown
+    started: float  # clock time of the login
+    last_seen: float  # clock time of its latest request
+
+
+class LoginThrottle:
+    """Failed logins per key (a login name, or a client address) in a sliding window; too many lock the key.
+
+    Parameters
+    ----------
+    limit : int
+        Failures within ``window_s`` that lock the key.
+    window_s, lockout_s : float
+        The counting window and how long a lock lasts, seconds.
+    clock : callable
+        Monotonic seconds (tests move it by hand).
+    """
+
+    def __init__(self, limit: int, window_s: float, lockout_s: float, clock: Callable[[], float]) -> None:
+        self.limit, self.window_s, self.lockout_s, self.clock = limit, window_s, lockout_s, clock
+        self._failures: dict[str, list[float]] = {}
+        self._locked_until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def locked(self, key: str) -> bool:
+        """Whether ``key`` is locked now."""
+        with self._lock:
+            until = self._locked_until.get(key)
+            if until is not None and self.clock() >= until:
+                del self._locked_until[key]
+                until = None
+            return until is not None
+
+    def failed(self, key: str) -> bool:
+        """Count a failure of ``key``; return True when this failure locks it."""
+        now = self.clock()
+        with self._lock:
+            recent = [t for t in self._failures.get(key, []) if now - t < self.window_s] + [now]
+            if len(recent) >= self.limit:
+                self._locked_until[key] = now + self.lockout_s
+                self._failures.pop(key, None)
+                return True
+            self._failures[key] = recent
+            if len(self._failures) > 10_000:  # bounded memory under a spray of names: forget stale keys
+                self._failures = {k: v for k, v in self._failures.items() if now - v[-1] < self.window_s}
+            return False
+
+    def clear(self, key: str) -> None:
+        """Forget the failures of ``key`` (after a successful login of that name)."""
+        with self._lock:
+            self._failures.pop(key, None)
+
+
+class SecurityHeaders:
+    """ASGI middleware: :data:`SECURITY_HEADERS` on every HTTP response (pages, redirects, errors, files)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class _Refused(Exception):
+    """Raised inside a route to answer with a refusal that is already audited."""
+
+    def __init__(self, response: HTMLResponse) -> None:
+        super().__init__("refused")
+        self.response = response
+
+
+def create_app(settings, *, language: str | None = None, clock: Callable[[], float] = time.monotonic,
+               hosts: set[str] | None = None):
     """The FastAPI application (see the module docstring).
 
     Parameters
     ----------
     settings : Settings
-        Data directory, database, inbox (for clips).
+        Data directory, database, inbox (for clips), ``web`` (lockout and session limits).
     language : {"nl", "en"}, optional
         Interface language; default ``settings.ui_language`` when present, else Dutch.
+    clock : callable, optional
+        Monotonic seconds for lockouts and session timeouts (tests pass a clock they move).
+    hosts : set of str, optional
+        ``Host`` headers this server answers to, such as ``{"127.0.0.1:8765", "localhost:8765"}``; any other
+        gets 400 (DNS rebinding). None: any host (the test client).
+
+    Returns
+    -------
+    FastAPI
     """
     lang = language or getattr(settings, "ui_language", "nl")
     t = TEXT[lang]
+    web = settings.web
     store = Store.for_settings(settings)
-    tokens: dict[str, str] = {}  # session cookie → therapist id (in memory: a restart logs everyone out)
+    sessions: dict[str, LoginSession] = {}  # session cookie → login (in memory: a restart logs everyone out)
+    login_forms: dict[str, tuple[str, float]] = {}  # login-form cookie → (its CSRF token, expiry)
+    lock = threading.Lock()
+    by_name = LoginThrottle(web.max_failures_per_name, web.failure_window_min * 60, web.lockout_min * 60, clock)
+    by_address = LoginThrottle(web.max_failures_per_address, web.failure_window_min * 60, web.lockout_min * 60,
+                               clock)
     app = FastAPI(title="alliance-monitor review", docs_url=None, redoc_url=None, openapi_url=None)
 
-    def user_of(request: Request) -> str:
-        user = tokens.get(request.cookies.get(COOKIE, ""))
-        if user is None:
+    def peek(request: Request) -> LoginSession | None:
+        with lock:
+            return sessions.get(request.cookies.get(COOKIE, ""))
+
+    def refuse(request: Request, problem: str, *, actor: str | None = None, status: int = 403) -> HTMLResponse:
+        """Answer ``status`` and audit the refusal (what was asked, why, by whom if logged in)."""
+        if actor is None:
+            s = peek(request)
+            actor = s.user if s else "anonymous"
+        store.audit("request refused", actor=actor, outcome="refused",
+                    detail=f"{request.method} {_printable(request.url.path)}: {problem}")
+        body = f'<p>{t["refused"]}</p><p><a href="/">{t["back"]}</a></p>'
+        return HTMLResponse(_page(t, body, lang=lang), status_code=status)
+
+    def request_problem(request: Request) -> tuple[int, str] | None:
+        """Why a request is refused before it reaches a page: (status, reason), or None."""
+        host = request.headers.get("host", "")
+        if hosts is not None and host.lower() not in hosts:
+            return 400, f"unknown host {_printable(host, 80)} (this server answers to {', '.join(sorted(hosts))})"
+        own = f"{request.url.scheme}://{host}".lower()
+        if request.method not in SAFE_METHODS:
+            origin = request.headers.get("origin")
+            if origin is None:
+                referer = request.headers.get("referer")
+                if referer is None:
+                    return 403, "no Origin or Referer header: the request's origin is unknown"
+                parts = urlsplit(referer)
+                origin = f"{parts.scheme}://{parts.netloc}"
+            if origin.lower() != own:
+                return 403, f"foreign origin {_printable(origin, 80)} (this server is {_printable(own, 80)})"
+        site = request.headers.get("sec-fetch-site")
+        if site in ("same-site", "cross-site"):
+            # another site's page may link here (a top-level GET), but not embed, frame or fetch anything
+            mode, dest = request.headers.get("sec-fetch-mode"), request.headers.get("sec-fetch-dest")
+            if not (request.method == "GET" and mode == "navigate" and dest == "document"):
+                return 403, f"embedded or fetched by another site ({site}, {_printable(dest or '?', 20)})"
+        return None
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        problem = request_problem(request)
+        if problem is not None:
+            status, reason = problem
+            return await run_in_threadpool(refuse, request, reason, status=status)
+        return await call_next(request)
+
+    app.add_middleware(SecurityHeaders)  # added last: outermost, so the guard's refusals get the headers too
+
+    def end_reason(s: LoginSession) -> str | None:
+        """Why a login session is over, or None while it is valid."""
+        now = clock()
+        if now - s.started >= web.session_lifetime_h * 3600:
+            return f"the session lifetime of {web.session_lifetime_h:g} h was reached"
+        if now - s.last_seen >= web.idle_timeout_min * 60:
+            return f"idle for {web.idle_timeout_min:g} min"
+        row = store.therapist(s.user)  # read on every request: another process may have changed the login
+        if row is None:
+            return "the login was removed"
+        if row.get("disabled_at"):
+            return "the login was disabled"
+        if (row.get("credential_generation") or 0) != s.generation:
+            return "the password was reset"
+        return None
+
+    def login_of(request: Request) -> LoginSession:
+        """The request's valid login session; otherwise (none, ended) a redirect to the login page."""
+        token = request.cookies.get(COOKIE, "")
+        with lock:
+            s = sessions.get(token)
+        if s is None:
             raise HTTPException(status_code=303, headers={"Location": "/login"})
-        return user
+        reason = end_reason(s)
+        if reason is not None:
+            with lock:
+                sessions.pop(token, None)
+            store.audit("session ended", actor=s.user, outcome="success", detail=reason)
+            raise HTTPException(status_code=303, headers={"Location": "/login"})
+        s.last_seen = clock()
+        return s
+
+    def user_of(request: Request) -> str:
+        return login_of(request).user
+
+    def check_csrf(request: Request, s: LoginSession, token: str) -> None:
+        if not hmac.compare_digest(s.csrf.encode(), token.encode()):
+            raise _Refused(refuse(request, "the CSRF token is missing or not this login session's", actor=s.user))
+
+    def valid_id(value: str) -> str:
+        """``value`` when it is a valid id; 404 otherwise, before anything is looked up or built from it."""
+        if not is_valid_id(value):
+            raise HTTPException(status_code=404, detail="no such page")
+        return value
+
+    @app.exception_handler(_Refused)
+    async def refused(_request: Request, exc: _Refused):
+        return exc.response
 
     def own_session(user: str, session_id: str) -> dict:
         row = store.session(session_id)
@@ -185,35 +487,80 @@ def create_app(settings, *, language: str | None = None):
         return row
 
     @app.get("/login", response_class=HTMLResponse)
-    def login_form(error: int = 0) -> str:
-        msg = f'<p style="color:#c62828">{t["bad_login"]}</p>' if error else ""
-        return _page(t, f'{msg}<form method="post" action="/login"><p><label>{t["user"]} '
-                        f'<input name="therapist" autocomplete="username" required></label></p><p><label>'
-                        f'{t["password"]} <input name="password" type="password" autocomplete="current-password" '
-                        f'required></label></p><button type="submit">{t["login"]}</button></form>', lang=lang)
+    def login_form(error: int = 0, locked: int = 0) -> HTMLResponse:
+        # a fresh token for this form, bound to a short-lived cookie of this browser
+        form_id, token, now = secrets.token_urlsafe(32), secrets.token_urlsafe(32), clock()
+        with lock:
+            for key in [k for k, (_, expiry) in login_forms.items() if expiry <= now]:
+                del login_forms[key]
+            while len(login_forms) >= MAX_LOGIN_FORMS:
+                del login_forms[next(iter(login_forms))]
+            login_forms[form_id] = (token, now + LOGIN_FORM_TTL_S)
+        msg = (f'<p style="color:#c62828">{t["locked"].format(minutes=f"{web.lockout_min:g}")}</p>' if locked else
+               f'<p style="color:#c62828">{t["bad_login"]}</p>' if error else "")
+        response = HTMLResponse(_page(
+            t, f'{msg}<form method="post" action="/login">{_csrf_input(token)}<p><label>{t["user"]} '
+               f'<input name="therapist" autocomplete="username" required></label></p><p><label>'
+               f'{t["password"]} <input name="password" type="password" autocomplete="current-password" '
+               f'required></label></p><button type="submit">{t["login"]}</button></form>', lang=lang))
+        response.set_cookie(LOGIN_COOKIE, form_id, max_age=int(LOGIN_FORM_TTL_S), path="/login", httponly=True,
+                            samesite="strict")
+        return response
 
     @app.post("/login")
-    def login(therapist: str = Form(...), password: str = Form(...)):
-        if not verify_password(store.password_hash(therapist), password):
-            store.audit("login", actor=therapist[:128], outcome="refused")
+    def login(request: Request, therapist: str = Form(...), password: str = Form(...), csrf: str = Form("")):
+        with lock:
+            token, expiry = login_forms.get(request.cookies.get(LOGIN_COOKIE, ""), ("", 0.0))
+        if not token or expiry <= clock() or not hmac.compare_digest(token.encode(), csrf.encode()):
+            return refuse(request, "the login form's CSRF token is missing, expired or not this browser's")
+        address = request.client.host if request.client else "unknown"
+        actor = therapist if is_valid_id(therapist) else f"invalid login name {_printable(therapist, 80)}"
+        if by_name.locked(therapist) or by_address.locked(address):
+            which = (f"{web.max_failures_per_name} failed logins for this name" if by_name.locked(therapist) else
+                     f"{web.max_failures_per_address} failed logins from this address")
+            store.audit("login", actor=actor, outcome="refused",
+                        detail=f"from {address}: locked: {which} within {web.failure_window_min:g} min")
+            return RedirectResponse("/login?locked=1", status_code=303)
+        row = store.therapist(therapist)
+        right = verify_password(row["password_hash"] if row else None, password)
+        if not right or row.get("disabled_at"):
+            reason = "the login is disabled" if right else "wrong password or unknown name"
+            if by_name.failed(therapist):
+                reason += f"; this name is now locked for {web.lockout_min:g} min"
+            if by_address.failed(address):
+                reason += f"; this address is now locked for {web.lockout_min:g} min"
+            store.audit("login", actor=actor, outcome="refused", detail=f"from {address}: {reason}")
             return RedirectResponse("/login?error=1", status_code=303)
-        token = secrets.token_urlsafe(32)
-        tokens[token] = therapist
-        store.audit("login", actor=therapist, outcome="success")
+        by_name.clear(therapist)  # not the address: one's own good login must not reset a guesser's count
+        session_token, now = secrets.token_urlsafe(32), clock()
+        with lock:
+            login_forms.pop(request.cookies.get(LOGIN_COOKIE, ""), None)  # a login form is used once
+            for key in [k for k, v in sessions.items() if now - v.last_seen >= web.idle_timeout_min * 60]:
+                del sessions[key]  # forget abandoned sessions
+            sessions[session_token] = LoginSession(therapist, row.get("credential_generation") or 0,
+                                                   secrets.token_urlsafe(32), now, now)
+        store.audit("login", actor=therapist, outcome="success", detail=f"from {address}")
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+        response.set_cookie(COOKIE, session_token, httponly=True, samesite="strict")
+        response.delete_cookie(LOGIN_COOKIE, path="/login")
         return response
 
     @app.post("/logout")
-    def logout(request: Request):
-        tokens.pop(request.cookies.get(COOKIE, ""), None)
+    def logout(request: Request, csrf: str = Form("")):
+        s = peek(request)
+        if s is not None:
+            check_csrf(request, s, csrf)
+            with lock:
+                sessions.pop(request.cookies.get(COOKIE, ""), None)
+            store.audit("logout", actor=s.user, outcome="success")
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE)
         return response
 
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request) -> str:
-        user = user_of(request)
+        s = login_of(request)
+        user = s.user
         rows = [r for r in store.sessions() if r.get("therapist_id") == user and r.get("status") == "analysed"]
         lines = []
         for r in sorted(rows, key=lambda r: r.get("updated_at") or "", reverse=True):
@@ -226,11 +573,14 @@ def create_app(settings, *, language: str | None = None):
                          f'<td>{len(flags)} ({done} {t["reviewed"]})</td></tr>')
         table = (f'<table><tr><th>{t["session"]}</th><th>{t["client"]}</th><th>{t["date"]}</th><th>{t["flags"]}</th>'
                  f'</tr>{"".join(lines)}</table>') if lines else f'<p>{t["no_sessions"]}</p>'
-        return _page(t, f'<h2>{t["sessions"]}</h2><p class="note">{t["intro"]}</p>{table}', user=user, lang=lang)
+        return _page(t, f'<h2>{t["sessions"]}</h2><p class="note">{t["intro"]}</p>{table}', user=user, lang=lang,
+                     csrf=s.csrf)
 
     @app.get("/sessions/{session_id}", response_class=HTMLResponse)
     def session_page(request: Request, session_id: str, saved: int = 0) -> str:
-        user = user_of(request)
+        valid_id(session_id)
+        s = login_of(request)
+        user = s.user
         row = own_session(user, session_id)
         reviews = {r["flag_id"]: r for r in store.reviews(session_id=session_id)}
         audio = find_recording(settings.inbox_dir, row) is not None
@@ -246,17 +596,19 @@ def create_app(settings, *, language: str | None = None):
             cards.append(
                 f'<div class="flag" id="flag-{f["id"]}"><h3>{t["flag"]} {_mmss(f["start_s"])}–{_mmss(f["end_s"])} · '
                 f'{t.get(f["marker_type"], f["marker_type"])} · {t["probability"]} {f["probability"]:.2f}</h3>'
-                f'{player}<form method="post" action="/sessions/{sid}/flags/{f["id"]}/review">'
+                f'{player}<form method="post" action="/sessions/{sid}/flags/{f["id"]}/review">{_csrf_input(s.csrf)}'
                 f'<p>{t["verdict"]}: {options}</p><p><label>{t["note"]}<br><textarea name="note" rows="2" cols="60">'
                 f'{note}</textarea></label></p><button type="submit">{t["save"]}</button></form></div>')
         msg = f'<p style="color:#2e7d32">{t["saved"]}</p>' if saved else ""
         body = (f'<p><a href="/">← {t["sessions"]}</a></p><h2>{t["session"]} {sid}</h2>{msg}'
                 f'<p><a href="/sessions/{sid}/report" target="_blank">{t["open_report"]}</a></p>{"".join(cards)}')
-        return _page(t, body, user=user, lang=lang)
+        return _page(t, body, user=user, lang=lang, csrf=s.csrf)
 
     @app.get("/clients/{client_id}/trend", response_class=HTMLResponse)
     def trend(request: Request, client_id: str) -> str:
-        user = user_of(request)
+        valid_id(client_id)
+        s = login_of(request)
+        user = s.user
         rows = store.sessions(client_id=client_id)
         if not rows:
             raise HTTPException(status_code=404, detail="no such client")
@@ -268,10 +620,11 @@ def create_app(settings, *, language: str | None = None):
         store.audit("trend viewed", actor=user, outcome="success", client_id=client_id)
         chart = trend_svg(points, labels={"flags": t["flags_count"]}) if points else ""
         return _page(t, f'<p><a href="/">← {t["sessions"]}</a></p><h2>{t["trend"]}: {html.escape(client_id)}</h2>'
-                        f'<p class="note">{t["intro"]}</p>{chart}', user=user, lang=lang)
+                        f'<p class="note">{t["intro"]}</p>{chart}', user=user, lang=lang, csrf=s.csrf)
 
     @app.get("/sessions/{session_id}/report", response_class=HTMLResponse)
     def report(request: Request, session_id: str) -> str:
+        valid_id(session_id)
         user = user_of(request)
         row = own_session(user, session_id)
         path = Path(row["out_dir"] or "") / "report.html"
@@ -282,8 +635,9 @@ def create_app(settings, *, language: str | None = None):
 
     @app.get("/sessions/{session_id}/flags/{flag_id}/clip.wav")
     def clip(request: Request, session_id: str, flag_id: int):
-        from pipeline.audio import decode, save_wav
+        from pipeline.audio import decode, wav_bytes
 
+        valid_id(session_id)
         user = user_of(request)
         row = own_session(user, session_id)
         flag = next((f for f in store.flags(session_id) if f["id"] == flag_id), None)
@@ -293,21 +647,18 @@ def create_app(settings, *, language: str | None = None):
         rec = decode(audio, settings=settings.audio)
         a = max(0, int((flag["start_s"] - CLIP_PAD_S) * rec.sample_rate_hz))
         b = min(rec.samples.size, int((flag["end_s"] + CLIP_PAD_S) * rec.sample_rate_hz))
-        buf = io.BytesIO()
-        tmp = Path(settings.data_dir) / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        path = save_wav(tmp / f"clip-{secrets.token_hex(8)}.wav", rec.samples[a:b], rec.sample_rate_hz)
-        try:
-            buf.write(path.read_bytes())
-        finally:
-            path.unlink(missing_ok=True)
+        clip_wav = wav_bytes(rec.samples[a:b], rec.sample_rate_hz)  # in memory: no copy of client audio on disk
         store.audit("clip played", actor=user, outcome="success", client_id=row["client_id"], session_id=session_id,
                     detail=f"flag {flag_id}, {a / rec.sample_rate_hz:.1f}-{b / rec.sample_rate_hz:.1f} s")
-        return Response(buf.getvalue(), media_type="audio/wav", headers={"Cache-Control": "no-store"})
+        return Response(clip_wav, media_type="audio/wav", headers={"Cache-Control": "no-store"})
 
     @app.post("/sessions/{session_id}/flags/{flag_id}/review")
-    def review(request: Request, session_id: str, flag_id: int, verdict: str = Form(...), note: str = Form("")):
-        user = user_of(request)
+    def review(request: Request, session_id: str, flag_id: int, verdict: str = Form(...), note: str = Form(""),
+               csrf: str = Form("")):
+        valid_id(session_id)
+        s = login_of(request)
+        check_csrf(request, s, csrf)
+        user = s.user
         row = own_session(user, session_id)
         flag = next((f for f in store.flags(session_id) if f["id"] == flag_id), None)
         if flag is None:
@@ -328,92 +679,4 @@ def _mmss(seconds: float) -> str:
     return f"{s // 60}:{s % 60:02d}"
 
 
-def export_reviews(settings, out_dir: str | Path) -> dict[str, list[str]]:
-    """Write reviewed sessions as annotated sessions in the training format (see :mod:`models.dataset`).
-
-    For each analysed session with at least one review: ``<out>/<session_id>/`` with the recording (copied
-    while the clinic retains it), ``metadata.json`` and ``ruptures.csv``. A flag judged *rupture* or *rupture,
-    repaired* becomes an episode of the flag's type (marker ``repaired`` for the latter); *no rupture* adds none,
-    so the stretch counts as ordinary talk.
-
-    Returns
-    -------
-    dict
-        ``{"exported": [session ids], "skipped": ["<session id>: reason", ...]}``.
-    """
-    import json
-    import shutil
-
-    from pipeline.annotations import RuptureAnnotation, write_rupture_csv
-
-    store = Store.for_settings(settings)
-    out = Path(out_dir)
-    result: dict[str, list[str]] = {"exported": [], "skipped": []}
-    by_session: dict[str, list[dict]] = {}
-    for r in store.reviews():
-        by_session.setdefault(r["session_id"], []).append(r)
-    for session_id, reviews in sorted(by_session.items()):
-        row = store.session(session_id)
-        if row is None:
-            result["skipped"].append(f"{session_id}: the session was purged")
-            continue
-        audio = find_recording(settings.inbox_dir, row)
-        if audio is None:
-            result["skipped"].append(f"{session_id}: the recording is no longer retained")
-            continue
-        from flows.nightly import sidecar_of
-
-        sidecar = sidecar_of(audio)
-        record = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar is not None else {}
-        folder = out / session_id
-        if folder.exists():
-            result["skipped"].append(f"{session_id}: {folder} already exists")
-            continue
-        folder.mkdir(parents=True)
-        shutil.copy2(audio, folder / f"recording{audio.suffix.lower()}")
-        # the session's own record: language (or auto), participants with roles and ages, as the clinic gave them
-        language = record.get("language") if record.get("language") in ("nl", "en", "auto") else None
-        participants = record.get("participants") or [{"role": "therapist", "id": row["therapist_id"]},
-                                                      {"role": "client"}]
-        meta = {"session_id": session_id, "client_id": row["client_id"], "language": language,
-                "participants": participants, "source": "therapist reviews exported by alliance export-reviews"}
-        if isinstance(record.get("client_age"), (int, float)):
-            meta["client_age"] = record["client_age"]
-        (folder / "metadata.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        notes = [RuptureAnnotation(r["start_s"], r["end_s"], r["marker_type"],
-                                   "repaired" if r["verdict"] == "repaired" else None)
-                 for r in reviews if r["verdict"] in ("rupture", "repaired")]
-        kept, dropped = _merge_touching(notes)
-        write_rupture_csv(folder / "ruptures.csv", kept)
-        result["skipped"] += [f"{session_id}: the {d.label} verdict at {d.start:.0f}–{d.end:.0f} s overlaps an episode "
-                              "of the other type and was left out (episodes cannot overlap); annotate it by hand"
-                              for d in dropped]
-        store.audit("reviews exported", actor="alliance export-reviews", outcome="success", client_id=row["client_id"],
-                    session_id=session_id, detail=f"{len(reviews)} reviews, {len(notes)} episodes")
-        result["exported"].append(session_id)
-    return result
-
-
-def _merge_touching(notes):
-    """Episodes of one type that overlap or touch become one (flags of one type can touch); an episode of the
-    other type overlapping one already kept is cut to the part after it, or, with nothing left, returned as dropped.
-
-    Returns
-    -------
-    (kept, dropped) : two lists of RuptureAnnotation
-    """
-    from pipeline.annotations import RuptureAnnotation
-
-    out, dropped = [], []
-    for n in sorted(notes, key=lambda n: n.start):
-        if out and n.start <= out[-1].end:
-            if n.label == out[-1].label:
-                out[-1] = RuptureAnnotation(out[-1].start, max(out[-1].end, n.end), n.label, out[-1].marker or n.marker)
-                continue
-            cut = RuptureAnnotation(out[-1].end, n.end, n.label, n.marker)
-            if cut.end - cut.start < 1.0:
-                dropped.append(n)
-                continue
-            n = cut
-        out.append(n)
-    return out, dropped
+from flows.export import export_reviews  # noqa: E402,F401  (moved; imported from here by older code)

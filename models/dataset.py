@@ -11,6 +11,12 @@ A dataset is a folder with one subfolder per session. A session folder holds
   or one ELAN ``.eaf`` or Praat ``.TextGrid`` file with a tier named ``rupture``
   (see :mod:`pipeline.annotations`).
 
+A session of a real client carries its consent record in ``metadata.json``
+(``"consent": {"analysis": true, "research_use": true, ...}``, as
+``alliance export-reviews`` writes it); one whose record does not give research
+use refuses the whole dataset, so it is removed rather than silently trained
+on. Metadata without a consent record (simulated sessions) is accepted.
+
 Features come from the same analysis flow the clinic runs (``analyze_session``),
 so a model is trained on exactly what it will see. They are cached under
 ``<data dir>/feature-cache/`` by recording hash, settings hash and the hash of
@@ -67,8 +73,9 @@ def discover_sessions(data_dir: str | Path) -> list[LabelledSession]:
     InputError
         The folder does not exist or holds no session; a session folder has no
         or several recordings, no ``metadata.json``, metadata without a
-        ``client_id``, or no or several annotation files. The message names the
-        folder or file.
+        ``client_id``, or no or several annotation files; a session's consent
+        record does not give research use (see :func:`research_use_refusal`).
+        The message names the folder or file.
     """
     from pipeline.metadata import load_metadata
 
@@ -96,6 +103,15 @@ def discover_sessions(data_dir: str | Path) -> list[LabelledSession]:
                                      f"found {len(notes)}")
         out.append(LabelledSession(folder, audio[0], meta_path, notes[0], meta.session_id or folder.name,
                                    meta.client_id, meta.language))
+    refused = [(s.folder, why) for s in out if (why := research_use_refusal(s.metadata)) is not None]
+    if len(refused) == 1:
+        folder, why = refused[0]
+        raise InputError(None, f"{folder}: {why}: research use was not consented, so this session may not be "
+                               "trained or evaluated on; remove it from the dataset")
+    if refused:
+        raise InputError(None, f"{len(refused)} sessions may not be trained or evaluated on, research use was not "
+                               f"consented: {'; '.join(f'{f} ({why})' for f, why in refused)}; remove them from "
+                               "the dataset")
     if not out:
         raise InputError(root, "no session folders found (each needs a recording, metadata.json and annotations)")
     ids = [s.session_id for s in out]
@@ -103,6 +119,35 @@ def discover_sessions(data_dir: str | Path) -> list[LabelledSession]:
     if dup:
         raise InputError(root, f"session ids used twice: {', '.join(dup)}")
     return out
+
+
+def research_use_refusal(metadata_path: str | Path) -> str | None:
+    """Why a dataset session's consent record forbids research use, or None when it allows it or has none.
+
+    Parameters
+    ----------
+    metadata_path : str or Path
+        The session's ``metadata.json`` (already validated by :func:`pipeline.metadata.load_metadata`).
+
+    Returns
+    -------
+    str or None
+        For example ``"metadata.json: consent.research_use is false"``; None when ``consent.research_use``
+        is true, or when the metadata holds no ``consent`` key at all (simulated sessions).
+    """
+    raw = json.loads(Path(metadata_path).read_text(encoding="utf-8"))
+    if "consent" not in raw:
+        return None
+    name = Path(metadata_path).name
+    consent = raw["consent"]
+    if not isinstance(consent, dict):
+        return f"{name}: 'consent' is not a consent record (found {consent!r:.40})"
+    if "analysis" in consent and consent["analysis"] is not True:
+        return f"{name}: consent.analysis is {json.dumps(consent['analysis'])}"
+    if consent.get("research_use") is not True:
+        return f"{name}: consent.research_use is " + (json.dumps(consent["research_use"])[:40]
+                                                       if "research_use" in consent else "missing")
+    return None
 
 
 def _sha256(path: Path) -> str:

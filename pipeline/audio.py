@@ -282,8 +282,36 @@ def _wav_data_duration_s(path: Path) -> float | None:
                 f.seek(size + (size & 1), 1)
 
 
+def wav_bytes(samples: np.ndarray, sample_rate_hz: int) -> bytes:
+    """Mono float samples in [-1, 1] as the bytes of a 16-bit PCM WAV file (RIFF/WAVE, stdlib ``wave``).
+
+    Parameters
+    ----------
+    samples : np.ndarray, shape (n_samples,)
+        Mono signal in [-1, 1]; values outside are clipped.
+    sample_rate_hz : int > 0
+        Sample rate in Hz.
+
+    Returns
+    -------
+    bytes
+        A complete WAV file, never written to disk (clips of client audio stay in memory).
+    """
+    import io
+    import wave
+
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(int(sample_rate_hz))
+        w.writeframes(pcm.tobytes())
+    return buf.getvalue()
+
+
 def save_wav(path: str | Path, samples: np.ndarray, sample_rate_hz: int) -> Path:
-    """Write mono float samples in [-1, 1] to a 16-bit PCM WAV file.
+    """Write mono float samples in [-1, 1] to a 16-bit PCM WAV file (see :func:`wav_bytes`).
 
     Parameters
     ----------
@@ -293,14 +321,12 @@ def save_wav(path: str | Path, samples: np.ndarray, sample_rate_hz: int) -> Path
         Mono signal in [-1, 1].
     sample_rate_hz : int > 0
         Sample rate in Hz.
-    """
-    import wave
 
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     path = Path(path)
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(int(sample_rate_hz))
-        w.writeframes(pcm.tobytes())
+    path.write_bytes(wav_bytes(samples, sample_rate_hz))
     return path

@@ -57,3 +57,8 @@ class BackendUnavailableError(PipelineError):
 
 class ModelArtifactError(PipelineError):
     """A saved classifier does not match this code (features, versions)."""
+
+
+class ConfigError(PipelineError):
+    """A setting names something this machine cannot use (a data folder that cannot be created or written, a
+    database that cannot be opened); the message starts with the setting's name, on one line."""

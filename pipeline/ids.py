@@ -109,8 +109,11 @@ def remove_inside(path: str | Path, owner: str | Path) -> bool:
     """
     p = Path(path)
     if p.is_symlink():
-        # the link's own place (its folder resolved, its name kept) must be inside the owner
-        contained(Path(p.parent).resolve() / p.name, owner)
+        # the link's own place (its folder resolved, its name kept) must be inside the owner; contained() would
+        # resolve the link itself and judge its target instead
+        if Path(owner).resolve() not in Path(p.parent).resolve().parents and \
+                Path(p.parent).resolve() != Path(owner).resolve():
+            raise ValueError(f"refusing to touch {path}: it is not inside {owner}")
         p.unlink()
         return True
     if not p.exists():

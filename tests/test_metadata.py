@@ -30,7 +30,7 @@ def test_valid_metadata(tmp_path):
     ({"language": "fr"}, "'language' must be one of nl, en, auto"),
     ({"participants": [{"role": "uncle"}]}, r"participants\[0\].role must be one of"),
     ({"speaker_roles": {"SPEAKER_00": "doctor"}}, "'speaker_roles' must map"),
-    ({"session_id": "../../etc"}, "'session_id' must be a non-empty string without slashes"),
+    ({"session_id": "../../etc"}, "'session_id' must be 1–64 letters, digits, '.', '_' or '-'"),
     ({"therapist_id": "t-a", "participants": [{"role": "therapist", "id": "t-b"}]}, "'therapist_id' 't-a' is not"),
     ({"participants": [{"role": "client", "age": "seven"}]}, r"participants\[0\].age must be a number"),
 ])

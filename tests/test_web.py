@@ -13,6 +13,14 @@ from flows.web import create_app, export_reviews, hash_password, verify_password
 from pipeline.annotations import read_annotations
 from tests.conftest import SAMPLE_WAV
 
+# the test logins' passwords (the policy: 10+ characters, 5+ different ones, not the login name)
+PASSWORDS = {"t-anna": "kaars-vijver-42", "t-bram": "molen-duin-73"}
+ORIGIN = "http://testserver"  # the TestClient's own origin, which a browser sends with every form
+
+
+# export-reviews only exports sessions whose consent record allows research use
+RESEARCH_CONSENT = {"analysis": True, "research_use": True, "given_by": ["parent"], "date": "2025-01-05"}
+
 
 @pytest.fixture()
 def clinic(tmp_path, monkeypatch):
@@ -28,9 +36,13 @@ def clinic(tmp_path, monkeypatch):
     done = tmp_path / "inbox" / "done"
     done.mkdir(parents=True)
     for therapist, sid, client in (("t-anna", "s-1", "c-1"), ("t-bram", "s-2", "c-2")):
-        store.add_therapist(therapist, hash_password(f"{therapist}-secret"))
+        store.add_therapist(therapist, hash_password(PASSWORDS[therapist], login=therapist))
         rec = done / f"{sid}.wav"
         shutil.copy(SAMPLE_WAV, rec)
+        (done / f"{sid}.wav.json").write_text(json.dumps({  # the clinic's record, kept by the nightly run
+            "session_id": sid, "client_id": client, "therapist_id": therapist, "client_age": 11,
+            "participants": [{"role": "therapist", "id": therapist}, {"role": "client", "age": 11}],
+            "consent": RESEARCH_CONSENT}))
         out = tmp_path / "data" / "sessions" / sid
         out.mkdir(parents=True)
         (out / "report.html").write_text(f"<html><body>report {sid}</body></html>")
@@ -44,12 +56,33 @@ def clinic(tmp_path, monkeypatch):
     return settings, store
 
 
-def _client(settings, user=None):
+def csrf_token(page: str) -> str | None:
+    """The CSRF token of the first form on a page, as a browser would submit it."""
+    import re
+
+    m = re.search(r'name="csrf" value="([^"]+)"', page)
+    return m.group(1) if m else None
+
+
+def login(c, user: str, password: str | None = None, **kwargs):
+    """Log in the way a browser does: open the login form, submit it with its token."""
+    token = csrf_token(c.get("/login").text)
+    data = {"therapist": user, "password": PASSWORDS.get(user, "") if password is None else password}
+    return c.post("/login", data={**data, "csrf": token or ""}, follow_redirects=False, **kwargs)
+
+
+def post_form(c, page_url: str, action: str, data: dict, **kwargs):
+    """Submit a form of the page at ``page_url`` with that page's CSRF token."""
+    token = csrf_token(c.get(page_url).text)
+    return c.post(action, data={**data, "csrf": token or ""}, follow_redirects=False, **kwargs)
+
+
+def _client(settings, user=None, **app_kwargs):
     from fastapi.testclient import TestClient
 
-    c = TestClient(create_app(settings, language="en"))
+    c = TestClient(create_app(settings, language="en", **app_kwargs), headers={"Origin": ORIGIN})
     if user:
-        r = c.post("/login", data={"therapist": user, "password": f"{user}-secret"}, follow_redirects=False)
+        r = login(c, user)
         assert r.status_code == 303 and r.headers["location"] == "/"
     return c
 
@@ -57,17 +90,17 @@ def _client(settings, user=None):
 def test_passwords_are_stored_as_argon2_hashes(clinic):
     _, store = clinic
     stored = store.password_hash("t-anna")
-    assert stored.startswith("$argon2id$") and "secret" not in stored
-    assert verify_password(stored, "t-anna-secret") and not verify_password(stored, "wrong")
+    assert stored.startswith("$argon2id$") and PASSWORDS["t-anna"] not in stored
+    assert verify_password(stored, PASSWORDS["t-anna"]) and not verify_password(stored, "wrong")
     assert not verify_password(None, "anything")
-    with pytest.raises(ValueError, match="at least 8 characters"):
-        hash_password("short")
+    with pytest.raises(ValueError, match="at least 10 characters"):
+        hash_password("short", login="t-anna")
 
 
 def test_wrong_password_is_refused_and_audited(clinic):
     settings, store = clinic
     c = _client(settings)
-    r = c.post("/login", data={"therapist": "t-anna", "password": "nope"}, follow_redirects=False)
+    r = login(c, "t-anna", "nope")
     assert r.headers["location"] == "/login?error=1"
     assert c.get("/", follow_redirects=False).status_code == 303  # not logged in: back to the login page
     assert any(a["event"] == "login" and a["outcome"] == "refused" for a in store.audit_rows())
@@ -98,8 +131,8 @@ def test_report_clip_and_review_are_served_stored_and_audited(clinic):
     path = settings.data_dir / "clip.wav"
     path.write_bytes(clip.content)
     assert decode(path).duration_s == pytest.approx(10.0 + 2.0, abs=0.05)  # the flag ± 1 s, not the whole file
-    r = c.post(f"/sessions/s-1/flags/{flag['id']}/review", data={"verdict": "repaired", "note": "we talked it through"},
-               follow_redirects=False)
+    r = post_form(c, "/sessions/s-1", f"/sessions/s-1/flags/{flag['id']}/review",
+                  {"verdict": "repaired", "note": "we talked it through"})
     assert r.status_code == 303
     (review,) = store.reviews(session_id="s-1")
     assert (review["verdict"], review["note"], review["therapist_id"]) == ("repaired", "we talked it through", "t-anna")
@@ -107,15 +140,16 @@ def test_report_clip_and_review_are_served_stored_and_audited(clinic):
     assert ("report viewed", "s-1") in events and ("clip played", "s-1") in events
     assert ("flag reviewed", "s-1") in events
     assert not any("we talked" in (a["detail"] or "") for a in store.audit_rows())  # notes never in the audit log
-    assert c.post(f"/sessions/s-1/flags/{flag['id']}/review", data={"verdict": "maybe"}).status_code == 422
+    assert post_form(c, "/sessions/s-1", f"/sessions/s-1/flags/{flag['id']}/review",
+                     {"verdict": "maybe"}).status_code == 422
 
 
 def test_dutch_interface_uses_the_clinical_terms(clinic):
     from fastapi.testclient import TestClient
 
     settings, _ = clinic
-    c = TestClient(create_app(settings, language="nl"))
-    c.post("/login", data={"therapist": "t-anna", "password": "t-anna-secret"})
+    c = TestClient(create_app(settings, language="nl"), headers={"Origin": ORIGIN})
+    login(c, "t-anna")
     page = c.get("/sessions/s-1").text
     assert "terugtrekking" in page and "confrontatie" in page and "breuk, hersteld" in page
 
@@ -192,7 +226,7 @@ def test_export_keeps_the_sessions_own_record_and_names_a_verdict_it_cannot_keep
     settings, store = clinic
     # the nightly run keeps the sidecar (the clinic's record) next to the retained recording
     (settings.inbox_dir / "done" / "s-1.wav.json").write_text(json.dumps({
-        "language": "auto", "client_age": 11,
+        "language": "auto", "client_age": 11, "consent": RESEARCH_CONSENT,
         "participants": [{"role": "therapist", "id": "t-anna"}, {"role": "client", "age": 11}, {"role": "parent"}]}))
     store.save_flags("s-1", [{"start": 0.0, "end": 30.0, "marker_type": "confrontation", "probability": 0.9},
                              {"start": 0.0, "end": 30.0, "marker_type": "withdrawal", "probability": 0.6}], "sim-v1")

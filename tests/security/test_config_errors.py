@@ -1,0 +1,77 @@
+"""Issue 14: no raw tracebacks for bad configuration.
+
+An unusable ``ALLIANCE_DATA_DIR`` (a file, a folder that cannot be created) or a bad ``ALLIANCE_DATABASE_URL``
+stops every command that uses them with one line naming the setting and the problem, exit status 2. Run as
+the clinic runs it: the installed ``alliance`` command in its own process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ALLIANCE = Path(sys.executable).with_name("alliance")
+
+
+def _run(tmp_path: Path, args: list[str], **settings: str) -> subprocess.CompletedProcess:
+    # the user's shell: no test-suite PREFECT_HOME, so Prefect's home follows the data directory as in use
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALLIANCE_", "PREFECT_"))}
+    env.update({"ALLIANCE_DATA_DIR": str(tmp_path / "data"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "COLUMNS": "200", **settings})
+    return subprocess.run([str(ALLIANCE), *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+
+
+def _assert_one_line(r: subprocess.CompletedProcess, setting: str) -> None:
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert "Traceback" not in r.stderr + r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr[-2000:]
+    assert setting in lines[0]
+
+
+@pytest.fixture()
+def a_file(tmp_path) -> Path:
+    f = tmp_path / "not-a-folder"
+    f.write_text("x")
+    return f
+
+
+@pytest.mark.parametrize("args", [["audit"], ["purge", "c-1"], ["nightly", "--inbox", "inbox"]])
+def test_data_dir_that_is_a_file(tmp_path, a_file, args):
+    (tmp_path / "inbox").mkdir()
+    r = _run(tmp_path, args, ALLIANCE_DATA_DIR=str(a_file))
+    _assert_one_line(r, "ALLIANCE_DATA_DIR")
+    assert "not a folder" in r.stderr
+
+
+def test_data_dir_that_cannot_be_created(tmp_path, a_file):
+    r = _run(tmp_path, ["audit"], ALLIANCE_DATA_DIR=str(a_file / "data"))
+    _assert_one_line(r, "ALLIANCE_DATA_DIR")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc (a folder nobody can create in)")
+def test_data_dir_whose_folder_cannot_be_made(tmp_path):
+    r = _run(tmp_path, ["audit"], ALLIANCE_DATA_DIR="/proc/alliance-data")
+    _assert_one_line(r, "ALLIANCE_DATA_DIR")
+
+
+@pytest.mark.parametrize("url, args", [("nonsense://x", ["audit"]),
+                                       ("nonsense://x", ["nightly", "--inbox", "inbox"]),
+                                       ("sqlite:////nonexistent/dir/a.db", ["purge", "c-1"]),
+                                       ("sqlite:////nonexistent/dir/a.db", ["nightly", "--inbox", "inbox"]),
+                                       ("not a url", ["audit"])])
+def test_database_url_that_cannot_be_used(tmp_path, url, args):
+    (tmp_path / "inbox").mkdir()
+    r = _run(tmp_path, args, ALLIANCE_DATABASE_URL=url)
+    _assert_one_line(r, "ALLIANCE_DATABASE_URL")
+
+
+def test_the_password_in_a_database_url_is_never_printed(tmp_path):
+    r = _run(tmp_path, ["audit"], ALLIANCE_DATABASE_URL="nonsense://clinic:s3cret-pw@db.example/alliance")
+    _assert_one_line(r, "ALLIANCE_DATABASE_URL")
+    assert "s3cret-pw" not in r.stderr + r.stdout

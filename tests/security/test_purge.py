@@ -1,0 +1,141 @@
+"""Issue 14, severe 1 and 2: `alliance purge` deletes only inside the folders it owns, and reaches exported copies.
+
+Old code accepted a session id of ".."; its session row's out_dir was the data directory itself, and purging that
+client removed every client's sessions, alliance.db with the audit log, and Prefect's database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.store import Store
+from pipeline.settings import Settings
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def clinic(tmp_path, monkeypatch):
+    """Two clients' analysed sessions in one data directory, with their rows and audit entries."""
+    import flows.store
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(data))
+    monkeypatch.setattr(flows.store, "delete_prefect_runs", lambda ids: 0)  # no Prefect server in these tests
+    store = Store.for_settings(Settings())
+    for sid, client in (("s-a1", "c-a"), ("s-b1", "c-b")):
+        folder = data / "sessions" / sid
+        folder.mkdir(parents=True)
+        (folder / "session.json").write_text(json.dumps({"session_id": sid, "client_id": client}))
+        store.save_session(session_id=sid, client_id=client, status="analysed", out_dir=str(folder))
+        store.audit("analysed", actor="nightly_inbox", outcome="success", client_id=client, session_id=sid)
+    return dict(root=tmp_path, data=data, store=store)
+
+
+def _purge(*args):
+    return runner.invoke(app, ["purge", *args])
+
+
+def test_a_row_pointing_at_the_data_dir_never_deletes_it(clinic):
+    data, store = clinic["data"], clinic["store"]
+    # what old code wrote for a sidecar with session_id "..": the session's files in the data directory itself
+    (data / "report.html").write_text("<html>c-a</html>")
+    store.save_session(session_id="..", client_id="c-a", status="analysed", out_dir=str(data))
+    result = _purge("c-a")
+    assert result.exit_code == 1, result.output  # not everything of c-a could be removed: the operator must look
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert (data / "sessions" / "s-b1" / "session.json").is_file()  # the other client's session
+    assert (data / "alliance.db").is_file()
+    assert [r["session_id"] for r in Store.for_settings(Settings()).audit_rows(client_id="c-b")] == ["s-b1"]
+    assert not (data / "sessions" / "s-a1").exists()  # the rest of c-a's data went
+    kept = [line for line in result.output.splitlines() if line.startswith("kept ")]
+    assert kept == [f"kept {data.resolve()}: session '..' of client c-a points there, outside "
+                    f"{(data / 'sessions').resolve()}; purge deletes only inside it, so remove that session's "
+                    "files there by hand"]
+    assert store.sessions(client_id="c-a") == []
+    last = store.audit_rows(client_id="c-a")[-1]
+    assert (last["event"], last["actor"], last["outcome"]) == ("deleted", "alliance purge", "partial")
+
+
+def test_a_symlinked_session_folder_is_unlinked_not_followed(clinic, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("not the client's")
+    link = clinic["data"] / "sessions" / "s-a2"
+    os.symlink(elsewhere, link)
+    clinic["store"].save_session(session_id="s-a2", client_id="c-a", status="analysed", out_dir=str(link))
+    result = _purge("c-a")
+    assert result.exit_code == 0, result.output
+    assert (elsewhere / "keep.txt").is_file() and not os.path.lexists(link)
+
+
+@pytest.mark.parametrize("bad", ["..", ".", "a/b", "../../x", " "])
+def test_purge_refuses_a_client_id_that_is_not_an_id(clinic, bad):
+    result = _purge(bad)
+    assert result.exit_code == 2
+    assert result.output == (f"error: CLIENT must be 1–64 letters, digits, '.', '_' or '-', starting with a letter "
+                             f"or digit. Got {bad!r} instead.\n")
+    assert (clinic["data"] / "sessions" / "s-a1").is_dir()
+
+
+def test_inbox_files_are_removed_only_inside_the_inbox(clinic, tmp_path):
+    inbox, outside = tmp_path / "inbox", tmp_path / "outside.wav"
+    (inbox / "done").mkdir(parents=True)
+    outside.write_bytes(b"another recording")
+    (inbox / "done" / "a.wav.json").write_text(json.dumps({"client_id": "c-a", "session_id": "s-a1"}))
+    os.symlink(outside, inbox / "done" / "a.wav")  # a link to a file outside: the link goes, the file stays
+    (inbox / "done" / "a.wav.reason.txt").write_text("x")
+    (inbox / "b.wav.json").write_text(json.dumps({"client_id": "c-b"}))
+    result = _purge("c-a", "--inbox", str(inbox))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in inbox.rglob("*")) == ["b.wav.json", "done"]
+    assert outside.read_bytes() == b"another recording"
+
+
+def _export(root, session_id, client_id, *, metadata=True):
+    folder = root / "export" / session_id
+    folder.mkdir(parents=True)
+    (folder / "recording.wav").write_bytes(b"RIFF")
+    if metadata:
+        (folder / "metadata.json").write_text(json.dumps({"session_id": session_id, "client_id": client_id}))
+    return folder
+
+
+def test_purge_deletes_the_exported_copies_it_knows_of(clinic):
+    store = clinic["store"]
+    copy = _export(clinic["root"], "s-a1", "c-a")
+    other = _export(clinic["root"], "s-b1", "c-b")
+    store.record_export(session_id="s-a1", client_id="c-a", path=copy)
+    store.record_export(session_id="s-b1", client_id="c-b", path=other)
+    result = _purge("c-a")
+    assert result.exit_code == 0, result.output
+    assert not copy.exists() and (other / "recording.wav").is_file()
+    assert store.exports(client_id="c-a") == []
+    assert store.exports(client_id="c-a", include_removed=True)[0]["removed_at"] is not None
+    assert "1 exported copies" in result.output
+    events = [(r["event"], r["outcome"], r["session_id"]) for r in store.audit_rows(client_id="c-a")]
+    assert ("export deleted", "success", "s-a1") in events
+
+
+def test_purge_names_the_copies_it_could_not_remove(clinic):
+    store = clinic["store"]
+    moved = clinic["root"] / "export" / "s-a1"  # recorded, then moved away or on another machine
+    store.record_export(session_id="s-a1", client_id="c-a", path=moved)
+    foreign = _export(clinic["root"], "s-a9", "c-a", metadata=False)  # no metadata.json: not clearly an export
+    store.record_export(session_id="s-a9", client_id="c-a", path=foreign)
+    result = _purge("c-a")
+    assert result.exit_code == 1, result.output
+    assert (foreign / "recording.wav").is_file()  # left in place
+    lines = result.output.splitlines()
+    assert f"remains {moved.resolve()}: exported copy of session s-a1 not found there (moved, or on another " \
+           "machine); delete it where it is" in lines
+    assert f"remains {foreign.resolve()}: does not hold the metadata.json of session s-a9 of client c-a, so it " \
+           "was left in place; check it and delete it by hand" in lines
+    assert len(store.exports(client_id="c-a")) == 2  # still known, still to be dealt with
+    outcomes = {(r["event"], r["session_id"]): r["outcome"] for r in store.audit_rows(client_id="c-a")}
+    assert outcomes[("export kept", "s-a1")] == "not found" and outcomes[("export kept", "s-a9")] == "refused"
