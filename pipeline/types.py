@@ -92,6 +92,23 @@ class SpeechRegion(_Serializable):
 
 
 @dataclass(frozen=True)
+class OverlapRegion(_Serializable):
+    """A stretch in which two or more people speak at once (see :mod:`pipeline.overlap`).
+
+    ``probability`` is the mean frame-level probability of overlapped speech
+    over the region, in [0, 1].
+    """
+
+    start: float
+    end: float
+    probability: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
 class Word(_Serializable):
     """One recognised word with its times and Whisper's probability in [0, 1].
 
