@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
+from flows.export import export_reviews
 from flows.store import Store
-from flows.web import create_app, export_reviews, hash_password, verify_password
+from flows.web import create_app, hash_password, verify_password
 from pipeline.annotations import read_annotations
 from tests.conftest import SAMPLE_WAV
 

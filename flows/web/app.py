@@ -1,28 +1,4 @@
-"""The review web app: therapists log in, open their clients' reports, hear flagged moments, record verdicts.
-
-Served by ``alliance web`` on loopback only. Each therapist sees only the
-sessions whose ``therapist_id`` is their own login (HTTP 403 otherwise).
-Passwords are stored as argon2id hashes (``argon2-cffi``). Every report view,
-clip play, review and failed login is written to the append-only audit log;
-review notes are stored, never logged. Audio is never copied: a flag's clip
-is cut on request from the recording while the clinic still retains it
-(``<inbox>/done/``, ``ALLIANCE_AUDIO_RETENTION_DAYS``).
-
-Protections (issue 14; settings in ``ALLIANCE_WEB__*``, :class:`pipeline.settings.WebSettings`):
-
-- every state-changing request (any method but GET, HEAD, OPTIONS) must come from this server's own origin
-  (``Origin``, else ``Referer``; neither: refused) and carry the CSRF token of its login session (the login
-  form: a token bound to a short-lived cookie of that form); refusals answer 403 and are audited. SameSite
-  cookies do not separate ports of one host, so this is the protection against a page on another port;
-- fetch metadata: another site's page may link to a page here, but not embed, frame or fetch it;
-- with ``hosts`` (``alliance web``), only this server's own host names are answered (DNS rebinding);
-- headers on every response: a Content-Security-Policy with no script at all, no framing, no caching;
-- ids from the URL must match :data:`pipeline.ids.ID_PATTERN` (404 otherwise) before any lookup;
-- logins: lockout of a name and of a client address after repeated failures, an idle timeout and an absolute
-  lifetime of login sessions, and a password reset, disabling or removal of a login (``alliance
-  add-therapist`` / ``disable-therapist`` / ``remove-therapist``, from any process) ends its open sessions on
-  their next request. Login sessions and lockouts are in memory: a restart ends them.
-"""
+"""The review web app's FastAPI application: :func:`create_app` and its routes (see :mod:`flows.web`)."""
 
 from __future__ import annotations
 
@@ -678,5 +654,3 @@ def _mmss(seconds: float) -> str:
     s = int(round(seconds))
     return f"{s // 60}:{s % 60:02d}"
 
-
-from flows.export import export_reviews  # noqa: E402,F401  (moved; imported from here by older code)
