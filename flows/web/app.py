@@ -2,49 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import hmac
 import html
-import secrets
-import threading
 import time
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import MutableHeaders
 
 from flows.store import VERDICTS, Store
+from flows.web.auth import (COOKIE, LOGIN_COOKIE, LOGIN_FORM_TTL_S, LoginRefused, Logins, LoginSession,
+                            SecurityHeaders, printable, request_problem)
 from pipeline.ids import is_valid_id
 
-COOKIE = "alliance_session"
-LOGIN_COOKIE = "alliance_login"  # binds the login form's CSRF token to the browser that opened the form
-LOGIN_FORM_TTL_S = 30 * 60.0  # a login form older than this is refused (reload it)
-MAX_LOGIN_FORMS = 10_000  # open login forms kept in memory at most (the oldest go first)
 CLIP_PAD_S = 1.0  # a flag's clip starts this much before the flag and ends this much after
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-# No script at all. The pages and report.html need only their own <style> blocks and style="" attributes
-# (the report's matplotlib SVG is inline and refers only to its own #ids), clips from here ('self', clip.wav)
-# and clips embedded in the report (data:audio/wav, ALLIANCE_REPORT_EMBED_CLIPS).
-CSP = ("default-src 'none'; style-src 'unsafe-inline'; media-src 'self' data:; form-action 'self'; "
-       "frame-ancestors 'none'; base-uri 'none'")
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",  # every page here holds client data, or leads to it
-    "Cross-Origin-Resource-Policy": "same-origin",  # a page on another port may not load the report or a clip
-    "Cross-Origin-Opener-Policy": "same-origin",
-}
-
-PASSWORD_RULE = ("A password needs at least 10 characters, at least 5 different characters, not only spaces, "
-                 "and must not contain the login name.")
 
 TEXT = {
     "nl": {"title": "Alliantiemonitor", "login": "Inloggen", "user": "Therapeut", "password": "Wachtwoord",
@@ -78,76 +51,6 @@ TEXT = {
                       "Reload the page.",
            "back": "Back"},
 }
-
-
-def password_problem(password: str, login: str) -> str | None:
-    """What makes ``password`` too weak for the login ``login`` (see ``PASSWORD_RULE``), or None.
-
-    Parameters
-    ----------
-    password : str
-        The password as typed.
-    login : str
-        The login name, which the password must not contain (case ignored).
-
-    Returns
-    -------
-    str or None
-        For example ``"it has 6 characters"``.
-    """
-    if not password:
-        return "it is empty"
-    if not password.strip():
-        return "it is only spaces"
-    if len(password) < 10:
-        return f"it has {len(password)} characters"
-    if len(set(password)) < 5:
-        return f"it has only {len(set(password))} different characters"
-    if login and login.casefold() in password.casefold():
-        return "it contains the login name"
-    return None
-
-
-def hash_password(password: str, *, login: str) -> str:
-    """argon2id hash of a password (argon2-cffi's defaults, RFC 9106), after checking the password policy.
-
-    Parameters
-    ----------
-    password : str
-        The new password.
-    login : str
-        The login it is for (the password must not contain it).
-
-    Returns
-    -------
-    str
-        The argon2id hash, for :meth:`flows.store.Store.add_therapist`.
-
-    Raises
-    ------
-    ValueError
-        The password breaks the policy; the one-line message says how and what is required.
-    """
-    from argon2 import PasswordHasher
-
-    problem = password_problem(password, login)
-    if problem:
-        raise ValueError(f"password refused: {problem}. {PASSWORD_RULE}")
-    return PasswordHasher().hash(password)
-
-
-def verify_password(stored_hash: str | None, password: str) -> bool:
-    """Whether ``password`` matches ``stored_hash`` (False for an unknown user, without revealing which)."""
-    from argon2 import PasswordHasher
-    from argon2.exceptions import InvalidHashError, VerificationError
-
-    if stored_hash is None:
-        PasswordHasher().hash("timing-equaliser")  # same cost whether or not the user exists
-        return False
-    try:
-        return PasswordHasher().verify(stored_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 def find_recording(inbox_dir: Path | None, row: dict) -> Path | None:
@@ -229,92 +132,6 @@ def _csrf_input(token: str) -> str:
     return f'<input type="hidden" name="csrf" value="{html.escape(token)}">'
 
 
-def _printable(text: str, limit: int = 120) -> str:
-    """``text`` for an audit row: control and non-ASCII characters escaped (no fake rows), at most ``limit``."""
-    shown = ascii(text)[1:-1]
-    return shown if len(shown) <= limit else shown[:limit - 3] + "..."
-
-
-@dataclasses.dataclass
-class LoginSession:
-    """One login of one browser (in memory only)."""
-
-    user: str
-    generation: int  # the login's credential generation at login; a reset or disabling raises it
-    csrf: str  # this session's CSRF token, in every form it is shown
-    started: float  # clock time of the login
-    last_seen: float  # clock time of its latest request
-
-
-class LoginThrottle:
-    """Failed logins per key (a login name, or a client address) in a sliding window; too many lock the key.
-
-    Parameters
-    ----------
-    limit : int
-        Failures within ``window_s`` that lock the key.
-    window_s, lockout_s : float
-        The counting window and how long a lock lasts, seconds.
-    clock : callable
-        Monotonic seconds (tests move it by hand).
-    """
-
-    def __init__(self, limit: int, window_s: float, lockout_s: float, clock: Callable[[], float]) -> None:
-        self.limit, self.window_s, self.lockout_s, self.clock = limit, window_s, lockout_s, clock
-        self._failures: dict[str, list[float]] = {}
-        self._locked_until: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def locked(self, key: str) -> bool:
-        """Whether ``key`` is locked now."""
-        with self._lock:
-            until = self._locked_until.get(key)
-            if until is not None and self.clock() >= until:
-                del self._locked_until[key]
-                until = None
-            return until is not None
-
-    def failed(self, key: str) -> bool:
-        """Count a failure of ``key``; return True when this failure locks it."""
-        now = self.clock()
-        with self._lock:
-            recent = [t for t in self._failures.get(key, []) if now - t < self.window_s] + [now]
-            if len(recent) >= self.limit:
-                self._locked_until[key] = now + self.lockout_s
-                self._failures.pop(key, None)
-                return True
-            self._failures[key] = recent
-            if len(self._failures) > 10_000:  # bounded memory under a spray of names: forget stale keys
-                self._failures = {k: v for k, v in self._failures.items() if now - v[-1] < self.window_s}
-            return False
-
-    def clear(self, key: str) -> None:
-        """Forget the failures of ``key`` (after a successful login of that name)."""
-        with self._lock:
-            self._failures.pop(key, None)
-
-
-class SecurityHeaders:
-    """ASGI middleware: :data:`SECURITY_HEADERS` on every HTTP response (pages, redirects, errors, files)."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
-                    headers[name] = value
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
 class _Refused(Exception):
     """Raised inside a route to answer with a refusal that is already audited."""
 
@@ -347,55 +164,22 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
     t = TEXT[lang]
     web = settings.web
     store = Store.for_settings(settings)
-    sessions: dict[str, LoginSession] = {}  # session cookie → login (in memory: a restart logs everyone out)
-    login_forms: dict[str, tuple[str, float]] = {}  # login-form cookie → (its CSRF token, expiry)
-    lock = threading.Lock()
-    by_name = LoginThrottle(web.max_failures_per_name, web.failure_window_min * 60, web.lockout_min * 60, clock)
-    by_address = LoginThrottle(web.max_failures_per_address, web.failure_window_min * 60, web.lockout_min * 60,
-                               clock)
+    logins = Logins(store, web, clock)
     app = FastAPI(title="alliance-monitor review", docs_url=None, redoc_url=None, openapi_url=None)
-
-    def peek(request: Request) -> LoginSession | None:
-        with lock:
-            return sessions.get(request.cookies.get(COOKIE, ""))
 
     def refuse(request: Request, problem: str, *, actor: str | None = None, status: int = 403) -> HTMLResponse:
         """Answer ``status`` and audit the refusal (what was asked, why, by whom if logged in)."""
         if actor is None:
-            s = peek(request)
+            s = logins.peek(request.cookies.get(COOKIE, ""))
             actor = s.user if s else "anonymous"
         store.audit("request refused", actor=actor, outcome="refused",
-                    detail=f"{request.method} {_printable(request.url.path)}: {problem}")
+                    detail=f"{request.method} {printable(request.url.path)}: {problem}")
         body = f'<p>{t["refused"]}</p><p><a href="/">{t["back"]}</a></p>'
         return HTMLResponse(_page(t, body, lang=lang), status_code=status)
 
-    def request_problem(request: Request) -> tuple[int, str] | None:
-        """Why a request is refused before it reaches a page: (status, reason), or None."""
-        host = request.headers.get("host", "")
-        if hosts is not None and host.lower() not in hosts:
-            return 400, f"unknown host {_printable(host, 80)} (this server answers to {', '.join(sorted(hosts))})"
-        own = f"{request.url.scheme}://{host}".lower()
-        if request.method not in SAFE_METHODS:
-            origin = request.headers.get("origin")
-            if origin is None:
-                referer = request.headers.get("referer")
-                if referer is None:
-                    return 403, "no Origin or Referer header: the request's origin is unknown"
-                parts = urlsplit(referer)
-                origin = f"{parts.scheme}://{parts.netloc}"
-            if origin.lower() != own:
-                return 403, f"foreign origin {_printable(origin, 80)} (this server is {_printable(own, 80)})"
-        site = request.headers.get("sec-fetch-site")
-        if site in ("same-site", "cross-site"):
-            # another site's page may link here (a top-level GET), but not embed, frame or fetch anything
-            mode, dest = request.headers.get("sec-fetch-mode"), request.headers.get("sec-fetch-dest")
-            if not (request.method == "GET" and mode == "navigate" and dest == "document"):
-                return 403, f"embedded or fetched by another site ({site}, {_printable(dest or '?', 20)})"
-        return None
-
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        problem = request_problem(request)
+        problem = request_problem(request, hosts=hosts)
         if problem is not None:
             status, reason = problem
             return await run_in_threadpool(refuse, request, reason, status=status)
@@ -403,43 +187,18 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
 
     app.add_middleware(SecurityHeaders)  # added last: outermost, so the guard's refusals get the headers too
 
-    def end_reason(s: LoginSession) -> str | None:
-        """Why a login session is over, or None while it is valid."""
-        now = clock()
-        if now - s.started >= web.session_lifetime_h * 3600:
-            return f"the session lifetime of {web.session_lifetime_h:g} h was reached"
-        if now - s.last_seen >= web.idle_timeout_min * 60:
-            return f"idle for {web.idle_timeout_min:g} min"
-        row = store.therapist(s.user)  # read on every request: another process may have changed the login
-        if row is None:
-            return "the login was removed"
-        if row.get("disabled_at"):
-            return "the login was disabled"
-        if (row.get("credential_generation") or 0) != s.generation:
-            return "the password was reset"
-        return None
-
     def login_of(request: Request) -> LoginSession:
         """The request's valid login session; otherwise (none, ended) a redirect to the login page."""
-        token = request.cookies.get(COOKIE, "")
-        with lock:
-            s = sessions.get(token)
+        s = logins.current(request.cookies.get(COOKIE, ""))
         if s is None:
             raise HTTPException(status_code=303, headers={"Location": "/login"})
-        reason = end_reason(s)
-        if reason is not None:
-            with lock:
-                sessions.pop(token, None)
-            store.audit("session ended", actor=s.user, outcome="success", detail=reason)
-            raise HTTPException(status_code=303, headers={"Location": "/login"})
-        s.last_seen = clock()
         return s
 
     def user_of(request: Request) -> str:
         return login_of(request).user
 
     def check_csrf(request: Request, s: LoginSession, token: str) -> None:
-        if not hmac.compare_digest(s.csrf.encode(), token.encode()):
+        if not s.csrf_matches(token):
             raise _Refused(refuse(request, "the CSRF token is missing or not this login session's", actor=s.user))
 
     def valid_id(value: str) -> str:
@@ -464,14 +223,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
 
     @app.get("/login", response_class=HTMLResponse)
     def login_form(error: int = 0, locked: int = 0) -> HTMLResponse:
-        # a fresh token for this form, bound to a short-lived cookie of this browser
-        form_id, token, now = secrets.token_urlsafe(32), secrets.token_urlsafe(32), clock()
-        with lock:
-            for key in [k for k, (_, expiry) in login_forms.items() if expiry <= now]:
-                del login_forms[key]
-            while len(login_forms) >= MAX_LOGIN_FORMS:
-                del login_forms[next(iter(login_forms))]
-            login_forms[form_id] = (token, now + LOGIN_FORM_TTL_S)
+        form_id, token = logins.open_form()  # a fresh token for this form, bound to a short-lived cookie
         msg = (f'<p style="color:#c62828">{t["locked"].format(minutes=f"{web.lockout_min:g}")}</p>' if locked else
                f'<p style="color:#c62828">{t["bad_login"]}</p>' if error else "")
         response = HTMLResponse(_page(
@@ -485,37 +237,14 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
 
     @app.post("/login")
     def login(request: Request, therapist: str = Form(...), password: str = Form(...), csrf: str = Form("")):
-        with lock:
-            token, expiry = login_forms.get(request.cookies.get(LOGIN_COOKIE, ""), ("", 0.0))
-        if not token or expiry <= clock() or not hmac.compare_digest(token.encode(), csrf.encode()):
+        form_id = request.cookies.get(LOGIN_COOKIE, "")
+        if not logins.form_token_matches(form_id, csrf):
             return refuse(request, "the login form's CSRF token is missing, expired or not this browser's")
         address = request.client.host if request.client else "unknown"
-        actor = therapist if is_valid_id(therapist) else f"invalid login name {_printable(therapist, 80)}"
-        if by_name.locked(therapist) or by_address.locked(address):
-            which = (f"{web.max_failures_per_name} failed logins for this name" if by_name.locked(therapist) else
-                     f"{web.max_failures_per_address} failed logins from this address")
-            store.audit("login", actor=actor, outcome="refused",
-                        detail=f"from {address}: locked: {which} within {web.failure_window_min:g} min")
-            return RedirectResponse("/login?locked=1", status_code=303)
-        row = store.therapist(therapist)
-        right = verify_password(row["password_hash"] if row else None, password)
-        if not right or row.get("disabled_at"):
-            reason = "the login is disabled" if right else "wrong password or unknown name"
-            if by_name.failed(therapist):
-                reason += f"; this name is now locked for {web.lockout_min:g} min"
-            if by_address.failed(address):
-                reason += f"; this address is now locked for {web.lockout_min:g} min"
-            store.audit("login", actor=actor, outcome="refused", detail=f"from {address}: {reason}")
-            return RedirectResponse("/login?error=1", status_code=303)
-        by_name.clear(therapist)  # not the address: one's own good login must not reset a guesser's count
-        session_token, now = secrets.token_urlsafe(32), clock()
-        with lock:
-            login_forms.pop(request.cookies.get(LOGIN_COOKIE, ""), None)  # a login form is used once
-            for key in [k for k, v in sessions.items() if now - v.last_seen >= web.idle_timeout_min * 60]:
-                del sessions[key]  # forget abandoned sessions
-            sessions[session_token] = LoginSession(therapist, row.get("credential_generation") or 0,
-                                                   secrets.token_urlsafe(32), now, now)
-        store.audit("login", actor=therapist, outcome="success", detail=f"from {address}")
+        try:
+            session_token = logins.log_in(therapist, password, address=address, form_id=form_id)
+        except LoginRefused as exc:
+            return RedirectResponse("/login?locked=1" if exc.locked else "/login?error=1", status_code=303)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(COOKIE, session_token, httponly=True, samesite="strict")
         response.delete_cookie(LOGIN_COOKIE, path="/login")
@@ -523,12 +252,11 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
 
     @app.post("/logout")
     def logout(request: Request, csrf: str = Form("")):
-        s = peek(request)
+        cookie = request.cookies.get(COOKIE, "")
+        s = logins.peek(cookie)
         if s is not None:
             check_csrf(request, s, csrf)
-            with lock:
-                sessions.pop(request.cookies.get(COOKIE, ""), None)
-            store.audit("logout", actor=s.user, outcome="success")
+            logins.log_out(cookie, s)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE)
         return response
