@@ -24,8 +24,11 @@ Protections (issue 14; settings in ``ALLIANCE_WEB__*``, :class:`pipeline.setting
   their next request. Login sessions and lockouts are in memory: a restart ends them.
 """
 
-from flows.web.app import TEXT, client_trend, create_app, find_recording, trend_svg
+from flows.web.app import create_app
 from flows.web.auth import PASSWORD_RULE, hash_password, password_problem, verify_password
+from flows.web.charts import client_trend, trend_svg
+from flows.web.clips import find_recording
+from flows.web.text import TEXT
 
 __all__ = ["PASSWORD_RULE", "TEXT", "client_trend", "create_app", "find_recording", "hash_password",
            "password_problem", "trend_svg", "verify_password"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import html
 import time
 from pathlib import Path
@@ -15,105 +14,10 @@ from starlette.concurrency import run_in_threadpool
 from flows.store import VERDICTS, Store
 from flows.web.auth import (COOKIE, LOGIN_COOKIE, LOGIN_FORM_TTL_S, LoginRefused, Logins, LoginSession,
                             SecurityHeaders, printable, request_problem)
+from flows.web.charts import client_trend, trend_svg
+from flows.web.clips import cut_clip, find_recording
+from flows.web.text import TEXT
 from pipeline.ids import is_valid_id
-
-CLIP_PAD_S = 1.0  # a flag's clip starts this much before the flag and ends this much after
-
-TEXT = {
-    "nl": {"title": "Alliantiemonitor", "login": "Inloggen", "user": "Therapeut", "password": "Wachtwoord",
-           "bad_login": "Onbekende naam of verkeerd wachtwoord.", "logout": "Uitloggen",
-           "sessions": "Uw sessies", "session": "Sessie", "client": "Cliënt", "date": "Datum", "flags": "Signalen",
-           "reviewed": "beoordeeld", "open_report": "Rapport openen", "no_sessions": "Nog geen geanalyseerde sessies.",
-           "flag": "Signaal", "verdict": "Uw oordeel", "note": "Notitie (optioneel)", "save": "Opslaan",
-           "rupture": "breuk", "no_rupture": "geen breuk", "repaired": "breuk, hersteld",
-           "withdrawal": "terugtrekking", "confrontation": "confrontatie", "probability": "kans",
-           "no_audio": "De opname is niet meer bewaard.", "saved": "Oordeel opgeslagen.",
-           "intro": "Signalen zijn bedoeld om terug te kijken, niet als diagnose van de alliantie.",
-           "trend": "Verloop over sessies", "flags_count": "signalen",
-           "locked": "Te veel mislukte inlogpogingen: deze naam of deze computer is tijdelijk geblokkeerd. "
-                     "Probeer het over {minutes} minuten opnieuw.",
-           "refused": "Geweigerd: dit verzoek kwam niet van de eigen pagina's van deze site, of het formulier is "
-                      "verlopen. Laad de pagina opnieuw.",
-           "back": "Terug"},
-    "en": {"title": "Alliance monitor", "login": "Log in", "user": "Therapist", "password": "Password",
-           "bad_login": "Unknown name or wrong password.", "logout": "Log out",
-           "sessions": "Your sessions", "session": "Session", "client": "Client", "date": "Date", "flags": "Flags",
-           "reviewed": "reviewed", "open_report": "Open report", "no_sessions": "No analysed sessions yet.",
-           "flag": "Flag", "verdict": "Your verdict", "note": "Note (optional)", "save": "Save",
-           "rupture": "rupture", "no_rupture": "no rupture", "repaired": "rupture, repaired",
-           "withdrawal": "withdrawal", "confrontation": "confrontation", "probability": "probability",
-           "no_audio": "The recording is no longer retained.", "saved": "Verdict saved.",
-           "intro": "Flags are for review, not a diagnosis of the alliance.",
-           "trend": "Trend across sessions", "flags_count": "flags",
-           "locked": "Too many failed logins: this name or this computer is locked for now. "
-                     "Try again in {minutes} minutes.",
-           "refused": "Refused: this request did not come from this site's own pages, or its form has expired. "
-                      "Reload the page.",
-           "back": "Back"},
-}
-
-
-def find_recording(inbox_dir: Path | None, row: dict) -> Path | None:
-    """The retained recording of a session in ``<inbox>/done/`` (checked by sha256), or None."""
-    if inbox_dir is None or not row.get("recording_name"):
-        return None
-    done = Path(inbox_dir) / "done"
-    if not done.is_dir():
-        return None
-    for p in sorted(done.glob(row["recording_name"] + "*")):
-        if p.is_file() and hashlib.sha256(p.read_bytes()).hexdigest() == row.get("recording_sha256"):
-            return p
-    return None
-
-
-TREND_MARKERS = ("client_speech_share", "client_minimal_response_share", "client_response_latency_s",
-                 "longest_silence_s", "client_arousal_z")
-
-
-def client_trend(rows: list[dict]) -> list[dict]:
-    """Per analysed session of one client, in date order: date, flag count and the session markers.
-
-    ``rows`` are the client's session rows from the store; markers come from each session's ``session.json``.
-    """
-    import json
-
-    out = []
-    for r in sorted(rows, key=lambda r: r.get("updated_at") or ""):
-        path = Path(r.get("out_dir") or "") / "session.json"
-        if r.get("status") != "analysed" or not path.is_file():
-            continue
-        s = json.loads(path.read_text(encoding="utf-8"))
-        markers = {k: (v.get("value") if isinstance(v, dict) else None) for k, v in s.get("session_markers", {}).items()}
-        out.append({"session_id": r["session_id"], "date": (r.get("updated_at") or "")[:10],
-                    "flags": len(s.get("flags", [])), "markers": markers})
-    return out
-
-
-def trend_svg(trend: list[dict], *, labels: dict[str, str] | None = None) -> str:
-    """A small-multiples line chart (matplotlib, SVG text) of flag counts and key markers across sessions."""
-    import io as _io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = ("flags",) + TREND_MARKERS
-    fig, axes = plt.subplots(len(names), 1, figsize=(7, 1.4 * len(names)), sharex=True)
-    x = list(range(len(trend)))
-    for ax, name in zip(axes, names):
-        ys = [t["flags"] if name == "flags" else t["markers"].get(name) for t in trend]
-        ys = [float("nan") if y is None else y for y in ys]
-        ax.plot(x, ys, marker="o", color="#c62828" if name == "flags" else "#1565c0")
-        ax.set_ylabel((labels or {}).get(name, name), rotation=0, ha="right", va="center", fontsize=8)
-        ax.grid(alpha=0.3)
-    axes[-1].set_xticks(x, [t["date"] or t["session_id"] for t in trend], rotation=30, fontsize=8)
-    fig.tight_layout()
-    buf = _io.StringIO()
-    fig.savefig(buf, format="svg")
-    plt.close(fig)
-    svg = buf.getvalue()
-    return svg[svg.index("<svg"):]
 
 
 def _page(t: dict, body: str, *, user: str | None = None, lang: str = "nl", csrf: str = "") -> str:
@@ -339,8 +243,6 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
 
     @app.get("/sessions/{session_id}/flags/{flag_id}/clip.wav")
     def clip(request: Request, session_id: str, flag_id: int):
-        from pipeline.audio import decode, wav_bytes
-
         valid_id(session_id)
         user = user_of(request)
         row = own_session(user, session_id)
@@ -348,13 +250,10 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         audio = find_recording(settings.inbox_dir, row)
         if flag is None or audio is None:
             raise HTTPException(status_code=404, detail="no clip: unknown flag, or the recording is no longer retained")
-        rec = decode(audio, settings=settings.audio)
-        a = max(0, int((flag["start_s"] - CLIP_PAD_S) * rec.sample_rate_hz))
-        b = min(rec.samples.size, int((flag["end_s"] + CLIP_PAD_S) * rec.sample_rate_hz))
-        clip_wav = wav_bytes(rec.samples[a:b], rec.sample_rate_hz)  # in memory: no copy of client audio on disk
+        excerpt = cut_clip(audio, flag["start_s"], flag["end_s"], settings=settings.audio)
         store.audit("clip played", actor=user, outcome="success", client_id=row["client_id"], session_id=session_id,
-                    detail=f"flag {flag_id}, {a / rec.sample_rate_hz:.1f}-{b / rec.sample_rate_hz:.1f} s")
-        return Response(clip_wav, media_type="audio/wav", headers={"Cache-Control": "no-store"})
+                    detail=f"flag {flag_id}, {excerpt.start_s:.1f}-{excerpt.end_s:.1f} s")
+        return Response(excerpt.wav, media_type="audio/wav", headers={"Cache-Control": "no-store"})
 
     @app.post("/sessions/{session_id}/flags/{flag_id}/review")
     def review(request: Request, session_id: str, flag_id: int, verdict: str = Form(...), note: str = Form(""),

@@ -102,7 +102,21 @@ def hash_password(password: str, *, login: str) -> str:
 
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
-    """Whether ``password`` matches ``stored_hash`` (False for an unknown user, without revealing which)."""
+    """Whether ``password`` matches ``stored_hash`` (False for an unknown user, without revealing which).
+
+    Parameters
+    ----------
+    stored_hash : str or None
+        The login's argon2id hash; None for an unknown login (a hash is still computed, so that the answer
+        takes as long).
+    password : str
+        The password as typed.
+
+    Returns
+    -------
+    bool
+        True only for the right password of an existing login (a damaged hash never matches).
+    """
     from argon2 import PasswordHasher
     from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -116,7 +130,20 @@ def verify_password(stored_hash: str | None, password: str) -> bool:
 
 
 def printable(text: str, limit: int = 120) -> str:
-    """``text`` for an audit row: control and non-ASCII characters escaped (no fake rows), at most ``limit``."""
+    """``text`` for an audit row: control and non-ASCII characters escaped (no fake rows), at most ``limit``.
+
+    Parameters
+    ----------
+    text : str
+        Anything a client sent (a path, a login name, a header).
+    limit : int > 3, optional
+        The most characters shown; a longer text is cut and ends in ``...``.
+
+    Returns
+    -------
+    str
+        Printable ASCII only.
+    """
     shown = ascii(text)[1:-1]
     return shown if len(shown) <= limit else shown[:limit - 3] + "..."
 
