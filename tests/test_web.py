@@ -155,6 +155,16 @@ def test_dutch_interface_uses_the_clinical_terms(clinic):
     assert "terugtrekking" in page and "confrontatie" in page and "breuk, hersteld" in page
 
 
+def test_pages_escape_what_was_typed(clinic):
+    """The page templates autoescape: a note holding markup comes back as text in its textarea."""
+    settings, store = clinic
+    flag = store.flags("s-1")[0]
+    store.save_review(session_id="s-1", flag=flag, verdict="rupture", note="</textarea><script>alert(1)</script>",
+                      therapist_id="t-anna")
+    page = _client(settings, "t-anna").get("/sessions/s-1").text
+    assert "&lt;/textarea&gt;&lt;script&gt;alert(1)&lt;/script&gt;</textarea>" in page and "<script" not in page
+
+
 def test_exported_reviews_are_annotated_sessions_in_the_training_format(clinic, tmp_path):
     from models.dataset import discover_sessions
 

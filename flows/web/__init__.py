@@ -22,6 +22,11 @@ Protections (issue 14; settings in ``ALLIANCE_WEB__*``, :class:`pipeline.setting
   lifetime of login sessions, and a password reset, disabling or removal of a login (``alliance
   add-therapist`` / ``disable-therapist`` / ``remove-therapist``, from any process) ends its open sessions on
   their next request. Login sessions and lockouts are in memory: a restart ends them.
+
+Modules: :mod:`~flows.web.app` (:func:`create_app` and the routes), :mod:`~flows.web.auth` (passwords, login
+sessions, lockouts, CSRF, request checks, headers), ``templates/`` (the pages, jinja2 with autoescape),
+:mod:`~flows.web.text` (interface text), :mod:`~flows.web.charts` (a client's trend) and
+:mod:`~flows.web.clips` (clips cut from retained recordings). The export of reviews is :mod:`flows.export`.
 """
 
 from flows.web.app import create_app

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import html
 import time
 from pathlib import Path
 from typing import Callable
 
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.concurrency import run_in_threadpool
 
 from flows.store import VERDICTS, Store
@@ -20,20 +20,15 @@ from flows.web.text import TEXT
 from pipeline.ids import is_valid_id
 
 
-def _page(t: dict, body: str, *, user: str | None = None, lang: str = "nl", csrf: str = "") -> str:
-    logout = (f'<form method="post" action="/logout" style="float:right">{_csrf_input(csrf)}'
-              f'<button>{t["logout"]}</button></form>'
-              f'<span style="float:right;margin-right:1rem">{html.escape(user)}</span>') if user else ""
-    return (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>{t["title"]}</title>'
-            '<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;color:#222}'
-            'table{border-collapse:collapse}td,th{padding:.3rem .6rem;border-bottom:1px solid #ddd;text-align:left}'
-            '.flag{border-left:4px solid #c62828;padding:.5rem 1rem;margin:1rem 0;background:#fafafa}'
-            '.note{color:#555;font-size:.9rem}</style></head>'
-            f'<body>{logout}<h1>{t["title"]}</h1>{body}</body></html>')
+def _mmss(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 60}:{s % 60:02d}"
 
 
-def _csrf_input(token: str) -> str:
-    return f'<input type="hidden" name="csrf" value="{html.escape(token)}">'
+# The pages, in templates/ (package data); every value is escaped unless a template says |safe.
+PAGES = Environment(loader=PackageLoader("flows.web", "templates"), autoescape=True, undefined=StrictUndefined,
+                    trim_blocks=True, lstrip_blocks=True)
+PAGES.filters["mmss"] = _mmss
 
 
 class _Refused(Exception):
@@ -46,7 +41,7 @@ class _Refused(Exception):
 
 def create_app(settings, *, language: str | None = None, clock: Callable[[], float] = time.monotonic,
                hosts: set[str] | None = None):
-    """The FastAPI application (see the module docstring).
+    """The FastAPI application of the review web app (its protections: :mod:`flows.web`).
 
     Parameters
     ----------
@@ -71,6 +66,10 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
     logins = Logins(store, web, clock)
     app = FastAPI(title="alliance-monitor review", docs_url=None, redoc_url=None, openapi_url=None)
 
+    def page(template: str, *, login: LoginSession | None = None, **context) -> str:
+        """A page of ``templates/`` in the app's language; with ``login``, its user and logout form on top."""
+        return PAGES.get_template(template).render(t=t, lang=lang, login=login, **context)
+
     def refuse(request: Request, problem: str, *, actor: str | None = None, status: int = 403) -> HTMLResponse:
         """Answer ``status`` and audit the refusal (what was asked, why, by whom if logged in)."""
         if actor is None:
@@ -78,8 +77,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
             actor = s.user if s else "anonymous"
         store.audit("request refused", actor=actor, outcome="refused",
                     detail=f"{request.method} {printable(request.url.path)}: {problem}")
-        body = f'<p>{t["refused"]}</p><p><a href="/">{t["back"]}</a></p>'
-        return HTMLResponse(_page(t, body, lang=lang), status_code=status)
+        return HTMLResponse(page("refused.html"), status_code=status)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -128,13 +126,8 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
     @app.get("/login", response_class=HTMLResponse)
     def login_form(error: int = 0, locked: int = 0) -> HTMLResponse:
         form_id, token = logins.open_form()  # a fresh token for this form, bound to a short-lived cookie
-        msg = (f'<p style="color:#c62828">{t["locked"].format(minutes=f"{web.lockout_min:g}")}</p>' if locked else
-               f'<p style="color:#c62828">{t["bad_login"]}</p>' if error else "")
-        response = HTMLResponse(_page(
-            t, f'{msg}<form method="post" action="/login">{_csrf_input(token)}<p><label>{t["user"]} '
-               f'<input name="therapist" autocomplete="username" required></label></p><p><label>'
-               f'{t["password"]} <input name="password" type="password" autocomplete="current-password" '
-               f'required></label></p><button type="submit">{t["login"]}</button></form>', lang=lang))
+        response = HTMLResponse(page("login.html", form_token=token, locked=locked, error=error,
+                                     lockout_min=f"{web.lockout_min:g}"))
         response.set_cookie(LOGIN_COOKIE, form_id, max_age=int(LOGIN_FORM_TTL_S), path="/login", httponly=True,
                             samesite="strict")
         return response
@@ -168,49 +161,22 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request) -> str:
         s = login_of(request)
-        user = s.user
-        rows = [r for r in store.sessions() if r.get("therapist_id") == user and r.get("status") == "analysed"]
-        lines = []
-        for r in sorted(rows, key=lambda r: r.get("updated_at") or "", reverse=True):
-            flags = store.flags(r["session_id"])
-            done = len(store.reviews(session_id=r["session_id"]))
-            sid = html.escape(r["session_id"])
-            cid = html.escape(r["client_id"] or "")
-            lines.append(f'<tr><td><a href="/sessions/{sid}">{sid}</a></td><td><a href="/clients/{cid}/trend">{cid}</a></td>'
-                         f'<td>{html.escape((r.get("updated_at") or "")[:10])}</td>'
-                         f'<td>{len(flags)} ({done} {t["reviewed"]})</td></tr>')
-        table = (f'<table><tr><th>{t["session"]}</th><th>{t["client"]}</th><th>{t["date"]}</th><th>{t["flags"]}</th>'
-                 f'</tr>{"".join(lines)}</table>') if lines else f'<p>{t["no_sessions"]}</p>'
-        return _page(t, f'<h2>{t["sessions"]}</h2><p class="note">{t["intro"]}</p>{table}', user=user, lang=lang,
-                     csrf=s.csrf)
+        rows = [r for r in store.sessions() if r.get("therapist_id") == s.user and r.get("status") == "analysed"]
+        shown = [{"session_id": r["session_id"], "client_id": r["client_id"] or "",
+                  "date": (r.get("updated_at") or "")[:10], "flags": len(store.flags(r["session_id"])),
+                  "reviewed": len(store.reviews(session_id=r["session_id"]))}
+                 for r in sorted(rows, key=lambda r: r.get("updated_at") or "", reverse=True)]
+        return page("index.html", login=s, rows=shown)
 
     @app.get("/sessions/{session_id}", response_class=HTMLResponse)
     def session_page(request: Request, session_id: str, saved: int = 0) -> str:
         valid_id(session_id)
         s = login_of(request)
-        user = s.user
-        row = own_session(user, session_id)
+        row = own_session(s.user, session_id)
         reviews = {r["flag_id"]: r for r in store.reviews(session_id=session_id)}
         audio = find_recording(settings.inbox_dir, row) is not None
-        sid = html.escape(session_id)
-        cards = []
-        for f in store.flags(session_id):
-            r = reviews.get(f["id"])
-            options = "".join(f'<label><input type="radio" name="verdict" value="{v}" required'
-                              f'{" checked" if r and r["verdict"] == v else ""}> {t[v]}</label> ' for v in VERDICTS)
-            player = (f'<audio controls preload="none" src="/sessions/{sid}/flags/{f["id"]}/clip.wav"></audio>'
-                      if audio else f'<p class="note">{t["no_audio"]}</p>')
-            note = html.escape(r["note"]) if r and r.get("note") else ""
-            cards.append(
-                f'<div class="flag" id="flag-{f["id"]}"><h3>{t["flag"]} {_mmss(f["start_s"])}–{_mmss(f["end_s"])} · '
-                f'{t.get(f["marker_type"], f["marker_type"])} · {t["probability"]} {f["probability"]:.2f}</h3>'
-                f'{player}<form method="post" action="/sessions/{sid}/flags/{f["id"]}/review">{_csrf_input(s.csrf)}'
-                f'<p>{t["verdict"]}: {options}</p><p><label>{t["note"]}<br><textarea name="note" rows="2" cols="60">'
-                f'{note}</textarea></label></p><button type="submit">{t["save"]}</button></form></div>')
-        msg = f'<p style="color:#2e7d32">{t["saved"]}</p>' if saved else ""
-        body = (f'<p><a href="/">← {t["sessions"]}</a></p><h2>{t["session"]} {sid}</h2>{msg}'
-                f'<p><a href="/sessions/{sid}/report" target="_blank">{t["open_report"]}</a></p>{"".join(cards)}')
-        return _page(t, body, user=user, lang=lang, csrf=s.csrf)
+        return page("session.html", login=s, session_id=session_id, saved=saved, audio=audio,
+                    flags=store.flags(session_id), reviews=reviews, verdicts=VERDICTS)
 
     @app.get("/clients/{client_id}/trend", response_class=HTMLResponse)
     def trend(request: Request, client_id: str) -> str:
@@ -227,8 +193,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         points = client_trend(rows)
         store.audit("trend viewed", actor=user, outcome="success", client_id=client_id)
         chart = trend_svg(points, labels={"flags": t["flags_count"]}) if points else ""
-        return _page(t, f'<p><a href="/">← {t["sessions"]}</a></p><h2>{t["trend"]}: {html.escape(client_id)}</h2>'
-                        f'<p class="note">{t["intro"]}</p>{chart}', user=user, lang=lang, csrf=s.csrf)
+        return page("trend.html", login=s, client_id=client_id, chart=chart)
 
     @app.get("/sessions/{session_id}/report", response_class=HTMLResponse)
     def report(request: Request, session_id: str) -> str:
@@ -275,9 +240,3 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         return RedirectResponse(f"/sessions/{session_id}?saved=1#flag-{flag_id}", status_code=303)
 
     return app
-
-
-def _mmss(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 60}:{s % 60:02d}"
-
