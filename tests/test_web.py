@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
+from flows.export import export_reviews
 from flows.store import Store
-from flows.web import create_app, export_reviews, hash_password, verify_password
+from flows.web import create_app, hash_password, verify_password
 from pipeline.annotations import read_annotations
 from tests.conftest import SAMPLE_WAV
 
@@ -152,6 +153,16 @@ def test_dutch_interface_uses_the_clinical_terms(clinic):
     login(c, "t-anna")
     page = c.get("/sessions/s-1").text
     assert "terugtrekking" in page and "confrontatie" in page and "breuk, hersteld" in page
+
+
+def test_pages_escape_what_was_typed(clinic):
+    """The page templates autoescape: a note holding markup comes back as text in its textarea."""
+    settings, store = clinic
+    flag = store.flags("s-1")[0]
+    store.save_review(session_id="s-1", flag=flag, verdict="rupture", note="</textarea><script>alert(1)</script>",
+                      therapist_id="t-anna")
+    page = _client(settings, "t-anna").get("/sessions/s-1").text
+    assert "&lt;/textarea&gt;&lt;script&gt;alert(1)&lt;/script&gt;</textarea>" in page and "<script" not in page
 
 
 def test_exported_reviews_are_annotated_sessions_in_the_training_format(clinic, tmp_path):

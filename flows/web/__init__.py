@@ -1,0 +1,39 @@
+"""The review web app: therapists log in, open their clients' reports, hear flagged moments, record verdicts.
+
+Served by ``alliance web`` on loopback only. Each therapist sees only the
+sessions whose ``therapist_id`` is their own login (HTTP 403 otherwise).
+Passwords are stored as argon2id hashes (``argon2-cffi``). Every report view,
+clip play, review and failed login is written to the append-only audit log;
+review notes are stored, never logged. Audio is never copied: a flag's clip
+is cut on request from the recording while the clinic still retains it
+(``<inbox>/done/``, ``ALLIANCE_AUDIO_RETENTION_DAYS``).
+
+Protections (issue 14; settings in ``ALLIANCE_WEB__*``, :class:`pipeline.settings.WebSettings`):
+
+- every state-changing request (any method but GET, HEAD, OPTIONS) must come from this server's own origin
+  (``Origin``, else ``Referer``; neither: refused) and carry the CSRF token of its login session (the login
+  form: a token bound to a short-lived cookie of that form); refusals answer 403 and are audited. SameSite
+  cookies do not separate ports of one host, so this is the protection against a page on another port;
+- fetch metadata: another site's page may link to a page here, but not embed, frame or fetch it;
+- with ``hosts`` (``alliance web``), only this server's own host names are answered (DNS rebinding);
+- headers on every response: a Content-Security-Policy with no script at all, no framing, no caching;
+- ids from the URL must match :data:`pipeline.ids.ID_PATTERN` (404 otherwise) before any lookup;
+- logins: lockout of a name and of a client address after repeated failures, an idle timeout and an absolute
+  lifetime of login sessions, and a password reset, disabling or removal of a login (``alliance
+  add-therapist`` / ``disable-therapist`` / ``remove-therapist``, from any process) ends its open sessions on
+  their next request. Login sessions and lockouts are in memory: a restart ends them.
+
+Modules: :mod:`~flows.web.app` (:func:`create_app` and the routes), :mod:`~flows.web.auth` (passwords, login
+sessions, lockouts, CSRF, request checks, headers), ``templates/`` (the pages, jinja2 with autoescape),
+:mod:`~flows.web.text` (interface text), :mod:`~flows.web.charts` (a client's trend) and
+:mod:`~flows.web.clips` (clips cut from retained recordings). The export of reviews is :mod:`flows.export`.
+"""
+
+from flows.web.app import create_app
+from flows.web.auth import PASSWORD_RULE, hash_password, password_problem, verify_password
+from flows.web.charts import client_trend, trend_svg
+from flows.web.clips import find_recording
+from flows.web.text import TEXT
+
+__all__ = ["PASSWORD_RULE", "TEXT", "client_trend", "create_app", "find_recording", "hash_password",
+           "password_problem", "trend_svg", "verify_password"]

@@ -1,0 +1,242 @@
+"""The review web app's FastAPI application: :func:`create_app` and its routes (see :mod:`flows.web`)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from starlette.concurrency import run_in_threadpool
+
+from flows.store import VERDICTS, Store
+from flows.web.auth import (COOKIE, LOGIN_COOKIE, LOGIN_FORM_TTL_S, LoginRefused, Logins, LoginSession,
+                            SecurityHeaders, printable, request_problem)
+from flows.web.charts import client_trend, trend_svg
+from flows.web.clips import cut_clip, find_recording
+from flows.web.text import TEXT
+from pipeline.ids import is_valid_id
+
+
+def _mmss(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 60}:{s % 60:02d}"
+
+
+# The pages, in templates/ (package data); every value is escaped unless a template says |safe.
+PAGES = Environment(loader=PackageLoader("flows.web", "templates"), autoescape=True, undefined=StrictUndefined,
+                    trim_blocks=True, lstrip_blocks=True)
+PAGES.filters["mmss"] = _mmss
+
+
+class _Refused(Exception):
+    """Raised inside a route to answer with a refusal that is already audited."""
+
+    def __init__(self, response: HTMLResponse) -> None:
+        super().__init__("refused")
+        self.response = response
+
+
+def create_app(settings, *, language: str | None = None, clock: Callable[[], float] = time.monotonic,
+               hosts: set[str] | None = None):
+    """The FastAPI application of the review web app (its protections: :mod:`flows.web`).
+
+    Parameters
+    ----------
+    settings : Settings
+        Data directory, database, inbox (for clips), ``web`` (lockout and session limits).
+    language : {"nl", "en"}, optional
+        Interface language; default ``settings.ui_language`` when present, else Dutch.
+    clock : callable, optional
+        Monotonic seconds for lockouts and session timeouts (tests pass a clock they move).
+    hosts : set of str, optional
+        ``Host`` headers this server answers to, such as ``{"127.0.0.1:8765", "localhost:8765"}``; any other
+        gets 400 (DNS rebinding). None: any host (the test client).
+
+    Returns
+    -------
+    FastAPI
+    """
+    lang = language or getattr(settings, "ui_language", "nl")
+    t = TEXT[lang]
+    web = settings.web
+    store = Store.for_settings(settings)
+    logins = Logins(store, web, clock)
+    app = FastAPI(title="alliance-monitor review", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def page(template: str, *, login: LoginSession | None = None, **context) -> str:
+        """A page of ``templates/`` in the app's language; with ``login``, its user and logout form on top."""
+        return PAGES.get_template(template).render(t=t, lang=lang, login=login, **context)
+
+    def refuse(request: Request, problem: str, *, actor: str | None = None, status: int = 403) -> HTMLResponse:
+        """Answer ``status`` and audit the refusal (what was asked, why, by whom if logged in)."""
+        if actor is None:
+            s = logins.peek(request.cookies.get(COOKIE, ""))
+            actor = s.user if s else "anonymous"
+        store.audit("request refused", actor=actor, outcome="refused",
+                    detail=f"{request.method} {printable(request.url.path)}: {problem}")
+        return HTMLResponse(page("refused.html"), status_code=status)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        problem = request_problem(request, hosts=hosts)
+        if problem is not None:
+            status, reason = problem
+            return await run_in_threadpool(refuse, request, reason, status=status)
+        return await call_next(request)
+
+    app.add_middleware(SecurityHeaders)  # added last: outermost, so the guard's refusals get the headers too
+
+    def login_of(request: Request) -> LoginSession:
+        """The request's valid login session; otherwise (none, ended) a redirect to the login page."""
+        s = logins.current(request.cookies.get(COOKIE, ""))
+        if s is None:
+            raise HTTPException(status_code=303, headers={"Location": "/login"})
+        return s
+
+    def user_of(request: Request) -> str:
+        return login_of(request).user
+
+    def check_csrf(request: Request, s: LoginSession, token: str) -> None:
+        if not s.csrf_matches(token):
+            raise _Refused(refuse(request, "the CSRF token is missing or not this login session's", actor=s.user))
+
+    def valid_id(value: str) -> str:
+        """``value`` when it is a valid id; 404 otherwise, before anything is looked up or built from it."""
+        if not is_valid_id(value):
+            raise HTTPException(status_code=404, detail="no such page")
+        return value
+
+    @app.exception_handler(_Refused)
+    async def refused(_request: Request, exc: _Refused):
+        return exc.response
+
+    def own_session(user: str, session_id: str) -> dict:
+        row = store.session(session_id)
+        if row is None or row.get("status") != "analysed":
+            raise HTTPException(status_code=404, detail="no such session")
+        if row.get("therapist_id") != user:
+            store.audit("access refused", actor=user, outcome="refused", client_id=row.get("client_id"),
+                        session_id=session_id, detail="not this therapist's client")
+            raise HTTPException(status_code=403, detail="this session belongs to another therapist's client")
+        return row
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login_form(error: int = 0, locked: int = 0) -> HTMLResponse:
+        form_id, token = logins.open_form()  # a fresh token for this form, bound to a short-lived cookie
+        response = HTMLResponse(page("login.html", form_token=token, locked=locked, error=error,
+                                     lockout_min=f"{web.lockout_min:g}"))
+        response.set_cookie(LOGIN_COOKIE, form_id, max_age=int(LOGIN_FORM_TTL_S), path="/login", httponly=True,
+                            samesite="strict")
+        return response
+
+    @app.post("/login")
+    def login(request: Request, therapist: str = Form(...), password: str = Form(...), csrf: str = Form("")):
+        form_id = request.cookies.get(LOGIN_COOKIE, "")
+        if not logins.form_token_matches(form_id, csrf):
+            return refuse(request, "the login form's CSRF token is missing, expired or not this browser's")
+        address = request.client.host if request.client else "unknown"
+        try:
+            session_token = logins.log_in(therapist, password, address=address, form_id=form_id)
+        except LoginRefused as exc:
+            return RedirectResponse("/login?locked=1" if exc.locked else "/login?error=1", status_code=303)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(COOKIE, session_token, httponly=True, samesite="strict")
+        response.delete_cookie(LOGIN_COOKIE, path="/login")
+        return response
+
+    @app.post("/logout")
+    def logout(request: Request, csrf: str = Form("")):
+        cookie = request.cookies.get(COOKIE, "")
+        s = logins.peek(cookie)
+        if s is not None:
+            check_csrf(request, s, csrf)
+            logins.log_out(cookie, s)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    @app.get("/", response_class=HTMLResponse)
+    def index(request: Request) -> str:
+        s = login_of(request)
+        rows = [r for r in store.sessions() if r.get("therapist_id") == s.user and r.get("status") == "analysed"]
+        shown = [{"session_id": r["session_id"], "client_id": r["client_id"] or "",
+                  "date": (r.get("updated_at") or "")[:10], "flags": len(store.flags(r["session_id"])),
+                  "reviewed": len(store.reviews(session_id=r["session_id"]))}
+                 for r in sorted(rows, key=lambda r: r.get("updated_at") or "", reverse=True)]
+        return page("index.html", login=s, rows=shown)
+
+    @app.get("/sessions/{session_id}", response_class=HTMLResponse)
+    def session_page(request: Request, session_id: str, saved: int = 0) -> str:
+        valid_id(session_id)
+        s = login_of(request)
+        row = own_session(s.user, session_id)
+        reviews = {r["flag_id"]: r for r in store.reviews(session_id=session_id)}
+        audio = find_recording(settings.inbox_dir, row) is not None
+        return page("session.html", login=s, session_id=session_id, saved=saved, audio=audio,
+                    flags=store.flags(session_id), reviews=reviews, verdicts=VERDICTS)
+
+    @app.get("/clients/{client_id}/trend", response_class=HTMLResponse)
+    def trend(request: Request, client_id: str) -> str:
+        valid_id(client_id)
+        s = login_of(request)
+        user = s.user
+        rows = store.sessions(client_id=client_id)
+        if not rows:
+            raise HTTPException(status_code=404, detail="no such client")
+        if any(r.get("therapist_id") != user for r in rows):
+            store.audit("access refused", actor=user, outcome="refused", client_id=client_id,
+                        detail="trend of another therapist's client")
+            raise HTTPException(status_code=403, detail="this client belongs to another therapist")
+        points = client_trend(rows)
+        store.audit("trend viewed", actor=user, outcome="success", client_id=client_id)
+        chart = trend_svg(points, labels={"flags": t["flags_count"]}) if points else ""
+        return page("trend.html", login=s, client_id=client_id, chart=chart)
+
+    @app.get("/sessions/{session_id}/report", response_class=HTMLResponse)
+    def report(request: Request, session_id: str) -> str:
+        valid_id(session_id)
+        user = user_of(request)
+        row = own_session(user, session_id)
+        path = Path(row["out_dir"] or "") / "report.html"
+        if not path.is_file():
+            raise HTTPException(status_code=404, detail="the report file is missing")
+        store.audit("report viewed", actor=user, outcome="success", client_id=row["client_id"], session_id=session_id)
+        return path.read_text(encoding="utf-8")
+
+    @app.get("/sessions/{session_id}/flags/{flag_id}/clip.wav")
+    def clip(request: Request, session_id: str, flag_id: int):
+        valid_id(session_id)
+        user = user_of(request)
+        row = own_session(user, session_id)
+        flag = next((f for f in store.flags(session_id) if f["id"] == flag_id), None)
+        audio = find_recording(settings.inbox_dir, row)
+        if flag is None or audio is None:
+            raise HTTPException(status_code=404, detail="no clip: unknown flag, or the recording is no longer retained")
+        excerpt = cut_clip(audio, flag["start_s"], flag["end_s"], settings=settings.audio)
+        store.audit("clip played", actor=user, outcome="success", client_id=row["client_id"], session_id=session_id,
+                    detail=f"flag {flag_id}, {excerpt.start_s:.1f}-{excerpt.end_s:.1f} s")
+        return Response(excerpt.wav, media_type="audio/wav", headers={"Cache-Control": "no-store"})
+
+    @app.post("/sessions/{session_id}/flags/{flag_id}/review")
+    def review(request: Request, session_id: str, flag_id: int, verdict: str = Form(...), note: str = Form(""),
+               csrf: str = Form("")):
+        valid_id(session_id)
+        s = login_of(request)
+        check_csrf(request, s, csrf)
+        user = s.user
+        row = own_session(user, session_id)
+        flag = next((f for f in store.flags(session_id) if f["id"] == flag_id), None)
+        if flag is None:
+            raise HTTPException(status_code=404, detail="no such flag")
+        if verdict not in VERDICTS:
+            raise HTTPException(status_code=422, detail=f"verdict must be one of {', '.join(VERDICTS)}")
+        store.save_review(session_id=session_id, flag=flag, verdict=verdict, note=note.strip()[:2000],
+                          therapist_id=user)
+        store.audit("flag reviewed", actor=user, outcome="success", client_id=row["client_id"],
+                    session_id=session_id, detail=f"flag {flag_id}: {verdict}")
+        return RedirectResponse(f"/sessions/{session_id}?saved=1#flag-{flag_id}", status_code=303)
+
+    return app
