@@ -29,8 +29,6 @@ from pipeline.errors import MetadataError
 from pipeline.ids import is_valid_id, make_private_dir, remove_inside
 from pipeline.sidecar import read_sidecar
 
-REASON_SUFFIX = ".reason.txt"
-
 
 def recordings_in(folder: Path) -> list[Path]:
     """The recordings in ``folder`` (regular files whose suffix is in :data:`pipeline.audio.AUDIO_SUFFIXES`), sorted."""
@@ -104,7 +102,7 @@ def file_away(files: list[Path | None], folder: Path, *, reason: str | None = No
             os.utime(target)
             moved.append(target)
     if reason is not None:
-        moved[0].with_name(moved[0].name + REASON_SUFFIX).write_text(reason + "\n", encoding="utf-8")
+        moved[0].with_name(moved[0].name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
     return moved
 
 
