@@ -6,10 +6,16 @@ reviews.
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
+from flows.inbox import find_recording, sidecar_of
 from flows.store import Store
-
+from pipeline.annotations import RuptureAnnotation, write_rupture_csv
+from pipeline.errors import ConsentError, MetadataError
+from pipeline.ids import ID_RULE, is_valid_id, make_private_dir
+from pipeline.sidecar import LANGUAGES, check_consent, read_sidecar
 
 CONSENT_KEYS = ("analysis", "research_use", "given_by", "date")  # the consent record that travels with a session
 
@@ -45,13 +51,6 @@ def export_reviews(settings, out_dir: str | Path) -> dict[str, list[str]]:
     OSError
         The export folder cannot be written (a session folder written so far stays recorded as an export).
     """
-    import json
-    import shutil
-
-    from flows.web import find_recording
-    from pipeline.annotations import RuptureAnnotation, write_rupture_csv
-    from pipeline.ids import ID_RULE, is_valid_id, make_private_dir
-
     store = Store.for_settings(settings)
     out = Path(out_dir)
     result: dict[str, list[str]] = {"exported": [], "skipped": []}
@@ -86,7 +85,7 @@ def export_reviews(settings, out_dir: str | Path) -> dict[str, list[str]]:
         target = folder / f"recording{audio.suffix.lower()}"
         shutil.copyfile(audio, target)  # not copy2: the retained file's permission bits must not travel
         # the session's own record: language (or auto), participants with roles and ages, as the clinic gave them
-        language = record.get("language") if record.get("language") in ("nl", "en", "auto") else None
+        language = record.get("language") if record.get("language") in LANGUAGES else None
         participants = record.get("participants") or [{"role": "therapist", "id": row["therapist_id"]},
                                                       {"role": "client"}]
         meta = {"session_id": session_id, "client_id": row["client_id"], "language": language,
@@ -129,12 +128,6 @@ def research_consent(row: dict, audio: Path | None) -> tuple[dict | None, str | 
         reason the session may not be exported. A session without a retained recording is not judged on its
         sidecar (``(None, None)``: the caller skips it for that).
     """
-    import json
-
-    from flows.nightly import sidecar_of
-    from pipeline.consent import check_consent
-    from pipeline.errors import ConsentError
-
     if row.get("research_use") is not True:
         said = "was not recorded" if row.get("research_use") is None else "was not given"
         return None, (f"consent to research use {said} when the session was analysed (research_use); only "
@@ -146,15 +139,10 @@ def research_consent(row: dict, audio: Path | None) -> tuple[dict | None, str | 
         return None, (f"no consent record next to the retained recording ({audio.name}.json); research use "
                       "cannot be confirmed, not exported")
     try:
-        record = json.loads(sidecar.read_text(encoding="utf-8"))
-        if not isinstance(record, dict):
-            raise ValueError("expected a JSON object")
+        record = read_sidecar(sidecar)
         consent = check_consent(record, source=sidecar)
-    except (ValueError, UnicodeDecodeError, ConsentError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        if not isinstance(exc, ConsentError):
-            reason = f"{sidecar.name}: cannot be read ({reason})"
-        return None, f"{reason}; research use cannot be confirmed, not exported"
+    except (MetadataError, ConsentError) as exc:
+        return None, f"{str(exc).splitlines()[0]}; research use cannot be confirmed, not exported"
     if not consent.research_use:
         return None, (f"consent to research use was not given ({sidecar.name}: consent.research_use is false); "
                       "only sessions whose consent allows research use are exported")
@@ -169,8 +157,6 @@ def _merge_touching(notes):
     -------
     (kept, dropped) : two lists of RuptureAnnotation
     """
-    from pipeline.annotations import RuptureAnnotation
-
     out, dropped = [], []
     for n in sorted(notes, key=lambda n: n.start):
         if out and n.start <= out[-1].end:

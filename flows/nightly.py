@@ -31,14 +31,11 @@ Recordings and sidecars in ``rejected/`` and ``failed/`` are deleted after
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
 import re
-import shutil
 import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,15 +43,15 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 
 from flows.analyze import analyze_session
+from flows.inbox import client_of, expire_audio, expire_refused, file_away, recordings_in, settled, sidecar_of
 from flows.store import Store, now
-from pipeline.consent import check_consent
+from pipeline.audio import recording_sha256
 from pipeline.errors import ConsentError, MetadataError, PipelineError
-from pipeline.ids import (InvalidIdError, check_id, id_from_name, is_valid_id, make_private_dir, private_umask,
-                          remove_inside)
+from pipeline.ids import InvalidIdError, check_id, id_from_name, is_valid_id, private_umask
 from pipeline.privacy import name_labels
 from pipeline.settings import Settings
+from pipeline.sidecar import check_consent, read_sidecar
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".mp4")
 ACTOR = "nightly_inbox"
 ID_FIELDS = ("session_id", "client_id", "therapist_id")
 DEBUG_LOG = logging.getLogger("alliance.nightly")  # full tracebacks of failed sessions (`alliance nightly --debug`)
@@ -62,79 +59,19 @@ RENAMED_REASON = ("renamed to its session id: its file name held a participant's
                   "name recordings by pseudonym")
 
 
-def sidecar_of(audio: Path) -> Path | None:
-    """``NAME.ext.json`` next to the recording, else ``NAME.json``; None when neither exists."""
-    for candidate in (audio.with_name(audio.name + ".json"), audio.with_suffix(".json")):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _move(files: list[Path], folder: Path) -> list[Path]:
-    """Move files into ``folder``; a name already there gets a time stamp instead of being overwritten."""
-    make_private_dir(folder)  # done/, rejected/, failed/ hold recordings of minors: 0700 whatever the umask
-    stamp = now().replace(":", "").replace("+", "_")
-    moved = []
-    for f in files:
-        if f is not None and f.exists():
-            target = folder / f.name
-            if target.exists():
-                target = folder / f"{f.name}.{stamp}{f.suffix}"
-            shutil.move(str(f), str(target))
-            moved.append(target)
-    return moved
-
-
-def _settled(path: Path, seconds: float) -> bool:
-    """True when the file has not changed for ``seconds`` (it is not still being copied)."""
-    import time
-
-    return time.time() - path.stat().st_mtime >= seconds
-
-
-def _file_away(files: list[Path], folder: Path) -> list[Path]:
-    """Move files into ``folder`` (``done/``, ``rejected/``, ``failed/``) and date them to now.
-
-    Retention counts from the day a file arrived in its folder: a recording copied with its original time stamp
-    would otherwise be deleted at the next run.
-    """
-    moved = _move(files, folder)
-    for path in moved:
-        os.utime(path)
-    return moved
-
-
-def _client(record: dict) -> str | None:
-    """The sidecar's client id when it is a valid id, else None: an invalid one is never written as a client."""
-    value = record.get("client_id")
-    return value if is_valid_id(value) else None
-
-
 def _load_sidecar(audio: Path, sidecar: Path | None) -> dict:
-    """The sidecar's JSON object.
+    """The sidecar's JSON object (:func:`pipeline.sidecar.read_sidecar`).
 
     Raises
     ------
     ConsentError
-        No sidecar, not JSON, or not a JSON object: there is no consent record to check.
+        No sidecar: there is no consent record to check.
+    MetadataError
+        The sidecar cannot be read, is not JSON, or not a JSON object.
     """
     if sidecar is None:
         raise ConsentError(audio, "no sidecar JSON with a consent record next to the recording")
-    try:
-        loaded = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConsentError(sidecar, f"sidecar is not valid JSON ({exc})") from exc
-    if not isinstance(loaded, dict):
-        raise ConsentError(sidecar, "sidecar must be a JSON object")
-    return loaded
+    return read_sidecar(sidecar)
 
 
 def _check_ids(record: dict, sidecar: Path) -> None:
@@ -215,113 +152,20 @@ def _shown_name(audio: Path) -> str:
     """The file name as the summary may show it: not when it holds a name from its (readable) sidecar."""
     try:
         record = _load_sidecar(audio, sidecar_of(audio))
-    except (ConsentError, OSError):
+    except (ConsentError, MetadataError):
         return audio.name
     if _names_in(audio.name, record):
         return f"a {audio.suffix} recording whose file name holds a participant's name (renamed once it is processed)"
     return audio.name
 
 
-def expire_audio(done: Path, days: float, store: Store) -> int:
-    """Delete processed recordings in ``done`` older than ``days`` (by modification time); audit each.
-
-    Returns
-    -------
-    int
-        Recordings deleted.
-    """
-    import time
-
-    if not done.is_dir():
-        return 0
-    limit = time.time() - days * 86400.0
-    n = 0
-    for audio in sorted(p for p in done.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES):
-        if days == 0 or audio.stat().st_mtime < limit:
-            sidecar = sidecar_of(audio)
-            client = None
-            if sidecar is not None:
-                try:
-                    client = json.loads(sidecar.read_text(encoding="utf-8")).get("client_id")
-                except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-                    client = None
-            remove_inside(audio, done)
-            store.audit("deleted", actor=ACTOR, outcome="success", client_id=client,
-                        detail=f"raw audio {audio.name} after the retention period ({days:g} days)")
-            n += 1
-    return n
-
-
-def _sidecar_client(sidecar: Path) -> str | None:
-    try:
-        record = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return _client(record) if isinstance(record, dict) else None
-
-
-def expire_refused(folder: Path, days: float, store: Store) -> int:
-    """Delete recordings and sidecars in ``rejected/`` or ``failed/`` once ``days`` have passed; audit each.
-
-    An unconsented or failed recording must not stay forever. Age counts from the file's modification time,
-    which :func:`_file_away` sets when it files the recording there. The ``.reason.txt`` files are kept: they
-    say what happened, without the audio or the names in the sidecar.
-
-    Parameters
-    ----------
-    folder : Path
-        ``<inbox>/rejected`` or ``<inbox>/failed``.
-    days : float
-        Retention period; 0 deletes everything there now.
-    store : Store
-        Receives one ``deleted`` audit row per recording (and per sidecar left without its recording).
-
-    Returns
-    -------
-    int
-        Files deleted.
-
-    Raises
-    ------
-    ValueError
-        A file resolves outside ``folder`` (see :func:`pipeline.ids.remove_inside`); nothing of it was deleted.
-    """
-    if not folder.is_dir():
-        return 0
-    limit = time.time() - days * 86400.0
-
-    def expired(p: Path) -> bool:
-        return (p.is_file() or p.is_symlink()) and (days == 0 or p.lstat().st_mtime < limit)
-
-    why = f"from {folder.name}/ after the retention period ({days:g} days); the reason file is kept"
-    n = 0
-    for audio in sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and expired(p)):
-        sidecar = sidecar_of(audio)
-        client = _sidecar_client(sidecar) if sidecar is not None else None
-        n += remove_inside(audio, folder)
-        if sidecar is not None:
-            n += remove_inside(sidecar, folder)
-        store.audit("deleted", actor=ACTOR, outcome="success", client_id=client,
-                    detail=f"raw audio {audio.name}{' and its sidecar' if sidecar else ''} {why}")
-    def orphan(sidecar: Path) -> bool:
-        base = sidecar.name[: -len(".json")]
-        return not (folder / base).exists() and not any((folder / (base + s)).exists() for s in AUDIO_SUFFIXES)
-
-    # sidecars whose recording is gone or was filed under a time-stamped name: they hold names and consent
-    for sidecar in sorted(p for p in folder.iterdir() if p.suffix.lower() == ".json" and expired(p) and orphan(p)):
-        client = _sidecar_client(sidecar)
-        n += remove_inside(sidecar, folder)
-        store.audit("deleted", actor=ACTOR, outcome="success", client_id=client, detail=f"sidecar {sidecar.name} {why}")
-    return n
-
-
 def _expire_refused(inbox_dir: Path, settings: Settings, store: Store) -> None:
-    expire_refused(inbox_dir / "rejected", settings.rejected_retention_days, store)
-    expire_refused(inbox_dir / "failed", settings.failed_retention_days, store)
+    expire_refused(inbox_dir / "rejected", settings.rejected_retention_days, store, actor=ACTOR)
+    expire_refused(inbox_dir / "failed", settings.failed_retention_days, store, actor=ACTOR)
 
 
 def _duplicate(job: dict, session_id: str, inbox_dir: Path, store: Store, summary: dict) -> None:
-    _file_away([job["audio"], job["sidecar"]], inbox_dir / "done")
+    file_away([job["audio"], job["sidecar"]], inbox_dir / "done")
     store.audit("skipped-duplicate", actor=ACTOR, outcome="success", client_id=job["client"],
                 session_id=job["session_id"], detail=f"same content as session {session_id}")
     summary["duplicates"].append({"file": job["audio"].name, "session_id": session_id})
@@ -333,8 +177,7 @@ def _refuse(job: dict, error: PipelineError, inbox_dir: Path, store: Store, summ
     The audit row carries no session id: the refusals (a session id or a recording that belongs to another
     session) concern another session, maybe another client's, which is not written into this client's row.
     """
-    moved = _file_away([job["audio"], job["sidecar"]], inbox_dir / "failed")
-    moved[0].with_name(moved[0].name + ".reason.txt").write_text(str(error) + "\n", encoding="utf-8")
+    file_away([job["audio"], job["sidecar"]], inbox_dir / "failed", reason=str(error))
     store.audit("rejected", actor=ACTOR, outcome="refused", client_id=job["client"], detail=str(error))
     summary["failed"].append({"file": job["audio"].name, "session_id": job["session_id"], "reason": str(error)})
     log.warning("nightly run %s: refused %s (session %s): %s", run_id, job["audio"].name, job["session_id"], error)
@@ -363,8 +206,7 @@ def _record(job: dict, report: str | None, error: Exception | None, inbox_dir: P
                 recording_name=job["audio"].name, recording_sha256=job["digest"],
                 research_use=job["consent"].research_use, run_id=run_id)
     if error is not None:
-        moved = _file_away([job["audio"], job["sidecar"]], inbox_dir / "failed")
-        moved[0].with_name(moved[0].name + ".reason.txt").write_text(str(error) + "\n", encoding="utf-8")
+        file_away([job["audio"], job["sidecar"]], inbox_dir / "failed", reason=str(error))
         store.save_session(**base, status="failed", reason=str(error), out_dir=None, model_version=None)
         store.audit("analysed", actor=ACTOR, outcome="failed", client_id=job["client"], session_id=job["session_id"],
                     detail=str(error))
@@ -377,7 +219,7 @@ def _record(job: dict, report: str | None, error: Exception | None, inbox_dir: P
     store.save_session(**base, status="analysed", reason=None, out_dir=str(Path(report).parent),
                        model_version=result["model_version"])
     store.save_flags(job["session_id"], result["flags"], result["model_version"])
-    _file_away([job["audio"], job["sidecar"]], inbox_dir / "done")
+    file_away([job["audio"], job["sidecar"]], inbox_dir / "done")
     store.audit("analysed", actor=ACTOR, outcome="success", client_id=job["client"], session_id=job["session_id"],
                 detail=f"{len(result['flags'])} flags, model {result['model_version']}")
     summary["processed"].append({"file": job["audio"].name, "session_id": job["session_id"],
@@ -569,10 +411,10 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
     run_id, started = uuid.uuid4().hex[:12], now()
     summary: dict = {"run_id": run_id, "processed": [], "rejected": [], "failed": [], "duplicates": [],
                      "renamed": []}
-    expire_audio(inbox_dir / "done", settings.audio_retention_days, store)
+    expire_audio(inbox_dir / "done", settings.audio_retention_days, store, actor=ACTOR)
     _expire_refused(inbox_dir, settings, store)
-    found = sorted(p for p in inbox_dir.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-    recordings = [p for p in found if _settled(p, settings.inbox_settle_s)]
+    found = recordings_in(inbox_dir)
+    recordings = [p for p in found if settled(p, settings.inbox_settle_s)]
     summary["waiting"] = [{"file": _shown_name(p), "reason": "still being written; left for the next run"}
                           for p in found if p not in recordings]
     log.info("nightly run %s: %d recordings in the inbox, %d still being written", run_id, len(recordings),
@@ -599,19 +441,18 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
             if renamed is not None:
                 audio, sidecar = renamed
                 summary["renamed"].append({"file": audio.name, "reason": RENAMED_REASON})
-                store.audit("renamed", actor=ACTOR, outcome="success", client_id=_client(record),
+                store.audit("renamed", actor=ACTOR, outcome="success", client_id=client_of(record),
                             detail=f"recording renamed to {audio.name}: {RENAMED_REASON}")
                 log.warning("nightly run %s: %s %s", run_id, audio.name, RENAMED_REASON)
             _check_ids(record, sidecar)
             consent = check_consent(record, source=sidecar)
         except (ConsentError, MetadataError) as exc:
-            moved = _file_away([audio, sidecar], inbox_dir / "rejected")
-            moved[0].with_name(moved[0].name + ".reason.txt").write_text(str(exc) + "\n", encoding="utf-8")
-            store.audit("rejected", actor=ACTOR, outcome="refused", client_id=_client(record), detail=str(exc))
+            file_away([audio, sidecar], inbox_dir / "rejected", reason=str(exc))
+            store.audit("rejected", actor=ACTOR, outcome="refused", client_id=client_of(record), detail=str(exc))
             summary["rejected"].append({"file": audio.name, "reason": str(exc)})
             log.warning("nightly run %s: rejected %s: %s", run_id, audio.name, exc.problem)
             continue
-        job = dict(audio=audio, sidecar=sidecar, record=record, consent=consent, digest=sha256_file(audio),
+        job = dict(audio=audio, sidecar=sidecar, record=record, consent=consent, digest=recording_sha256(audio),
                    session_id=record.get("session_id") or id_from_name(audio.stem), client=record.get("client_id"))
         earlier = store.seen(job["digest"])  # the same content, analysed in an earlier run
         first = batch.get(job["digest"])  # the same content, earlier in this run
@@ -665,7 +506,7 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
         job["ok"] = error is None
         _record(job, report, error, inbox_dir, store, summary, run_id, log)
         if job["ok"] and settings.audio_retention_days == 0:
-            expire_audio(inbox_dir / "done", 0, store)
+            expire_audio(inbox_dir / "done", 0, store, actor=ACTOR)
     for copy, original in later_copies:
         if original["ok"]:
             _duplicate(copy, original["session_id"], inbox_dir, store, summary)

@@ -8,11 +8,13 @@ never deleted.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterable
 
+from flows.inbox import sidecar_client
+from pipeline.errors import MetadataError
 from pipeline.ids import is_valid_id, remove_inside
+from pipeline.sidecar import read_sidecar
 
 ACTOR = "alliance purge"
 
@@ -71,11 +73,8 @@ def purge_inbox_files(inbox: str | Path, client_id: str) -> tuple[int, list[str]
     root = Path(inbox)
     removed, kept = 0, []
     for sidecar in sorted(root.rglob("*.json")):
-        try:
-            record = json.loads(sidecar.read_text(encoding="utf-8"))
-        except (OSError, ValueError):  # gone already (taken with another sidecar), unreadable, or not JSON
-            continue
-        if not isinstance(record, dict) or record.get("client_id") != client_id:
+        # skipped: gone already (taken with another sidecar), unreadable, not a JSON object, or another client's
+        if sidecar_client(sidecar) != client_id:
             continue
         stem = sidecar.name[:-5]  # "NAME.wav" for NAME.wav.json, "NAME" for NAME.json
         mine = [f for f in sidecar.parent.iterdir() if f.name == stem or f.name.startswith(stem + ".")]
@@ -99,10 +98,10 @@ def is_export_of(folder: Path, session_id: str, client_id: str) -> bool:
     if folder.is_symlink() or not folder.is_dir() or meta.is_symlink() or not meta.is_file():
         return False
     try:
-        record = json.loads(meta.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        record = read_sidecar(meta)
+    except MetadataError:
         return False
-    return isinstance(record, dict) and record.get("session_id") == session_id and record.get("client_id") == client_id
+    return record.get("session_id") == session_id and record.get("client_id") == client_id
 
 
 def purge_exports(store, client_id: str) -> tuple[int, list[str]]:

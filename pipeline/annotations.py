@@ -8,8 +8,9 @@ rupture type (Eubanks, Muran & Safran 2015) and, optionally, the 3RS marker:
   ``praatio``): a tier named ``rupture`` whose annotation values are
   ``label`` or ``label: marker``.
 
-``label`` is ``withdrawal`` or ``confrontation``. Episodes must not overlap,
-must end after they start, and must lie within the recording.
+``label`` is one of :data:`pipeline.types.RUPTURE_LABELS` (``withdrawal``,
+``confrontation``). Episodes must not overlap, must end after they start, and
+must lie within the recording.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from pathlib import Path
 from typing import Sequence
 
 from pipeline.errors import InputError
+from pipeline.types import RUPTURE_LABELS
 
-RUPTURE_LABELS = ("withdrawal", "confrontation")
 TIER = "rupture"
 END_TOLERANCE_S = 0.5  # an episode may end this far past the recording's end (rounding of annotation tools)
 

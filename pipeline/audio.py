@@ -7,6 +7,7 @@ system ffmpeg.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,33 @@ from pipeline.settings import AudioSettings
 from pipeline.types import Recording
 
 SUPPORTED_TEXT = "wav, flac, mp3, ogg/opus, m4a/aac"
+# file name endings taken as recordings (inbox, retention, training sets), compared in lower case
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".mp4")
+
+
+def recording_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes: a recording's identity, or the check of model weights.
+
+    The same content delivered twice (or under another client) is found by this digest. The file is read in
+    blocks (:func:`hashlib.file_digest`), never whole into memory: a session recording can be hundreds of MB.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+
+    Returns
+    -------
+    str
+        64 lower-case hex digits.
+
+    Raises
+    ------
+    OSError
+        The file cannot be opened or read.
+    """
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def check_readable(path: str | Path) -> Path:

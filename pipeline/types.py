@@ -18,6 +18,7 @@ import numpy as np
 SCHEMA_VERSION = 1
 
 ROLES = ("therapist", "client", "parent")
+RUPTURE_LABELS = ("withdrawal", "confrontation")  # 3RS rupture types (Eubanks, Muran & Safran 2015)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -344,9 +345,9 @@ class SessionFeatures(_Serializable):
 class RuptureFlag(_Serializable):
     """A stretch flagged for clinician review: never a diagnosis.
 
-    ``marker_type`` is a 3RS rupture type (``withdrawal`` or
-    ``confrontation``); ``reasons`` are plain-language sentences drawn from the
-    markers that drove the flag.
+    ``marker_type`` is a 3RS rupture type (one of :data:`RUPTURE_LABELS`);
+    ``reasons`` are plain-language sentences drawn from the markers that
+    drove the flag.
     """
 
     start: float

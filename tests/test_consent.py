@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from pipeline.consent import check_consent
+from pipeline.sidecar import check_consent
 from pipeline.errors import ConsentError
 
 

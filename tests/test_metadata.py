@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pipeline.errors import MetadataError
-from pipeline.metadata import load_metadata
+from pipeline.sidecar import Sidecar
 
 
 def _write(tmp_path, obj, name="s1.json"):
@@ -17,10 +17,10 @@ def _write(tmp_path, obj, name="s1.json"):
 
 
 def test_valid_metadata(tmp_path):
-    m = load_metadata(_write(tmp_path, {"session_id": "s-1", "language": "nl",
-                                        "participants": [{"role": "therapist"}, {"role": "client", "age": 9},
-                                                         {"role": "parent"}],
-                                        "speaker_roles": {"SPEAKER_01": "client"}}))
+    m = Sidecar.load(_write(tmp_path, {"session_id": "s-1", "language": "nl",
+                                       "participants": [{"role": "therapist"}, {"role": "client", "age": 9},
+                                                        {"role": "parent"}],
+                                       "speaker_roles": {"SPEAKER_01": "client"}}))
     assert m.num_speakers == 3 and m.language == "nl" and m.speaker_roles == {"SPEAKER_01": "client"}
 
 
@@ -36,9 +36,9 @@ def test_valid_metadata(tmp_path):
 ])
 def test_bad_metadata_names_the_file(tmp_path, obj, message):
     with pytest.raises(MetadataError, match=f"s1.json: .*{message}"):
-        load_metadata(_write(tmp_path, obj))
+        Sidecar.load(_write(tmp_path, obj))
 
 
 def test_missing_metadata_file(tmp_path):
     with pytest.raises(MetadataError, match="gone.json: metadata file not found"):
-        load_metadata(tmp_path / "gone.json")
+        Sidecar.load(tmp_path / "gone.json")

@@ -10,9 +10,9 @@ import pytest
 from models.simulate import simulate, simulate_session
 from pipeline.annotations import read_rupture_csv
 from pipeline.audio import decode
-from pipeline.metadata import load_metadata
 from pipeline.prosody import f0_track, intensity_db
 from pipeline.rttm import read_rttm
+from pipeline.sidecar import Sidecar
 
 
 def _child_client_seed():
@@ -31,7 +31,7 @@ def session(tmp_path_factory):
 
 def test_session_is_written_in_the_training_format(session):
     rec = decode(session / "recording.wav")
-    meta = load_metadata(session / "metadata.json")
+    meta = Sidecar.load(session / "metadata.json")
     notes = read_rupture_csv(session / "ruptures.csv", duration_s=rec.duration_s)
     assert meta.client_id and meta.language == "nl" and meta.client_age < 13
     assert sorted(a.label for a in notes) == ["confrontation", "withdrawal"]

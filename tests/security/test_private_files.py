@@ -64,6 +64,7 @@ def test_the_database_made_by_a_command_is_private(open_umask, data):
 
 def test_inbox_folders_are_private(open_umask, data, tmp_path, monkeypatch):
     import flows.nightly as nightly_module
+    from flows.inbox import file_away
 
     monkeypatch.setattr(nightly_module, "get_run_logger", lambda: __import__("logging").getLogger("alliance.test"))
     monkeypatch.setenv("ALLIANCE_INBOX_SETTLE_S", "0")
@@ -75,7 +76,7 @@ def test_inbox_folders_are_private(open_umask, data, tmp_path, monkeypatch):
     assert oct(mode(inbox / "rejected")) == oct(0o700)
     assert oct(mode(inbox / "rejected" / "no_sidecar.wav.reason.txt")) == oct(0o600)
     assert oct(mode(data / "alliance.db")) == oct(0o600)
-    os.umask(0o022)  # the flow set 077; _move must make its folder private by itself
-    moved = nightly_module._move([silent_wav(tmp_path / "x.wav")], inbox / "done")
+    os.umask(0o022)  # the flow set 077; file_away must make its folder private by itself
+    moved = file_away([silent_wav(tmp_path / "x.wav")], inbox / "done")
     assert oct(mode(inbox / "done")) == oct(0o700) and moved == [inbox / "done" / "x.wav"]
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from pipeline.errors import MetadataError, PipelineError
-from pipeline.metadata import load_metadata
+from pipeline.sidecar import Sidecar
 from tests.security._fast_session import fast_analysis, files_under, run_session, silent_wav
 
 BAD_IDS = ["..", ".", "a/b", "../../x"]
@@ -38,7 +38,7 @@ def _write_metadata(path, **values):
 def test_metadata_refuses_an_id_that_could_become_a_path(tmp_path, field, bad):
     path = _write_metadata(tmp_path / "s1.json", **{field: bad})
     with pytest.raises(MetadataError) as info:
-        load_metadata(path)
+        Sidecar.load(path)
     message = str(info.value)
     assert message.startswith(f"s1.json: '{field}' must be 1–64 letters, digits") and "\n" not in message
 
@@ -46,13 +46,13 @@ def test_metadata_refuses_an_id_that_could_become_a_path(tmp_path, field, bad):
 def test_metadata_refuses_a_bad_participant_id(tmp_path):
     path = _write_metadata(tmp_path / "s1.json", participants=[{"role": "therapist", "id": "../t-anna"}])
     with pytest.raises(MetadataError, match=r"^s1.json: participants\[0\].id must be 1–64 letters"):
-        load_metadata(path)
+        Sidecar.load(path)
 
 
 def test_metadata_keeps_accepting_valid_ids(tmp_path):
     path = _write_metadata(tmp_path / "s1.json", session_id="s-0412", client_id="c_017", therapist_id="t.anna",
                            participants=[{"role": "therapist", "id": "t.anna"}, {"role": "client", "age": 9}])
-    m = load_metadata(path)
+    m = Sidecar.load(path)
     assert (m.session_id, m.client_id, m.therapist_id) == ("s-0412", "c_017", "t.anna")
 
 
@@ -135,4 +135,4 @@ def test_unreadable_metadata_file_is_one_line(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Path, "read_text", locked)  # root reads any file, so chmod 000 proves nothing here
     with pytest.raises(MetadataError, match=r"^s1.json: cannot be read \(Permission denied\)$"):
-        load_metadata(path)
+        Sidecar.load(path)
