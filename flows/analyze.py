@@ -34,7 +34,6 @@ from pipeline.features import session_markers, window_features
 from pipeline.ids import (PRIVATE_FILE_MODE, InvalidIdError, check_id, contained, id_from_name, make_private_dir,
                           private_umask)
 from pipeline.lexical import load_lexicon, utterance_markers
-from pipeline.metadata import SessionMetadata, load_metadata
 from pipeline.prosody import turn_prosody
 from pipeline.report import clip_data_uris, input_warnings, write_report
 from pipeline.privacy import name_labels, redact_transcript
@@ -42,6 +41,7 @@ from pipeline.profiles import load_profile, profile_path
 from pipeline.roles import assign_roles, profile_similarities, questions_per_minute, role_warnings, speaker_f0_hz
 from pipeline.rttm import write_rttm
 from pipeline.settings import Settings
+from pipeline.sidecar import Sidecar
 from pipeline.turns import refine_speaker_changes, turn_metrics, utterances
 from pipeline.types import (Diarization, Recording, SessionReport, SpeechRegion, Transcript, to_jsonable)
 from pipeline.vad import detect_speech, fine_pauses
@@ -188,7 +188,7 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
     language : {'nl', 'en', 'auto'}, optional
         Default from the metadata, else the setting.
     metadata_path : str, optional
-        Session metadata JSON (see :mod:`pipeline.metadata`).
+        Session metadata JSON (see :class:`pipeline.sidecar.Sidecar`).
     session_id : str, optional
         Default from the metadata, else the recording's file stem made into
         an id (:func:`pipeline.ids.id_from_name`: ``sessie 3.wav`` → ``sessie-3``).
@@ -215,7 +215,7 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
     private_umask()  # a Prefect worker may start this flow without the CLI: outputs hold client data
     log = get_run_logger()
     settings = Settings()
-    meta = load_metadata(metadata_path) if metadata_path else SessionMetadata()
+    meta = Sidecar.load(metadata_path) if metadata_path else Sidecar()
     sid = _session_id(recording, session_id, meta)
     # everything that can be checked is checked before decoding, so a bad session costs nothing
     profile, notes = _therapist_profile(settings, therapist, meta)
@@ -259,7 +259,7 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
     return report_path
 
 
-def _session_id(recording: str, given: str | None, meta: SessionMetadata) -> str:
+def _session_id(recording: str, given: str | None, meta: Sidecar) -> str:
     """The session id in force: given, else the metadata's, else made from the file name; always a valid id."""
     if given is None:
         return meta.session_id or id_from_name(Path(recording).stem)
@@ -271,7 +271,7 @@ def _session_id(recording: str, given: str | None, meta: SessionMetadata) -> str
 
 
 def _therapist_profile(settings: Settings, therapist: str | None,
-                       meta: SessionMetadata) -> tuple[np.ndarray | None, tuple[str, ...]]:
+                       meta: Sidecar) -> tuple[np.ndarray | None, tuple[str, ...]]:
     """The voice profile to use and a note when the metadata's therapist has none.
 
     A therapist named by the caller must have a profile; one named in the metadata may not have enrolled.
@@ -388,7 +388,7 @@ def client_history(data_dir, client_id: str | None, session_id: str) -> dict:
 
 @task(name="report", **_TASK)
 def finish_session(work_dir: str, out_dir: str, session_id: str, rec: Recording, speech, transcript: Transcript,
-                   dia: Diarization, meta: SessionMetadata, settings: Settings, *,
+                   dia: Diarization, meta: Sidecar, settings: Settings, *,
                    profile: np.ndarray | None = None, notes: tuple[str, ...] = (), bundle=None) -> str:
     """Roles, metrics, prosody, features, flags and the report for one session.
 

@@ -121,7 +121,7 @@ def analyze(
         raise typer.Exit(2) from None
 
     from pipeline.audio import probe
-    from pipeline.metadata import load_metadata
+    from pipeline.sidecar import Sidecar
     from pipeline.profiles import load_profile
     from pipeline.settings import Settings
 
@@ -130,7 +130,7 @@ def analyze(
     try:
         probe(recording)
         if metadata is not None:
-            load_metadata(metadata)
+            Sidecar.load(metadata)
         if therapist:
             load_profile(Settings().data_dir, therapist)
         from pipeline.lexical import load_lexicon

@@ -15,12 +15,13 @@ from typing import Any
 
 from pipeline.errors import ModelArtifactError
 from pipeline.features import FEATURE_NAMES
+from pipeline.types import RUPTURE_LABELS
 
 ARTIFACTS_DIR = Path(__file__).parent / "artifacts"
 MODEL_FILE = "model.skops"
 CARD_FILE = "model_card.json"
 CARD_MD_FILE = "MODEL_CARD.md"
-CLASSES = ("none", "withdrawal", "confrontation")
+CLASSES = ("none", *RUPTURE_LABELS)
 
 
 @dataclass(frozen=True)

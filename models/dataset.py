@@ -34,11 +34,12 @@ from typing import Sequence
 
 import numpy as np
 
+from models.artifact import CLASSES
+from pipeline.audio import AUDIO_SUFFIXES, recording_sha256
 from pipeline.errors import InputError
+from pipeline.sidecar import read_sidecar
 from pipeline.types import FeatureFrame, SessionFeatures
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
-LABELS = ("none", "withdrawal", "confrontation")
 MIN_COVER_S = 10.0  # a window is labelled with a rupture type when at least this much of it is annotated
 
 
@@ -77,7 +78,7 @@ def discover_sessions(data_dir: str | Path) -> list[LabelledSession]:
         record does not give research use (see :func:`research_use_refusal`).
         The message names the folder or file.
     """
-    from pipeline.metadata import load_metadata
+    from pipeline.sidecar import Sidecar
 
     root = Path(data_dir)
     if not root.is_dir():
@@ -93,7 +94,7 @@ def discover_sessions(data_dir: str | Path) -> list[LabelledSession]:
         meta_path = folder / "metadata.json"
         if not meta_path.is_file():
             raise InputError(folder, "missing metadata.json (session_id, client_id, language, participants)")
-        meta = load_metadata(meta_path)
+        meta = Sidecar.load(meta_path)
         if not meta.client_id:
             raise InputError(meta_path, "missing 'client_id': sessions of one client must stay together when "
                                         "evaluating, so every session needs its client's pseudonym")
@@ -127,7 +128,7 @@ def research_use_refusal(metadata_path: str | Path) -> str | None:
     Parameters
     ----------
     metadata_path : str or Path
-        The session's ``metadata.json`` (already validated by :func:`pipeline.metadata.load_metadata`).
+        The session's ``metadata.json`` (already validated by :meth:`pipeline.sidecar.Sidecar.load`).
 
     Returns
     -------
@@ -135,7 +136,7 @@ def research_use_refusal(metadata_path: str | Path) -> str | None:
         For example ``"metadata.json: consent.research_use is false"``; None when ``consent.research_use``
         is true, or when the metadata holds no ``consent`` key at all (simulated sessions).
     """
-    raw = json.loads(Path(metadata_path).read_text(encoding="utf-8"))
+    raw = read_sidecar(metadata_path)
     if "consent" not in raw:
         return None
     name = Path(metadata_path).name
@@ -148,14 +149,6 @@ def research_use_refusal(metadata_path: str | Path) -> str | None:
         return f"{name}: consent.research_use is " + (json.dumps(consent["research_use"])[:40]
                                                        if "research_use" in consent else "missing")
     return None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def analysis_code_hash() -> str:
@@ -190,7 +183,7 @@ def session_features(session: LabelledSession, settings) -> tuple[SessionFeature
     PipelineError
         The recording cannot be analysed (the message names it).
     """
-    key = f"{_sha256(session.recording)[:16]}-{settings.settings_hash()[:8]}-{analysis_code_hash()[:8]}"
+    key = f"{recording_sha256(session.recording)[:16]}-{settings.settings_hash()[:8]}-{analysis_code_hash()[:8]}"
     cache = Path(settings.data_dir) / "feature-cache" / key
     done = cache / "features.json"
     if not done.is_file():
@@ -228,11 +221,11 @@ def window_labels(features: SessionFeatures, annotations: Sequence, *, min_cover
     """
     out = np.zeros(len(features.frames), dtype=int)
     for i, fr in enumerate(features.frames):
-        cover = {k: 0.0 for k in LABELS[1:]}
+        cover = {k: 0.0 for k in CLASSES[1:]}
         for a in annotations:
             cover[a.label] += max(0.0, min(fr.end, a.end) - max(fr.start, a.start))
         best = max(cover, key=cover.get)
         needed = min(min_cover_s, 0.5 * (fr.end - fr.start))
         if cover[best] >= needed:
-            out[i] = LABELS.index(best)
+            out[i] = CLASSES.index(best)
     return out

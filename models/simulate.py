@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.types import RUPTURE_LABELS
+
 SAMPLE_RATE_HZ = 16000
 ESPEAK_RATE_HZ = 22050
 
@@ -355,7 +357,7 @@ def simulate_session(out_dir: str | Path, *, seed: int, language: str, minutes: 
     with tempfile.TemporaryDirectory() as tmp:
         script._tmp = Path(tmp)
         total = minutes * 60.0
-        kinds = ["withdrawal", "confrontation"] * int(max(1, round(minutes / 6)))
+        kinds = list(RUPTURE_LABELS) * int(max(1, round(minutes / 6)))
         kinds = [str(k) for k in rng.permutation(kinds)]
         n_ord = len(kinds) + 1
         rupture_s = [float(rng.uniform(*episode_s)) for _ in kinds]

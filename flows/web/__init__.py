@@ -32,7 +32,7 @@ sessions, lockouts, CSRF, request checks, headers), ``templates/`` (the pages, j
 from flows.web.app import create_app
 from flows.web.auth import PASSWORD_RULE, hash_password, password_problem, verify_password
 from flows.web.charts import client_trend, trend_svg
-from flows.web.clips import find_recording
+from flows.inbox import find_recording
 from flows.web.text import TEXT
 
 __all__ = ["PASSWORD_RULE", "TEXT", "client_trend", "create_app", "find_recording", "hash_password",

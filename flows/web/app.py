@@ -15,7 +15,8 @@ from flows.store import VERDICTS, Store
 from flows.web.auth import (COOKIE, LOGIN_COOKIE, LOGIN_FORM_TTL_S, LoginRefused, Logins, LoginSession,
                             SecurityHeaders, printable, request_problem)
 from flows.web.charts import client_trend, trend_svg
-from flows.web.clips import cut_clip, find_recording
+from flows.inbox import find_recording
+from flows.web.clips import cut_clip
 from flows.web.text import TEXT
 from pipeline.ids import is_valid_id
 

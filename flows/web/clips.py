@@ -7,39 +7,11 @@ The nightly run moves each analysed recording to ``<inbox>/done/`` and keeps it 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 
 from pipeline.settings import AudioSettings
 
 CLIP_PAD_S = 1.0  # a flag's clip starts this much before the flag and ends this much after
-
-
-def find_recording(inbox_dir: Path | None, row: dict) -> Path | None:
-    """The retained recording of a session in ``<inbox>/done/`` (checked by sha256), or None.
-
-    Parameters
-    ----------
-    inbox_dir : Path or None
-        The nightly inbox (``ALLIANCE_INBOX_DIR``); None: no recording is retained anywhere.
-    row : dict
-        The session's row from the store, with ``recording_name`` and ``recording_sha256``.
-
-    Returns
-    -------
-    Path or None
-        The file whose name starts with the recorded name and whose sha256 matches; None when there is none
-        (expired, purged, or replaced by another file of that name).
-    """
-    if inbox_dir is None or not row.get("recording_name"):
-        return None
-    done = Path(inbox_dir) / "done"
-    if not done.is_dir():
-        return None
-    for p in sorted(done.glob(row["recording_name"] + "*")):
-        if p.is_file() and hashlib.sha256(p.read_bytes()).hexdigest() == row.get("recording_sha256"):
-            return p
-    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +30,7 @@ def cut_clip(recording: Path, start_s: float, end_s: float, *, settings: AudioSe
     Parameters
     ----------
     recording : Path
-        The retained recording (see :func:`find_recording`).
+        The retained recording (see :func:`flows.inbox.find_recording`).
     start_s, end_s : float
         The flagged stretch, seconds from the start of the recording; ``end_s >= start_s``.
     settings : AudioSettings
