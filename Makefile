@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml Makefile requirements-overlap.txt
 install: $(STAMP)
 
 demo: install
-	$(VENV)/bin/alliance analyze sample_audio/sample.wav --speakers 2 --language en --out alliance-data/demo
+	$(VENV)/bin/alliance analyze sample_audio/sample.wav --speakers 2 --language en --session-id demo
 
 test: install
 	$(PY) -m pytest

@@ -11,10 +11,14 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect's temporary server gives up after 20 s; on a busy 2-core machine it needs longer to start
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 if "PREFECT_HOME" not in os.environ:
     _home = (Path(os.environ.get("ALLIANCE_DATA_DIR", "").strip() or "alliance-data") / "prefect").resolve()
     try:
-        _home.mkdir(parents=True, exist_ok=True)  # Prefect's temporary server fails to start without it
+        # Prefect's temporary server fails to start without it; private, since its runs name sessions
+        _home.mkdir(parents=True, exist_ok=True)
+        os.chmod(_home, 0o700)
     except OSError:
         pass  # an unusable ALLIANCE_DATA_DIR: the `alliance` command reports it in one line before any flow runs
     os.environ["PREFECT_HOME"] = str(_home)

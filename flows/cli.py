@@ -766,7 +766,9 @@ def web(port: int = typer.Option(8765, "--port", min=1024, max=65535, help="Port
     # answer only to this server's own names: a rebound DNS name (DNS rebinding) gets 400
     app_ = create_app(settings, language=language, hosts={f"127.0.0.1:{port}", f"localhost:{port}"})
     typer.echo(f"Review app on http://127.0.0.1:{port}/ (Ctrl+C stops it)")
-    uvicorn.Server(uvicorn.Config(app_, log_level="warning")).run(sockets=[sock])
+    # proxy_headers=False: served on loopback only, so an X-Forwarded-For header is never to be believed (it
+    # would get around the per-address lockout and fake the audited address)
+    uvicorn.Server(uvicorn.Config(app_, log_level="warning", proxy_headers=False)).run(sockets=[sock])
 
 
 @app.command("export-reviews")
