@@ -3,16 +3,18 @@
 Joins the two time lines a session has, the ASR's word timestamps
 (:mod:`pipeline.asr`) and the speaker turns (:mod:`pipeline.diarization`,
 :mod:`pipeline.channels`), and marks the words spoken while two speakers talk
-at once.
+at once, with pyannote.core's interval algebra (imported lazily: it loads
+matplotlib).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
 
 import numpy as np
 
-from pipeline.types import Diarization, Transcript, Word
+from pipeline.types import Diarization, SpeakerTurn, Transcript, Word
 
 
 def assign_words(transcript: Transcript, diarization: Diarization) -> Transcript:
@@ -41,7 +43,7 @@ def assign_words(transcript: Transcript, diarization: Diarization) -> Transcript
         return transcript
     starts = np.array([t.start for t in turns])
     ends = np.array([t.end for t in turns])
-    spk = np.array([t.speaker for t in turns])
+    overlapped = _overlap(turns)
     words: list[Word] = []
     for w in transcript.words:
         w_end = max(w.end, w.start + 0.01)  # Whisper sometimes gives a word no duration: use 10 ms
@@ -52,21 +54,27 @@ def assign_words(transcript: Transcript, diarization: Diarization) -> Transcript
             mid = (w.start + w.end) / 2
             idx = int(np.minimum(np.abs(starts - mid), np.abs(ends - mid)).argmin())
         words.append(Word(w.start, w.end, w.text, w.probability, turns[idx].speaker,
-                          _overlapped_share(w, starts, ends, spk) >= 0.5))
+                          _overlapped_share(w, overlapped) >= 0.5))
     return dataclasses.replace(transcript, words=tuple(words))  # language and its stretches kept
 
 
-def _overlapped_share(w: Word, starts: np.ndarray, ends: np.ndarray, speakers: np.ndarray) -> float:
-    """Share of the word's span during which two or more different speakers have a turn."""
+def _overlap(turns: Sequence[SpeakerTurn]) -> np.ndarray:
+    """Stretches during which two or more different speakers have a turn, shape (n, 2), seconds.
+
+    pyannote.core's ``Annotation.get_overlap``: disjoint, in time order.
+    """
+    from pyannote.core import Annotation, Segment
+
+    annotation = Annotation()
+    for track, t in enumerate(turns):  # one track per turn: equal spans of two speakers are both kept
+        annotation[Segment(t.start, t.end), track] = t.speaker
+    return np.array([(s.start, s.end) for s in annotation.get_overlap()], dtype=float).reshape(-1, 2)
+
+
+def _overlapped_share(w: Word, overlapped: np.ndarray) -> float:
+    """Share of the word's span that lies in the ``overlapped`` stretches."""
     span = w.end - w.start
-    near = (ends > w.start) & (starts < w.end)
-    if span <= 0 or len(set(speakers[near].tolist())) < 2:
+    if span <= 0:
         return 0.0
-    edges = np.unique(np.clip(np.concatenate([[w.start, w.end], starts[near], ends[near]]), w.start, w.end))
-    covered = 0.0
-    for a, b in zip(edges[:-1], edges[1:]):
-        mid = (a + b) / 2
-        active = {s for s, s0, e0 in zip(speakers[near], starts[near], ends[near]) if s0 <= mid < e0}
-        if len(active) >= 2:
-            covered += b - a
-    return covered / span
+    inside = np.minimum(overlapped[:, 1], w.end) - np.maximum(overlapped[:, 0], w.start)
+    return float(inside[inside > 0].sum()) / span
