@@ -59,7 +59,7 @@ def enrol(name: str, recordings: Sequence[Recording], *, embedder, vad_settings,
     InputError
         A clip holds no speech, or all clips together hold less than 5 s.
     """
-    from pipeline.diarization import speaker_embeddings
+    from pipeline.embedders import speaker_embeddings
     from pipeline.vad import detect_speech
 
     path = profile_path(data_dir, name)

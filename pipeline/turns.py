@@ -252,7 +252,7 @@ def utterances(transcript: Transcript, roles: RoleAssignment, *, max_pause_s: fl
     Parameters
     ----------
     transcript : Transcript
-        Words carrying ``speaker`` (see :func:`pipeline.diarization.assign_words`).
+        Words carrying ``speaker`` (see :func:`pipeline.words.assign_words`).
     roles : RoleAssignment
         Role of each speaker.
     max_pause_s : float > 0

@@ -111,7 +111,7 @@ def sample_transcript(sample_recording, asr_backend, settings):
 
 @pytest.fixture(scope="session")
 def embedder():
-    from pipeline.diarization import ResemblyzerEmbedder
+    from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
 
     return ResemblyzerEmbedder()
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.diarization import assign_words, cluster_embeddings, diarize, labels_to_turns
+from pipeline.diarization import cluster_embeddings, diarize, labels_to_turns
 from pipeline.rttm import read_rttm, write_rttm
 from pipeline.settings import DiarizationSettings
 from pipeline.types import Diarization, SpeakerTurn, SpeechRegion, Transcript, Word
+from pipeline.words import assign_words
 from tests.conftest import der, speech_time_error_s
 
 

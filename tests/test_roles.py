@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from pipeline.audio import decode, save_wav
-from pipeline.diarization import diarize, speaker_embeddings
+from pipeline.diarization import diarize
+from pipeline.embedders import speaker_embeddings
 from pipeline.errors import InputError
 from pipeline.profiles import enrol, load_profile, profile_path
 from pipeline.prosody import turn_prosody

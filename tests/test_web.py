@@ -252,9 +252,9 @@ def test_export_keeps_the_sessions_own_record_and_names_a_verdict_it_cannot_keep
 
 
 def test_language_stretches_survive_speaker_attribution_and_name_replacement():
-    from pipeline.diarization import assign_words
     from pipeline.privacy import redact_transcript
     from pipeline.types import Diarization, SpeakerTurn, Transcript, Word
+    from pipeline.words import assign_words
 
     t = Transcript((Word(0.0, 0.5, "hallo", 1.0),), "nl", 0.9, 2.0,
                    language_segments=((0.0, 1.0, "nl", 0.9), (1.0, 2.0, "en", 0.8)))
