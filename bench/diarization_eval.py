@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "bench/results/diarization_eval.json")
     args = parser.parse_args()
 
-    from pipeline.diarization import ResemblyzerEmbedder
+    from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
     from pipeline.evaluation import evaluate_diarization_file, read_uem
     from pipeline.rttm import read_rttm
     from pipeline.settings import Settings

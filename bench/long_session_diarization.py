@@ -64,7 +64,8 @@ import json, resource, sys, time, warnings
 warnings.filterwarnings("ignore")
 sys.path.insert(0, {root!r})
 from pipeline.audio import decode
-from pipeline.diarization import ResemblyzerEmbedder, diarize
+from pipeline.diarization import diarize
+from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
 from pipeline.evaluation import score_diarization
 from pipeline.rttm import read_rttm
 from pipeline.settings import Settings

@@ -37,7 +37,7 @@ warnings.filterwarnings("ignore")
 sys.path.insert(0, {root!r})
 import numpy as np
 from pipeline.audio import decode
-from pipeline.diarization import assign_words
+from pipeline.words import assign_words
 from pipeline.features import session_markers, window_features
 from pipeline.lexical import load_lexicon, utterance_markers
 from pipeline.prosody import turn_prosody

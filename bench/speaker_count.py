@@ -49,7 +49,8 @@ def main() -> None:
 
     from bench.diarization_eval import cases
     from pipeline.audio import decode
-    from pipeline.diarization import FRAME_S, ResemblyzerEmbedder, count_speakers
+    from pipeline.diarization import FRAME_S, count_speakers
+    from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
     from pipeline.rttm import read_rttm
     from pipeline.settings import Settings
     from pipeline.vad import detect_speech, speech_mask

@@ -28,7 +28,9 @@ import pipeline
 from pipeline import asr as asr_stage
 from pipeline.audio import decode
 from pipeline.channels import detect_channel_per_speaker, diarize_by_channel
-from pipeline.diarization import ResemblyzerEmbedder, assign_words, diarize, speaker_embeddings
+from pipeline.diarization import diarize
+from pipeline.embedders import speaker_embeddings
+from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
 from pipeline.errors import BackendUnavailableError, InputError, ModelArtifactError, PipelineError, StageError
 from pipeline.features import session_markers, window_features
 from pipeline.ids import (PRIVATE_FILE_MODE, InvalidIdError, check_id, contained, id_from_name, make_private_dir,
@@ -45,6 +47,7 @@ from pipeline.sidecar import Sidecar
 from pipeline.turns import refine_speaker_changes, turn_metrics, utterances
 from pipeline.types import (Diarization, Recording, SessionReport, SpeechRegion, Transcript, to_jsonable)
 from pipeline.vad import detect_speech, fine_pauses
+from pipeline.words import assign_words
 
 STAGES = ("decode", "vad", "asr", "diarization", "roles", "metrics", "flags", "report")
 ProgressFn = Callable[[str, float], None]

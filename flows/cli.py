@@ -421,7 +421,7 @@ def enroll_therapist(
     from rich.console import Console
 
     from pipeline.audio import decode
-    from pipeline.diarization import ResemblyzerEmbedder
+    from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
     from pipeline.errors import PipelineError
     from pipeline.profiles import enrol, profile_path
     from pipeline.settings import Settings
@@ -455,7 +455,7 @@ def eval_diarization(
     from rich.console import Console
     from rich.table import Table
 
-    from pipeline.diarization import ResemblyzerEmbedder
+    from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
     from pipeline.errors import PipelineError
     from pipeline.evaluation import evaluate_diarization_file
     from pipeline.rttm import read_rttm, write_rttm
