@@ -85,7 +85,8 @@ def main() -> None:
     detector = SegmentationOverlapDetector.from_settings(ov)
     embedder = None
     if not args.no_der:
-        from pipeline.diarization import ResemblyzerEmbedder, diarize
+        from pipeline.diarization import diarize
+        from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
         from pipeline.vad import detect_speech
 
         embedder = ResemblyzerEmbedder()
