@@ -379,26 +379,36 @@ def purge(client: str = typer.Argument(..., help="Client pseudonym whose data is
         raise typer.Exit(2)
     store = Store.for_settings(settings)
     rows = store.sessions(client_id=client)
-    # folders first, rows after: a purge stopped half-way can be run again and still finds what is left
+    # files first, database rows last: a purge stopped half-way (or one that could not reach Prefect) can be run
+    # again and still finds the client's session ids
     folders, left = purge_session_folders(rows, settings.data_dir, client)
-    store.delete_client(client)
     files = 0
     if folder is not None and Path(folder).is_dir():
         files, kept = purge_inbox_files(folder, client)
         left += kept
+    else:
+        recorded = sorted(r["recording_name"] for r in rows if r.get("recording_name"))
+        if recorded:
+            left.append(f"remains the recordings of {len(recorded)} session{'s' * (len(recorded) != 1)} of client "
+                        f"{client} ({', '.join(recorded)}) in the nightly inbox's done/, failed/ or rejected/ folders, "
+                        f"if still retained: run `alliance purge {client} --inbox DIR` (or set ALLIANCE_INBOX_DIR)")
     exports, remains = purge_exports(store, client)
     left += remains
     if not rows and not files and not exports and not left:
         typer.echo(f"No data found for client {client}; nothing was purged.")
         return
-    from flows.store import delete_prefect_runs
+    import flows.store
 
     try:
-        runs = delete_prefect_runs({r["session_id"] for r in rows})
+        runs = flows.store.delete_prefect_runs({r["session_id"] for r in rows})
     except Exception as exc:  # the Prefect server may be down; the rest of the purge stands and is recorded
-        runs = 0
+        runs = None
         left.append(f"remains Prefect's run records of sessions {', '.join(sorted(r['session_id'] for r in rows))}: "
-                    f"cannot reach Prefect ({exc.__class__.__name__}); delete those runs in the Prefect UI")
+                    f"cannot reach Prefect ({exc.__class__.__name__}); the database rows are kept so that running "
+                    "this purge again finds them")
+    if runs is not None:
+        store.delete_client(client)
+    runs = runs or 0
     for line in left:
         typer.echo(line, err=True)
     summary = (f"{len(rows)} sessions, {folders} session folders, {files} inbox files, {exports} exported copies, "
@@ -794,6 +804,12 @@ def export_reviews_cmd(out: Path = typer.Option(..., "--out", help="Folder for t
     if blocked is not None:
         typer.echo(f"error: --out {out}: {blocked} is a file, not a folder; give a folder", err=True)
         raise typer.Exit(2)
+    # an export is data that leaves: inside the inbox or the data directory, purge and retention would take it for
+    # their own files (and leave the recording behind)
+    for name, owner in (("the nightly inbox", settings.inbox_dir), ("the data directory", settings.data_dir)):
+        if Path(owner).resolve() in [out.resolve(), *out.resolve().parents]:
+            typer.echo(f"error: --out {out} is inside {name} ({owner}); give a folder outside it", err=True)
+            raise typer.Exit(2)
     try:
         result = export_reviews(settings, out)
     except OSError as exc:

@@ -150,3 +150,21 @@ def test_the_command_names_each_skipped_session_on_one_line(clinic, tmp_path):
     r = CliRunner().invoke(app, ["export-reviews", "--out", str(blocked)])
     assert r.exit_code == 2
     assert r.stderr.strip().count("\n") == 0 and "--out" in r.stderr and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("where", ["inbox", "inbox/done", "data", "data/sessions"])
+def test_export_refuses_an_out_folder_inside_the_inbox_or_the_data_dir(tmp_path, monkeypatch, where):
+    """Trial: `--out` inside the inbox's done/ was accepted; purge then took the export's metadata.json for an inbox
+    file, and the child's exported recording stayed in done/ for good (retention skips folders)."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    inbox, data = tmp_path / "inbox", tmp_path / "data"
+    (inbox / "done").mkdir(parents=True)
+    (data / "sessions").mkdir(parents=True)
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(data))
+    out = tmp_path / where / "export"
+    result = CliRunner().invoke(app, ["export-reviews", "--out", str(out), "--inbox", str(inbox)])
+    assert result.exit_code == 2, result.output
+    assert "is inside" in result.output and not out.exists()

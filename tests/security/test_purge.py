@@ -139,3 +139,39 @@ def test_purge_names_the_copies_it_could_not_remove(clinic):
     assert len(store.exports(client_id="c-a")) == 2  # still known, still to be dealt with
     outcomes = {(r["event"], r["session_id"]): r["outcome"] for r in store.audit_rows(client_id="c-a")}
     assert outcomes[("export kept", "s-a1")] == "not found" and outcomes[("export kept", "s-a9")] == "refused"
+
+
+def test_purge_without_an_inbox_says_the_recordings_may_remain(clinic, monkeypatch):
+    """Trial: `purge c-004` without --inbox claimed success while done/s-004.wav and its sidecar stayed."""
+    monkeypatch.delenv("ALLIANCE_INBOX_DIR", raising=False)
+    store = clinic["store"]
+    store.save_session(session_id="s-a2", client_id="c-a", status="analysed", recording_name="s-a2.wav",
+                       recording_sha256="0" * 64, out_dir=str(clinic["data"] / "sessions" / "s-a2"))
+    result = _purge("c-a")
+    assert result.exit_code == 1, result.output
+    assert ("remains the recordings of 1 session of client c-a (s-a2.wav) in the nightly inbox's done/, failed/ "
+            "or rejected/ folders, if still retained: run `alliance purge c-a --inbox DIR` "
+            "(or set ALLIANCE_INBOX_DIR)") in result.output
+
+
+def test_purge_keeps_what_it_needs_to_finish_when_prefect_cannot_be_reached(clinic, monkeypatch):
+    """Trial: a purge that could not reach Prefect forgot the client's session ids, so a second purge reported
+    0 Prefect run records while the runs (recording paths, session ids) were still there."""
+    import flows.store
+
+    asked: list[set] = []
+
+    def unreachable(ids):
+        raise RuntimeError("Timed out while attempting to connect to ephemeral Prefect API server.")
+
+    monkeypatch.setattr(flows.store, "delete_prefect_runs", unreachable)
+    first = _purge("c-a")
+    assert first.exit_code == 1
+    assert "remains Prefect's run records of sessions s-a1" in first.output
+    assert not (clinic["data"] / "sessions" / "s-a1").exists()  # the files went
+    monkeypatch.setattr(flows.store, "delete_prefect_runs", lambda ids: asked.append(set(ids)) or len(ids))
+    second = _purge("c-a")
+    assert second.exit_code == 0, second.output
+    assert asked == [{"s-a1"}]
+    assert "1 Prefect run records" in second.output
+    assert clinic["store"].sessions(client_id="c-a") == []
