@@ -142,6 +142,10 @@ def analyze(
     except PipelineError as exc:
         _error(console, f"{exc}", soft_wrap=True)
         raise typer.Exit(1) from None
+    taken = _taken_by_another(recording, session_id, metadata, out)
+    if taken is not None:
+        _error(console, taken, soft_wrap=True)
+        raise typer.Exit(1)
     if out is not None:
         blocked = next((p for p in [out, *out.parents] if p.exists() and not p.is_dir()), None)
         if blocked is not None:
@@ -172,6 +176,39 @@ def analyze(
         _error(console, warning, label="[yellow]warning:[/yellow]")
     typer.echo(f"Report: {report}")
     typer.echo(f"Session data: {session_json}")
+
+
+def _taken_by_another(recording: Path, session_id: str | None, metadata: Path | None, out: Path | None) -> str | None:
+    """Why analysing ``recording`` would replace another recording's session, or None when it would not.
+
+    The session id in force (``--session-id``, the metadata's, or one made from the file name) may already belong
+    to a session the nightly run analysed from another recording (the database knows its sha256), and the output
+    folder may hold the results of another session; either would be overwritten, mixing two clients' data.
+    """
+    from flows.store import Store
+    from pipeline.audio import recording_sha256
+    from pipeline.ids import id_from_name
+    from pipeline.settings import Settings
+    from pipeline.sidecar import Sidecar
+
+    settings = Settings()
+    meta = Sidecar.load(metadata) if metadata is not None else Sidecar()
+    sid = session_id or meta.session_id or id_from_name(recording.stem)
+    row = Store.for_settings(settings).session(sid)
+    if row is not None and row.get("recording_sha256") not in (None, recording_sha256(recording)):
+        return (f"{recording.name}: session id {sid!r} is already used for another recording; give this session "
+                "its own --session-id")
+    folder = out if out is not None else Path(settings.data_dir) / "sessions" / sid
+    try:
+        earlier = json.loads((folder / "session.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(earlier, dict) and earlier.get("session_id") not in (None, sid):
+        return (f"{folder} holds the results of session {earlier.get('session_id')!r}, not {sid!r}; choose another "
+                "--out")
+    if isinstance(earlier, dict) and meta.client_id and earlier.get("client_id") not in (None, meta.client_id):
+        return (f"{folder} holds session {sid!r} of another client; give this session its own --session-id")
+    return None
 
 
 @app.command()

@@ -53,3 +53,44 @@ def test_the_web_app_does_not_trust_forwarded_addresses():
     source = "\n".join(p.read_text() for p in ROOT.joinpath("flows").rglob("*.py"))
     configs = re.findall(r"uvicorn\.Config\((.*?)\)", source, flags=re.S)
     assert configs and all("proxy_headers=False" in c for c in configs)
+
+
+def _analysed(data: Path, sid: str, client: str, sha: str):
+    import json
+
+    from flows.store import Store
+    from pipeline.settings import Settings
+
+    folder = data / "sessions" / sid
+    folder.mkdir(parents=True)
+    (folder / "session.json").write_text(json.dumps({"session_id": sid, "client_id": client}))
+    Store.for_settings(Settings()).save_session(session_id=sid, client_id=client, status="analysed",
+                                                recording_name=f"{sid}.wav", recording_sha256=sha, out_dir=str(folder))
+    return folder
+
+
+def test_analyze_never_replaces_another_recordings_session(tmp_path, monkeypatch):
+    """Trial: `alliance analyze other.wav --session-id s-009` rewrote client c-009's nightly outputs, and
+    `--out sessions/s-005 --session-id s-081` replaced c-005's report."""
+    from typer.testing import CliRunner
+
+    import flows.analyze
+    from flows.cli import app
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(data))
+    called = []
+    monkeypatch.setattr(flows.analyze, "analyze_session", lambda *a, **k: called.append(a))
+    s009 = _analysed(data, "s-009", "c-009", "a" * 64)
+    s005 = _analysed(data, "s-005", "c-005", "b" * 64)
+    before = (s009 / "session.json").read_text(), (s005 / "session.json").read_text()
+    sample = ROOT / "sample_audio" / "sample.wav"
+    runner = CliRunner()
+    first = runner.invoke(app, ["analyze", str(sample), "--session-id", "s-009"])
+    assert first.exit_code == 1, first.output
+    assert "session id 's-009' is already used for another recording" in first.output
+    second = runner.invoke(app, ["analyze", str(sample), "--session-id", "s-081", "--out", str(s005)])
+    assert second.exit_code == 1, second.output
+    assert "holds the results of session 's-005'" in second.output
+    assert called == []
+    assert ((s009 / "session.json").read_text(), (s005 / "session.json").read_text()) == before
