@@ -182,3 +182,38 @@ def test_a_recording_read_back_has_no_samples():
     back = Recording.from_dict(rec.to_dict())
     assert back == rec and back.samples.size == 0 and back.channels is None
     assert rec.without_audio() == rec and rec.without_audio().samples.size == 0
+
+
+class NoBackend:
+    """A backend that must not be used: the features are in the cache."""
+
+    name = "none"
+
+    def transcribe(self, *args, **kwargs):
+        raise AssertionError("analysed again although the features were cached")
+
+    embed_windows = transcribe
+
+
+def test_training_features_come_straight_from_the_analysis_and_are_cached_privately(fake_run, tmp_path):
+    import os
+    import stat
+
+    from models.dataset import LabelledSession, session_features
+    from pipeline.settings import Settings
+
+    meta = tmp_path / "metadata.json"
+    meta.write_text(json.dumps({"session_id": "s-1", "client_id": "c-017", "language": "en", "date": "2026-11-28",
+                                "participants": [{"role": "therapist", "name": "Diane"},
+                                                 {"role": "client", "name": "Sheila", "age": 15}]}))
+    session = LabelledSession(tmp_path, SAMPLE_WAV, meta, tmp_path / "ruptures.csv", "s-1", "c-017", "en")
+    settings = Settings(data_dir=tmp_path / "data")
+    features, duration = session_features(session, settings, backends=fake_run["backends"])
+    assert_same(features, fake_run["analysis"].features)
+    assert duration == fake_run["analysis"].recording.duration_s
+    cached = [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
+    assert [p.name for p in cached] == ["features.json"]  # no report, no transcript
+    assert stat.S_IMODE(os.stat(cached[0]).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(cached[0].parent).st_mode) == 0o700
+    again, _ = session_features(session, settings, backends=Backends(NoBackend(), NoBackend()))
+    assert_same(again, features)
