@@ -91,6 +91,7 @@ def _load_channels(work: Path) -> np.ndarray | None:
 
 @task(name="decode", **_TASK)
 def decode_task(recording_path: str, work_dir: str, settings: Settings, hook: steps.Hook | None = None) -> Recording:
+    """:func:`pipeline.session.decode_recording`; the samples (and channels) go to ``work_dir``, not to Prefect."""
     rec = steps.decode_recording(recording_path, settings, hook=hook)
     np.save(Path(work_dir) / "audio.npy", rec.samples)
     if rec.channels is not None:
@@ -101,6 +102,7 @@ def decode_task(recording_path: str, work_dir: str, settings: Settings, hook: st
 @task(name="vad", **_TASK)
 def vad_task(work_dir: str, out_dir: str, settings: Settings,
              hook: steps.Hook | None = None) -> tuple[SpeechRegion, ...]:
+    """:func:`pipeline.session.find_speech`; writes ``speech_regions.json``."""
     regions = steps.find_speech(_load_audio(Path(work_dir)), settings, hook=hook)
     (Path(out_dir) / "speech_regions.json").write_text(json.dumps(to_jsonable(regions)))
     return regions
@@ -109,6 +111,7 @@ def vad_task(work_dir: str, out_dir: str, settings: Settings,
 @task(name="asr", retries=1, retry_condition_fn=_no_retry_on_bad_input, **_TASK)
 def asr_task(work_dir: str, out_dir: str, settings: Settings, names: dict[str, str] | None = None,
              hook: steps.Hook | None = None) -> Transcript:
+    """:func:`pipeline.session.transcribe_redacted` with this process's ASR backend; writes ``transcript.json``."""
     backend = _asr_backend(settings.model_dump_json())
     transcript = steps.transcribe_redacted(_load_audio(Path(work_dir)), settings, backend=backend, names=names,
                                            hook=hook)
@@ -119,6 +122,7 @@ def asr_task(work_dir: str, out_dir: str, settings: Settings, names: dict[str, s
 @task(name="diarization", retries=1, retry_condition_fn=_no_retry_on_bad_input, **_TASK)
 def diarization_task(work_dir: str, out_dir: str, session_id: str, speech: tuple[SpeechRegion, ...],
                      settings: Settings, hook: steps.Hook | None = None) -> Diarization:
+    """:func:`pipeline.session.diarize_session` with this process's speaker encoder; writes ``diarization.rttm``."""
     work = Path(work_dir)
     result = steps.diarize_session(_load_audio(work), speech, settings, channels=_load_channels(work),
                                    embedder=_embedder(), hook=hook)
@@ -131,6 +135,7 @@ def markers_task(work_dir: str, session_id: str, rec: Recording, speech: tuple[S
                  transcript: Transcript, dia: Diarization, meta: SessionMetadata, settings: Settings, *,
                  profile: np.ndarray | None = None, notes: tuple[str, ...] = (),
                  hook: steps.Hook | None = None) -> SessionAnalysis:
+    """:func:`pipeline.session.describe_session`: roles, turn-taking, prosody and every marker of the session."""
     return steps.describe_session(_load_audio(Path(work_dir)), rec, speech, transcript, dia, meta, settings,
                                   session_id=session_id, embedder=_embedder() if profile is not None else None,
                                   profile=profile, notes=notes, hook=hook)

@@ -167,8 +167,8 @@ def test_a_report_round_trips_through_json(fake_run):
 
 
 def test_features_round_trip_with_undefined_values():
-    features = SessionFeatures(("a_ratio", "b_s"), ("ratio", "s"),
-                               (FeatureFrame(0.0, 60.0, (0.5, float("nan")), 41.5), FeatureFrame(30.0, 90.0, (1.0, 2.0))))
+    frames = (FeatureFrame(0.0, 60.0, (0.5, float("nan")), 41.5), FeatureFrame(30.0, 90.0, (1.0, 2.0)))
+    features = SessionFeatures(("a_ratio", "b_s"), ("ratio", "s"), frames)
     d = json.loads(json.dumps(features.to_dict()))
     assert d["frames"][0]["values"] == [0.5, None]
     back = SessionFeatures.from_dict(d)
