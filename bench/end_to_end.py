@@ -14,11 +14,13 @@ the shipped classifier, the full report.
 Each session runs in a fresh process, as ``alliance analyze`` would: the
 models are loaded inside the run (their loading time is part of the ASR and
 diarization stages), and Prefect starts its temporary API server. Stage times
-come from the flow's own progress hook (a stage ends when it reports done);
-a thread samples the process's resident memory every 20 ms and keeps the
-maximum per stage. ``peak_rss_mb`` is the process's maximum resident set size
-(``ru_maxrss``); Prefect's temporary server is a separate process whose peak
-is listed apart.
+come from the flow's hook: a stage runs from the end of the one before (the
+first from its own start) to its end, so a task's model loading and Prefect's
+task overhead count in its stage; what comes before the first stage is flow
+start-up. A thread samples the process's resident memory every 20 ms and keeps
+the maximum per stage. ``peak_rss_mb`` is the process's
+maximum resident set size (``ru_maxrss``); Prefect's temporary server is a
+separate process whose peak is listed apart.
 
 Usage::
 
@@ -38,64 +40,60 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-CHILD = r"""
-import json, resource, sys, threading, time, warnings
-warnings.filterwarnings("ignore")
-sys.path.insert(0, {root!r})
-import psutil
-from flows.analyze import STAGES, analyze_session, set_progress
 
-me = psutil.Process()
-order = list(STAGES)
-stage = {{"i": 0}}
-peaks = {{s: 0 for s in order}}
-ends = {{}}
-server_peak = [0]
-stop = threading.Event()
+def analyse(wav: Path, out: Path, language: str) -> dict:
+    """One session through ``analyze_session`` in this process: seconds and peak memory per stage."""
+    import resource
+    import threading
+    import time
+    import warnings
 
-def sample():
-    while not stop.is_set():
-        rss = me.memory_info().rss
-        s = order[min(stage["i"], len(order) - 1)]
-        peaks[s] = max(peaks[s], rss)
-        try:
-            server_peak[0] = max(server_peak[0], sum(c.memory_info().rss for c in me.children(recursive=True)))
-        except psutil.Error:
-            pass
-        stop.wait(0.02)
+    warnings.filterwarnings("ignore")
+    import psutil
 
-def progress(name, fraction):
-    if fraction >= 1.0 and name not in ends:
-        ends[name] = time.perf_counter()
-        stage["i"] = max(stage["i"], order.index(name) + 1)
+    from flows.analyze import STAGES, analyze_session
 
-import flows.analyze as A
-decode = A.decode
-first_task = []
+    me = psutil.Process()
+    current = {"stage": STAGES[0]}  # the first stage not yet done
+    peaks = {s: 0 for s in STAGES}
+    first: list[float] = []
+    ends: dict[str, float] = {}
+    server_peak = [0]
+    stop = threading.Event()
 
-def timed_decode(*args, **kwargs):  # the first task starts: what came before is flow start-up
-    first_task.append(time.perf_counter())
-    return decode(*args, **kwargs)
+    def sample() -> None:
+        while not stop.is_set():
+            rss = me.memory_info().rss
+            peaks[current["stage"]] = max(peaks[current["stage"]], rss)
+            try:
+                server_peak[0] = max(server_peak[0], sum(c.memory_info().rss for c in me.children(recursive=True)))
+            except psutil.Error:
+                pass
+            stop.wait(0.02)
 
-A.decode = timed_decode
-threading.Thread(target=sample, daemon=True).start()
-set_progress(progress)
-t0 = time.perf_counter()
-report = analyze_session({wav!r}, out_dir={out!r}, session_id="bench", language={language!r})
-total = time.perf_counter() - t0
-stop.set()
-session = json.load(open({out!r} + "/session.json"))
-starts, prev = {{}}, first_task[0]
-for s in order:
-    starts[s] = prev
-    prev = ends.get(s, prev)
-print(json.dumps(dict(
-    duration_s=session["recording"]["duration_s"], total_s=total, flow_start_s=first_task[0] - t0,
-    stages={{s: dict(seconds=ends[s] - starts[s], peak_rss_mb=peaks[s] / 2**20) for s in order if s in ends}},
-    peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, prefect_server_peak_mb=server_peak[0] / 2**20,
-    words=len(session["transcript"]["words"]), language=session["transcript"]["language"],
-    language_segments=len(session["transcript"].get("language_segments") or []), flags=len(session["flags"]))))
-"""
+    def timer(stage: str, fraction: float) -> None:
+        if not first:
+            first.append(time.perf_counter())
+        if fraction >= 1.0 and stage not in ends:
+            ends[stage] = time.perf_counter()
+            current["stage"] = STAGES[min(STAGES.index(stage) + 1, len(STAGES) - 1)]
+
+    threading.Thread(target=sample, daemon=True).start()
+    t0 = time.perf_counter()
+    report = analyze_session(str(wav), out_dir=str(out), session_id="bench", language=language, hook=timer)
+    total = time.perf_counter() - t0
+    stop.set()
+    starts, prev = {}, first[0]
+    for s in STAGES:
+        starts[s] = prev
+        prev = ends.get(s, prev)
+    return dict(
+        duration_s=report.recording.duration_s, total_s=total, flow_start_s=first[0] - t0,
+        stages={s: dict(seconds=ends[s] - starts[s], peak_rss_mb=peaks[s] / 2**20) for s in STAGES if s in ends},
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        prefect_server_peak_mb=server_peak[0] / 2**20, words=len(report.transcript.words),
+        language=report.transcript.language, language_segments=len(report.transcript.language_segments),
+        flags=len(report.flags))
 
 
 SETS = {  # name: (minutes, clip kinds, language)
@@ -106,8 +104,9 @@ SETS = {  # name: (minutes, clip kinds, language)
 
 
 def run_session(wav: Path, out: Path, env: dict, language: str) -> dict:
-    code = CHILD.format(root=str(ROOT), wav=str(wav), out=str(out), language=language)
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    """:func:`analyse` in a fresh process."""
+    args = json.dumps(dict(wav=str(wav), out=str(out), language=language))
+    res = subprocess.run([sys.executable, __file__, "--child", args], capture_output=True, text=True, env=env)
     if res.returncode != 0:
         raise SystemExit(f"{wav.name} failed:\n{res.stderr[-4000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -118,7 +117,12 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=list(SETS), default=list(SETS), help="Sessions to run.")
     parser.add_argument("--json", type=Path, default=ROOT / "bench/results/end_to_end.json",
                         help="Where to write the results.")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # one session, in the process run_session() started
     args = parser.parse_args()
+    if args.child:
+        a = json.loads(args.child)
+        print(json.dumps(analyse(Path(a["wav"]), Path(a["out"]), a["language"])))
+        return
     from bench.real_clips import build
 
     results = {}

@@ -4,12 +4,14 @@ Builds a session of ``--minutes`` (default 60) from the real two-speaker clip
 ``sample_audio/sample.wav`` with :func:`bench.long_session_diarization.build`,
 takes its reference RTTM as the speaker turns and its STM transcript (words
 spread evenly over each segment) as the transcript, so that ASR and
-diarization are not part of the measurement. Then, in a fresh process, it
-times each marker stage as the analysis flow runs it: the fine VAD pass and
-speaker-change refinement, pYIN prosody per turn, utterances and their
-lexical markers, session turn metrics, the per-window feature table and the
-session-level markers. Peak memory is that process's maximum resident set
-size (``ru_maxrss``).
+diarization are not part of the measurement. Then, in a fresh process, it runs
+the analysis's marker stages (:func:`pipeline.session.describe_session`, the
+code the clinic's flow runs) and times each with the session hook: the fine VAD
+pass and speaker-change refinement (``pauses``), pYIN prosody per turn
+(``prosody``), roles and utterances, session turn metrics, and the lexical
+markers with the per-window feature table and the session-level markers
+(``features``). Peak memory is that process's maximum resident set size
+(``ru_maxrss``).
 
 Side by side: pYIN at the default pitch grid of librosa (0.1 semitone) on the
 first ``--alt-minutes`` minutes, the alternative this project replaced.
@@ -31,62 +33,58 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-CHILD = r"""
-import dataclasses, json, resource, sys, time, warnings
-warnings.filterwarnings("ignore")
-sys.path.insert(0, {root!r})
-import numpy as np
-from pipeline.audio import decode
-from pipeline.words import assign_words
-from pipeline.features import session_markers, window_features
-from pipeline.lexical import load_lexicon, utterance_markers
-from pipeline.prosody import turn_prosody
-from pipeline.roles import assign_roles
-from pipeline.rttm import read_rttm
-from pipeline.settings import Settings
-from pipeline.turns import refine_speaker_changes, turn_metrics, utterances
-from pipeline.types import Diarization, Transcript, Word
-from pipeline.vad import detect_speech, fine_pauses
 
-s = Settings()
-fs = s.features.model_copy(update={{"pitch_resolution_st": {resolution}}})
-rec = decode({wav!r})
-x = rec.samples[: int({limit_s} * 16000)]
-turns = tuple(t for t in read_rttm({rttm!r})["long"] if t.end <= x.size / 16000)
-dia = Diarization(turns, tuple(sorted({{t.speaker for t in turns}})), "reference")
-words = []
-for line in open({stm!r}):
-    _, _, _, a, b, text = line.split(maxsplit=5)
-    a, b, toks = float(a), float(b), text.split()
-    if b > x.size / 16000:
-        continue
-    step = (b - a) / len(toks)
-    words += [Word(a + i * step, a + (i + 1) * step, w, 1.0, None) for i, w in enumerate(toks)]
-transcript = Transcript(tuple(words), "en", 1.0, x.size / 16000)
-speech = detect_speech(x, 16000, settings=s.vad)
-times = {{}}
-t = time.perf_counter()
-pauses = fine_pauses(x, 16000, threshold=fs.change_vad_threshold, min_silence_ms=fs.change_min_silence_ms)
-dia_tt = dataclasses.replace(dia, turns=refine_speaker_changes(dia.turns, pauses, max_shift_s=fs.change_max_shift_s))
-times["fine VAD + refine"] = time.perf_counter() - t; t = time.perf_counter()
-prosody = turn_prosody(x, 16000, dia_tt.turns, settings=fs)
-times["prosody (pYIN, RMS)"] = time.perf_counter() - t; t = time.perf_counter()
-roles = assign_roles(dia_tt)
-utts = utterances(assign_words(transcript, dia), roles)
-marks = utterance_markers(utts, language="en", lexicon=load_lexicon())
-times["utterances + lexical"] = time.perf_counter() - t; t = time.perf_counter()
-metrics = turn_metrics(dia_tt, roles, duration_s=x.size / 16000)
-times["turn metrics"] = time.perf_counter() - t; t = time.perf_counter()
-common = dict(duration_s=x.size / 16000, settings=fs, markers=marks, speech=speech)
-feats = window_features(dia_tt, roles, utts, prosody, **common)
-times["window features"] = time.perf_counter() - t; t = time.perf_counter()
-session = session_markers(dia_tt, roles, utts, prosody, **common)
-times["session markers"] = time.perf_counter() - t
-print(json.dumps(dict(duration_s=x.size / 16000, speech_s=float(sum(r.end - r.start for r in speech)),
-                      turns=len(dia_tt.turns), utterances=len(utts), windows=len(feats.frames), stages_s=times,
-                      total_s=sum(times.values()), peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      pitch_resolution_st={resolution})))
-"""
+def markers(wav: Path, rttm: Path, stm: Path, limit_s: float, resolution: float) -> dict:
+    """The marker stages on the first ``limit_s`` seconds, pYIN on a grid of ``resolution`` semitones; in this process.
+
+    Returns the JSON-ready measurements (seconds per stage, peak RSS in MB).
+    """
+    import dataclasses
+    import resource
+    import time
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from pipeline.audio import decode
+    from pipeline.sidecar import Sidecar
+    from pipeline.rttm import read_rttm
+    from pipeline.session import describe_session
+    from pipeline.settings import Settings
+    from pipeline.types import Diarization, Transcript, Word
+    from pipeline.vad import detect_speech
+
+    s = Settings()
+    s = s.model_copy(update={"features": s.features.model_copy(update={"pitch_resolution_st": resolution})})
+    rec = decode(wav)
+    x = rec.samples[: int(limit_s * 16000)]
+    duration = x.size / 16000
+    turns = tuple(t for t in read_rttm(rttm)["long"] if t.end <= duration)
+    dia = Diarization(turns, tuple(sorted({t.speaker for t in turns})), "reference")
+    words = []
+    for line in stm.read_text().splitlines():
+        _, _, _, a, b, text = line.split(maxsplit=5)
+        a, b, toks = float(a), float(b), text.split()
+        if b > duration:
+            continue
+        step = (b - a) / len(toks)
+        words += [Word(a + i * step, a + (i + 1) * step, w, 1.0, None) for i, w in enumerate(toks)]
+    transcript = Transcript(tuple(words), "en", 1.0, duration)
+    speech = detect_speech(x, 16000, settings=s.vad)
+    started: dict[str, float] = {}
+    times: dict[str, float] = {}
+
+    def timer(stage: str, fraction: float) -> None:
+        if fraction == 0.0:
+            started[stage] = time.perf_counter()
+        elif fraction >= 1.0:
+            times[stage] = time.perf_counter() - started[stage]
+
+    result = describe_session(x, dataclasses.replace(rec.without_audio(), duration_s=duration), speech, transcript,
+                              dia, Sidecar(), s, session_id="bench", hook=timer)
+    return dict(duration_s=duration, speech_s=float(sum(r.end - r.start for r in speech)), turns=len(turns),
+                utterances=len(result.utterances), windows=len(result.features.frames), stages_s=times,
+                total_s=sum(times.values()), peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                pitch_resolution_st=resolution)
 
 
 def stm_for(build_rttm: Path, out: Path) -> Path:
@@ -109,9 +107,9 @@ def stm_for(build_rttm: Path, out: Path) -> Path:
 
 
 def run(wav: Path, rttm: Path, stm: Path, limit_s: float, resolution: float) -> dict:
-    code = CHILD.format(root=str(ROOT), wav=str(wav), rttm=str(rttm), stm=str(stm), limit_s=limit_s,
-                        resolution=resolution)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    """:func:`markers` in a fresh process, so its peak memory is its own."""
+    args = json.dumps(dict(wav=str(wav), rttm=str(rttm), stm=str(stm), limit_s=limit_s, resolution=resolution))
+    out = subprocess.run([sys.executable, __file__, "--child", args], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -120,7 +118,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--alt-minutes", type=float, default=5.0)
     parser.add_argument("--json", type=Path, default=ROOT / "bench/results/markers_speed.json")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # one measurement, in the process run() started
     args = parser.parse_args()
+    if args.child:
+        a = json.loads(args.child)
+        print(json.dumps(markers(Path(a["wav"]), Path(a["rttm"]), Path(a["stm"]), a["limit_s"], a["resolution"])))
+        return
     from bench.long_session_diarization import build
 
     rows = []

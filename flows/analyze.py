@@ -1,14 +1,14 @@
 """Prefect flow ``analyze_session``: one recording in, report and session.json out.
 
-Each task calls one pure stage from ``pipeline`` and writes one artifact into
-the session folder. Tasks pass paths and small result objects, never
-waveforms: the decoded audio is written once to a private work file and
-memory-mapped by later tasks, and removed when the flow ends.
+The analysis itself is :mod:`pipeline.session`; each task here runs one of its steps and writes that step's
+artifact into the run's private scratch folder, then the flow flags the windows with the active classifier
+(:mod:`models.flagging`) and writes the report. Tasks pass paths and small result objects, never waveforms: the
+decoded audio is written once to a private work file and memory-mapped by later tasks, and removed when the flow
+ends. The outputs are moved into the session folder only when every task succeeded.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
 import json
@@ -18,7 +18,6 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from prefect import flow, get_run_logger, task
@@ -26,43 +25,19 @@ from prefect.cache_policies import NO_CACHE
 
 import pipeline
 from pipeline import asr as asr_stage
-from pipeline.audio import decode
-from pipeline.channels import detect_channel_per_speaker, diarize_by_channel
-from pipeline.diarization import diarize
-from pipeline.embedders import speaker_embeddings
+from pipeline import session as steps
 from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
 from pipeline.errors import BackendUnavailableError, InputError, ModelArtifactError, PipelineError, StageError
-from pipeline.features import session_markers, window_features
-from pipeline.ids import (PRIVATE_FILE_MODE, InvalidIdError, check_id, contained, id_from_name, make_private_dir,
-                          private_umask)
-from pipeline.lexical import load_lexicon, utterance_markers
-from pipeline.prosody import turn_prosody
-from pipeline.report import clip_data_uris, input_warnings, write_report
-from pipeline.privacy import name_labels, redact_transcript
-from pipeline.profiles import load_profile, profile_path
-from pipeline.roles import assign_roles, profile_similarities, questions_per_minute, role_warnings, speaker_f0_hz
+from pipeline.ids import PRIVATE_FILE_MODE, contained, make_private_dir, private_umask
+from pipeline.lexical import load_lexicon
+from pipeline.sidecar import Sidecar
+from pipeline.privacy import name_labels
+from pipeline.report import clip_data_uris, write_report
 from pipeline.rttm import write_rttm
 from pipeline.settings import Settings
-from pipeline.sidecar import Sidecar
-from pipeline.turns import refine_speaker_changes, turn_metrics, utterances
-from pipeline.types import (Diarization, Recording, SessionReport, SpeechRegion, Transcript, to_jsonable)
-from pipeline.vad import detect_speech, fine_pauses
-from pipeline.words import assign_words
+from pipeline.types import Diarization, Recording, SessionAnalysis, SessionReport, SpeechRegion, Transcript, to_jsonable
 
-STAGES = ("decode", "vad", "asr", "diarization", "roles", "metrics", "flags", "report")
-ProgressFn = Callable[[str, float], None]
-_progress: ProgressFn | None = None
-
-
-def set_progress(fn: ProgressFn | None) -> None:
-    """Register a callback ``fn(stage, fraction_done)`` for the CLI's progress display."""
-    global _progress
-    _progress = fn
-
-
-def _report_progress(stage: str, fraction: float) -> None:
-    if _progress is not None:
-        _progress(stage, fraction)
+STAGES = steps.STAGES + ("flags", "report")
 
 
 def _no_retry_on_bad_input(task, task_run, state) -> bool:
@@ -106,77 +81,93 @@ def _load_embedder() -> ResemblyzerEmbedder:
 
 
 def _load_audio(work: Path) -> np.ndarray:
-    return np.load(work / "audio.npy", mmap_mode="r")
+    return np.asarray(np.load(work / "audio.npy", mmap_mode="r"))
+
+
+def _load_channels(work: Path) -> np.ndarray | None:
+    path = work / "channels.npy"
+    return np.asarray(np.load(path, mmap_mode="r")) if path.exists() else None
 
 
 @task(name="decode", **_TASK)
-def decode_task(recording_path: str, work_dir: str, settings: Settings) -> Recording:
-    keep = settings.diarization.channel_mode != "mixed"
-    rec = decode(recording_path, settings=settings.audio, keep_channels=keep)
+def decode_task(recording_path: str, work_dir: str, settings: Settings, hook: steps.Hook | None = None) -> Recording:
+    """:func:`pipeline.session.decode_recording`; the samples (and channels) go to ``work_dir``, not to Prefect."""
+    rec = steps.decode_recording(recording_path, settings, hook=hook)
     np.save(Path(work_dir) / "audio.npy", rec.samples)
     if rec.channels is not None:
         np.save(Path(work_dir) / "channels.npy", rec.channels)
-    _report_progress("decode", 1.0)
-    return Recording(**{**rec.__dict__, "samples": np.zeros(0, np.float32), "channels": None})
+    return rec.without_audio()
 
 
 @task(name="vad", **_TASK)
-def vad_task(work_dir: str, out_dir: str, settings: Settings) -> tuple[SpeechRegion, ...]:
-    regions = detect_speech(np.asarray(_load_audio(Path(work_dir))), settings.audio.sample_rate_hz,
-                            settings=settings.vad)
+def vad_task(work_dir: str, out_dir: str, settings: Settings,
+             hook: steps.Hook | None = None) -> tuple[SpeechRegion, ...]:
+    """:func:`pipeline.session.find_speech`; writes ``speech_regions.json``."""
+    regions = steps.find_speech(_load_audio(Path(work_dir)), settings, hook=hook)
     (Path(out_dir) / "speech_regions.json").write_text(json.dumps(to_jsonable(regions)))
-    _report_progress("vad", 1.0)
     return regions
 
 
 @task(name="asr", retries=1, retry_condition_fn=_no_retry_on_bad_input, **_TASK)
-def asr_task(work_dir: str, out_dir: str, settings: Settings, language: str,
-             names: dict[str, str] | None = None) -> Transcript:
+def asr_task(work_dir: str, out_dir: str, settings: Settings, names: dict[str, str] | None = None,
+             hook: steps.Hook | None = None) -> Transcript:
+    """:func:`pipeline.session.transcribe_redacted` with this process's ASR backend; writes ``transcript.json``."""
     backend = _asr_backend(settings.model_dump_json())
-    transcript = asr_stage.transcribe(np.asarray(_load_audio(Path(work_dir))), settings.audio.sample_rate_hz,
-                                      settings=settings.asr, backend=backend, language=language,
-                                      progress=lambda f: _report_progress("asr", f))
-    # names are replaced before anything is written, so no output ever holds them
-    transcript = redact_transcript(transcript, names or {})
+    transcript = steps.transcribe_redacted(_load_audio(Path(work_dir)), settings, backend=backend, names=names,
+                                           hook=hook)
     (Path(out_dir) / "transcript.json").write_text(json.dumps(transcript.to_dict(), ensure_ascii=False))
     return transcript
 
 
 @task(name="diarization", retries=1, retry_condition_fn=_no_retry_on_bad_input, **_TASK)
 def diarization_task(work_dir: str, out_dir: str, session_id: str, speech: tuple[SpeechRegion, ...],
-                     num_speakers: int | str, settings: Settings) -> Diarization:
-    result = run_diarization(Path(work_dir), speech, num_speakers=num_speakers, settings=settings)
+                     settings: Settings, hook: steps.Hook | None = None) -> Diarization:
+    """:func:`pipeline.session.diarize_session` with this process's speaker encoder; writes ``diarization.rttm``."""
+    work = Path(work_dir)
+    result = steps.diarize_session(_load_audio(work), speech, settings, channels=_load_channels(work),
+                                   embedder=_embedder(), hook=hook)
     write_rttm(result, Path(out_dir) / "diarization.rttm", uri=session_id)
-    _report_progress("diarization", 1.0)
     return result
 
 
-def run_diarization(work: Path, speech: tuple[SpeechRegion, ...], *, num_speakers: int | str,
-                    settings: Settings) -> Diarization:
-    """Channel-per-speaker attribution when the file is one, else voice clustering of the mix."""
-    rate = settings.audio.sample_rate_hz
-    mode = settings.diarization.channel_mode
-    channels_path = work / "channels.npy"
-    if mode != "mixed" and channels_path.exists():
-        channels = np.asarray(np.load(channels_path, mmap_mode="r"))
-        decision = detect_channel_per_speaker(channels, rate)
-        if mode == "per-channel" or decision.per_speaker:
-            result = diarize_by_channel(channels, rate, vad_settings=settings.vad, settings=settings.diarization)
-            reason = "forced by setting" if mode == "per-channel" and not decision.per_speaker else decision.reason
-            return dataclasses.replace(result, detail=reason)
-        detail = decision.reason
-    else:
-        detail = "mono recording" if mode != "mixed" else "mixed down by setting"
-    result = diarize(np.asarray(_load_audio(work)), rate, speech,
-                     num_speakers=None if num_speakers == "auto" else int(num_speakers),
-                     settings=settings.diarization, embedder=_embedder())
-    return dataclasses.replace(result, detail="; ".join(d for d in (detail, result.detail) if d))
+@task(name="markers", **_TASK)
+def markers_task(work_dir: str, session_id: str, rec: Recording, speech: tuple[SpeechRegion, ...],
+                 transcript: Transcript, dia: Diarization, meta: Sidecar, settings: Settings, *,
+                 profile: np.ndarray | None = None, notes: tuple[str, ...] = (),
+                 hook: steps.Hook | None = None) -> SessionAnalysis:
+    """:func:`pipeline.session.describe_session`: roles, turn-taking, prosody and every marker of the session."""
+    return steps.describe_session(_load_audio(Path(work_dir)), rec, speech, transcript, dia, meta, settings,
+                                  session_id=session_id, embedder=_embedder() if profile is not None else None,
+                                  profile=profile, notes=notes, hook=hook)
+
+
+@task(name="report", **_TASK)
+def report_task(work_dir: str, out_dir: str, analysis: SessionAnalysis, settings: Settings, bundle, *,
+                hook: steps.Hook | None = None) -> SessionReport:
+    """Flag the windows of ``analysis`` with the classifier ``bundle`` and write the report into ``out_dir``."""
+    from models.flagging import flag_windows
+
+    with steps.stage(hook, "flags"):
+        flags = flag_windows(analysis.features, bundle, threshold=settings.model.flag_threshold,
+                             min_speech_s=settings.model.min_window_speech_s)
+    with steps.stage(hook, "report"):
+        report = SessionReport.from_analysis(
+            analysis, flags=flags, model_version=bundle.version,
+            flag_threshold=settings.model.flag_threshold or bundle.threshold,  # per-type values: the model card
+            created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            software_version=pipeline.__version__,
+            client_history=client_history(settings.data_dir, analysis.client_id, analysis.session_id))
+        clips = (clip_data_uris(_load_audio(Path(work_dir)), analysis.recording.sample_rate_hz, flags)
+                 if settings.report_embed_clips else None)
+        write_report(report, out_dir, language=settings.ui_language, clips=clips)
+    return report
 
 
 @flow(name="analyze_session", persist_result=False, log_prints=False)
 def analyze_session(recording: str, out_dir: str | None = None, num_speakers: int | str | None = None,
                     language: str | None = None, metadata_path: str | None = None,
-                    session_id: str | None = None, therapist: str | None = None) -> str:
+                    session_id: str | None = None, therapist: str | None = None,
+                    hook: steps.Hook | None = None) -> SessionReport:
     """Analyse one recording end to end and write its report.
 
     Parameters
@@ -184,7 +175,7 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
     recording : str
         Audio file (wav, flac, mp3, ogg/opus, m4a).
     out_dir : str, optional
-        Session folder; default ``<data_dir>/sessions/<session_id>``.
+        Session folder; default ``<data_dir>/sessions/<session_id>`` (:func:`session_folder_path`).
     num_speakers : int or 'auto', optional
         Speakers in the room; default from the metadata's participants, else
         the setting (2); ``'auto'`` estimates the count.
@@ -199,11 +190,14 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
         Enrolled therapist whose voice profile identifies the therapist (an
         error if there is no such profile). Without it, the metadata's
         ``therapist_id`` is used when that therapist has enrolled.
+    hook : callable, optional
+        ``hook(stage, fraction)`` for each stage of :data:`STAGES` (0.0 at its start, 1.0 at its end), for
+        example the CLI's progress bars; it runs in this process.
 
     Returns
     -------
-    str
-        Path of ``report.html``.
+    SessionReport
+        What ``session.json`` in the session folder holds.
 
     Raises
     ------
@@ -219,9 +213,9 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
     log = get_run_logger()
     settings = Settings()
     meta = Sidecar.load(metadata_path) if metadata_path else Sidecar()
-    sid = _session_id(recording, session_id, meta)
+    sid = steps.session_id_for(recording, meta, session_id)
     # everything that can be checked is checked before decoding, so a bad session costs nothing
-    profile, notes = _therapist_profile(settings, therapist, meta)
+    profile, notes = steps.therapist_profile(settings, meta, therapist)
     bundle = _classifier(settings)
     load_lexicon(settings.features.lexicon_path)
     asr_stage.check_backend(settings.asr, model_cache_dir=settings.model_cache_dir)
@@ -235,58 +229,29 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
                          "or ALLIANCE_DATA_DIR") from exc
     stage = work / "out"
     stage.mkdir()
-    n_speakers = num_speakers or meta.num_speakers or settings.diarization.num_speakers  # int or "auto"
-    lang = language or meta.language or settings.asr.language
-    # record the values in force for this session, so session.json and its settings hash say what ran
-    settings = settings.model_copy(update={
-        "asr": settings.asr.model_copy(update={"language": lang}),
-        "diarization": settings.diarization.model_copy(update={"num_speakers": n_speakers})})
+    # the values in force for this session, so session.json and its settings hash say what ran
+    settings = steps.session_settings(settings, meta, num_speakers=num_speakers, language=language)
+    n_speakers, lang = settings.diarization.num_speakers, settings.asr.language
     t0 = time.perf_counter()
     log.info("session %s: analysing (%s speakers, language %s)", sid, n_speakers, lang)
     try:
-        rec = decode_task(recording, str(work), settings)
+        rec = decode_task(recording, str(work), settings, hook)
         log.info("session %s: decoded %.1f s of audio", sid, rec.duration_s)
-        speech = vad_task(str(work), str(stage), settings)
-        transcript = asr_task(str(work), str(stage), settings, lang,
-                              name_labels(meta.participants, meta.other_names))
+        speech = vad_task(str(work), str(stage), settings, hook)
+        transcript = asr_task(str(work), str(stage), settings, name_labels(meta.participants, meta.other_names),
+                              hook)
         n_words, language_found = len(transcript.words), transcript.language
         log.info("session %s: recognised %d words (language %s)", sid, n_words, language_found)
-        dia = diarization_task(str(work), str(stage), sid, speech, n_speakers, settings)
-        finish_session(str(work), str(stage), sid, rec, speech, transcript, dia, meta, settings,
-                       profile=profile, notes=notes, bundle=bundle)
-        report_path = _publish(stage, out)
+        dia = diarization_task(str(work), str(stage), sid, speech, settings, hook)
+        analysis = markers_task(str(work), sid, rec, speech, transcript, dia, meta, settings, profile=profile,
+                                notes=notes, hook=hook)
+        report = report_task(str(work), str(stage), analysis, settings, bundle, hook=hook)
+        _publish(stage, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         _remove_if_empty(out)  # a failed run leaves no empty session folder
     log.info("session %s: report written in %.1f s", sid, time.perf_counter() - t0)
-    return report_path
-
-
-def _session_id(recording: str, given: str | None, meta: Sidecar) -> str:
-    """The session id in force: given, else the metadata's, else made from the file name; always a valid id."""
-    if given is None:
-        return meta.session_id or id_from_name(Path(recording).stem)
-    try:
-        return check_id(given, "session_id")
-    except InvalidIdError as exc:
-        # defence in depth: the CLI and the metadata loader refuse these too, a deployment run may not
-        raise InputError(recording, str(exc)) from None
-
-
-def _therapist_profile(settings: Settings, therapist: str | None,
-                       meta: Sidecar) -> tuple[np.ndarray | None, tuple[str, ...]]:
-    """The voice profile to use and a note when the metadata's therapist has none.
-
-    A therapist named by the caller must have a profile; one named in the metadata may not have enrolled.
-    """
-    if therapist:
-        return load_profile(settings.data_dir, therapist), ()
-    if meta.therapist_id and profile_path(settings.data_dir, meta.therapist_id).is_file():
-        return load_profile(settings.data_dir, meta.therapist_id), ()
-    if meta.therapist_id:
-        return None, (f"therapist {meta.therapist_id!r} has no enrolled voice profile; roles were decided by cues "
-                      "(enrol with `alliance enroll-therapist`)",)
-    return None, ()
+    return report
 
 
 def _classifier(settings: Settings):
@@ -310,24 +275,25 @@ def _classifier(settings: Settings):
                                  "model or restore this one") from exc
 
 
+def session_folder_path(data_dir: str | Path, session_id: str, out_dir: str | Path | None = None) -> Path:
+    """Where a session's outputs go: ``out_dir`` when given, else ``<data_dir>/sessions/<session_id>``."""
+    return Path(out_dir) if out_dir else Path(data_dir) / "sessions" / session_id
+
+
 def _session_folder(settings: Settings, session_id: str, out_dir: str | None) -> Path:
     """Create the session folder, private (0700), after proving that it holds this session only.
 
     Raises
     ------
     StageError
-        The folder is the data directory or a folder inside it other than ``sessions/<id>`` or the training
-        feature cache (the session's files would mix with every client's data, and a purge of the session would
-        reach them), or it cannot be created.
+        The folder is the data directory or a folder inside it other than ``sessions/<id>`` (the session's files
+        would mix with every client's data, and a purge of the session would reach them), or it cannot be created.
     """
     data = Path(settings.data_dir)
     sessions = data / "sessions"
-    out = Path(out_dir) if out_dir else sessions / session_id
+    out = session_folder_path(data, session_id, out_dir)
     resolved, data_resolved = out.resolve(), data.resolve()
-    # the training feature cache (models/dataset.py) analyses into <data dir>/feature-cache/<key>/analysis
-    cache = (data / "feature-cache").resolve()
-    if resolved == data_resolved or (data_resolved in resolved.parents and resolved.parent != sessions.resolve()
-                                     and cache not in resolved.parents):
+    if resolved == data_resolved or (data_resolved in resolved.parents and resolved.parent != sessions.resolve()):
         raise StageError(f"{out}: is the data directory ({data}) or a folder in it other than sessions/<session id>, "
                          "so this session's files would mix with other data there; leave out --out or choose a "
                          "folder outside the data directory")
@@ -349,8 +315,8 @@ def _session_folder(settings: Settings, session_id: str, out_dir: str | None) ->
     return out
 
 
-def _publish(stage: Path, out: Path) -> str:
-    """Move a finished run's outputs into the session folder (each file replaced whole, 0600); the report's path."""
+def _publish(stage: Path, out: Path) -> None:
+    """Move a finished run's outputs into the session folder (each file replaced whole, 0600)."""
     try:
         for f in sorted(stage.iterdir()):
             os.chmod(f, PRIVATE_FILE_MODE)
@@ -358,7 +324,6 @@ def _publish(stage: Path, out: Path) -> str:
     except OSError as exc:
         raise StageError(f"{out}: cannot write {Path(exc.filename or '').name or 'the outputs'} into the session "
                          f"folder ({exc.strerror})") from exc
-    return str(out / "report.html")
 
 
 def _remove_if_empty(folder: Path) -> None:
@@ -387,61 +352,3 @@ def client_history(data_dir, client_id: str | None, session_id: str) -> dict:
             if isinstance(m, dict) and isinstance(m.get("value"), (int, float)):
                 values.setdefault(name, []).append(float(m["value"]))
     return {k: {"min": min(v), "max": max(v), "n": len(v)} for k, v in values.items()}
-
-
-@task(name="report", **_TASK)
-def finish_session(work_dir: str, out_dir: str, session_id: str, rec: Recording, speech, transcript: Transcript,
-                   dia: Diarization, meta: Sidecar, settings: Settings, *,
-                   profile: np.ndarray | None = None, notes: tuple[str, ...] = (), bundle=None) -> str:
-    """Roles, metrics, prosody, features, flags and the report for one session.
-
-    ``profile`` is the therapist's voice profile (or None), ``notes`` extra warnings, ``bundle`` the classifier
-    (the active one when None); ``analyze_session`` loads them before decoding.
-    """
-    from models.artifact import active_model_path, load_model
-    from models.flagging import flag_windows
-
-    samples = np.asarray(_load_audio(Path(work_dir)))
-    attributed = assign_words(transcript, dia)
-    # turn-taking measures and prosody use speaker changes moved to the short silences a fine VAD pass finds
-    fs = settings.features
-    dia_tt = dataclasses.replace(dia, turns=refine_speaker_changes(
-        dia.turns, fine_pauses(samples, rec.sample_rate_hz, threshold=fs.change_vad_threshold,
-                               min_silence_ms=fs.change_min_silence_ms), max_shift_s=fs.change_max_shift_s))
-    prosody = turn_prosody(samples, rec.sample_rate_hz, dia_tt.turns, settings=settings.features)
-    similarity = None
-    if profile is not None and dia.turns:
-        similarity = profile_similarities(
-            speaker_embeddings(samples, rec.sample_rate_hz, dia.turns, embedder=_embedder()), profile)
-    roles = assign_roles(dia, override=meta.speaker_roles, profile_similarity=similarity,
-                         f0_hz=speaker_f0_hz(prosody), questions_per_min=questions_per_minute(attributed, dia),
-                         client_age=meta.client_age)
-    utts = utterances(attributed, roles)
-    _report_progress("roles", 1.0)
-    metrics = turn_metrics(dia_tt, roles, duration_s=rec.duration_s)
-    _report_progress("metrics", 1.0)
-    marks = utterance_markers(utts, language=attributed.language, lexicon=load_lexicon(settings.features.lexicon_path))
-    common = dict(duration_s=rec.duration_s, settings=settings.features, markers=marks, speech=speech)
-    features = window_features(dia_tt, roles, utts, prosody, **common)
-    markers_session = session_markers(dia_tt, roles, utts, prosody, **common)
-    bundle = bundle if bundle is not None else load_model(active_model_path(settings))
-    flags = flag_windows(features, bundle, threshold=settings.model.flag_threshold,
-                         min_speech_s=settings.model.min_window_speech_s)
-    _report_progress("flags", 1.0)
-    report = SessionReport(
-        session_id=session_id, recording=rec, speech_regions=speech, transcript=attributed, diarization=dia,
-        roles=roles, utterances=utts, metrics=metrics, prosody=prosody, features=features, flags=flags,
-        model_version=bundle.version,
-        flag_threshold=settings.model.flag_threshold or bundle.threshold,  # per-type values: the model card
-        settings_hash=settings.settings_hash(), settings=settings.public_dict(),
-        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        software_version=pipeline.__version__,
-        warnings=input_warnings(rec, speech, transcript) + role_warnings(roles, client_expected=True) + tuple(notes),
-        session_markers=markers_session, utterance_markers=marks, client_age=meta.client_age,
-        client_id=meta.client_id, session_date=meta.date,
-        client_history=client_history(settings.data_dir, meta.client_id, session_id),
-    )
-    clips = (clip_data_uris(samples, rec.sample_rate_hz, flags) if settings.report_embed_clips else None)
-    paths = write_report(report, out_dir, language=settings.ui_language, clips=clips)
-    _report_progress("report", 1.0)
-    return str(paths["html"])

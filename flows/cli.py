@@ -155,27 +155,25 @@ def analyze(
         if (out / "session.json").exists():
             console.print(f"note: replacing the earlier results in {out}", soft_wrap=True)
 
-    from flows.analyze import STAGES, analyze_session, set_progress
+    from flows.analyze import STAGES, analyze_session, session_folder_path
 
     with Progress(TextColumn("{task.description:<12}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeElapsedColumn(), console=console, transient=True) as progress:
         bars = {s: progress.add_task(s, total=1.0) for s in STAGES}
-        set_progress(lambda stage, frac: progress.update(bars[stage], completed=frac))
         try:
             report = analyze_session(str(recording), out_dir=str(out) if out else None, num_speakers=n_speakers,
                                      language=language, metadata_path=str(metadata) if metadata else None,
-                                     session_id=session_id, therapist=therapist)
+                                     session_id=session_id, therapist=therapist,
+                                     hook=lambda stage, frac: progress.update(bars[stage], completed=frac))
         except PipelineError as exc:
             progress.stop()
             _error(console, f"{exc}", soft_wrap=True)
             raise typer.Exit(1) from None
-        finally:
-            set_progress(None)
-    session_json = Path(report).with_name("session.json")
-    for warning in json.loads(session_json.read_text(encoding="utf-8")).get("warnings", []):
+    for warning in report.warnings:
         _error(console, warning, label="[yellow]warning:[/yellow]")
-    typer.echo(f"Report: {report}")
-    typer.echo(f"Session data: {session_json}")
+    folder = session_folder_path(Settings().data_dir, report.session_id, out)
+    typer.echo(f"Report: {folder / 'report.html'}")
+    typer.echo(f"Session data: {folder / 'session.json'}")
 
 
 def _taken_by_another(recording: Path, session_id: str | None, metadata: Path | None, out: Path | None) -> str | None:

@@ -51,6 +51,7 @@ from pipeline.ids import InvalidIdError, check_id, id_from_name, is_valid_id, pr
 from pipeline.privacy import name_labels
 from pipeline.settings import Settings
 from pipeline.sidecar import check_consent, read_sidecar
+from pipeline.types import SessionReport
 
 ACTOR = "nightly_inbox"
 ID_FIELDS = ("session_id", "client_id", "therapist_id")
@@ -199,9 +200,9 @@ def _misfiled(job: dict, owner_client: str | None, owner_session: str, inbox_dir
                        "refused; check that this session is filed under the right client")
 
 
-def _record(job: dict, report: str | None, error: Exception | None, inbox_dir: Path, store: Store, summary: dict,
-            run_id: str, log) -> None:
-    """Store one analysis outcome, move the files, write the audit row."""
+def _record(job: dict, report: SessionReport | None, error: Exception | None, inbox_dir: Path, store: Store,
+            summary: dict, run_id: str, log, *, out_dir: Path | None = None) -> None:
+    """Store one analysis outcome (the report, written into ``out_dir``, or the error), move the files, audit it."""
     base = dict(session_id=job["session_id"], client_id=job["client"], therapist_id=job["record"].get("therapist_id"),
                 recording_name=job["audio"].name, recording_sha256=job["digest"],
                 research_use=job["consent"].research_use, run_id=run_id)
@@ -215,13 +216,12 @@ def _record(job: dict, report: str | None, error: Exception | None, inbox_dir: P
         log.warning("nightly run %s: %s (session %s) failed: %s", run_id, job["audio"].name, job["session_id"],
                     " ".join(str(error).split()))
         return
-    result = json.loads(Path(report).with_name("session.json").read_text(encoding="utf-8"))
-    store.save_session(**base, status="analysed", reason=None, out_dir=str(Path(report).parent),
-                       model_version=result["model_version"])
-    store.save_flags(job["session_id"], result["flags"], result["model_version"])
+    store.save_session(**base, status="analysed", reason=None, out_dir=str(out_dir),
+                       model_version=report.model_version)
+    store.save_flags(job["session_id"], [f.to_dict() for f in report.flags], report.model_version)
     file_away([job["audio"], job["sidecar"]], inbox_dir / "done")
     store.audit("analysed", actor=ACTOR, outcome="success", client_id=job["client"], session_id=job["session_id"],
-                detail=f"{len(result['flags'])} flags, model {result['model_version']}")
+                detail=f"{len(report.flags)} flags, model {report.model_version}")
     summary["processed"].append({"file": job["audio"].name, "session_id": job["session_id"],
                                  **{k: job[k] for k in ("worker_pid", "flow_run") if k in job}})
 
@@ -292,8 +292,8 @@ def _failures_to_debug():
 def analyse_recording(audio: str, out_dir: str, metadata_path: str, session_id: str) -> dict:
     """One recording through ``analyze_session``, on whichever worker the flow's task runner chose.
 
-    Returns ``{"report": path or None, "error": message or None}``: a pipeline error travels back as its
-    message (exceptions with extra constructor arguments do not survive pickling between processes).
+    Returns ``{"report": SessionReport or None, "error": message or None, "pid"}``: a pipeline error travels back
+    as its message (exceptions with extra constructor arguments do not survive pickling between processes).
     """
     import os
 
@@ -349,8 +349,13 @@ def deploy_analyze(pool: str, *, name: str = "analyze", source: Path | None = No
     return f"analyze_session/{name}"
 
 
-def _run_on_pool(jobs: list[dict], deployment: str, settings: Settings) -> list[tuple[str | None, PipelineError | None]]:
-    """Hand every job to ``deployment`` as its own flow run, all at once, and wait for them all."""
+def _run_on_pool(jobs: list[dict], deployment: str,
+                 settings: Settings) -> list[tuple[SessionReport | None, PipelineError | None]]:
+    """Hand every job to ``deployment`` as its own flow run, all at once, and wait for them all.
+
+    A finished run's report is read back from the ``session.json`` it wrote: flow results are not persisted, as
+    they hold client data.
+    """
     import time
 
     from prefect.client.orchestration import get_client
@@ -373,7 +378,8 @@ def _run_on_pool(jobs: list[dict], deployment: str, settings: Settings) -> list[
                 final = client.read_flow_run(run.id)
             job["flow_run"] = str(final.id)
             if final.state is not None and final.state.is_completed():
-                results.append((str(out_dir / "report.html"), None))
+                session = json.loads((out_dir / "session.json").read_text(encoding="utf-8"))
+                results.append((SessionReport.from_dict(session), None))
             elif final.state is None or not final.state.is_final():
                 # cancel it, so no worker picks it up later, after the recording was moved to failed/
                 client.set_flow_run_state(run.id, Cancelling(message="the nightly run stopped waiting"), force=True)
@@ -478,7 +484,7 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
             batch[job["digest"]] = job
             jobs.append(job)
 
-    def run(job: dict) -> tuple[str | None, PipelineError | None]:
+    def run(job: dict) -> tuple[SessionReport | None, PipelineError | None]:
         out_dir = settings.data_dir / "sessions" / job["session_id"]
         try:
             return analyze_session(str(job["audio"]), out_dir=str(out_dir), metadata_path=str(job["sidecar"]),
@@ -504,7 +510,8 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
             results = list(pool.map(run, jobs))
     for job, (report, error) in zip(jobs, results):
         job["ok"] = error is None
-        _record(job, report, error, inbox_dir, store, summary, run_id, log)
+        _record(job, report, error, inbox_dir, store, summary, run_id, log,
+                out_dir=settings.data_dir / "sessions" / job["session_id"])
         if job["ok"] and settings.audio_retention_days == 0:
             expire_audio(inbox_dir / "done", 0, store, actor=ACTOR)
     for copy, original in later_copies:

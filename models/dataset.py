@@ -17,28 +17,34 @@ A session of a real client carries its consent record in ``metadata.json``
 use refuses the whole dataset, so it is removed rather than silently trained
 on. Metadata without a consent record (simulated sessions) is accepted.
 
-Features come from the same analysis flow the clinic runs (``analyze_session``),
-so a model is trained on exactly what it will see. They are cached under
-``<data dir>/feature-cache/`` by recording hash, settings hash and the hash of
-the analysis code (``pipeline/`` and ``flows/analyze.py``).
+Features come from the same analysis the clinic's flow runs
+(:func:`pipeline.session.analyze`), so a model is trained on exactly what it
+will see; no report is written and no classifier is loaded. They are cached
+under ``<data dir>/feature-cache/`` by recording hash, settings hash and the
+hash of the analysis code (``pipeline/``).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from models.artifact import CLASSES
 from pipeline.audio import AUDIO_SUFFIXES, recording_sha256
 from pipeline.errors import InputError
+from pipeline.ids import PRIVATE_FILE_MODE, make_private_dir
 from pipeline.sidecar import read_sidecar
 from pipeline.types import FeatureFrame, SessionFeatures
+
+if TYPE_CHECKING:
+    from pipeline.session import Backends
 
 MIN_COVER_S = 10.0  # a window is labelled with a rupture type when at least this much of it is annotated
 
@@ -152,27 +158,39 @@ def research_use_refusal(metadata_path: str | Path) -> str | None:
 
 
 def analysis_code_hash() -> str:
-    """sha256 of the code and data files that turn a recording into features (``pipeline/`` and the analysis flow).
+    """sha256 of the code and data files that turn a recording into features (``pipeline/``).
 
     Part of the feature-cache key, so features computed by other code are never reused.
     """
     root = Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
     files = sorted((root / "pipeline").rglob("*.py")) + sorted((root / "pipeline" / "data").glob("*"))
-    for f in files + [root / "flows" / "analyze.py"]:
+    for f in files:
         h.update(f.relative_to(root).as_posix().encode())
         h.update(f.read_bytes())
     return h.hexdigest()
 
 
-def session_features(session: LabelledSession, settings) -> tuple[SessionFeatures, float]:
-    """Per-window markers of one session, from the analysis flow (cached).
+@functools.lru_cache(maxsize=2)
+def _backends(settings_json: str) -> Backends:
+    """The analysis models, loaded once per process and settings."""
+    from pipeline.session import Backends
+    from pipeline.settings import Settings
+
+    return Backends.load(Settings.model_validate_json(settings_json))
+
+
+def session_features(session: LabelledSession, settings, *,
+                     backends: Backends | None = None) -> tuple[SessionFeatures, float]:
+    """Per-window markers of one session, from :func:`pipeline.session.analyze` (cached).
 
     Parameters
     ----------
     session : LabelledSession
     settings : Settings
         Analysis settings; their hash and :func:`analysis_code_hash` are part of the cache key.
+    backends : Backends, optional
+        The ASR backend and speaker embedder; default the configured ones, loaded once per process.
 
     Returns
     -------
@@ -183,22 +201,21 @@ def session_features(session: LabelledSession, settings) -> tuple[SessionFeature
     PipelineError
         The recording cannot be analysed (the message names it).
     """
+    from pipeline.session import analyze
+    from pipeline.sidecar import Sidecar
+
     key = f"{recording_sha256(session.recording)[:16]}-{settings.settings_hash()[:8]}-{analysis_code_hash()[:8]}"
     cache = Path(settings.data_dir) / "feature-cache" / key
     done = cache / "features.json"
     if not done.is_file():
-        from flows.analyze import analyze_session
-
-        analyze_session(str(session.recording), out_dir=str(cache / "analysis"), metadata_path=str(session.metadata),
-                        session_id=session.session_id)
-        s = json.loads((cache / "analysis" / "session.json").read_text(encoding="utf-8"))
-        done.write_text(json.dumps({"features": s["features"], "duration_s": s["recording"]["duration_s"]}),
-                        encoding="utf-8")
+        analysis = analyze(session.recording, Sidecar.load(session.metadata), settings,
+                           backends=backends or _backends(settings.model_dump_json()), session_id=session.session_id)
+        make_private_dir(cache)  # markers of a client's session: private whatever the umask (0700 / 0600)
+        done.write_text(json.dumps({"features": analysis.features.to_dict(),
+                                    "duration_s": analysis.recording.duration_s}), encoding="utf-8")
+        os.chmod(done, PRIVATE_FILE_MODE)
     raw = json.loads(done.read_text(encoding="utf-8"))
-    f = raw["features"]
-    frames = tuple(FeatureFrame(fr["start"], fr["end"], tuple(math.nan if v is None else float(v) for v in fr["values"]),
-                                fr.get("speech_s", 0.0)) for fr in f["frames"])
-    return SessionFeatures(tuple(f["feature_names"]), tuple(f["units"]), frames), float(raw["duration_s"])
+    return SessionFeatures.from_dict(raw["features"]), float(raw["duration_s"])
 
 
 def window_labels(features: SessionFeatures, annotations: Sequence, *, min_cover_s: float = MIN_COVER_S) -> np.ndarray:

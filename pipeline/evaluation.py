@@ -89,6 +89,9 @@ def evaluate_diarization_file(audio_path, reference: Sequence[SpeakerTurn], *, s
                               scored: tuple[float, float] | None = None):
     """Decode, run VAD and diarization on one file, and score it against its reference turns.
 
+    The session's VAD step (:func:`pipeline.session.find_speech`), then voice clustering of the mix with the
+    given count: the channel-per-speaker path of a session is not part of this evaluation.
+
     Parameters
     ----------
     audio_path : str or Path
@@ -114,10 +117,10 @@ def evaluate_diarization_file(audio_path, reference: Sequence[SpeakerTurn], *, s
 
     from pipeline.audio import decode
     from pipeline.diarization import diarize
-    from pipeline.vad import detect_speech
+    from pipeline.session import find_speech
 
     rec = decode(audio_path, settings=settings.audio)
-    speech = detect_speech(rec.samples, rec.sample_rate_hz, settings=settings.vad)
+    speech = find_speech(rec.samples, settings)
     n = num_speakers or len({t.speaker for t in reference}) or 1
     result = diarize(rec.samples, rec.sample_rate_hz, speech, num_speakers=n, settings=settings.diarization,
                      embedder=embedder)

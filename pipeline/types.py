@@ -3,13 +3,17 @@
 Frozen dataclasses; times are float **seconds from the start of the
 recording**; any other unit is in the field name (``_hz``, ``_db``, ``_st``).
 Stages return new objects and never mutate their inputs. Containers carry a
-``schema_version`` and round-trip through ``to_dict()`` / ``from_dict()``.
+``schema_version``; every type round-trips through ``to_dict()`` /
+``from_dict()`` (NaN is written as ``null`` and read back as NaN).
 """
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -49,10 +53,56 @@ def _nan(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
+def _from_jsonable(hint: Any, value: Any) -> Any:
+    """``value`` read from JSON as the annotated type ``hint``: the inverse of :func:`to_jsonable`.
+
+    ``null`` becomes NaN where the type is ``float`` (``to_jsonable`` wrote NaN that way) and stays ``None`` where
+    the type allows ``None``; lists become tuples where the type is a tuple; nested dataclasses are rebuilt.
+    Values typed ``Any`` or ``object`` are kept as JSON gives them.
+    """
+    if isinstance(hint, type) and issubclass(hint, _Serializable):
+        return hint.from_dict(value) if value is not None else None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        if value is None:
+            return None
+        return _from_jsonable(inner[0], value) if len(inner) == 1 else value
+    if hint is float:
+        return _nan(value)
+    if value is None:
+        return None
+    if hint is int:
+        return int(value)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_jsonable(args[0], v) for v in value)
+        return tuple(_from_jsonable(a, v) for a, v in zip(args, value))
+    if origin in (collections.abc.Mapping, dict):
+        return {k: _from_jsonable(args[1], v) for k, v in value.items()}
+    return value
+
+
+def _build(cls: type, d: Mapping[str, Any], **given: Any) -> Any:
+    """An instance of the dataclass ``cls`` from its ``to_dict()`` form; ``given`` values are used as they are.
+
+    Keys missing from ``d`` take the field's default (an older schema); unknown keys are ignored.
+    """
+    hints = typing.get_type_hints(cls)
+    values = {f.name: _from_jsonable(hints[f.name], d[f.name]) for f in dataclasses.fields(cls)
+              if f.name in d and f.name not in given and f.metadata.get("serialize", True)}
+    return cls(**values, **given)
+
+
 class _Serializable:
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON representation (NaN written as ``null``)."""
         return to_jsonable(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]):
+        """The object back from its ``to_dict()`` form (or the same part of ``session.json``)."""
+        return _build(cls, d)
 
 
 @dataclass(frozen=True)
@@ -78,6 +128,15 @@ class Recording(_Serializable):
     decode_warning: str | None = None
     channels: np.ndarray | None = field(default=None, repr=False, compare=False, metadata={"serialize": False})
     schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Recording":
+        """The description back from ``to_dict()``; ``samples`` is empty, as audio is never serialised."""
+        return _build(cls, d, samples=np.zeros(0, np.float32))
+
+    def without_audio(self) -> "Recording":
+        """This description with empty ``samples`` and no ``channels``: what results and reports keep."""
+        return dataclasses.replace(self, samples=np.zeros(0, np.float32), channels=None)
 
 
 @dataclass(frozen=True)
@@ -358,6 +417,47 @@ class RuptureFlag(_Serializable):
     model_version: str
 
 
+def _markers_from_dict(markers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Session markers read back from JSON: an undefined ``value`` (``null``) is NaN again."""
+    return {name: {**m, "value": _nan(m.get("value"))} if "value" in m else dict(m) for name, m in markers.items()}
+
+
+@dataclass(frozen=True)
+class SessionAnalysis(_Serializable):
+    """What the analysis of one recording finds, from decoding to the session markers (see :mod:`pipeline.session`).
+
+    A :class:`SessionReport` without what the clinic adds to it: no flags or model (the classifier is not part of
+    the analysis), no creation time, no client history. ``recording`` is the description only (no samples);
+    ``transcript`` has each word's speaker; ``warnings``, ``session_markers`` and ``utterance_markers`` are as in
+    :class:`SessionReport`; ``settings`` are the settings in force, ``settings_hash`` their hash.
+    """
+
+    session_id: str
+    recording: Recording
+    speech_regions: tuple[SpeechRegion, ...]
+    transcript: Transcript
+    diarization: Diarization
+    roles: RoleAssignment
+    utterances: tuple[Utterance, ...]
+    metrics: TurnMetrics
+    prosody: tuple[TurnProsody, ...]
+    features: SessionFeatures
+    settings_hash: str
+    settings: Mapping[str, Any]
+    warnings: tuple[str, ...] = ()
+    session_markers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    utterance_markers: tuple[UtteranceMarkers, ...] = ()
+    client_age: float | None = None
+    client_id: str | None = None
+    session_date: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SessionAnalysis":
+        """The analysis back from its ``to_dict()`` form."""
+        return _build(cls, d, session_markers=_markers_from_dict(d.get("session_markers", {})))
+
+
 @dataclass(frozen=True)
 class SessionReport(_Serializable):
     """Everything the report shows, and ``session.json`` holds.
@@ -396,3 +496,13 @@ class SessionReport(_Serializable):
     session_date: str | None = None
     client_history: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SessionReport":
+        """The report back from its ``to_dict()`` form, as ``session.json`` holds it."""
+        return _build(cls, d, session_markers=_markers_from_dict(d.get("session_markers", {})))
+
+    @classmethod
+    def from_analysis(cls, analysis: SessionAnalysis, **added: Any) -> "SessionReport":
+        """The report of ``analysis`` with what the clinic adds (``flags``, ``model_version``, ``created_at``, ...)."""
+        return cls(**{f.name: getattr(analysis, f.name) for f in dataclasses.fields(analysis)}, **added)

@@ -82,6 +82,30 @@ def test_session_json_is_correct_for_the_sample(analysed, sample_reference_turns
     assert s["settings"]["asr"]["compute_type"] == "int8"
 
 
+def test_session_json_round_trips_through_the_session_report(analysed):
+    from pipeline.types import SessionReport
+    from tests.test_session import assert_same
+
+    out, _ = analysed
+    s = json.loads((out / "session.json").read_text())
+    report = SessionReport.from_dict(s)
+    assert report.to_dict() == s
+    assert_same(SessionReport.from_dict(report.to_dict()), report)
+
+
+def test_the_analysis_without_prefect_is_what_the_flow_wrote(analysed, asr_backend, embedder):
+    from pipeline.session import Backends, analyze
+    from pipeline.settings import Settings
+    from pipeline.types import SessionAnalysis
+    from tests.test_session import assert_same
+
+    out, _ = analysed
+    analysis = analyze(SAMPLE_WAV, None, Settings(), backends=Backends(asr_backend, embedder), num_speakers=2,
+                       language="en")
+    assert_same(SessionAnalysis.from_dict(analysis.to_dict()), analysis)  # the sample's real result round-trips
+    assert_same(SessionAnalysis.from_dict(json.loads((out / "session.json").read_text())), analysis)
+
+
 def test_report_html_shows_timeline_metrics_and_transcript(analysed):
     out, _ = analysed
     html = (out / "report.html").read_text()

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-import flows.analyze as analyze_module
+import pipeline.session as session_module
 from flows.nightly import nightly_inbox
 from flows.store import AUDIT_FIELDS, Store
 from pipeline.settings import Settings
@@ -40,7 +40,7 @@ def nightly_run(prefect_harness, tmp_path_factory):
     _sidecar(inbox / "e_same_again.wav", session_id="s-005", client_id="c-017")
 
     decoded: list[str] = []
-    original = analyze_module.decode
+    original = session_module.decode
 
     def spy(path, **kwargs):
         decoded.append(str(path))
@@ -51,7 +51,7 @@ def nightly_run(prefect_harness, tmp_path_factory):
     mp.setenv("ALLIANCE_DATA_DIR", str(data))
     mp.setenv("ALLIANCE_NIGHTLY_CONCURRENCY", "2")  # two sessions at once
     mp.setenv("ALLIANCE_INBOX_SETTLE_S", "0")  # the files were just written
-    mp.setattr(analyze_module, "decode", spy)
+    mp.setattr(session_module, "decode", spy)
     try:
         summary = nightly_inbox(str(inbox))
     finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-TASKS = ("decode_task", "vad_task", "asr_task", "diarization_task", "finish_session")
+TASKS = ("decode_task", "vad_task", "asr_task", "diarization_task", "markers_task", "report_task")
 
 
 def silent_wav(path: Path, seconds: float = 2.0) -> Path:
@@ -26,10 +26,11 @@ def fast_analysis(monkeypatch) -> dict:
     """Patch ``flows.analyze`` for an in-process run; return ``{"decode": [paths decoded]}``."""
     import flows.analyze as analyze_module
     import pipeline.asr
+    import pipeline.session
     from pipeline.types import Transcript
 
     calls: dict[str, list[str]] = {"decode": []}
-    original = analyze_module.decode
+    original = pipeline.session.decode
 
     def spy(path, **kwargs):
         calls["decode"].append(str(path))
@@ -38,7 +39,7 @@ def fast_analysis(monkeypatch) -> dict:
     def no_words(samples, rate, **_):
         return Transcript(words=(), language="nl", language_probability=0.0, duration_s=len(samples) / rate)
 
-    monkeypatch.setattr(analyze_module, "decode", spy)
+    monkeypatch.setattr(pipeline.session, "decode", spy)
     for name in TASKS:
         monkeypatch.setattr(analyze_module, name, getattr(analyze_module, name).fn)
     monkeypatch.setattr(analyze_module, "get_run_logger", lambda: logging.getLogger("alliance.test"))
@@ -49,10 +50,13 @@ def fast_analysis(monkeypatch) -> dict:
 
 
 def run_session(recording: Path, **kwargs) -> str:
-    """``analyze_session``'s body with ``kwargs``; call :func:`fast_analysis` first."""
+    """``analyze_session``'s body with ``kwargs``; the path of the report it wrote. Call :func:`fast_analysis` first."""
     import flows.analyze as analyze_module
+    from pipeline.settings import Settings
 
-    return analyze_module.analyze_session.fn(str(recording), **kwargs)
+    report = analyze_module.analyze_session.fn(str(recording), **kwargs)
+    folder = analyze_module.session_folder_path(Settings().data_dir, report.session_id, kwargs.get("out_dir"))
+    return str(folder / "report.html")
 
 
 def files_under(folder: Path) -> set[str]:

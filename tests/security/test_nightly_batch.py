@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -55,7 +56,7 @@ def clinic(prefect_harness, tmp_path, monkeypatch):
 
     @flow(name="fake_analyze_session", persist_result=False)
     def fake_analyze(recording: str, out_dir: str | None = None, metadata_path: str | None = None,
-                     session_id: str | None = None) -> str:
+                     session_id: str | None = None) -> SimpleNamespace:
         calls.append({"recording": recording, "session_id": session_id, "content": Path(recording).read_bytes()})
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -63,7 +64,7 @@ def clinic(prefect_harness, tmp_path, monkeypatch):
                                                       "content": Path(recording).read_bytes().decode(),
                                                       "model_version": "fake-1", "flags": []}))
         (out / "report.html").write_text(f"<p>{session_id} {Path(recording).name}</p>")
-        return str(out / "report.html")
+        return SimpleNamespace(session_id=session_id, model_version="fake-1", flags=())  # what nightly reads
 
     monkeypatch.setattr(nightly_module, "analyze_session", fake_analyze)
     return {"inbox": inbox, "data": data, "calls": calls}
@@ -337,7 +338,7 @@ def test_an_unexpected_error_in_one_session_does_not_stop_the_batch(clinic, monk
 
     @flow(name="buggy_analyze_session", persist_result=False)
     def buggy(recording: str, out_dir: str | None = None, metadata_path: str | None = None,
-              session_id: str | None = None) -> str:
+              session_id: str | None = None) -> SimpleNamespace:
         if session_id == "s-bug":
             raise ZeroDivisionError("division by zero")
         return real.fn(recording, out_dir=out_dir, metadata_path=metadata_path, session_id=session_id)
