@@ -3,7 +3,8 @@
 An artifact is a folder ``models/artifacts/<version>/`` holding
 ``model.skops``, ``model_card.json`` and ``MODEL_CARD.md``. Folders are never
 overwritten. The loader refuses an artifact whose feature names or
-scikit-learn version do not match this code.
+scikit-learn version do not match this code. The shipped default classifier
+is the folder named in ``models/artifacts/DEFAULT``.
 """
 
 from __future__ import annotations
@@ -137,6 +138,7 @@ def render_card_markdown(card: dict) -> str:
 
 
 ACTIVE_FILE = "ACTIVE"
+DEFAULT_FILE = "DEFAULT"
 
 
 def user_models_dir(data_dir: str | Path) -> Path:
@@ -146,7 +148,7 @@ def user_models_dir(data_dir: str | Path) -> Path:
 
 def active_model_path(settings) -> Path | None:
     """The model folder to use: ``ALLIANCE_MODEL__ACTIVE_MODEL``, else the one ``alliance activate-model`` chose
-    (``<data dir>/models/ACTIVE``), else None (the newest model shipped in ``models/artifacts/``).
+    (``<data dir>/models/ACTIVE``), else None (the shipped default, named in ``models/artifacts/DEFAULT``).
 
     Raises
     ------
@@ -183,20 +185,35 @@ def activate_model(settings, version: str) -> Path:
     return folder
 
 
-def newest_artifact(root: Path = ARTIFACTS_DIR) -> Path:
-    """The artifact folder whose card has the latest ``created_at``.
+def default_artifact(root: Path = ARTIFACTS_DIR) -> Path:
+    """The shipped default classifier: the artifact folder named in ``root/DEFAULT``.
+
+    Parameters
+    ----------
+    root : Path
+        Folder of shipped artifacts.
+
+    Returns
+    -------
+    Path
+        ``root/<name in DEFAULT>``.
 
     Raises
     ------
     ModelArtifactError
-        No artifact exists under ``root``.
+        ``DEFAULT`` is missing or empty, or names a folder without a model card.
     """
-    cards = sorted(Path(root).glob(f"*/{CARD_FILE}"),
-                   key=lambda p: json.loads(p.read_text()).get("created_at", ""))
-    if not cards:
-        raise ModelArtifactError(f"{root}: no classifier artifact found; train one with "
-                                 "`python -m models.bootstrap` or set ALLIANCE_MODEL__ACTIVE_MODEL")
-    return cards[-1].parent
+    pointer = Path(root) / DEFAULT_FILE
+    name = pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else ""
+    if not name:
+        raise ModelArtifactError(f"{pointer}: no default classifier named; write the name of a model folder in "
+                                 f"{root} there, or set ALLIANCE_MODEL__ACTIVE_MODEL")
+    folder = Path(root) / name
+    if not (folder / CARD_FILE).is_file():
+        known = sorted(p.parent.name for p in Path(root).glob(f"*/{CARD_FILE}"))
+        raise ModelArtifactError(f"{pointer}: names model {name!r}, which is not in {root}; available: "
+                                 f"{', '.join(known) or 'none'}")
+    return folder
 
 
 def load_model(folder: Path | None = None) -> ModelBundle:
@@ -205,7 +222,7 @@ def load_model(folder: Path | None = None) -> ModelBundle:
     Parameters
     ----------
     folder : Path, optional
-        Artifact folder; the newest shipped artifact when omitted.
+        Artifact folder; the shipped default (:func:`default_artifact`) when omitted.
 
     Returns
     -------
@@ -222,7 +239,7 @@ def load_model(folder: Path | None = None) -> ModelBundle:
     import sklearn
     import skops.io as sio
 
-    folder = Path(folder) if folder is not None else newest_artifact()
+    folder = Path(folder) if folder is not None else default_artifact()
     card_path, model_path = folder / CARD_FILE, folder / MODEL_FILE
     if not card_path.is_file() or not model_path.is_file():
         raise ModelArtifactError(f"{folder}: not a classifier artifact (expected {MODEL_FILE} and {CARD_FILE})")

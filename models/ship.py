@@ -6,8 +6,9 @@ flow the clinic runs, trains with grouped cross-validation by client
 (:mod:`models.training`), scores the held-out sessions into the model card,
 and measures the cross-language transfer (a model trained on the Dutch
 sessions only, scored on the English ones, and the other way round). The
-artifact goes to ``models/artifacts/<version>/``; the simulated sessions and
-the feature cache stay in the data directory.
+artifact goes to ``models/artifacts/<version>/`` (write its name in
+``models/artifacts/DEFAULT`` to ship it as the default); the simulated
+sessions and the feature cache stay in the data directory.
 
 Usage::
 

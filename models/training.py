@@ -111,11 +111,12 @@ def choose_threshold(y_true: np.ndarray, p: np.ndarray, target_recall: float) ->
         The threshold (a window is flagged when ``p >= threshold``); 0.5 when
         there are no positives.
     """
-    pos = np.sort(p[y_true])[::-1]
-    if pos.size == 0:
+    from sklearn.metrics import precision_recall_curve
+
+    if not np.any(y_true):
         return 0.5
-    k = int(math.ceil(target_recall * pos.size))  # the k highest positives must be flagged
-    return float(pos[k - 1])
+    _, recall, thresholds = precision_recall_curve(y_true, p)  # recall[i] is the recall at p >= thresholds[i]
+    return float(thresholds[recall[:-1] >= target_recall].max())
 
 
 def type_metrics(y: np.ndarray, proba: np.ndarray, thresholds: dict[str, float]) -> dict:
@@ -147,13 +148,7 @@ def type_metrics(y: np.ndarray, proba: np.ndarray, thresholds: dict[str, float])
         both = 0 < truth.sum() < truth.size
         flagged = p >= thresholds[name]
         tp = int((flagged & truth).sum())
-        bins = []
-        edges = np.quantile(p, np.linspace(0, 1, 6)) if p.size else np.zeros(6)
-        for lo, hi in zip(edges[:-1], edges[1:]):
-            sel = (p >= lo) & (p <= hi)
-            if sel.any():
-                bins.append({"p_mean": round(float(p[sel].mean()), 4), "observed": round(float(truth[sel].mean()), 4),
-                             "n": int(sel.sum())})
+        bins = _reliability(truth, p) if p.size else []
         out[name] = {
             "n_windows": int(truth.size), "n_positive": int(truth.sum()),
             "auroc": round(float(roc_auc_score(truth, p)), 4) if both else math.nan,
@@ -165,6 +160,18 @@ def type_metrics(y: np.ndarray, proba: np.ndarray, thresholds: dict[str, float])
             "calibration": bins,
         }
     return out
+
+
+def _reliability(truth: np.ndarray, p: np.ndarray, n_bins: int = 5) -> list[dict]:
+    """Reliability table over ``n_bins`` quantile bins of ``p`` (empty bins left out), as
+    ``calibration_curve(strategy="quantile")`` bins it: ``[{"p_mean", "observed", "n"}, ...]``."""
+    from sklearn.calibration import calibration_curve
+
+    observed, p_mean = calibration_curve(truth, p, n_bins=n_bins, strategy="quantile")
+    edges = np.percentile(p, np.linspace(0, 100, n_bins + 1))  # calibration_curve's bins, for the counts
+    n = np.bincount(np.searchsorted(edges[1:-1], p), minlength=n_bins)
+    return [{"p_mean": round(float(m), 4), "observed": round(float(o), 4), "n": int(c)}
+            for m, o, c in zip(p_mean, observed, n[n > 0])]
 
 
 def cross_validate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, *, target_recall: float = TARGET_RECALL,
@@ -184,8 +191,10 @@ def cross_validate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, *, target_r
     InputError
         Fewer than 2 clients, or a rupture type with no labelled window.
     """
+    import warnings
+
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import GroupKFold
+    from sklearn.model_selection import GroupKFold, cross_val_predict
 
     clients = np.unique(groups)
     if clients.size < 2:
@@ -194,21 +203,23 @@ def cross_validate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, *, target_r
     if missing:
         raise InputError(None, f"no window is labelled {', '.join(missing)}; the annotations need both rupture types")
     n_splits = int(min(n_splits, clients.size))
-    proba = np.zeros((y.size, len(CLASSES)))
-    folds = []
-    for i, (tr, te) in enumerate(GroupKFold(n_splits=n_splits).split(X, y, groups)):
+    splits = list(GroupKFold(n_splits=n_splits).split(X, y, groups))
+    for i, (tr, _) in enumerate(splits):
         if np.unique(y[tr]).size < 2:
             raise InputError(None, f"cross-validation fold {i + 1}: the training clients' windows hold only "
                                    f"'{CLASSES[int(y[tr][0])]}'; add sessions (of more clients) with annotated "
                                    "ruptures and ordinary talk")
-        model = make_pipeline().fit(X[tr], y[tr])
-        p = np.zeros((te.size, len(CLASSES)))
-        p[:, model.classes_] = model.predict_proba(X[te])
-        proba[te] = p
+    proba = np.zeros((y.size, len(CLASSES)))
+    with warnings.catch_warnings():  # a class missing from a training fold gets probability 0 there
+        warnings.filterwarnings("ignore", "Number of classes in training fold", RuntimeWarning)
+        proba[:, np.unique(y)] = cross_val_predict(make_pipeline(), X, y, cv=splits, method="predict_proba")
+    folds = []
+    for i, (_, te) in enumerate(splits):
         fold = {"fold": i, "test_clients": int(np.unique(groups[te]).size), "test_windows": int(te.size)}
         for k in (1, 2):
             t = y[te] == k
-            fold[f"auroc_{CLASSES[k]}"] = round(float(roc_auc_score(t, p[:, k])), 4) if 0 < t.sum() < t.size else math.nan
+            fold[f"auroc_{CLASSES[k]}"] = (round(float(roc_auc_score(t, proba[te, k])), 4) if 0 < t.sum() < t.size
+                                           else math.nan)
         folds.append(fold)
     thresholds = {CLASSES[k]: choose_threshold(y == k, proba[:, k], target_recall) for k in (1, 2)}
     return {"n_splits": n_splits, "thresholds": thresholds, "metrics": type_metrics(y, proba, thresholds),

@@ -1,4 +1,4 @@
-"""Classifier artifacts: the shipped bootstrap model, the loader's checks, flags and their reasons."""
+"""Classifier artifacts: the shipped default model, the loader's checks, flags and their reasons."""
 
 from __future__ import annotations
 
@@ -8,28 +8,92 @@ import shutil
 import numpy as np
 import pytest
 
-from models.artifact import CARD_FILE, CARD_MD_FILE, load_model, newest_artifact, save_model
-from models.bootstrap import _PROFILE, BOOTSTRAP_FEATURES, make_pipeline, synthetic_windows
+from models.artifact import (ARTIFACTS_DIR, CARD_FILE, CARD_MD_FILE, DEFAULT_FILE, default_artifact, load_model,
+                             save_model)
 from models.flagging import flag_windows
+from models.training import make_pipeline
 from pipeline.errors import ModelArtifactError
 from pipeline.features import FEATURE_NAMES, FEATURE_UNITS
 from pipeline.types import FeatureFrame, SessionFeatures
 
+# Synthetic feature windows (no audio) drawn from hand-set class profiles that encode the 3RS descriptions of
+# ruptures (Eubanks, Muran & Safran 2015): withdrawal = less, later, quieter and flatter client speech and more
+# therapist questions; confrontation = overlaps, a client holding the floor, fast, loud and high answers.
+# mean and sd per class (none, withdrawal, confrontation); the synthetic model reads these 14 markers only.
+_PROFILE: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[float, float]]] = {
+    "client_speech_share": ((0.40, 0.13), (0.22, 0.11), (0.52, 0.13)),
+    "silence_share": ((0.25, 0.11), (0.42, 0.14), (0.17, 0.09)),
+    "longest_silence_s": ((3.0, 1.8), (6.0, 3.0), (2.2, 1.2)),
+    "mean_gap_s": ((0.6, 0.35), (1.4, 0.8), (0.35, 0.25)),
+    "client_response_latency_s": ((0.8, 0.5), (2.5, 1.2), (0.2, 0.4)),
+    "overlap_rate_per_min": ((1.0, 0.9), (0.5, 0.5), (3.0, 1.6)),
+    "client_turns_per_min": ((4.0, 1.5), (3.0, 1.5), (5.0, 1.5)),
+    "client_mean_turn_s": ((4.0, 2.2), (1.8, 1.2), (4.5, 2.2)),
+    "client_words_per_utterance": ((8.0, 4.5), (3.0, 2.0), (9.0, 4.5)),
+    "therapist_question_rate_per_min": ((2.0, 1.2), (4.0, 1.8), (1.6, 1.1)),
+    "client_minimal_response_share": ((0.25, 0.18), (0.55, 0.25), (0.18, 0.16)),
+    "client_f0_z": ((0.0, 0.7), (-0.4, 0.6), (1.0, 0.7)),
+    "client_f0_range_z": ((0.0, 0.7), (-0.8, 0.6), (0.7, 0.7)),
+    "client_intensity_z": ((0.0, 0.7), (-0.8, 0.6), (1.1, 0.7)),
+}
+SYNTHETIC_FEATURES = tuple(_PROFILE)  # the synthetic model's column order
+_BOUNDS = {"client_speech_share": (0, 1), "silence_share": (0, 1), "client_minimal_response_share": (0, 1)}
+
+
+def synthetic_windows(n_per_class: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled windows, shape (3 * n_per_class, 14) in ``SYNTHETIC_FEATURES`` order, y 0 none, 1 withdrawal,
+    2 confrontation; about 10 % of the latencies are NaN (no therapist → client change)."""
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for label in range(3):
+        cols = []
+        for name in SYNTHETIC_FEATURES:
+            mu, sd = _PROFILE[name][label]
+            lo, hi = _BOUNDS.get(name, (0.0 if not name.endswith("_z") else -np.inf, np.inf))
+            cols.append(np.clip(rng.normal(mu, sd, n_per_class), lo, hi))
+        x = np.column_stack(cols)
+        x[rng.random(n_per_class) < 0.1, SYNTHETIC_FEATURES.index("client_response_latency_s")] = np.nan
+        xs.append(x)
+        ys.append(np.full(n_per_class, label))
+    return np.vstack(xs), np.concatenate(ys)
+
 
 @pytest.fixture(scope="module")
-def bundle():
-    from models.artifact import ARTIFACTS_DIR
-
-    return load_model(ARTIFACTS_DIR / "bootstrap-v1")
+def shipped():
+    return load_model()
 
 
-def test_shipped_model_loads_with_a_card_that_says_what_it_was_trained_on(bundle):
-    assert bundle.version == "bootstrap-v1"
-    assert bundle.feature_names == BOOTSTRAP_FEATURES and set(BOOTSTRAP_FEATURES) <= set(FEATURE_NAMES)
-    first_line = (bundle.path / CARD_MD_FILE).read_text().splitlines()[0]
-    assert first_line.startswith("Trained on synthetic feature windows")
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """A model trained on synthetic windows, saved and loaded like any artifact."""
+    X, y = synthetic_windows(1500, seed=20261129)
+    card = {"summary": "Trained on synthetic feature windows (test fixture).", "version": "synthetic-test",
+            "feature_names": list(SYNTHETIC_FEATURES),
+            "feature_units": [FEATURE_UNITS[FEATURE_NAMES.index(n)] for n in SYNTHETIC_FEATURES],
+            "threshold": {"value": 0.5, "why": "neutral default"}}
+    return load_model(save_model(make_pipeline().fit(X, y), card, root=tmp_path_factory.mktemp("artifacts")))
+
+
+def test_shipped_model_loads_with_a_card_that_says_what_it_was_trained_on(shipped):
+    assert shipped.version == (ARTIFACTS_DIR / DEFAULT_FILE).read_text().strip() == "sim-v1"
+    assert set(shipped.feature_names) <= set(FEATURE_NAMES)
+    first_line = (shipped.path / CARD_MD_FILE).read_text().splitlines()[0]
+    assert first_line.startswith("Trained on simulated sessions")
     assert "not a diagnosis" not in first_line  # the intended use is stated in its own section
-    assert "never diagnoses" in bundle.card["intended_use"]
+    assert "never diagnoses" in shipped.card["intended_use"]
+
+
+def test_the_default_model_is_pinned_by_name_not_by_date(tmp_path):
+    for name, created_at in (("a-v1", "2030-01-01T00:00:00+00:00"), ("b-v1", "2020-01-01T00:00:00+00:00")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / CARD_FILE).write_text(json.dumps({"created_at": created_at}))
+    with pytest.raises(ModelArtifactError, match="no default classifier named"):
+        default_artifact(tmp_path)
+    (tmp_path / DEFAULT_FILE).write_text("b-v1\n")
+    assert default_artifact(tmp_path) == tmp_path / "b-v1"
+    (tmp_path / DEFAULT_FILE).write_text("gone-v1\n")
+    with pytest.raises(ModelArtifactError, match="'gone-v1'.*available: a-v1, b-v1"):
+        default_artifact(tmp_path)
 
 
 def _copy(bundle, tmp_path):
@@ -63,8 +127,6 @@ def test_loader_refuses_another_scikit_learn_version(bundle, tmp_path):
 def test_loader_refuses_a_folder_without_a_model(tmp_path):
     with pytest.raises(ModelArtifactError, match="not a classifier artifact"):
         load_model(tmp_path)
-    with pytest.raises(ModelArtifactError, match="no classifier artifact found"):
-        newest_artifact(tmp_path)
 
 
 def test_artifacts_are_never_overwritten(bundle, tmp_path):
@@ -82,7 +144,7 @@ def _features(*rows):
 
 
 def _profile_row(label):
-    """A full FEATURE_NAMES row: the class mean for the bootstrap's markers, NaN for the others."""
+    """A full FEATURE_NAMES row: the class mean for the synthetic model's markers, NaN for the others."""
     return [_PROFILE[name][label][0] if name in _PROFILE else float("nan") for name in FEATURE_NAMES]
 
 
@@ -92,7 +154,7 @@ def test_withdrawal_like_window_is_flagged_with_reasons(bundle):
     assert [f.marker_type for f in flags] == ["withdrawal"]
     f = flags[0]
     assert (f.start, f.end) == (30.0, 60.0)
-    assert f.probability >= bundle.threshold and f.model_version == "bootstrap-v1"
+    assert f.probability >= bundle.threshold and f.model_version == "synthetic-test"
     assert 1 <= len(f.reasons) <= 3
     assert any(char.isdigit() for char in " ".join(f.reasons))
 
@@ -108,13 +170,13 @@ def test_ordinary_session_has_no_flags(bundle):
     assert flag_windows(_features(), bundle) == ()
 
 
-def test_no_single_marker_separates_the_bootstrap_classes_but_the_model_does(bundle):
+def test_no_single_marker_separates_the_synthetic_classes_but_the_model_does(bundle):
     from sklearn.metrics import roc_auc_score
 
     X, y = synthetic_windows(400, seed=11)
     for k in (1, 2):
         mask = (y == 0) | (y == k)
-        for j, name in enumerate(BOOTSTRAP_FEATURES):
+        for j, name in enumerate(SYNTHETIC_FEATURES):
             col = np.nan_to_num(X[mask, j], nan=np.nanmedian(X[:, j]))
             auc = roc_auc_score(y[mask] == k, col)
             assert max(auc, 1 - auc) < 0.95, (k, name, auc)
