@@ -303,3 +303,18 @@ def test_orphans_and_other_files_are_listed_as_ignored_and_left_alone(clinic, el
     assert "ignored: 6" in result.output and "  orphan.wav.json: " in result.output
     assert _events() == []  # no audit row for things that are not recordings
     _untouched(elsewhere)
+
+
+def test_a_link_an_earlier_run_filed_in_done_is_not_served_and_expires_as_a_link(clinic, elsewhere, monkeypatch):
+    from flows.inbox import find_recording
+    from pipeline.audio import recording_sha256
+
+    done = clinic["inbox"] / "done"
+    done.mkdir()
+    (done / "link.wav").symlink_to(elsewhere / "secret.wav")  # as the code before this fix filed it
+    row = {"recording_name": "link.wav", "recording_sha256": recording_sha256(elsewhere / "secret.wav")}
+    assert find_recording(clinic["inbox"], row) is None  # the review app never plays what a link points to
+    monkeypatch.setenv("ALLIANCE_AUDIO_RETENTION_DAYS", "0")
+    nightly_inbox(str(clinic["inbox"]))
+    assert not os.path.lexists(done / "link.wav")
+    _untouched(elsewhere)
