@@ -256,7 +256,7 @@ def nightly(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox fo
         summary = nightly_inbox.with_options(task_runner=dask_runner(dask_workers))(str(folder), use_task_runner=True)
     else:
         summary = nightly_inbox(str(folder))
-    for kind in ("processed", "duplicates", "renamed", "rejected", "failed", "waiting"):
+    for kind in ("processed", "duplicates", "renamed", "rejected", "failed", "waiting", "ignored"):
         typer.echo(f"{kind}: {len(summary[kind])}")
         for item in summary[kind]:
             # a failure is one line: file, session id, reason (the traceback only with --debug)

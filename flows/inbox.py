@@ -10,6 +10,26 @@
     <inbox>/failed/     the analysis failed, or refused (a reused session id, a possible misfiling), with
                         NAME.ext.reason.txt; until ALLIANCE_FAILED_RETENTION_DAYS
 
+What counts as what (:func:`scan_inbox`), before any file is read:
+
+* a **recording** is an entry directly in the inbox whose suffix is in ``AUDIO_SUFFIXES``; its **sidecar** is
+  ``NAME.ext.json``, else ``NAME.json``;
+* a recording that is a **symbolic link**, or whose sidecar is one (or is a folder, a pipe), is refused as "not a
+  regular file": the link itself goes to ``rejected/``, what it points to is never read, dated or changed;
+* a ``NAME.json`` that is the sidecar of **more than one** recording (``NAME.wav`` and ``NAME.mp3``, neither with
+  its own ``NAME.ext.json``) refuses all of them: all go to ``rejected/`` together, the sidecar with them, and
+  none moves while one of them is still being copied;
+* a recording with **two sidecars**, ``NAME.ext.json`` and a ``NAME.json`` that is no other recording's sidecar,
+  is refused naming both (both go with it); a ``NAME.json`` that is the sidecar of another recording
+  (``NAME.mp3`` without ``NAME.mp3.json``) is that recording's, and ``NAME.wav`` keeps its ``NAME.wav.json``;
+* everything else (a sidecar without a recording, other files, folders, links that are not recordings) is
+  **ignored**: listed in the run summary with a one-line reason, neither moved nor deleted (the clinic may still
+  be copying), and without an audit row (it is no recording of anyone yet).
+
+Every file filed in ``done/``, ``rejected/`` or ``failed/`` is 0600 and each folder 0700, whatever the umask.
+File names go into summaries, logs, reason files and audit rows through :func:`one_line`, so a name with a line
+break or tab cannot print a fake line.
+
 A file's age in its folder counts from the moment it was filed there (:func:`file_away` dates it), and every
 delete proves first that it stays inside its folder (:func:`pipeline.ids.remove_inside`). The reason files are
 kept: they say what happened, without the audio or the names in the sidecar.
@@ -19,28 +39,183 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from flows.store import Store, now
+from flows.store import Store, escape_field, now
 from pipeline.audio import AUDIO_SUFFIXES, recording_sha256
 from pipeline.errors import MetadataError
 from pipeline.ids import is_valid_id, make_private_dir, remove_inside
 from pipeline.sidecar import read_sidecar
 
+PRIVATE_FILE_MODE = 0o600
+FILING_FOLDERS = ("done", "rejected", "failed")
+
+
+def one_line(text: str) -> str:
+    """``text`` (a file name, or a message that holds one) on one line: control characters escaped.
+
+    A tab, line break, backslash or other control character becomes ``\\t``, ``\\n``, ``\\\\``, ``\\xNN``
+    (:func:`flows.store.escape_field`), so a file name such as ``"a\\n2026-01-01T00:00:00\\tanalysis.wav"`` cannot
+    print a fake line in the run summary, a log, a reason file or the audit log.
+
+    Parameters
+    ----------
+    text : str
+        The raw text.
+
+    Returns
+    -------
+    str
+        The text with no line break, tab or other control character left.
+    """
+    return escape_field(text)
+
+
+def is_regular(path: Path) -> bool:
+    """True when ``path`` is a regular file itself: not a symbolic link, folder, pipe or device."""
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
 
 def recordings_in(folder: Path) -> list[Path]:
-    """The recordings in ``folder`` (regular files whose suffix is in :data:`pipeline.audio.AUDIO_SUFFIXES`), sorted."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    """The recordings in ``folder``: regular files (not links) whose suffix is in ``AUDIO_SUFFIXES``, sorted."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and is_regular(p))
 
 
 def sidecar_of(audio: Path) -> Path | None:
-    """``NAME.ext.json`` next to the recording, else ``NAME.json``; None when neither exists."""
+    """``NAME.ext.json`` next to the recording, else ``NAME.json``; None when neither is a regular file.
+
+    A symbolic link is never taken as a sidecar: its target is not read.
+    """
     for candidate in (audio.with_name(audio.name + ".json"), audio.with_suffix(".json")):
-        if candidate.is_file():
+        if is_regular(candidate):
             return candidate
     return None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A recording found in the inbox, with the sidecar files that go with it (see :func:`scan_inbox`).
+
+    Attributes
+    ----------
+    audio : Path
+        The recording (a regular file, or a symbolic link that is refused).
+    sidecars : tuple of Path
+        Every sidecar file that is filed with it: none, one, or two when it is ambiguous.
+    problem : str or None
+        Why it is refused before any of its files is read, one line naming the files; None when it is screened
+        as usual, with :attr:`sidecar` as its consent record.
+    group : tuple of Path
+        The recordings that are filed together, itself included (several when they share one ``NAME.json``):
+        none of them is moved while one of them is still being copied.
+    """
+
+    audio: Path
+    sidecars: tuple[Path, ...] = ()
+    problem: str | None = None
+    group: tuple[Path, ...] = ()
+
+    @property
+    def sidecar(self) -> Path | None:
+        """The one sidecar to read, or None (no sidecar, or a problem)."""
+        return self.sidecars[0] if self.sidecars and self.problem is None else None
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _not_regular(p: Path) -> str:
+    """What ``p`` is instead of a regular file, for a message."""
+    if p.is_symlink():
+        return "a symbolic link to a folder" if p.is_dir() else "a symbolic link"
+    if p.is_dir():
+        return "a folder"
+    return "a pipe, socket or device"
+
+
+def scan_inbox(folder: Path) -> tuple[list[Delivery], list[tuple[Path, str]]]:
+    """Sort what lies in the inbox into recordings, with their sidecars, and things that are ignored.
+
+    The rules (see the module docstring): a recording is a file directly in the inbox whose suffix is in
+    ``AUDIO_SUFFIXES``; its sidecar is ``NAME.ext.json``, else ``NAME.json``. Refused before anything is read
+    (``problem``): a recording that is a symbolic link; a sidecar that is not a regular file; a ``NAME.json``
+    that is the sidecar of more than one recording (all of them are refused); a recording with both
+    ``NAME.ext.json`` and a ``NAME.json`` that is no other recording's sidecar. Nothing is followed, opened or
+    moved here.
+
+    Parameters
+    ----------
+    folder : Path
+        The inbox.
+
+    Returns
+    -------
+    deliveries : list of Delivery
+        Every recording, sorted by name.
+    ignored : list of (Path, str)
+        Everything else except the filing folders (``done/``, ``rejected/``, ``failed/``), each with a one-line
+        reason: sidecars without a recording, other files, folders, links that are not recordings.
+    """
+    entries = sorted(folder.iterdir())
+    audio = [p for p in entries if p.suffix.lower() in AUDIO_SUFFIXES and (p.is_symlink() or is_regular(p))]
+    lexists = os.path.lexists
+
+    def own(a: Path) -> Path | None:
+        p = a.with_name(a.name + ".json")
+        return p if lexists(p) else None
+
+    def plain(a: Path) -> Path | None:
+        p = a.with_suffix(".json")
+        return p if lexists(p) else None
+
+    takers: dict[Path, list[Path]] = {}  # NAME.json → the recordings without NAME.ext.json that take it
+    for a in audio:
+        if own(a) is None and plain(a) is not None:
+            takers.setdefault(plain(a), []).append(a)
+    deliveries, used = [], set()
+    for a in audio:
+        o, pl = own(a), plain(a)
+        sidecars = tuple(p for p in (o, pl) if p is not None and (p is o or o is None or p not in takers))
+        used.update(sidecars)
+        group, problem = (a,), None
+        if a.is_symlink():
+            problem = (f"{a.name}: {_not_regular(a)}, not a regular file; links are not followed (copy the recording "
+                       "itself into the inbox)")
+        elif len(sidecars) == 2:
+            problem = (f"{a.name}: two sidecars, {o.name} and {pl.name}: it is not clear which consent record "
+                       f"applies; keep only {o.name}")
+        elif o is None and pl is not None and len(takers[pl]) > 1:
+            group = tuple(takers[pl])
+            problem = (f"{a.name}: {pl.name} is the sidecar of {_and([t.name for t in group])}; give each "
+                       "recording its own NAME.ext.json")
+        elif sidecars and not is_regular(sidecars[0]):
+            problem = (f"{a.name}: its sidecar {sidecars[0].name} is {_not_regular(sidecars[0])}, not a regular "
+                       "file; it was not read")
+        deliveries.append(Delivery(a, sidecars, problem, group))
+    ignored = []
+    for p in entries:
+        if p in used or p in audio or (p.name in FILING_FOLDERS and p.is_dir() and not p.is_symlink()):
+            continue
+        if p.is_symlink():
+            why = f"{_not_regular(p)}: links are not followed"
+        elif p.is_dir():
+            why = "a folder: recordings go directly in the inbox, folders are not searched"
+        elif not is_regular(p):
+            why = f"{_not_regular(p)}: not a recording"
+        elif p.suffix.lower() == ".json":
+            why = f"a sidecar with no recording (NAME.ext or NAME.json, ext one of {' '.join(AUDIO_SUFFIXES)})"
+        else:
+            why = f"not a recording (its suffix is not one of {' '.join(AUDIO_SUFFIXES)})"
+        ignored.append((p, why + "; left where it is"))
+    return deliveries, ignored
 
 
 def client_of(record: Mapping[str, Any]) -> str | None:
@@ -51,7 +226,7 @@ def client_of(record: Mapping[str, Any]) -> str | None:
 
 def sidecar_client(sidecar: Path | None) -> str | None:
     """The valid client id in a sidecar file (see :func:`client_of`); None when there is none or it cannot be read."""
-    if sidecar is None:
+    if sidecar is None or not is_regular(sidecar):
         return None
     try:
         return client_of(read_sidecar(sidecar))
@@ -64,21 +239,32 @@ def settled(path: Path, seconds: float) -> bool:
     return time.time() - path.stat().st_mtime >= seconds
 
 
-def file_away(files: list[Path | None], folder: Path, *, reason: str | None = None) -> list[Path]:
-    """Move a recording and its sidecar into ``folder`` (``done/``, ``rejected/``, ``failed/``), dated now.
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a new or truncated ``path``, 0600, never through a symbolic link already there."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, PRIVATE_FILE_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        os.fchmod(f.fileno(), PRIVATE_FILE_MODE)
+        f.write(text)
 
-    The folder is created private (0700: it holds recordings of minors, whatever the umask). A name already there
-    gets a time stamp instead of being overwritten. Retention counts from the moment a file arrived in its folder:
-    a recording copied with its original time stamp would otherwise be deleted at the next run.
+
+def file_away(files: list[Path | None], folder: Path, *, reason: str | None = None) -> list[Path]:
+    """Move a recording and its sidecar into ``folder`` (``done/``, ``rejected/``, ``failed/``), private, dated now.
+
+    The folder is created private (0700: it holds recordings of minors, whatever the umask) and every file filed
+    there is made 0600, the reason file too. A name already there gets a time stamp instead of being overwritten.
+    Retention counts from the moment a file arrived in its folder: a recording copied with its original time
+    stamp would otherwise be deleted at the next run. A symbolic link is moved as the link itself: what it points
+    to is never read, dated or chmod-ed.
 
     Parameters
     ----------
     files : list of Path or None
-        The recording first, then its sidecar; None and files that no longer exist are skipped.
+        The recording first, then its sidecar(s); None and files that no longer exist are skipped.
     folder : Path
         Where they go; created when missing.
     reason : str, optional
-        Written, one line, to ``<recording>.reason.txt`` next to the moved recording.
+        Written to ``<recording>.reason.txt`` next to the moved recording, on one line (control characters
+        escaped, see :func:`one_line`).
 
     Returns
     -------
@@ -94,15 +280,20 @@ def file_away(files: list[Path | None], folder: Path, *, reason: str | None = No
     stamp = now().replace(":", "").replace("+", "_")
     moved = []
     for f in files:
-        if f is not None and f.exists():
+        if f is not None and os.path.lexists(f):
             target = folder / f.name
-            if target.exists():
+            if os.path.lexists(target):
                 target = folder / f"{f.name}.{stamp}{f.suffix}"
-            shutil.move(str(f), str(target))
-            os.utime(target)
+            link = f.is_symlink()
+            shutil.move(str(f), str(target))  # a link is moved (or re-created) as the link itself
+            if link:
+                os.utime(target, follow_symlinks=False)
+            else:
+                os.chmod(target, PRIVATE_FILE_MODE)
+                os.utime(target)
             moved.append(target)
-    if reason is not None:
-        moved[0].with_name(moved[0].name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
+    if reason is not None and moved:
+        _write_private(moved[0].with_name(moved[0].name + ".reason.txt"), one_line(reason) + "\n")
     return moved
 
 
@@ -128,7 +319,7 @@ def find_recording(inbox_dir: Path | None, row: Mapping[str, Any]) -> Path | Non
     if not done.is_dir():
         return None
     for p in sorted(done.glob(row["recording_name"] + "*")):
-        if p.is_file() and recording_sha256(p) == row.get("recording_sha256"):
+        if is_regular(p) and recording_sha256(p) == row.get("recording_sha256"):
             return p
     return None
 
@@ -158,8 +349,10 @@ def expire_audio(done: Path, days: float, store: Store, *, actor: str) -> int:
         return 0
     limit = time.time() - days * 86400.0
     n = 0
-    for audio in recordings_in(done):
-        if days == 0 or audio.stat().st_mtime < limit:
+    # a symbolic link (filed by an earlier version) is deleted as the link itself, aged by its own time stamp
+    for audio in sorted(p for p in done.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and
+                        (is_regular(p) or p.is_symlink())):
+        if days == 0 or audio.lstat().st_mtime < limit:
             client = sidecar_client(sidecar_of(audio))
             remove_inside(audio, done)
             store.audit("deleted", actor=actor, outcome="success", client_id=client,
@@ -216,7 +409,7 @@ def expire_refused(folder: Path, days: float, store: Store, *, actor: str) -> in
 
     def orphan(sidecar: Path) -> bool:
         base = sidecar.name[: -len(".json")]
-        return not (folder / base).exists() and not any((folder / (base + s)).exists() for s in AUDIO_SUFFIXES)
+        return not any(os.path.lexists(folder / name) for name in (base, *(base + s for s in AUDIO_SUFFIXES)))
 
     # sidecars whose recording is gone or was filed under a time-stamped name: they hold names and consent
     for sidecar in sorted(p for p in folder.iterdir() if p.suffix.lower() == ".json" and expired(p) and orphan(p)):

@@ -1,7 +1,12 @@
 """Prefect flow ``nightly_inbox``: every consented recording in the clinic's inbox gets a report.
 
-For each recording ``NAME.ext`` with its sidecar ``NAME.ext.json`` (or
-``NAME.json``) in the inbox:
+First, unread (what counts as which: :mod:`flows.inbox`): a recording or
+sidecar that is a symbolic link (never followed), a ``NAME.json`` shared by
+several recordings, or two sidecars for one recording → the recordings and
+sidecars concerned are moved to ``rejected/`` with a ``.reason.txt``; anything
+that is no recording or sidecar is listed as ``ignored`` and left in place.
+Then, for each recording ``NAME.ext`` with its sidecar ``NAME.ext.json`` (or
+``NAME.json``):
 
 0. a file name holding a name given in the sidecar (participants' ``name``,
    ``other_names``) → renamed with its sidecar to ``<session id>.ext`` first,
@@ -21,7 +26,9 @@ For each recording ``NAME.ext`` with its sidecar ``NAME.ext.json`` (or
    with its reason and moved to ``failed/``; the batch goes on. A second copy
    of the same content in one batch waits for the first and follows it.
 
-Every event is a row in the audit log; the run summary is stored and returned.
+Every event about a recording is a row in the audit log; the run summary is
+stored and returned. File names in it, in log lines, reason files and audit
+rows are on one line (:func:`flows.inbox.one_line`).
 Recordings and sidecars in ``rejected/`` and ``failed/`` are deleted after
 ``ALLIANCE_REJECTED_RETENTION_DAYS`` / ``ALLIANCE_FAILED_RETENTION_DAYS``
 (their ``.reason.txt`` stays), those in ``done/`` after
@@ -43,7 +50,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 
 from flows.analyze import analyze_session
-from flows.inbox import client_of, expire_audio, expire_refused, file_away, recordings_in, settled, sidecar_of
+from flows.inbox import (Delivery, client_of, expire_audio, expire_refused, file_away, is_regular, one_line,
+                         scan_inbox, settled, sidecar_of)
 from flows.store import Store, now
 from pipeline.audio import recording_sha256
 from pipeline.errors import ConsentError, MetadataError, PipelineError
@@ -149,15 +157,27 @@ def _rename_named(audio: Path, sidecar: Path, record: dict) -> tuple[Path, Path]
     return target, target_sidecar
 
 
-def _shown_name(audio: Path) -> str:
-    """The file name as the summary may show it: not when it holds a name from its (readable) sidecar."""
+def _shown_name(path: Path) -> str:
+    """A file name as the summary may show it: on one line, and not when it holds a name from its sidecar.
+
+    For a recording its sidecar (:func:`flows.inbox.sidecar_of`) is read, for a sidecar the file itself, when it
+    is a regular file and readable.
+    """
+    is_sidecar = path.suffix.lower() == ".json"
+    if is_sidecar:
+        source = path if is_regular(path) else None
+    else:
+        source = sidecar_of(path)
     try:
-        record = _load_sidecar(audio, sidecar_of(audio))
+        record = _load_sidecar(path, source)
     except (ConsentError, MetadataError):
-        return audio.name
-    if _names_in(audio.name, record):
-        return f"a {audio.suffix} recording whose file name holds a participant's name (renamed once it is processed)"
-    return audio.name
+        return one_line(path.name)
+    if _names_in(path.name, record):
+        if is_sidecar:
+            return "a .json sidecar whose file name holds a participant's name"
+        return f"a {one_line(path.suffix)} recording whose file name holds a participant's name (renamed once it is " \
+               "processed)"
+    return one_line(path.name)
 
 
 def _expire_refused(inbox_dir: Path, settings: Settings, store: Store) -> None:
@@ -169,7 +189,7 @@ def _duplicate(job: dict, session_id: str, inbox_dir: Path, store: Store, summar
     file_away([job["audio"], job["sidecar"]], inbox_dir / "done")
     store.audit("skipped-duplicate", actor=ACTOR, outcome="success", client_id=job["client"],
                 session_id=job["session_id"], detail=f"same content as session {session_id}")
-    summary["duplicates"].append({"file": job["audio"].name, "session_id": session_id})
+    summary["duplicates"].append({"file": one_line(job["audio"].name), "session_id": session_id})
 
 
 def _refuse(job: dict, error: PipelineError, inbox_dir: Path, store: Store, summary: dict, run_id: str, log) -> None:
@@ -179,9 +199,45 @@ def _refuse(job: dict, error: PipelineError, inbox_dir: Path, store: Store, summ
     session) concern another session, maybe another client's, which is not written into this client's row.
     """
     file_away([job["audio"], job["sidecar"]], inbox_dir / "failed", reason=str(error))
-    store.audit("rejected", actor=ACTOR, outcome="refused", client_id=job["client"], detail=str(error))
-    summary["failed"].append({"file": job["audio"].name, "session_id": job["session_id"], "reason": str(error)})
-    log.warning("nightly run %s: refused %s (session %s): %s", run_id, job["audio"].name, job["session_id"], error)
+    reason = one_line(str(error))
+    store.audit("rejected", actor=ACTOR, outcome="refused", client_id=job["client"], detail=reason)
+    summary["failed"].append({"file": one_line(job["audio"].name), "session_id": job["session_id"], "reason": reason})
+    log.warning("nightly run %s: refused %s (session %s): %s", run_id, one_line(job["audio"].name), job["session_id"],
+                reason)
+
+
+def _without_names(text: str, records: list[dict]) -> str:
+    """``text`` with every name given in ``records`` (see :func:`_names_in`) replaced by its role."""
+    for record in records:
+        for part, label in _names_in(text, record).items():
+            text = re.sub(re.escape(part), label, text, flags=re.IGNORECASE)
+    return text
+
+
+def _refuse_unread(delivery: Delivery, inbox_dir: Path, store: Store, summary: dict, run_id: str, log,
+                   read: dict[Path, dict | None]) -> None:
+    """Refuse a recording whose consent record cannot be told (a link, a shared or ambiguous sidecar).
+
+    The recording and all its sidecars go to ``rejected/`` with the reason (:func:`flows.inbox.scan_inbox`);
+    the audit row names the client only when every sidecar that is a readable regular file names the same one.
+    Names given in those sidecars are replaced by their roles in what is shown; links are never read. ``read``
+    keeps each sidecar's record for the run: a shared sidecar is filed away with the first of its recordings.
+    """
+    for sidecar in delivery.sidecars:
+        if sidecar not in read:
+            read[sidecar] = None
+            if is_regular(sidecar):
+                with contextlib.suppress(MetadataError):
+                    read[sidecar] = read_sidecar(sidecar)
+    records = [read[s] for s in delivery.sidecars if read[s] is not None]
+    clients = {client_of(r) for r in records}
+    problem = _without_names(delivery.problem or "", records)
+    reason, shown = one_line(problem), one_line(_without_names(delivery.audio.name, records))
+    file_away([delivery.audio, *delivery.sidecars], inbox_dir / "rejected", reason=problem)
+    store.audit("rejected", actor=ACTOR, outcome="refused", client_id=clients.pop() if len(clients) == 1 else None,
+                detail=reason)
+    summary["rejected"].append({"file": shown, "reason": reason})
+    log.warning("nightly run %s: rejected %s", run_id, reason)
 
 
 def _misfiled(job: dict, owner_client: str | None, owner_session: str, inbox_dir: Path, store: Store, summary: dict,
@@ -208,13 +264,15 @@ def _record(job: dict, report: SessionReport | None, error: Exception | None, in
                 research_use=job["consent"].research_use, run_id=run_id)
     if error is not None:
         file_away([job["audio"], job["sidecar"]], inbox_dir / "failed", reason=str(error))
-        store.save_session(**base, status="failed", reason=str(error), out_dir=None, model_version=None)
+        reason = one_line(str(error))
+        store.save_session(**base, status="failed", reason=reason, out_dir=None, model_version=None)
         store.audit("analysed", actor=ACTOR, outcome="failed", client_id=job["client"], session_id=job["session_id"],
-                    detail=str(error))
-        summary["failed"].append({"file": job["audio"].name, "session_id": job["session_id"], "reason": str(error)})
+                    detail=reason)
+        summary["failed"].append({"file": one_line(job["audio"].name), "session_id": job["session_id"],
+                                  "reason": reason})
         # the one line a failed session gets (Prefect's traceback goes to the debug log, see _FailuresToDebug)
-        log.warning("nightly run %s: %s (session %s) failed: %s", run_id, job["audio"].name, job["session_id"],
-                    " ".join(str(error).split()))
+        log.warning("nightly run %s: %s (session %s) failed: %s", run_id, one_line(job["audio"].name),
+                    job["session_id"], reason)
         return
     store.save_session(**base, status="analysed", reason=None, out_dir=str(out_dir),
                        model_version=report.model_version)
@@ -222,7 +280,7 @@ def _record(job: dict, report: SessionReport | None, error: Exception | None, in
     file_away([job["audio"], job["sidecar"]], inbox_dir / "done")
     store.audit("analysed", actor=ACTOR, outcome="success", client_id=job["client"], session_id=job["session_id"],
                 detail=f"{len(report.flags)} flags, model {report.model_version}")
-    summary["processed"].append({"file": job["audio"].name, "session_id": job["session_id"],
+    summary["processed"].append({"file": one_line(job["audio"].name), "session_id": job["session_id"],
                                  **{k: job[k] for k in ("worker_pid", "flow_run") if k in job}})
 
 
@@ -309,7 +367,7 @@ def analyse_recording(audio: str, out_dir: str, metadata_path: str, session_id: 
 
 def _internal_error(audio: Path, exc: Exception) -> PipelineError:
     """An unexpected exception in one session, as a one-line failure; the traceback goes to the debug log."""
-    logging.getLogger("alliance.nightly").debug("internal error analysing %s", audio.name, exc_info=exc)
+    logging.getLogger("alliance.nightly").debug("internal error analysing %s", one_line(audio.name), exc_info=exc)
     return PipelineError(f"{audio.name}: internal error in the analysis ({type(exc).__name__}); see the debug log")
 
 
@@ -406,8 +464,9 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
     Returns
     -------
     dict
-        ``processed``, ``rejected``, ``failed``, ``duplicates``, ``renamed``, ``waiting``: lists of
-        ``{"file", "session_id", "reason"}`` (the keys that apply); ``run_id``.
+        ``processed``, ``rejected``, ``failed``, ``duplicates``, ``renamed``, ``waiting``, ``ignored``: lists of
+        ``{"file", "session_id", "reason"}`` (the keys that apply; every value on one line, control characters
+        in file names escaped); ``run_id``.
     """
     private_umask()  # a Prefect worker may start this flow without the CLI: the inbox and data hold client data
     log = get_run_logger()
@@ -416,21 +475,29 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
     inbox_dir = Path(inbox)
     run_id, started = uuid.uuid4().hex[:12], now()
     summary: dict = {"run_id": run_id, "processed": [], "rejected": [], "failed": [], "duplicates": [],
-                     "renamed": []}
+                     "renamed": [], "ignored": []}
     expire_audio(inbox_dir / "done", settings.audio_retention_days, store, actor=ACTOR)
     _expire_refused(inbox_dir, settings, store)
-    found = recordings_in(inbox_dir)
-    recordings = [p for p in found if settled(p, settings.inbox_settle_s)]
-    summary["waiting"] = [{"file": _shown_name(p), "reason": "still being written; left for the next run"}
-                          for p in found if p not in recordings]
-    log.info("nightly run %s: %d recordings in the inbox, %d still being written", run_id, len(recordings),
-             len(summary["waiting"]))
+    deliveries, ignored = scan_inbox(inbox_dir)
+    # a link is refused at once; recordings that share a sidecar wait for each other, so none is half-filed
+    fresh = {d.audio for d in deliveries if not d.audio.is_symlink() and not settled(d.audio, settings.inbox_settle_s)}
+    ready = [d for d in deliveries if not fresh.intersection(d.group)]
+    summary["waiting"] = [{"file": _shown_name(d.audio), "reason": "still being written; left for the next run"
+                           if d.audio in fresh else "shares its sidecar with a recording still being written; left "
+                           "for the next run"} for d in deliveries if d not in ready]
+    summary["ignored"] = [{"file": _shown_name(p), "reason": why} for p, why in ignored]
+    log.info("nightly run %s: %d recordings in the inbox, %d still being written, %d other entries ignored", run_id,
+             len(ready), len(summary["waiting"]), len(ignored))
     jobs: list[dict] = []
     batch: dict[str, dict] = {}  # sha256 → the job analysing that content in this run
     claimed: dict[str, dict] = {}  # session id → the job that will write that session's row in this run
     later_copies: list[tuple[dict, dict]] = []
-    for audio in recordings:
-        sidecar = sidecar_of(audio)
+    refused_sidecars: dict[Path, dict | None] = {}  # sidecars of recordings refused unread: read once, no link
+    for delivery in ready:
+        if delivery.problem is not None:
+            _refuse_unread(delivery, inbox_dir, store, summary, run_id, log, refused_sidecars)
+            continue
+        audio, sidecar = delivery.audio, delivery.sidecar
         record: dict = {}
         try:
             record = _load_sidecar(audio, sidecar)
@@ -446,17 +513,18 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
                 continue
             if renamed is not None:
                 audio, sidecar = renamed
-                summary["renamed"].append({"file": audio.name, "reason": RENAMED_REASON})
+                summary["renamed"].append({"file": one_line(audio.name), "reason": RENAMED_REASON})
                 store.audit("renamed", actor=ACTOR, outcome="success", client_id=client_of(record),
-                            detail=f"recording renamed to {audio.name}: {RENAMED_REASON}")
-                log.warning("nightly run %s: %s %s", run_id, audio.name, RENAMED_REASON)
+                            detail=f"recording renamed to {one_line(audio.name)}: {RENAMED_REASON}")
+                log.warning("nightly run %s: %s %s", run_id, one_line(audio.name), RENAMED_REASON)
             _check_ids(record, sidecar)
             consent = check_consent(record, source=sidecar)
         except (ConsentError, MetadataError) as exc:
             file_away([audio, sidecar], inbox_dir / "rejected", reason=str(exc))
-            store.audit("rejected", actor=ACTOR, outcome="refused", client_id=client_of(record), detail=str(exc))
-            summary["rejected"].append({"file": audio.name, "reason": str(exc)})
-            log.warning("nightly run %s: rejected %s: %s", run_id, audio.name, exc.problem)
+            reason = one_line(str(exc))
+            store.audit("rejected", actor=ACTOR, outcome="refused", client_id=client_of(record), detail=reason)
+            summary["rejected"].append({"file": one_line(audio.name), "reason": reason})
+            log.warning("nightly run %s: rejected %s: %s", run_id, one_line(audio.name), one_line(exc.problem))
             continue
         job = dict(audio=audio, sidecar=sidecar, record=record, consent=consent, digest=recording_sha256(audio),
                    session_id=record.get("session_id") or id_from_name(audio.stem), client=record.get("client_id"))
