@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench shipped-model clean
+.PHONY: install demo test test-fast bench shipped-model clean
 
 $(STAMP): pyproject.toml Makefile requirements-overlap.txt
 	# Debian packages (CI runs as root): espeak-ng voices the session simulator; chromium runs the
@@ -37,6 +37,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest
+
+# Everyday work: the tests without real models, servers or whole analyses (under 2 minutes).
+test-fast: install
+	$(PY) -m pytest -m "not slow"
 
 # The speed and memory figures in the README (about 20 minutes on 2 cores): both Whisper backends side by side,
 # then 10- and 60-minute sessions end to end. Other benchmarks: see bench/.

@@ -15,11 +15,13 @@ from pipeline.types import Transcript, Word
 from tests.conftest import SAMPLE_STM, read_stm_text, word_error_rate
 
 
+@pytest.mark.slow
 def test_wer_on_sample_is_at_most_20_percent(sample_transcript):
     wer = word_error_rate(read_stm_text(SAMPLE_STM), sample_transcript.text)
     assert wer <= 0.20, f"WER {wer:.3f}"
 
 
+@pytest.mark.slow
 def test_word_times_are_ordered_and_inside_speech(sample_transcript):
     words = sample_transcript.words
     assert len(words) > 50
@@ -29,6 +31,7 @@ def test_word_times_are_ordered_and_inside_speech(sample_transcript):
     assert words[0].start == pytest.approx(6.68, abs=0.5)
 
 
+@pytest.mark.slow
 def test_language_is_detected_when_auto(sample_recording, asr_backend):
     t = transcribe(sample_recording.samples[: 16000 * 15], 16000, settings=AsrSettings(language="auto"),
                    backend=asr_backend)
@@ -36,6 +39,7 @@ def test_language_is_detected_when_auto(sample_recording, asr_backend):
     assert t.language_probability > 0.5
 
 
+@pytest.mark.slow
 def test_silence_gives_no_words(asr_backend):
     t = transcribe(np.zeros(16000 * 10, np.float32), 16000, settings=AsrSettings(), backend=asr_backend,
                    language="nl")
@@ -107,6 +111,7 @@ def test_bundled_model_is_joined_and_verified(settings):
         assert (folder / name).is_file()
 
 
+@pytest.mark.slow
 def test_long_recordings_are_transcribed_in_pieces_on_one_time_line():
     from pipeline.asr import piece_bounds, transcribe_in_pieces
     from pipeline.types import Transcript, Word

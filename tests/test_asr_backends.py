@@ -30,6 +30,7 @@ def openai_backend(checkpoint, settings):
                         model_cache_dir=settings.model_cache_dir, vad_settings=settings.vad)
 
 
+@pytest.mark.slow
 def test_converted_model_gives_the_same_greedy_tokens_as_faster_whisper_on_sample(
         checkpoint, base_model_dir, sample_recording):
     import torch
@@ -54,6 +55,7 @@ def test_converted_model_gives_the_same_greedy_tokens_as_faster_whisper_on_sampl
     assert torch_tokens == ct2_tokens
 
 
+@pytest.mark.slow
 def test_checkpoint_keeps_the_alignment_heads_of_the_config(checkpoint, base_model_dir):
     import json
 
@@ -65,6 +67,7 @@ def test_checkpoint_keeps_the_alignment_heads_of_the_config(checkpoint, base_mod
     assert sorted(map(list, zip(*np.nonzero(mask)))) == sorted(heads)
 
 
+@pytest.mark.slow
 def test_openai_backend_transcribes_sample_with_word_times(openai_backend, sample_recording):
     t = transcribe(sample_recording.samples, 16000, settings=AsrSettings(), backend=openai_backend, language="en")
     wer = word_error_rate(read_stm_text(SAMPLE_STM), t.text)
@@ -74,6 +77,7 @@ def test_openai_backend_transcribes_sample_with_word_times(openai_backend, sampl
     assert all(a.start <= b.start for a, b in zip(t.words, t.words[1:]))
 
 
+@pytest.mark.slow
 def test_openai_backend_detects_the_language_and_keeps_silence_empty(openai_backend, sample_recording):
     t = transcribe(sample_recording.samples[: 16000 * 15], 16000, settings=AsrSettings(language="auto"),
                    backend=openai_backend)
@@ -142,6 +146,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, settings):
                      model_cache_dir=settings.model_cache_dir)
 
 
+@pytest.mark.slow
 def test_cli_converts_and_analyses_with_the_openai_backend(prefect_harness, checkpoint, tmp_path, monkeypatch):
     import json
 
@@ -168,6 +173,7 @@ def test_cli_converts_and_analyses_with_the_openai_backend(prefect_harness, chec
     assert word_error_rate(read_stm_text(SAMPLE_STM), text) <= 0.20
 
 
+@pytest.mark.slow
 def test_openai_backend_gives_the_same_words_when_sessions_share_it_in_threads(openai_backend, sample_recording):
     """The nightly run analyses sessions in threads that share one loaded model."""
     from concurrent.futures import ThreadPoolExecutor
@@ -192,6 +198,7 @@ def test_empty_path_settings_mean_unset(monkeypatch):
     assert s.asr.checkpoint is None and s.asr.model_dir is None
 
 
+@pytest.mark.slow
 def test_a_damaged_cached_checkpoint_is_converted_again(base_model_dir, tmp_path):
     from pipeline.asr.model_store import resolve_checkpoint
     from pipeline.asr.openai_whisper_backend import check_checkpoint_file

@@ -16,6 +16,8 @@ import pytest
 from tests.conftest import ROOT
 from tests.test_web import PASSWORDS, clinic  # noqa: F401  (the fixture)
 
+pytestmark = pytest.mark.slow  # a web server driven by Chromium, and a real analysis
+
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
 

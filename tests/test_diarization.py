@@ -13,16 +13,19 @@ from pipeline.words import assign_words
 from tests.conftest import der, speech_time_error_s
 
 
+@pytest.mark.slow
 def test_der_on_sample_is_at_most_8_percent(sample_diarization, sample_reference_turns):
     result = der(sample_reference_turns, sample_diarization.turns, uri="sample", collar=0.5)
     assert result["diarization error rate"] <= 0.08, result  # measured 1.2 %
 
 
+@pytest.mark.slow
 def test_speech_time_per_speaker_within_1_5_s(sample_diarization, sample_reference_turns):
     assert len(sample_diarization.speakers) == 2
     assert speech_time_error_s(sample_reference_turns, sample_diarization.turns) <= 1.5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stem", ["dev00", "dev01"])
 def test_der_on_the_meeting_excerpts_is_at_most_20_percent(stem, embedder, settings):
     from pipeline.evaluation import evaluate_diarization_file
@@ -56,6 +59,7 @@ def test_resegmentation_moves_a_late_boundary_to_the_voice_change():
     assert (resegment(x.astype(np.float32), sr, few, n_speakers=2) == few).all()
 
 
+@pytest.mark.slow
 def test_turns_are_ordered_and_disjoint(sample_diarization):
     turns = sample_diarization.turns
     assert all(a.end <= b.start for a, b in zip(turns, turns[1:]))
@@ -142,6 +146,7 @@ def test_words_spoken_in_overlap_are_marked():
     assert Word.from_dict(out.words[1].to_dict()).overlap is True
 
 
+@pytest.mark.slow
 def test_rttm_round_trip(tmp_path, sample_diarization):
     path = write_rttm(sample_diarization, tmp_path / "s.rttm", uri="s")
     back = read_rttm(path)["s"]
@@ -177,6 +182,7 @@ def test_estimate_num_speakers_on_clear_clusters():
     assert estimate_num_speakers(centres[0] + 0.05 * rng.standard_normal((60, 8)))[0] == 1
 
 
+@pytest.mark.slow
 def test_estimated_count_is_right_on_sample_and_says_it_was_estimated(sample_recording, sample_speech, embedder,
                                                                        settings):
     d = diarize(sample_recording.samples, 16000, sample_speech, num_speakers=None, settings=settings.diarization,
@@ -185,6 +191,7 @@ def test_estimated_count_is_right_on_sample_and_says_it_was_estimated(sample_rec
     assert d.detail.startswith("speaker count estimated: 2")
 
 
+@pytest.mark.slow
 def test_estimated_count_is_right_on_both_meeting_excerpts(embedder, settings):
     from pipeline.audio import decode
     from pipeline.vad import detect_speech
@@ -209,6 +216,7 @@ def test_estimate_searches_from_min_speakers():
         estimate_num_speakers(one, min_speakers=0)
 
 
+@pytest.mark.slow
 def test_too_little_speech_to_count_says_so(embedder, settings):
     from pipeline.audio import decode
     from pipeline.vad import detect_speech

@@ -35,6 +35,7 @@ def test_read_uem(tmp_path):
     assert read_uem(p) == {"dev00": (0.0, 30.0), "dev01": (2.5, 20.0)}
 
 
+@pytest.mark.slow
 def test_eval_diarization_command_prints_der_with_its_collar():
     result = CliRunner().invoke(app, ["eval-diarization", str(SAMPLE_WAV), "--reference", str(SAMPLE_RTTM)],
                                 env={"COLUMNS": "200"})

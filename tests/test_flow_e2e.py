@@ -44,6 +44,7 @@ def analysed(prefect_harness, tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
 def test_logs_name_the_session_but_never_what_was_said(analysed):
     _, result = analysed
     logs = "\n".join(result.log_messages) + result.output
@@ -52,11 +53,13 @@ def test_logs_name_the_session_but_never_what_was_said(analysed):
         assert word not in logs
 
 
+@pytest.mark.slow
 def test_cli_prints_where_the_report_is(analysed):
     out, result = analysed
     assert f"Report: {out / 'report.html'}" in result.output
 
 
+@pytest.mark.slow
 def test_session_json_is_correct_for_the_sample(analysed, sample_reference_turns):
     out, _ = analysed
     s = json.loads((out / "session.json").read_text())
@@ -82,6 +85,7 @@ def test_session_json_is_correct_for_the_sample(analysed, sample_reference_turns
     assert s["settings"]["asr"]["compute_type"] == "int8"
 
 
+@pytest.mark.slow
 def test_session_json_round_trips_through_the_session_report(analysed):
     from pipeline.types import SessionReport
     from tests.test_session import assert_same
@@ -93,6 +97,7 @@ def test_session_json_round_trips_through_the_session_report(analysed):
     assert_same(SessionReport.from_dict(report.to_dict()), report)
 
 
+@pytest.mark.slow
 def test_the_analysis_without_prefect_is_what_the_flow_wrote(analysed, asr_backend, embedder):
     from pipeline.session import Backends, analyze
     from pipeline.settings import Settings
@@ -106,6 +111,7 @@ def test_the_analysis_without_prefect_is_what_the_flow_wrote(analysed, asr_backe
     assert_same(SessionAnalysis.from_dict(json.loads((out / "session.json").read_text())), analysis)
 
 
+@pytest.mark.slow
 def test_report_html_shows_timeline_metrics_and_transcript(analysed):
     out, _ = analysed
     html = (out / "report.html").read_text()
@@ -118,6 +124,7 @@ def test_report_html_shows_timeline_metrics_and_transcript(analysed):
     assert "<script" not in html and not re.search(r"(src|href)=\"https?://", html)
 
 
+@pytest.mark.slow
 def test_outputs_hold_no_copy_of_the_audio(analysed):
     out, _ = analysed
     names = {p.name for p in out.rglob("*")}
@@ -128,6 +135,7 @@ def test_outputs_hold_no_copy_of_the_audio(analysed):
     assert not any(p.suffix in (".npy", ".wav") for p in out.rglob("*"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, content, message", [
     ("empty.wav", b"", "empty.wav: file is empty"),
     ("notes.wav", b"not audio at all\n" * 50, "notes.wav: cannot be decoded as audio"),
@@ -140,6 +148,7 @@ def test_bad_input_fails_with_a_message_naming_the_file(prefect_harness, tmp_pat
     assert message in " ".join(result.output.split())
 
 
+@pytest.mark.slow
 def test_missing_file_fails_with_a_message_naming_the_file(prefect_harness, tmp_path):
     result = runner.invoke(app, ["analyze", str(tmp_path / "gone.m4a"), "--out", str(tmp_path / "out")])
     assert result.exit_code == 1
@@ -165,6 +174,7 @@ def test_bad_language_is_refused_before_any_work(tmp_path):
         assert result.exit_code == 2 and "--speakers must be 1–8 or 'auto'" in result.output
 
 
+@pytest.mark.slow
 def test_silence_gives_a_report_with_no_speech_and_no_flags(prefect_harness, tmp_path):
     import numpy as np
 
@@ -180,6 +190,7 @@ def test_silence_gives_a_report_with_no_speech_and_no_flags(prefect_harness, tmp
     assert "no speech found" in (tmp_path / "out" / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_truncated_recording_is_analysed_with_a_warning(prefect_harness, tmp_path):
     data = SAMPLE_WAV.read_bytes()
     path = tmp_path / "cut_session.wav"
@@ -193,6 +204,7 @@ def test_truncated_recording_is_analysed_with_a_warning(prefect_harness, tmp_pat
     assert "looks truncated" in (tmp_path / "out" / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_command_line_overrides_are_recorded_in_the_settings(analysed):
     out, _ = analysed
     s = json.loads((out / "session.json").read_text())
@@ -200,6 +212,7 @@ def test_command_line_overrides_are_recorded_in_the_settings(analysed):
     assert s["settings"]["diarization"]["num_speakers"] == 2
 
 
+@pytest.mark.slow
 def test_failed_run_leaves_no_empty_session_folder(prefect_harness, tmp_path):
     path = tmp_path / "notes.wav"
     path.write_bytes(b"not audio" * 100)
@@ -216,6 +229,7 @@ def test_out_pointing_at_a_file_is_refused_before_any_work(tmp_path):
         assert "is a file, not a folder" in result.output
 
 
+@pytest.mark.slow
 def test_stereo_file_with_a_speaker_per_channel_is_diarized_by_channel(prefect_harness, tmp_path):
     from tests.conftest import ROOT
 
@@ -228,6 +242,7 @@ def test_stereo_file_with_a_speaker_per_channel_is_diarized_by_channel(prefect_h
     assert len(s["diarization"]["speakers"]) == 2
 
 
+@pytest.mark.slow
 def test_estimated_speaker_count_is_marked_in_the_output(prefect_harness, tmp_path):
     result = runner.invoke(app, ["analyze", str(SAMPLE_WAV), "--speakers", "auto", "--language", "en",
                                  "--out", str(tmp_path / "out")])

@@ -13,6 +13,8 @@ from flows.store import AUDIT_FIELDS, Store
 from pipeline.settings import Settings
 from tests.conftest import ROOT, SAMPLE_WAV
 
+pytestmark = pytest.mark.slow  # the module's fixture runs a nightly batch through a Prefect server and the real models
+
 
 def _sidecar(path, *, session_id, client_id, age=9, given_by=("parent",), analysis=True):
     record = {"session_id": session_id, "client_id": client_id, "therapist_id": "t-anna", "date": "2026-11-28",

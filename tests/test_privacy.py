@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -21,6 +22,7 @@ def test_names_become_role_labels_with_punctuation_kept():
     assert [w.start for w in out.words] == [0, 1, 2, 3]
 
 
+@pytest.mark.slow
 def test_a_clients_name_appears_nowhere_in_the_outputs_or_logs(prefect_harness, tmp_path):
     meta = tmp_path / "s-priv.json"
     meta.write_text(json.dumps({"session_id": "s-priv", "language": "en",

@@ -13,6 +13,8 @@ from pipeline.turns import turn_metrics
 from pipeline.vad import detect_speech
 from tests.conftest import ROOT, SAMPLE_STM, read_stm_text, word_error_rate
 
+pytestmark = pytest.mark.slow  # every test runs the real Whisper model or speaker encoder
+
 SR = 16000
 HALLUCINATIONS = ("thank", "watching", "subscribe", "amara", "ondertitel", "bedankt voor het kijken")
 

@@ -62,6 +62,7 @@ def _truth_speaker(d, truth, role):
     return max(d.speakers, key=overlap)
 
 
+@pytest.mark.slow
 def test_enrolled_therapist_is_recognised_when_not_speaking_most(therapist_session, embedder, tmp_path):
     (signal, truth), enrol_clips = therapist_session
     settings = Settings()
@@ -80,6 +81,7 @@ def test_enrolled_therapist_is_recognised_when_not_speaking_most(therapist_sessi
     assert assign_roles(d).roles[therapist] == "client"  # the most-speech rule alone gets it wrong
 
 
+@pytest.mark.slow
 def test_child_and_adult_are_separated_and_the_child_is_named_client(embedder):
     child = sorted(OCEAN.glob("00003*.wav"))  # a 6-year-old boy
     adult = sorted(OCEAN.glob("01030*.wav"))  # a 27-year-old man
@@ -140,6 +142,7 @@ def test_role_warnings_when_no_client_is_left():
     assert role_warnings(assign_roles(DIA), client_expected=True) == ()
 
 
+@pytest.mark.slow
 def test_profile_errors_name_the_problem(tmp_path, embedder):
     with pytest.raises(InputError, match="must be 1–64 letters"):
         profile_path(tmp_path, "../etc")
@@ -150,6 +153,7 @@ def test_profile_errors_name_the_problem(tmp_path, embedder):
         enrol("t-x", [quiet], embedder=embedder, vad_settings=Settings().vad, data_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_enroll_and_analyze_commands_recognise_the_therapist(prefect_harness, therapist_session, tmp_path,
                                                               monkeypatch):
     (signal, truth), enrol_clips = therapist_session

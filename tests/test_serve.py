@@ -43,6 +43,7 @@ async def _completed_scheduled_runs(api_url: str) -> list:
             and r.state_type.value == "COMPLETED"]
 
 
+@pytest.mark.slow
 def test_serve_runs_the_nightly_flow_on_its_schedule(tmp_path):
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"

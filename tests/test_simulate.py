@@ -29,6 +29,7 @@ def session(tmp_path_factory):
                             episode_s=(45.0, 50.0))
 
 
+@pytest.mark.slow
 def test_session_is_written_in_the_training_format(session):
     rec = decode(session / "recording.wav")
     meta = Sidecar.load(session / "metadata.json")
@@ -49,6 +50,7 @@ def _segments(session):
     return rec, turns, where
 
 
+@pytest.mark.slow
 def test_a_child_client_has_a_child_voice(session):
     rec, turns, _ = _segments(session)
     def median_f0(role):
@@ -57,6 +59,7 @@ def test_a_child_client_has_a_child_voice(session):
     assert median_f0("client") >= 250 and median_f0("client") > 1.3 * median_f0("therapist")
 
 
+@pytest.mark.slow
 def test_withdrawal_is_quiet_and_slow_and_confrontation_loud_and_overlapping(session):
     rec, turns, where = _segments(session)
     level = {k: [] for k in ("ordinary", "withdrawal", "confrontation")}
@@ -75,6 +78,7 @@ def test_withdrawal_is_quiet_and_slow_and_confrontation_loud_and_overlapping(ses
     assert overlaps["confrontation"] >= 1 and overlaps["ordinary"] == 0
 
 
+@pytest.mark.slow
 def test_ordinary_talk_also_has_short_answers_and_pauses(tmp_path):
     """No single marker may separate the classes: ordinary stretches hold short client turns and long gaps too."""
     paths = simulate(tmp_path, sessions=2, language="en", seed=40, minutes=(3.0, 3.0), episode_s=(20.0, 25.0))

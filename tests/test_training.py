@@ -56,6 +56,7 @@ def small_sets(tmp_path_factory):
     return root / "train", root / "held", train, held
 
 
+@pytest.mark.slow
 def test_researcher_goes_from_annotated_sessions_to_an_active_model(prefect_harness, small_sets, tmp_path):
     train_dir, held_dir, _, _ = small_sets
     result = runner.invoke(app, ["retrain", "--data", str(train_dir), "--holdout", str(held_dir),
@@ -95,6 +96,7 @@ def _check_active(result, card, held_dir, train_dir, tmp_path):
     assert json.loads((tmp_path / "s" / "session.json").read_text())["model_version"] == "clinic-v1"
 
 
+@pytest.mark.slow
 def test_bad_annotations_stop_retraining_before_any_analysis(prefect_harness, small_sets, tmp_path):
     import shutil
 

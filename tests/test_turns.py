@@ -71,6 +71,7 @@ def test_utterances_split_on_speaker_change_and_long_pause():
         ("therapist", "Hoe gaat het?", True), ("client", "Goed.", False), ("therapist", "Echt?", True)]
 
 
+@pytest.mark.slow
 def test_speech_ratio_from_pipeline_matches_reference(sample_diarization, sample_reference_turns):
     ref = _dia(*sample_reference_turns)
     roles_ref = assign_roles(ref)
@@ -92,6 +93,7 @@ def test_refine_moves_a_touching_change_into_the_nearest_silence():
     assert refine_speaker_changes(turns, pauses, max_shift_s=0.0)[:2] == turns[:2]
 
 
+@pytest.mark.slow
 def test_session_markers_from_pipeline_agree_with_the_reference(sample_recording, sample_diarization,
                                                                 sample_reference_turns, settings):
     """Speech ratio within 0.05 and the number of gaps at speaker changes within 20 % of the RTTM's."""

@@ -207,6 +207,7 @@ def test_client_trend_chart_across_sessions(clinic):
     assert c.get("/clients/c-2/trend").status_code == 403
 
 
+@pytest.mark.slow
 def test_exported_reviews_are_accepted_by_retrain_without_edits(prefect_harness, clinic, tmp_path):
     """Two reviewed 2-minute sessions of two clients, exported and retrained on as they are."""
     from typer.testing import CliRunner

@@ -40,6 +40,7 @@ def _wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout_s: floa
     pytest.fail(f"the Prefect server did not start in {timeout_s} s: {log.read_text()[-2000:]}")
 
 
+@pytest.mark.slow
 def test_a_nightly_batch_runs_on_a_work_pool_with_two_workers(tmp_path):
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"

@@ -23,6 +23,8 @@ from flows.nightly import nightly_inbox
 from flows.store import RUNS, SESSIONS, Store
 from pipeline.settings import Settings
 
+pytestmark = pytest.mark.slow  # every test runs nightly batches through a Prefect server
+
 DAY = 86400.0
 
 

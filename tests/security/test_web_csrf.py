@@ -112,6 +112,7 @@ def test_other_state_changing_methods_from_a_foreign_origin_are_refused(clinic, 
     assert r.status_code == 403 and len(_refusals(store)) == 1
 
 
+@pytest.mark.slow
 def test_a_page_on_another_port_cannot_forge_a_verdict_in_chromium(clinic):  # noqa: F811
     """The reported attack, replayed in Chromium: a form on http://127.0.0.1:<other port> posts a verdict."""
     import http.server
