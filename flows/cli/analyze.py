@@ -1,0 +1,143 @@
+"""`alliance analyze`: one recording, now, with progress bars."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from flows.cli.app import ASR_BACKEND_HELP, _error, _use_asr_backend, app
+
+
+@app.command()
+def analyze(
+    recording: Path = typer.Argument(..., help="Audio file: wav, flac, mp3, ogg/opus or m4a."),
+    speakers: Optional[str] = typer.Option(None, "--speakers",
+                                           help="Speakers in the room, 1–8, or 'auto' to estimate "
+                                                "(default: from --metadata, else 2)."),
+    language: Optional[str] = typer.Option(None, "--language", help="nl, en or auto (default: metadata, else auto)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <data dir>/sessions/<id>)."),
+    metadata: Optional[Path] = typer.Option(None, "--metadata", help="Session metadata JSON (participants, roles)."),
+    session_id: Optional[str] = typer.Option(None, "--session-id", help="Session id (default: file name)."),
+    therapist: Optional[str] = typer.Option(None, "--therapist",
+                                            help="Enrolled therapist in this session (voice profile)."),
+    asr_backend: Optional[str] = typer.Option(None, "--asr-backend", help=ASR_BACKEND_HELP),
+) -> None:
+    """Analyse one recording: transcript, speakers, turn metrics, flags and report."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipeline.errors import PipelineError
+
+    console = Console(stderr=True)
+    _use_asr_backend(asr_backend)
+    if language is not None and language not in ("nl", "en", "auto"):
+        _error(console, f"--language must be one of nl, en, auto. Got {language!r} instead.")
+        raise typer.Exit(2)
+    n_speakers: int | str | None = speakers
+    if speakers is not None and speakers != "auto":
+        if not speakers.isdigit() or not 1 <= int(speakers) <= 8:
+            _error(console, f"--speakers must be 1–8 or 'auto'. Got {speakers!r} instead.")
+            raise typer.Exit(2)
+        n_speakers = int(speakers)
+    from pipeline.ids import InvalidIdError, check_id
+
+    # ids name folders: "..", "." or "a/b" would put the session in the data directory itself or outside it
+    try:
+        if session_id is not None:
+            check_id(session_id, "--session-id")
+        if therapist is not None:
+            check_id(therapist, "--therapist")
+    except InvalidIdError as exc:
+        _error(console, str(exc))
+        raise typer.Exit(2) from None
+
+    from pipeline.audio import probe
+    from pipeline.sidecar import Sidecar
+    from pipeline.profiles import load_profile
+    from pipeline.settings import Settings
+
+    # cheap checks first: a missing, empty or non-audio file, bad metadata or an unusable output folder
+    # fails before any work starts
+    try:
+        probe(recording)
+        if metadata is not None:
+            Sidecar.load(metadata)
+        if therapist:
+            load_profile(Settings().data_dir, therapist)
+        from pipeline.lexical import load_lexicon
+
+        load_lexicon(Settings().features.lexicon_path)
+        from pipeline.asr import check_backend
+
+        check_backend(Settings().asr, model_cache_dir=Settings().model_cache_dir)
+    except PipelineError as exc:
+        _error(console, f"{exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    taken = _taken_by_another(recording, session_id, metadata, out)
+    if taken is not None:
+        _error(console, taken, soft_wrap=True)
+        raise typer.Exit(1)
+    if out is not None:
+        blocked = next((p for p in [out, *out.parents] if p.exists() and not p.is_dir()), None)
+        if blocked is not None:
+            _error(console, f"--out {out}: {blocked} is a file, not a folder; give a folder",
+                          soft_wrap=True)
+            raise typer.Exit(2)
+        if (out / "session.json").exists():
+            console.print(f"note: replacing the earlier results in {out}", soft_wrap=True)
+
+    from flows.analyze import STAGES, analyze_session, session_folder_path
+
+    with Progress(TextColumn("{task.description:<12}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        bars = {s: progress.add_task(s, total=1.0) for s in STAGES}
+        try:
+            report = analyze_session(str(recording), out_dir=str(out) if out else None, num_speakers=n_speakers,
+                                     language=language, metadata_path=str(metadata) if metadata else None,
+                                     session_id=session_id, therapist=therapist,
+                                     hook=lambda stage, frac: progress.update(bars[stage], completed=frac))
+        except PipelineError as exc:
+            progress.stop()
+            _error(console, f"{exc}", soft_wrap=True)
+            raise typer.Exit(1) from None
+    for warning in report.warnings:
+        _error(console, warning, label="[yellow]warning:[/yellow]")
+    folder = session_folder_path(Settings().data_dir, report.session_id, out)
+    typer.echo(f"Report: {folder / 'report.html'}")
+    typer.echo(f"Session data: {folder / 'session.json'}")
+
+
+def _taken_by_another(recording: Path, session_id: str | None, metadata: Path | None, out: Path | None) -> str | None:
+    """Why analysing ``recording`` would replace another recording's session, or None when it would not.
+
+    The session id in force (``--session-id``, the metadata's, or one made from the file name) may already belong
+    to a session the nightly run analysed from another recording (the database knows its sha256), and the output
+    folder may hold the results of another session; either would be overwritten, mixing two clients' data.
+    """
+    from flows.store import Store
+    from pipeline.audio import recording_sha256
+    from pipeline.ids import id_from_name
+    from pipeline.settings import Settings
+    from pipeline.sidecar import Sidecar
+
+    settings = Settings()
+    meta = Sidecar.load(metadata) if metadata is not None else Sidecar()
+    sid = session_id or meta.session_id or id_from_name(recording.stem)
+    row = Store.for_settings(settings).session(sid)
+    if row is not None and row.get("recording_sha256") not in (None, recording_sha256(recording)):
+        return (f"{recording.name}: session id {sid!r} is already used for another recording; give this session "
+                "its own --session-id")
+    folder = out if out is not None else Path(settings.data_dir) / "sessions" / sid
+    try:
+        earlier = json.loads((folder / "session.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(earlier, dict) and earlier.get("session_id") not in (None, sid):
+        return (f"{folder} holds the results of session {earlier.get('session_id')!r}, not {sid!r}; choose another "
+                "--out")
+    if isinstance(earlier, dict) and meta.client_id and earlier.get("client_id") not in (None, meta.client_id):
+        return (f"{folder} holds session {sid!r} of another client; give this session its own --session-id")
+    return None

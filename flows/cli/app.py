@@ -1,0 +1,125 @@
+"""The ``alliance`` command group, its start-up checks and the helpers its command modules share.
+
+The commands live by concern in the modules beside this one (:mod:`flows.cli.analyze`, :mod:`flows.cli.clinic`,
+:mod:`flows.cli.therapists`, :mod:`flows.cli.review`, :mod:`flows.cli.research`); importing :mod:`flows.cli`
+registers them all on :data:`app`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+import typer.core
+
+
+def _error(console, message: str, *, label: str = "[red]error:[/red]", **_) -> None:
+    """Print ``label message``; the message is escaped, so file names and "[nl]" are shown as they are."""
+    from rich.markup import escape
+
+    console.print(f"{label} {escape(message)}", soft_wrap=True)
+
+
+DEPLOYMENT_HELP = ("Hand each session to this analyze_session deployment on a Prefect work pool (see "
+                   "`alliance deploy`), e.g. analyze_session/analyze; needs PREFECT_API_URL.")
+
+
+ASR_BACKEND_HELP = ("ASR backend: faster-whisper (default) or openai-whisper "
+                    "(default: ALLIANCE_ASR__BACKEND).")
+
+
+def _use_asr_backend(value: str | None) -> None:
+    """Set the ASR backend for this run (through the environment, so worker processes see it too)."""
+    import os
+
+    if value is None:
+        return
+    if value not in ("faster-whisper", "openai-whisper"):
+        typer.echo(f"error: --asr-backend must be faster-whisper or openai-whisper. Got {value!r} instead.", err=True)
+        raise typer.Exit(2)
+    os.environ["ALLIANCE_ASR__BACKEND"] = value
+
+
+class _Commands(typer.core.TyperGroup):
+    """The command group: a setting that names something unusable ends any command in one line, exit 2."""
+
+    def invoke(self, ctx):
+        from pipeline.errors import ConfigError
+
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:  # an unusable data folder or database, found by whichever command needed it
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_Commands,
+                  help="alliance-monitor: flags possible therapeutic-alliance ruptures for clinician review.")
+
+
+@app.callback()
+def main() -> None:
+    """alliance-monitor: flags possible therapeutic-alliance ruptures for clinician review."""
+    from pipeline.ids import private_umask
+    from pipeline.settings import SettingsError, load_settings
+
+    private_umask()  # every file and folder a command creates (database, sessions, exports) is the service user's
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        typer.echo(f"error: invalid setting: {exc}", err=True)
+        raise typer.Exit(2) from None
+    from pipeline.errors import ConfigError
+    from pipeline.settings import ensure_data_dir
+
+    try:
+        ensure_data_dir(settings)  # every command writes there (Prefect's home too): an unusable one stops here
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _server_or_exit() -> None:
+    import os
+
+    if not os.environ.get("PREFECT_API_URL"):
+        typer.echo("error: PREFECT_API_URL is not set; start a server (`prefect server start --host 127.0.0.1`) "
+                   "and export PREFECT_API_URL=http://127.0.0.1:4200/api", err=True)
+        raise typer.Exit(2)
+
+
+def _deployment_or_exit(name: str) -> None:
+    """The deployment must exist on a reachable server before the inbox is touched."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_deployment_by_name(name)
+    except ObjectNotFound:
+        typer.echo(f"error: no deployment {name!r} on the Prefect server; register it with "
+                   "`alliance deploy --pool POOL`", err=True)
+        raise typer.Exit(1) from None
+    except Exception as exc:  # connection refused, DNS, TLS, HTTP errors: all mean the server is not usable
+        typer.echo(f"error: cannot reach the Prefect server at {os.environ.get('PREFECT_API_URL')} "
+                   f"({exc.__class__.__name__}: {exc})", err=True)
+        raise typer.Exit(1) from None
+
+
+def _inbox_or_exit(folder: Path | None) -> Path:
+    if folder is None:
+        typer.echo("error: no inbox folder; give --inbox DIR or set ALLIANCE_INBOX_DIR", err=True)
+        raise typer.Exit(2)
+    if not Path(folder).is_dir():
+        what = "is not a folder" if Path(folder).exists() else "not found"
+        typer.echo(f"error: inbox folder {folder} {what}", err=True)
+        raise typer.Exit(2)
+    return Path(folder)
+
+
+def _print_metrics(title: str, result: dict) -> None:
+    from models.training import format_metrics
+
+    typer.echo(title)
+    typer.echo(format_metrics(result))

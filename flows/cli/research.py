@@ -1,0 +1,242 @@
+"""The researcher's commands: `eval-diarization`, `simulate`, `retrain`, `evaluate`, `activate-model`, `convert-model`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from flows.cli.app import _error, _print_metrics, app
+
+
+@app.command("eval-diarization")
+def eval_diarization(
+    audio: list[Path] = typer.Argument(..., help="Recordings; each file's stem is its id in the RTTM."),
+    reference: Path = typer.Option(..., "--reference", help="Reference RTTM holding every file's turns."),
+    speakers: Optional[int] = typer.Option(None, "--speakers", min=1, max=8,
+                                           help="Speakers to find (default: the reference's true count)."),
+    collar: float = typer.Option(0.5, "--collar", min=0.0, help="DER collar in seconds (0.5 = ±0.25 s)."),
+    rttm_out: Optional[Path] = typer.Option(None, "--rttm-out", help="Folder to write each hypothesis RTTM."),
+) -> None:
+    """Diarize recordings and print DER, missed speech, false alarm and confusion against a reference RTTM."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
+    from pipeline.errors import PipelineError
+    from pipeline.evaluation import evaluate_diarization_file
+    from pipeline.rttm import read_rttm, write_rttm
+    from pipeline.settings import Settings
+
+    console = Console()
+    if not reference.is_file():
+        _error(console, f"{reference.name}: reference RTTM not found (or not a file)", soft_wrap=True)
+        raise typer.Exit(1)
+    try:
+        refs = read_rttm(reference)
+    except (PipelineError, OSError, UnicodeDecodeError) as exc:
+        _error(console, f"{reference.name}: cannot be read as RTTM ({exc})", soft_wrap=True)
+        raise typer.Exit(1) from None
+    if not refs:
+        _error(console, f"{reference.name}: not an RTTM file (no SPEAKER lines)", soft_wrap=True)
+        raise typer.Exit(1)
+    settings, embedder = Settings(), ResemblyzerEmbedder()
+    table = Table(title=f"Diarization against {reference.name} (pyannote.metrics, collar {collar:g} s = "
+                        f"±{collar / 2:g} s, overlap scored)")
+    for col in ("file", "speakers", "DER", "missed", "false alarm", "confusion", "scored speech"):
+        table.add_column(col, justify="left" if col == "file" else "right", overflow="fold")
+    failed = False
+    for path in audio:
+        if not path.is_file():
+            _error(console, f"{path.name}: file not found; check the path")
+            failed = True
+            continue
+        if path.stem not in refs:
+            _error(console, f"{path.name}: no turns for '{path.stem}' in {reference.name}")
+            failed = True
+            continue
+        try:
+            score, result = evaluate_diarization_file(path, refs[path.stem], settings=settings, embedder=embedder,
+                                                      num_speakers=speakers, collar_s=collar)
+        except PipelineError as exc:
+            _error(console, f"{exc}", soft_wrap=True)
+            failed = True
+            continue
+        if rttm_out is not None:
+            rttm_out.mkdir(parents=True, exist_ok=True)
+            write_rttm(result, rttm_out / f"{path.stem}.rttm", uri=path.stem)
+        pct = lambda s: f"{s:.2f} s ({100 * s / score.total_s:.1f} %)" if score.total_s else f"{s:.2f} s"  # noqa: E731
+        table.add_row(path.name, str(len(result.speakers)), f"{100 * score.der:.1f} %", pct(score.missed_s),
+                      pct(score.false_alarm_s), pct(score.confusion_s), f"{score.total_s:.2f} s")
+    if table.row_count:
+        console.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def simulate(
+    sessions: int = typer.Option(..., "--sessions", min=1, help="Number of sessions to write."),
+    language: str = typer.Option(..., "--language", help="nl or en."),
+    out: Path = typer.Option(..., "--out", help="Dataset folder (one subfolder per session)."),
+    seed: int = typer.Option(0, "--seed", help="First seed; session i uses seed + i."),
+    min_minutes: float = typer.Option(5.0, "--min-minutes", min=3.0, help="Shortest session, minutes (at least 3: "
+                                      "every session holds a withdrawal and a confrontation episode of 45–120 s)."),
+    max_minutes: float = typer.Option(20.0, "--max-minutes", min=3.0, help="Longest session, minutes."),
+) -> None:
+    """Write simulated, rupture-annotated sessions (espeak-ng voices) in the training format."""
+    from rich.console import Console
+
+    from models.simulate import espeak_available, simulate as run
+
+    console = Console(stderr=True)
+    if language not in ("nl", "en"):
+        _error(console, f"--language must be nl or en. Got {language!r} instead.")
+        raise typer.Exit(2)
+    if min_minutes > max_minutes:
+        _error(console, f"--min-minutes ({min_minutes:g}) is more than --max-minutes ({max_minutes:g})")
+        raise typer.Exit(2)
+    if not espeak_available():
+        _error(console, "espeak-ng is not installed; run `make install` (it runs apt-get install espeak-ng)")
+        raise typer.Exit(1)
+    try:
+        paths = run(out, sessions=sessions, language=language, seed=seed, minutes=(min_minutes, max_minutes))
+    except (FileExistsError, ValueError) as exc:
+        _error(console, str(exc))
+        raise typer.Exit(1) from None
+    typer.echo(f"Wrote {len(paths)} sessions to {out}")
+
+
+@app.command()
+def retrain(
+    data: list[Path] = typer.Option(..., "--data", help="Dataset folder of annotated sessions (repeatable)."),
+    version: str = typer.Option(..., "--version", help="Name of the new model (a folder under <data dir>/models)."),
+    target_recall: float = typer.Option(0.8, "--target-recall", min=0.05, max=1.0,
+                                        help="Recall the flag thresholds are chosen for."),
+    holdout: list[Path] = typer.Option([], "--holdout", help="Sessions never trained on, scored into the card."),
+    activate: bool = typer.Option(False, "--activate", help="Make the new model the active one."),
+) -> None:
+    """Train a classifier on annotated sessions: grouped cross-validation by client, thresholds, model card."""
+    import re
+
+    from rich.console import Console
+
+    from models.artifact import user_models_dir
+    from pipeline.errors import PipelineError
+    from pipeline.settings import Settings
+
+    console = Console(stderr=True)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", version):
+        _error(console, f"--version must be letters, digits, '.', '_' or '-'. Got {version!r} instead.")
+        raise typer.Exit(2)
+    settings = Settings()
+    if (user_models_dir(settings.data_dir) / version).exists():
+        _error(console, f"model {version!r} already exists in {user_models_dir(settings.data_dir)}; models are never "
+                        "overwritten, choose a new --version")
+        raise typer.Exit(1)
+    from models.dataset import discover_sessions
+
+    try:
+        # every dataset is checked (folders, metadata, research consent) before the flow starts: a refused
+        # session stops the run in one line, before any analysis and without Prefect's traceback
+        for d in [*data, *holdout]:
+            discover_sessions(d)
+    except PipelineError as exc:
+        _error(console, str(exc))
+        raise typer.Exit(1) from None
+    from flows.retrain import retrain_model
+
+    try:
+        folder = retrain_model([str(d) for d in data], version, target_recall=target_recall,
+                               holdout_dirs=[str(h) for h in holdout], activate=activate)
+    except PipelineError as exc:
+        _error(console, str(exc))
+        raise typer.Exit(1) from None
+    card = json.loads((Path(folder) / "model_card.json").read_text())
+    _print_metrics(f"Cross-validation grouped by client ({card['metrics']['cross_validation']['n_splits']} folds):",
+                   card["metrics"]["cross_validation"])
+    if "heldout" in card["metrics"]:
+        _print_metrics("Held-out sessions:", card["metrics"]["heldout"])
+    typer.echo(f"Model: {folder}" + (" (active)" if activate else
+                                     f"\nMake it active with: alliance activate-model {version}"))
+
+
+@app.command()
+def evaluate(
+    data: list[Path] = typer.Option(..., "--data", help="Dataset folder of annotated sessions (repeatable)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder (default: the active model)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON here."),
+) -> None:
+    """Score a saved model on annotated sessions at its own thresholds (AUROC, AUPRC, recall, precision, Brier)."""
+    from rich.console import Console
+
+    from models.artifact import active_model_path
+    from models.training import evaluate as run, to_json
+    from pipeline.errors import PipelineError
+    from pipeline.settings import Settings
+
+    console = Console(stderr=True)
+    settings = Settings()
+    try:
+        result = run(model if model is not None else active_model_path(settings), data, settings,
+                     progress=lambda m: console.print(m, markup=False))
+    except PipelineError as exc:
+        _error(console, str(exc))
+        raise typer.Exit(1) from None
+    _print_metrics(f"Model {result['model']} on {result['n_sessions']} sessions of {result['n_clients']} clients:",
+                   result)
+    if json_out is not None:
+        json_out.write_text(to_json(result) + "\n")
+
+
+@app.command("activate-model")
+def activate_model_cmd(version: str = typer.Argument(..., help="A model in <data dir>/models/.")) -> None:
+    """Make a retrained model the one the analysis and the nightly run use."""
+    from rich.console import Console
+
+    from models.artifact import activate_model
+    from pipeline.errors import PipelineError
+    from pipeline.settings import Settings
+
+    try:
+        folder = activate_model(Settings(), version)
+    except PipelineError as exc:
+        _error(Console(stderr=True), str(exc))
+        raise typer.Exit(1) from None
+    typer.echo(f"Active model: {folder}")
+
+
+@app.command("convert-model")
+def convert_model_cmd(
+    model_dir: Optional[Path] = typer.Option(None, "--model-dir", help="A faster-whisper (CTranslate2) model folder "
+                                             "(default: ALLIANCE_ASR__MODEL_DIR, else the bundled Whisper base)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The .pt checkpoint to write (default: the one the "
+                                       "openai-whisper backend loads, in the model cache)."),
+) -> None:
+    """Convert the faster-whisper model into an openai-whisper checkpoint (for --asr-backend openai-whisper).
+
+    Always converts, so it also repairs a damaged checkpoint in the cache.
+    """
+    from pipeline.asr.convert import convert_model
+    from pipeline.asr.model_store import resolve_checkpoint, resolve_model_dir
+    from pipeline.errors import PipelineError
+    from pipeline.settings import Settings
+
+    s = Settings()
+    source_dir = model_dir or s.asr.model_dir
+    try:
+        if out is None:
+            # the same file (and the same reuse check) the backend uses, converted now
+            target = resolve_checkpoint(None, model_dir=source_dir, cache_dir=s.model_cache_dir, reconvert=True)
+        else:
+            source = resolve_model_dir(source_dir, cache_dir=s.model_cache_dir)
+            target = convert_model(source, out)
+    except PipelineError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"openai-whisper checkpoint: {target}")
+    if out is not None or (model_dir is not None and model_dir != s.asr.model_dir):
+        typer.echo(f"use it with: ALLIANCE_ASR__CHECKPOINT={target.resolve()} alliance analyze ... "
+                   "--asr-backend openai-whisper")

@@ -1,0 +1,91 @@
+"""The review app (`web`) and the export of its verdicts as training data (`export-reviews`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from flows.cli.app import app
+
+
+@app.command()
+def web(port: int = typer.Option(8765, "--port", min=1024, max=65535, help="Port on 127.0.0.1."),
+        language: Optional[str] = typer.Option(None, "--language", help="Interface language: nl (default) or en."),
+        inbox: Optional[Path] = typer.Option(None, "--inbox", help="The nightly inbox, whose done/ folder holds the "
+                                             "retained recordings for clips (default: ALLIANCE_INBOX_DIR).")) -> None:
+    """Serve the review web app on this machine only (http://127.0.0.1:PORT)."""
+    import errno
+    import socket
+
+    import uvicorn
+
+    from flows.web import TEXT, create_app
+    from pipeline.settings import Settings
+
+    if language is not None and language not in TEXT:
+        typer.echo(f"error: --language must be one of {', '.join(TEXT)}. Got {language!r} instead.", err=True)
+        raise typer.Exit(2)
+    settings = Settings()
+    if inbox is not None:
+        settings = settings.model_copy(update={"inbox_dir": inbox})
+    # bind the port here (and hand the socket to uvicorn), so a busy port is one clear line, not uvicorn's log
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as exc:
+        sock.close()
+        problem = ("is already in use (another alliance web?); stop that program or choose another port with --port"
+                   if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror}); choose another with --port")
+        typer.echo(f"error: port {port} on 127.0.0.1 {problem}", err=True)
+        raise typer.Exit(1) from None
+    if settings.inbox_dir is None:
+        typer.echo("note: no inbox given (--inbox or ALLIANCE_INBOX_DIR): flags cannot play their clips", err=True)
+    # answer only to this server's own names: a rebound DNS name (DNS rebinding) gets 400
+    app_ = create_app(settings, language=language, hosts={f"127.0.0.1:{port}", f"localhost:{port}"})
+    typer.echo(f"Review app on http://127.0.0.1:{port}/ (Ctrl+C stops it)")
+    # proxy_headers=False: served on loopback only, so an X-Forwarded-For header is never to be believed (it
+    # would get around the per-address lockout and fake the audited address)
+    uvicorn.Server(uvicorn.Config(app_, log_level="warning", proxy_headers=False)).run(sockets=[sock])
+
+
+@app.command("export-reviews")
+def export_reviews_cmd(out: Path = typer.Option(..., "--out", help="Folder for the annotated sessions."),
+                       inbox: Optional[Path] = typer.Option(None, "--inbox", help="The nightly inbox whose done/ "
+                                                            "folder holds the recordings (default: "
+                                                            "ALLIANCE_INBOX_DIR).")) -> None:
+    """Write the therapists' verdicts as annotated sessions that `alliance retrain` accepts.
+
+    Only sessions whose consent allows research use are exported; each other session is named with its reason.
+    """
+    from flows.export import export_reviews
+    from pipeline.settings import Settings
+
+    settings = Settings()
+    if inbox is not None:
+        settings = settings.model_copy(update={"inbox_dir": inbox})
+    if settings.inbox_dir is None:
+        typer.echo("error: give the nightly inbox (--inbox DIR or ALLIANCE_INBOX_DIR): its done/ folder holds the "
+                   "recordings", err=True)
+        raise typer.Exit(2)
+    blocked = next((p for p in [out, *out.parents] if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        typer.echo(f"error: --out {out}: {blocked} is a file, not a folder; give a folder", err=True)
+        raise typer.Exit(2)
+    # an export is data that leaves: inside the inbox or the data directory, purge and retention would take it for
+    # their own files (and leave the recording behind)
+    for name, owner in (("the nightly inbox", settings.inbox_dir), ("the data directory", settings.data_dir)):
+        if Path(owner).resolve() in [out.resolve(), *out.resolve().parents]:
+            typer.echo(f"error: --out {out} is inside {name} ({owner}); give a folder outside it", err=True)
+            raise typer.Exit(2)
+    try:
+        result = export_reviews(settings, out)
+    except OSError as exc:
+        typer.echo(f"error: --out {out}: cannot write the export ({exc.strerror or exc}); sessions exported so "
+                   "far are recorded for purge", err=True)
+        raise typer.Exit(1) from None
+    for line in result["skipped"]:
+        typer.echo(f"skipped {line}", err=True)
+    typer.echo(f"Exported {len(result['exported'])} reviewed sessions to {out}")

@@ -1,0 +1,120 @@
+"""Therapists: voice profiles (`enroll-therapist`) and review-app logins (`add-`, `disable-`, `remove-therapist`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from flows.cli.app import _error, app
+
+
+@app.command("enroll-therapist")
+def enroll_therapist(
+    name: str = typer.Argument(..., help="Therapist id (letters, digits, '_', '.', '-')."),
+    clips: list[Path] = typer.Argument(..., help="A few clean recordings of the therapist alone (5 s of speech or more)."),
+    replace: bool = typer.Option(False, "--replace", help="Replace an existing profile of this name."),
+) -> None:
+    """Store a therapist's voice profile, so sessions naming them recognise the therapist by voice."""
+    from rich.console import Console
+
+    from pipeline.audio import decode
+    from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
+    from pipeline.errors import PipelineError
+    from pipeline.profiles import enrol, profile_path
+    from pipeline.settings import Settings
+
+    console = Console(stderr=True)
+    settings = Settings()
+    try:
+        if profile_path(settings.data_dir, name).exists() and not replace:
+            _error(console, f"a voice profile for {name!r} already exists; "
+                          "add --replace to overwrite it", soft_wrap=True)
+            raise typer.Exit(1)
+        recordings = [decode(c, settings=settings.audio) for c in clips]
+        path = enrol(name, recordings, embedder=ResemblyzerEmbedder(), vad_settings=settings.vad,
+                     data_dir=settings.data_dir)
+    except PipelineError as exc:
+        _error(console, f"{exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"Voice profile for {name} from {len(clips)} clips: {path}")
+
+
+@app.command("add-therapist")
+def add_therapist(therapist: str = typer.Argument(..., help="Login name: the therapist_id used in the sessions."),
+                  password: str = typer.Option(..., "--password", prompt=True, hide_input=True,
+                                               confirmation_prompt=True,
+                                               help="At least 10 characters, at least 5 different ones, not only "
+                                               "spaces, not containing the login name.")) -> None:
+    """Create a therapist's login for `alliance web`, or reset its password (stored as an argon2id hash).
+
+    A reset ends the login's open sessions in a running `alliance web` and enables a disabled login again.
+    """
+    from flows.store import Store
+    from flows.web import hash_password
+    from pipeline.ids import check_id
+    from pipeline.settings import Settings
+
+    try:
+        check_id(therapist, "the login name")
+        digest = hash_password(password, login=therapist)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    store = Store.for_settings(Settings())
+    before = store.therapist(therapist)
+    if not store.add_therapist(therapist, digest):
+        store.audit("therapist login set", actor="alliance add-therapist", outcome="success", detail=therapist)
+        typer.echo(f"Login for {therapist} saved.")
+        return
+    store.audit("therapist password reset", actor="alliance add-therapist", outcome="success", detail=therapist)
+    if before and before.get("disabled_at"):
+        store.audit("therapist login enabled", actor="alliance add-therapist", outcome="success", detail=therapist)
+        typer.echo(f"Password of {therapist} reset; the login was disabled and is enabled again.")
+    else:
+        typer.echo(f"Password of {therapist} reset; its open sessions in alliance web end.")
+
+
+def _login_or_exit(store, therapist: str) -> dict:
+    """The login's row; for an unknown name one line and exit 1."""
+    from pipeline.ids import is_valid_id
+
+    row = store.therapist(therapist)
+    if row is None:
+        hint = f" (add it with `alliance add-therapist {therapist}`)" if is_valid_id(therapist) else ""
+        typer.echo(f"error: no login named {therapist!r}{hint}", err=True)
+        raise typer.Exit(1)
+    return row
+
+
+@app.command("disable-therapist")
+def disable_therapist(therapist: str = typer.Argument(..., help="The login name.")) -> None:
+    """Stop a login from logging in to `alliance web`; its open sessions end, its data and audit rows stay.
+
+    `alliance add-therapist NAME` (a new password) enables it again.
+    """
+    from flows.store import Store
+    from pipeline.settings import Settings
+
+    store = Store.for_settings(Settings())
+    row = _login_or_exit(store, therapist)
+    if row.get("disabled_at"):
+        typer.echo(f"{therapist} is already disabled (since {row['disabled_at']}).")
+        return
+    store.disable_therapist(therapist)
+    store.audit("therapist login disabled", actor="alliance disable-therapist", outcome="success", detail=therapist)
+    typer.echo(f"Login {therapist} disabled: it can no longer log in and its open sessions end; its sessions, "
+               "reviews and audit rows are kept.")
+
+
+@app.command("remove-therapist")
+def remove_therapist(therapist: str = typer.Argument(..., help="The login name.")) -> None:
+    """Delete a login of `alliance web`; its open sessions end. Its audit rows, sessions and reviews stay."""
+    from flows.store import Store
+    from pipeline.settings import Settings
+
+    store = Store.for_settings(Settings())
+    _login_or_exit(store, therapist)
+    store.remove_therapist(therapist)
+    store.audit("therapist login removed", actor="alliance remove-therapist", outcome="success", detail=therapist)
+    typer.echo(f"Login {therapist} removed; its open sessions end. Its audit rows, sessions and reviews are kept.")
