@@ -207,7 +207,7 @@ def default_artifact(root: Path = ARTIFACTS_DIR) -> Path:
     name = pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else ""
     if not name:
         raise ModelArtifactError(f"{pointer}: no default classifier named; write the name of a model folder in "
-                                 f"{root} there, or set ALLIANCE_MODEL__ACTIVE_MODEL")
+                                 f"{root} into it, or set ALLIANCE_MODEL__ACTIVE_MODEL")
     folder = Path(root) / name
     if not (folder / CARD_FILE).is_file():
         known = sorted(p.parent.name for p in Path(root).glob(f"*/{CARD_FILE}"))
