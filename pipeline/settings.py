@@ -173,7 +173,7 @@ class ModelSettings(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
 
     active_model: Path | None = Field(
-        None, description="Folder of the classifier artifact to use. Empty: the newest artifact shipped in models/artifacts/.")
+        None, description="Folder of the classifier artifact to use. Empty: the shipped default named in models/artifacts/DEFAULT.")
     flag_threshold: float | None = Field(
         None, gt=0, lt=1, description="Override the probability threshold from the model card.")
     min_window_speech_s: float = Field(

@@ -189,6 +189,7 @@ def test_frames_are_16_875_ms_and_cover_the_recording(detector, sample_recording
         detector.detect(sample_recording.samples, 8000)
 
 
+@pytest.mark.slow
 def test_a_quiet_recording_gets_the_same_probabilities(detector, sample_recording):
     """The model's own input norm has an epsilon that quiet audio feels; the detector levels the recording first."""
     from pipeline.overlap import level_gain
@@ -285,6 +286,7 @@ def test_second_speaker_on_the_phone_call_cuts_missed_speech_without_raising_der
             assert a.missed_s < b.missed_s - 0.5, (b, a)  # measured 1.89 -> 0.35 s
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("uri", ["dev01", "tst00"])
 def test_second_speaker_on_the_meeting_excerpts(uri, detector, embedder, settings):
     from pipeline.diarization import diarize

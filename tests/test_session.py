@@ -97,14 +97,17 @@ def fake_run(tmp_path_factory):
     return dict(analysis=analysis, calls=calls, data=data, backends=backends)
 
 
+@pytest.mark.slow  # decodes, VADs and runs pYIN on real audio (fake models only for ASR and voices)
 def test_every_stage_reports_its_start_and_its_end_in_order(fake_run):
     assert fake_run["calls"] == [(s, f) for s in STAGES for f in (0.0, 1.0)]
 
 
+@pytest.mark.slow  # decodes, VADs and runs pYIN on real audio (fake models only for ASR and voices)
 def test_the_analysis_writes_nothing(fake_run):
     assert not fake_run["data"].exists()  # no session folder, no report, not even the data directory
 
 
+@pytest.mark.slow  # decodes, VADs and runs pYIN on real audio (fake models only for ASR and voices)
 def test_the_analysis_holds_every_marker_and_no_audio(fake_run):
     a = fake_run["analysis"]
     assert isinstance(a, SessionAnalysis) and a.session_id == "sample"  # from the file name
@@ -121,6 +124,7 @@ def test_the_analysis_holds_every_marker_and_no_audio(fake_run):
     assert fake_run["backends"].asr.calls == 1 and fake_run["backends"].embedder.calls > 0
 
 
+@pytest.mark.slow  # decodes, VADs and runs pYIN on real audio (fake models only for ASR and voices)
 def test_names_from_the_metadata_never_reach_the_analysis(fake_run):
     text = json.dumps(fake_run["analysis"].to_dict())
     assert "Sheila" not in text and "Diane" not in text
@@ -137,6 +141,7 @@ def test_a_bad_session_id_fails_before_decoding(tmp_path):
     assert calls == []
 
 
+@pytest.mark.slow  # decodes, VADs and runs pYIN on real audio (fake models only for ASR and voices)
 def test_a_stereo_file_with_a_speaker_per_channel_needs_no_voice_clustering(tmp_path):
     from pipeline.settings import Settings
 
@@ -147,6 +152,7 @@ def test_a_stereo_file_with_a_speaker_per_channel_needs_no_voice_clustering(tmp_
     assert embedder.calls == 0
 
 
+@pytest.mark.slow  # decodes, VADs and runs pYIN on real audio (fake models only for ASR and voices)
 def test_an_analysis_round_trips_through_json(fake_run):
     a = fake_run["analysis"]
     assert any(math.isnan(v) for fr in a.features.frames for v in fr.values)  # NaN is part of what must survive
@@ -155,6 +161,7 @@ def test_an_analysis_round_trips_through_json(fake_run):
     assert back.to_dict() == a.to_dict()
 
 
+@pytest.mark.slow  # decodes, VADs and runs pYIN on real audio (fake models only for ASR and voices)
 def test_a_report_round_trips_through_json(fake_run):
     a = fake_run["analysis"]
     flag = RuptureFlag(12.0, 42.0, 0.71, "withdrawal", ("long silences after the therapist's questions",), "sim-v1")
@@ -195,6 +202,7 @@ class NoBackend:
     embed_windows = transcribe
 
 
+@pytest.mark.slow  # decodes, VADs and runs pYIN on real audio (fake models only for ASR and voices)
 def test_training_features_come_straight_from_the_analysis_and_are_cached_privately(fake_run, tmp_path):
     import os
     import stat
