@@ -376,9 +376,20 @@ def dask_runner(workers: int):
 
     Each worker process loads the models once (they are cached per process) and analyses one session at a time.
     For several machines, point ``DaskTaskRunner(address=...)`` at a running Dask scheduler instead.
+
+    Dask starts its workers with ``OMP_NUM_THREADS=1`` (and MKL/OpenBLAS alike); the numeric libraries then sum
+    in another order than in this process, and Whisper's int8 decoding can choose other words. The workers get
+    this process's thread settings instead, so a batch gives the same outputs on the cluster as in threads.
     """
+    import os
+
+    import dask
     from prefect_dask import DaskTaskRunner
 
+    threads = {name: os.environ.get(name) or str(os.cpu_count() or 1)
+               for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    dask.config.set({"distributed.nanny.pre-spawn-environ": {**environ, **threads}})
     return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
 
 

@@ -50,7 +50,8 @@ class AsrSettings(BaseModel):
         "model cache.")
     compute_type: str = Field("int8", description="CTranslate2 compute type on CPU (int8, int8_float32, float32); "
                               "openai-whisper always runs float32.")
-    cpu_threads: int = Field(0, ge=0, description="CPU threads for ASR; 0 lets the backend choose.")
+    cpu_threads: int = Field(0, ge=0, description="CPU threads for ASR; 0: the backend's default (4 for faster-whisper, "
+                             "also inside Dask workers, whose OMP_NUM_THREADS is 1).")
     beam_size: int = Field(5, ge=1, description="Beam width for decoding.")
     language: Literal["nl", "en", "auto"] = Field("auto", description="Session language; auto detects it.")
 

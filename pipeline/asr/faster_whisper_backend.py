@@ -16,6 +16,8 @@ import numpy as np
 from pipeline.errors import BackendUnavailableError
 from pipeline.types import Transcript, Word
 
+DEFAULT_CPU_THREADS = 4  # faster-whisper's documented default for cpu_threads=0
+
 
 class FasterWhisperBackend:
     """Whisper through faster-whisper, on CPU.
@@ -31,7 +33,7 @@ class FasterWhisperBackend:
     compute_type : str
         CTranslate2 compute type (``int8`` by default).
     cpu_threads : int >= 0
-        Threads; 0 lets CTranslate2 choose.
+        Threads; 0 means 4 (faster-whisper's default), whatever OMP_NUM_THREADS says.
     beam_size : int >= 1
         Beam width.
     vad_parameters : dict, optional
@@ -55,9 +57,13 @@ class FasterWhisperBackend:
         self.model_dir = Path(model_dir)
         self.beam_size = beam_size
         self.vad_parameters = dict(vad_parameters or {})
+        # 0 means faster-whisper's own default of 4 threads, given explicitly: left at 0, CTranslate2 takes
+        # OMP_NUM_THREADS instead, which Dask sets to 1 in its workers, and int8 decoding with another thread count
+        # can choose other words (the Dask run and the threaded run of one batch must give the same transcript)
+        threads = cpu_threads or DEFAULT_CPU_THREADS
         try:
             self._model = WhisperModel(str(self.model_dir), device="cpu", compute_type=compute_type,
-                                       cpu_threads=cpu_threads, local_files_only=True)
+                                       cpu_threads=threads, local_files_only=True)
         except (RuntimeError, ValueError, OSError) as exc:
             raise BackendUnavailableError(f"{self.model_dir}: cannot load the Whisper model ({exc})") from exc
 
