@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 
@@ -23,6 +24,12 @@ ORIGIN = "http://testserver"  # the TestClient's own origin, which a browser sen
 RESEARCH_CONSENT = {"analysis": True, "research_use": True, "given_by": ["parent"], "date": "2025-01-05"}
 
 
+@functools.lru_cache(maxsize=None)
+def _password_hash(therapist: str) -> str:
+    """Each test login's argon2id hash, made once per test run (hashing is most of the web tests' time)."""
+    return hash_password(PASSWORDS[therapist], login=therapist)
+
+
 @pytest.fixture()
 def clinic(tmp_path, monkeypatch):
     """Two therapists, one analysed session each, the recordings retained in the inbox's done/ folder."""
@@ -37,7 +44,7 @@ def clinic(tmp_path, monkeypatch):
     done = tmp_path / "inbox" / "done"
     done.mkdir(parents=True)
     for therapist, sid, client in (("t-anna", "s-1", "c-1"), ("t-bram", "s-2", "c-2")):
-        store.add_therapist(therapist, hash_password(PASSWORDS[therapist], login=therapist))
+        store.add_therapist(therapist, _password_hash(therapist))
         rec = done / f"{sid}.wav"
         shutil.copy(SAMPLE_WAV, rec)
         (done / f"{sid}.wav.json").write_text(json.dumps({  # the clinic's record, kept by the nightly run
