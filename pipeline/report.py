@@ -46,7 +46,6 @@ def timeline_svg(report: SessionReport, text: dict, *, width_in: float = 9.5) ->
     overlapped speech, silences of at least ``LONG_SILENCE_S`` shaded grey,
     and flags as translucent spans in their rupture type's colour.
     """
-    import io
 
     import matplotlib
 
@@ -86,6 +85,25 @@ def timeline_svg(report: SessionReport, text: dict, *, width_in: float = 9.5) ->
         Patch(color=c, alpha=0.18, label=f"{text['flag']}: {text.get(k, k)}") for k, c in FLAG_COLOURS.items()]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
+    return svg_of(fig)
+
+
+def svg_of(fig) -> str:
+    """A matplotlib figure as inline SVG text (from ``<svg``, without the XML prolog); the figure is closed.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+
+    Returns
+    -------
+    str
+        The ``<svg ...>...</svg>`` element, ready to embed in HTML.
+    """
+    import io
+
+    import matplotlib.pyplot as plt
+
     buf = io.StringIO()
     fig.savefig(buf, format="svg")
     plt.close(fig)

@@ -52,7 +52,7 @@ def trend_svg(trend: list[dict], *, labels: dict[str, str] | None = None) -> str
     str
         The ``<svg>`` element, for inline use in a page (no script, refers only to its own ids).
     """
-    import io as _io
+    from pipeline.report import svg_of
 
     import matplotlib
 
@@ -70,8 +70,4 @@ def trend_svg(trend: list[dict], *, labels: dict[str, str] | None = None) -> str
         ax.grid(alpha=0.3)
     axes[-1].set_xticks(x, [t["date"] or t["session_id"] for t in trend], rotation=30, fontsize=8)
     fig.tight_layout()
-    buf = _io.StringIO()
-    fig.savefig(buf, format="svg")
-    plt.close(fig)
-    svg = buf.getvalue()
-    return svg[svg.index("<svg"):]
+    return svg_of(fig)
