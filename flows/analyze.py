@@ -34,8 +34,9 @@ from pipeline.sidecar import Sidecar
 from pipeline.privacy import name_labels
 from pipeline.report import clip_data_uris, write_report
 from pipeline.rttm import write_rttm
-from pipeline.settings import Settings
-from pipeline.types import Diarization, Recording, SessionAnalysis, SessionReport, SpeechRegion, Transcript, to_jsonable
+from pipeline.overlap import SegmentationOverlapDetector
+from pipeline.settings import OverlapSettings, Settings
+from pipeline.types import Diarization, OverlapRegion, Recording, SessionAnalysis, SessionReport, SpeechRegion, Transcript, to_jsonable
 
 STAGES = steps.STAGES + ("flags", "report")
 
@@ -80,6 +81,19 @@ def _load_embedder() -> ResemblyzerEmbedder:
     return ResemblyzerEmbedder()
 
 
+def _overlap_detector(settings: Settings):
+    """Overlapped-speech model, loaded once per worker process and settings; None when detection is off."""
+    if not settings.overlap.enabled:
+        return None
+    with _LOAD_LOCK:
+        return _load_overlap(settings.overlap.model_dump_json())
+
+
+@functools.lru_cache(maxsize=2)
+def _load_overlap(overlap_json: str):
+    return SegmentationOverlapDetector.from_settings(OverlapSettings.model_validate_json(overlap_json))
+
+
 def _load_audio(work: Path) -> np.ndarray:
     return np.asarray(np.load(work / "audio.npy", mmap_mode="r"))
 
@@ -122,23 +136,34 @@ def asr_task(work_dir: str, out_dir: str, settings: Settings, names: dict[str, s
 @task(name="diarization", retries=1, retry_condition_fn=_no_retry_on_bad_input, **_TASK)
 def diarization_task(work_dir: str, out_dir: str, session_id: str, speech: tuple[SpeechRegion, ...],
                      settings: Settings, hook: steps.Hook | None = None) -> Diarization:
-    """:func:`pipeline.session.diarize_session` with this process's speaker encoder; writes ``diarization.rttm``."""
+    """:func:`pipeline.session.diarize_session` with this process's speaker encoder."""
     work = Path(work_dir)
-    result = steps.diarize_session(_load_audio(work), speech, settings, channels=_load_channels(work),
-                                   embedder=_embedder(), hook=hook)
+    return steps.diarize_session(_load_audio(work), speech, settings, channels=_load_channels(work),
+                                 embedder=_embedder(), hook=hook)
+
+
+@task(name="overlap", retries=1, retry_condition_fn=_no_retry_on_bad_input, **_TASK)
+def overlap_task(work_dir: str, out_dir: str, session_id: str, dia: Diarization, settings: Settings,
+                 hook: steps.Hook | None = None) -> tuple[Diarization, tuple[OverlapRegion, ...]]:
+    """:func:`pipeline.session.find_overlap` with this process's model; writes ``diarization.rttm``.
+
+    The RTTM holds the final turns: in a one-microphone recording, both speakers' turns cover detected overlap.
+    """
+    result, regions = steps.find_overlap(_load_audio(Path(work_dir)), dia, settings,
+                                         detector=_overlap_detector(settings), hook=hook)
     write_rttm(result, Path(out_dir) / "diarization.rttm", uri=session_id)
-    return result
+    return result, regions
 
 
 @task(name="markers", **_TASK)
 def markers_task(work_dir: str, session_id: str, rec: Recording, speech: tuple[SpeechRegion, ...],
                  transcript: Transcript, dia: Diarization, meta: Sidecar, settings: Settings, *,
                  profile: np.ndarray | None = None, notes: tuple[str, ...] = (),
-                 hook: steps.Hook | None = None) -> SessionAnalysis:
+                 overlap_regions: tuple[OverlapRegion, ...] = (), hook: steps.Hook | None = None) -> SessionAnalysis:
     """:func:`pipeline.session.describe_session`: roles, turn-taking, prosody and every marker of the session."""
     return steps.describe_session(_load_audio(Path(work_dir)), rec, speech, transcript, dia, meta, settings,
                                   session_id=session_id, embedder=_embedder() if profile is not None else None,
-                                  profile=profile, notes=notes, hook=hook)
+                                  profile=profile, notes=notes, overlap_regions=overlap_regions, hook=hook)
 
 
 @task(name="report", **_TASK)
@@ -219,6 +244,7 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
     bundle = _classifier(settings)
     load_lexicon(settings.features.lexicon_path)
     asr_stage.check_backend(settings.asr, model_cache_dir=settings.model_cache_dir)
+    _overlap_detector(settings)  # a missing or damaged overlap model fails here, before any work
     out = _session_folder(settings, sid, out_dir)
     try:
         # a private scratch folder of this run: the decoded audio, and every output until the run succeeded
@@ -243,8 +269,9 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
         n_words, language_found = len(transcript.words), transcript.language
         log.info("session %s: recognised %d words (language %s)", sid, n_words, language_found)
         dia = diarization_task(str(work), str(stage), sid, speech, settings, hook)
+        dia, overlap = overlap_task(str(work), str(stage), sid, dia, settings, hook)
         analysis = markers_task(str(work), sid, rec, speech, transcript, dia, meta, settings, profile=profile,
-                                notes=notes, hook=hook)
+                                notes=notes, overlap_regions=overlap, hook=hook)
         report = report_task(str(work), str(stage), analysis, settings, bundle, hook=hook)
         _publish(stage, out)
     finally:

@@ -33,6 +33,10 @@ _REASON = {
                                                "spoke again"),
     "client_interruptions_per_min": lambda v: f"the client cut in {v:.1f} times a minute",
     "therapist_interruptions_per_min": lambda v: f"the therapist cut in {v:.1f} times a minute",
+    "client_successful_interruptions_per_min": lambda v: (f"{v:.1f} times a minute the client cut in and the other "
+                                                          "stopped talking"),
+    "parent_interruptions_per_min": lambda v: f"a parent cut in {v:.1f} times a minute",
+    "client_overlap_backchannels_per_min": lambda v: f"the client said 'mm' or 'yes' over the speaker {v:.1f} times a minute",
     "therapist_mean_turn_s": lambda v: f"therapist turns lasted {v:.1f} s on average",
     "client_minimal_responses_per_min": lambda v: f"{v:.1f} one-word or 'don't know' answers a minute",
     "client_backchannels_per_min": lambda v: f"{v:.1f} client backchannels ('mm', 'yes') a minute",

@@ -31,6 +31,10 @@ References
    Synchrony findings are mixed: vocal synchrony has been linked both to a
    better alliance and, in some studies, to worse outcomes or conflict; the
    synchrony markers are reported, not interpreted.
+.. [6] Ferguson, N. (1977). Simultaneous speech, interruptions and dominance.
+   British Journal of Social and Clinical Psychology 16(4), 295–302
+   (successful interruption vs. butting-in; see
+   :func:`pipeline.turns.overlap_events`).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.settings import FeatureSettings
-from pipeline.turns import floor_transfer_offsets, floor_turns, silences
+from pipeline.turns import floor_transfer_offsets, floor_turns, overlap_events, silences
 from pipeline.types import (Diarization, FeatureFrame, RoleAssignment, SessionFeatures, SpeakerTurn, SpeechRegion,
                             TurnProsody, Utterance, UtteranceMarkers)
 
@@ -70,8 +74,16 @@ FEATURES: tuple[FeatureSpec, ...] = (
                 "silences of at least 1 s with therapist speech on both sides and no client speech, per minute [3]"),
     FeatureSpec("overlap_rate_per_min", "1/min", "changes of speaker with overlap, per minute [2]"),
     FeatureSpec("client_interruptions_per_min", "1/min",
-                "client starts while the therapist (or parent) still has the floor, per minute"),
-    FeatureSpec("therapist_interruptions_per_min", "1/min", "therapist starts while another still has the floor, per minute"),
+                "client starts talking over the therapist (or parent) who has the floor, per minute [6]"),
+    FeatureSpec("client_successful_interruptions_per_min", "1/min",
+                "client interruptions after which the other stopped within 1 s and the client went on, per "
+                "minute [6]"),
+    FeatureSpec("therapist_interruptions_per_min", "1/min", "therapist starts talking over another who has the "
+                "floor, per minute [6]"),
+    FeatureSpec("parent_interruptions_per_min", "1/min", "a parent starts talking over another who has the floor, "
+                "per minute [6]"),
+    FeatureSpec("client_overlap_backchannels_per_min", "1/min", "short client contributions (at most 1 s) inside "
+                "another's turn, per minute [6]"),
     FeatureSpec("client_turns_per_min", "1/min", "client floor turns per minute"),
     FeatureSpec("client_mean_turn_s", "s", "mean duration of client floor turns"),
     FeatureSpec("therapist_mean_turn_s", "s", "mean duration of therapist floor turns"),
@@ -316,6 +328,8 @@ def window_features(diarization: Diarization, roles: RoleAssignment, utterances:
     pauses_framed = framed_pauses(all_turns, therapists, clients)
     pairs = _transfer_pairs(all_turns, prosody, therapists, clients)
     offsets_all = floor_transfer_offsets(all_turns)
+    parents = {s for s, r in roles.roles.items() if r == "parent"}
+    events_all = overlap_events(all_turns)
     ends_before = np.maximum.accumulate([m.end for m in markers]) if markers else np.zeros(0)
     if windows is None:
         windows = window_bounds(duration_s, window_s=settings.window_s, hop_s=settings.hop_s)
@@ -331,6 +345,7 @@ def window_features(diarization: Diarization, roles: RoleAssignment, utterances:
         span = max(0.0, span_b - span_a) if all_turns else (b - a)
         sil = silences(turns, start_s=span_a, end_s=span_b) if span > 0 else []
         offsets = [o for o in offsets_all if a <= o[1].start < b]
+        events = [e for e in events_all if a <= e.start < b]
         gaps = [o for _, _, o in offsets if o > 0]
         latencies = [o for p, n, o in offsets if p.speaker in therapists and n.speaker in clients]
         fts = floor_turns(turns)
@@ -388,8 +403,11 @@ def window_features(diarization: Diarization, roles: RoleAssignment, utterances:
             float(np.mean(q_latency)) if q_latency else math.nan,
             per_min(sum(1 for s0, _ in pauses_framed if a <= s0 < b)),
             per_min(sum(1 for _, _, o in offsets if o < 0)),
-            per_min(sum(1 for _, n, o in offsets if o < 0 and n.speaker in clients)),
-            per_min(sum(1 for _, n, o in offsets if o < 0 and n.speaker in therapists)),
+            per_min(sum(1 for e in events if e.kind == "interruption" and e.speaker in clients)),
+            per_min(sum(1 for e in events if e.successful and e.speaker in clients)),
+            per_min(sum(1 for e in events if e.kind == "interruption" and e.speaker in therapists)),
+            per_min(sum(1 for e in events if e.kind == "interruption" and e.speaker in parents)),
+            per_min(sum(1 for e in events if e.kind == "backchannel" and e.speaker in clients)),
             per_min(len(ft_client)),
             float(np.mean([t.duration for t in ft_client])) if ft_client else 0.0,
             float(np.mean([t.duration for t in ft_therapist])) if ft_therapist else 0.0,

@@ -554,7 +554,7 @@ def link_local_speakers(frames: OverlapFrames, active: np.ndarray, *, min_link_s
 
 
 def add_overlap_speakers(diarization: Diarization, frames: OverlapFrames, regions: tuple[OverlapRegion, ...], *,
-                         min_link_s: float = 0.5, min_turn_s: float = 0.05) -> Diarization:
+                         min_link_s: float = 0.5, min_turn_s: float = 0.05, bridge_s: float = 0.5) -> Diarization:
     """Give detected overlap its second speaker, so that both speakers' turns cover it.
 
     Inside each overlap region, every stretch with the same set of speakers
@@ -565,7 +565,14 @@ def add_overlap_speakers(diarization: Diarization, frames: OverlapFrames, region
     is not already talking (two-person sessions), that speaker. Added
     stretches merge with touching or overlapping turns of the same speaker
     (so touching turns of a speaker who gets an added stretch become one);
-    nothing else changes.
+    nothing else changes. An added stretch also closes a gap of at most
+    ``bridge_s`` to a turn of the same speaker: one-microphone diarization
+    gives continuous speech to one speaker at a time, so where one person
+    cuts in on another, it often hands the last moments before the overlap
+    to the newcomer, and the speaker who was talking seems to stop and start
+    again inside the overlap (on simulated confrontation episodes this split
+    one interruption into a false backchannel or a false interruption by the
+    other speaker; ``bench/interruptions_eval.py``).
 
     Parameters
     ----------
@@ -580,6 +587,8 @@ def add_overlap_speakers(diarization: Diarization, frames: OverlapFrames, region
         See :func:`link_local_speakers`.
     min_turn_s : float >= 0
         Added stretches shorter than this (s) are dropped.
+    bridge_s : float >= 0
+        Longest gap (s) between an added stretch and a turn of the same speaker that the stretch closes.
 
     Returns
     -------
@@ -625,7 +634,13 @@ def add_overlap_speakers(diarization: Diarization, frames: OverlapFrames, region
         return dataclasses.replace(diarization, method=diarization.method + "+overlap-second-speaker")
     turns: list[SpeakerTurn] = []
     for s in speakers:
-        spans = sorted([(t.start, t.end) for t in diarization.turns if t.speaker == s] + added[s])
+        own = [(t.start, t.end) for t in diarization.turns if t.speaker == s]
+        bridged = []
+        for a0, b0 in added[s]:  # close short gaps to the speaker's own turns on either side
+            before = [e for _, e in own if a0 - bridge_s <= e <= a0]
+            after = [st for st, _ in own if b0 <= st <= b0 + bridge_s]
+            bridged.append((min(before, default=a0), max(after, default=b0)))
+        spans = sorted(own + bridged)
         merged: list[list[float]] = []
         for a0, b0 in spans:
             if merged and a0 <= merged[-1][1] + 1e-6:

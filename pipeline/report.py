@@ -149,7 +149,14 @@ def render_html(report: SessionReport, *, language: str = "en", clips: dict[int,
         (text["duration"], f"{m.duration_s:.1f} s"),
         (text["gaps"], f"{len(m.gaps_s)} ({text['mean']} {sum(m.gaps_s) / len(m.gaps_s):.2f} s)" if m.gaps_s else "0"),
         (text["overlaps"], f"{len(m.overlaps_s)} ({m.overlap_time_s:.1f} s {text['overlapped_speech']})"),
-        (text["interruptions"], ", ".join(f"{role(report.roles.role_of(s))} {n}" for s, n in m.interruptions.items()) or "0"),
+        (text["interruptions"], ", ".join(
+            f"{role(report.roles.role_of(s))} {n}" + (f" ({m.successful_interruptions.get(s, 0)} {text['successful']})"
+                                                      if n else "")
+            for s, n in m.interruptions.items()) or "0"),
+        (text["overlap_backchannels"], ", ".join(f"{role(report.roles.role_of(s))} {n}"
+                                                 for s, n in m.overlap_backchannels.items()) or "0"),
+        *([(text["overlap_detected"], f"{len(report.overlap_regions)} × "
+            f"({sum(r.duration for r in report.overlap_regions):.1f} s)")] if report.overlap_regions else []),
         (text["latency"], "—" if not math.isfinite(m.response_latency_s) else f"{m.response_latency_s:.2f} s"),
         (text["longest"], f"{m.longest_silence_s:.1f} s"),
         (text["silence_share"], f"{m.silence_share:.0%}"),

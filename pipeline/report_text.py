@@ -30,6 +30,8 @@ REPORT_TEXT = {
         "duration": "Duur", "gaps": "Gaten bij sprekerswissel", "overlaps": "Overlap bij sprekerswissel",
         "interruptions": "Onderbrekingen", "latency": "Reactietijd cliënt (gemiddeld)", "longest": "Langste stilte",
         "silence_share": "Aandeel stilte", "overlapped_speech": "overlappende spraak", "mean": "gemiddeld",
+        "successful": "waarvan de ander binnen 1 s stopte", "overlap_backchannels": "Korte instemming door de ander heen",
+        "overlap_detected": "Door elkaar praten (gehoord in de opname)",
     },
     "en": {
         "session": "Session", "client": "client", "date": "date", "recording": "Recording", "language": "language",
@@ -55,5 +57,7 @@ REPORT_TEXT = {
         "duration": "Duration", "gaps": "Gaps at speaker changes", "overlaps": "Overlaps at speaker changes",
         "interruptions": "Interruptions", "latency": "Client response latency (mean)", "longest": "Longest silence",
         "silence_share": "Share of silence", "overlapped_speech": "overlapped speech", "mean": "mean",
+        "successful": "after which the other stopped within 1 s", "overlap_backchannels": "Brief agreement over the speaker",
+        "overlap_detected": "Talking at the same time (heard in the recording)",
     },
 }

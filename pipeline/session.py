@@ -8,6 +8,9 @@
   sees the transcript;
 * ``diarization``: who spoke when, one speaker per channel when the recording is made that way, else by voice
   clustering of the mix;
+* ``overlap``: in a one-microphone recording, the stretches where two or more people speak at once
+  (:mod:`pipeline.overlap`), each given its second speaker so that both speakers' turns cover it; skipped when the
+  speakers have their own channels (their turns overlap already) or no detector is given;
 * ``pauses``: for the turn-taking measures and prosody, speaker changes inside continuous speech moved to the
   short pauses a fine VAD pass finds;
 * ``prosody``: F0 (pYIN) and intensity per turn;
@@ -47,6 +50,7 @@ from pipeline.errors import InputError
 from pipeline.features import session_markers, window_features
 from pipeline.ids import InvalidIdError, check_id, id_from_name
 from pipeline.lexical import load_lexicon, utterance_markers
+from pipeline.overlap import OverlapDetector, SegmentationOverlapDetector, assign_overlap_speakers, detect_overlap
 from pipeline.sidecar import Sidecar
 from pipeline.privacy import name_labels, redact_transcript
 from pipeline.profiles import load_profile, profile_path
@@ -55,10 +59,10 @@ from pipeline.report import input_warnings
 from pipeline.roles import assign_roles, profile_similarities, questions_per_minute, role_warnings, speaker_f0_hz
 from pipeline.settings import Settings
 from pipeline.turns import refine_speaker_changes, turn_metrics, utterances
-from pipeline.types import Diarization, Recording, SessionAnalysis, SpeechRegion, Transcript
+from pipeline.types import Diarization, OverlapRegion, Recording, SessionAnalysis, SpeechRegion, Transcript
 from pipeline.vad import detect_speech, fine_pauses
 
-STAGES = ("decode", "vad", "asr", "diarization", "pauses", "prosody", "roles", "metrics", "features")
+STAGES = ("decode", "vad", "asr", "diarization", "overlap", "pauses", "prosody", "roles", "metrics", "features")
 Hook = Callable[[str, float], None]
 
 
@@ -67,24 +71,28 @@ class Backends:
     """The models an analysis needs, loaded by the caller (fakes in tests).
 
     ``asr`` recognises the words (:class:`pipeline.asr.AsrBackend`); ``embedder`` gives speaker embeddings for
-    voice clustering and the therapist's voice profile (:class:`pipeline.diarization.SpeakerEmbedder`).
+    voice clustering and the therapist's voice profile (:class:`pipeline.diarization.SpeakerEmbedder`);
+    ``overlap`` finds overlapped speech in one-microphone recordings (:class:`pipeline.overlap.OverlapDetector`;
+    None: no detection, so mono sessions have no overlap).
     """
 
     asr: asr_stage.AsrBackend
     embedder: SpeakerEmbedder
+    overlap: OverlapDetector | None = None
 
     @classmethod
     def load(cls, settings: Settings) -> "Backends":
-        """The configured ASR backend and the resemblyzer speaker encoder.
+        """The configured ASR backend, the resemblyzer speaker encoder and the overlapped-speech model.
 
         Raises
         ------
         BackendUnavailableError
             A backend's package or weights are missing; the message says what to install or convert.
         """
+        overlap = SegmentationOverlapDetector.from_settings(settings.overlap) if settings.overlap.enabled else None
         return cls(asr=asr_stage.load_backend(settings.asr, model_cache_dir=settings.model_cache_dir,
                                               vad_settings=settings.vad),
-                   embedder=ResemblyzerEmbedder())
+                   embedder=ResemblyzerEmbedder(), overlap=overlap)
 
 
 @contextlib.contextmanager
@@ -275,11 +283,45 @@ def diarize_session(samples: np.ndarray, speech: tuple[SpeechRegion, ...], setti
         return dataclasses.replace(result, detail="; ".join(d for d in (detail, result.detail) if d))
 
 
+def find_overlap(samples: np.ndarray, diarization: Diarization, settings: Settings, *,
+                 detector: OverlapDetector | None, hook: Hook | None = None
+                 ) -> tuple[Diarization, tuple[OverlapRegion, ...]]:
+    """Stage ``overlap``: overlapped speech in a one-microphone recording, and its second speaker.
+
+    Parameters
+    ----------
+    samples : np.ndarray, shape (n_samples,)
+        Mono float32 audio at ``settings.audio.sample_rate_hz`` (16 kHz).
+    diarization : Diarization
+        From :func:`diarize_session`. Turns from channel-per-speaker diarization (``method`` starting with
+        ``channel``) overlap already and come back unchanged.
+    settings : Settings
+        ``overlap`` holds the thresholds (:class:`pipeline.settings.OverlapSettings`).
+    detector : OverlapDetector or None
+        None, or ``settings.overlap.enabled`` false: no detection.
+    hook : callable, optional
+
+    Returns
+    -------
+    (Diarization, tuple of OverlapRegion)
+        The diarization with both speakers' turns covering detected overlap
+        (:func:`pipeline.overlap.assign_overlap_speakers`), and the detected regions (onset/offset thresholds
+        tuned for detection F1, :func:`pipeline.overlap.overlap_regions`).
+    """
+    with stage(hook, "overlap"):
+        if detector is None or not settings.overlap.enabled or diarization.method.startswith("channel"):
+            return diarization, ()
+        frames, regions = detect_overlap(samples, settings.audio.sample_rate_hz, detector=detector,
+                                         settings=settings.overlap)
+        duration = samples.size / settings.audio.sample_rate_hz
+        return assign_overlap_speakers(diarization, frames, settings.overlap, duration_s=duration), regions
+
+
 def describe_session(samples: np.ndarray, recording: Recording, speech: tuple[SpeechRegion, ...],
                      transcript: Transcript, diarization: Diarization, metadata: Sidecar,
                      settings: Settings, *, session_id: str, embedder: SpeakerEmbedder | None = None,
                      profile: np.ndarray | None = None, notes: tuple[str, ...] = (),
-                     hook: Hook | None = None) -> SessionAnalysis:
+                     overlap_regions: tuple[OverlapRegion, ...] = (), hook: Hook | None = None) -> SessionAnalysis:
     """Stages ``pauses`` to ``features``: the session's markers from the outputs of the stages before.
 
     Parameters
@@ -301,6 +343,8 @@ def describe_session(samples: np.ndarray, recording: Recording, speech: tuple[Sp
         The therapist's voice profile (:func:`therapist_profile`).
     notes : tuple of str
         Further warnings for the reader (:func:`therapist_profile`).
+    overlap_regions : tuple of OverlapRegion
+        From :func:`find_overlap`, kept in the result.
     hook : callable, optional
 
     Returns
@@ -346,7 +390,7 @@ def describe_session(samples: np.ndarray, recording: Recording, speech: tuple[Sp
         warnings=(input_warnings(recording, speech, transcript) + role_warnings(roles, client_expected=True)
                   + tuple(notes)),
         session_markers=markers, utterance_markers=marks, client_age=metadata.client_age,
-        client_id=metadata.client_id, session_date=metadata.date)
+        client_id=metadata.client_id, session_date=metadata.date, overlap_regions=tuple(overlap_regions))
 
 
 def analyze(recording: str | Path, metadata: Sidecar | None, settings: Settings, *, backends: Backends,
@@ -365,7 +409,8 @@ def analyze(recording: str | Path, metadata: Sidecar | None, settings: Settings,
         Before the session's choices: :func:`session_settings` applies ``num_speakers``, ``language`` and the
         metadata.
     backends : Backends
-        The ASR backend and the speaker embedder (:meth:`Backends.load`, or fakes).
+        The ASR backend, the speaker embedder and the overlapped-speech detector (:meth:`Backends.load`, or
+        fakes).
     session_id : str, optional
         Default from the metadata, else the recording's file stem made into an id (:func:`session_id_for`).
     num_speakers : int in [1, 8] or 'auto', optional
@@ -398,5 +443,7 @@ def analyze(recording: str | Path, metadata: Sidecar | None, settings: Settings,
     transcript = transcribe_redacted(rec.samples, settings, backend=backends.asr,
                                      names=name_labels(meta.participants, meta.other_names), hook=hook)
     dia = diarize_session(rec.samples, speech, settings, channels=rec.channels, embedder=backends.embedder, hook=hook)
+    dia, regions = find_overlap(rec.samples, dia, settings, detector=backends.overlap, hook=hook)
     return describe_session(rec.samples, rec.without_audio(), speech, transcript, dia, meta, settings,
-                            session_id=sid, embedder=backends.embedder, profile=profile, notes=notes, hook=hook)
+                            session_id=sid, embedder=backends.embedder, profile=profile, notes=notes,
+                            overlap_regions=regions, hook=hook)

@@ -103,6 +103,9 @@ class OverlapSettings(BaseModel):
 
     model_config = ConfigDict(allow_inf_nan=False)
 
+    enabled: bool = Field(True, description="Detect overlapped speech in one-microphone recordings and give it its "
+                          "second speaker (channel-per-speaker recordings need no detection). Off: mono sessions "
+                          "have no overlap, so no interruptions.")
     model_path: Path | None = Field(
         None, description="A local segmentation model in ONNX (16 kHz, 10 s windows, 7 powerset classes like "
         "pyannote segmentation-3.0). Empty: the segmentation-3.0.onnx installed by `make install` "

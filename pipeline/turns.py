@@ -10,6 +10,8 @@ References
 ----------
 .. [1] Heldner, M., Edlund, J. (2010). Pauses, gaps and overlaps in
    conversations. Journal of Phonetics 38(4), 555–568.
+.. [2] Ferguson, N. (1977). Simultaneous speech, interruptions and dominance.
+   British Journal of Social and Clinical Psychology 16(4), 295–302.
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.types import Diarization, RoleAssignment, SpeakerTurn, Transcript, TurnMetrics, Utterance, Word
+from pipeline.types import (Diarization, OverlapEvent, RoleAssignment, SpeakerTurn, Transcript, TurnMetrics, Utterance,
+                            Word)
+
+INTERRUPTION_SUCCESS_S = 1.0
+INTERRUPTION_MIN_OVERLAP_S = 0.2
+BACKCHANNEL_MAX_S = 1.0
 
 
 def _floor_walk(turns: Sequence[SpeakerTurn]) -> tuple[list[SpeakerTurn], list[tuple[SpeakerTurn, SpeakerTurn, float]]]:
@@ -106,6 +113,61 @@ def silences(turns: Sequence[SpeakerTurn], *, start_s: float, end_s: float) -> l
     return [(a, b) for a, b in out if b > a]
 
 
+def overlap_events(turns: Sequence[SpeakerTurn], *, success_s: float = INTERRUPTION_SUCCESS_S,
+                   min_overlap_s: float = INTERRUPTION_MIN_OVERLAP_S,
+                   backchannel_max_s: float = BACKCHANNEL_MAX_S) -> tuple[OverlapEvent, ...]:
+    """Interruptions and backchannels in overlap: who started talking while another held the floor.
+
+    A turn that starts while another speaker's turn is under way, at least
+    ``min_overlap_s`` before that turn ends, is an event; the floor holder is
+    the speaker whose ongoing turn started first. Shorter overlaps at a change
+    of speaker are the ordinary overlap of turn-taking (Heldner & Edlund
+    2010 [1]_), not events. An event is a **backchannel** when the
+    newcomer's turn lies inside the holder's and lasts at most
+    ``backchannel_max_s`` ("mm", "ja"); otherwise an **interruption**, which
+    is **successful** when the holder stopped within ``success_s`` of the
+    newcomer's start and the newcomer talked on past the holder's end
+    (Ferguson's successful interruption vs. butting-in [2]_). The same events
+    are found in channel-per-speaker recordings and in one-microphone
+    recordings whose overlaps were given their second speaker
+    (:func:`pipeline.overlap.assign_overlap_speakers`).
+
+    Parameters
+    ----------
+    turns : sequence of SpeakerTurn
+        Turns of all speakers, in seconds (turns of one speaker must not overlap each other).
+    success_s : float >= 0
+        Longest time (s) the holder may go on talking for the interruption to count as successful.
+    min_overlap_s : float >= 0
+        Least time (s) both must speak for an event.
+    backchannel_max_s : float >= 0
+        Longest turn (s) inside the holder's that counts as a backchannel.
+
+    Returns
+    -------
+    tuple of OverlapEvent
+        In time order.
+    """
+    ordered = sorted(turns, key=lambda t: (t.start, t.end))
+    out = []
+    for i, t in enumerate(ordered):
+        ongoing = [h for h in ordered[:i] if h.speaker != t.speaker and h.start < t.start
+                   and h.end - t.start >= min_overlap_s]
+        if not ongoing:
+            continue
+        holder = min(ongoing, key=lambda h: (h.start, -h.end))
+        overlap = min(t.end, holder.end) - t.start
+        if overlap < min_overlap_s:
+            continue
+        if t.end <= holder.end and t.duration <= backchannel_max_s:
+            out.append(OverlapEvent("backchannel", round(t.start, 3), t.speaker, holder.speaker, round(overlap, 3)))
+        else:
+            successful = holder.end - t.start <= success_s and t.end > holder.end
+            out.append(OverlapEvent("interruption", round(t.start, 3), t.speaker, holder.speaker, round(overlap, 3),
+                                    successful))
+    return tuple(out)
+
+
 def turn_metrics(diarization: Diarization, roles: RoleAssignment, *, duration_s: float) -> TurnMetrics:
     """Session-level turn-taking metrics.
 
@@ -126,7 +188,9 @@ def turn_metrics(diarization: Diarization, roles: RoleAssignment, *, duration_s:
         client response latency after a therapist turn (s, NaN if none),
         longest silence and the share of time with no speech in [0, 1],
         both measured between the first and the last speech (silence before
-        the first word or after the last is not conversational silence).
+        the first word or after the last is not conversational silence);
+        interruptions, successful interruptions and backchannels in overlap
+        per speaker (:func:`overlap_events`).
     """
     turns = diarization.turns
     speech = diarization.speech_time_s()
@@ -142,10 +206,15 @@ def turn_metrics(diarization: Diarization, roles: RoleAssignment, *, duration_s:
     overlaps = tuple(round(-o, 3) for _, _, o in offsets if o < 0)
     latencies = [o for prev, nxt, o in offsets
                  if roles.role_of(prev.speaker) == "therapist" and roles.role_of(nxt.speaker) == "client"]
+    events = overlap_events(turns)
     interruptions = {s: 0 for s in diarization.speakers}
-    for _, nxt, o in offsets:
-        if o < 0:
-            interruptions[nxt.speaker] = interruptions.get(nxt.speaker, 0) + 1
+    successful = {s: 0 for s in diarization.speakers}
+    backchannels = {s: 0 for s in diarization.speakers}
+    for e in events:
+        counts = backchannels if e.kind == "backchannel" else interruptions
+        counts[e.speaker] = counts.get(e.speaker, 0) + 1
+        if e.successful:
+            successful[e.speaker] = successful.get(e.speaker, 0) + 1
     if turns:
         first, last = min(t.start for t in turns), max(t.end for t in turns)
         inner = silences(turns, start_s=first, end_s=last)
@@ -166,6 +235,9 @@ def turn_metrics(diarization: Diarization, roles: RoleAssignment, *, duration_s:
         silence_share=round(silence_share, 4),
         overlap_time_s=round(overlap_time(turns), 3),
         interruptions=interruptions,
+        successful_interruptions=successful,
+        overlap_backchannels=backchannels,
+        overlap_events=events,
     )
 
 

@@ -232,6 +232,25 @@ class SpeakerTurn(_Serializable):
 
 
 @dataclass(frozen=True)
+class OverlapEvent(_Serializable):
+    """A speaker who starts talking while another holds the floor (see :func:`pipeline.turns.overlap_events`).
+
+    ``kind`` is ``"interruption"`` (the newcomer talks on: longer than a backchannel, or past the holder's end)
+    or ``"backchannel"`` (a short contribution inside the holder's turn, such as "mm", that does not take the
+    floor). ``start`` is the newcomer's start (s), ``speaker`` the newcomer, ``holder`` the speaker who had the
+    floor, ``overlap_s`` how long both spoke (s). ``successful`` (interruptions only) is True when the holder
+    stopped within the success span (1 s) of the start and the newcomer went on: the interrupter took the floor.
+    """
+
+    kind: str
+    start: float
+    speaker: str
+    holder: str
+    overlap_s: float
+    successful: bool = False
+
+
+@dataclass(frozen=True)
 class Diarization(_Serializable):
     """Who spoke when: speaker turns in time order.
 
@@ -352,9 +371,12 @@ class TurnMetrics(_Serializable):
     mean gap before the client's turns that follow a therapist turn (NaN when
     there are none). ``longest_silence_s`` and ``silence_share`` are measured
     between the first and the last speech. ``overlap_time_s`` is the time in
-    which two or more speakers talk at once; ``interruptions`` counts, per
-    speaker, the floor transfers they made by starting to speak while the
-    previous speaker still had the floor (negative floor-transfer offset).
+    which two or more speakers talk at once. ``interruptions`` counts, per
+    speaker, the times they started talking over a speaker who held the floor
+    (:func:`pipeline.turns.overlap_events`), ``successful_interruptions`` those
+    after which the holder stopped within 1 s, and ``overlap_backchannels``
+    their short contributions inside another's turn. ``overlap_events`` lists
+    these events in time order.
     """
 
     duration_s: float
@@ -369,6 +391,9 @@ class TurnMetrics(_Serializable):
     silence_share: float
     overlap_time_s: float = 0.0
     interruptions: Mapping[str, int] = field(default_factory=dict)
+    successful_interruptions: Mapping[str, int] = field(default_factory=dict)
+    overlap_backchannels: Mapping[str, int] = field(default_factory=dict)
+    overlap_events: tuple[OverlapEvent, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -428,6 +453,8 @@ class SessionAnalysis(_Serializable):
 
     A :class:`SessionReport` without what the clinic adds to it: no flags or model (the classifier is not part of
     the analysis), no creation time, no client history. ``recording`` is the description only (no samples);
+    ``overlap_regions`` are the stretches where the overlapped-speech detector heard two or more people at once
+    (one-microphone recordings; empty when the speakers have their own channels or detection is off);
     ``transcript`` has each word's speaker; ``warnings``, ``session_markers`` and ``utterance_markers`` are as in
     :class:`SessionReport`; ``settings`` are the settings in force, ``settings_hash`` their hash.
     """
@@ -450,6 +477,7 @@ class SessionAnalysis(_Serializable):
     client_age: float | None = None
     client_id: str | None = None
     session_date: str | None = None
+    overlap_regions: tuple[OverlapRegion, ...] = ()
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
@@ -468,7 +496,8 @@ class SessionReport(_Serializable):
     session (``{name: {"value", "unit", "description"}}``);
     ``utterance_markers`` the per-utterance markers (no text).
     ``client_history`` gives, per marker, the client's range over earlier
-    sessions: ``{name: {"min", "max", "n"}}``.
+    sessions: ``{name: {"min", "max", "n"}}``. ``overlap_regions`` as in
+    :class:`SessionAnalysis`.
     """
 
     session_id: str
@@ -495,6 +524,7 @@ class SessionReport(_Serializable):
     client_id: str | None = None
     session_date: str | None = None
     client_history: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    overlap_regions: tuple[OverlapRegion, ...] = ()
     schema_version: int = SCHEMA_VERSION
 
     @classmethod

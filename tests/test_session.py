@@ -81,6 +81,25 @@ class ReferenceEmbedder:
         return out
 
 
+class ReferenceOverlap:
+    """Fake overlapped-speech detector: probability 1 where two reference speakers of sample.rttm talk at once."""
+
+    name = "reference-overlap"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def detect(self, samples, sample_rate_hz):
+        from pipeline.overlap import OverlapFrames
+
+        self.calls += 1
+        turns = read_rttm(SAMPLE_RTTM)["sample"]
+        t = 0.01 + 0.02 * np.arange(int(samples.size / sample_rate_hz / 0.02))
+        talking = sum(((t >= x.start) & (t < x.end)).astype(int) for x in turns)
+        return OverlapFrames(frame_step_s=0.02, first_frame_s=0.01, overlap_prob=(talking >= 2).astype(np.float32),
+                             speech_prob=(talking >= 1).astype(np.float32), method=self.name)
+
+
 @pytest.fixture(scope="module")
 def fake_run(tmp_path_factory):
     """``analyze`` on sample.wav with fake backends, a data directory of its own and a hook that records."""
@@ -88,7 +107,7 @@ def fake_run(tmp_path_factory):
 
     data = tmp_path_factory.mktemp("untouched") / "data"
     calls: list[tuple[str, float]] = []
-    backends = Backends(asr=ReferenceAsr(), embedder=ReferenceEmbedder())
+    backends = Backends(asr=ReferenceAsr(), embedder=ReferenceEmbedder(), overlap=ReferenceOverlap())
     meta = Sidecar(language="en", participants=({"role": "therapist", "name": "Diane"},
                                                         {"role": "client", "name": "Sheila", "age": 15}),
                            client_id="c-017", date="2026-11-28")
@@ -125,6 +144,21 @@ def test_the_analysis_holds_every_marker_and_no_audio(fake_run):
 
 
 @pytest.mark.slow  # decodes, VADs and runs pYIN on real audio (fake models only for ASR and voices)
+def test_overlap_in_a_one_microphone_recording_gets_both_speakers(fake_run):
+    a = fake_run["analysis"]
+    reference = read_rttm(SAMPLE_RTTM)["sample"]
+    truth = [(x.start, min(x.end, y.end)) for x in reference for y in reference  # regions of 0.1 s and more
+             if x.speaker != y.speaker and y.start <= x.start < y.end and min(x.end, y.end) - x.start >= 0.1]
+    assert fake_run["backends"].overlap.calls == 1 and len(a.overlap_regions) == len(truth) > 0
+    for r, (start, end) in zip(a.overlap_regions, sorted(truth)):
+        assert r.start == pytest.approx(start, abs=0.03) and r.end == pytest.approx(end, abs=0.03)
+    assert a.diarization.method.endswith("+overlap-second-speaker")
+    # both speakers' turns now cover the overlap, so the turn-taking measures see it
+    assert a.metrics.overlap_time_s >= 0.5 * sum(e - s for s, e in truth)
+    assert sum(a.metrics.interruptions.values()) + sum(a.metrics.overlap_backchannels.values()) >= 1
+
+
+@pytest.mark.slow  # decodes, VADs and runs pYIN on real audio (fake models only for ASR and voices)
 def test_names_from_the_metadata_never_reach_the_analysis(fake_run):
     text = json.dumps(fake_run["analysis"].to_dict())
     assert "Sheila" not in text and "Diane" not in text
@@ -145,11 +179,12 @@ def test_a_bad_session_id_fails_before_decoding(tmp_path):
 def test_a_stereo_file_with_a_speaker_per_channel_needs_no_voice_clustering(tmp_path):
     from pipeline.settings import Settings
 
-    embedder = ReferenceEmbedder()
+    embedder, overlap = ReferenceEmbedder(), ReferenceOverlap()
     a = analyze(ROOT / "tests/data/fw/stereo_diarization.wav", None, Settings(data_dir=tmp_path),
-                backends=Backends(ReferenceAsr(), embedder), language="en")
+                backends=Backends(ReferenceAsr(), embedder, overlap), language="en")
     assert a.diarization.method == "channel-per-speaker" and "one speaker per channel" in a.diarization.detail
     assert embedder.calls == 0
+    assert overlap.calls == 0 and a.overlap_regions == ()  # the channels' turns overlap already
 
 
 @pytest.mark.slow  # decodes, VADs and runs pYIN on real audio (fake models only for ASR and voices)

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from pipeline.roles import assign_roles
-from pipeline.turns import (floor_transfer_offsets, floor_turns, refine_speaker_changes, silences, turn_metrics,
-                            utterances)
+from pipeline.turns import (floor_transfer_offsets, floor_turns, overlap_events, refine_speaker_changes, silences,
+                            turn_metrics, utterances)
 from pipeline.types import Diarization, RoleAssignment, SpeakerTurn as T, Transcript, Word
 
 ROLES = RoleAssignment({"A": "therapist", "B": "client"}, "test")
@@ -117,3 +117,38 @@ def test_session_markers_from_pipeline_agree_with_the_reference(sample_recording
     assert gaps(sample_diarization) == 1  # without the refinement most changes have no gap
     # the fine VAD has no padding, so its silences run a little long (measured: 0.44 s against 0.28 s)
     assert m_hyp["mean_gap_s"]["value"] == pytest.approx(m_ref["mean_gap_s"]["value"], abs=0.2)
+
+
+def test_overlap_events_known_answers():
+    # B cuts in at 4 s and A stops at 4.5 s (successful); A cuts in at 9 s, B goes on to 12 s (butting in);
+    # B's "mm" at 14 s inside A's turn (backchannel); A starts 0.1 s before B's end at 20 s (turn-taking overlap)
+    turns = (T(0, 4.5, "A"), T(4, 12, "B"), T(9, 11, "A"), T(13, 16, "A"), T(14, 14.4, "B"), T(17, 20, "B"),
+             T(19.9, 22, "A"))
+    events = overlap_events(turns)
+    assert [(e.kind, e.start, e.speaker, e.holder, e.successful) for e in events] == [
+        ("interruption", 4.0, "B", "A", True),
+        ("interruption", 9.0, "A", "B", False),
+        ("backchannel", 14.0, "B", "A", False),
+    ]
+    assert [e.overlap_s for e in events] == [0.5, 2.0, 0.4]
+    m = turn_metrics(_dia(*turns), ROLES, duration_s=22.0)
+    assert m.interruptions == {"A": 1, "B": 1} and m.successful_interruptions == {"A": 0, "B": 1}
+    assert m.overlap_backchannels == {"A": 0, "B": 1}
+    assert m.overlap_events == events
+
+
+def test_an_interruption_the_holder_resists_for_over_a_second_is_not_successful():
+    # B starts at 2 s, A talks on until 3.5 s (1.5 s later), then B has the floor
+    events = overlap_events((T(0, 3.5, "A"), T(2, 6, "B")))
+    assert [(e.kind, e.successful, e.overlap_s) for e in events] == [("interruption", False, 1.5)]
+    assert overlap_events((T(0, 3.5, "A"), T(2, 6, "B")), success_s=1.5)[0].successful
+
+
+def test_the_floor_holder_is_the_speaker_who_started_first():
+    # a parent (C) and the therapist (A) both talk when the client (B) cuts in: the holder is A, who began first
+    events = overlap_events((T(0, 6, "A"), T(3, 4, "C"), T(3.5, 8, "B")))
+    assert [(e.kind, e.speaker, e.holder) for e in events] == [("backchannel", "C", "A"), ("interruption", "B", "A")]
+
+
+def test_non_overlapping_turns_have_no_events():
+    assert overlap_events((T(0, 2, "A"), T(2.3, 4, "B"), T(4.0, 5, "A"))) == ()
