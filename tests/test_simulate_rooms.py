@@ -241,3 +241,17 @@ def test_a_seed_that_asks_for_silent_play_gets_it():
     a, b = play[0]
     quiet = s.recording[int(a * SR):int(b * SR)].astype(np.float64)
     assert 20 * np.log10(np.sqrt(np.mean(quiet ** 2))) < s.info["speech_level_dbfs"] - 3.0
+
+
+@pytest.mark.slow
+def test_alliance_simulate_writes_rooms_sessions(tmp_path):
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, ["simulate", "--sessions", "1", "--language", "en", "--out", str(tmp_path),
+                                      "--seed", "61", "--min-minutes", "3", "--max-minutes", "3",
+                                      "--generator", "rooms"])
+    assert result.exit_code == 0, result.output
+    (folder,) = tmp_path.iterdir()
+    assert folder.name == "rooms-en-00061"
+    assert json.loads((folder / "metadata.json").read_text())["simulated"]["generator"] == "rooms"
+    assert 170 < decode(folder / "recording.wav").duration_s < 200
