@@ -85,25 +85,35 @@ def simulate(
     min_minutes: float = typer.Option(5.0, "--min-minutes", min=3.0, help="Shortest session, minutes (at least 3: "
                                       "every session holds a withdrawal and a confrontation episode of 45–120 s)."),
     max_minutes: float = typer.Option(20.0, "--max-minutes", min=3.0, help="Longest session, minutes."),
+    generator: str = typer.Option("tts", "--generator", help="tts: espeak-ng voices (models/simulate.py, the "
+                                  "shipped model's training data); rooms: real and synthetic voices in simulated "
+                                  "rooms, other phrasing, timing and rupture rules (models/simulate_rooms.py)."),
 ) -> None:
-    """Write simulated, rupture-annotated sessions (espeak-ng voices) in the training format."""
+    """Write simulated, rupture-annotated sessions in the training format (generator tts or rooms)."""
     from rich.console import Console
 
-    from models.simulate import espeak_available, simulate as run
-
     console = Console(stderr=True)
+    if generator not in ("tts", "rooms"):
+        _error(console, f"--generator must be tts or rooms. Got {generator!r} instead.")
+        raise typer.Exit(2)
     if language not in ("nl", "en"):
         _error(console, f"--language must be nl or en. Got {language!r} instead.")
         raise typer.Exit(2)
     if min_minutes > max_minutes:
         _error(console, f"--min-minutes ({min_minutes:g}) is more than --max-minutes ({max_minutes:g})")
         raise typer.Exit(2)
+    from models.simulate import espeak_available
+
     if not espeak_available():
         _error(console, "espeak-ng is not installed; run `make install` (it runs apt-get install espeak-ng)")
         raise typer.Exit(1)
+    if generator == "rooms":
+        from models.simulate_rooms import simulate_rooms as run
+    else:
+        from models.simulate import simulate as run
     try:
         paths = run(out, sessions=sessions, language=language, seed=seed, minutes=(min_minutes, max_minutes))
-    except (FileExistsError, ValueError) as exc:
+    except (FileExistsError, ValueError, RuntimeError) as exc:
         _error(console, str(exc))
         raise typer.Exit(1) from None
     typer.echo(f"Wrote {len(paths)} sessions to {out}")
