@@ -1,6 +1,7 @@
 """Interruptions found in one-microphone recordings, against the simulator's own ground truth.
 
-Simulated sessions (``models/simulate.py``) are rendered as one mono mix, and
+Simulated sessions (``models/simulate.py``, or ``models/simulate_rooms.py``
+with ``--generator rooms``) are rendered as one mono mix, and
 their ``reference.rttm`` holds every utterance's true times with its role, so
 the true interruptions are :func:`pipeline.turns.overlap_events` on the
 reference turns. The system's are the same function on the turns the
@@ -64,11 +65,14 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=4)
     ap.add_argument("--minutes", type=float, default=4.0)
     ap.add_argument("--seed", type=int, default=900)
+    ap.add_argument("--generator", choices=("tts", "rooms"), default="tts",
+                    help="Session simulator: models/simulate.py (tts) or models/simulate_rooms.py (rooms).")
     ap.add_argument("--work", type=Path, default=None, help="Keep the simulated sessions here.")
     ap.add_argument("--json", type=Path, default=ROOT / "bench/results/interruptions_eval.json")
     args = ap.parse_args()
 
     from models.simulate import simulate_session
+    from models.simulate_rooms import simulate_rooms_session
     from pipeline import session as steps
     from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
     from pipeline.overlap import SegmentationOverlapDetector
@@ -82,9 +86,10 @@ def main() -> None:
     rows, totals = [], {}
     for i in range(args.sessions):
         lang = ("nl", "en")[i % 2]
-        folder = work / f"sim-{args.seed + i}"
+        folder = work / f"{args.generator}-{args.seed + i}"
         if not (folder / "recording.wav").exists():
-            simulate_session(folder, seed=args.seed + i, language=lang, minutes=args.minutes)
+            make = simulate_session if args.generator == "tts" else simulate_rooms_session
+            make(folder, seed=args.seed + i, language=lang, minutes=args.minutes)
         meta = json.loads((folder / "metadata.json").read_text())
         n_speakers = len(meta["participants"])
         reference = next(iter(read_rttm(folder / "reference.rttm").values()))
@@ -100,13 +105,21 @@ def main() -> None:
         with_overlap, regions = steps.find_overlap(rec.samples, dia, s, detector=detector)
         t2 = time.perf_counter()
         truth = count(overlap_events(reference), episodes, speaker_role=lambda sp: sp)
+        roles_after = role_map(with_overlap, reference)
+        found_events = [e for e in overlap_events(with_overlap.turns) if e.kind == "interruption"]
+        matched = []  # (true overlap, found overlap) of true interruptions found within 1 s by the same role
+        for e in (x for x in overlap_events(reference) if x.kind == "interruption"):
+            near = [f for f in found_events if abs(f.start - e.start) <= 1.0 and roles_after.get(f.speaker) == e.speaker]
+            if near:
+                matched.append((e.overlap_s, min(near, key=lambda f: abs(f.start - e.start)).overlap_s))
         found = {}
         for name, d in (("before", dia), ("after", with_overlap)):
             roles = role_map(d, reference)
             found[name] = count(overlap_events(d.turns), episodes, speaker_role=roles.get)
         row = dict(session=folder.name, language=lang, speakers=n_speakers, duration_s=round(rec.duration_s, 1),
                    overlap_regions=len(regions), overlap_s=round(sum(r.duration for r in regions), 1),
-                   overlap_stage_s=round(t2 - t1, 2), diarization_s=round(t1 - t0, 2), truth=truth, **found)
+                   overlap_stage_s=round(t2 - t1, 2), diarization_s=round(t1 - t0, 2), truth=truth,
+                   matched_overlap_s=matched, **found)
         rows.append(row)
         for name, c in (("truth", truth), ("before", found["before"]), ("after", found["after"])):
             for k, v in c.items():
@@ -123,6 +136,12 @@ def main() -> None:
           f"found {a.get('client_in', 0)} ({ratio:.2f} of the truth; before overlap detection "
           f"{totals.get('before', {}).get('client_in', 0)}); successful: truth {t.get('client_in_successful', 0)}, "
           f"found {a.get('client_in_successful', 0)}")
+    pairs = [p for r in rows for p in r["matched_overlap_s"]]
+    if pairs:
+        diff = [f - t for t, f in pairs]
+        print(f"true interruptions found at the right time by the right role: {len(pairs)}; overlap found minus true: "
+              f"median {sorted(diff)[len(diff) // 2]:+.2f} s (found {sum(f for _, f in pairs) / len(pairs):.2f} s, "
+              f"true {sum(t for t, _ in pairs) / len(pairs):.2f} s on average)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(dict(sessions=rows, totals=totals, client_in_ratio=ratio), indent=1))
 

@@ -131,3 +131,14 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that need the Prefect server (the ``prefect_harness`` fixture, directly or through another) are slow.
+
+    Starting the temporary server takes 10–60 s on 2 cores, so everyday work (``pytest -m "not slow"``) leaves
+    them, with the other servers and real models, to ``make test``.
+    """
+    for item in items:
+        if "prefect_harness" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -178,6 +178,7 @@ def _decode(path):
     return decode(path).samples
 
 
+@pytest.mark.slow  # runs the segmentation model on real audio
 def test_frames_are_16_875_ms_and_cover_the_recording(detector, sample_recording):
     frames = detector.detect(sample_recording.samples, 16000)
     assert frames.frame_step_s == FRAME_STEP_S == pytest.approx(0.016875) and FRAME_STEP_S <= 0.05
@@ -210,6 +211,7 @@ MEASURED = {
 }
 
 
+@pytest.mark.slow  # runs the segmentation model on real audio
 @pytest.mark.parametrize("uri", sorted(MEASURED))
 def test_detection_precision_recall_f1_on_the_references(uri, detector):
     from pipeline.rttm import read_rttm
@@ -223,6 +225,7 @@ def test_detection_precision_recall_f1_on_the_references(uri, detector):
         assert s.f1 >= 0.6  # the issue's goal on references with >= 10 % overlap
 
 
+@pytest.mark.slow  # runs the segmentation model on real audio
 def test_dev00_overlap_is_missed(detector):
     """Known miss: dev00's 1.4 s of reference overlap (quiet far-field backchannels) peak at 0.13."""
     from pipeline.rttm import read_rttm
@@ -254,6 +257,7 @@ def _mix(a: np.ndarray, b: np.ndarray, start_b_s: float, gain_db: float, n_s: fl
     return mix, truth
 
 
+@pytest.mark.slow  # runs the segmentation model on real audio
 @pytest.mark.parametrize("gain_db", [0.0, -10.0])
 def test_a_known_overlap_of_two_real_voices_is_found(detector, gain_db):
     """A woman reads Dutch from 1 s; a man starts reading at 3 s (level 0 or -10 dB against her)."""
@@ -272,6 +276,7 @@ def test_a_known_overlap_of_two_real_voices_is_found(detector, gain_db):
 # ---------------------------------------------------------------- second speaker on real diarization
 
 
+@pytest.mark.slow  # runs the segmentation model on real audio
 def test_second_speaker_on_the_phone_call_cuts_missed_speech_without_raising_der(detector, sample_recording,
                                                                                  sample_diarization,
                                                                                  sample_reference_turns):
