@@ -94,9 +94,9 @@ FEATURES: tuple[FeatureSpec, ...] = (
                 "without questions [1]"),
     FeatureSpec("client_minimal_responses_per_min", "1/min", "client minimal-response utterances per minute [1]"),
     FeatureSpec("client_backchannels_per_min", "1/min", "client backchannels (mm, ja, okay) per minute"),
-    FeatureSpec("client_negations_per_utterance", "1/utterance", "negations (niet, geen, not, never) per client utterance"),
-    FeatureSpec("client_refusals_per_min", "1/min", "client refusal phrases (wil niet, I won't) per minute [1]"),
-    FeatureSpec("client_complaints_per_min", "1/min", "client complaint words (saai, stom, unfair) per minute [1]"),
+    FeatureSpec("client_negations_per_utterance", "1/utterance", "negations (niet, geen, not, never) per client utterance, each weighted by its ASR confidence"),
+    FeatureSpec("client_refusals_per_min", "1/min", "client refusal phrases (wil niet, I won't) per minute, each weighted by its ASR confidence [1]"),
+    FeatureSpec("client_complaints_per_min", "1/min", "client complaint words (saai, stom, unfair) per minute, each weighted by its ASR confidence [1]"),
     # therapist pressure to talk
     FeatureSpec("therapist_question_rate_per_min", "1/min", "therapist questions per minute"),
     FeatureSpec("therapist_question_run_max", "questions", "longest run of therapist questions without a "

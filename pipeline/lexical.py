@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from pipeline.errors import InputError
 from pipeline.types import Utterance, UtteranceMarkers
 
@@ -111,19 +113,35 @@ def load_lexicon(path: str | Path | None = None) -> Lexicon:
     return Lexicon(str(path), phrases)
 
 
-def count_phrases(toks: Sequence[str], phrases: Sequence[tuple[str, ...]]) -> int:
-    """Non-overlapping occurrences of any phrase in ``toks``, longest phrase first at each position."""
+def count_phrases(toks: Sequence[str], phrases: Sequence[tuple[str, ...]],
+                  confidence: Sequence[float] | None = None) -> float:
+    """Non-overlapping occurrences of any phrase in ``toks``, longest phrase first at each position.
+
+    Parameters
+    ----------
+    toks : sequence of str
+        Tokens (:func:`tokens`).
+    phrases : sequence of tuple of str
+    confidence : sequence of float in [0, 1], optional
+        Per token, the ASR's probability of the word it came from. Each occurrence then counts the mean
+        confidence of its tokens instead of 1, so a phrase Whisper only guessed at counts little.
+
+    Returns
+    -------
+    float
+        The number of occurrences (an integer without ``confidence``), or their summed confidence.
+    """
     by_len = sorted(phrases, key=len, reverse=True)
-    i, n = 0, 0
+    i, n = 0, 0.0
     while i < len(toks):
         for p in by_len:
             if tuple(toks[i:i + len(p)]) == p:
-                n += 1
+                n += 1.0 if confidence is None else float(np.mean(confidence[i:i + len(p)]))
                 i += len(p)
                 break
         else:
             i += 1
-    return n
+    return n if confidence is not None else int(n)
 
 
 def covered_by(toks: Sequence[str], phrases: Sequence[tuple[str, ...]]) -> bool:
@@ -186,6 +204,14 @@ def utterance_markers(utterances: Sequence[Utterance], *, language: str | None,
         language's lists together (mixed or undetected sessions).
     lexicon : Lexicon
 
+    Negations, refusals and complaints are counted weighted by the ASR's
+    confidence: each phrase counts the mean probability Whisper gave its words
+    (:func:`count_phrases`), so a child's mumbled turn that the recogniser
+    guessed at ("wil niet" at probability 0.3) weighs 0.3, not 1. Questions,
+    minimal responses and backchannels are decided on the words as
+    recognised: they rest on the utterance's shape (length, final "?") as
+    much as on its words.
+
     Returns
     -------
     tuple of UtteranceMarkers
@@ -196,7 +222,11 @@ def utterance_markers(utterances: Sequence[Utterance], *, language: str | None,
     out = []
     prev, prev_question = None, False
     for u in utterances:
-        toks = tokens(u.text)
+        toks, conf = [], []
+        for w in u.words:  # each token with the probability of the word it came from
+            word_toks = tokens(w.text)
+            toks += word_toks
+            conf += [min(max(float(w.probability), 0.0), 1.0) if math.isfinite(w.probability) else 1.0] * len(word_toks)
         n_syl = sum(syllables(t, language) for t in toks)
         span = u.end - u.start
         latency = (u.start - prev.end) if prev is not None and prev.speaker != u.speaker else math.nan
@@ -207,9 +237,9 @@ def utterance_markers(utterances: Sequence[Utterance], *, language: str | None,
             is_minimal_response=len(toks) == 1 or covered_by(toks, lists["minimal_responses"]),
             is_backchannel=(len(toks) <= MAX_BACKCHANNEL_WORDS and covered_by(toks, lists["backchannels"])
                             and not (prev_question and prev.speaker != u.speaker)),
-            negations=count_phrases(toks, lists["negations"]),
-            refusals=count_phrases(toks, lists["refusals"]),
-            complaints=count_phrases(toks, lists["complaints"]),
+            negations=round(count_phrases(toks, lists["negations"], conf), 3),
+            refusals=round(count_phrases(toks, lists["refusals"], conf), 3),
+            complaints=round(count_phrases(toks, lists["complaints"], conf), 3),
             latency_s=round(latency, 3) if math.isfinite(latency) else math.nan,
         ))
         prev, prev_question = u, out[-1].is_question

@@ -324,7 +324,9 @@ class UtteranceMarkers(_Serializable):
     ``speaking_rate_syl_s`` is syllables per second of the utterance's span;
     ``latency_s`` is the silence (s) since another speaker's previous
     utterance ended (negative: it started in overlap; NaN when the previous
-    utterance is the same speaker's or there is none).
+    utterance is the same speaker's or there is none). ``negations``,
+    ``refusals`` and ``complaints`` are occurrences weighted by the words' ASR
+    confidence (see :func:`pipeline.lexical.utterance_markers`).
     """
 
     speaker: str
@@ -337,9 +339,9 @@ class UtteranceMarkers(_Serializable):
     is_question: bool
     is_minimal_response: bool
     is_backchannel: bool
-    negations: int
-    refusals: int
-    complaints: int
+    negations: float
+    refusals: float
+    complaints: float
     latency_s: float
 
 

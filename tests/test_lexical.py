@@ -104,3 +104,16 @@ def test_a_language_table_without_some_lists_still_works(tmp_path):
     path.write_text('[nl]\nminimal_responses = ["pff"]\n')
     m = utterance_markers([_utt("wat doe je")], language=None, lexicon=load_lexicon(path))
     assert m[0].is_question is False and m[0].negations == 0  # no question words listed: only "?" counts
+
+
+def test_a_refusal_whisper_only_guessed_at_counts_little():
+    from pipeline.lexical import load_lexicon, utterance_markers
+    from pipeline.types import Utterance, Word
+
+    def utt(prob):
+        words = (Word(0.0, 0.4, " Ik", prob, "B"), Word(0.4, 0.8, " wil", prob, "B"), Word(0.8, 1.2, " niet.", prob, "B"))
+        return Utterance("B", "client", 0.0, 1.2, words)
+
+    sure, mumbled = utterance_markers([utt(0.95), utt(0.3)], language="nl", lexicon=load_lexicon())
+    assert sure.refusals == pytest.approx(0.95) and mumbled.refusals == pytest.approx(0.3)
+    assert sure.negations == pytest.approx(0.95)  # "niet" inside the refusal phrase is a negation too
