@@ -127,6 +127,12 @@ FEATURES: tuple[FeatureSpec, ...] = (
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 FEATURE_UNITS: tuple[str, ...] = tuple(f.unit for f in FEATURES)
+# Markers whose values follow the recording's level, the microphone distance or the speaker's voice (a child's F0,
+# a voice engine's speaking rate) more than the alliance: reported to the reader, not given to the classifier,
+# which reads the same quantities relative to the client's own session baseline (the *_z markers).
+ABSOLUTE_MARKERS: tuple[str, ...] = ("client_f0_median_hz", "client_f0_range_st", "client_intensity_db",
+                                     "client_speaking_rate_syl_s")
+MODEL_FEATURE_NAMES: tuple[str, ...] = tuple(n for n in FEATURE_NAMES if n not in ABSOLUTE_MARKERS)
 
 FRAMED_PAUSE_MIN_S = 1.0
 QUESTION_AFTER_SILENCE_S = 2.0
