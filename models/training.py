@@ -791,6 +791,34 @@ def format_breakdown(result: dict) -> str:
     return "\n".join(out)
 
 
+def format_card_figures(card: dict) -> str:
+    """A model card's figures as plain text: cross-generator pairs (or the grouped-by-client cross-validation), the
+    pooled held-out figures, the model choice, held-out sessions (per generator and folder) and false alarms."""
+    from models.false_alarms import format_false_alarms
+
+    m = card["metrics"]
+    cv = m["cross_validation"]
+    out = []
+    if cv["grouped_by"] == "generator":
+        out += [f"Cross-validation leaving one generator out ({cv['n_splits']} folds), at the chosen thresholds:",
+                format_pairs(m["cross_generator"]["pairs"]), "All held-out generators together:",
+                format_metrics(cv)]
+    else:
+        out += [f"Cross-validation grouped by client ({cv['n_splits']} folds):", format_metrics(cv)]
+    choice = m.get("model_comparison")
+    if choice:
+        means = "; ".join(f"{kind} " + ", ".join(f"{t} {_fmt(v).strip()}" for t, v in s.items())
+                          for kind, s in choice["mean_cross_generator_auroc"].items())
+        out.append(f"Mean AUROC ({choice['measured_on']}): {means}. Chosen: {choice['why']}.")
+    if "heldout" in m:
+        out += ["Held-out sessions:", format_metrics(m["heldout"])]
+        if m["heldout"].get("by_generator"):
+            out.append(format_breakdown(m["heldout"]))
+    if "false_alarms" in m:
+        out += ["False alarms on real rupture-free recordings:", format_false_alarms(m["false_alarms"])]
+    return "\n".join(out)
+
+
 def to_json(result: dict) -> str:
     """JSON with NaN written as null."""
     from pipeline.types import to_jsonable

@@ -177,31 +177,10 @@ def retrain(
 
 
 def _print_card(card: dict) -> None:
-    """The retrained model's figures: cross-generator pairs, pooled cross-validation, model choice, held-out
-    sessions and false alarms."""
-    from models.false_alarms import format_false_alarms
-    from models.training import format_breakdown, format_pairs
+    """The retrained model's figures (:func:`models.training.format_card_figures`)."""
+    from models.training import format_card_figures
 
-    m = card["metrics"]
-    cv = m["cross_validation"]
-    if cv["grouped_by"] == "generator":
-        typer.echo(f"Cross-validation leaving one generator out ({cv['n_splits']} folds), at the chosen thresholds:")
-        typer.echo(format_pairs(m["cross_generator"]["pairs"]))
-        _print_metrics("All held-out generators together:", cv)
-    else:
-        _print_metrics(f"Cross-validation grouped by client ({cv['n_splits']} folds):", cv)
-    choice = m.get("model_comparison")
-    if choice:
-        means = "; ".join(f"{kind} " + ", ".join(f"{t} {v:.3f}" if v is not None else f"{t} —" for t, v in s.items())
-                          for kind, s in choice["mean_cross_generator_auroc"].items())
-        typer.echo(f"Mean AUROC ({choice['measured_on']}): {means}. Chosen: {choice['why']}.")
-    if "heldout" in m:
-        _print_metrics("Held-out sessions:", m["heldout"])
-        if m["heldout"].get("by_generator"):
-            typer.echo(format_breakdown(m["heldout"]))
-    if "false_alarms" in m:
-        typer.echo("False alarms on real rupture-free recordings:")
-        typer.echo(format_false_alarms(m["false_alarms"]))
+    typer.echo(format_card_figures(card))
 
 
 @app.command()
