@@ -11,7 +11,8 @@ from prefect import flow, get_run_logger
 
 @flow(name="retrain_model", persist_result=False, log_prints=False)
 def retrain_model(data_dirs: list[str], version: str, target_recall: float = 0.8,
-                  holdout_dirs: list[str] | None = None, activate: bool = False) -> str:
+                  holdout_dirs: list[str] | None = None, unannotated_dirs: list[str] | None = None,
+                  activate: bool = False) -> str:
     """Train a classifier on annotated sessions and save it under ``<data dir>/models/<version>/``.
 
     Parameters
@@ -24,6 +25,8 @@ def retrain_model(data_dirs: list[str], version: str, target_recall: float = 0.8
         Recall the flag thresholds are chosen for.
     holdout_dirs : list of str, optional
         Sessions scored by the final model and recorded in its card.
+    unannotated_dirs : list of str, optional
+        Folders of real recordings without ruptures; the final model's flags per hour on them go in its card.
     activate : bool
         Make it the active model when saved.
 
@@ -45,7 +48,8 @@ def retrain_model(data_dirs: list[str], version: str, target_recall: float = 0.8
     log = get_run_logger()
     settings = Settings()
     folder = train(data_dirs, version=version, settings=settings, root=user_models_dir(settings.data_dir),
-                   target_recall=target_recall, holdout_dirs=holdout_dirs or (), progress=log.info)
+                   target_recall=target_recall, holdout_dirs=holdout_dirs or (),
+                   unannotated_dirs=unannotated_dirs or (), progress=log.info)
     log.info("model %s saved in %s", version, folder)
     if activate:
         activate_model(settings, version)

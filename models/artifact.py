@@ -10,6 +10,7 @@ is the folder named in ``models/artifacts/DEFAULT``.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,10 @@ CLASSES = ("none", *RUPTURE_LABELS)
 class ModelBundle:
     """A loaded classifier with its card.
 
-    ``estimator`` is a fitted scikit-learn ``Pipeline`` whose ``classes_`` are
-    0, 1, 2 for ``CLASSES`` (none, withdrawal, confrontation); ``threshold`` is the probability from which a window is flagged.
+    ``estimator`` is one fitted scikit-learn object with ``predict_proba`` whose ``classes_`` are 0, 1, 2 for
+    ``CLASSES`` (none, withdrawal, confrontation): a ``Pipeline`` (``sim-v1``), or a ``CalibratedClassifierCV``
+    around one (models trained for transfer, :func:`models.training.fit_calibrated`); ``threshold`` is the
+    probability from which a window is flagged.
     """
 
     estimator: Any
@@ -120,12 +123,96 @@ def save_model(estimator: Any, card: dict, *, root: Path = ARTIFACTS_DIR) -> Pat
 
 
 def render_card_markdown(card: dict) -> str:
-    """The human-readable model card (its first line says what the model was trained on)."""
+    """The human-readable model card.
+
+    Its first line says what the model was trained on; the first table after it is the headline figure: the
+    cross-generator table (per rupture type and pair of training → held-out generator: AUROC, AUPRC, recall and
+    precision at the shipped threshold, Brier score), or, for a model trained on one generator, the
+    grouped-by-client cross-validation. Then the same-generator figures, the false alarms on real rupture-free
+    speech, the marker shift between generators, the model choice, and the rest of the card.
+
+    Parameters
+    ----------
+    card : dict
+        As :func:`models.training.train` writes it (older cards without transfer figures render too).
+
+    Returns
+    -------
+    str
+        Markdown, ending with a newline.
+    """
     lines = [f"{card['summary']}", "", f"# Model card: {card['version']}", ""]
+    metrics = card.get("metrics", {})
+    cross = metrics.get("cross_generator", {})
+    cv = metrics.get("cross_validation")
+    if cross.get("pairs"):
+        lines += ["## Transfer across session generators", "",
+                  "Each generator's sessions scored by a model trained (and calibrated) only on the others' "
+                  "(leave-one-generator-out), at the shipped thresholds.", "", *_TYPE_TABLE_HEAD.format(
+                      what="trained on → scored on").splitlines()]
+        lines += [_type_row(name, f"{p['train']} → {p['test']}", p["types"][name])
+                  for name in CLASSES[1:] for p in cross["pairs"]]
+        mean = cross.get("mean_auroc", {})
+        lines += ["", "Mean AUROC over the held-out generators: "
+                  + ", ".join(f"{k} {_md_num(v)}" for k, v in mean.items()) + ".", ""]
+    elif cv:
+        lines += [f"## Cross-validation grouped by {cv.get('grouped_by', 'client')}", "",
+                  "Trained on one session generator: no cross-generator figure exists for this model.", "",
+                  *_TYPE_TABLE_HEAD.format(what="held out").splitlines()]
+        lines += [_type_row(name, f"{cv.get('n_splits', '')} folds", m) for name, m in cv["types"].items()]
+        lines += [""]
+    same = {g: v for g, v in metrics.get("same_generator", {}).items() if "types" in v}
+    if same:
+        lines += ["## Same generator (new clients of a generator the model trained on)", "",
+                  "Grouped by client within each generator, at the shipped thresholds.", "",
+                  *_TYPE_TABLE_HEAD.format(what="generator").splitlines()]
+        lines += [_type_row(name, g, v["types"][name]) for name in CLASSES[1:] for g, v in same.items()]
+        lines += [""]
+    fa = metrics.get("false_alarms")
+    if fa:
+        lines += ["## False alarms on real rupture-free speech", "",
+                  "Every flagged stretch on these recordings is a false alarm (flags as the report shows them: "
+                  "windows at the thresholds merged into stretches).", "",
+                  "| file | minutes | flags | flags per hour |", "|---|---|---|---|"]
+        lines += [f"| {f['file']} | {f['minutes']:.1f} | {f['flags']} | {_md_num(f['flags_per_hour'], 1)} |"
+                  for f in fa["files"]]
+        o = fa["overall"]
+        lines += [f"| **overall** ({o['files']} files) | {o['minutes']:.1f} | {o['flags']} | "
+                  f"{_md_num(o['flags_per_hour'], 1)} |", ""]
+    shift = metrics.get("marker_shift")
+    if shift and shift.get("pairs"):
+        pairs = shift["pairs"]
+        lines += ["## Marker shift between generators (windows without rupture)", "",
+                  f"SMD: {shift['smd']}; KS: {shift['ks']}; used: {shift['used']}. Sorted by the largest |SMD|.", "",
+                  "| marker | unit | " + " | ".join(f"SMD {p} | KS {p}" for p in pairs) + " | importance | used |",
+                  "|---|---|" + "---|---|" * len(pairs) + "---|---|"]
+        rows = sorted(shift["markers"], key=lambda r: -max([abs(r["shift"][p]["smd"]) for p in pairs
+                                                            if r["shift"][p]["smd"] is not None
+                                                            and math.isfinite(r["shift"][p]["smd"])] or [0.0]))
+        for r in rows:
+            cells = " | ".join(f"{_md_num(r['shift'][p]['smd'], 2)} | {_md_num(r['shift'][p]['ks'], 2)}" for p in pairs)
+            lines.append(f"| {r['marker']} | {r.get('unit', '')} | {cells} | {_md_num(r.get('importance'), 4)} | "
+                         f"{'yes' if r.get('used') else 'no'} |")
+        lines += [""]
+    choice = metrics.get("model_comparison")
+    if choice:
+        means = choice["mean_cross_generator_auroc"]
+        types = list(next(iter(means.values())))
+        lines += ["## Model choice", "", f"Measured on the same splits ({choice['measured_on']}).", "",
+                  "| model | " + " | ".join(f"mean AUROC {t}" for t in types) + " | chosen |",
+                  "|---|" + "---|" * len(types) + "---|"]
+        lines += [f"| {kind} | " + " | ".join(_md_num(v.get(t)) for t in types)
+                  + f" | {'yes' if kind == choice['chosen'] else 'no'} |" for kind, v in means.items()]
+        lines += ["", f"Chosen: {choice['why']}.", ""]
     for key, title in (("training_data", "Training data"), ("intended_use", "Intended use"),
                        ("limitations", "Known limits")):
         if key in card:
             lines += [f"## {title}", "", str(card[key]), ""]
+    if "estimator" in card:
+        lines += ["## Estimator", "", str(card["estimator"]), ""]
+        cal = card.get("calibration")
+        if cal:
+            lines += ["Calibration: " + ", ".join(f"{k} {v}" for k, v in cal.items()) + ".", ""]
     lines += ["## Features", "", "| name | unit |", "|---|---|"]
     lines += [f"| {n} | {u} |" for n, u in zip(card["feature_names"], card.get("feature_units", []))]
     per = card["threshold"].get("per_class")
@@ -135,6 +222,22 @@ def render_card_markdown(card: dict) -> str:
         lines += ["## Metrics", "", "```json", json.dumps(card["metrics"], indent=2), "```", ""]
     lines += ["## Library versions", ""] + [f"- {k} {v}" for k, v in card.get("library_versions", {}).items()]
     return "\n".join(lines) + "\n"
+
+
+_TYPE_TABLE_HEAD = ("| rupture type | {what} | windows | positive | AUROC | AUPRC | recall at threshold | "
+                    "precision at threshold | Brier |\n|---|---|---|---|---|---|---|---|---|")
+
+
+def _type_row(name: str, what: str, m: dict) -> str:
+    return (f"| {name} | {what} | {m['n_windows']} | {m['n_positive']} | {_md_num(m['auroc'])} | "
+            f"{_md_num(m['auprc'])} | {_md_num(m['recall'])} | {_md_num(m['precision'])} | {_md_num(m['brier'])} |")
+
+
+def _md_num(v, digits: int = 3) -> str:
+    """A number for a Markdown cell; ``—`` for None and NaN."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    return f"{v:.{digits}f}"
 
 
 ACTIVE_FILE = "ACTIVE"

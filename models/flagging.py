@@ -76,12 +76,19 @@ def explain_window(bundle: ModelBundle, x: np.ndarray, class_index: int, *, top:
 
     For the multinomial logistic regression, a marker's contribution is its
     standardised value times its coefficient for the class minus its mean
-    coefficient over classes; the ``top`` positive contributions are named.
+    coefficient over classes. For another model (gradient-boosted trees), it
+    is how much the class probability falls when the marker is set to its
+    training median (the imputer's value): an occlusion, one marker at a time.
+    The ``top`` positive contributions are named. A calibrated model
+    (``CalibratedClassifierCV``) is explained by the pipeline inside it, fitted
+    on all training windows; calibration is monotone per class, so it does not
+    change which markers push the window up.
 
     Parameters
     ----------
     bundle : ModelBundle
-        Loaded classifier (imputer, scaler, logistic regression).
+        Loaded classifier: a pipeline (imputer, optional scaler, classifier),
+        or a ``CalibratedClassifierCV`` around one.
     x : np.ndarray, shape (n_model_features,)
         Raw values of the model's features (``bundle.feature_names``) for the window (NaN allowed).
     class_index : int
@@ -94,10 +101,25 @@ def explain_window(bundle: ModelBundle, x: np.ndarray, class_index: int, *, top:
     tuple of str
         Sentences with the window's own values.
     """
-    steps = bundle.estimator.named_steps
-    scaled = steps["scale"].transform(steps["impute"].transform(x.reshape(1, -1)))[0]
-    coef = steps["classify"].coef_
-    contrib = scaled * (coef[class_index] - coef.mean(axis=0))
+    from models.transfer import base_pipeline
+
+    pipe = base_pipeline(bundle.estimator)
+    steps = pipe.named_steps
+    clf = steps["classify"]
+    classes = [int(c) for c in clf.classes_]
+    if class_index not in classes:
+        return ()
+    k = classes.index(class_index)
+    filled = steps["impute"].transform(x.reshape(1, -1))
+    if hasattr(clf, "coef_") and "scale" in steps:
+        scaled = steps["scale"].transform(filled)[0]
+        coef = clf.coef_
+        contrib = scaled * (coef[k] - coef.mean(axis=0))
+    else:
+        base = clf.predict_proba(filled)[0, k]
+        occluded = np.repeat(filled, filled.shape[1], axis=0)
+        np.fill_diagonal(occluded, steps["impute"].statistics_)
+        contrib = base - clf.predict_proba(occluded)[:, k]
     order = [i for i in np.argsort(-contrib) if contrib[i] > 0][:top]
     return tuple(_sentence(bundle.feature_names[i], x[i]) for i in order if math.isfinite(x[i]))
 

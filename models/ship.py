@@ -1,80 +1,255 @@
-"""Build the shipped classifier from simulated sessions, in one command.
+"""Build the shipped classifier from simulated sessions of both generators, in one command.
 
-Simulates Dutch and English training sessions and held-out sessions from seeds
-never used in training (:mod:`models.simulate`), analyses them with the same
-flow the clinic runs, trains with grouped cross-validation by client
-(:mod:`models.training`), scores the held-out sessions into the model card,
-and measures the cross-language transfer (a model trained on the Dutch
-sessions only, scored on the English ones, and the other way round). The
-artifact goes to ``models/artifacts/<version>/`` (write its name in
-``models/artifacts/DEFAULT`` to ship it as the default); the simulated
-sessions and the feature cache stay in the data directory.
+Simulates Dutch and English training sessions with both session generators
+(``tts``, :mod:`models.simulate`, and ``rooms``, :mod:`models.simulate_rooms`)
+and held-out sessions from seeds never used in training; builds the false-alarm
+set from the real, rupture-free recordings the project ships (the phone call
+``sample_audio/sample.wav``; sessions of the length asked for assembled by
+:mod:`bench.real_clips` as ``bench/end_to_end.py`` does: the call, the
+meeting-room excerpts and the children's read English, the same plus the Dutch
+read speech, and the Dutch read speech alone; and the constructed Dutch dialogue
+of the shared reference data when it is there); analyses everything with the
+flow the clinic runs; and trains with leave-one-generator-out cross-validation
+(:func:`models.training.train`): a linear and a tree model compared, calibrated
+probabilities, thresholds chosen on the generator a fold did not train on. The
+held-out sessions (per generator) and the flags per hour on the real recordings
+go in the model card, beside a cross-language figure (trained on one language,
+scored on the other). The artifact goes to ``models/artifacts/<version>/``
+(write its name in ``models/artifacts/DEFAULT`` to ship it as the default); the
+simulated sessions, the assembled recordings and the feature cache stay in the
+data directory, so a second run only trains.
 
 Usage::
 
-    .venv/bin/python -m models.ship --version sim-v1 [--train-sessions 6] [--holdout-sessions 3]
+    .venv/bin/python -m models.ship --version sim-v2 [--sessions-per-generator 6] [--holdout-sessions 2]
+        [--min-minutes 5 --max-minutes 6] [--false-alarm-minutes 10] [--shared ../shared/data/real] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 from pathlib import Path
 
 from models.artifact import ARTIFACTS_DIR
 
-# seeds: training clients and held-out clients never share a seed range
-SETS = {"train": {"nl": 1000, "en": 2000}, "holdout": {"nl": 9000, "en": 9500}}
+ROOT = Path(__file__).resolve().parent.parent
+GENERATORS = ("tts", "rooms")
+# seeds per generator and language: training clients and held-out clients never share a seed range
+SETS = {"train": {"tts": {"nl": 1000, "en": 2000}, "rooms": {"nl": 3000, "en": 4000}},
+        "holdout": {"tts": {"nl": 9000, "en": 9500}, "rooms": {"nl": 8000, "en": 8500}}}
+# recordings assembled from the shipped real clips (bench/real_clips.py kinds) and the language the flow is given
+FALSE_ALARM_SETS = {"conversation": (("en", "meeting"), "en"), "mixed": (("en", "nl", "meeting"), "auto"),
+                    "dutch": (("nl",), "nl")}
+DIALOGUE = Path("dutch/dialogue_constructed/dialogue_nl_2spk_constructed.wav")  # under the shared data
 
 
-def build(version: str, *, train_sessions: int = 6, holdout_sessions: int = 3, minutes: tuple[float, float] = (5.0, 6.0),
-          root: Path = ARTIFACTS_DIR, progress=print) -> Path:
-    """Simulate (if not there yet), train, evaluate and save the shipped model; returns its folder."""
-    from models.artifact import ModelBundle
+def simulated_sets(base: Path, *, sessions: int, holdout_sessions: int, minutes: tuple[float, float],
+                   progress=print) -> dict[str, list[Path]]:
+    """Simulate (if not there yet) the training and held-out sessions of both generators and languages.
+
+    Parameters
+    ----------
+    base : Path
+        Folder of simulated datasets (``<data dir>/simulated``).
+    sessions, holdout_sessions : int >= 0
+        Sessions per generator and language for training and held out.
+    minutes : (float, float)
+        Range of session lengths in minutes.
+
+    Returns
+    -------
+    dict
+        ``{"train": [dataset folders], "holdout": [...]}``, one folder per generator and language.
+
+    Raises
+    ------
+    RuntimeError
+        espeak-ng or pyroomacoustics missing (run ``make install``).
+    """
     from models.simulate import simulate
-    from models.training import cross_validate, evaluate_bundle, load_dataset, make_pipeline, train
-    from pipeline.features import FEATURE_NAMES
-    from pipeline.settings import Settings
+    from models.simulate_rooms import simulate_rooms
 
-    settings = Settings()
-    base = Path(settings.data_dir) / "simulated"
-    dirs: dict[str, dict[str, Path]] = {}
-    for part, langs in SETS.items():
-        n = train_sessions if part == "train" else holdout_sessions
-        for lang, seed in langs.items():
-            d = base / f"{part}-{lang}-{seed}-{n}x{minutes[0]:g}-{minutes[1]:g}min"
-            if not d.is_dir() or not any(d.iterdir()):
-                progress(f"simulating {n} {lang} sessions ({part}) in {d}")
-                simulate(d, sessions=n, language=lang, seed=seed, minutes=minutes)
-            dirs.setdefault(part, {})[lang] = d
-    # cross-language transfer: train on one language, score the other's training and held-out sessions
-    cross = {}
+    run = {"tts": simulate, "rooms": simulate_rooms}
+    out: dict[str, list[Path]] = {"train": [], "holdout": []}
+    for part, n in (("train", sessions), ("holdout", holdout_sessions)):
+        if n < 1:
+            continue
+        for gen in GENERATORS:
+            for lang, seed in SETS[part][gen].items():
+                d = base / f"{gen}-{part}-{lang}-{seed}-{n}x{minutes[0]:g}-{minutes[1]:g}min"
+                if not d.is_dir() or not any(d.iterdir()):
+                    progress(f"simulating {n} {lang} sessions with generator {gen} ({part}) in {d}")
+                    run[gen](d, sessions=n, language=lang, seed=seed, minutes=minutes)
+                out[part].append(d)
+    return out
+
+
+def false_alarm_set(folder: Path, *, minutes: float, shared: Path | None, progress=print) -> Path:
+    """Write the real, rupture-free recordings into ``folder`` (if not there yet), each with its sidecar.
+
+    ``call.wav`` (``sample_audio/sample.wav``, 30 s), ``conversation.wav``, ``mixed.wav`` and ``dutch.wav``
+    (about ``minutes`` minutes each, from :func:`bench.real_clips.build` with seed 2, as
+    ``bench/end_to_end.py`` builds them) and, when ``shared`` holds it, ``dutch-dialogue.wav`` (44 s). Each
+    recording's sidecar ``NAME.wav.json`` gives the language the flow is told.
+
+    Parameters
+    ----------
+    folder : Path
+    minutes : float > 0
+        Length of each assembled recording.
+    shared : Path or None
+        The shared reference data (``real/``), for the constructed Dutch dialogue.
+
+    Returns
+    -------
+    Path
+        ``folder``.
+    """
+    import sys
+
+    if str(ROOT) not in sys.path:  # bench/ is read from the checkout, like the real clips themselves
+        sys.path.insert(0, str(ROOT))
+    from bench.real_clips import build
+
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def sidecar(wav: Path, language: str) -> None:
+        wav.with_name(wav.name + ".json").write_text(json.dumps({"language": language}) + "\n", encoding="utf-8")
+
+    call = folder / "call.wav"
+    if not call.is_file():
+        shutil.copyfile(ROOT / "sample_audio/sample.wav", call)
+        sidecar(call, "en")
+    for name, (kinds, language) in FALSE_ALARM_SETS.items():
+        wav = folder / f"{name}.wav"
+        if not wav.is_file():
+            progress(f"assembling {minutes:g} minutes of real speech ({', '.join(kinds)}) in {wav}")
+            build(minutes, wav, kinds, seed=2)
+            sidecar(wav, language)
+    if shared is not None and (shared / DIALOGUE).is_file() and not (folder / "dutch-dialogue.wav").is_file():
+        shutil.copyfile(shared / DIALOGUE, folder / "dutch-dialogue.wav")
+        sidecar(folder / "dutch-dialogue.wav", "nl")
+    return folder
+
+
+def cross_language(train_dirs: list[Path], settings, *, progress=print) -> dict:
+    """Linear model trained on one language's sessions (both generators), scored on the other language's.
+
+    Thresholds come from the source language's own leave-one-generator-out predictions, as for the shipped model.
+
+    Returns
+    -------
+    dict
+        ``{"trained_nl_scored_en": evaluate_bundle(...), "trained_en_scored_nl": ...}``; ``{"skipped": why}``
+        for a direction whose source language cannot be cross-validated (a rupture type missing from a generator).
+    """
+    from models.artifact import ModelBundle
+    from models.training import cross_validate, evaluate_bundle, fit_calibrated, load_dataset
+    from pipeline.features import FEATURE_NAMES
+
+    by_lang = {lang: [d for d in train_dirs if f"-{lang}-" in d.name] for lang in ("nl", "en")}
+    from pipeline.errors import InputError
+
+    out = {}
     for src, dst in (("nl", "en"), ("en", "nl")):
-        data = load_dataset([dirs["train"][src]], settings, progress=progress)
-        model = make_pipeline().fit(data["X"], data["y"])
-        cv = cross_validate(data["X"], data["y"], data["groups"])  # thresholds chosen on the source language
+        data = load_dataset(by_lang[src], settings, progress=progress)
+        try:
+            cv = cross_validate(data["X"], data["y"], data["groups"], data["generators"], kind="linear")
+        except InputError as exc:  # too few sessions of one language (a tiny build): say why, go on
+            out[f"trained_{src}_scored_{dst}"] = {"skipped": str(exc)}
+            continue
+        model = fit_calibrated("linear", data["X"], data["y"], data["groups"], data["generators"])
         card = {"threshold": {"value": min(cv["thresholds"].values()), "per_class": cv["thresholds"]},
                 "feature_names": list(FEATURE_NAMES), "version": f"{src}-only"}
-        other = load_dataset([dirs["train"][dst], dirs["holdout"][dst]], settings, progress=progress)
-        cross[f"trained_{src}_scored_{dst}"] = evaluate_bundle(ModelBundle(model, card, Path(".")), other)
-    summary = ("Trained on simulated sessions (espeak-ng voices, scripted rupture episodes; Dutch and English), "
-               "not on real therapy audio.")
-    description = (f"Simulated by models/simulate.py (models/ship.py: seeds {SETS['train']} for training, "
-                   f"{SETS['holdout']} held out; {train_sessions} training and {holdout_sessions} held-out sessions "
-                   f"per language, {minutes[0]:g}–{minutes[1]:g} minutes each, two sessions per client).")
-    return train([dirs["train"]["nl"], dirs["train"]["en"]], version=version, settings=settings, root=root,
-                 holdout_dirs=[dirs["holdout"]["nl"], dirs["holdout"]["en"]], summary=summary,
-                 description=description, extra_metrics={"cross_language": cross}, progress=progress)
+        other = load_dataset(by_lang[dst], settings, progress=progress)
+        out[f"trained_{src}_scored_{dst}"] = {"model": "linear",
+                                              **evaluate_bundle(ModelBundle(model, card, Path(".")), other,
+                                                                by_group=True)}
+    return out
+
+
+def build(version: str, *, sessions_per_generator: int = 6, holdout_sessions: int = 2,
+          minutes: tuple[float, float] = (5.0, 6.0), false_alarm_minutes: float = 10.0, shared: Path | None = None,
+          root: Path = ARTIFACTS_DIR, progress=print) -> Path:
+    """Simulate, assemble, train, evaluate and save the shipped model; returns its folder.
+
+    Parameters
+    ----------
+    version : str
+        Artifact folder name (never overwritten), e.g. ``sim-v2``.
+    sessions_per_generator : int >= 1
+        Training sessions per generator and language (two sessions per client).
+    holdout_sessions : int >= 0
+        Held-out sessions per generator and language (seeds never used in training).
+    minutes : (float, float)
+        Range of simulated session lengths, minutes.
+    false_alarm_minutes : float > 0
+        Length of each assembled real rupture-free recording, minutes.
+    shared : Path, optional
+        The shared reference data (``real/``), for the constructed Dutch dialogue.
+    root : Path
+        Folder of artifacts.
+
+    Returns
+    -------
+    Path
+        The artifact folder.
+
+    Raises
+    ------
+    ValueError
+        A size out of range.
+    """
+    from models.training import train
+    from pipeline.settings import Settings
+
+    if sessions_per_generator < 1 or holdout_sessions < 0 or false_alarm_minutes <= 0:
+        raise ValueError(f"sessions per generator must be >= 1, held-out sessions >= 0 and false-alarm minutes > 0. "
+                         f"Got {sessions_per_generator}, {holdout_sessions}, {false_alarm_minutes} instead.")
+    settings = Settings()
+    data = Path(settings.data_dir)
+    sets = simulated_sets(data / "simulated", sessions=sessions_per_generator, holdout_sessions=holdout_sessions,
+                          minutes=minutes, progress=progress)
+    quiet = false_alarm_set(data / "real-rupture-free" / f"{false_alarm_minutes:g}min", minutes=false_alarm_minutes,
+                            shared=shared, progress=progress)
+    extra = {"cross_language": cross_language(sets["train"], settings, progress=progress)}
+    summary = ("Trained on simulated sessions of two independent generators (espeak-ng voices with scripted "
+               "ruptures; real and synthetic voices in simulated rooms; Dutch and English), not on real therapy "
+               "audio.")
+    description = (f"Simulated by models/simulate.py (generator tts) and models/simulate_rooms.py (generator rooms) "
+                   f"(models/ship.py: seeds {SETS['train']} for training, {SETS['holdout']} held out; "
+                   f"{sessions_per_generator} training and {holdout_sessions} held-out sessions per generator and "
+                   f"language, {minutes[0]:g}–{minutes[1]:g} minutes each, two sessions per client). False alarms: "
+                   f"the real recordings in {quiet.name} (models/ship.py: false_alarm_set).")
+    return train(sets["train"], version=version, settings=settings, root=root, holdout_dirs=sets["holdout"],
+                 unannotated_dirs=[quiet], summary=summary, description=description, extra_metrics=extra,
+                 progress=progress)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--version", required=True)
-    parser.add_argument("--train-sessions", type=int, default=6)
-    parser.add_argument("--holdout-sessions", type=int, default=3)
+    parser.add_argument("--sessions-per-generator", type=int, default=6,
+                        help="training sessions per generator and language")
+    parser.add_argument("--holdout-sessions", type=int, default=2, help="held-out sessions per generator and language")
+    parser.add_argument("--min-minutes", type=float, default=5.0)
+    parser.add_argument("--max-minutes", type=float, default=6.0)
+    parser.add_argument("--false-alarm-minutes", type=float, default=10.0,
+                        help="length of each assembled real rupture-free recording")
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared/data/real",
+                        help="shared reference data, for the constructed Dutch dialogue (skipped when absent)")
     parser.add_argument("--out", type=Path, default=ARTIFACTS_DIR)
     args = parser.parse_args()
-    print(build(args.version, train_sessions=args.train_sessions, holdout_sessions=args.holdout_sessions,
-                root=args.out))
+    from models.training import format_card_figures
+
+    folder = build(args.version, sessions_per_generator=args.sessions_per_generator,
+                   holdout_sessions=args.holdout_sessions, minutes=(args.min_minutes, args.max_minutes),
+                   false_alarm_minutes=args.false_alarm_minutes,
+                   shared=args.shared if args.shared.is_dir() else None, root=args.out)
+    print(format_card_figures(json.loads((folder / "model_card.json").read_text())))
+    print(folder)
 
 
 if __name__ == "__main__":

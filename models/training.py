@@ -1,16 +1,35 @@
-"""Train and evaluate the rupture classifier on annotated sessions.
+"""Train and evaluate the rupture classifier on annotated sessions, for transfer across session generators.
 
 Window labels come from the annotations (:func:`models.dataset.window_labels`);
 windows with less speech than ``ALLIANCE_MODEL__MIN_WINDOW_SPEECH_S`` are left
-out of training and evaluation, as they are never flagged. One scikit-learn
-``Pipeline`` (median imputation, standardisation, multinomial logistic
-regression with balanced class weights) is evaluated with grouped
-cross-validation by client (no client in both a training and a test fold).
-For each rupture type the flag threshold is the highest probability at which
-the out-of-fold recall still reaches the target (0.8 by default: a clinician
-would rather review a few extra stretches than miss most ruptures). Reported
-per rupture type (one against the rest): AUROC, AUPRC, recall and precision at
-the threshold, Brier score and a reliability table (calibration).
+out of training and evaluation, as they are never flagged. Every session has a
+*generator* (:func:`models.transfer.session_generator`: ``tts``, ``rooms``,
+``real``). With two or more generators, cross-validation leaves one generator
+out (train on the others, score the held-out one); with one, it is grouped by
+client (no client in both a training and a test fold).
+
+Two models are compared on the same splits: a regularised linear model (median
+imputation, standardisation, multinomial logistic regression with balanced
+class weights) and a small gradient-boosted tree model
+(``HistGradientBoostingClassifier``); the simpler one is kept unless the other
+transfers clearly better (:func:`models.transfer.choose_model`). Each fitted
+model is one ``CalibratedClassifierCV`` (isotonic, or sigmoid below 200
+positive windows of a rupture type) whose calibrators are fitted on
+out-of-generator predictions, so a probability means the same on material the
+model was not trained on (Niculescu-Mizil & Caruana 2005). For each rupture
+type the flag threshold is the highest probability at which the recall of the
+out-of-generator (else out-of-fold) predictions still reaches the target (0.8
+by default: a clinician would rather review a few extra stretches than miss
+most ruptures). Reported per rupture type (one against the rest): AUROC, AUPRC
+(Saito & Rehmsmeier 2015), recall and precision at the threshold, Brier score
+and a reliability table (calibration).
+
+References
+----------
+Niculescu-Mizil & Caruana (2005), Predicting good probabilities with supervised learning, ICML.
+Saito & Rehmsmeier (2015), The precision-recall plot is more informative than the ROC plot when evaluating binary
+classifiers on imbalanced datasets, PLoS ONE 10(3).
+Brier (1950), Verification of forecasts expressed in terms of probability, Monthly Weather Review 78.
 """
 
 from __future__ import annotations
@@ -29,6 +48,13 @@ from pipeline.errors import InputError
 from pipeline.features import FEATURE_NAMES, FEATURE_UNITS
 
 TARGET_RECALL = 0.8
+MODEL_KINDS = ("linear", "hgb")  # the simpler first: it is kept unless the other transfers clearly better
+ISOTONIC_MIN_POSITIVES = 200  # below this many windows of a rupture type, sigmoid calibration (fewer parameters)
+ESTIMATORS = {
+    "linear": "SimpleImputer(median) → StandardScaler → LogisticRegression(C=0.3, class_weight=balanced)",
+    "hgb": ("SimpleImputer(median) → HistGradientBoostingClassifier(max_depth=3, max_iter=200, learning_rate=0.1, "
+            "l2_regularization=1.0, min_samples_leaf=20, class_weight=balanced)"),
+}
 
 
 def make_pipeline():
@@ -43,6 +69,152 @@ def make_pipeline():
                      ("classify", LogisticRegression(C=0.3, class_weight="balanced", max_iter=5000))])
 
 
+def make_hgb_pipeline():
+    """Median imputation → a small gradient-boosted tree model (balanced class weights, L2-regularised leaves).
+
+    Depth 3 and 200 iterations of learning rate 0.1 keep it small; no early stopping, so a fit does not depend on
+    a random validation split. The imputer gives both models the same input (and the flags' explanations a
+    reference value per marker).
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+
+    return Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                     ("classify", HistGradientBoostingClassifier(
+                         max_depth=3, max_iter=200, learning_rate=0.1, l2_regularization=1.0, min_samples_leaf=20,
+                         class_weight="balanced", early_stopping=False, random_state=0))])
+
+
+def make_estimator(kind: str):
+    """An unfitted pipeline of one model kind.
+
+    Parameters
+    ----------
+    kind : {"linear", "hgb"}
+
+    Raises
+    ------
+    ValueError
+        Another kind.
+    """
+    if kind == "linear":
+        return make_pipeline()
+    if kind == "hgb":
+        return make_hgb_pipeline()
+    raise ValueError(f"model kind must be one of {', '.join(MODEL_KINDS)}. Got {kind!r} instead.")
+
+
+def calibration_method(y: np.ndarray) -> str:
+    """``"isotonic"`` with at least :data:`ISOTONIC_MIN_POSITIVES` windows of every rupture type, else ``"sigmoid"``.
+
+    Isotonic regression is the better calibrator with enough data, sigmoid (Platt) scaling with little
+    (Niculescu-Mizil & Caruana 2005).
+
+    Parameters
+    ----------
+    y : np.ndarray of int, shape (n,)
+        Class per window.
+
+    Returns
+    -------
+    str
+    """
+    positives = [int((np.asarray(y) == k).sum()) for k in (1, 2)]
+    return "isotonic" if min(positives) >= ISOTONIC_MIN_POSITIVES else "sigmoid"
+
+
+def calibration_folds(y: np.ndarray, groups: np.ndarray,
+                      generators: np.ndarray | None) -> tuple[np.ndarray | None, str]:
+    """Where the calibrator's predictions come from: the fold per window whose model did not train on it.
+
+    One fold per generator when two or more are present and each leave-one-out training part holds every class
+    present; else grouped by client (5 folds, fewer when needed so that every training part holds every class).
+
+    Parameters
+    ----------
+    y : np.ndarray of int, shape (n,)
+    groups, generators : np.ndarray of str, shape (n,)
+        Client and generator per window (``generators`` None: one generator).
+
+    Returns
+    -------
+    (np.ndarray of int or None, str)
+        Fold per window and ``"generator"`` or ``"client"``; ``(None, why)`` when no split keeps every class in
+        every training part (then the model is not calibrated).
+    """
+    from sklearn.model_selection import GroupKFold
+
+    classes = np.unique(y)
+
+    def complete(fold: np.ndarray) -> bool:
+        return all(np.unique(y[fold != f]).size == classes.size for f in np.unique(fold))
+
+    if generators is not None and np.unique(generators).size >= 2:
+        fold = np.searchsorted(np.unique(generators), generators)
+        if complete(fold):
+            return fold, "generator"
+    clients = np.unique(groups)
+    for k in range(min(5, clients.size), 1, -1):
+        fold = np.zeros(y.size, dtype=int)
+        for i, (_, te) in enumerate(GroupKFold(n_splits=k).split(np.zeros(y.size), groups=groups)):
+            fold[te] = i
+        if complete(fold):
+            return fold, "client"
+    return None, "too few clients to hold every class in each calibration fold"
+
+
+def fit_calibrated(kind: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, generators: np.ndarray | None):
+    """Fit one model kind and its probability calibration on out-of-generator (else out-of-client) predictions.
+
+    ``CalibratedClassifierCV(ensemble=False)`` with the folds of :func:`calibration_folds`: the calibrators (one
+    per class, one against the rest, renormalised) are fitted on cross-validated decision values, and the model
+    itself on all windows; the result is one scikit-learn object with ``predict_proba``, ``classes_`` and the
+    fitted pipeline in ``calibrated_classifiers_[0].estimator``. Without a feasible split the plain pipeline is
+    returned.
+
+    Parameters
+    ----------
+    kind : {"linear", "hgb"}
+    X : np.ndarray, shape (n, n_features)
+    y : np.ndarray of int, shape (n,)
+    groups, generators : np.ndarray of str, shape (n,)
+        Client and generator per window (``generators`` None: one generator).
+
+    Returns
+    -------
+    CalibratedClassifierCV or Pipeline
+        Fitted.
+
+    References
+    ----------
+    Niculescu-Mizil & Caruana (2005); Platt (1999) for sigmoid scaling; Zadrozny & Elkan (2002) for isotonic
+    calibration and its one-against-the-rest multiclass use.
+    """
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.model_selection import PredefinedSplit
+
+    fold, _ = calibration_folds(y, groups, generators)
+    with one_thread():
+        if fold is None:
+            return make_estimator(kind).fit(X, y)
+        return CalibratedClassifierCV(make_estimator(kind), method=calibration_method(y), cv=PredefinedSplit(fold),
+                                      ensemble=False).fit(X, y)
+
+
+def one_thread():
+    """Context in which BLAS (the linear model's solver) and OpenMP (the tree model's split search) use one thread.
+
+    These models are small; on the shared 2-core machine (load average 11) their thread pools fight the other
+    work: the gradient-boosted model on 4800 windows × 6 markers took 77–87 s with OpenMP's default threads and
+    3.4–4.6 s on one; the logistic regression on 4800 × 43, 1.9–8.2 s with two BLAS threads and 0.13–0.29 s on
+    one.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
 def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print) -> dict:
     """Features and window labels of every session under ``data_dirs``.
 
@@ -50,31 +222,39 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print) -
     -------
     dict
         ``X`` (n_windows, n_features) in ``FEATURE_NAMES`` order, ``y`` (class
-        index), ``groups`` (client ids), ``sessions`` (session id per window),
+        index), ``groups`` (client ids), ``generators`` (the session's
+        generator, :func:`models.transfer.session_generator`), ``folders``
+        (the dataset folder as given), ``sessions`` (session id per window),
         ``languages`` (per window) and ``n_sessions``.
 
     Raises
     ------
     InputError
         From :func:`models.dataset.discover_sessions` or the annotation
-        readers, naming the file; a session whose features differ from this
-        code's markers.
+        readers, naming the file; a ``metadata.json`` whose ``simulated``
+        record is malformed; a session whose features differ from this code's
+        markers.
     """
     from models.dataset import discover_sessions, session_features, window_labels
+    from models.transfer import session_generator
     from pipeline.annotations import read_annotations
 
-    sessions = []
+    sessions, folder_of = [], {}
     for d in data_dirs:
-        sessions += discover_sessions(d)
+        found = discover_sessions(d)
+        sessions += found
+        folder_of.update({s.session_id: str(d) for s in found})
     ids = [s.session_id for s in sessions]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         raise InputError(None, f"session ids appear in more than one dataset folder: {', '.join(dup)}")
     from pipeline.audio import probe
 
-    for s in sessions:  # every annotation file is checked, against the declared length, before any analysis
+    generator = {}
+    for s in sessions:  # every annotation and metadata file is checked, against the declared length, before analysis
         read_annotations(s.annotations, duration_s=probe(s.recording))
-    X, y, groups, sids, langs = [], [], [], [], []
+        generator[s.session_id] = session_generator(s.metadata)
+    X, y, groups, sids, langs, gens, folders = [], [], [], [], [], [], []
     min_speech = settings.model.min_window_speech_s
     for i, s in enumerate(sessions, start=1):
         feats, duration = session_features(s, settings)
@@ -89,10 +269,13 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print) -
         groups += [s.client_id] * len(keep)
         sids += [s.session_id] * len(keep)
         langs += [s.language or "unknown"] * len(keep)
-        progress(f"[{i}/{len(sessions)}] {s.session_id}: {len(keep)} windows")
+        gens += [generator[s.session_id]] * len(keep)
+        folders += [folder_of[s.session_id]] * len(keep)
+        progress(f"[{i}/{len(sessions)}] {s.session_id} ({generator[s.session_id]}): {len(keep)} windows")
     return dict(X=np.array(X, dtype=float).reshape(-1, len(FEATURE_NAMES)), y=np.array(y, dtype=int),
-                groups=np.array(groups), sessions=np.array(sids), languages=np.array(langs),
-                n_sessions=len(sessions))
+                groups=np.array(groups, dtype=str), generators=np.array(gens, dtype=str),
+                folders=np.array(folders, dtype=str), sessions=np.array(sids, dtype=str),
+                languages=np.array(langs, dtype=str), n_sessions=len(sessions))
 
 
 def choose_threshold(y_true: np.ndarray, p: np.ndarray, target_recall: float) -> float:
@@ -174,56 +357,146 @@ def _reliability(truth: np.ndarray, p: np.ndarray, n_bins: int = 5) -> list[dict
             for m, o, c in zip(p_mean, observed, n[n > 0])]
 
 
-def cross_validate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, *, target_recall: float = TARGET_RECALL,
-                   n_splits: int = 5) -> dict:
-    """Grouped cross-validation by client: out-of-fold probabilities, thresholds and metrics.
+def cross_validate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, generators: np.ndarray | None = None, *,
+                   kind: str = "linear", target_recall: float = TARGET_RECALL, n_splits: int = 5) -> dict:
+    """Leave-one-generator-out (else grouped-by-client) cross-validation of one calibrated model kind.
+
+    Each fold fits :func:`fit_calibrated` on its training windows only (model and calibrator), and scores the
+    held-out generator (or clients). The thresholds are chosen on these out-of-generator probabilities, pooled
+    over the folds, per rupture type at ``target_recall``.
+
+    Parameters
+    ----------
+    X : np.ndarray, shape (n, n_features)
+    y : np.ndarray of int, shape (n,)
+        Class per window (0 none, 1 withdrawal, 2 confrontation).
+    groups : np.ndarray of str, shape (n,)
+        Client per window.
+    generators : np.ndarray of str, shape (n,), optional
+        Generator per window; None or one generator: grouped by client.
+    kind : {"linear", "hgb"}
+    target_recall : float in (0, 1]
+    n_splits : int >= 2
+        Folds when grouping by client (at most the number of clients).
 
     Returns
     -------
     dict
-        ``thresholds`` per type (chosen on the out-of-fold probabilities),
-        ``metrics`` (:func:`type_metrics` of the out-of-fold probabilities),
-        ``folds`` (per fold: test clients' count, windows and AUROC per type)
-        and ``n_splits``.
+        ``kind``; ``grouped_by`` (``"generator"`` or ``"client"``); ``n_splits``; ``thresholds`` per type;
+        ``metrics`` (:func:`type_metrics` of the pooled held-out probabilities); ``brier_uncalibrated`` per type
+        (the same folds' pipelines before calibration); ``folds`` (per fold: test clients, windows, AUROC per type,
+        and with generators ``train_generators`` and ``test_generator``); ``pairs`` (per held-out generator:
+        ``train`` and ``test`` generator names, ``n_windows`` and :func:`type_metrics` at the pooled thresholds;
+        empty when grouped by client); ``mean_auroc`` per type (mean over the held-out generators, else the
+        pooled AUROC); ``proba`` (n, 3) the held-out probabilities.
 
     Raises
     ------
     InputError
-        Fewer than 2 clients, or a rupture type with no labelled window.
+        Fewer than 2 clients (one generator), a rupture type with no labelled window, a training fold whose
+        windows hold one class only, or a leave-one-generator-out training fold without a rupture type its
+        held-out generator has.
     """
-    import warnings
+    from sklearn.metrics import brier_score_loss, roc_auc_score
 
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import GroupKFold, cross_val_predict
+    from models.transfer import _class_proba, base_pipeline, transfer_splits
 
-    clients = np.unique(groups)
-    if clients.size < 2:
-        raise InputError(None, "grouped cross-validation needs sessions of at least 2 clients")
     missing = [CLASSES[k] for k in (1, 2) if not (y == k).any()]
     if missing:
         raise InputError(None, f"no window is labelled {', '.join(missing)}; the annotations need both rupture types")
-    n_splits = int(min(n_splits, clients.size))
-    splits = list(GroupKFold(n_splits=n_splits).split(X, y, groups))
-    for i, (tr, _) in enumerate(splits):
+    one = generators is None or np.unique(generators).size < 2
+    gens = np.full(y.size, "all") if generators is None else np.asarray(generators)
+    splits, grouped_by = transfer_splits(gens, groups, n_splits=n_splits)
+    for i, (tr, te) in enumerate(splits):
         if np.unique(y[tr]).size < 2:
             raise InputError(None, f"cross-validation fold {i + 1}: the training clients' windows hold only "
                                    f"'{CLASSES[int(y[tr][0])]}'; add sessions (of more clients) with annotated "
                                    "ruptures and ordinary talk")
+        if grouped_by == "generator":
+            trained, scored = "+".join(np.unique(gens[tr])), str(gens[te][0])
+            for k in (1, 2):
+                if not (y[tr] == k).any() and (y[te] == k).any():
+                    raise InputError(None, f"leave-one-generator-out fold {i + 1} (trained on {trained}, scoring "
+                                           f"{scored}): the training windows hold no '{CLASSES[k]}' window; add "
+                                           f"{trained} sessions with {CLASSES[k]} episodes, or leave {scored} out")
     proba = np.zeros((y.size, len(CLASSES)))
-    with warnings.catch_warnings():  # a class missing from a training fold gets probability 0 there
-        warnings.filterwarnings("ignore", "Number of classes in training fold", RuntimeWarning)
-        proba[:, np.unique(y)] = cross_val_predict(make_pipeline(), X, y, cv=splits, method="predict_proba")
-    folds = []
-    for i, (_, te) in enumerate(splits):
+    raw = np.zeros_like(proba)
+    for tr, te in splits:
+        model = fit_calibrated(kind, X[tr], y[tr], groups[tr], None if one else gens[tr])
+        proba[te] = _class_proba(model, X[te])
+        raw[te] = _class_proba(base_pipeline(model), X[te])
+    thresholds = {CLASSES[k]: choose_threshold(y == k, proba[:, k], target_recall) for k in (1, 2)}
+    folds, pairs = [], []
+    for i, (tr, te) in enumerate(splits):
         fold = {"fold": i, "test_clients": int(np.unique(groups[te]).size), "test_windows": int(te.size)}
+        if grouped_by == "generator":
+            fold.update(train_generators=np.unique(gens[tr]).tolist(), test_generator=str(gens[te][0]))
         for k in (1, 2):
             t = y[te] == k
             fold[f"auroc_{CLASSES[k]}"] = (round(float(roc_auc_score(t, proba[te, k])), 4) if 0 < t.sum() < t.size
                                            else math.nan)
         folds.append(fold)
-    thresholds = {CLASSES[k]: choose_threshold(y == k, proba[:, k], target_recall) for k in (1, 2)}
-    return {"n_splits": n_splits, "thresholds": thresholds, "metrics": type_metrics(y, proba, thresholds),
-            "folds": folds}
+        if grouped_by == "generator":
+            pairs.append({"train": "+".join(fold["train_generators"]), "test": fold["test_generator"],
+                          "n_clients": int(np.unique(groups[te]).size), "n_windows": int(te.size),
+                          "types": type_metrics(y[te], proba[te], thresholds)})
+    metrics = type_metrics(y, proba, thresholds)
+    if pairs:
+        mean_auroc = {name: _nanmean([p["types"][name]["auroc"] for p in pairs]) for name in CLASSES[1:]}
+    else:
+        mean_auroc = {name: metrics[name]["auroc"] for name in CLASSES[1:]}
+    return {"kind": kind, "grouped_by": grouped_by, "n_splits": len(splits), "thresholds": thresholds,
+            "metrics": metrics,
+            "brier_uncalibrated": {CLASSES[k]: round(float(brier_score_loss(y == k, raw[:, k])), 4) for k in (1, 2)},
+            "folds": folds, "pairs": pairs, "mean_auroc": mean_auroc, "proba": proba}
+
+
+def _nanmean(values) -> float:
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    return round(float(np.mean(v)), 4) if v else math.nan
+
+
+def same_generator(X: np.ndarray, y: np.ndarray, groups: np.ndarray, generators: np.ndarray,
+                   thresholds: dict[str, float], *, kind: str = "linear", n_splits: int = 5) -> dict:
+    """Within each generator, grouped-by-client cross-validation scored at the given (shipped) thresholds.
+
+    The figures a model reaches on new clients of a generator it was trained on: set beside the cross-generator
+    figures, the difference is what changing the generator costs.
+
+    Parameters
+    ----------
+    X, y, groups, generators
+        As for :func:`cross_validate`.
+    thresholds : dict
+        Flag threshold per rupture type (the shipped model's).
+    kind : {"linear", "hgb"}
+    n_splits : int >= 2
+
+    Returns
+    -------
+    dict
+        ``{generator: {"grouped_by": "client", "n_splits", "n_clients", "n_windows", "types"}}``, or
+        ``{generator: {"skipped": why}}`` for a generator with fewer than 2 clients or without both rupture types.
+    """
+    from models.transfer import _class_proba, transfer_splits
+
+    out = {}
+    for gen in np.unique(generators).tolist():
+        m = generators == gen
+        Xg, yg, gg = X[m], y[m], groups[m]
+        if np.unique(gg).size < 2 or not all((yg == k).any() for k in (1, 2)):
+            out[gen] = {"skipped": "needs sessions of at least 2 clients and windows of both rupture types"}
+            continue
+        splits, _ = transfer_splits(np.full(yg.size, gen), gg, n_splits=n_splits)
+        if any(np.unique(yg[tr]).size < 2 for tr, _ in splits):
+            out[gen] = {"skipped": "a fold's training clients hold one class only"}
+            continue
+        proba = np.zeros((yg.size, len(CLASSES)))
+        for tr, te in splits:
+            proba[te] = _class_proba(fit_calibrated(kind, Xg[tr], yg[tr], gg[tr], None), Xg[te])
+        out[gen] = {"grouped_by": "client", "n_splits": len(splits), "n_clients": int(np.unique(gg).size),
+                    "n_windows": int(yg.size), "types": type_metrics(yg, proba, thresholds)}
+    return out
 
 
 def _data_hash(X: np.ndarray, y: np.ndarray, sessions: np.ndarray) -> str:
@@ -233,34 +506,57 @@ def _data_hash(X: np.ndarray, y: np.ndarray, sessions: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def evaluate_bundle(bundle: ModelBundle, data: dict) -> dict:
+def evaluate_bundle(bundle: ModelBundle, data: dict, *, by_group: bool = False) -> dict:
     """Score a loaded model on a loaded dataset at the model's own thresholds.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+    data : dict
+        From :func:`load_dataset`.
+    by_group : bool
+        Also score each generator and each dataset folder on its own.
 
     Returns
     -------
     dict
-        :func:`type_metrics` plus ``n_sessions`` and ``n_clients``.
+        ``n_sessions``, ``n_clients`` and ``types`` (:func:`type_metrics`); with ``by_group`` also
+        ``by_generator`` and ``by_folder``: ``{name: {"n_sessions", "n_clients", "types"}}``.
+
+    Raises
+    ------
+    InputError
+        No window has enough speech.
     """
+    from models.transfer import _class_proba
+
     if data["y"].size == 0:
         raise InputError(None, "no window with enough speech to evaluate")
-    X = data["X"][:, bundle.columns()]
-    proba = np.zeros((X.shape[0], len(CLASSES)))
-    proba[:, bundle.estimator.classes_] = bundle.estimator.predict_proba(X)
+    proba = _class_proba(bundle.estimator, data["X"][:, bundle.columns()])
     thresholds = {CLASSES[k]: bundle.class_threshold(k) for k in (1, 2)}
-    return {"n_sessions": int(data["n_sessions"]), "n_clients": int(np.unique(data["groups"]).size),
-            "types": type_metrics(data["y"], proba, thresholds)}
+    out = {"n_sessions": int(data["n_sessions"]), "n_clients": int(np.unique(data["groups"]).size),
+           "types": type_metrics(data["y"], proba, thresholds)}
+    if by_group:
+        for key, column in (("by_generator", "generators"), ("by_folder", "folders")):
+            out[key] = {}
+            for name in np.unique(data[column]).tolist():
+                m = data[column] == name
+                out[key][name] = {"n_sessions": int(np.unique(data["sessions"][m]).size),
+                                  "n_clients": int(np.unique(data["groups"][m]).size),
+                                  "types": type_metrics(data["y"][m], proba[m], thresholds)}
+    return out
 
 
 def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str | Path,
           target_recall: float = TARGET_RECALL, holdout_dirs: Sequence[str | Path] = (),
-          summary: str | None = None, description: str = "", extra_metrics: dict | None = None,
-          progress=print) -> Path:
-    """Cross-validate, fit on all windows, optionally score held-out sessions, and save an artifact.
+          unannotated_dirs: Sequence[str | Path] = (), summary: str | None = None, description: str = "",
+          extra_metrics: dict | None = None, kinds: Sequence[str] = MODEL_KINDS, progress=print) -> Path:
+    """Cross-validate across generators, choose and calibrate a model, fit it on all windows, save an artifact.
 
     Parameters
     ----------
     data_dirs : sequence of path
-        Dataset folders (see :mod:`models.dataset`).
+        Dataset folders (see :mod:`models.dataset`); their sessions' generators decide the cross-validation.
     version : str
         Name of the new artifact folder (never overwritten).
     settings : Settings
@@ -270,86 +566,257 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
         Recall the per-type thresholds are chosen for.
     holdout_dirs : sequence of path
         Sessions never used in training, scored by the final model; their
-        metrics go in the card (``metrics.heldout``), exactly as
-        ``alliance evaluate`` prints them.
+        metrics go in the card (``metrics.heldout``, with per-generator and
+        per-folder figures), exactly as ``alliance evaluate`` prints them.
+    unannotated_dirs : sequence of path
+        Folders of real recordings without ruptures; the final model's flags
+        per hour on them go in the card (``metrics.false_alarms``), as
+        ``alliance evaluate --unannotated`` prints them.
     summary : str, optional
         First line of the model card.
     description : str
         What the training data is, for the card.
     extra_metrics : dict, optional
         More metrics for the card (for example a cross-language evaluation).
+    kinds : sequence of {"linear", "hgb"}
+        Model kinds compared; the first is the simpler one, kept unless another transfers clearly better.
 
     Returns
     -------
     Path
         The artifact folder.
+
+    Raises
+    ------
+    InputError
+        A dataset or unannotated folder is malformed (the message names it), or the windows do not allow
+        cross-validation (see :func:`cross_validate`).
+    ValueError
+        ``target_recall`` outside (0, 1], or an unknown model kind.
     """
     import sklearn
 
+    from models.false_alarms import false_alarms, find_recordings
+    from models.transfer import MODEL_CHOICE_MARGIN, choose_model, marker_shift, marker_use
+
     if not 0 < target_recall <= 1:
         raise ValueError(f"target_recall must be in (0, 1]. Got {target_recall} instead.")
+    for kind in kinds:
+        make_estimator(kind)
+    for d in unannotated_dirs:  # a wrong folder stops the run before any analysis
+        find_recordings(d)
     data = load_dataset(data_dirs, settings, progress=progress)
-    cv = cross_validate(data["X"], data["y"], data["groups"], target_recall=target_recall)
-    model = make_pipeline().fit(data["X"], data["y"])
-    counts = {CLASSES[k]: int((data["y"] == k).sum()) for k in range(len(CLASSES))}
+    X, y, groups, gens = data["X"], data["y"], data["groups"], data["generators"]
+    cvs = {}
+    for kind in kinds:
+        progress(f"cross-validating the {kind} model")
+        cvs[kind] = cross_validate(X, y, groups, gens, kind=kind, target_recall=target_recall)
+    chosen, why = choose_model({k: cv["mean_auroc"] for k, cv in cvs.items()}, simpler=kinds[0])
+    cv = cvs[chosen]
+    progress(f"chose the {chosen} model; fitting it on all {y.size} windows")
+    model = fit_calibrated(chosen, X, y, groups, gens)
+    cal_fold, cal_how = calibration_folds(y, groups, gens)
+    generators = sorted(set(gens.tolist()))
+    counts = {CLASSES[k]: int((y == k).sum()) for k in range(len(CLASSES))}
     langs = sorted(set(data["languages"].tolist()))
+    across = cv["grouped_by"] == "generator"
+    held_out_by = "leave-one-generator-out" if across else "grouped cross-validation by client"
+    calibration = ({"method": calibration_method(y), "folds": int(np.unique(cal_fold).size), "grouped_by": cal_how,
+                    "fit_on": ("decision values of models that did not train on the generator"
+                               if cal_how == "generator" else
+                               "decision values of models that did not train on the client"),
+                    "how": "CalibratedClassifierCV(ensemble=False): one calibrator per class, one against the rest"}
+                   if cal_fold is not None else {"method": "none", "why": cal_how})
+    use = marker_use(model, X, y, names=FEATURE_NAMES)
+    shift_rows = marker_shift(X, y, gens, names=FEATURE_NAMES)
+    for row in shift_rows:
+        row.update(unit=FEATURE_UNITS[FEATURE_NAMES.index(row["marker"])], **use[row["marker"]])
     card = {
         "summary": summary or (f"Trained on {data['n_sessions']} annotated sessions of "
-                               f"{np.unique(data['groups']).size} clients ({', '.join(langs)})."),
+                               f"{np.unique(groups).size} clients ({', '.join(langs)})."),
         "version": version,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "code_version": code_version(),
-        "training_data": (f"{description} {data['n_sessions']} sessions, {np.unique(data['groups']).size} clients, "
-                          f"languages {', '.join(langs)}; {data['y'].size} windows of "
+        "training_data": (f"{description} {data['n_sessions']} sessions, {np.unique(groups).size} clients, "
+                          f"generators {', '.join(generators)}, languages {', '.join(langs)}; {y.size} windows of "
                           f"{settings.features.window_s:g} s (hop {settings.features.hop_s:g} s) with at least "
                           f"{settings.model.min_window_speech_s:g} s of speech: {counts}. Window labels: the rupture "
                           f"type annotated over at least 10 s of the window. sha256 of features, labels and "
-                          f"session ids: {_data_hash(data['X'], data['y'], data['sessions'])}. Analysis settings "
+                          f"session ids: {_data_hash(X, y, data['sessions'])}. Analysis settings "
                           f"hash {settings.settings_hash()}.").strip(),
+        "generators": generators,
         "feature_names": list(FEATURE_NAMES),
         "feature_units": list(FEATURE_UNITS),
         "classes": list(CLASSES),
-        "estimator": "SimpleImputer(median) → StandardScaler → LogisticRegression(C=0.3, class_weight=balanced)",
+        "estimator": (f"{ESTIMATORS[chosen]}, calibrated ({calibration['method']})" if cal_fold is not None
+                      else ESTIMATORS[chosen]),
+        "model_kind": chosen,
+        "calibration": calibration,
         "threshold": {
             "value": round(min(cv["thresholds"].values()), 4),
             "per_class": {k: round(v, 4) for k, v in cv["thresholds"].items()},
             "target_recall": target_recall,
-            "why": (f"per rupture type, the highest probability at which grouped cross-validation (by client) "
-                    f"still finds {target_recall:.0%} of the annotated windows: a flag asks a clinician to look, "
-                    "so missing a rupture costs more than reviewing an extra stretch"),
+            "why": (f"per rupture type, the highest calibrated probability at which the {held_out_by} predictions "
+                    f"(each window scored by a model that did not train on its "
+                    f"{'generator' if across else 'client'}) still find {target_recall:.0%} of the annotated "
+                    "windows: a flag asks a clinician to look, so missing a rupture costs more than reviewing an "
+                    "extra stretch"),
         },
-        "metrics": {"cross_validation": {"grouped_by": "client", "n_splits": cv["n_splits"],
-                                         "types": cv["metrics"], "folds": cv["folds"]}},
+        "metrics": {
+            "cross_validation": {"grouped_by": cv["grouped_by"], "n_splits": cv["n_splits"], "types": cv["metrics"],
+                                 "brier_uncalibrated": cv["brier_uncalibrated"], "folds": cv["folds"]},
+            "model_comparison": {
+                "measured_on": held_out_by, "mean_cross_generator_auroc": {k: c["mean_auroc"] for k, c in cvs.items()},
+                "pooled": {k: {n: {m: c["metrics"][n][m] for m in ("auroc", "auprc", "recall", "precision", "brier")}
+                               for n in CLASSES[1:]} for k, c in cvs.items()},
+                "estimators": {k: ESTIMATORS[k] for k in cvs}, "chosen": chosen, "why": why,
+                "margin": MODEL_CHOICE_MARGIN},
+            "marker_shift": {"windows": "no rupture", "pairs": list(shift_rows[0]["shift"]) if shift_rows else [],
+                             "smd": "standardised mean difference (second minus first generator, pooled SD)",
+                             "ks": "two-sample Kolmogorov-Smirnov statistic",
+                             "used": "permutation importance (fall in mean AUROC of the two rupture types when the "
+                                     "marker is shuffled, training windows) of at least 0.002",
+                             "markers": shift_rows},
+        },
         "intended_use": "Flags stretches of a session for a clinician to review. It never diagnoses and never "
                         "replaces the therapist's judgement.",
-        "limitations": ("Probabilities are calibrated only to the sessions it was trained on. Markers from mono "
-                        "recordings count no overlaps; lexical markers depend on the transcript's quality. "
-                        f"scikit-learn {sklearn.__version__} is required to load it."),
+        "limitations": ("Probabilities are calibrated on predictions for "
+                        + ("generators the model had not trained on" if across else "clients it had not trained on")
+                        + "; sessions unlike every training generator (real rooms, real children) can still differ. "
+                        "The rooms generator builds part of its speech from the same real recordings the false-alarm "
+                        "figures use, so those figures are not fully independent of training. Lexical markers "
+                        f"depend on the transcript's quality. scikit-learn {sklearn.__version__} is required to "
+                        "load it."),
     }
+    if across:
+        card["metrics"] = {"cross_generator": {"pairs": cv["pairs"], "mean_auroc": cv["mean_auroc"]},
+                           **card["metrics"]}
+        card["metrics"]["same_generator"] = same_generator(X, y, groups, gens, cv["thresholds"], kind=chosen)
     if extra_metrics:
         card["metrics"].update(extra_metrics)
+    bundle = ModelBundle(estimator=model, card=card, path=Path("."))
     if holdout_dirs:
         held = load_dataset(holdout_dirs, settings, progress=progress)
-        tmp_bundle = ModelBundle(estimator=model, card=card, path=Path("."))
-        card["metrics"]["heldout"] = evaluate_bundle(tmp_bundle, held)
+        card["metrics"]["heldout"] = evaluate_bundle(bundle, held, by_group=True)
+    if unannotated_dirs:
+        card["metrics"]["false_alarms"] = false_alarms(bundle, unannotated_dirs, settings,
+                                                       threshold=settings.model.flag_threshold, progress=progress)
     return save_model(model, card, root=Path(root))
 
 
-def evaluate(model_dir: str | Path | None, data_dirs: Sequence[str | Path], settings, *, progress=print) -> dict:
-    """Load a saved model and score it on annotated sessions (see :func:`evaluate_bundle`)."""
+def evaluate(model_dir: str | Path | None, data_dirs: Sequence[str | Path], settings, *,
+             unannotated_dirs: Sequence[str | Path] = (), by_group: bool = False, progress=print) -> dict:
+    """Load a saved model and score it on annotated sessions and on real rupture-free recordings.
+
+    Parameters
+    ----------
+    model_dir : path or None
+        Model folder; None for the shipped default.
+    data_dirs : sequence of path
+        Annotated dataset folders (may be empty when ``unannotated_dirs`` is not).
+    settings : Settings
+    unannotated_dirs : sequence of path
+        Folders of recordings without ruptures (see :func:`models.false_alarms.false_alarms`).
+    by_group : bool
+        Add per-generator and per-folder figures (see :func:`evaluate_bundle`).
+
+    Returns
+    -------
+    dict
+        ``model``; with ``data_dirs`` the keys of :func:`evaluate_bundle`; with ``unannotated_dirs``
+        ``false_alarms``.
+
+    Raises
+    ------
+    InputError
+        Neither kind of folder given, or one is malformed (the message names it).
+    ModelArtifactError
+        The model does not load with this code.
+    """
+    from models.false_alarms import false_alarms, find_recordings
+
+    if not data_dirs and not unannotated_dirs:
+        raise InputError(None, "nothing to evaluate: give annotated dataset folders or unannotated recordings")
     bundle = load_model(model_dir)
-    return {"model": bundle.version, **evaluate_bundle(bundle, load_dataset(data_dirs, settings, progress=progress))}
+    for d in unannotated_dirs:
+        find_recordings(d)
+    out: dict = {"model": bundle.version}
+    if data_dirs:
+        out.update(evaluate_bundle(bundle, load_dataset(data_dirs, settings, progress=progress), by_group=by_group))
+    if unannotated_dirs:
+        out["false_alarms"] = false_alarms(bundle, unannotated_dirs, settings,
+                                           threshold=settings.model.flag_threshold, progress=progress)
+    return out
+
+
+def _fmt(v) -> str:
+    return "  —  " if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
 
 def format_metrics(result: dict) -> str:
-    """A plain-text table of :func:`evaluate_bundle` output."""
+    """A plain-text table of :func:`type_metrics` output (``result["types"]``), then each type's calibration."""
     lines = [f"{'type':<14} {'windows':>7} {'positive':>8} {'AUROC':>6} {'AUPRC':>6} {'thresh':>6} {'recall':>6} "
              f"{'precis':>6} {'Brier':>6}"]
     for name, m in result["types"].items():
-        f = (lambda v: "  —  " if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}")
-        lines.append(f"{name:<14} {m['n_windows']:>7} {m['n_positive']:>8} {f(m['auroc']):>6} {f(m['auprc']):>6} "
-                     f"{f(m['threshold']):>6} {f(m['recall']):>6} {f(m['precision']):>6} {f(m['brier']):>6}")
+        lines.append(f"{name:<14} {m['n_windows']:>7} {m['n_positive']:>8} {_fmt(m['auroc']):>6} "
+                     f"{_fmt(m['auprc']):>6} {_fmt(m['threshold']):>6} {_fmt(m['recall']):>6} "
+                     f"{_fmt(m['precision']):>6} {_fmt(m['brier']):>6}")
+    lines.append("Calibration (mean predicted probability → observed share of windows, per quantile bin):")
+    for name, m in result["types"].items():
+        bins = "  ".join(f"{b['p_mean']:.2f}→{b['observed']:.2f} (n={b['n']})" for b in m.get("calibration", []))
+        lines.append(f"  {name:<14} {bins or '—'}")
     return "\n".join(lines)
+
+
+def format_pairs(pairs: list[dict]) -> str:
+    """A plain-text table of :func:`cross_validate`'s ``pairs``: one row per rupture type and generator pair."""
+    lines = [f"{'type':<14} {'trained on → scored on':<26} {'windows':>7} {'positive':>8} {'AUROC':>6} "
+             f"{'AUPRC':>6} {'recall':>6} {'precis':>6} {'Brier':>6}"]
+    for name in CLASSES[1:]:
+        for p in pairs:
+            m = p["types"][name]
+            lines.append(f"{name:<14} {p['train'] + ' → ' + p['test']:<26} {m['n_windows']:>7} {m['n_positive']:>8} "
+                         f"{_fmt(m['auroc']):>6} {_fmt(m['auprc']):>6} {_fmt(m['recall']):>6} "
+                         f"{_fmt(m['precision']):>6} {_fmt(m['brier']):>6}")
+    return "\n".join(lines)
+
+
+def format_breakdown(result: dict) -> str:
+    """:func:`format_metrics` for each generator and each dataset folder of an ``evaluate_bundle(by_group=True)``."""
+    out = []
+    for key, what in (("by_generator", "generator"), ("by_folder", "data folder")):
+        for name, part in result.get(key, {}).items():
+            out.append(f"{what} {name} ({part['n_sessions']} sessions of {part['n_clients']} clients):")
+            out.append(format_metrics(part))
+    return "\n".join(out)
+
+
+def format_card_figures(card: dict) -> str:
+    """A model card's figures as plain text: cross-generator pairs (or the grouped-by-client cross-validation), the
+    pooled held-out figures, the model choice, held-out sessions (per generator and folder) and false alarms."""
+    from models.false_alarms import format_false_alarms
+
+    m = card["metrics"]
+    cv = m["cross_validation"]
+    out = []
+    if cv["grouped_by"] == "generator":
+        out += [f"Cross-validation leaving one generator out ({cv['n_splits']} folds), at the chosen thresholds:",
+                format_pairs(m["cross_generator"]["pairs"]), "All held-out generators together:",
+                format_metrics(cv)]
+    else:
+        out += [f"Cross-validation grouped by client ({cv['n_splits']} folds):", format_metrics(cv)]
+    choice = m.get("model_comparison")
+    if choice:
+        means = "; ".join(f"{kind} " + ", ".join(f"{t} {_fmt(v).strip()}" for t, v in s.items())
+                          for kind, s in choice["mean_cross_generator_auroc"].items())
+        out.append(f"Mean AUROC ({choice['measured_on']}): {means}. Chosen: {choice['why']}.")
+    if "heldout" in m:
+        out += ["Held-out sessions:", format_metrics(m["heldout"])]
+        if m["heldout"].get("by_generator"):
+            out.append(format_breakdown(m["heldout"]))
+    if "false_alarms" in m:
+        out += ["False alarms on real rupture-free recordings:", format_false_alarms(m["false_alarms"])]
+    return "\n".join(out)
 
 
 def to_json(result: dict) -> str:

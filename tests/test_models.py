@@ -198,3 +198,26 @@ def test_every_marker_has_a_plain_language_reason_with_its_value():
     for name, sentence in _REASON.items():
         text = sentence(3.0)
         assert "3" in text and "_" not in text, (name, text)  # the value, in words, no marker names
+
+
+@pytest.mark.parametrize("kind", ["linear", pytest.param("hgb", marks=pytest.mark.slow)])
+def test_a_calibrated_model_saves_loads_and_explains_its_flags(kind, tmp_path, monkeypatch):
+    from models import training
+    from models.training import fit_calibrated
+
+    small = training.make_hgb_pipeline().set_params(classify__max_iter=40)  # the artifact's path, in seconds
+    monkeypatch.setattr(training, "make_hgb_pipeline", lambda: small)
+
+    X, y = synthetic_windows(300, seed=5)
+    groups = np.array([f"c{i % 6}" for i in range(y.size)])
+    card = {"summary": "Trained on synthetic feature windows (test fixture).", "version": f"calibrated-{kind}",
+            "feature_names": list(SYNTHETIC_FEATURES),
+            "feature_units": [FEATURE_UNITS[FEATURE_NAMES.index(n)] for n in SYNTHETIC_FEATURES],
+            "threshold": {"value": 0.5, "per_class": {"withdrawal": 0.5, "confrontation": 0.5}, "why": "test"}}
+    loaded = load_model(save_model(fit_calibrated(kind, X, y, groups, None), card, root=tmp_path))
+    assert type(loaded.estimator).__name__ == "CalibratedClassifierCV"  # one scikit-learn object, skops-checked
+    ordinary, withdrawn = _profile_row(0), _profile_row(1)
+    flags = flag_windows(_features(ordinary, ordinary, ordinary, withdrawn), loaded)
+    assert [f.marker_type for f in flags] == ["withdrawal"]
+    assert 1 <= len(flags[0].reasons) <= 3 and any(c.isdigit() for c in " ".join(flags[0].reasons))
+    assert flag_windows(_features(ordinary, ordinary), loaded) == ()

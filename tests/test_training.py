@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from models.training import choose_threshold, cross_validate
+from models.training import choose_threshold, cross_validate, make_hgb_pipeline
 
 runner = CliRunner()
 
@@ -130,3 +130,191 @@ def test_activating_an_unknown_model_lists_the_known_ones(tmp_path, monkeypatch)
     monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path))
     with pytest.raises(ModelArtifactError, match="no model 'nope' .*available: none"):
         activate_model(Settings(), "nope")
+
+
+# --- two generators, real rupture-free recordings, the transfer card and `evaluate` (analysis faked) ---------------
+
+def _write_session(root, sid, client, generator, *, minutes=4.0, episodes=((40, 100, "withdrawal"),
+                                                                            (140, 200, "confrontation"))):
+    """A session folder in the training format with a silent 8 kHz recording (the analysis is faked)."""
+    from pipeline.audio import save_wav
+
+    folder = root / sid
+    folder.mkdir(parents=True)
+    save_wav(folder / "recording.wav", np.zeros(int(minutes * 60 * 8000), np.float32), 8000)
+    meta = {"session_id": sid, "client_id": client, "language": "nl",
+            "participants": [{"role": "therapist"}, {"role": "client", "age": 10}]}
+    if generator == "tts":
+        meta["simulated"] = {"seed": 1}  # the first simulator's metadata: no generator key
+    elif generator != "real":
+        meta["simulated"] = {"generator": generator, "seed": 1}
+    else:
+        meta["consent"] = {"analysis": True, "research_use": True}
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    (folder / "ruptures.csv").write_text("start_s,end_s,label\n" + "".join(f"{a},{b},{k}\n" for a, b, k in episodes))
+    return folder
+
+
+def _fake_session_features(session, settings, *, backends=None):
+    """Per-window markers drawn from the synthetic class profiles of tests/test_models.py, by the annotated label;
+    'rooms' sessions have every marker shifted by 0.4 SD. Unannotated recordings get values without noise: a file
+    whose name holds 'tense' has a clear confrontation from 60 to 120 s, any other is calm (the class means)."""
+    import zlib
+
+    from models.dataset import window_labels
+    from models.transfer import session_generator
+    from pipeline.annotations import read_annotations
+    from pipeline.audio import probe
+    from pipeline.features import FEATURE_NAMES, FEATURE_UNITS
+    from pipeline.types import FeatureFrame, SessionFeatures
+    from tests.test_models import _PROFILE
+
+    duration = probe(session.recording)
+    starts = np.arange(0.0, duration - 30.0 + 1e-6, 10.0)
+    frames = tuple(FeatureFrame(float(s), float(s) + 30.0, tuple([0.0] * len(FEATURE_NAMES)), 20.0) for s in starts)
+    empty = SessionFeatures(FEATURE_NAMES, FEATURE_UNITS, frames)
+    annotated = session.annotations.name == "ruptures.csv"
+    if annotated:
+        labels = window_labels(empty, read_annotations(session.annotations, duration_s=duration))
+    else:
+        labels = np.array([2 if "tense" in session.recording.name and 50 <= s <= 90 else 0 for s in starts])
+    rng = np.random.default_rng(zlib.crc32(session.session_id.encode()))
+    shift = 0.4 if annotated and session_generator(session.metadata) == "rooms" else 0.0
+    rows = []
+    for label in labels:
+        row = []
+        for name in FEATURE_NAMES:
+            if name not in _PROFILE:
+                row.append(float("nan"))
+                continue
+            mu, sd = _PROFILE[name][label]
+            if annotated:
+                row.append(float(rng.normal(mu + shift * sd, sd)))
+            else:  # a clearly tense stretch: half again as far from ordinary talk as the class mean
+                row.append(mu + 0.5 * (mu - _PROFILE[name][0][0]))
+        rows.append(tuple(row))
+    frames = tuple(FeatureFrame(f.start, f.end, r, f.speech_s) for f, r in zip(frames, rows))
+    return SessionFeatures(FEATURE_NAMES, FEATURE_UNITS, frames), duration
+
+
+def _small_hgb():
+    return make_hgb_pipeline().set_params(classify__max_iter=15)
+
+
+@pytest.fixture(scope="module")
+def two_generators(tmp_path_factory):
+    """Training sessions of two generators (4 clients each), held-out sessions of both and of a real clinic,
+    two real rupture-free recordings, and a model trained on them, with the analysis faked."""
+    from pipeline.audio import save_wav
+    from pipeline.settings import Settings
+
+    root = tmp_path_factory.mktemp("generators")
+    for gen in ("tts", "rooms"):
+        for c in range(4):
+            _write_session(root / "train", f"{gen}-s{c}", f"{gen}-c{c}", gen)
+    _write_session(root / "held-sim", "tts-h0", "tts-h", "tts")
+    _write_session(root / "held-sim", "rooms-h0", "rooms-h", "rooms")
+    _write_session(root / "held-real", "clinic-h0", "clinic-h", "real")
+    quiet = root / "unannotated"
+    (quiet / "call").mkdir(parents=True)
+    save_wav(quiet / "calm.wav", np.zeros(4 * 60 * 8000, np.float32), 8000)
+    save_wav(quiet / "call" / "tense.wav", np.zeros(3 * 60 * 8000, np.float32), 8000)
+    (quiet / "notes.txt").write_text("not audio")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("models.dataset.session_features", _fake_session_features)
+        mp.setattr("models.training.make_hgb_pipeline", _small_hgb)  # the comparison's wiring, in seconds
+        from models.training import train
+
+        folder = train([root / "train"], version="gen-v1", settings=Settings(), root=root / "models",
+                       summary="Trained on simulated sessions of two generators (test fixture).",
+                       unannotated_dirs=[quiet], progress=lambda m: None)
+        yield root, folder, mp
+
+
+def test_training_on_two_generators_leaves_one_generator_out_and_records_transfer(two_generators):
+    root, folder, _ = two_generators
+    card = json.loads((folder / "model_card.json").read_text())
+    cv = card["metrics"]["cross_validation"]
+    assert cv["grouped_by"] == "generator" and cv["n_splits"] == 2
+    pairs = card["metrics"]["cross_generator"]["pairs"]
+    assert sorted((p["train"], p["test"]) for p in pairs) == [("rooms", "tts"), ("tts", "rooms")]
+    for p in pairs:
+        for name in ("withdrawal", "confrontation"):
+            m = p["types"][name]
+            assert m["auroc"] > 0.8 and {"auprc", "recall", "precision", "brier", "threshold"} <= set(m)
+            assert m["threshold"] == card["threshold"]["per_class"][name]  # at the shipped threshold
+    assert set(card["metrics"]["same_generator"]) == {"tts", "rooms"}
+    choice = card["metrics"]["model_comparison"]
+    assert choice["chosen"] in ("linear", "hgb") and set(choice["mean_cross_generator_auroc"]) == {"linear", "hgb"}
+    assert card["calibration"]["method"] == "sigmoid"  # fewer than 200 windows of a rupture type
+    shift = {r["marker"]: r for r in card["metrics"]["marker_shift"]["markers"]}
+    assert shift["client_speech_share"]["shift"]["tts vs rooms"]["smd"] < -0.2 and "used" in shift["silence_share"]
+    fa = card["metrics"]["false_alarms"]
+    assert [(f["file"], f["minutes"]) for f in fa["files"]] == [("call/tense.wav", 3.0), ("calm.wav", 4.0)]
+    assert fa["files"][1]["flags"] == 0 and fa["files"][0]["flags"] >= 1
+    assert fa["overall"]["flags_per_hour"] == pytest.approx(fa["overall"]["flags"] / (7 / 60), abs=0.01)
+
+
+def test_model_card_headline_is_the_cross_generator_table(two_generators):
+    _, folder, _ = two_generators
+    lines = (folder / "MODEL_CARD.md").read_text().splitlines()
+    assert lines[0] == "Trained on simulated sessions of two generators (test fixture)."
+    first_table = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    assert "trained on → scored on" in lines[first_table] and "AUROC" in lines[first_table]
+    assert "Brier" in lines[first_table] and "recall" in lines[first_table]
+    assert any("tts → rooms" in line for line in lines[first_table:first_table + 8])
+    heading = {name: next(i for i, line in enumerate(lines) if line.startswith("## ") and name in line)
+               for name in ("Same generator", "False alarms", "Marker shift", "Model choice")}
+    assert first_table < heading["Same generator"] < heading["Marker shift"]
+    assert heading["Same generator"] < heading["False alarms"] < heading["Marker shift"] < heading["Model choice"]
+    assert any(line.startswith("| call/tense.wav | 3.0 |") for line in lines)
+
+
+def test_evaluate_prints_per_generator_per_folder_and_false_alarms(two_generators, tmp_path):
+    root, folder, mp = two_generators
+    out = tmp_path / "eval.json"
+    result = runner.invoke(app, ["evaluate", "--model", str(folder), "--data", str(root / "held-sim"),
+                                 "--data", str(root / "held-real"), "--by-generator",
+                                 "--unannotated", str(root / "unannotated"), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    for word in ("AUROC", "AUPRC", "recall", "precis", "Brier", "Calibration", "generator tts", "generator rooms",
+                 "generator real", "held-sim", "held-real", "calm.wav", "call/tense.wav", "flags per hour"):
+        assert word in text, word
+    data = json.loads(out.read_text())
+    for name in ("withdrawal", "confrontation"):  # the keys scripts read stay where they were
+        assert {"auroc", "recall", "precision", "auprc", "brier", "calibration"} <= set(data["types"][name])
+    assert set(data["by_generator"]) == {"tts", "rooms", "real"}
+    assert data["by_generator"]["real"]["n_sessions"] == 1
+    assert set(data["by_folder"]) == {str(root / "held-sim"), str(root / "held-real")}
+    assert data["false_alarms"]["overall"]["minutes"] == 7.0
+    # the same flags as the card's false-alarm table (same model, same recordings)
+    card = json.loads((folder / "model_card.json").read_text())
+    assert data["false_alarms"]["files"] == card["metrics"]["false_alarms"]["files"]
+
+
+def test_evaluate_with_only_unannotated_recordings_and_errors_name_the_folder(two_generators, tmp_path):
+    root, folder, _ = two_generators
+    result = runner.invoke(app, ["evaluate", "--model", str(folder), "--unannotated", str(root / "unannotated")])
+    assert result.exit_code == 0, result.output
+    assert "tense.wav" in result.output and "AUROC" not in result.output
+    result = runner.invoke(app, ["evaluate", "--model", str(folder)])
+    assert result.exit_code == 2 and "--data or --unannotated" in result.output
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["evaluate", "--model", str(folder), "--unannotated", str(tmp_path / "empty")])
+    assert result.exit_code == 1 and "empty: no audio file" in " ".join(result.output.split())
+
+
+@pytest.mark.slow
+def test_retrain_prints_the_cross_generator_table_and_the_false_alarms(prefect_harness, two_generators):
+    root, _, _ = two_generators  # the fixture's fakes stay in place for the module
+    result = runner.invoke(app, ["retrain", "--data", str(root / "train"), "--holdout", str(root / "held-sim"),
+                                 "--unannotated", str(root / "unannotated"), "--version", "gen-cli-v1"])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "Cross-validation leaving one generator out (2 folds)" in text
+    assert "tts → rooms" in text and "rooms → tts" in text and "Chosen: linear" in text
+    assert "generator rooms (1 sessions of 1 clients)" in text and "call/tense.wav" in text
+    result = runner.invoke(app, ["retrain", "--data", str(root / "train"), "--unannotated", str(root / "nope"),
+                                 "--version", "gen-cli-v2"])
+    assert result.exit_code == 1 and "nope: folder of unannotated recordings not found" in " ".join(result.output.split())

@@ -126,9 +126,12 @@ def retrain(
     target_recall: float = typer.Option(0.8, "--target-recall", min=0.05, max=1.0,
                                         help="Recall the flag thresholds are chosen for."),
     holdout: list[Path] = typer.Option([], "--holdout", help="Sessions never trained on, scored into the card."),
+    unannotated: list[Path] = typer.Option([], "--unannotated", help="Folder of real recordings without ruptures "
+                                           "(repeatable): the new model's flags per hour on them go in the card."),
     activate: bool = typer.Option(False, "--activate", help="Make the new model the active one."),
 ) -> None:
-    """Train a classifier on annotated sessions: grouped cross-validation by client, thresholds, model card."""
+    """Train a classifier on annotated sessions: leave-one-generator-out (else by client) cross-validation,
+    a linear and a tree model compared, calibrated probabilities, thresholds, model card."""
     import re
 
     from rich.console import Console
@@ -147,12 +150,15 @@ def retrain(
                         "overwritten, choose a new --version")
         raise typer.Exit(1)
     from models.dataset import discover_sessions
+    from models.false_alarms import find_recordings
 
     try:
         # every dataset is checked (folders, metadata, research consent) before the flow starts: a refused
         # session stops the run in one line, before any analysis and without Prefect's traceback
         for d in [*data, *holdout]:
             discover_sessions(d)
+        for d in unannotated:
+            find_recordings(d)
     except PipelineError as exc:
         _error(console, str(exc))
         raise typer.Exit(1) from None
@@ -160,43 +166,66 @@ def retrain(
 
     try:
         folder = retrain_model([str(d) for d in data], version, target_recall=target_recall,
-                               holdout_dirs=[str(h) for h in holdout], activate=activate)
+                               holdout_dirs=[str(h) for h in holdout], unannotated_dirs=[str(u) for u in unannotated],
+                               activate=activate)
     except PipelineError as exc:
         _error(console, str(exc))
         raise typer.Exit(1) from None
-    card = json.loads((Path(folder) / "model_card.json").read_text())
-    _print_metrics(f"Cross-validation grouped by client ({card['metrics']['cross_validation']['n_splits']} folds):",
-                   card["metrics"]["cross_validation"])
-    if "heldout" in card["metrics"]:
-        _print_metrics("Held-out sessions:", card["metrics"]["heldout"])
+    _print_card(json.loads((Path(folder) / "model_card.json").read_text()))
     typer.echo(f"Model: {folder}" + (" (active)" if activate else
                                      f"\nMake it active with: alliance activate-model {version}"))
 
 
+def _print_card(card: dict) -> None:
+    """The retrained model's figures (:func:`models.training.format_card_figures`)."""
+    from models.training import format_card_figures
+
+    typer.echo(format_card_figures(card))
+
+
 @app.command()
 def evaluate(
-    data: list[Path] = typer.Option(..., "--data", help="Dataset folder of annotated sessions (repeatable)."),
+    data: list[Path] = typer.Option([], "--data", help="Dataset folder of annotated sessions (repeatable)."),
+    unannotated: list[Path] = typer.Option([], "--unannotated", help="Folder of real recordings without ruptures "
+                                           "(repeatable): every audio file under it is analysed and its flags per "
+                                           "hour printed."),
+    by_generator: bool = typer.Option(False, "--by-generator", help="Also print the figures per session generator "
+                                      "and per --data folder."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder (default: the active model)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON here."),
 ) -> None:
-    """Score a saved model on annotated sessions at its own thresholds (AUROC, AUPRC, recall, precision, Brier)."""
+    """Score a saved model at its own thresholds: AUROC, AUPRC, recall, precision, Brier and calibration on
+    annotated sessions; flags per hour on real recordings without ruptures."""
     from rich.console import Console
 
     from models.artifact import active_model_path
-    from models.training import evaluate as run, to_json
+    from models.false_alarms import format_false_alarms
+    from models.training import evaluate as run, format_breakdown, to_json
     from pipeline.errors import PipelineError
     from pipeline.settings import Settings
 
     console = Console(stderr=True)
+    if not data and not unannotated:
+        _error(console, "give --data or --unannotated (or both): there is nothing to evaluate")
+        raise typer.Exit(2)
     settings = Settings()
     try:
         result = run(model if model is not None else active_model_path(settings), data, settings,
+                     unannotated_dirs=unannotated, by_group=by_generator,
                      progress=lambda m: console.print(m, markup=False))
     except PipelineError as exc:
         _error(console, str(exc))
         raise typer.Exit(1) from None
-    _print_metrics(f"Model {result['model']} on {result['n_sessions']} sessions of {result['n_clients']} clients:",
-                   result)
+    if data:
+        _print_metrics(f"Model {result['model']} on {result['n_sessions']} sessions of {result['n_clients']} "
+                       "clients:", result)
+        if by_generator:
+            typer.echo(format_breakdown(result))
+    if unannotated:
+        fa = result["false_alarms"]
+        typer.echo(f"Model {result['model']} on real recordings without ruptures (every flag is a false alarm; "
+                   f"thresholds {', '.join(f'{k} {v:.3f}' for k, v in fa['thresholds'].items())}):")
+        typer.echo(format_false_alarms(fa))
     if json_out is not None:
         json_out.write_text(to_json(result) + "\n")
 

@@ -1,0 +1,183 @@
+"""False alarms on real speech: flags per hour on recordings that hold no rupture.
+
+A flag asks a clinician to review a stretch; a model that raises one every
+few minutes on ordinary talk is soon ignored (issue 15). Every recording the
+project ships or builds from real, rupture-free speech (the phone call, the
+meeting excerpts, children and adults reading) is therefore analysed as the
+clinic's flow analyses a session, and its flags are counted as the report
+would show them: windows at or above the model's thresholds, with enough
+speech, merged into flagged stretches by :func:`models.flagging.flag_windows`.
+
+A recording may have a sidecar (``NAME.ext.json`` or ``NAME.json``, as in the
+nightly inbox) giving its language and participants; without one the
+analysis settings decide. Features are cached like those of annotated
+sessions (:func:`models.dataset.session_features`).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from models.artifact import CLASSES, ModelBundle
+from pipeline.audio import AUDIO_SUFFIXES
+from pipeline.errors import InputError
+from pipeline.types import SessionFeatures
+
+
+def find_recordings(folder: str | Path) -> list[Path]:
+    """Every audio file under ``folder`` (any depth; hidden files and folders left out), sorted by path.
+
+    Parameters
+    ----------
+    folder : str or Path
+
+    Returns
+    -------
+    list of Path
+
+    Raises
+    ------
+    InputError
+        The folder does not exist or holds no audio file; the message names the folder.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(root, "folder of unannotated recordings not found; give a folder of real recordings "
+                               "without ruptures")
+    found = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    if not found:
+        raise InputError(root, f"no audio file ({', '.join(s.lstrip('.') for s in AUDIO_SUFFIXES)}) under this "
+                               "folder; give a folder of real recordings without ruptures")
+    return found
+
+
+def recording_features(path: Path, settings, *, backends=None) -> tuple[SessionFeatures, float]:
+    """Per-window markers of one unannotated recording, by the clinic's analysis (cached).
+
+    Parameters
+    ----------
+    path : Path
+        The recording; its sidecar ``NAME.ext.json`` or ``NAME.json``, when there is one, is the metadata.
+    settings : Settings
+    backends : Backends, optional
+        ASR, speaker and overlap backends (default: the configured ones, loaded once per process).
+
+    Returns
+    -------
+    (SessionFeatures, duration_s)
+
+    Raises
+    ------
+    PipelineError
+        The sidecar is malformed or the recording cannot be analysed (the message names the file).
+    """
+    from models import dataset
+    from pipeline.ids import id_from_name
+    from pipeline.sidecar import Sidecar
+
+    sidecar = next((c for c in (path.with_name(path.name + ".json"), path.with_suffix(".json")) if c.is_file()),
+                   None)
+    with tempfile.TemporaryDirectory(prefix="alliance-unannotated-") as tmp:
+        meta_path = sidecar
+        if meta_path is None:
+            meta_path = Path(tmp) / "metadata.json"
+            meta_path.write_text("{}", encoding="utf-8")
+        meta = Sidecar.load(meta_path)
+        session = dataset.LabelledSession(folder=path.parent, recording=path, metadata=meta_path, annotations=path,
+                                          session_id=meta.session_id or id_from_name(path.stem),
+                                          client_id=meta.client_id or "unannotated", language=meta.language)
+        return dataset.session_features(session, settings, backends=backends)
+
+
+def flags_per_hour(n_flags: int, minutes: float) -> float:
+    """Flags per hour of recording; NaN for a recording of no length.
+
+    Parameters
+    ----------
+    n_flags : int >= 0
+    minutes : float >= 0
+        Length of the recording in minutes.
+
+    Returns
+    -------
+    float
+        Flags per hour (1/h).
+    """
+    return n_flags / (minutes / 60.0) if minutes > 0 else math.nan
+
+
+def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *, threshold: float | None = None,
+                 progress=print, backends=None) -> dict:
+    """Analyse every recording under ``folders`` and count the model's flags: all of them are false alarms.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+        The model, with its per-type thresholds.
+    folders : sequence of path
+        Folders of real recordings without ruptures (:func:`find_recordings`).
+    settings : Settings
+        Analysis settings; ``model.min_window_speech_s`` as in the clinic's flow.
+    threshold : float in (0, 1), optional
+        Overrides the card's thresholds (``ALLIANCE_MODEL__FLAG_THRESHOLD``), as the flow does.
+    progress : callable
+        Called with one line per recording (file name and count; never what was said).
+    backends : Backends, optional
+        For tests; default the configured analysis models.
+
+    Returns
+    -------
+    dict
+        ``thresholds`` (per type, as applied), ``files``: ``[{"file" (path inside its folder), "folder", "minutes",
+        "flags", "flags_per_hour", "by_type": {type: flags}}]`` and ``overall``: ``{"files", "minutes", "flags",
+        "flags_per_hour", "by_type"}``. Minutes are rounded to 0.01, rates to 0.01 per hour.
+
+    Raises
+    ------
+    InputError
+        A folder is missing or holds no audio (the message names it).
+    PipelineError
+        A recording cannot be analysed (the message names it).
+    """
+    from models.flagging import flag_windows
+
+    files, total_min, total = [], 0.0, {name: 0 for name in CLASSES[1:]}
+    for folder in folders:
+        root = Path(folder)
+        for path in find_recordings(root):
+            feats, duration_s = recording_features(path, settings, backends=backends)
+            flags = flag_windows(feats, bundle, threshold=threshold, min_speech_s=settings.model.min_window_speech_s)
+            minutes = duration_s / 60.0
+            by_type = {name: sum(f.marker_type == name for f in flags) for name in CLASSES[1:]}
+            rel = path.relative_to(root).as_posix()
+            files.append({"file": rel, "folder": str(folder), "minutes": round(minutes, 2), "flags": len(flags),
+                          "flags_per_hour": _round(flags_per_hour(len(flags), minutes)), "by_type": by_type})
+            total_min += minutes
+            for name, n in by_type.items():
+                total[name] += n
+            progress(f"{rel}: {len(flags)} flags in {minutes:.1f} min")
+    n = sum(total.values())
+    applied = {CLASSES[k]: threshold if threshold is not None else bundle.class_threshold(k) for k in (1, 2)}
+    return {"thresholds": applied, "files": files,
+            "overall": {"files": len(files), "minutes": round(total_min, 2), "flags": n,
+                        "flags_per_hour": _round(flags_per_hour(n, total_min)), "by_type": total}}
+
+
+def format_false_alarms(result: dict) -> str:
+    """A plain-text table of :func:`false_alarms` output: one row per recording, then the total."""
+    width = max([len(f["file"]) for f in result["files"]] + [24])
+    lines = [f"{'file':<{width}} {'minutes':>8} {'flags':>6} {'flags per hour':>15}"]
+    rows = [(f["file"], f) for f in result["files"]]
+    rows.append((f"overall ({result['overall']['files']} files)", result["overall"]))
+    for name, r in rows:
+        rate = "—" if r["flags_per_hour"] is None or math.isnan(r["flags_per_hour"]) else f"{r['flags_per_hour']:.1f}"
+        lines.append(f"{name:<{width}} {r['minutes']:>8.1f} {r['flags']:>6} {rate:>15}")
+    return "\n".join(lines)
+
+
+def _round(v: float) -> float:
+    return round(v, 2) if math.isfinite(v) else v

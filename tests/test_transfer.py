@@ -1,0 +1,210 @@
+"""Training for transfer across session generators: splits, thresholds, calibration, model choice, marker shift.
+
+Small synthetic windows with known answers; no audio. The session-level commands (``alliance evaluate
+--by-generator / --unannotated``, ``alliance retrain --unannotated``) are tested in ``tests/test_training.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from models.artifact import CLASSES
+from models.training import calibration_method, choose_threshold, cross_validate, fit_calibrated, make_pipeline
+from models.transfer import choose_model, marker_shift, session_generator, transfer_splits
+from pipeline.errors import InputError
+
+
+def _windows(rng, n, *, offset=0.0, signal=2.0, p=(0.6, 0.2, 0.2), n_features=6):
+    """``n`` windows: marker 0 rises with withdrawal, marker 1 with confrontation (by ``signal`` SD); every
+    marker of the generator is moved by ``offset`` SD (a recording level, a voice engine)."""
+    y = rng.choice(3, size=n, p=p)
+    X = rng.standard_normal((n, n_features)) + offset
+    X[:, 0] += signal * (y == 1)
+    X[:, 1] += signal * (y == 2)
+    return X, y
+
+
+def _two_generators(seed=0, *, shift=1.5, clients=4, per_client=120):
+    """Generator ``tts`` and a generator ``rooms`` whose markers are all shifted by ``shift`` SD and whose
+    rupture signal is weaker: what a model learns on one is miscalibrated on the other."""
+    rng = np.random.default_rng(seed)
+    Xs, ys, groups, gens = [], [], [], []
+    for gen, offset, signal in (("tts", 0.0, 2.5), ("rooms", -shift, 1.8)):
+        for c in range(clients):
+            X, y = _windows(rng, per_client, offset=offset, signal=signal)
+            Xs.append(X)
+            ys.append(y)
+            groups += [f"{gen}-c{c}"] * per_client
+            gens += [gen] * per_client
+    return np.vstack(Xs), np.concatenate(ys), np.array(groups), np.array(gens)
+
+
+# --- the generator is part of the data ----------------------------------------------------------------------------
+
+def test_generator_is_read_from_the_session_metadata(tmp_path):
+    cases = {"rooms": {"simulated": {"generator": "rooms", "seed": 3}},
+             "tts": {"simulated": {"seed": 3, "client_seed": 3}},  # the first simulator wrote no generator key
+             "real": {"consent": {"analysis": True, "research_use": True}}}
+    for expected, meta in cases.items():
+        path = tmp_path / f"{expected}.json"
+        path.write_text(json.dumps({"session_id": "s1", "client_id": "c1", **meta}))
+        assert session_generator(path) == expected
+    bad = tmp_path / "metadata.json"
+    bad.write_text(json.dumps({"simulated": {"generator": ""}}))
+    with pytest.raises(InputError, match=r"metadata.json: simulated.generator"):
+        session_generator(bad)
+    bad.write_text(json.dumps({"simulated": "rooms"}))
+    with pytest.raises(InputError, match=r"metadata.json: 'simulated'"):
+        session_generator(bad)
+
+
+# --- leave-one-generator-out ----------------------------------------------------------------------------------------
+
+def test_leave_one_generator_out_never_trains_on_the_generator_it_scores():
+    gens = np.array(["tts"] * 6 + ["rooms"] * 6 + ["real"] * 3)
+    groups = np.array([f"{g}-{i % 3}" for i, g in enumerate(gens)])
+    splits, grouped_by = transfer_splits(gens, groups)
+    assert grouped_by == "generator" and len(splits) == 3
+    scored = []
+    for train, test in splits:
+        assert len(set(gens[test])) == 1 and not set(gens[train]) & set(gens[test])
+        assert np.union1d(train, test).size == gens.size
+        scored.append(gens[test][0])
+    assert sorted(scored) == ["real", "rooms", "tts"]
+    # one generator: grouped by client, as before
+    splits, grouped_by = transfer_splits(np.array(["tts"] * 15), groups)
+    assert grouped_by == "client"
+    for train, test in splits:
+        assert not set(groups[train]) & set(groups[test])
+
+
+def test_cross_validation_fits_each_fold_without_the_generator_it_scores(monkeypatch):
+    import models.training as training
+
+    X, y, groups, gens = _two_generators()
+    seen = []
+    real_fit = training.fit_calibrated
+
+    def spy(kind, X_, y_, groups_, generators_):
+        seen.append(set(generators_.tolist()))
+        return real_fit(kind, X_, y_, groups_, generators_)
+
+    monkeypatch.setattr(training, "fit_calibrated", spy)
+    cv = cross_validate(X, y, groups, gens)
+    assert cv["grouped_by"] == "generator" and cv["n_splits"] == 2
+    assert [f["test_generator"] for f in cv["folds"]] == ["rooms", "tts"]
+    assert seen == [{"tts"}, {"rooms"}]  # each fold's model (and its calibrator) saw only the other generator
+    assert [(p["train"], p["test"]) for p in cv["pairs"]] == [("tts", "rooms"), ("rooms", "tts")]
+    for pair in cv["pairs"]:
+        for name in ("withdrawal", "confrontation"):
+            m = pair["types"][name]
+            assert 0.5 < m["auroc"] <= 1 and 0 < m["auprc"] <= 1 and 0 <= m["brier"] < 0.25
+
+
+def test_thresholds_come_from_out_of_generator_predictions():
+    X, y, groups, gens = _two_generators(shift=2.0)
+    cv = cross_validate(X, y, groups, gens, target_recall=0.8)
+    # the same out-of-generator probabilities, made by hand: train on one generator, score the other
+    proba = np.zeros((y.size, len(CLASSES)))
+    for train_gen, test_gen in (("tts", "rooms"), ("rooms", "tts")):
+        tr, te = gens == train_gen, gens == test_gen
+        proba[te] = fit_calibrated("linear", X[tr], y[tr], groups[tr], gens[tr]).predict_proba(X[te])
+    np.testing.assert_allclose(cv["proba"], proba)
+    for k in (1, 2):
+        assert cv["thresholds"][CLASSES[k]] == choose_threshold(y == k, proba[:, k], 0.8)
+    # grouped by client alone, the thresholds are chosen on predictions for generators the folds trained on:
+    # higher, they miss many of the ruptures a model finds on a generator it did not train on
+    by_client = cross_validate(X, y, groups, target_recall=0.8)
+    assert by_client["grouped_by"] == "client"
+    for k in (1, 2):
+        t_gen, t_client = cv["thresholds"][CLASSES[k]], by_client["thresholds"][CLASSES[k]]
+        recall = lambda t: float((proba[y == k, k] >= t).mean())  # noqa: E731
+        assert t_gen < t_client and recall(t_gen) >= 0.8 > 0.75 > recall(t_client), (k, t_gen, t_client)
+
+
+def test_a_training_generator_without_a_rupture_type_is_a_clear_error():
+    X, y, groups, gens = _two_generators()
+    keep = ~((gens == "rooms") & (y == 2))  # no confrontation in any 'rooms' session
+    with pytest.raises(InputError, match="trained on rooms.*no 'confrontation' window"):
+        cross_validate(X[keep], y[keep], groups[keep], gens[keep])
+
+
+# --- calibration ----------------------------------------------------------------------------------------------------
+
+def test_calibration_brings_the_brier_score_down_on_a_miscalibrated_model():
+    from sklearn.metrics import brier_score_loss
+
+    rng = np.random.default_rng(7)
+    # rare ruptures and balanced class weights: the plain model says "likely" far too often
+    X, y = _windows(rng, 6000, signal=1.2, p=(0.92, 0.04, 0.04))
+    X_test, y_test = _windows(rng, 6000, signal=1.2, p=(0.92, 0.04, 0.04))
+    groups = np.array([f"c{i % 10}" for i in range(y.size)])
+    plain = make_pipeline().fit(X, y)
+    calibrated = fit_calibrated("linear", X, y, groups, None)
+    for k in (1, 2):
+        before = brier_score_loss(y_test == k, plain.predict_proba(X_test)[:, k])
+        after = brier_score_loss(y_test == k, calibrated.predict_proba(X_test)[:, k])
+        assert after < 0.8 * before, (k, before, after)  # measured: about 0.14 → 0.035
+    assert calibration_method(y) == "isotonic"  # 240 windows of each rupture type
+
+
+def test_sigmoid_calibration_below_200_positive_windows_isotonic_from_there():
+    assert calibration_method(np.repeat([0, 1, 2], [1000, 199, 500])) == "sigmoid"
+    assert calibration_method(np.repeat([0, 1, 2], [1000, 200, 500])) == "isotonic"
+
+
+def test_cross_validation_reports_the_brier_score_before_calibration_too():
+    X, y, groups, gens = _two_generators()
+    cv = cross_validate(X, y, groups, gens)
+    for name in ("withdrawal", "confrontation"):
+        assert math.isfinite(cv["brier_uncalibrated"][name])
+        assert cv["metrics"][name]["brier"] < cv["brier_uncalibrated"][name]
+
+
+# --- the simpler model unless the other transfers clearly better --------------------------------------------------
+
+def test_gradient_boosting_is_kept_only_when_it_transfers_clearly_better_for_both_types():
+    lin = {"withdrawal": 0.90, "confrontation": 0.85}
+    assert choose_model({"linear": lin, "hgb": {"withdrawal": 0.95, "confrontation": 0.86}})[0] == "linear"
+    assert choose_model({"linear": lin, "hgb": {"withdrawal": 0.92, "confrontation": 0.87}})[0] == "hgb"
+    assert choose_model({"linear": lin, "hgb": {"withdrawal": 0.919, "confrontation": 0.99}})[0] == "linear"
+    assert choose_model({"linear": lin, "hgb": {"withdrawal": math.nan, "confrontation": 0.99}})[0] == "linear"
+    kind, why = choose_model({"linear": lin, "hgb": lin})
+    assert kind == "linear" and "0.02" in why
+
+
+@pytest.mark.slow
+def test_both_model_kinds_fit_on_the_same_splits_and_give_calibrated_probabilities():
+    X, y, groups, gens = _two_generators(clients=3, per_client=60)
+    for kind in ("linear", "hgb"):
+        cv = cross_validate(X, y, groups, gens, kind=kind)
+        assert cv["kind"] == kind and cv["grouped_by"] == "generator"
+        assert np.allclose(cv["proba"].sum(axis=1), 1.0)
+        assert all(cv["metrics"][n]["auroc"] > 0.8 for n in ("withdrawal", "confrontation"))
+
+
+# --- marker shift ---------------------------------------------------------------------------------------------------
+
+def test_marker_shift_compares_the_generators_on_windows_without_rupture():
+    rng = np.random.default_rng(3)
+    n = 2000
+    gens = np.array(["tts"] * n + ["rooms"] * n)
+    y = rng.choice(3, size=2 * n, p=(0.7, 0.15, 0.15))
+    X = rng.standard_normal((2 * n, 3))
+    X[gens == "rooms", 0] += 1.0  # marker a: shifted by 1 SD between generators
+    X[(gens == "rooms") & (y > 0), 1] += 5.0  # marker b: differs only in rupture windows, which do not count
+    X[:5, 2] = np.nan
+    rows = marker_shift(X, y, gens, names=("a", "b", "c"))
+    assert [r["marker"] for r in rows] == ["a", "b", "c"]
+    pair = "tts vs rooms"  # generators in sorted order: the second minus the first
+    a, b, c = (r["shift"][pair] for r in rows)
+    assert -1.1 < a["smd"] < -0.9 and 0.3 < a["ks"] < 0.45  # KS of N(0,1) vs N(1,1): 0.383
+    assert abs(b["smd"]) < 0.1 and b["ks"] < 0.05
+    none_tts, none_rooms = int(((gens == "tts") & (y == 0)).sum()), int(((gens == "rooms") & (y == 0)).sum())
+    assert a["n"] == {"rooms": none_rooms, "tts": none_tts}
+    assert abs(c["smd"]) < 0.1 and c["n"] == {"rooms": none_rooms, "tts": none_tts - int((y[:5] == 0).sum())}
+    assert marker_shift(X, y, np.array(["tts"] * (2 * n)), names=("a", "b", "c"))[0]["shift"] == {}
