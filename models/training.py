@@ -45,7 +45,7 @@ import numpy as np
 
 from models.artifact import CLASSES, ModelBundle, code_version, load_model, save_model
 from pipeline.errors import InputError
-from pipeline.features import FEATURE_NAMES, FEATURE_UNITS
+from pipeline.features import ABSOLUTE_MARKERS, FEATURE_NAMES, FEATURE_UNITS, MODEL_FEATURE_NAMES
 
 TARGET_RECALL = 0.8
 MODEL_KINDS = ("linear", "hgb")  # the simpler first: it is kept unless the other transfers clearly better
@@ -606,7 +606,9 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
     for d in unannotated_dirs:  # a wrong folder stops the run before any analysis
         find_recordings(d)
     data = load_dataset(data_dirs, settings, progress=progress)
-    X, y, groups, gens = data["X"], data["y"], data["groups"], data["generators"]
+    X_all, y, groups, gens = data["X"], data["y"], data["groups"], data["generators"]
+    # the classifier reads the markers that do not follow the recording's level or the voice (ABSOLUTE_MARKERS)
+    X = X_all[:, [FEATURE_NAMES.index(n) for n in MODEL_FEATURE_NAMES]]
     cvs = {}
     for kind in kinds:
         progress(f"cross-validating the {kind} model")
@@ -627,8 +629,10 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
                                "decision values of models that did not train on the client"),
                     "how": "CalibratedClassifierCV(ensemble=False): one calibrator per class, one against the rest"}
                    if cal_fold is not None else {"method": "none", "why": cal_how})
-    use = marker_use(model, X, y, names=FEATURE_NAMES)
-    shift_rows = marker_shift(X, y, gens, names=FEATURE_NAMES)
+    use = marker_use(model, X, y, names=MODEL_FEATURE_NAMES)
+    for name in ABSOLUTE_MARKERS:
+        use[name] = {"importance": 0.0, "coefficient": None, "used": False}
+    shift_rows = marker_shift(X_all, y, gens, names=FEATURE_NAMES)
     for row in shift_rows:
         row.update(unit=FEATURE_UNITS[FEATURE_NAMES.index(row["marker"])], **use[row["marker"]])
     card = {
@@ -645,8 +649,12 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
                           f"session ids: {_data_hash(X, y, data['sessions'])}. Analysis settings "
                           f"hash {settings.settings_hash()}.").strip(),
         "generators": generators,
-        "feature_names": list(FEATURE_NAMES),
-        "feature_units": list(FEATURE_UNITS),
+        "feature_names": list(MODEL_FEATURE_NAMES),
+        "feature_units": [FEATURE_UNITS[FEATURE_NAMES.index(n)] for n in MODEL_FEATURE_NAMES],
+        "markers_not_used": {"markers": list(ABSOLUTE_MARKERS),
+                             "why": "they follow the recording's level, the microphone distance or the voice (a "
+                                    "child's F0, a voice engine's rate) more than the alliance; the classifier reads "
+                                    "the same quantities against the client's own session baseline (*_z markers)"},
         "classes": list(CLASSES),
         "estimator": (f"{ESTIMATORS[chosen]}, calibrated ({calibration['method']})" if cal_fold is not None
                       else ESTIMATORS[chosen]),
