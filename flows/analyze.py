@@ -30,7 +30,7 @@ from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
 from pipeline.errors import BackendUnavailableError, InputError, ModelArtifactError, PipelineError, StageError
 from pipeline.ids import PRIVATE_FILE_MODE, contained, make_private_dir, private_umask
 from pipeline.lexical import load_lexicon
-from pipeline.sidecar import Sidecar
+from pipeline.sidecar import Sidecar, refuse_without_consent
 from pipeline.privacy import name_labels
 from pipeline.report import clip_data_uris, write_report
 from pipeline.rttm import write_rttm
@@ -238,6 +238,8 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
     log = get_run_logger()
     settings = Settings()
     meta = Sidecar.load(metadata_path) if metadata_path else Sidecar()
+    if metadata_path:
+        refuse_without_consent(metadata_path)  # a consent record that says no is obeyed by every way in
     sid = steps.session_id_for(recording, meta, session_id)
     # everything that can be checked is checked before decoding, so a bad session costs nothing
     profile, notes = steps.therapist_profile(settings, meta, therapist)

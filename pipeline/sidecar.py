@@ -332,3 +332,30 @@ def check_consent(record: Mapping[str, Any], *, source: str | Path, session_date
     if not isinstance(research, bool):
         raise ConsentError(source, "'consent.research_use' must be true or false")
     return Consent(given_by=tuple(sorted(given_set)), date=date, research_use=research, rule=rule)
+
+
+def refuse_without_consent(path: str | Path) -> None:
+    """Refuse metadata whose consent record does not consent to analysis; metadata with no record passes.
+
+    The nightly inbox demands a full consent record (:func:`check_consent`). A direct analysis
+    (``alliance analyze --metadata``) may use a researcher's own metadata without one (the demo, simulated
+    sessions), but a record that is there and says no is always obeyed.
+
+    Parameters
+    ----------
+    path : str or Path
+        The metadata JSON file.
+
+    Raises
+    ------
+    ConsentError
+        The file holds a ``consent`` record whose ``analysis`` is not true; the message names the file.
+    MetadataError
+        The file cannot be read as a JSON object.
+    """
+    consent = read_sidecar(path).get("consent")
+    if consent is None:
+        return
+    if not isinstance(consent, Mapping) or consent.get("analysis") is not True:
+        raise ConsentError(path, "consent to analysis is not given ('consent.analysis' must be true); "
+                                 "the recording was not analysed")

@@ -55,7 +55,7 @@ def analyze(
         raise typer.Exit(2) from None
 
     from pipeline.audio import probe
-    from pipeline.sidecar import Sidecar
+    from pipeline.sidecar import Sidecar, refuse_without_consent
     from pipeline.profiles import load_profile
     from pipeline.settings import Settings
 
@@ -65,6 +65,7 @@ def analyze(
         probe(recording)
         if metadata is not None:
             Sidecar.load(metadata)
+            refuse_without_consent(metadata)
         if therapist:
             load_profile(Settings().data_dir, therapist)
         from pipeline.lexical import load_lexicon
