@@ -74,6 +74,10 @@ def analyze(
         from pipeline.asr import check_backend
 
         check_backend(Settings().asr, model_cache_dir=Settings().model_cache_dir)
+        if Settings().overlap.enabled:  # a missing or damaged overlap model, before Prefect starts
+            from pipeline.overlap import SegmentationOverlapDetector
+
+            SegmentationOverlapDetector.from_settings(Settings().overlap)
     except PipelineError as exc:
         _error(console, f"{exc}", soft_wrap=True)
         raise typer.Exit(1) from None

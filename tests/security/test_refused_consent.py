@@ -41,3 +41,18 @@ def test_the_cli_refuses_before_any_work(tmp_path, monkeypatch):
     assert result.exit_code != 0
     assert "consent.analysis" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "data" / "sessions").exists()
+
+
+@pytest.mark.parametrize("content", [None, "not a model"])
+def test_a_bad_overlap_model_is_refused_before_prefect_starts(tmp_path, monkeypatch, content):
+    from flows.cli import app
+
+    model = tmp_path / "model.onnx"
+    if content is not None:
+        model.write_text(content)
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ALLIANCE_OVERLAP__MODEL_PATH", str(model))
+    result = CliRunner().invoke(app, ["analyze", str(SAMPLE_WAV), "--session-id", "mp1"])
+    assert result.exit_code == 1 and "model.onnx" in result.output
+    assert "Traceback" not in result.output and "Flow run" not in result.output
+    assert not (tmp_path / "data" / "sessions").exists()
