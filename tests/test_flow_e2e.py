@@ -99,14 +99,17 @@ def test_session_json_round_trips_through_the_session_report(analysed):
 
 @pytest.mark.slow
 def test_the_analysis_without_prefect_is_what_the_flow_wrote(analysed, asr_backend, embedder):
+    from pipeline.overlap import SegmentationOverlapDetector
     from pipeline.session import Backends, analyze
     from pipeline.settings import Settings
     from pipeline.types import SessionAnalysis
     from tests.test_session import assert_same
 
     out, _ = analysed
-    analysis = analyze(SAMPLE_WAV, None, Settings(), backends=Backends(asr_backend, embedder), num_speakers=2,
-                       language="en")
+    settings = Settings()
+    assert settings.overlap.enabled  # the flow ran the overlap stage; so must the direct call
+    backends = Backends(asr_backend, embedder, overlap=SegmentationOverlapDetector.from_settings(settings.overlap))
+    analysis = analyze(SAMPLE_WAV, None, settings, backends=backends, num_speakers=2, language="en")
     assert_same(SessionAnalysis.from_dict(analysis.to_dict()), analysis)  # the sample's real result round-trips
     assert_same(SessionAnalysis.from_dict(json.loads((out / "session.json").read_text())), analysis)
 
