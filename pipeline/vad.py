@@ -19,7 +19,13 @@ from pipeline.types import SpeechRegion
 
 def detect_speech(samples: np.ndarray, sample_rate_hz: int, *,
                   settings: VadSettings | None = None) -> tuple[SpeechRegion, ...]:
-    """Find speech regions with Silero VAD [1]_.
+    """Find speech regions with Silero VAD [1]_, searching long non-speech stretches again with a fresh state.
+
+    Silero is a recurrent model: after a long stretch of steady noise (a fan, a recorder started a minute early)
+    its state lags and the first words after it are found seconds late, or not at all. So every non-speech stretch
+    of at least ``settings.restart_after_s`` seconds is searched again in overlapping pieces of that length, each
+    from a fresh state, as if the recording began there; what they find is added to the first pass. Speech is
+    never removed, and a recording without such stretches gets exactly Silero's one-pass regions.
 
     Parameters
     ----------
@@ -28,7 +34,8 @@ def detect_speech(samples: np.ndarray, sample_rate_hz: int, *,
     sample_rate_hz : int
         Must be 16000 (Silero's rate here).
     settings : VadSettings, optional
-        Speech probability threshold and minimum speech/silence durations (ms).
+        Speech probability threshold, minimum speech/silence durations (ms), padding (ms), and the length (s) of
+        non-speech after which Silero searches again.
 
     Returns
     -------
@@ -43,8 +50,30 @@ def detect_speech(samples: np.ndarray, sample_rate_hz: int, *,
     if sample_rate_hz != 16000:
         raise ValueError(f"sample_rate_hz must be 16000 for Silero VAD. Got {sample_rate_hz} instead.")
     settings = settings or VadSettings()
+    samples = np.asarray(samples, dtype=np.float32)
     if samples.size == 0:
         return ()
+    stamps = _silero(samples, settings)
+    piece = int(round(settings.restart_after_s * sample_rate_hz))
+    if piece > 0:
+        bounds = [0, *(x for s in stamps for x in (s["start"], s["end"])), samples.size]
+        extra = []
+        for gap_start, gap_end in zip(bounds[::2], bounds[1::2]):
+            if gap_end - gap_start < piece:
+                continue
+            # pieces start every half piece, so speech anywhere in the stretch is met by a state at most one
+            # piece old; the last piece reaches past the first pass's next region
+            for start in range(gap_start, gap_end, piece // 2):
+                end = min(start + piece, samples.size)
+                extra += [{"start": s["start"] + start, "end": s["end"] + start}
+                          for s in _silero(samples[start:end], settings)]
+        if extra:
+            stamps = _union(stamps + extra)
+    return tuple(SpeechRegion(s["start"] / sample_rate_hz, s["end"] / sample_rate_hz) for s in stamps)
+
+
+def _silero(samples: np.ndarray, settings: VadSettings) -> list[dict]:
+    """One Silero pass from a fresh state (faster-whisper's): speech regions as sample indices."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     options = VadOptions(
@@ -53,8 +82,18 @@ def detect_speech(samples: np.ndarray, sample_rate_hz: int, *,
         min_silence_duration_ms=settings.min_silence_duration_ms,
         speech_pad_ms=settings.speech_pad_ms,
     )
-    stamps = get_speech_timestamps(np.asarray(samples, dtype=np.float32), options, sampling_rate=sample_rate_hz)
-    return tuple(SpeechRegion(s["start"] / sample_rate_hz, s["end"] / sample_rate_hz) for s in stamps)
+    return get_speech_timestamps(samples, options, sampling_rate=16000)
+
+
+def _union(stamps: list[dict]) -> list[dict]:
+    """Overlapping or touching regions (sample indices) merged, in time order."""
+    merged: list[dict] = []
+    for s in sorted(stamps, key=lambda s: s["start"]):
+        if merged and s["start"] <= merged[-1]["end"]:
+            merged[-1]["end"] = max(merged[-1]["end"], s["end"])
+        else:
+            merged.append(dict(s))
+    return merged
 
 
 def speech_mask(regions: tuple[SpeechRegion, ...], n_frames: int, frame_s: float) -> np.ndarray:

@@ -22,9 +22,10 @@ DEFAULT_CPU_THREADS = 4  # faster-whisper's documented default for cpu_threads=0
 class FasterWhisperBackend:
     """Whisper through faster-whisper, on CPU.
 
-    Decoding uses Silero VAD inside faster-whisper (``vad_filter=True``) so
-    long silences produce no text, and word timestamps from cross-attention
-    alignment (``word_timestamps=True``).
+    Decoding takes only the speech the VAD stage finds (:mod:`pipeline.asr.speech_only`, joined as
+    faster-whisper's ``vad_filter`` joins its own, times mapped back by its ``restore_speech_timestamps``), so
+    long silences produce no text, and word timestamps come from cross-attention alignment
+    (``word_timestamps=True``).
 
     Parameters
     ----------
@@ -37,8 +38,8 @@ class FasterWhisperBackend:
     beam_size : int >= 1
         Beam width.
     vad_parameters : dict, optional
-        Silero VAD options for ``vad_filter`` (threshold, min_speech_duration_ms,
-        min_silence_duration_ms, speech_pad_ms); faster-whisper's defaults when omitted.
+        :class:`pipeline.settings.VadSettings` fields (threshold, min_speech_duration_ms, min_silence_duration_ms,
+        speech_pad_ms, restart_after_s); its defaults when omitted.
 
     Raises
     ------
@@ -73,11 +74,21 @@ class FasterWhisperBackend:
         return {str(lang): float(p) for lang, p in probs}
 
     def transcribe(self, samples: np.ndarray, *, language: str | None, progress=None) -> Transcript:
+        from faster_whisper.transcribe import restore_speech_timestamps
+
+        from pipeline.asr.speech_only import speech_only
+
         duration = samples.size / 16000.0
+        speech, chunks = speech_only(samples, self.vad_parameters)
+        if not chunks:
+            if progress is not None:
+                progress(1.0)
+            return Transcript(words=(), language=language or "unknown", language_probability=0.0,
+                              duration_s=duration)
         segments, info = self._model.transcribe(
-            np.asarray(samples, dtype=np.float32), language=language, beam_size=self.beam_size,
-            vad_filter=True, vad_parameters=self.vad_parameters or None, word_timestamps=True,
+            speech, language=language, beam_size=self.beam_size, vad_filter=False, word_timestamps=True,
             condition_on_previous_text=False)
+        segments = restore_speech_timestamps(segments, chunks, 16000)
         words: list[Word] = []
         for seg in segments:
             for w in seg.words or ():

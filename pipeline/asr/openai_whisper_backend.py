@@ -3,9 +3,9 @@
 The reference implementation of Whisper, kept as the alternative to
 faster-whisper: the same model, in float32 PyTorch on CPU. Audio is passed as
 a float32 16 kHz numpy array, so openai-whisper never calls ffmpeg. Silences
-are skipped exactly as faster-whisper's ``vad_filter`` does (faster-whisper's
-Silero VAD with the same parameters, speech stretches joined, word times
-mapped back), so the two backends decode the same audio.
+are skipped as in the faster-whisper backend (the VAD stage's regions, joined,
+word times mapped back: :mod:`pipeline.asr.speech_only`), so the two backends
+decode the same audio.
 
 References
 ----------
@@ -146,13 +146,12 @@ class OpenAIWhisperBackend:
         return {str(lang): float(p) for lang, p in probs.items()}
 
     def _speech_only(self, samples: np.ndarray):
-        from faster_whisper.vad import SpeechTimestampsMap, VadOptions, collect_chunks, get_speech_timestamps
+        from faster_whisper.vad import SpeechTimestampsMap
 
-        chunks = get_speech_timestamps(samples, VadOptions(**self.vad_parameters))
-        if not chunks:
-            return np.zeros(0, np.float32), None
-        pieces, _ = collect_chunks(samples, chunks)
-        return np.concatenate(pieces).astype(np.float32), SpeechTimestampsMap(chunks, 16000)
+        from pipeline.asr.speech_only import speech_only
+
+        speech, chunks = speech_only(samples, self.vad_parameters)
+        return speech, (SpeechTimestampsMap(chunks, 16000) if chunks else None)
 
     def transcribe(self, samples: np.ndarray, *, language: str | None, progress=None) -> Transcript:
         """Transcribe 16 kHz mono float32 audio (shape (n_samples,)) with word timestamps in seconds.
