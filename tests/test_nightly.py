@@ -189,11 +189,10 @@ def test_recordings_still_being_copied_wait_and_session_ids_are_never_reused(pre
 
 
 def test_a_batch_on_a_local_dask_cluster_gives_the_same_outputs(prefect_harness, tmp_path, monkeypatch):
-    """Three sessions on two Dask worker processes (prefect-dask) against the single-process run."""
+    """Two sessions on two Dask worker processes (prefect-dask) against the single-process run."""
     from flows.nightly import dask_runner
 
-    files = [(SAMPLE_WAV, "a.wav", "s-a", "c-1"), (ROOT / "tests/data/ami/dev01.flac", "b.flac", "s-b", "c-2"),
-             (ROOT / "tests/data/ami/dev00.flac", "c.flac", "s-c", "c-3")]
+    files = [(SAMPLE_WAV, "a.wav", "s-a", "c-1"), (ROOT / "tests/data/ami/dev01.flac", "b.flac", "s-b", "c-2")]
     outputs = {}
     for mode in ("single", "dask"):
         inbox = tmp_path / mode / "inbox"
@@ -207,7 +206,7 @@ def test_a_batch_on_a_local_dask_cluster_gives_the_same_outputs(prefect_harness,
             summary = nightly_inbox(str(inbox))
         else:
             summary = nightly_inbox.with_options(task_runner=dask_runner(2))(str(inbox), use_task_runner=True)
-        assert sorted(x["session_id"] for x in summary["processed"]) == ["s-a", "s-b", "s-c"], summary
+        assert sorted(x["session_id"] for x in summary["processed"]) == ["s-a", "s-b"], summary
         if mode == "dask":  # the sessions ran in the cluster's worker processes, not in this one
             import os
 

@@ -133,10 +133,15 @@ def _encode_long(samples: np.ndarray, rate: int, path, codec: str, *, sample_for
             out.mux(packet)
 
 
-def test_formats_and_rates_give_the_same_word_times_at_both_ends_of_a_10_minute_file(
-        tmp_path, sample_recording, asr_backend, settings):
-    """No drift: word start times agree within 0.3 s in the first and the last 30 s across formats and rates."""
-    from scipy.signal import resample_poly
+def test_formats_and_rates_line_up_at_both_ends_of_a_10_minute_file(tmp_path, sample_recording):
+    """No drift: every format and rate decodes to the same 16 kHz samples in time, at the start and after 570 s.
+
+    The lag of the decoded audio against the original, found by cross-correlation in the first and the last 30 s,
+    is the same at both ends within 2 ms and never above 50 ms (AAC keeps its encoder's 1024 priming samples:
+    21 ms). Word times move with the samples: before, the file was transcribed in all seven forms and word starts
+    agreed within 0.3 s; the lag is the direct and stricter check, without Whisper.
+    """
+    from scipy.signal import correlate, resample_poly
 
     from pipeline.audio import save_wav
 
@@ -145,13 +150,12 @@ def test_formats_and_rates_give_the_same_word_times_at_both_ends_of_a_10_minute_
     while sum(p.size for p in parts) < 600 * SR:
         parts += [np.zeros(int(rng.uniform(0.5, 4.0) * SR), np.float32), sample_recording.samples]
     long = np.concatenate(parts)[: 600 * SR].astype(np.float32)
-    # the clip's last speech ends before 600 s? make sure the final 30 s hold a whole copy of the call
-    long[-30 * SR:] = sample_recording.samples[: 30 * SR]
+    long[-30 * SR:] = sample_recording.samples[: 30 * SR]  # the final 30 s hold a whole copy of the call
     variants = {"wav 16-bit 16 kHz": (16000, ".wav", None, None), "wav 24-bit 44.1 kHz": (44100, ".wav", "pcm_s24le", None),
                 "wav float 48 kHz": (48000, ".wav", "pcm_f32le", None), "flac 22.05 kHz": (22050, ".flac", "flac", None),
                 "mp3 44.1 kHz": (44100, ".mp3", "libmp3lame", None), "opus 48 kHz": (48000, ".ogg", "libopus", None),
                 "m4a/aac 48 kHz": (48000, ".m4a", "aac", None)}
-    starts = {}
+    max_lag = int(0.5 * SR)
     for name, (rate, suffix, codec, fmt) in variants.items():
         path = tmp_path / f"{name.split()[0].replace('/', '_')}-{rate}{suffix}"
         x = long if rate == SR else resample_poly(long, rate, SR).astype(np.float32)
@@ -163,27 +167,18 @@ def test_formats_and_rates_give_the_same_word_times_at_both_ends_of_a_10_minute_
             _encode_long(x, rate, path, codec, sample_format=fmt)
         rec = decode(path)
         assert rec.duration_s == pytest.approx(600.0, abs=0.1), name  # no samples gained or lost
-        ends = []
+        lags = []
         for a in (0.0, 570.0):
-            seg = rec.samples[int(a * SR): int((a + 30) * SR)]
-            t = transcribe(seg, SR, settings=settings.asr, backend=asr_backend, language="en")
-            ends.append([(w.text.strip(" .,?!").lower(), a + w.start) for w in t.words])
-        starts[name] = ends
-    import difflib
-
-    ref = starts["wav 16-bit 16 kHz"]
-    assert len(ref[0]) >= 20 and len(ref[1]) >= 20
-    for name, ends in starts.items():
-        for part in (0, 1):
-            a, b = [w for w, _ in ref[part]], [w for w, _ in ends[part]]
-            pairs = [(ref[part][m.a + k][1], ends[part][m.b + k][1])
-                     for m in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_matching_blocks()
-                     for k in range(m.size)]
-            assert len(pairs) >= 0.8 * len(a), (name, part, len(pairs), len(a))
-            diffs = np.array([abs(x - y) for x, y in pairs])
-            # drift would move every word at an end; one word's alignment may jitter (mp3 at 570 s: 0.44 s, once)
-            assert np.median(diffs[:3]) <= 0.3 and np.median(diffs[-3:]) <= 0.3, (name, part, diffs[:3], diffs[-3:])
-            assert np.mean(diffs <= 0.3) >= 0.9, (name, part, diffs)
+            ref = long[int(a * SR): int((a + 30) * SR)].astype(np.float64)
+            got = rec.samples[int(a * SR): int((a + 30) * SR)].astype(np.float64)
+            xc = correlate(got, ref, mode="full", method="fft")
+            centre = ref.size - 1
+            window = xc[centre - max_lag: centre + max_lag + 1]
+            lag_s = (int(np.argmax(window)) - max_lag) / SR
+            peak = window.max() / np.sqrt(np.sum(ref ** 2) * np.sum(got ** 2))
+            assert peak >= 0.8, (name, a, peak)  # the same audio, whatever the codec did to it
+            lags.append(lag_s)
+        assert max(map(abs, lags)) <= 0.05 and abs(lags[1] - lags[0]) <= 0.002, (name, lags)
 
 
 def test_auto_language_is_decided_per_stretch_in_a_session_that_switches(sample_recording, asr_backend, settings):
