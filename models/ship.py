@@ -146,7 +146,8 @@ def cross_language(train_dirs: list[Path], settings, *, progress=print) -> dict:
         for a direction whose source language cannot be cross-validated (a rupture type missing from a generator).
     """
     from models.artifact import ModelBundle
-    from models.training import cross_validate, evaluate_bundle, fit_calibrated, load_dataset
+    from models.training import (TARGET_RECALL, cross_validate, evaluate_bundle, fit_calibrated, load_dataset,
+                                 shipped_thresholds)
     from pipeline.features import FEATURE_NAMES
 
     by_lang = {lang: [d for d in train_dirs if f"-{lang}-" in d.name] for lang in ("nl", "en")}
@@ -161,7 +162,9 @@ def cross_language(train_dirs: list[Path], settings, *, progress=print) -> dict:
             out[f"trained_{src}_scored_{dst}"] = {"skipped": str(exc)}
             continue
         model = fit_calibrated("linear", data["X"], data["y"], data["groups"], data["generators"])
-        card = {"threshold": {"value": min(cv["thresholds"].values()), "per_class": cv["thresholds"]},
+        thresholds, _ = shipped_thresholds(model, "linear", data["X"], data["y"], data["groups"], data["generators"],
+                                           target_recall=TARGET_RECALL, fallback=cv["thresholds"])
+        card = {"threshold": {"value": min(thresholds.values()), "per_class": thresholds},
                 "feature_names": list(FEATURE_NAMES), "version": f"{src}-only"}
         other = load_dataset(by_lang[dst], settings, progress=progress)
         out[f"trained_{src}_scored_{dst}"] = {"model": "linear",

@@ -202,6 +202,80 @@ def fit_calibrated(kind: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, 
                                       ensemble=False).fit(X, y)
 
 
+def shipped_probabilities(model, kind: str, X: np.ndarray, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """Each window's probabilities from the shipped calibrators, given a model that did not train on its fold.
+
+    With the calibration folds, these are the decision values the calibrators of a
+    ``CalibratedClassifierCV(ensemble=False)`` were fitted on; with folds by client, they come from models trained
+    like the shipped one on every generator, so their decision values have its scale. Thresholds chosen on each
+    fold's own calibrated probabilities instead sat on another scale (each fold's calibrator had seen one
+    generator only), and the shipped model's withdrawal probabilities rarely reached them (held-out withdrawal
+    recall 0.19 in ``tests/test_training.py``, 0.00 on simulated sessions).
+
+    Parameters
+    ----------
+    model : CalibratedClassifierCV
+        Fitted by :func:`fit_calibrated` with the folds ``fold``.
+    kind : {"linear", "hgb"}
+        The model kind inside it.
+    X : np.ndarray, shape (n, n_features)
+    y : np.ndarray of int, shape (n,)
+    fold : np.ndarray of int, shape (n,)
+        The calibration fold per window (:func:`calibration_folds`).
+
+    Returns
+    -------
+    np.ndarray, shape (n, 3)
+        Probability per class 0..2.
+    """
+    import copy
+
+    calibrated = model.calibrated_classifiers_[0]
+    out = np.zeros((y.size, len(CLASSES)))
+    columns = np.asarray(model.classes_, dtype=int)
+    for f in np.unique(fold):
+        held = fold == f
+        with one_thread():
+            other = copy.copy(calibrated)
+            other.estimator = make_estimator(kind).fit(X[~held], y[~held])
+            out[np.ix_(held, columns)] = other.predict_proba(X[held])
+    return out
+
+
+def shipped_thresholds(model, kind: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
+                       generators: np.ndarray | None, *, target_recall: float,
+                       fallback: dict[str, float]) -> tuple[dict[str, float], np.ndarray | None]:
+    """Per rupture type, the highest probability of the shipped model that still finds ``target_recall``.
+
+    Chosen on :func:`shipped_probabilities` over the calibration folds of :func:`calibration_folds`; a model that
+    is not calibrated (no feasible split) keeps ``fallback`` (the cross-validation's thresholds).
+
+    Parameters
+    ----------
+    model : CalibratedClassifierCV or Pipeline
+        From :func:`fit_calibrated` on ``X``, ``y``, ``groups``, ``generators``.
+    kind : {"linear", "hgb"}
+    X, y, groups, generators
+        As given to :func:`fit_calibrated`.
+    target_recall : float in (0, 1]
+    fallback : dict
+        Thresholds per type for an uncalibrated model.
+
+    Returns
+    -------
+    (dict, np.ndarray of shape (n, 3) or None)
+        The thresholds, and the probabilities they were chosen on (None with the fallback).
+    """
+    # folds by client, whatever the generators: each fold's model then trains on the same mix of generators as
+    # the shipped model and its decision values have the shipped model's scale (a model trained on one generator
+    # is more confident, and thresholds chosen on it sat above the shipped model's probabilities)
+    fold, _ = calibration_folds(y, groups, None)
+    if fold is None or not hasattr(model, "calibrated_classifiers_"):
+        return dict(fallback), None
+    shipped = shipped_probabilities(model, kind, X, y, fold)
+    return {CLASSES[k]: choose_threshold(y == k, shipped[:, k], target_recall) for k in (1, 2)}, shipped
+
+
 def one_thread():
     """Context in which BLAS (the linear model's solver) and OpenMP (the tree model's split search) use one thread.
 
@@ -618,6 +692,18 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
     progress(f"chose the {chosen} model; fitting it on all {y.size} windows")
     model = fit_calibrated(chosen, X, y, groups, gens)
     cal_fold, cal_how = calibration_folds(y, groups, gens)
+    # thresholds on the shipped model's own probability scale (see shipped_probabilities)
+    thresholds, shipped = shipped_thresholds(model, chosen, X, y, groups, gens, target_recall=target_recall,
+                                             fallback=cv["thresholds"])
+    if shipped is not None and cv["grouped_by"] == cal_how:
+        # the cross-validation's figures at these thresholds, on the shipped model's scale: the cross-validation's
+        # folds (one per generator, else by client), each window's decision value from a model that did not train
+        # on its generator (else client), through the shipped calibrators
+        oof = shipped if cal_how == "client" else shipped_probabilities(model, chosen, X, y, cal_fold)
+        cv = {**cv, "metrics": type_metrics(y, oof, thresholds)}
+        for pair in cv["pairs"]:
+            held = gens == pair["test"]
+            pair["types"] = type_metrics(y[held], oof[held], thresholds)
     generators = sorted(set(gens.tolist()))
     counts = {CLASSES[k]: int((y == k).sum()) for k in range(len(CLASSES))}
     langs = sorted(set(data["languages"].tolist()))
@@ -661,14 +747,14 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
         "model_kind": chosen,
         "calibration": calibration,
         "threshold": {
-            "value": round(min(cv["thresholds"].values()), 4),
-            "per_class": {k: round(v, 4) for k, v in cv["thresholds"].items()},
+            "value": round(min(thresholds.values()), 4),
+            "per_class": {k: round(v, 4) for k, v in thresholds.items()},
             "target_recall": target_recall,
-            "why": (f"per rupture type, the highest calibrated probability at which the {held_out_by} predictions "
-                    f"(each window scored by a model that did not train on its "
-                    f"{'generator' if across else 'client'}) still find {target_recall:.0%} of the annotated "
-                    "windows: a flag asks a clinician to look, so missing a rupture costs more than reviewing an "
-                    "extra stretch"),
+            "why": (f"per rupture type, the highest probability at which the shipped model's calibrators, given "
+                    "each window's decision value from a model that did not train on the window's client (trained "
+                    f"like the shipped model on every generator, so on its scale), still find {target_recall:.0%} "
+                    "of the annotated windows: a flag asks a clinician to look, so missing a rupture costs more "
+                    "than reviewing an extra stretch"),
         },
         "metrics": {
             "cross_validation": {"grouped_by": cv["grouped_by"], "n_splits": cv["n_splits"], "types": cv["metrics"],
@@ -699,7 +785,7 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
     if across:
         card["metrics"] = {"cross_generator": {"pairs": cv["pairs"], "mean_auroc": cv["mean_auroc"]},
                            **card["metrics"]}
-        card["metrics"]["same_generator"] = same_generator(X, y, groups, gens, cv["thresholds"], kind=chosen)
+        card["metrics"]["same_generator"] = same_generator(X, y, groups, gens, thresholds, kind=chosen)
     if extra_metrics:
         card["metrics"].update(extra_metrics)
     bundle = ModelBundle(estimator=model, card=card, path=Path("."))
