@@ -146,11 +146,18 @@ def audit(client: Optional[str] = typer.Option(None, "--client", help="Only this
           ) -> None:
     """List the audit log (NEN 7513): what, when, which client, who, outcome."""
     from flows.store import AUDIT_FORMATS, Store, format_audit
+    from pipeline.ids import InvalidIdError, check_id
     from pipeline.settings import Settings
 
     if fmt not in AUDIT_FORMATS:
         typer.echo(f"error: --format must be one of {', '.join(AUDIT_FORMATS)}. Got {fmt!r} instead.", err=True)
         raise typer.Exit(2)
+    if client is not None:
+        try:
+            check_id(client, "--client")
+        except InvalidIdError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
     rows = Store.for_settings(Settings()).audit_rows(client_id=client)
     for line in format_audit(rows, fmt):
         typer.echo(line)

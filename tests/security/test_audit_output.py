@@ -84,3 +84,11 @@ def test_an_unknown_format_is_refused_in_one_line(store):
     r = _audit("--format", "xml")
     assert r.exit_code == 2
     assert "--format" in r.stderr and "tsv" in r.stderr and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("client", ["..", "../c-1", "c 1", ""])
+def test_an_odd_client_id_is_refused_in_one_line(store, client):
+    result = _audit("--client", client)
+    assert result.exit_code == 2, result.output
+    assert "--client must be" in result.output and "Traceback" not in result.output
+    assert "purged" not in result.output  # no row was printed
