@@ -226,3 +226,21 @@ def test_too_little_speech_to_count_says_so(embedder, settings):
     d = diarize(x, 16000, detect_speech(x, 16000, settings=settings.vad), num_speakers=None,
                 settings=settings.diarization, embedder=embedder)
     assert "too little speech" in d.detail and d.num_speakers_estimated
+
+
+def test_resegmentation_stopped_at_its_iteration_budget_prints_no_warning(sample_recording):
+    """A mixture fit stopped after its 50 EM iterations is expected; sklearn's ConvergenceWarning reached the
+    console of `alliance analyze` (fresh-user trial). Labels alternating every 0.5 s on sample.wav, 8 components:
+    the fit stops at the budget."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from pipeline.diarization import FRAME_S, resegment
+
+    n = int(round(30 / FRAME_S))
+    labels = np.where(np.arange(n) % 100 < 50, 0, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        out = resegment(sample_recording.samples, 16000, labels, n_speakers=2, n_components=8)
+    assert out.shape == labels.shape and set(np.unique(out)) <= {0, 1}

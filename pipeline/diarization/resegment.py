@@ -72,6 +72,9 @@ def resegment(samples: np.ndarray, sample_rate_hz: int, frame_labels: np.ndarray
     .. [1] Barras, C., Zhu, X., Meignier, S., Gauvain, J.-L. (2006). Multistage speaker diarization of
        broadcast news. IEEE Transactions on Audio, Speech, and Language Processing 14(5), 1505–1512.
     """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
 
     speech = frame_labels >= 0
@@ -88,8 +91,12 @@ def resegment(samples: np.ndarray, sample_rate_hz: int, frame_labels: np.ndarray
         if idx.size > RESEG_MAX_FRAMES:
             idx = np.sort(rng.choice(idx, RESEG_MAX_FRAMES, replace=False))
         try:
-            gmm = GaussianMixture(n_components, covariance_type="diag", random_state=random_state, max_iter=50,
-                                  reg_covar=1e-3).fit(feats[idx].astype(np.float64))
+            with warnings.catch_warnings():
+                # 50 EM iterations are the budget, not a failure: the mixture only scores frames, and a fit
+                # stopped there scores them as well (a warning printed for it reached the clinic's console)
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                gmm = GaussianMixture(n_components, covariance_type="diag", random_state=random_state, max_iter=50,
+                                      reg_covar=1e-3).fit(feats[idx].astype(np.float64))
         except ValueError:  # degenerate frames (pure tones, digital silence): keep the first pass
             return frame_labels
         for b in range(0, frame_labels.size, 100_000):
