@@ -91,6 +91,10 @@ def analyze(
             _error(console, f"--out {out}: {blocked} is a file, not a folder; give a folder",
                           soft_wrap=True)
             raise typer.Exit(2)
+        unusable = _unusable_out(out, Settings().data_dir)
+        if unusable is not None:
+            _error(console, unusable, soft_wrap=True)
+            raise typer.Exit(2)
         if (out / "session.json").exists():
             console.print(f"note: replacing the earlier results in {out}", soft_wrap=True)
 
@@ -113,6 +117,25 @@ def analyze(
     folder = session_folder_path(Settings().data_dir, report.session_id, out)
     typer.echo(f"Report: {folder / 'report.html'}")
     typer.echo(f"Session data: {folder / 'session.json'}")
+
+
+def _unusable_out(out: Path, data_dir: Path) -> str | None:
+    """Why ``out`` cannot take a session's results, or None: it is the data folder (or holds it), or it cannot be
+    created or written (``/proc``, a read-only disk). Checked before any work; a folder made here is private."""
+    import tempfile
+
+    from pipeline.ids import make_private_dir
+
+    resolved, data = out.resolve(), Path(data_dir).resolve()
+    if resolved == data or resolved in data.parents:
+        return f"--out {out}: is the service's data folder or holds it; give a folder of its own"
+    try:
+        make_private_dir(out)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        return f"--out {out}: cannot write there ({exc.strerror or exc}); give a folder you can write to"
+    return None
 
 
 def _taken_by_another(recording: Path, session_id: str | None, metadata: Path | None, out: Path | None) -> str | None:

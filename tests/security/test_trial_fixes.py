@@ -94,3 +94,27 @@ def test_analyze_never_replaces_another_recordings_session(tmp_path, monkeypatch
     assert "holds the results of session 's-005'" in second.output
     assert called == []
     assert ((s009 / "session.json").read_text(), (s005 / "session.json").read_text()) == before
+
+
+def test_an_unusable_out_folder_is_refused_in_one_line_before_any_work(tmp_path, monkeypatch):
+    """`alliance analyze --out /proc/x` or `--out <the data folder>` ended inside the flow with tracebacks."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from tests.conftest import SAMPLE_WAV
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(data))
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o500)
+    cases = [(Path("/proc/alliance-out"), "cannot write there"), (data, "is the service's data folder"),
+             (tmp_path, "is the service's data folder or holds it")]
+    if os.geteuid() != 0:  # root writes anywhere
+        cases.append((read_only / "s", "cannot write there"))
+    for out, message in cases:
+        result = CliRunner().invoke(app, ["analyze", str(SAMPLE_WAV), "--out", str(out)])
+        assert result.exit_code == 2, (out, result.output)
+        text = " ".join(result.output.split())
+        assert f"--out {out}" in text and message in text and "Traceback" not in result.output, (out, text)
+    assert not (data / "sessions").exists()  # nothing was analysed
