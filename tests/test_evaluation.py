@@ -46,14 +46,34 @@ def test_eval_diarization_command_prints_der_with_its_collar():
     assert der_pct <= 8.0
 
 
+@pytest.mark.slow
+def test_eval_diarization_scores_a_dataset_session_by_its_folder_name(tmp_path):
+    """A simulated or annotated session is <id>/recording.wav with <id>/reference.rttm, whose turns are filed under
+    <id>: the command said "no turns for 'recording'" (fresh-user trial)."""
+    import shutil
+
+    session = tmp_path / "s-1"
+    session.mkdir()
+    shutil.copy(SAMPLE_WAV, session / "recording.wav")
+    (session / "reference.rttm").write_text(SAMPLE_RTTM.read_text().replace(" sample ", " s-1 "))
+    result = CliRunner().invoke(app, ["eval-diarization", str(session / "recording.wav"), "--reference",
+                                      str(session / "reference.rttm")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if "recording.wav" in line)
+    assert float(row.split("│")[3].strip().rstrip("%").strip()) <= 8.0
+
+
 def test_eval_diarization_errors_name_the_file(tmp_path):
     runner = CliRunner()
     not_rttm = tmp_path / "notes.txt"
     not_rttm.write_text("just some text\n")
+    two = tmp_path / "two.rttm"
+    two.write_text("SPEAKER a 1 0.0 1.0 <NA> <NA> x <NA> <NA>\nSPEAKER b 1 0.0 1.0 <NA> <NA> y <NA> <NA>\n")
     cases = [
         ([str(SAMPLE_WAV), "--reference", str(not_rttm)], "notes.txt: not an RTTM file"),
         ([str(SAMPLE_WAV), "--reference", str(tmp_path / "gone.rttm")], "gone.rttm: reference RTTM not found"),
         ([str(tmp_path / "gone.wav"), "--reference", str(SAMPLE_RTTM)], "gone.wav: file not found"),
+        ([str(SAMPLE_WAV), "--reference", str(two)], "sample.wav: no turns for 'sample' or 'sample_audio' in two.rttm"),
     ]
     for args, message in cases:
         result = runner.invoke(app, ["eval-diarization", *args])

@@ -13,7 +13,8 @@ from flows.cli.app import _error, _print_metrics, app
 
 @app.command("eval-diarization")
 def eval_diarization(
-    audio: list[Path] = typer.Argument(..., help="Recordings; each file's stem is its id in the RTTM."),
+    audio: list[Path] = typer.Argument(..., help="Recordings; each file's id in the RTTM is its stem, else its "
+                                       "folder's name (a dataset session), else the only id in the RTTM."),
     reference: Path = typer.Option(..., "--reference", help="Reference RTTM holding every file's turns."),
     speakers: Optional[int] = typer.Option(None, "--speakers", min=1, max=8,
                                            help="Speakers to find (default: the reference's true count)."),
@@ -53,12 +54,15 @@ def eval_diarization(
             _error(console, f"{path.name}: file not found; check the path")
             failed = True
             continue
-        if path.stem not in refs:
-            _error(console, f"{path.name}: no turns for '{path.stem}' in {reference.name}")
+        # the file's id in the RTTM: its stem; else its folder's name (a dataset session: <id>/recording.wav beside
+        # <id>/reference.rttm); else the only id of a one-file RTTM
+        uri = next((u for u in (path.stem, path.parent.name) if u in refs), next(iter(refs)) if len(refs) == 1 else None)
+        if uri is None:
+            _error(console, f"{path.name}: no turns for '{path.stem}' or '{path.parent.name}' in {reference.name}")
             failed = True
             continue
         try:
-            score, result = evaluate_diarization_file(path, refs[path.stem], settings=settings, embedder=embedder,
+            score, result = evaluate_diarization_file(path, refs[uri], settings=settings, embedder=embedder,
                                                       num_speakers=speakers, collar_s=collar)
         except PipelineError as exc:
             _error(console, f"{exc}", soft_wrap=True)
