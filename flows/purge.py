@@ -59,6 +59,42 @@ def purge_session_folders(rows: Iterable[dict[str, Any]], data_dir: str | Path,
     return removed, kept
 
 
+def unrecorded_session_rows(data_dir: str | Path, client_id: str, known: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Session folders of this client under ``<data dir>/sessions`` that the database does not list.
+
+    ``alliance analyze`` with a consent record writes a session folder but no database row; purge must find those
+    too. A folder is the client's when its ``session.json`` names the client (``client_id``); unreadable files are
+    skipped (they name nobody).
+
+    Parameters
+    ----------
+    data_dir : str or Path
+    client_id : str
+    known : iterable of str
+        Session ids the database already lists for the client.
+
+    Returns
+    -------
+    list of dict
+        Rows with ``session_id`` and ``out_dir``, as :func:`purge_session_folders` takes them.
+    """
+    import json
+
+    sessions = Path(data_dir) / "sessions"
+    known = set(known)
+    rows = []
+    for report in sorted(sessions.glob("*/session.json")) if sessions.is_dir() else ():
+        if report.parent.name in known or report.parent.is_symlink():
+            continue
+        try:
+            owner = json.loads(report.read_text(encoding="utf-8")).get("client_id")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if owner == client_id:
+            rows.append({"session_id": report.parent.name, "out_dir": str(report.parent)})
+    return rows
+
+
 def purge_inbox_files(inbox: str | Path, client_id: str) -> tuple[int, list[str]]:
     """Delete the client's recordings, sidecars and reason files anywhere in the inbox, only inside it.
 

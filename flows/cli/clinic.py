@@ -169,7 +169,7 @@ def purge(client: str = typer.Argument(..., help="Client pseudonym whose data is
           ) -> None:
     """Remove everything about a client (session folders, database rows, inbox files, exported copies, Prefect's
     run records) and record that it was done; say what remains, exit 1 when anything does."""
-    from flows.purge import ACTOR, purge_exports, purge_inbox_files, purge_session_folders
+    from flows.purge import ACTOR, purge_exports, purge_inbox_files, purge_session_folders, unrecorded_session_rows
     from flows.store import Store
     from pipeline.ids import InvalidIdError, check_id
     from pipeline.settings import Settings
@@ -188,7 +188,9 @@ def purge(client: str = typer.Argument(..., help="Client pseudonym whose data is
     rows = store.sessions(client_id=client)
     # files first, database rows last: a purge stopped half-way (or one that could not reach Prefect) can be run
     # again and still finds the client's session ids
-    folders, left = purge_session_folders(rows, settings.data_dir, client)
+    # and the folders `alliance analyze` wrote for this client, which have no database row
+    direct = unrecorded_session_rows(settings.data_dir, client, (r["session_id"] for r in rows))
+    folders, left = purge_session_folders([*rows, *direct], settings.data_dir, client)
     files = 0
     if folder is not None and Path(folder).is_dir():
         files, kept = purge_inbox_files(folder, client)
@@ -201,13 +203,13 @@ def purge(client: str = typer.Argument(..., help="Client pseudonym whose data is
                         f"if still retained: run `alliance purge {client} --inbox DIR` (or set ALLIANCE_INBOX_DIR)")
     exports, remains = purge_exports(store, client)
     left += remains
-    if not rows and not files and not exports and not left:
+    if not rows and not direct and not files and not exports and not left:
         typer.echo(f"No data found for client {client}; nothing was purged.")
         return
     import flows.store
 
     try:
-        runs = flows.store.delete_prefect_runs({r["session_id"] for r in rows})
+        runs = flows.store.delete_prefect_runs({r["session_id"] for r in [*rows, *direct]})
     except Exception as exc:  # the Prefect server may be down; the rest of the purge stands and is recorded
         runs = None
         left.append(f"remains Prefect's run records of sessions {', '.join(sorted(r['session_id'] for r in rows))}: "
@@ -218,7 +220,7 @@ def purge(client: str = typer.Argument(..., help="Client pseudonym whose data is
     runs = runs or 0
     for line in left:
         typer.echo(line, err=True)
-    summary = (f"{len(rows)} sessions, {folders} session folders, {files} inbox files, {exports} exported copies, "
+    summary = (f"{len(rows) + len(direct)} sessions, {folders} session folders, {files} inbox files, {exports} exported copies, "
                f"{runs} Prefect run records")
     store.audit("deleted", actor=ACTOR, outcome="partial" if left else "success", client_id=client,
                 detail=f"purged {summary}" + (f"; {len(left)} items remain" if left else ""))

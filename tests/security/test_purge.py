@@ -175,3 +175,19 @@ def test_purge_keeps_what_it_needs_to_finish_when_prefect_cannot_be_reached(clin
     assert asked == [{"s-a1"}]
     assert "1 Prefect run records" in second.output
     assert clinic["store"].sessions(client_id="c-a") == []
+
+
+def test_purge_finds_the_folders_alliance_analyze_wrote_without_a_database_row(clinic):
+    """`alliance analyze` with a consent record writes <data dir>/sessions/<id> but no row (fresh-user trial)."""
+    data = clinic["data"]
+    for sid, client in (("direct-a", "c-a"), ("direct-b", "c-b")):
+        (data / "sessions" / sid).mkdir()
+        (data / "sessions" / sid / "session.json").write_text(json.dumps({"session_id": sid, "client_id": client}))
+    (data / "sessions" / "broken").mkdir()
+    (data / "sessions" / "broken" / "session.json").write_text("{not json")
+    result = _purge("c-a")
+    assert result.exit_code == 0, result.output
+    assert not (data / "sessions" / "direct-a").exists() and not (data / "sessions" / "s-a1").exists()
+    assert (data / "sessions" / "direct-b" / "session.json").is_file()  # the other client's
+    assert (data / "sessions" / "broken" / "session.json").is_file()  # names nobody: left alone
+    assert "Purged client c-a: 2 sessions, 2 session folders" in result.output
