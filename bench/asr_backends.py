@@ -8,7 +8,7 @@ timestamps) and the same Silero VAD skipping of silences. faster-whisper at
 float32 runs too, to separate the effect of int8 quantization from the
 engine's.
 
-Audio: two recordings built by :mod:`bench.real_clips` from the real clips in
+Audio: two recordings built by :mod:`models.real_clips` from the real clips in
 the repository, ``--minutes`` each: English (sample.wav and speechocean762)
 decoded as ``en``, Dutch (the ten Dutch clips) decoded as ``nl``. WER is
 against the clips' transcripts (jiwer, after this project's text
@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "bench/results/asr_backends.json",
                         help="Where to write the results.")
     args = parser.parse_args()
-    from bench.real_clips import build
+    from models.real_clips import build
     from pipeline.asr.model_store import resolve_checkpoint
     from pipeline.evaluation import word_error_rate
     from pipeline.settings import Settings

@@ -1,6 +1,6 @@
 """End to end: one session through the ``analyze_session`` flow, time and peak memory per stage.
 
-Sessions are built by :mod:`bench.real_clips` from the real clips in the
+Sessions are built by :mod:`models.real_clips` from the real clips in the
 repository and analysed with the flow's defaults as in a clinic: 2 speakers,
 the shipped classifier, the full report.
 
@@ -123,7 +123,7 @@ def main() -> None:
         a = json.loads(args.child)
         print(json.dumps(analyse(Path(a["wav"]), Path(a["out"]), a["language"])))
         return
-    from bench.real_clips import build
+    from models.real_clips import build
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

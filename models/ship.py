@@ -5,7 +5,7 @@ Simulates Dutch and English training sessions with both session generators
 and held-out sessions from seeds never used in training; builds the false-alarm
 set from the real, rupture-free recordings the project ships (the phone call
 ``sample_audio/sample.wav``; sessions of the length asked for assembled by
-:mod:`bench.real_clips` as ``bench/end_to_end.py`` does: the call, the
+:mod:`models.real_clips` as ``bench/end_to_end.py`` does: the call, the
 meeting-room excerpts and the children's read English, the same plus the Dutch
 read speech, and the Dutch read speech alone; and the constructed Dutch dialogue
 of the shared reference data when it is there); analyses everything with the
@@ -39,7 +39,7 @@ GENERATORS = ("tts", "rooms")
 # seeds per generator and language: training clients and held-out clients never share a seed range
 SETS = {"train": {"tts": {"nl": 1000, "en": 2000}, "rooms": {"nl": 3000, "en": 4000}},
         "holdout": {"tts": {"nl": 9000, "en": 9500}, "rooms": {"nl": 8000, "en": 8500}}}
-# recordings assembled from the shipped real clips (bench/real_clips.py kinds) and the language the flow is given
+# recordings assembled from the shipped real clips (models/real_clips.py kinds) and the language the flow is given
 FALSE_ALARM_SETS = {"conversation": (("en", "meeting"), "en"), "mixed": (("en", "nl", "meeting"), "auto"),
                     "dutch": (("nl",), "nl")}
 DIALOGUE = Path("dutch/dialogue_constructed/dialogue_nl_2spk_constructed.wav")  # under the shared data
@@ -90,7 +90,7 @@ def false_alarm_set(folder: Path, *, minutes: float, shared: Path | None, progre
     """Write the real, rupture-free recordings into ``folder`` (if not there yet), each with its sidecar.
 
     ``call.wav`` (``sample_audio/sample.wav``, 30 s), ``conversation.wav``, ``mixed.wav`` and ``dutch.wav``
-    (about ``minutes`` minutes each, from :func:`bench.real_clips.build` with seed 2, as
+    (about ``minutes`` minutes each, from :func:`models.real_clips.build` with seed 2, as
     ``bench/end_to_end.py`` builds them) and, when ``shared`` holds it, ``dutch-dialogue.wav`` (44 s). Each
     recording's sidecar ``NAME.wav.json`` gives the language the flow is told.
 
@@ -107,11 +107,7 @@ def false_alarm_set(folder: Path, *, minutes: float, shared: Path | None, progre
     Path
         ``folder``.
     """
-    import sys
-
-    if str(ROOT) not in sys.path:  # bench/ is read from the checkout, like the real clips themselves
-        sys.path.insert(0, str(ROOT))
-    from bench.real_clips import build
+    from models.real_clips import build  # reads the real clips from the checkout (test data, not package data)
 
     folder.mkdir(parents=True, exist_ok=True)
 
