@@ -431,20 +431,48 @@ def simulate(out_dir: str | Path, *, sessions: int, language: str, seed: int = 0
     list of Path
         The session folders.
     """
+    out = Path(out_dir)
+    return [simulate_session(out / f"sim-{language}-{s:05d}", seed=s, language=language, minutes=length,
+                             client_seed=client_seed, episode_s=episode_s)
+            for s, client_seed, length in batch_plan(sessions=sessions, seed=seed, minutes=minutes,
+                                                     sessions_per_client=max(1, sessions_per_client),
+                                                     rng=np.random.default_rng(seed))]
+
+
+def batch_plan(*, sessions: int, seed: int, minutes: tuple[float, float], sessions_per_client: int,
+               rng: np.random.Generator) -> list[tuple[int, int, float]]:
+    """Seeds and lengths of a batch of simulated sessions (both generators number them this way).
+
+    Parameters
+    ----------
+    sessions : int >= 1
+    seed : int
+        Session ``i`` gets seed ``seed + i``; consecutive groups of ``sessions_per_client`` share a client, whose
+        seed is ``seed`` plus the group's number.
+    minutes : (float, float)
+        Range of session lengths in minutes (uniform), ``0 < MIN <= MAX``.
+    sessions_per_client : int >= 1
+    rng : np.random.Generator
+        Draws the lengths.
+
+    Returns
+    -------
+    list of (int, int, float)
+        Per session: its seed, its client's seed, its length in minutes.
+
+    Raises
+    ------
+    ValueError
+        ``sessions`` < 1, a bad ``minutes`` range or ``sessions_per_client`` < 1.
+    """
     if sessions < 1:
         raise ValueError(f"sessions must be >= 1. Got {sessions} instead.")
     lo, hi = minutes
     if not 0 < lo <= hi:
         raise ValueError(f"minutes must be a range 0 < MIN <= MAX. Got {minutes!r} instead.")
-    out = Path(out_dir)
-    rng = np.random.default_rng(seed)
-    paths = []
-    for i in range(sessions):
-        client_seed = seed + i // max(1, sessions_per_client)
-        length = float(rng.uniform(lo, hi))
-        paths.append(simulate_session(out / f"sim-{language}-{seed + i:05d}", seed=seed + i, language=language,
-                                      minutes=length, client_seed=client_seed, episode_s=episode_s))
-    return paths
+    if sessions_per_client < 1:
+        raise ValueError(f"sessions_per_client must be >= 1. Got {sessions_per_client} instead.")
+    return [(seed + i, seed + i // sessions_per_client, float(rng.uniform(lo, hi))) for i in range(sessions)]
 
 
 def episode_summary(folder: str | Path) -> dict[str, float]:

@@ -1414,19 +1414,10 @@ def simulate_rooms(out_dir: str | Path, *, sessions: int, language: str, seed: i
     """
     if language not in _BANK:
         raise ValueError(f"language must be one of {', '.join(_BANK)}. Got {language!r} instead.")
-    if sessions < 1:
-        raise ValueError(f"sessions must be >= 1. Got {sessions} instead.")
-    lo, hi = minutes
-    if not 0 < lo <= hi:
-        raise ValueError(f"minutes must be a range 0 < MIN <= MAX. Got {minutes!r} instead.")
-    if sessions_per_client < 1:
-        raise ValueError(f"sessions_per_client must be >= 1. Got {sessions_per_client} instead.")
+    from models.simulate import batch_plan
+
+    plan = batch_plan(sessions=sessions, seed=seed, minutes=minutes, sessions_per_client=sessions_per_client,
+                      rng=np.random.default_rng([seed, 7031]))
     out = Path(out_dir)
-    rng = np.random.default_rng([seed, 7031])
-    paths = []
-    for i in range(sessions):
-        client_seed = seed + i // sessions_per_client
-        length = float(rng.uniform(lo, hi))
-        paths.append(simulate_rooms_session(out / f"rooms-{language}-{seed + i:05d}", seed=seed + i,
-                                            language=language, minutes=length, client_seed=client_seed))
-    return paths
+    return [simulate_rooms_session(out / f"rooms-{language}-{s:05d}", seed=s, language=language, minutes=length,
+                                   client_seed=client_seed) for s, client_seed, length in plan]
