@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -52,9 +51,12 @@ def test_a_nightly_batch_runs_on_a_work_pool_with_two_workers(tmp_path):
                ALLIANCE_INBOX_SETTLE_S="0")
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    files = [(SAMPLE_WAV, "a.wav", "s-a", "c-1"), (ROOT / "tests/data/ami/dev01.flac", "b.flac", "s-b", "c-2")]
+    # 12 s of each recording: the work pool's wiring is under test, not the analysis
+    from pipeline.audio import decode, save_wav
+
+    files = [(SAMPLE_WAV, "a.wav", "s-a", "c-1"), (ROOT / "tests/data/ami/dev01.flac", "b.wav", "s-b", "c-2")]
     for src, name, sid, client in files:
-        shutil.copy(src, inbox / name)
+        save_wav(inbox / name, decode(src).samples[int(6.5 * 16000):int(18.5 * 16000)], 16000)
         _sidecar(inbox / name, session_id=sid, client_id=client)
     (inbox / "d_corrupt.wav").write_bytes(b"not audio" * 200)  # consented but broken: fails on its worker
     _sidecar(inbox / "d_corrupt.wav", session_id="s-d", client_id="c-4")
@@ -115,8 +117,8 @@ def test_a_nightly_batch_runs_on_a_work_pool_with_two_workers(tmp_path):
     assert all("submitting flow run" in text for text in worker_logs), worker_logs
     for _, _, sid, _ in files:
         session = json.loads((tmp_path / "data" / "sessions" / sid / "session.json").read_text())
-        assert len(session["transcript"]["words"]) > 20 and session["diarization"]["turns"]
-    assert sorted(p.name for p in (inbox / "done").iterdir() if p.suffix != ".json") == ["a.wav", "b.flac"]
+        assert len(session["transcript"]["words"]) > 10 and session["diarization"]["turns"]
+    assert sorted(p.name for p in (inbox / "done").iterdir() if p.suffix != ".json") == ["a.wav", "b.wav"]
     assert (inbox / "failed" / "d_corrupt.wav").is_file()
 
 
