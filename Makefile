@@ -35,12 +35,14 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/alliance analyze sample_audio/sample.wav --speakers 2 --language en --session-id demo
 
+# pytest-xdist: one process per core (two on the project's machines), a test file's tests in one process (its
+# module fixtures load once): run serially, the suite kept 1.1 of 2 cores busy (it waits on servers and workers).
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadfile
 
 # Everyday work: the tests without real models, servers or whole analyses (under 2 minutes).
 test-fast: install
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" -n auto --dist loadfile
 
 # The speed and memory figures in the README (about 20 minutes on 2 cores): both Whisper backends side by side,
 # then 10- and 60-minute sessions end to end. Other benchmarks: see bench/.
