@@ -349,13 +349,18 @@ def refuse_without_consent(path: str | Path) -> None:
     Raises
     ------
     ConsentError
-        The file holds a ``consent`` record whose ``analysis`` is not true; the message names the file.
+        The file holds a ``consent`` record whose ``analysis`` is not true, or that :func:`check_consent` refuses
+        (the wrong people consented for the client's age, a date in the future); the message names the file.
     MetadataError
         The file cannot be read as a JSON object.
     """
-    consent = read_sidecar(path).get("consent")
+    record = read_sidecar(path)
+    consent = record.get("consent")
     if consent is None:
         return
     if not isinstance(consent, Mapping) or consent.get("analysis") is not True:
         raise ConsentError(path, "consent to analysis is not given ('consent.analysis' must be true); "
                                  "the recording was not analysed")
+    # a record that is there is checked as the nightly run checks it: who consented for the client's age (WGBO),
+    # its date (a direct analysis accepted consent the inbox refused: fresh-user trial)
+    check_consent(record, source=path)

@@ -26,6 +26,18 @@ def test_a_consent_record_that_refuses_analysis_is_refused_in_one_line(tmp_path)
     assert "\n" not in str(info.value)
 
 
+def test_a_consent_record_the_nightly_run_refuses_is_refused_by_a_direct_analysis_too(tmp_path):
+    """An 8-year-old's record signed by the client alone: the inbox refused it, `alliance analyze` analysed it."""
+    path = tmp_path / "child.json"
+    path.write_text(json.dumps({"client_id": "c-1", "client_age": 8, "consent": {
+        "analysis": True, "research_use": False, "given_by": ["client"], "date": "2026-11-01"}}))
+    with pytest.raises(ConsentError, match="under 12: the parents with authority consent"):
+        refuse_without_consent(path)
+    path.write_text(json.dumps({"client_id": "c-1", "client_age": 8, "consent": {
+        "analysis": True, "research_use": False, "given_by": ["parent"], "date": "2026-11-01"}}))
+    refuse_without_consent(path)  # the parents consented: analysed
+
+
 def test_metadata_without_a_consent_record_may_still_be_analysed_directly(tmp_path):
     path = tmp_path / "m.json"
     path.write_text(json.dumps({"client_id": "c-1"}))
