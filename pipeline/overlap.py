@@ -320,6 +320,9 @@ class SegmentationOverlapDetector:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
+            from pipeline.privacy import no_onnxruntime_telemetry
+
+            no_onnxruntime_telemetry()
             self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             self._input = self._session.get_inputs()[0].name
             probe = self._session.run(None, {self._input: np.zeros((1, 1, WINDOW_SAMPLES), np.float32)})[0]

@@ -10,7 +10,9 @@ that is also a name is the safer error.
 
 from __future__ import annotations
 
+
 import dataclasses
+import functools
 
 import re
 from typing import Mapping
@@ -57,3 +59,16 @@ def redact_transcript(transcript: Transcript, labels: Mapping[str, str]) -> Tran
         text = f"{lead}{labels[key]}{trail}" if key in labels else w.text
         words.append(Word(w.start, w.end, text, w.probability, w.speaker, w.overlap))
     return dataclasses.replace(transcript, words=tuple(words))  # language and its stretches kept
+
+
+@functools.cache
+def no_onnxruntime_telemetry() -> None:
+    """Switch off onnxruntime's telemetry before its first model loads (Silero VAD, the overlap model).
+
+    onnxruntime (1.32 on Linux) otherwise writes a device id and queued events under
+    ``~/.cache/Microsoft/DeveloperTools/.onnxruntime/`` and looks up Microsoft's event host at every run: no session
+    data, but a network call and files outside the data directory that the clinic did not ask for.
+    """
+    import onnxruntime
+
+    onnxruntime.disable_telemetry_events()

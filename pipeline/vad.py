@@ -76,6 +76,10 @@ def _silero(samples: np.ndarray, settings: VadSettings) -> list[dict]:
     """One Silero pass from a fresh state (faster-whisper's): speech regions as sample indices."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
+    from pipeline.privacy import no_onnxruntime_telemetry
+
+    no_onnxruntime_telemetry()
+
     options = VadOptions(
         threshold=settings.threshold,
         min_speech_duration_ms=settings.min_speech_duration_ms,
