@@ -550,7 +550,11 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
         elif earlier is not None:
             _duplicate(job, earlier["session_id"], inbox_dir, store, summary)
         elif ((taken is not None and taken["recording_sha256"] != job["digest"])
-              or (claimant is not None and claimant["digest"] != job["digest"])):
+              or (claimant is not None and claimant["digest"] != job["digest"])
+              or (taken is None and claimant is None
+                  and (settings.data_dir / "sessions" / job["session_id"] / "session.json").exists())):
+            # (the last: a session folder with results but no row is what `alliance analyze` leaves; the nightly
+            # run replaced it silently: fresh-user trial)
             # another recording has (or gets, in this run) this session id: analysing this one would replace it
             _refuse(job, PipelineError(f"{audio.name}: session id {job['session_id']!r} is already used for another "
                                        "recording; give this session its own id"),

@@ -168,4 +168,10 @@ def _taken_by_another(recording: Path, session_id: str | None, metadata: Path | 
                 "--out")
     if isinstance(earlier, dict) and meta.client_id and earlier.get("client_id") not in (None, meta.client_id):
         return (f"{folder} holds session {sid!r} of another client; give this session its own --session-id")
+    # the results of another recording under the same id (a default id from the file name: sample.mp3 and
+    # sample.wav are both 'sample'); analysing the same recording again replaces its own results
+    before = (earlier.get("recording") or {}).get("path") if isinstance(earlier, dict) else None
+    if isinstance(before, str) and Path(before).name != recording.name:  # the name: the path may be relative
+        return (f"{folder} holds the results of session {sid!r} from another recording ({Path(before).name}); give "
+                "this session its own --session-id (or --out)")
     return None

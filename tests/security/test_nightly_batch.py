@@ -354,3 +354,17 @@ def test_an_unexpected_error_in_one_session_does_not_stop_the_batch(clinic, monk
         ("s-bug", "a.wav: internal error in the analysis (ZeroDivisionError); see the debug log")]
     assert (clinic["inbox"] / "failed" / "a.wav").is_file() and (clinic["inbox"] / "done" / "b.wav").is_file()
     assert ("analysed", "failed", "s-bug") in _audit("c-001")
+
+
+def test_a_session_id_whose_folder_holds_a_direct_analysis_is_refused(clinic):
+    """Trial: `alliance analyze` wrote sessions/stereo (no database row); a sidecar naming session 'stereo' for
+    another client's recording replaced those results in the nightly run, without a word."""
+    inbox, data = clinic["inbox"], clinic["data"]
+    direct = data / "sessions" / "stereo"
+    direct.mkdir(parents=True)
+    (direct / "session.json").write_text(json.dumps({"session_id": "stereo", "content": "the direct analysis"}))
+    _drop(inbox, "overwrite.wav", b"client thirty-two speaking", _record("stereo", "c-032"))
+    summary = nightly_inbox(str(inbox))
+    assert clinic["calls"] == [] and summary["processed"] == []
+    assert "session id 'stereo' is already used for another recording" in summary["failed"][0]["reason"]
+    assert json.loads((direct / "session.json").read_text())["content"] == "the direct analysis"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -94,6 +95,34 @@ def test_analyze_never_replaces_another_recordings_session(tmp_path, monkeypatch
     assert "holds the results of session 's-005'" in second.output
     assert called == []
     assert ((s009 / "session.json").read_text(), (s005 / "session.json").read_text()) == before
+
+
+def test_analyze_never_replaces_the_direct_results_of_another_recording(tmp_path, monkeypatch):
+    """Trial: `alliance analyze one_sec.wav --session-id demo` replaced the demo's results of sample.wav (direct
+    analyses have no database row); analysing the same recording again still replaces its own results."""
+    from typer.testing import CliRunner
+
+    import flows.analyze
+    from flows.cli import app
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(data))
+    called = []
+    monkeypatch.setattr(flows.analyze, "analyze_session", lambda *a, **k: called.append(a))
+    folder = data / "sessions" / "demo"
+    folder.mkdir(parents=True)
+    (folder / "session.json").write_text(json.dumps({"session_id": "demo", "client_id": None,
+                                                     "recording": {"path": "sample_audio/sample.wav"}}))
+    other = tmp_path / "one_sec.wav"
+    other.write_bytes((ROOT / "sample_audio" / "sample.wav").read_bytes())
+    runner = CliRunner()
+    refused = runner.invoke(app, ["analyze", str(other), "--session-id", "demo"])
+    assert refused.exit_code == 1, refused.output
+    assert "holds the results of session 'demo' from another recording (sample.wav)" in " ".join(refused.output.split())
+    assert called == []
+    again = runner.invoke(app, ["analyze", str(ROOT / "sample_audio" / "sample.wav"), "--session-id", "demo"])
+    assert again.exit_code != 1 or "another recording" not in again.output, again.output
+    assert len(called) == 1
 
 
 def test_an_unusable_out_folder_is_refused_in_one_line_before_any_work(tmp_path, monkeypatch):
