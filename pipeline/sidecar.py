@@ -138,6 +138,9 @@ class Sidecar(BaseModel):
             :data:`pipeline.ids.ID_PATTERN` included); the message names the file and the key.
         """
         record = read_sidecar(path)
+        typo = _misspelled_key(record)
+        if typo is not None:
+            raise MetadataError(path, typo)
         try:
             return cls.model_validate(record)
         except ValidationError as exc:
@@ -263,6 +266,28 @@ def required_consenters(age: float) -> tuple[str, str]:
     if age < 16:
         return "client+parent", "12 to 15: the client and the parents both consent (WGBO)"
     return "client", "16 or older: the client consents (WGBO)"
+
+
+# keys a sidecar may hold beyond Sidecar's own fields (validated elsewhere, or records for the researcher)
+OTHER_KEYS = ("consent", "source", "simulated", "client_age")
+
+
+def _misspelled_key(record: Mapping[str, Any]) -> str | None:
+    """A problem line for a key that is not known but close to one that is (``other_name``, ``sesion_id``), or None.
+
+    A misspelled key was ignored: a typo in ``other_names`` let the names it should replace into the report
+    (fresh-user trial). Keys far from every known one are left alone (a clinic's own notes).
+    """
+    import difflib
+
+    known = (*Sidecar.model_fields, *OTHER_KEYS)
+    for key in record:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.8)
+        if close:
+            return f"unknown key {key!r}; did you mean {close[0]!r}? (it would be ignored)"
+    return None
 
 
 def check_consent(record: Mapping[str, Any], *, source: str | Path, session_date: dt.date | None = None) -> Consent:

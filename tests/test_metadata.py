@@ -42,3 +42,18 @@ def test_bad_metadata_names_the_file(tmp_path, obj, message):
 def test_missing_metadata_file(tmp_path):
     with pytest.raises(MetadataError, match="gone.json: metadata file not found"):
         Sidecar.load(tmp_path / "gone.json")
+
+
+@pytest.mark.parametrize("key, meant", [("other_name", "other_names"), ("sesion_id", "session_id"),
+                                        ("langauge", "language"), ("participant", "participants")])
+def test_a_misspelled_key_is_named_not_ignored(tmp_path, key, meant):
+    """Fresh-user trial: {"other_name": {"Diana": "sibling"}} was ignored, and "Diana" reached the report."""
+    from pipeline.errors import MetadataError
+    from pipeline.sidecar import Sidecar
+
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"session_id": "m-1", key: {"Diana": "sibling"} if "name" in key else "x"}))
+    with pytest.raises(MetadataError, match=f"m.json: unknown key '{key}'; did you mean '{meant}'"):
+        Sidecar.load(path)
+    path.write_text(json.dumps({"session_id": "m-1", "notes": "a key of the clinic's own", "simulated": {}}))
+    assert Sidecar.load(path).session_id == "m-1"
