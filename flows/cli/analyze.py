@@ -119,9 +119,13 @@ def analyze(
     typer.echo(f"Session data: {folder / 'session.json'}")
 
 
+SESSION_OUTPUTS = ("report.html", "transcript.json", "diarization.rttm", "features.csv", "utterance_markers.csv")
+
+
 def _unusable_out(out: Path, data_dir: Path) -> str | None:
-    """Why ``out`` cannot take a session's results, or None: it is the data folder (or holds it), or it cannot be
-    created or written (``/proc``, a read-only disk). Checked before any work; a folder made here is private."""
+    """Why ``out`` cannot take a session's results, or None: it is the data folder, holds it or lies in it other than
+    as ``sessions/<id>``; it holds files of the names a session writes but no session; or it cannot be created or
+    written (``/proc``, a read-only disk). Checked before any work; a folder made here is private."""
     import tempfile
 
     from pipeline.ids import make_private_dir
@@ -129,8 +133,17 @@ def _unusable_out(out: Path, data_dir: Path) -> str | None:
     resolved, data = out.resolve(), Path(data_dir).resolve()
     if resolved == data or resolved in data.parents:
         return f"--out {out}: is the service's data folder or holds it; give a folder of its own"
+    if data in resolved.parents and resolved.parent != data / "sessions":
+        return (f"--out {out}: is a folder in the service's data folder other than sessions/<session id>; give a "
+                "folder of its own outside it")
+    if out.is_dir() and not (out / "session.json").exists():
+        theirs = sorted(n for n in SESSION_OUTPUTS if (out / n).exists())
+        if theirs:
+            return (f"--out {out}: holds {', '.join(theirs)} but no session results; they would be overwritten, "
+                    "so give an empty folder or a new one")
     try:
-        make_private_dir(out)
+        if not out.exists():
+            make_private_dir(out)  # a folder the user already has keeps its mode; the files written are 0600
         with tempfile.TemporaryFile(dir=out):
             pass
     except OSError as exc:

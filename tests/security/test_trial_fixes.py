@@ -137,8 +137,14 @@ def test_an_unusable_out_folder_is_refused_in_one_line_before_any_work(tmp_path,
     read_only = tmp_path / "ro"
     read_only.mkdir()
     read_only.chmod(0o500)
+    theirs = tmp_path / "mine"
+    theirs.mkdir()
+    (theirs / "report.html").write_text("<p>my own report</p>")
+    theirs.chmod(0o755)
     cases = [(Path("/proc/alliance-out"), "cannot write there"), (data, "is the service's data folder"),
-             (tmp_path, "is the service's data folder or holds it")]
+             (tmp_path, "is the service's data folder or holds it"),
+             (data / "sessions", "is a folder in the service's data folder other than sessions/<session id>"),
+             (theirs, "holds report.html but no session results")]
     if os.geteuid() != 0:  # root writes anywhere
         cases.append((read_only / "s", "cannot write there"))
     for out, message in cases:
@@ -147,3 +153,4 @@ def test_an_unusable_out_folder_is_refused_in_one_line_before_any_work(tmp_path,
         text = " ".join(result.output.split())
         assert f"--out {out}" in text and message in text and "Traceback" not in result.output, (out, text)
     assert not (data / "sessions").exists()  # nothing was analysed
+    assert (theirs / "report.html").read_text() == "<p>my own report</p>" and (theirs.stat().st_mode & 0o777) == 0o755
