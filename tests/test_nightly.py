@@ -188,35 +188,3 @@ def test_recordings_still_being_copied_wait_and_session_ids_are_never_reused(pre
     assert [(r["event"], r["outcome"], r["session_id"]) for r in refused] == [("rejected", "refused", None)]
 
 
-def test_a_batch_on_a_local_dask_cluster_gives_the_same_outputs(prefect_harness, tmp_path, monkeypatch):
-    """Two sessions on two Dask worker processes (prefect-dask) against the single-process run."""
-    from flows.nightly import dask_runner
-
-    files = [(SAMPLE_WAV, "a.wav", "s-a", "c-1"), (ROOT / "tests/data/ami/dev01.flac", "b.flac", "s-b", "c-2")]
-    outputs = {}
-    for mode in ("single", "dask"):
-        inbox = tmp_path / mode / "inbox"
-        inbox.mkdir(parents=True)
-        for src, name, sid, client in files:
-            shutil.copy(src, inbox / name)
-            _sidecar(inbox / name, session_id=sid, client_id=client)
-        monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / mode / "data"))
-        monkeypatch.setenv("ALLIANCE_INBOX_SETTLE_S", "0")
-        if mode == "single":
-            summary = nightly_inbox(str(inbox))
-        else:
-            summary = nightly_inbox.with_options(task_runner=dask_runner(2))(str(inbox), use_task_runner=True)
-        assert sorted(x["session_id"] for x in summary["processed"]) == ["s-a", "s-b"], summary
-        if mode == "dask":  # the sessions ran in the cluster's worker processes, not in this one
-            import os
-
-            pids = {x["worker_pid"] for x in summary["processed"]}
-            assert os.getpid() not in pids and 1 <= len(pids) <= 2
-        outputs[mode] = {sid: json.loads((tmp_path / mode / "data" / "sessions" / sid / "session.json").read_text())
-                         for _, _, sid, _ in files}
-    for sid, single in outputs["single"].items():
-        dask = outputs["dask"][sid]
-        assert [w["text"] for w in dask["transcript"]["words"]] == [w["text"] for w in single["transcript"]["words"]]
-        assert dask["diarization"]["turns"] == single["diarization"]["turns"]
-        assert dask["features"]["frames"] == single["features"]["frames"]
-        assert dask["flags"] == single["flags"]

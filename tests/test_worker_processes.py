@@ -1,9 +1,15 @@
-"""The nightly flow on a Prefect work pool: a real server, a process pool, two workers, three recordings."""
+"""Sessions analysed in other processes: a Prefect work pool (a real server, a process pool, two workers) and a local
+Dask cluster.
+
+Both sit in one file, so pytest-xdist (``--dist loadfile``) runs them one after the other: each starts two worker
+processes that load every model.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -88,8 +94,10 @@ def test_a_nightly_batch_runs_on_a_work_pool_with_two_workers(tmp_path):
                                           stderr=subprocess.STDOUT))
         nightly = subprocess.run([str(BIN / "alliance"), "nightly", "--inbox", str(inbox), "--deployment",
                                   "analyze_session/analyze"], env=env, capture_output=True, text=True, timeout=900)
-        assert nightly.returncode == 1, nightly.stdout + nightly.stderr  # one failure: exit 1, the rest done
-        assert "processed: 2" in nightly.stdout and "failed: 1" in nightly.stdout
+        # on failure, the whole summary and the workers' last lines (pytest shortens long strings in its report)
+        said = nightly.stdout + nightly.stderr[-3000:] + "".join(log.read_text()[-3000:] for log in logs)
+        assert nightly.returncode == 1, said  # one failure: exit 1, the rest done
+        assert "processed: 2" in nightly.stdout and "failed: 1" in nightly.stdout, said
         assert "d_corrupt.wav: the flow run on the work pool ended Failed" in nightly.stdout
         worker_logs = [log.read_text() for log in logs]
     finally:
@@ -142,3 +150,42 @@ def test_work_pool_options_are_checked_before_anything_runs(tmp_path, monkeypatc
     result = subprocess.run([str(BIN / "alliance"), "nightly", "--inbox", str(tmp_path), "--deployment",
                              "analyze_session/analyze"], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "cannot reach the Prefect server" in result.stderr, result.stderr
+
+
+@pytest.mark.slow
+def test_a_batch_on_a_local_dask_cluster_gives_the_same_outputs(prefect_harness, tmp_path, monkeypatch, capfd):
+    """Two sessions on two Dask worker processes (prefect-dask) against the single-process run."""
+    from flows.nightly import dask_runner, nightly_inbox
+
+    files = [(SAMPLE_WAV, "a.wav", "s-a", "c-1"), (ROOT / "tests/data/ami/dev01.flac", "b.flac", "s-b", "c-2")]
+    outputs = {}
+    for mode in ("single", "dask"):
+        inbox = tmp_path / mode / "inbox"
+        inbox.mkdir(parents=True)
+        for src, name, sid, client in files:
+            shutil.copy(src, inbox / name)
+            _sidecar(inbox / name, session_id=sid, client_id=client)
+        monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / mode / "data"))
+        monkeypatch.setenv("ALLIANCE_INBOX_SETTLE_S", "0")
+        if mode == "single":
+            summary = nightly_inbox(str(inbox))
+        else:
+            try:
+                summary = nightly_inbox.with_options(task_runner=dask_runner(2))(str(inbox), use_task_runner=True)
+            except Exception as exc:  # a worker that died: its own log lines say why (CI shows only part of the log)
+                err = capfd.readouterr().err.splitlines()
+                said = [line for line in err if any(k in line for k in (
+                    "distributed.nanny", "distributed.worker", "Error", "error", "Killed", "memory", "Traceback"))]
+                pytest.fail(f"{type(exc).__name__}: {exc}\n" + "\n".join(said[-60:]))
+        assert sorted(x["session_id"] for x in summary["processed"]) == ["s-a", "s-b"], summary
+        if mode == "dask":  # the sessions ran in the cluster's worker processes, not in this one
+            pids = {x["worker_pid"] for x in summary["processed"]}
+            assert os.getpid() not in pids and 1 <= len(pids) <= 2
+        outputs[mode] = {sid: json.loads((tmp_path / mode / "data" / "sessions" / sid / "session.json").read_text())
+                         for _, _, sid, _ in files}
+    for sid, single in outputs["single"].items():
+        dask = outputs["dask"][sid]
+        assert [w["text"] for w in dask["transcript"]["words"]] == [w["text"] for w in single["transcript"]["words"]]
+        assert dask["diarization"]["turns"] == single["diarization"]["turns"]
+        assert dask["features"]["frames"] == single["features"]["frames"]
+        assert dask["flags"] == single["flags"]
