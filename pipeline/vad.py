@@ -72,6 +72,65 @@ def detect_speech(samples: np.ndarray, sample_rate_hz: int, *,
     return tuple(SpeechRegion(s["start"] / sample_rate_hz, s["end"] / sample_rate_hz) for s in stamps)
 
 
+class BoundedSilero:
+    """faster-whisper's Silero model, run one batch of windows at a time: the same probabilities, bounded memory.
+
+    faster-whisper (1.2) builds every 512-sample window with its 64 samples of context for the whole recording
+    before running the model in batches of 10,000 windows: for 60 minutes a 260 MB array beside a 230 MB padded
+    copy of the audio, for each of the three Silero passes of an analysis. This builds each batch's windows when
+    it is run, with the same context (the last 64 samples of the window before; none for the first), the same
+    recurrent state carried from batch to batch, and the same zeroed last 64 samples of the last window that
+    faster-whisper's in-place write gives, so its output is identical (``tests/test_vad.py`` compares them).
+
+    Parameters
+    ----------
+    model : faster_whisper.vad.SileroVADModel
+        The loaded model; its onnxruntime session is used.
+    """
+
+    BATCH_WINDOWS = 10_000
+
+    def __init__(self, model) -> None:
+        self.session = model.session
+
+    def __call__(self, audio: np.ndarray, num_samples: int = 512, context_size_samples: int = 64) -> np.ndarray:
+        """Speech probabilities, shape (n_windows,), for ``audio`` of shape (n_windows * num_samples,)."""
+        windows = np.asarray(audio, dtype=np.float32).reshape(-1, num_samples)
+        n, ctx = windows.shape[0], context_size_samples
+        h = np.zeros((1, 1, 128), dtype=np.float32)
+        c = np.zeros((1, 1, 128), dtype=np.float32)
+        outputs = []
+        for i in range(0, n, self.BATCH_WINDOWS):
+            j = min(i + self.BATCH_WINDOWS, n)
+            block = np.empty((j - i, num_samples + ctx), dtype=np.float32)
+            block[:, ctx:] = windows[i:j]
+            if i == 0:
+                block[0, :ctx] = 0.0
+                block[1:, :ctx] = windows[:j - 1, -ctx:]
+            else:
+                block[:, :ctx] = windows[i - 1:j - 1, -ctx:]
+            if j == n:
+                block[-1, -ctx:] = 0.0
+            output, h, c = self.session.run(None, {"input": block, "h": h, "c": c})
+            outputs.append(output)
+        return np.concatenate(outputs, axis=0)
+
+
+def _bounded_model_installed() -> None:
+    """Make faster-whisper's ``get_speech_timestamps`` use :class:`BoundedSilero` (once per process)."""
+    from faster_whisper import vad as fw_vad
+
+    if not getattr(fw_vad.get_vad_model, "_alliance_bounded", False):
+        original = fw_vad.get_vad_model
+        bounded = BoundedSilero(original())
+
+        def get_vad_model():
+            return bounded
+
+        get_vad_model._alliance_bounded = True
+        fw_vad.get_vad_model = get_vad_model
+
+
 def _silero(samples: np.ndarray, settings: VadSettings) -> list[dict]:
     """One Silero pass from a fresh state (faster-whisper's): speech regions as sample indices."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
@@ -79,6 +138,7 @@ def _silero(samples: np.ndarray, settings: VadSettings) -> list[dict]:
     from pipeline.privacy import no_onnxruntime_telemetry
 
     no_onnxruntime_telemetry()
+    _bounded_model_installed()
 
     options = VadOptions(
         threshold=settings.threshold,

@@ -34,3 +34,32 @@ def test_silence_and_low_noise_have_no_speech():
 def test_wrong_rate_is_refused():
     with pytest.raises(ValueError, match="must be 16000"):
         detect_speech(np.zeros(8000, np.float32), 8000)
+
+
+def test_silero_batches_give_faster_whispers_probabilities_exactly(sample_recording):
+    """Built batch by batch, over more than one batch of 10,000 windows (5.6 minutes), the probabilities are equal."""
+    from faster_whisper.vad import SileroVADModel, get_assets_path
+    from pathlib import Path
+
+    from pipeline.vad import BoundedSilero
+
+    audio = np.tile(sample_recording.samples, 12)[: 10_750 * 512].copy()
+    original = SileroVADModel(str(Path(get_assets_path()) / "silero_vad_v6.onnx"))
+    expected = original(audio.copy())  # it writes into its input
+    got = BoundedSilero(original)(audio)
+    assert got.shape == expected.shape == (10_750,)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_vad_memory_does_not_grow_with_the_recording_beyond_one_copy(sample_recording):
+    """20 minutes: numpy's allocations during a Silero pass stay near one copy of the audio (faster-whisper's own
+    call built a second, larger one: every window with its context)."""
+    import tracemalloc
+
+    audio = np.tile(sample_recording.samples, 40)[: 20 * 60 * 16000].copy()
+    detect_speech(audio[: 16000 * 5], 16000)  # model loaded outside the measurement
+    tracemalloc.start()
+    detect_speech(audio, 16000)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 1.5 * audio.nbytes + 25e6, (peak / 1e6, audio.nbytes / 1e6)

@@ -36,7 +36,7 @@ def split_chunks(chunks: list[dict], parts: int) -> list[list[dict]]:
     Parameters
     ----------
     chunks : list of dict
-        Speech regions in time order, ``start`` and ``end`` in samples (as :func:`speech_only` returns them).
+        Speech regions in time order, ``start`` and ``end`` in samples (as :func:`pipeline.asr.speech_only.speech_chunks` returns them).
     parts : int >= 1
         Groups wanted; fewer come back when there are fewer regions.
 
@@ -63,7 +63,7 @@ def split_chunks(chunks: list[dict], parts: int) -> list[list[dict]]:
 class FasterWhisperBackend:
     """Whisper through faster-whisper, on CPU.
 
-    Decoding takes only the speech the VAD stage finds (:mod:`pipeline.asr.speech_only`, joined as
+    Decoding takes only the speech the VAD stage finds (:func:`pipeline.asr.speech_only.speech_chunks`, joined as
     faster-whisper's ``vad_filter`` joins its own, times mapped back by its ``restore_speech_timestamps``), so
     long silences produce no text, and word timestamps come from cross-attention alignment
     (``word_timestamps=True``).
@@ -128,10 +128,10 @@ class FasterWhisperBackend:
         return {str(lang): float(p) for lang, p in probs}
 
     def transcribe(self, samples: np.ndarray, *, language: str | None, progress=None) -> Transcript:
-        from pipeline.asr.speech_only import speech_only
+        from pipeline.asr.speech_only import speech_chunks
 
         duration = samples.size / 16000.0
-        _, chunks = speech_only(samples, self.vad_parameters)
+        chunks = speech_chunks(samples, self.vad_parameters)
         if not chunks:
             if progress is not None:
                 progress(1.0)
