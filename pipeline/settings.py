@@ -59,6 +59,10 @@ class AsrSettings(BaseModel):
     decoders: int = Field(0, ge=0, description="faster-whisper: parts of a recording decoded at once, each by its own "
                           "single-threaded decoder; 0: one per available core, at most 4 (bench/asr_threads.py).")
     beam_size: int = Field(5, ge=1, description="Beam width for decoding.")
+    max_s_per_audio_min: float = Field(
+        15.0, ge=0, description="faster-whisper: the longest ASR may take, in seconds per minute of recording (15: "
+        "a quarter of real time; the usual is 3-6). Past it, the rest of the recording is decoded greedily without "
+        "temperature fallback, and the report says from where. 0: no limit.")
     language: Literal["nl", "en", "auto"] = Field("auto", description="Session language; auto detects it.")
 
     @field_validator("model_dir", "checkpoint", mode="before")

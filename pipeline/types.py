@@ -196,7 +196,10 @@ class Transcript(_Serializable):
 
     ``language`` is the language of most of the speech; ``language_segments``
     lists, when the language was decided per stretch of speech, each stretch
-    as ``(start_s, end_s, language, probability)``.
+    as ``(start_s, end_s, language, probability)``. ``limited_spans`` lists the
+    stretches ``(start_s, end_s)`` decoded quickly (greedy, no temperature
+    fallback) because the ASR time limit was reached
+    (``ALLIANCE_ASR__MAX_S_PER_AUDIO_MIN``).
     """
 
     words: tuple[Word, ...]
@@ -205,6 +208,7 @@ class Transcript(_Serializable):
     duration_s: float
     schema_version: int = SCHEMA_VERSION
     language_segments: tuple[tuple[float, float, str, float], ...] = ()
+    limited_spans: tuple[tuple[float, float], ...] = ()
 
     @property
     def text(self) -> str:
@@ -215,7 +219,8 @@ class Transcript(_Serializable):
         return cls(tuple(Word.from_dict(w) for w in d["words"]), d["language"],
                    float(d["language_probability"]), float(d["duration_s"]),
                    int(d.get("schema_version", SCHEMA_VERSION)),
-                   tuple((float(a), float(b), str(lang), float(p)) for a, b, lang, p in d.get("language_segments", ())))
+                   tuple((float(a), float(b), str(lang), float(p)) for a, b, lang, p in d.get("language_segments", ())),
+                   tuple((float(a), float(b)) for a, b in d.get("limited_spans", ())))
 
 
 @dataclass(frozen=True)

@@ -59,3 +59,25 @@ def test_two_decoders_transcribe_a_long_recording_as_well_as_one(tmp_path, setti
     doubled = [(a.text, a.start) for a, b in zip(two.words, two.words[1:]) if a.text == b.text and b.start - a.start < 0.1]
     assert not doubled  # a region is decoded in one part only
     assert two.language == "nl"
+
+
+@pytest.mark.slow
+def test_past_the_time_limit_the_rest_is_decoded_quickly_and_said(settings, sample_recording):
+    """A limit already spent: the first window is decoded with beam 5, the rest greedily; no word is lost."""
+    from pipeline.asr import load_backend, transcribe
+    from pipeline.evaluation import word_error_rate
+    from pipeline.types import Transcript
+    from tests.conftest import SAMPLE_STM, read_stm_text
+
+    backend = load_backend(settings.asr, model_cache_dir=settings.model_cache_dir, vad_settings=settings.vad)
+    careful = transcribe(sample_recording.samples, 16000, settings=settings.asr, backend=backend, language="en")
+    assert careful.limited_spans == ()
+    hurried = settings.asr.model_copy(update={"max_s_per_audio_min": 1e-6})
+    quick = transcribe(sample_recording.samples, 16000, settings=hurried, backend=backend, language="en")
+    assert len(quick.limited_spans) == 1
+    start, end = quick.limited_spans[0]
+    assert 0 < start < end <= sample_recording.duration_s
+    assert any(w.start >= start for w in quick.words) and any(w.end <= start for w in quick.words)
+    reference = read_stm_text(SAMPLE_STM)
+    assert word_error_rate(reference, quick.text) <= word_error_rate(reference, careful.text) + 0.05
+    assert Transcript.from_dict(quick.to_dict()).limited_spans == quick.limited_spans

@@ -108,15 +108,22 @@ def transcribe(samples: np.ndarray, sample_rate_hz: int, *, settings: AsrSetting
     Returns
     -------
     Transcript
-        Words in time order, times in seconds from the start of the recording.
+        Words in time order, times in seconds from the start of the recording. With a backend that takes a
+        deadline (faster-whisper), ASR stops decoding carefully after ``settings.max_s_per_audio_min`` seconds per
+        minute of recording; ``limited_spans`` lists what was then decoded quickly.
     """
     if sample_rate_hz != 16000:
         raise ValueError(f"sample_rate_hz must be 16000 for Whisper. Got {sample_rate_hz} instead.")
+    import time
+
     lang = language or settings.language
+    deadline = None
+    if settings.max_s_per_audio_min > 0 and getattr(backend, "takes_deadline", False):
+        deadline = time.monotonic() + settings.max_s_per_audio_min * samples.size / 16000.0 / 60.0
     if lang == "auto" and hasattr(backend, "language_probabilities"):
-        return transcribe_by_stretch(samples, backend=backend, progress=progress)
+        return transcribe_by_stretch(samples, backend=backend, progress=progress, deadline=deadline)
     return transcribe_in_pieces(samples, backend=backend, language=None if lang == "auto" else lang,
-                                progress=progress)
+                                progress=progress, deadline=deadline)
 
 
 PIECE_S = 600.0  # long recordings are transcribed in pieces of about 10 minutes, cut in a silence
@@ -156,22 +163,25 @@ def piece_bounds(samples: np.ndarray, *, piece_s: float = PIECE_S,
 
 
 def transcribe_in_pieces(samples: np.ndarray, *, backend, language: str | None,
-                         progress: ProgressHook | None = None) -> Transcript:
+                         progress: ProgressHook | None = None, deadline: float | None = None) -> Transcript:
     """Transcribe a recording piece by piece (:func:`piece_bounds`) and put the words back on its time line.
 
     Bounded memory for long sessions: Whisper never holds more than one piece
     (about 10 minutes). Measured with ``bench/long_session_asr.py``.
     """
     bounds = piece_bounds(samples)
+    limit = {} if deadline is None else {"deadline": deadline}
     if len(bounds) == 1:
-        return backend.transcribe(samples, language=language, progress=progress)
+        return backend.transcribe(samples, language=language, progress=progress, **limit)
     duration = samples.size / 16000.0
     words: list[Word] = []
+    limited: list[tuple[float, float]] = []
     found: dict[str, float] = {}
     probability = 0.0
     for a, b in bounds:
-        part = backend.transcribe(samples[int(a * 16000):int(b * 16000)], language=language)
+        part = backend.transcribe(samples[int(a * 16000):int(b * 16000)], language=language, **limit)
         words += [Word(w.start + a, w.end + a, w.text, w.probability, w.speaker, w.overlap) for w in part.words]
+        limited += [(x + a, y + a) for x, y in part.limited_spans]
         if part.words:
             found[part.language] = found.get(part.language, 0.0) + (b - a)
             probability = max(probability, part.language_probability)
@@ -179,9 +189,9 @@ def transcribe_in_pieces(samples: np.ndarray, *, backend, language: str | None,
             progress(min(1.0, b / duration))
     if not words:
         return Transcript(words=(), language="unknown" if language is None else language, language_probability=0.0,
-                          duration_s=duration)
+                          duration_s=duration, limited_spans=tuple(limited))
     return Transcript(words=tuple(words), language=max(found, key=found.get), language_probability=probability,
-                      duration_s=duration)
+                      duration_s=duration, limited_spans=tuple(limited))
 
 
 STRETCH_MAX_S = 30.0  # one Whisper window
@@ -258,7 +268,7 @@ def language_stretches(samples: np.ndarray, *, backend, languages: tuple[str, ..
 
 
 def transcribe_by_stretch(samples: np.ndarray, *, backend, progress: ProgressHook | None = None,
-                          languages: tuple[str, ...] = AUTO_LANGUAGES) -> Transcript:
+                          languages: tuple[str, ...] = AUTO_LANGUAGES, deadline: float | None = None) -> Transcript:
     """Transcribe with the language decided per stretch of speech (see :func:`language_stretches`).
 
     Each run of stretches in one language is transcribed with that language
@@ -277,11 +287,14 @@ def transcribe_by_stretch(samples: np.ndarray, *, backend, progress: ProgressHoo
     if not segments:
         return Transcript(words=(), language="unknown", language_probability=0.0, duration_s=duration)
     words: list[Word] = []
+    limited: list[tuple[float, float]] = []
     for i, (a, b, lang, _) in enumerate(segments):
         lo = 0.0 if i == 0 else (segments[i - 1][1] + a) / 2
         hi = duration if i == len(segments) - 1 else (b + segments[i + 1][0]) / 2
-        part = transcribe_in_pieces(samples[int(lo * 16000):int(hi * 16000)], backend=backend, language=lang)
+        part = transcribe_in_pieces(samples[int(lo * 16000):int(hi * 16000)], backend=backend, language=lang,
+                                    deadline=deadline)
         words += [Word(w.start + lo, w.end + lo, w.text, w.probability, w.speaker, w.overlap) for w in part.words]
+        limited += [(x + lo, y + lo) for x, y in part.limited_spans]
         if progress is not None:
             progress(min(1.0, hi / duration))
     speech = {}
@@ -290,4 +303,4 @@ def transcribe_by_stretch(samples: np.ndarray, *, backend, progress: ProgressHoo
     main = max(speech, key=speech.get)
     prob = max(p for _, _, lang, p in segments if lang == main)
     return Transcript(words=tuple(words), language=main, language_probability=prob, duration_s=duration,
-                      language_segments=tuple(segments))
+                      language_segments=tuple(segments), limited_spans=tuple(limited))

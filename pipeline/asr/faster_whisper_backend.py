@@ -100,6 +100,7 @@ class FasterWhisperBackend:
     """
 
     name = "faster-whisper"
+    takes_deadline = True  # see :func:`pipeline.asr.transcribe`
 
     def __init__(self, model_dir: Path, *, compute_type: str = "int8", cpu_threads: int = 0, decoders: int = 0,
                  beam_size: int = 5, vad_parameters: dict | None = None) -> None:
@@ -127,7 +128,31 @@ class FasterWhisperBackend:
         _, _, probs = self._model.detect_language(np.asarray(samples, dtype=np.float32))
         return {str(lang): float(p) for lang, p in probs}
 
-    def transcribe(self, samples: np.ndarray, *, language: str | None, progress=None) -> Transcript:
+    def transcribe(self, samples: np.ndarray, *, language: str | None, progress=None,
+                   deadline: float | None = None) -> Transcript:
+        """Transcribe with word timestamps.
+
+        Parameters
+        ----------
+        samples : np.ndarray, shape (n_samples,)
+            Mono float32 audio at 16 kHz.
+        language : str or None
+            Whisper language code; None detects it on the first 30 s of speech.
+        progress : callable, optional
+            Called with the fraction done in [0, 1], from this thread only.
+        deadline : float, optional
+            ``time.monotonic()`` after which each part finishes quickly: the rest of it is decoded with beam 1 and
+            no temperature fallback (a recording Whisper finds unlikely otherwise re-decodes window after window).
+
+        Returns
+        -------
+        Transcript
+            ``limited_spans`` holds the stretches decoded quickly, in seconds of ``samples``.
+        """
+        import time
+
+        from faster_whisper.transcribe import SpeechTimestampsMap, restore_speech_timestamps
+
         from pipeline.asr.speech_only import speech_chunks
 
         duration = samples.size / 16000.0
@@ -143,29 +168,47 @@ class FasterWhisperBackend:
         if language is None:  # one language for every part: Whisper's guess on the first 30 s of speech
             first = np.concatenate([samples[c["start"]:c["end"]] for c in groups[0]][:64])
             decode_language, language_probability, _ = self._model.detect_language(first)
-        done = [0.0] * len(groups)  # recording time decoded up to, per part, written by the decoding threads
+        done = [0.0] * len(groups)  # speech seconds decoded per part, written by the decoding threads
 
-        def decode_part(i: int, report=None) -> list[Word]:
-            from faster_whisper.transcribe import restore_speech_timestamps
-
+        def decode_part(i: int, report=None) -> tuple[list[Word], list[tuple[float, float]]]:
             part = np.concatenate([samples[c["start"]:c["end"]] for c in groups[i]])
+            part_s = part.size / 16000.0
             segments, _ = self._model.transcribe(
                 part, language=decode_language, beam_size=self.beam_size, vad_filter=False, word_timestamps=True,
                 condition_on_previous_text=False)
+            decoded, cut = [], None
+            for seg in segments:
+                decoded.append(seg)
+                done[i] = min(seg.end, part_s)
+                if report is not None:
+                    report()
+                if deadline is not None and time.monotonic() > deadline and seg.end < part_s - 1.0:
+                    cut = seg.end
+                    break
+            limited = []
+            if cut is not None:  # the rest quickly: greedy, one temperature, no fallback
+                quick, _ = self._model.transcribe(
+                    part[int(cut * 16000):], language=decode_language, beam_size=1, best_of=1, temperature=0.0,
+                    vad_filter=False, word_timestamps=True, condition_on_previous_text=False)
+                for seg in quick:
+                    seg.start, seg.end = seg.start + cut, seg.end + cut
+                    for w in seg.words or ():
+                        w.start, w.end = w.start + cut, w.end + cut
+                    decoded.append(seg)
+                timeline = SpeechTimestampsMap(groups[i], 16000)
+                limited.append((timeline.get_original_time(cut), groups[i][-1]["end"] / 16000.0))
+                done[i] = part_s
             out: list[Word] = []
-            for seg in restore_speech_timestamps(segments, groups[i], 16000):
+            for seg in restore_speech_timestamps(decoded, groups[i], 16000):
                 for w in seg.words or ():
                     text = w.word.strip()
                     if text:
                         out.append(Word(float(w.start), float(w.end), text, float(w.probability)))
-                done[i] = min(seg.end, groups[i][-1]["end"] / 16000.0)
-                if report is not None:
-                    report()
-            return out
+            return out, limited
 
         def report() -> None:
-            if progress is not None and duration > 0:
-                progress(min(1.0, self._decoded_fraction(groups, done, duration)))
+            if progress is not None:
+                progress(min(1.0, sum(done) / speech_s))
 
         if len(groups) == 1:
             results = [decode_part(0, report)]
@@ -177,20 +220,13 @@ class FasterWhisperBackend:
                     _, pending = wait(pending, timeout=2.0)
                     report()
                 results = [f.result() for f in futures]
-        words = [w for part in results for w in part]
+        words = [w for part_words, _ in results for w in part_words]
+        limited = tuple(span for _, spans in results for span in spans)
         if progress is not None:
             progress(1.0)
         if not words and language is None:
             # nothing was said: Whisper's guess on silence or noise is not a language
             return Transcript(words=(), language="unknown", language_probability=0.0, duration_s=duration)
         return Transcript(words=tuple(words), language=decode_language,
-                          language_probability=float(language_probability), duration_s=duration)
-
-    @staticmethod
-    def _decoded_fraction(groups, done, duration) -> float:
-        """Share of the recording's time decoded so far, summed over the parts."""
-        total = 0.0
-        for group, end in zip(groups, done):
-            start = group[0]["start"] / 16000.0
-            total += max(0.0, end - start)
-        return total / duration
+                          language_probability=float(language_probability), duration_s=duration,
+                          limited_spans=limited)
