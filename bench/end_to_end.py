@@ -55,6 +55,7 @@ def analyse(wav: Path, out: Path, language: str) -> dict:
     import psutil
 
     from flows.analyze import STAGES, analyze_session
+    from pipeline.asr.faster_whisper_backend import FasterWhisperBackend
 
     me = psutil.Process()
     current = {"stage": STAGES[0]}  # the first stage not yet done
@@ -96,7 +97,7 @@ def analyse(wav: Path, out: Path, language: str) -> dict:
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         prefect_server_peak_mb=server_peak[0] / 2**20, words=len(report.transcript.words),
         language=report.transcript.language, language_segments=len(report.transcript.language_segments),
-        flags=len(report.flags))
+        flags=len(report.flags), asr_counts=dict(FasterWhisperBackend.decoding_counts))
 
 
 SETS = {  # name: (minutes, clip kinds, language)

@@ -38,12 +38,16 @@ def _stm_text(path: Path) -> str:
 
 
 def load_clips(kind: str) -> list[Clip]:
-    """The clips of one kind (``en``, ``nl`` or ``meeting``), decoded to 16 kHz mono float32."""
+    """The clips of one kind (``en``, ``children``, ``nl`` or ``meeting``), decoded to 16 kHz mono float32.
+
+    ``en`` is the phone call excerpt and the children's read English (speechocean762); ``children`` the latter
+    alone; ``nl`` the Dutch read speech; ``meeting`` the two meeting-room excerpts (no transcript).
+    """
     from pipeline.audio import decode
 
-    if kind == "en":
-        clips = [Clip(decode(ROOT / "sample_audio/sample.wav").samples, _stm_text(ROOT / "sample_audio/sample.stm"),
-                      "en")]
+    if kind in ("en", "children"):
+        clips = [] if kind == "children" else [
+            Clip(decode(ROOT / "sample_audio/sample.wav").samples, _stm_text(ROOT / "sample_audio/sample.stm"), "en")]
         for line in (DATA / "speechocean762/text").read_text().splitlines():
             utt, text = line.split(maxsplit=1)
             clips.append(Clip(decode(DATA / f"speechocean762/{utt}.wav").samples, text.lower(), "en"))
@@ -58,7 +62,7 @@ def load_clips(kind: str) -> list[Clip]:
         return clips
     if kind == "meeting":
         return [Clip(decode(DATA / f"ami/{name}.flac").samples, None, "en") for name in ("dev00", "dev01")]
-    raise ValueError(f"kind must be en, nl or meeting. Got {kind!r} instead.")
+    raise ValueError(f"kind must be en, children, nl or meeting. Got {kind!r} instead.")
 
 
 def build(minutes: float, out_wav: Path, kinds: tuple[str, ...], *, seed: int = 0) -> tuple[Path, str | None]:

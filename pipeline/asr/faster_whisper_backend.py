@@ -10,6 +10,8 @@ References
 from __future__ import annotations
 
 import os
+import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
@@ -101,6 +103,11 @@ class FasterWhisperBackend:
 
     name = "faster-whisper"
     takes_deadline = True  # see :func:`pipeline.asr.transcribe`
+    #: decoding counts for this process, over every instance (benchmarks read them): ``segments`` decoded,
+    #: ``fallback_segments`` that needed a temperature above 0 (each such one decoded two or more times),
+    #: ``parts`` decoded and ``quick_parts`` finished greedily after the time limit
+    decoding_counts: Counter = Counter()
+    _counts_lock = threading.Lock()
 
     def __init__(self, model_dir: Path, *, compute_type: str = "int8", cpu_threads: int = 0, decoders: int = 0,
                  beam_size: int = 5, vad_parameters: dict | None = None) -> None:
@@ -177,8 +184,10 @@ class FasterWhisperBackend:
                 part, language=decode_language, beam_size=self.beam_size, vad_filter=False, word_timestamps=True,
                 condition_on_previous_text=False)
             decoded, cut = [], None
+            fallback = 0
             for seg in segments:
                 decoded.append(seg)
+                fallback += int((seg.temperature or 0.0) > 0.0)
                 done[i] = min(seg.end, part_s)
                 if report is not None:
                     report()
@@ -198,6 +207,9 @@ class FasterWhisperBackend:
                 timeline = SpeechTimestampsMap(groups[i], 16000)
                 limited.append((timeline.get_original_time(cut), groups[i][-1]["end"] / 16000.0))
                 done[i] = part_s
+            with self._counts_lock:
+                self.decoding_counts.update(segments=len(decoded), fallback_segments=fallback, parts=1,
+                                            quick_parts=int(cut is not None))
             out: list[Word] = []
             for seg in restore_speech_timestamps(decoded, groups[i], 16000):
                 for w in seg.words or ():
