@@ -174,7 +174,7 @@ def report_task(work_dir: str, out_dir: str, analysis: SessionAnalysis, settings
 
     with steps.stage(hook, "flags"):
         flags = flag_windows(analysis.features, bundle, threshold=settings.model.flag_threshold,
-                             min_speech_s=settings.model.min_window_speech_s)
+                             min_speech_s=settings.model.min_window_speech_s, language=settings.ui_language)
     with steps.stage(hook, "report"):
         report = SessionReport.from_analysis(
             analysis, flags=flags, model_version=bundle.version,
