@@ -8,7 +8,7 @@ import numpy as np
 
 from models.artifact import CLASSES, ModelBundle
 from pipeline.features import FEATURES
-from pipeline.i18n import DEFAULT_LANGUAGE, has, quantity, text
+from pipeline.i18n import DEFAULT_LANGUAGE, has, number, quantity, text
 from pipeline.types import RuptureFlag, SessionFeatures
 
 # Which way a marker must depart from the rest of the client's session to count as a reason for each rupture
@@ -65,8 +65,14 @@ THREE_RS = {"withdrawal": _WITHDRAWAL_3RS, "confrontation": _CONFRONTATION_3RS}
 _SPEC = {f.name: f for f in FEATURES}
 
 
+_BARE = {"1/min": 1, "questions": 0, "1/utterance": 2}
+"""Units a reason sentence words itself ("... keer per minuut"): the number is printed without them."""
+
+
 def _amount(name: str, value: float, language: str) -> str:
     unit = "times" if name == "therapist_client_mlu_ratio" else _SPEC[name].unit
+    if unit in _BARE:
+        return number(value, language, _BARE[unit]) if math.isfinite(value) else "—"
     return quantity(value, unit, language)
 
 
@@ -96,14 +102,24 @@ def reason_sentence(name: str, value: float, usual: float, language: str = DEFAU
     return text(f"{key}.reason", language, **values)
 
 
+MIN_Z = 0.5
+"""Least departure (in the client's own session standard deviations) of a z-score marker to be a reason."""
+MIN_RELATIVE = 0.1
+"""Least departure of another marker from the client's usual value, as a fraction of that value, to be a reason."""
+
+
 def _points_toward(name: str, marker_type: str, value: float, usual: float) -> bool:
-    """Whether ``value`` departs from the client's usual ``usual`` in ``marker_type``'s direction."""
+    """Whether ``value`` departs clearly from the client's ``usual`` value in ``marker_type``'s direction.
+
+    A z-score marker must lie at least ``MIN_Z`` on the rupture type's side of the session mean; another
+    marker must differ from ``usual`` in that direction by more than ``MIN_RELATIVE`` of ``usual``.
+    """
     d = DIRECTION.get(marker_type, {}).get(name, 0)
     if d == 0 or not math.isfinite(value):
         return False
     if _SPEC[name].unit == "z":
-        return d * value > 0
-    return math.isfinite(usual) and d * (value - usual) > 0
+        return d * value >= MIN_Z
+    return math.isfinite(usual) and d * (value - usual) > MIN_RELATIVE * abs(usual)
 
 
 def explain_window(bundle: ModelBundle, x: np.ndarray, class_index: int, *, usual: np.ndarray | None = None,

@@ -111,3 +111,52 @@ def quantity(value: float, unit: str, language: str) -> str:
         v = number(value, language, 1)
     key = f"unit.{unit}"
     return text(key, language, v=v) if has(key) else f"{v} {unit}"
+
+
+@functools.cache
+def _english_patterns(prefix: str) -> tuple[tuple[str, "re.Pattern"], ...]:
+    import re
+
+    out = []
+    for key, texts in catalogue().items():
+        if key.startswith(prefix) and "en" in texts:
+            parts = []
+            for literal, name, _, _ in string.Formatter().parse(texts["en"]):
+                parts.append(re.escape(literal))
+                if name:
+                    parts.append(f"(?P<{name}>.+?)")
+            out.append((key, re.compile("".join(parts), re.DOTALL)))
+    return tuple(out)
+
+
+def localise(sentence: str, language: str, *, prefix: str = "warn.") -> str:
+    """A stored English sentence of the catalogue (a warning) in ``language``.
+
+    Warnings are kept in English in ``session.json`` and printed so on the command line; the report shows
+    them in its own language. The sentence is matched against the English text of every key under ``prefix``;
+    the values it holds are carried over (with a decimal comma in Dutch).
+
+    Parameters
+    ----------
+    sentence : str
+        As stored.
+    language : {"nl", "en"}
+    prefix : str
+        Catalogue keys to match against.
+
+    Returns
+    -------
+    str
+        The sentence in ``language``, or unchanged when no key's English text matches it.
+    """
+    import re
+
+    if language == "en":
+        return sentence
+    for key, pattern in _english_patterns(prefix):
+        m = pattern.fullmatch(sentence)
+        if m:
+            values = {k: re.sub(r"(?<=\d)\.(?=\d)", ",", v) if language == "nl" else v
+                      for k, v in m.groupdict().items()}
+            return text(key, language, **values)
+    return sentence
