@@ -129,6 +129,9 @@ PROBABILITY_BANDS = ((0.5, "band_low"), (0.8, "band_medium"), (1.01, "band_high"
 """Upper bounds (exclusive) of the probability bands the report names: below 0.5 low, below 0.8 medium, else
 high. Only a flag's band is named in words; the number stands beside it in small print."""
 
+TIMES_MARKERS = frozenset({"therapist_client_mlu_ratio"})
+"""Markers whose unit is a ratio of two lengths, printed as "1,4×" rather than as a percentage."""
+
 UNUSUAL_MAX = 5
 """Most markers the summary lists as unlike the client's earlier sessions."""
 
@@ -211,7 +214,7 @@ def _unusual(report: SessionReport, language: str) -> list[str]:
         if not all(math.isfinite(z) for z in (v, lo, hi)) or lo <= v <= hi:
             continue
         outside = (lo - v if v < lo else v - hi) / max(hi - lo, 1e-9, abs(hi) * 0.05)
-        unit = m.get("unit", "")
+        unit = "times" if name in TIMES_MARKERS else m.get("unit", "")
         out.append((outside, text("report.summary_unusual_item", language,
                                   label=text(f"marker.{name}.label", language),
                                   value=quantity(v, unit, language), low=quantity(lo, unit, language),
@@ -284,7 +287,7 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
     markers = []
     for k, v in report.session_markers.items():
         h = report.client_history.get(k)
-        unit = v.get("unit", "")
+        unit = "times" if k in TIMES_MARKERS else v.get("unit", "")
         earlier = (f"{quantity(_num(h['min']), unit, language)} – {quantity(_num(h['max']), unit, language)} "
                    f"(n = {h['n']})" if h and h.get("n") else "—")
         markers.append(dict(name=k, label=text(f"marker.{k}.label", language) if has(f"marker.{k}.label") else k,
@@ -294,14 +297,16 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
                                                              for f in report.flags)]
     appendix = []
     for j, (name, unit) in enumerate(zip(feats.feature_names, feats.units)):
+        digits = 2 if unit in ("ratio", "r", "1/utterance", "syllables/word", "z") else 1
+        bare = lambda v: i18n_number(v, language, digits)  # noqa: E731
         col = [fr.values[j] for fr in feats.frames if math.isfinite(fr.values[j])]
         in_flags = [feats.frames[i].values[j] for i in flagged if math.isfinite(feats.frames[i].values[j])]
         appendix.append(dict(
-            name=name, label=text(f"marker.{name}.label", language) if has(f"marker.{name}.label") else name,
-            median=quantity(statistics.median(col), unit, language) if col else "—",
-            range=f"{quantity(min(col), unit, language)} – {quantity(max(col), unit, language)}" if col else "—",
-            flagged=(f"{quantity(min(in_flags), unit, language)} – {quantity(max(in_flags), unit, language)}"
-                     if in_flags else "—")))
+            name=name, unit=unit,
+            label=text(f"marker.{name}.label", language) if has(f"marker.{name}.label") else name,
+            median=bare(statistics.median(col)) if col else "—",
+            range=f"{bare(min(col))} – {bare(max(col))}" if col else "—",
+            flagged=f"{bare(min(in_flags))} – {bare(max(in_flags))}" if in_flags else "—"))
     window_s = feats.frames[0].end - feats.frames[0].start if feats.frames else 30.0
     hop_s = feats.frames[1].start - feats.frames[0].start if len(feats.frames) > 1 else window_s
     return env.get_template("report.html").render(

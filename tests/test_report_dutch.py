@@ -153,7 +153,7 @@ def analysed_report():
     reports = {}
     for lang in LANGUAGES:
         flags = flag_windows(a.features, bundle, threshold=0.02, min_speech_s=0.0, language=lang)
-        history = {k: {"min": v["value"] * 1.5 + 1, "max": v["value"] * 2 + 2, "n": 3}
+        history = {k: {"min": v["value"] * 1.5 + 0.1, "max": v["value"] * 2 + 0.2, "n": 3}  # all above this session
                    for k, v in list(a.session_markers.items())[:6] if v["value"] == v["value"]}
         reports[lang] = SessionReport.from_analysis(
             a, flags=flags, model_version=bundle.version, flag_threshold=0.02, created_at="2026-12-02T10:00:00+00:00",
