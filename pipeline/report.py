@@ -189,13 +189,12 @@ def model_caveat(card: Mapping[str, Any] | None, version: str, language: str) ->
 
 
 def _how_roles(rule: str, language: str) -> str:
-    """The role rule codes (``most-speech-is-therapist+...``) in words."""
-    words = []
-    for part in filter(None, rule.split("+")):
-        key = ("override" if "override" in part or "metadata" in part else "profile" if "profile" in part
-               else "child_voice" if "f0" in part or "child" in part else "questions" if "question" in part
-               else "rest" if "rest" in part else "most_speech" if "most-speech" in part else "other")
-        words.append(text(f"roles.{key}", language))
+    """The role rule codes (``most-speech-is-therapist+...``, :mod:`pipeline.roles`) in words."""
+    from pipeline import roles
+
+    keys = {roles.RULE_OVERRIDE: "override", roles.RULE_PROFILE: "profile", roles.RULE_CHILD_F0: "child_voice",
+            roles.RULE_QUESTIONS: "questions", roles.RULE_MOST_SPEECH: "most_speech", roles.RULE_CLIENT_REST: "rest"}
+    words = [text(f"roles.{keys.get(part, 'other')}", language) for part in rule.split("+") if part]
     return ", ".join(dict.fromkeys(words)) or text("roles.other", language)
 
 

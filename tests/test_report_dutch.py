@@ -224,3 +224,14 @@ def test_the_wide_window_table_is_in_features_csv_not_in_the_page(analysed_repor
     assert len(rows) == 1 + len(r.features.frames) and len(rows[0]) == 2 + len(FEATURE_NAMES)
     assert max(len(re.findall(r"<t[dh][ >]", row)) for row in html.split("<tr>")) <= 5  # no 40-column row
     assert len(json.loads(paths["json"].read_text())["features"]["frames"]) == len(r.features.frames)
+
+
+def test_every_role_rule_has_words():
+    from pipeline import roles
+    from pipeline.report import _how_roles
+
+    for name, code in vars(roles).items():
+        if name.startswith("RULE_"):
+            assert _how_roles(code, "nl") != text("roles.other", "nl"), code
+    assert _how_roles("most-speech-is-therapist+client-most-speech-of-the-rest", "nl") == (
+        "wie het meest spreekt is therapeut, wie daarna het meest spreekt is cliënt")
