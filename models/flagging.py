@@ -53,7 +53,8 @@ _WITHDRAWAL_3RS = {**dict.fromkeys(("silence_share", "longest_silence_s", "mean_
                                     "therapist_speech_share", "therapist_question_rate_per_min",
                                     "therapist_question_run_max", "therapist_questions_after_silence_per_min",
                                     "therapist_share_client_withdrawn"), "minimal_response")}
-_CONFRONTATION_3RS = {"client_complaints_per_min": "complaints_therapy", "client_refusals_per_min": "rejects_intervention",
+_CONFRONTATION_3RS = {"client_complaints_per_min": "complaints_therapy",
+                      "client_refusals_per_min": "rejects_intervention",
                       "client_negations_per_utterance": "rejects_intervention",
                       **dict.fromkeys(("overlap_rate_per_min", "client_interruptions_per_min",
                                        "client_successful_interruptions_per_min", "client_f0_median_hz",
