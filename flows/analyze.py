@@ -174,7 +174,7 @@ def report_task(work_dir: str, out_dir: str, analysis: SessionAnalysis, settings
 
     with steps.stage(hook, "flags"):
         flags = flag_windows(analysis.features, bundle, threshold=settings.model.flag_threshold,
-                             min_speech_s=settings.model.min_window_speech_s)
+                             min_speech_s=settings.model.min_window_speech_s, language=settings.ui_language)
     with steps.stage(hook, "report"):
         report = SessionReport.from_analysis(
             analysis, flags=flags, model_version=bundle.version,
@@ -184,7 +184,7 @@ def report_task(work_dir: str, out_dir: str, analysis: SessionAnalysis, settings
             client_history=client_history(settings.data_dir, analysis.client_id, analysis.session_id))
         clips = (clip_data_uris(_load_audio(Path(work_dir)), analysis.recording.sample_rate_hz, flags)
                  if settings.report_embed_clips else None)
-        write_report(report, out_dir, language=settings.ui_language, clips=clips)
+        write_report(report, out_dir, language=settings.ui_language, clips=clips, model_card=bundle.card)
     return report
 
 

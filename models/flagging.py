@@ -8,70 +8,123 @@ import numpy as np
 
 from models.artifact import CLASSES, ModelBundle
 from pipeline.features import FEATURES
+from pipeline.i18n import DEFAULT_LANGUAGE, has, number, quantity, text
 from pipeline.types import RuptureFlag, SessionFeatures
 
-# Plain-language sentence per marker, and the direction that supports each rupture type.
-_REASON = {
-    "client_speech_share": lambda v: f"the client spoke {v:.0%} of the speech in this stretch",
-    "silence_share": lambda v: f"nobody spoke for {v:.0%} of this stretch",
-    "longest_silence_s": lambda v: f"a silence of {v:.1f} s",
-    "mean_gap_s": lambda v: f"gaps between speakers averaged {v:.1f} s",
-    "client_response_latency_s": lambda v: f"the client took {v:.1f} s on average to answer the therapist",
-    "overlap_rate_per_min": lambda v: f"{v:.1f} overlaps/interruptions per minute",
-    "client_turns_per_min": lambda v: f"{v:.1f} client turns per minute",
-    "client_mean_turn_s": lambda v: f"client turns lasted {v:.1f} s on average",
-    "client_words_per_utterance": lambda v: f"the client used {v:.1f} words per utterance on average",
-    "therapist_question_rate_per_min": lambda v: f"the therapist asked {v:.1f} questions per minute",
-    "client_minimal_response_share": lambda v: f"{v:.0%} of the therapist's questions got a minimal answer or none",
-    "client_f0_z": lambda v: f"the client's pitch was {abs(v):.1f} SD {'above' if v > 0 else 'below'} their session average",
-    "client_f0_range_z": lambda v: f"the client's pitch range was {abs(v):.1f} SD {'wider' if v > 0 else 'flatter'} than their session average",
-    "client_intensity_z": lambda v: f"the client's voice was {abs(v):.1f} SD {'louder' if v > 0 else 'quieter'} than their session average",
-    "therapist_speech_share": lambda v: f"the therapist did {v:.0%} of the talking",
-    "mean_pause_s": lambda v: f"pauses within turns averaged {v:.1f} s",
-    "client_question_latency_s": lambda v: f"the client took {v:.1f} s on average to answer a question",
-    "client_framed_pauses_per_min": lambda v: (f"{v:.1f} times a minute the client left a silence and the therapist "
-                                               "spoke again"),
-    "client_interruptions_per_min": lambda v: f"the client cut in {v:.1f} times a minute",
-    "therapist_interruptions_per_min": lambda v: f"the therapist cut in {v:.1f} times a minute",
-    "client_successful_interruptions_per_min": lambda v: (f"{v:.1f} times a minute the client cut in and the other "
-                                                          "stopped talking"),
-    "parent_interruptions_per_min": lambda v: f"a parent cut in {v:.1f} times a minute",
-    "client_overlap_backchannels_per_min": lambda v: f"the client said 'mm' or 'yes' over the speaker {v:.1f} times a minute",
-    "therapist_mean_turn_s": lambda v: f"therapist turns lasted {v:.1f} s on average",
-    "client_minimal_responses_per_min": lambda v: f"{v:.1f} one-word or 'don't know' answers a minute",
-    "client_backchannels_per_min": lambda v: f"{v:.1f} client backchannels ('mm', 'yes') a minute",
-    "client_negations_per_utterance": lambda v: f"{v:.1f} negations per client utterance",
-    "client_refusals_per_min": lambda v: f"{v:.1f} refusals ('I won't', 'wil niet') a minute",
-    "client_complaints_per_min": lambda v: f"{v:.1f} complaints ('boring', 'saai') a minute",
-    "therapist_question_run_max": lambda v: f"the therapist asked {v:.0f} questions in a row without a real answer",
-    "therapist_questions_after_silence_per_min": lambda v: f"{v:.1f} questions a minute came after a silence",
-    "therapist_share_client_withdrawn": lambda v: f"the therapist did {v:.0%} of the talking while answers stayed minimal",
-    "therapist_mlu_words": lambda v: f"therapist utterances averaged {v:.1f} words",
-    "therapist_syllables_per_word": lambda v: f"therapist words averaged {v:.1f} syllables",
-    "therapist_client_mlu_ratio": lambda v: f"therapist utterances were {v:.1f}× as long as the client's",
-    "client_f0_median_hz": lambda v: f"the client's median pitch was {v:.0f} Hz",
-    "client_f0_range_st": lambda v: f"the client's pitch range was {v:.1f} semitones",
-    "client_intensity_db": lambda v: f"the client's level was {v:.0f} dB",
-    "client_speaking_rate_syl_s": lambda v: f"the client spoke {v:.1f} syllables a second",
-    "client_speaking_rate_z": lambda v: f"the client spoke {abs(v):.1f} SD {'faster' if v > 0 else 'slower'} than their session average",
-    "client_arousal_z": lambda v: f"the client's voice was {abs(v):.1f} SD {'more' if v > 0 else 'less'} aroused (pitch, loudness, pace) than their session average",
-    "intensity_synchrony_r": lambda v: f"therapist and client loudness moved together (r = {v:.2f})",
-    "f0_synchrony_r": lambda v: f"therapist and client pitch moved together (r = {v:.2f})",
+# Which way a marker must depart from the rest of the client's session to count as a reason for each rupture
+# type: +1 higher, -1 lower, 0 never a reason. A fixed table rather than the model's coefficients, so that a
+# model (or an occlusion explanation of a tree model) can never offer a marker that points the other way. It
+# follows the 3RS descriptions (Eubanks, Muran & Safran 2015): withdrawal is moving away from the therapist or
+# the work (silence, long latencies, short or minimal answers, a quieter and flatter voice, and the therapist's
+# pressure to talk that answers it); confrontation is moving against them (complaints, refusals, negations,
+# interrupting, a louder, higher and faster voice). Markers whose direction the literature does not settle
+# (the therapist's word length and utterance length, synchrony, the client's backchannels, the therapist's
+# and a parent's interruptions) are 0: they are measured and shown, never given as a reason.
+DIRECTION = {
+    "withdrawal": {
+        "client_speech_share": -1, "therapist_speech_share": +1, "silence_share": +1, "longest_silence_s": +1,
+        "mean_gap_s": +1, "mean_pause_s": +1, "client_response_latency_s": +1, "client_question_latency_s": +1,
+        "client_framed_pauses_per_min": +1, "client_turns_per_min": -1, "client_mean_turn_s": -1,
+        "client_words_per_utterance": -1, "client_minimal_response_share": +1,
+        "client_minimal_responses_per_min": +1, "client_negations_per_utterance": +1,
+        "therapist_question_rate_per_min": +1, "therapist_question_run_max": +1,
+        "therapist_questions_after_silence_per_min": +1, "therapist_share_client_withdrawn": +1,
+        "client_f0_range_st": -1, "client_intensity_db": -1, "client_speaking_rate_syl_s": -1,
+        "client_f0_range_z": -1, "client_intensity_z": -1, "client_speaking_rate_z": -1, "client_arousal_z": -1,
+    },
+    "confrontation": {
+        "overlap_rate_per_min": +1, "client_interruptions_per_min": +1,
+        "client_successful_interruptions_per_min": +1, "client_negations_per_utterance": +1,
+        "client_refusals_per_min": +1, "client_complaints_per_min": +1, "client_f0_median_hz": +1,
+        "client_f0_range_st": +1, "client_intensity_db": +1, "client_speaking_rate_syl_s": +1, "client_f0_z": +1,
+        "client_f0_range_z": +1, "client_intensity_z": +1, "client_speaking_rate_z": +1, "client_arousal_z": +1,
+    },
 }
 
+# The 3RS rupture marker (a key of the catalogue's ``rupture3rs`` table) each reason resembles, per type.
+_WITHDRAWAL_3RS = {**dict.fromkeys(("silence_share", "longest_silence_s", "mean_gap_s", "mean_pause_s",
+                                     "client_response_latency_s", "client_question_latency_s",
+                                     "client_framed_pauses_per_min", "client_f0_range_st", "client_intensity_db",
+                                     "client_speaking_rate_syl_s", "client_f0_range_z", "client_intensity_z",
+                                     "client_speaking_rate_z", "client_arousal_z"), "avoidance"),
+                   **dict.fromkeys(("client_speech_share", "client_turns_per_min", "client_mean_turn_s",
+                                    "client_words_per_utterance", "client_minimal_response_share",
+                                    "client_minimal_responses_per_min", "client_negations_per_utterance",
+                                    "therapist_speech_share", "therapist_question_rate_per_min",
+                                    "therapist_question_run_max", "therapist_questions_after_silence_per_min",
+                                    "therapist_share_client_withdrawn"), "minimal_response")}
+_CONFRONTATION_3RS = {"client_complaints_per_min": "complaints_therapy",
+                      "client_refusals_per_min": "rejects_intervention",
+                      "client_negations_per_utterance": "rejects_intervention",
+                      **dict.fromkeys(("overlap_rate_per_min", "client_interruptions_per_min",
+                                       "client_successful_interruptions_per_min", "client_f0_median_hz",
+                                       "client_f0_range_st", "client_intensity_db", "client_speaking_rate_syl_s",
+                                       "client_f0_z", "client_f0_range_z", "client_intensity_z",
+                                       "client_speaking_rate_z", "client_arousal_z"), "control")}
+THREE_RS = {"withdrawal": _WITHDRAWAL_3RS, "confrontation": _CONFRONTATION_3RS}
 
 _SPEC = {f.name: f for f in FEATURES}
 
 
-def _sentence(name: str, value: float) -> str:
-    """Plain-language sentence for one marker value (the marker's description when there is no custom one)."""
-    if name in _REASON:
-        return _REASON[name](value)
-    spec = _SPEC[name]
-    return f"{spec.description}: {value:.2g} {spec.unit}"
+_BARE = {"1/min": 1, "questions": 0, "1/utterance": 2}
+"""Units a reason sentence words itself ("... keer per minuut"): the number is printed without them."""
 
 
-def explain_window(bundle: ModelBundle, x: np.ndarray, class_index: int, *, top: int = 3) -> tuple[str, ...]:
+def _amount(name: str, value: float, language: str) -> str:
+    unit = "times" if name == "therapist_client_mlu_ratio" else _SPEC[name].unit
+    if unit in _BARE:
+        return number(value, language, _BARE[unit]) if math.isfinite(value) else "—"
+    return quantity(value, unit, language)
+
+
+def reason_sentence(name: str, value: float, usual: float, language: str = DEFAULT_LANGUAGE) -> str:
+    """One marker's observation about a flagged stretch, in words, with the number beside it.
+
+    Parameters
+    ----------
+    name : str
+        A marker of ``FEATURE_NAMES``.
+    value : float
+        The stretch's value, in the marker's unit.
+    usual : float
+        The client's median over the other windows of this session (NaN when there are none); z-score
+        markers are already relative to the session and use the sign of ``value`` instead.
+    language : {"nl", "en"}
+
+    Returns
+    -------
+    str
+    """
+    key = f"marker.{name}"
+    values = dict(value=_amount(name, value, language), usual=_amount(name, usual, language))
+    if has(f"{key}.up"):
+        values = dict(value=_amount(name, abs(value), language),
+                      direction=text(f"{key}.up" if value > 0 else f"{key}.down", language))
+    return text(f"{key}.reason", language, **values)
+
+
+MIN_Z = 0.5
+"""Least departure (in the client's own session standard deviations) of a z-score marker to be a reason."""
+MIN_RELATIVE = 0.1
+"""Least departure of another marker from the client's usual value, as a fraction of that value, to be a reason."""
+
+
+def _points_toward(name: str, marker_type: str, value: float, usual: float) -> bool:
+    """Whether ``value`` departs clearly from the client's ``usual`` value in ``marker_type``'s direction.
+
+    A z-score marker must lie at least ``MIN_Z`` on the rupture type's side of the session mean; another
+    marker must differ from ``usual`` in that direction by more than ``MIN_RELATIVE`` of ``usual``.
+    """
+    d = DIRECTION.get(marker_type, {}).get(name, 0)
+    if d == 0 or not math.isfinite(value):
+        return False
+    if _SPEC[name].unit == "z":
+        return d * value >= MIN_Z
+    return math.isfinite(usual) and d * (value - usual) > MIN_RELATIVE * abs(usual)
+
+
+def explain_window(bundle: ModelBundle, x: np.ndarray, class_index: int, *, usual: np.ndarray | None = None,
+                   top: int = 3, language: str = DEFAULT_LANGUAGE) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The markers that pushed one window towards ``class_index``, in words.
 
     For the multinomial logistic regression, a marker's contribution is its
@@ -79,7 +132,9 @@ def explain_window(bundle: ModelBundle, x: np.ndarray, class_index: int, *, top:
     coefficient over classes. For another model (gradient-boosted trees), it
     is how much the class probability falls when the marker is set to its
     training median (the imputer's value): an occlusion, one marker at a time.
-    The ``top`` positive contributions are named. A calibrated model
+    Of the markers with a positive contribution, only those whose value departs
+    from the client's usual value (``usual``) in the direction :data:`DIRECTION`
+    gives for the rupture type are named, the ``top`` largest first. A calibrated model
     (``CalibratedClassifierCV``) is explained by the pipeline inside it, fitted
     on all training windows; calibration is monotone per class, so it does not
     change which markers push the window up.
@@ -93,13 +148,20 @@ def explain_window(bundle: ModelBundle, x: np.ndarray, class_index: int, *, top:
         Raw values of the model's features (``bundle.feature_names``) for the window (NaN allowed).
     class_index : int
         1 withdrawal, 2 confrontation.
+    usual : np.ndarray, shape (n_model_features,), optional
+        The client's median of each model feature over the session's other windows (NaN where unknown);
+        without it only z-score markers can be reasons.
     top : int > 0
         Most reasons returned.
+    language : {"nl", "en"}
+        Language of the sentences (``ALLIANCE_UI_LANGUAGE``).
 
     Returns
     -------
-    tuple of str
-        Sentences with the window's own values.
+    reasons : tuple of str
+        Sentences with the window's own values and the client's usual ones.
+    resembles : tuple of str
+        The 3RS markers the reasons resemble (keys of the catalogue's ``rupture3rs`` table), in order, once each.
     """
     from models.transfer import base_pipeline
 
@@ -108,7 +170,7 @@ def explain_window(bundle: ModelBundle, x: np.ndarray, class_index: int, *, top:
     clf = steps["classify"]
     classes = [int(c) for c in clf.classes_]
     if class_index not in classes:
-        return ()
+        return (), ()
     k = classes.index(class_index)
     filled = steps["impute"].transform(x.reshape(1, -1))
     if hasattr(clf, "coef_") and "scale" in steps:
@@ -120,12 +182,18 @@ def explain_window(bundle: ModelBundle, x: np.ndarray, class_index: int, *, top:
         occluded = np.repeat(filled, filled.shape[1], axis=0)
         np.fill_diagonal(occluded, steps["impute"].statistics_)
         contrib = base - clf.predict_proba(occluded)[:, k]
-    order = [i for i in np.argsort(-contrib) if contrib[i] > 0][:top]
-    return tuple(_sentence(bundle.feature_names[i], x[i]) for i in order if math.isfinite(x[i]))
+    kind = CLASSES[class_index]
+    usual = np.full(len(x), np.nan) if usual is None else usual
+    names = bundle.feature_names
+    order = [i for i in np.argsort(-contrib)
+             if contrib[i] > 0 and _points_toward(names[i], kind, float(x[i]), float(usual[i]))][:top]
+    reasons = tuple(reason_sentence(names[i], float(x[i]), float(usual[i]), language) for i in order)
+    resembles = tuple(dict.fromkeys(THREE_RS[kind][names[i]] for i in order if names[i] in THREE_RS[kind]))
+    return reasons, resembles
 
 
 def flag_windows(features: SessionFeatures, bundle: ModelBundle, *, threshold: float | None = None,
-                 min_speech_s: float = 3.0) -> tuple[RuptureFlag, ...]:
+                 min_speech_s: float = 3.0, language: str = DEFAULT_LANGUAGE) -> tuple[RuptureFlag, ...]:
     """Flag windows whose rupture probability reaches the threshold.
 
     Overlapping or touching flagged windows of one rupture type merge into one
@@ -143,6 +211,8 @@ def flag_windows(features: SessionFeatures, bundle: ModelBundle, *, threshold: f
     min_speech_s : float >= 0
         Windows with less speech than this (seconds, any speaker) are never
         flagged: no talk at all is not evidence of a rupture.
+    language : {"nl", "en"}
+        Language of the reasons (``ALLIANCE_UI_LANGUAGE``).
 
     Returns
     -------
@@ -160,22 +230,36 @@ def flag_windows(features: SessionFeatures, bundle: ModelBundle, *, threshold: f
             cut = bundle.class_threshold(k) if threshold is None else threshold
             if proba[i, k] >= cut and frame.speech_s >= min_speech_s:
                 if current and frame.start > features.frames[current[-1]].end:
-                    flags.append(_merge(features, bundle, X, proba, current, k))
+                    flags.append(_merge(features, bundle, X, proba, current, k, language))
                     current = []
                 current.append(i)
         if current:
-            flags.append(_merge(features, bundle, X, proba, current, k))
+            flags.append(_merge(features, bundle, X, proba, current, k, language))
     return tuple(sorted(flags, key=lambda f: (f.start, f.marker_type)))
 
 
-def _merge(features, bundle, X, proba, idx, k) -> RuptureFlag:
+def _usual(X: np.ndarray, i: int) -> np.ndarray:
+    """Per feature, the median over every window but ``i`` (NaN where none has a value)."""
+    import warnings
+
+    rest = np.delete(X, i, axis=0)
+    if rest.shape[0] == 0:
+        return np.full(X.shape[1], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: NaN is the answer
+        return np.nanmedian(rest, axis=0)
+
+
+def _merge(features, bundle, X, proba, idx, k, language) -> RuptureFlag:
     best = max(idx, key=lambda i: proba[i, k])
+    reasons, resembles = explain_window(bundle, X[best], k, usual=_usual(X, best), language=language)
     return RuptureFlag(
         start=features.frames[idx[0]].start,
         end=features.frames[idx[-1]].end,
         probability=round(float(proba[best, k]), 4),
         marker_type=CLASSES[k],
-        reasons=explain_window(bundle, X[best], k),
+        reasons=reasons,
         model_version=bundle.version,
+        resembles=resembles,
     )
 

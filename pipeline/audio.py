@@ -254,14 +254,15 @@ class _Buffer:
 def _completeness(duration: float, declared: float | None, damage: str | None) -> str | None:
     """A sentence when less was decoded than declared, or decoding stopped on damage."""
     short = declared is not None and duration < declared - max(0.5, 0.02 * declared)
+    from pipeline.i18n import text
+
+    values = dict(duration=f"{duration:.1f}", declared=f"{declared:.1f}" if declared is not None else "", damage=damage)
     if damage and short:
-        return (f"decoded {duration:.1f} s of the {declared:.1f} s the header declares; decoding stopped on "
-                f"damaged data ({damage}): the file looks truncated — re-export it")
+        return text("warn.truncated_damaged", "en", **values)
     if damage:
-        return f"decoding stopped after {duration:.1f} s on damaged data ({damage}); the rest of the file was skipped"
+        return text("warn.damaged", "en", **values)
     if short:
-        return (f"decoded {duration:.1f} s of the {declared:.1f} s the header declares: "
-                "the file looks truncated — re-export it")
+        return text("warn.truncated", "en", **values)
     return None
 
 

@@ -1,4 +1,4 @@
-"""Render a :class:`~pipeline.types.SessionReport` as ``report.html`` and ``session.json``.
+"""Render a :class:`~pipeline.types.SessionReport` as ``report.html``, ``session.json`` and CSV files.
 
 The HTML is self-contained (inline CSS and SVG, no scripts, no network) so a
 therapist can open it from disk.
@@ -9,8 +9,12 @@ from __future__ import annotations
 import csv
 import json
 import math
+import statistics
 from pathlib import Path
+from typing import Any, Mapping
 
+from pipeline.i18n import has, localise, quantity, text
+from pipeline.i18n import number as i18n_number
 from pipeline.types import Recording, SessionFeatures, SessionReport, SpeechRegion, Transcript, to_jsonable
 
 ROLE_COLOURS = {"therapist": "#1f6fb2", "client": "#e07b00", "parent": "#5a9e3a", "unknown": "#888888"}
@@ -121,62 +125,205 @@ def _excerpt(report: SessionReport, start: float, end: float) -> list[dict]:
             for u in report.utterances if u.end > start and u.start < end]
 
 
-def render_html(report: SessionReport, *, language: str = "en", clips: dict[int, str] | None = None) -> str:
-    """The report as one self-contained HTML page (no scripts, no network; printable to PDF).
+PROBABILITY_BANDS = ((0.5, "band_low"), (0.8, "band_medium"), (1.01, "band_high"))
+"""Upper bounds (exclusive) of the probability bands the report names: below 0.5 low, below 0.8 medium, else
+high. Only a flag's band is named in words; the number stands beside it in small print."""
+
+TIMES_MARKERS = frozenset({"therapist_client_mlu_ratio"})
+"""Markers whose unit is a ratio of two lengths, printed as "1,4×" rather than as a percentage."""
+
+UNUSUAL_MAX = 5
+"""Most markers the summary lists as unlike the client's earlier sessions."""
+
+# Literature the page cites, in order of first citation ([n] on the page, the list at the end).
+REFERENCES = ("bordin", "eubanks", "heldner", "ferguson", "kunsch", "mauch", "brown", "wiltshire")
+
+
+def probability_band(p: float) -> str:
+    """The catalogue key (``report.band_*``) of a probability's band.
+
+    Parameters
+    ----------
+    p : float in [0, 1]
+
+    Returns
+    -------
+    str
+        ``"band_low"`` below 0.5, ``"band_medium"`` below 0.8, else ``"band_high"``.
+    """
+    return next(key for upper, key in PROBABILITY_BANDS if p < upper)
+
+
+def _clock(seconds: float) -> str:
+    """A time in the session as m:ss (the summary's and the cards' clock)."""
+    s = int(round(max(0.0, float(seconds))))
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def model_caveat(card: Mapping[str, Any] | None, version: str, language: str) -> str:
+    """One line naming the model and what it was trained on, from its card.
+
+    Parameters
+    ----------
+    card : mapping, optional
+        The model card (``models/artifacts/<version>/model_card.json``); its ``summary`` says what the
+        model was trained on. A card may add ``summary_nl``, its Dutch wording.
+    version : str
+        The model version the report's flags came from.
+    language : {"nl", "en"}
+
+    Returns
+    -------
+    str
+    """
+    summary = str((card or {}).get("summary", ""))
+    if (card or {}).get(f"summary_{language}"):
+        trained = str(card[f"summary_{language}"]).rstrip(".")
+    elif "simulated" in summary.lower() and "not on real" in summary.lower():
+        trained = text("report.trained_simulated", language)
+    elif summary and language == "en":
+        trained = summary.rstrip(".")
+    else:
+        trained = text("report.trained_unknown", language)
+    return text("report.caveat", language, version=version, trained=trained)
+
+
+def _how_roles(rule: str, language: str) -> str:
+    """The role rule codes (``most-speech-is-therapist+...``, :mod:`pipeline.roles`) in words."""
+    from pipeline import roles
+
+    keys = {roles.RULE_OVERRIDE: "override", roles.RULE_PROFILE: "profile", roles.RULE_CHILD_F0: "child_voice",
+            roles.RULE_QUESTIONS: "questions", roles.RULE_MOST_SPEECH: "most_speech", roles.RULE_CLIENT_REST: "rest"}
+    words = [text(f"roles.{keys.get(part, 'other')}", language) for part in rule.split("+") if part]
+    return ", ".join(dict.fromkeys(words)) or text("roles.other", language)
+
+
+def _how_speakers(method: str, language: str) -> str:
+    return text("roles.channels" if "channel" in method else "roles.clustering", language)
+
+
+def _unusual(report: SessionReport, language: str) -> list[str]:
+    """Markers of this session outside the client's range over earlier sessions, furthest outside first."""
+    out = []
+    for name, h in report.client_history.items():
+        m = report.session_markers.get(name)
+        if not m or not h or not h.get("n") or not has(f"marker.{name}.label"):
+            continue
+        v, lo, hi = _num(m.get("value")), _num(h.get("min")), _num(h.get("max"))
+        if not all(math.isfinite(z) for z in (v, lo, hi)) or lo <= v <= hi:
+            continue
+        outside = (lo - v if v < lo else v - hi) / max(hi - lo, 1e-9, abs(hi) * 0.05)
+        unit = "times" if name in TIMES_MARKERS else m.get("unit", "")
+        out.append((outside, text("report.summary_unusual_item", language,
+                                  label=text(f"marker.{name}.label", language),
+                                  value=quantity(v, unit, language), low=quantity(lo, unit, language),
+                                  high=quantity(hi, unit, language))))
+    return [s for _, s in sorted(out, key=lambda t: -t[0])][:UNUSUAL_MAX]
+
+
+def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int, str] | None = None,
+                model_card: Mapping[str, Any] | None = None) -> str:
+    """The report as one self-contained HTML page (no scripts, no network; A4 portrait when printed).
+
+    Every word comes from the text catalogue (:mod:`pipeline.i18n`) in ``language``: a summary first (how
+    many stretches, where, of which kind, what differs from the client's earlier sessions), the timeline, a
+    card per flag (3RS markers it resembles, reasons, probability band), the session's markers under their
+    clinical names, the transcript, a narrow appendix of every marker by code name (the per-window table
+    itself is ``features.csv``) and the literature cited.
 
     Parameters
     ----------
     report : SessionReport
     language : {"nl", "en"}
-        Interface language (``ALLIANCE_UI_LANGUAGE``).
+        Interface language (``ALLIANCE_UI_LANGUAGE``); Dutch by default.
     clips : dict of int to str, optional
         Per flag index, a ``data:audio/wav;base64,…`` URI of that stretch, embedded as a player.
+    model_card : mapping, optional
+        The flags' model card, for the one-line caveat under the summary.
     """
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    from pipeline.report_text import REPORT_TEXT
+    from pipeline.report_text import report_text
 
-    text = REPORT_TEXT[language]
+    x = report_text(language)
     env = Environment(loader=PackageLoader("pipeline", "templates"), autoescape=select_autoescape(["html"]))
     env.filters["t"] = _fmt_time
+    env.filters["clock"] = _clock
     m = report.metrics
-    role = lambda r: text.get(r, r)  # noqa: E731
-    speakers = [dict(speaker=s, role=role(report.roles.role_of(s)), speech_s=m.speech_time_s.get(s, 0.0),
-                     ratio=m.speech_ratio.get(s, 0.0), turns=m.n_turns.get(s, 0),
+    num = lambda v, d=1: i18n_number(v, language, d)  # noqa: E731
+    role = lambda r: x.get(r, r)  # noqa: E731
+    speakers = [dict(speaker=s, role=role(report.roles.role_of(s)), speech_s=num(m.speech_time_s.get(s, 0.0)),
+                     ratio=num(100 * m.speech_ratio.get(s, 0.0), 0), turns=m.n_turns.get(s, 0),
                      colour=ROLE_COLOURS.get(report.roles.role_of(s), ROLE_COLOURS["unknown"]))
                 for s in report.diarization.speakers]
     summary = [
-        (text["duration"], f"{m.duration_s:.1f} s"),
-        (text["gaps"], f"{len(m.gaps_s)} ({text['mean']} {sum(m.gaps_s) / len(m.gaps_s):.2f} s)" if m.gaps_s else "0"),
-        (text["overlaps"], f"{len(m.overlaps_s)} ({m.overlap_time_s:.1f} s {text['overlapped_speech']})"),
-        (text["interruptions"], ", ".join(
-            f"{role(report.roles.role_of(s))} {n}" + (f" ({m.successful_interruptions.get(s, 0)} {text['successful']})"
+        (x["duration"], _clock(m.duration_s)),
+        (x["gaps"], f"{len(m.gaps_s)} ({x['mean']} {num(sum(m.gaps_s) / len(m.gaps_s), 2)} s)" if m.gaps_s else "0"),
+        (x["overlaps"], f"{len(m.overlaps_s)} ({num(m.overlap_time_s)} s {x['overlapped_speech']})"),
+        (x["interruptions"], ", ".join(
+            f"{role(report.roles.role_of(s))} {n}" + (f" ({m.successful_interruptions.get(s, 0)} {x['successful']})"
                                                       if n else "")
             for s, n in m.interruptions.items()) or "0"),
-        (text["overlap_backchannels"], ", ".join(f"{role(report.roles.role_of(s))} {n}"
-                                                 for s, n in m.overlap_backchannels.items()) or "0"),
-        *([(text["overlap_detected"], f"{len(report.overlap_regions)} × "
-            f"({sum(r.duration for r in report.overlap_regions):.1f} s)")] if report.overlap_regions else []),
-        (text["latency"], "—" if not math.isfinite(m.response_latency_s) else f"{m.response_latency_s:.2f} s"),
-        (text["longest"], f"{m.longest_silence_s:.1f} s"),
-        (text["silence_share"], f"{m.silence_share:.0%}"),
+        (x["overlap_backchannels"], ", ".join(f"{role(report.roles.role_of(s))} {n}"
+                                              for s, n in m.overlap_backchannels.items()) or "0"),
+        *([(x["overlap_detected"], f"{len(report.overlap_regions)} × "
+            f"({num(sum(r.duration for r in report.overlap_regions))} s)")] if report.overlap_regions else []),
+        (x["latency"], "—" if not math.isfinite(m.response_latency_s) else f"{num(m.response_latency_s, 2)} s"),
+        (x["longest"], f"{num(m.longest_silence_s)} s"),
+        (x["silence_share"], f"{num(100 * m.silence_share, 0)} %"),
     ]
-    flags = [dict(f=f, colour=FLAG_COLOURS.get(f.marker_type, "#c62828"), kind=text.get(f.marker_type, f.marker_type),
+    flags = [dict(f=f, colour=FLAG_COLOURS.get(f.marker_type, "#c62828"), kind=x.get(f.marker_type, f.marker_type),
+                  band=text("report.band", language, band=x[probability_band(f.probability)]),
+                  p=num(f.probability, 2),
+                  resembles=[text(f"rupture3rs.{k}", language) for k in f.resembles if has(f"rupture3rs.{k}")],
                   excerpt=[dict(e, role=role(e["role"])) for e in _excerpt(report, f.start, f.end)],
                   clip=(clips or {}).get(i))
              for i, f in enumerate(report.flags)]
-    fmt = lambda v: "—" if not math.isfinite(_num(v)) else f"{round(_num(v), 2) + 0.0:.2f}"  # noqa: E731 (no -0.00)
+    kinds = {}
+    for f in report.flags:
+        kinds.setdefault(f.marker_type, []).append(f"{_clock(f.start)}–{_clock(f.end)}")
+    history_n = max((int(h.get("n") or 0) for h in report.client_history.values()), default=0)
     markers = []
     for k, v in report.session_markers.items():
         h = report.client_history.get(k)
-        earlier = (f"{fmt(h['min'])} – {fmt(h['max'])} (n = {h['n']})" if h and h.get("n") else "—")
-        markers.append(dict(name=k, unit=v["unit"], description=v["description"], value=fmt(v["value"]),
-                            earlier=earlier))
-    windows = [dict(start=fr.start, end=fr.end, cells=[fmt(v) for v in fr.values]) for fr in report.features.frames]
+        unit = "times" if k in TIMES_MARKERS else v.get("unit", "")
+        earlier = (f"{quantity(_num(h['min']), unit, language)} – {quantity(_num(h['max']), unit, language)} "
+                   f"(n = {h['n']})" if h and h.get("n") else "—")
+        markers.append(dict(name=k, label=text(f"marker.{k}.label", language) if has(f"marker.{k}.label") else k,
+                            value=quantity(_num(v["value"]), unit, language), earlier=earlier))
+    feats = report.features
+    flagged = [i for i, fr in enumerate(feats.frames) if any(fr.start < f.end and fr.end > f.start
+                                                             for f in report.flags)]
+    appendix = []
+    for j, (name, unit) in enumerate(zip(feats.feature_names, feats.units)):
+        digits = 2 if unit in ("ratio", "r", "1/utterance", "syllables/word", "z") else 1
+        bare = lambda v: i18n_number(v, language, digits)  # noqa: E731
+        col = [fr.values[j] for fr in feats.frames if math.isfinite(fr.values[j])]
+        in_flags = [feats.frames[i].values[j] for i in flagged if math.isfinite(feats.frames[i].values[j])]
+        appendix.append(dict(
+            name=name, unit=unit,
+            label=text(f"marker.{name}.label", language) if has(f"marker.{name}.label") else name,
+            median=bare(statistics.median(col)) if col else "—",
+            range=f"{bare(min(col))} – {bare(max(col))}" if col else "—",
+            flagged=f"{bare(min(in_flags))} – {bare(max(in_flags))}" if in_flags else "—"))
+    window_s = feats.frames[0].end - feats.frames[0].start if feats.frames else 30.0
+    hop_s = feats.frames[1].start - feats.frames[0].start if len(feats.frames) > 1 else window_s
     return env.get_template("report.html").render(
-        r=report, x=text, lang=language, timeline=timeline_svg(report, text), speakers=speakers, summary=summary,
-        flags=flags, role_colours={role(k): c for k, c in ROLE_COLOURS.items()}, windows=windows, markers=markers,
-        feature_header=list(zip(report.features.feature_names, report.features.units)),
+        r=report, x=x, lang=language, timeline=timeline_svg(report, x), speakers=speakers, summary=summary,
+        flags=flags, kinds=[(x.get(k, k), text(f"report.{k}_plain", language) if has(f"report.{k}_plain") else k,
+                             spans) for k, spans in kinds.items()],
+        unusual=_unusual(report, language), history_n=history_n,
+        caveat=model_caveat(model_card, report.model_version, language),
+        warnings=[localise(w, language) for w in report.warnings],
+        roles_by=text("report.roles_by", language, how=_how_roles(report.roles.rule, language)),
+        speakers_by=text("report.speakers_by", language, how=_how_speakers(report.diarization.method, language)),
+        certainty=[text("report.certainty", language, level=x.get(f"band_{v}", v))
+                   for k, v in report.roles.evidence.items() if k.endswith("confidence") and isinstance(v, str)],
+        markers=markers, appendix=appendix, flagged_n=len(flagged),
+        appendix_note=text("report.appendix_note", language, n=len(feats.feature_names), window=num(window_s, 0),
+                           hop=num(hop_s, 0)),
+        references=[text(f"reference.{k}", language) for k in REFERENCES],
+        duration=_clock(report.recording.duration_s),
         utterances=[dict(role=role(u.role), colour=ROLE_COLOURS.get(u.role, "#888"), start=u.start, text=u.text)
                     for u in report.utterances],
     )
@@ -209,11 +356,12 @@ def _num(v) -> float:
     return float(v) if v is not None else math.nan
 
 
-def write_report(report: SessionReport, out_dir: str | Path, *, language: str = "en",
-                 clips: dict[int, str] | None = None) -> dict[str, Path]:
+def write_report(report: SessionReport, out_dir: str | Path, *, language: str = "nl",
+                 clips: dict[int, str] | None = None, model_card: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Write ``report.html``, ``session.json``, ``features.csv`` and ``utterance_markers.csv`` into ``out_dir``.
 
-    ``language`` and ``clips`` go to :func:`render_html`.
+    ``language``, ``clips`` and ``model_card`` go to :func:`render_html`. The per-window markers are in
+    ``features.csv`` (and ``session.json``), not in the page.
 
     Returns
     -------
@@ -224,7 +372,8 @@ def write_report(report: SessionReport, out_dir: str | Path, *, language: str = 
     out.mkdir(parents=True, exist_ok=True)
     paths = {"html": out / "report.html", "json": out / "session.json", "features_csv": out / "features.csv",
              "utterances_csv": out / "utterance_markers.csv"}
-    paths["html"].write_text(render_html(report, language=language, clips=clips), encoding="utf-8")
+    paths["html"].write_text(render_html(report, language=language, clips=clips, model_card=model_card),
+                             encoding="utf-8")
     paths["json"].write_text(json.dumps(to_jsonable(report), indent=1, ensure_ascii=False), encoding="utf-8")
     write_features_csv(report.features, paths["features_csv"])
     write_utterance_markers_csv(report.utterance_markers, paths["utterances_csv"])
@@ -281,16 +430,18 @@ def input_warnings(rec: Recording, speech: tuple[SpeechRegion, ...], transcript:
     Returns
     -------
     tuple of str
+        In English, from the text catalogue (``warn.*``), as ``session.json`` and the command line keep them;
+        the report shows them in its language (:func:`pipeline.i18n.localise`).
     """
+    from pipeline.i18n import text
+
     out = []
     if rec.decode_warning:
         out.append(rec.decode_warning)
     if rec.duration_s < MIN_ANALYSABLE_S:
-        out.append(f"the recording is only {rec.duration_s:.1f} s long: too short to analyse turn-taking")
+        out.append(text("warn.too_short", "en", duration=f"{rec.duration_s:.1f}"))
     if not speech:
-        out.append("no speech found: voice activity detection found no speech in the recording, "
-                   "so there is no transcript and nothing was flagged")
+        out.append(text("warn.no_speech", "en"))
     elif not transcript.words:
-        out.append("speech was detected but no words were recognised; check the language setting "
-                   "and the recording quality")
+        out.append(text("warn.no_words", "en"))
     return tuple(out)

@@ -178,13 +178,19 @@ def role_warnings(roles: RoleAssignment, *, client_expected: bool) -> tuple[str,
     roles : RoleAssignment
     client_expected : bool
         True when the session says a client was present (always, in therapy).
+
+    Returns
+    -------
+    tuple of str
+        In English, from the text catalogue (``warn.*``); the report shows them in its language.
     """
+    from pipeline.i18n import text
+
     out = []
     if client_expected and roles.roles and "client" not in roles.roles.values():
-        out.append("no speaker was assigned the client role (check speaker_roles in the metadata); "
-                   "client markers and flags are not meaningful for this session")
+        out.append(text("warn.no_client", "en"))
     if "therapist" not in roles.roles.values() and len(roles.roles) >= 2:
-        out.append("no speaker was assigned the therapist role; check speaker_roles in the metadata")
+        out.append(text("warn.no_therapist", "en"))
     return tuple(out)
 
 

@@ -191,8 +191,9 @@ def therapist_profile(settings: Settings, metadata: Sidecar,
     if metadata.therapist_id and profile_path(settings.data_dir, metadata.therapist_id).is_file():
         return load_profile(settings.data_dir, metadata.therapist_id), ()
     if metadata.therapist_id:
-        return None, (f"therapist {metadata.therapist_id!r} has no enrolled voice profile; roles were decided by "
-                      "cues (enrol with `alliance enroll-therapist`)",)
+        from pipeline.i18n import text
+
+        return None, (text("warn.no_profile", "en", therapist=repr(metadata.therapist_id)),)
     return None, ()
 
 

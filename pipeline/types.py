@@ -437,8 +437,10 @@ class RuptureFlag(_Serializable):
     """A stretch flagged for clinician review: never a diagnosis.
 
     ``marker_type`` is a 3RS rupture type (one of :data:`RUPTURE_LABELS`);
-    ``reasons`` are plain-language sentences drawn from the markers that
-    drove the flag.
+    ``reasons`` are plain-language sentences (in the interface language)
+    drawn from the markers that drove the flag; ``resembles`` names the 3RS
+    rupture markers they resemble, as keys of the text catalogue's
+    ``rupture3rs`` table (``"minimal_response"``, ...).
     """
 
     start: float
@@ -447,6 +449,7 @@ class RuptureFlag(_Serializable):
     marker_type: str
     reasons: tuple[str, ...]
     model_version: str
+    resembles: tuple[str, ...] = ()
 
 
 def _markers_from_dict(markers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -153,7 +153,8 @@ def test_the_sample_report_opens_from_disk_without_network_and_prints(prefect_ha
         assert page.locator(".timeline svg").is_visible()  # who spoke when
         assert page.locator("h2#flags").is_visible()  # the flags section
         assert page.locator("text=Alliantiemarkers over de sessie").is_visible()
-        assert page.locator("td:text-is('client_speech_share')").count() == 1  # the session marker table
+        assert page.locator("td:text-is('aandeel spraak van de cliënt')").count() == 2  # markers and appendix
+        assert page.locator("td:text-is('client_speech_share [ratio]')").count() == 1  # code name: appendix only
         page.screenshot(path=str(ARTIFACTS / "5-sample-report.png"), full_page=True)
         page.pdf(path=str(ARTIFACTS / "5-sample-report.pdf"))
         browser.close()

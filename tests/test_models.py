@@ -191,13 +191,47 @@ def test_windows_without_enough_speech_are_never_flagged(bundle):
     assert len(flag_windows(silent, bundle, min_speech_s=0.5)) == 1
 
 
-def test_every_marker_has_a_plain_language_reason_with_its_value():
-    from models.flagging import _REASON
+def test_every_marker_has_a_plain_language_reason_with_its_value_in_both_languages():
+    from models.flagging import reason_sentence
 
-    assert set(_REASON) == set(FEATURE_NAMES)
-    for name, sentence in _REASON.items():
-        text = sentence(3.0)
-        assert "3" in text and "_" not in text, (name, text)  # the value, in words, no marker names
+    for name in FEATURE_NAMES:
+        for language in ("nl", "en"):
+            text = reason_sentence(name, 3.0, 1.0, language)
+            assert "3" in text and "_" not in text, (name, language, text)  # the value, in words, no code names
+
+
+def test_every_marker_of_the_shipped_model_has_a_reason_sentence():
+    from models.artifact import load_model
+    from models.flagging import reason_sentence
+
+    shipped = load_model()
+    assert shipped.feature_names
+    for name in shipped.feature_names:
+        assert name not in reason_sentence(name, 2.0, 1.0, "nl")
+
+
+def test_a_reason_never_points_the_other_way(bundle):
+    from models.flagging import DIRECTION, explain_window
+
+    k = 1  # withdrawal
+    names = list(bundle.feature_names)
+    x = np.array(_profile_row(1))[bundle.columns()]
+    # the client's usual values: this same window, so no marker departs from them; only z-scores (already
+    # relative to the client's session) can still be reasons, and only in withdrawal's direction (lower)
+    reasons, _ = explain_window(bundle, x, k, usual=x.copy(), language="en")
+    assert all("than elsewhere in this session" in r for r in reasons)
+    assert not any(w in r for r in reasons for w in ("louder", "faster", "livelier", "more aroused"))
+    # usual values that the window departs from in withdrawal's direction for every marker that has one
+    usual = np.array([v - DIRECTION["withdrawal"].get(n, 0) * (abs(v) + 1.0) if np.isfinite(v) else v
+                      for n, v in zip(names, x)])
+    reasons, resembles = explain_window(bundle, x, k, usual=usual, language="nl")
+    assert 1 <= len(reasons) <= 3 and set(resembles) <= {"avoidance", "minimal_response"}
+    assert all("rest van de sessie" in r or "elders" in r for r in reasons)
+    # and the mirror image: every such marker now points toward the client's ordinary talk
+    usual = np.array([v + DIRECTION["withdrawal"].get(n, 0) * (abs(v) + 1.0) if np.isfinite(v) else v
+                      for n, v in zip(names, x)])
+    reasons, _ = explain_window(bundle, x, k, usual=usual, language="en")
+    assert all("than elsewhere in this session" in r for r in reasons)  # only z-scores can remain
 
 
 @pytest.mark.parametrize("kind", ["linear", pytest.param("hgb", marks=pytest.mark.slow)])

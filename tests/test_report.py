@@ -28,10 +28,10 @@ def _report():
 
 
 def test_report_shows_flag_reasons_and_escapes_text():
-    html = render_html(_report())
-    assert "withdrawal" in html and "probability 0.81" in html and "a silence of 9.2 s" in html
+    html = render_html(_report(), language="en")
+    assert "withdrawal" in html and "high probability" in html and "(0.81)" in html and "a silence of 9.2 s" in html
     assert "&lt;b&gt;Hoi&lt;/b&gt;?" in html and "<b>Hoi</b>" not in html
-    assert "0:00.0–0:30.0" in html
+    assert "0:00–0:30" in html
     assert "<script" not in html
 
 
@@ -52,7 +52,9 @@ def test_dutch_report_uses_the_clinical_terms_and_shows_the_header():
     html = render_html(r, language="nl")
     assert '<html lang="nl">' in html and "cliënt <strong>c-017</strong>" in html and "2026-11-28" in html
     assert "terugtrekking" in html and "Gesignaleerd om terug te kijken" in html
-    assert "0.35 – 0.50 (n = 4)" in html  # the client's own range over earlier sessions
+    assert "35 % – 50 % (n = 4)" in html  # the client's own range over earlier sessions
+    # and the summary says this session's 20 % lies below it
+    assert "aandeel spraak van de cliënt: 20 % (eerder 35 % – 50 %)" in html
     assert "alliantie" in html
 
 
@@ -80,4 +82,4 @@ def test_flag_clips_can_be_embedded_for_offline_listening():
     assert len(raw) == 44 + 2 * 16000 * 31  # the flag (0–30 s) plus 1 s after it, 16-bit mono
     html = render_html(r, clips=clips)
     assert '<audio controls preload="none" src="data:audio/wav;base64,' in html
-    assert "review app" in render_html(r)  # without embedding, the card points to the review app
+    assert "review app" in render_html(r, language="en")  # without embedding, the card points to the review app
