@@ -425,7 +425,8 @@ def input_warnings(rec: Recording, speech: tuple[SpeechRegion, ...], transcript:
     speech : tuple of SpeechRegion
         VAD output; empty means no speech was found.
     transcript : Transcript
-        Empty words with speech present means nothing was recognised.
+        Empty words with speech present means nothing was recognised; ``limited_spans`` that ASR finished
+        quickly after its time limit.
 
     Returns
     -------
@@ -444,4 +445,7 @@ def input_warnings(rec: Recording, speech: tuple[SpeechRegion, ...], transcript:
         out.append(text("warn.no_speech", "en"))
     elif not transcript.words:
         out.append(text("warn.no_words", "en"))
+    if transcript.limited_spans:  # the ASR time limit (pipeline.asr.transcribe) was reached
+        start = min(a for a, _ in transcript.limited_spans)
+        out.append(text("warn.asr_limited", "en", start=f"{int(start // 60)}:{int(start % 60):02d}"))
     return tuple(out)

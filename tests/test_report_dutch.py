@@ -235,3 +235,22 @@ def test_every_role_rule_has_words():
             assert _how_roles(code, "nl") != text("roles.other", "nl"), code
     assert _how_roles("most-speech-is-therapist+client-most-speech-of-the-rest", "nl") == (
         "wie het meest spreekt is therapeut, wie daarna het meest spreekt is cliënt")
+
+
+def test_a_transcript_finished_quickly_after_the_time_limit_is_said_in_both_languages():
+    import numpy as np
+
+    from pipeline.report import input_warnings
+    from pipeline.types import Recording, SpeechRegion, Transcript, Word
+
+    rec = Recording(path="x.wav", samples=np.zeros(16000 * 600, np.float32), sample_rate_hz=16000, duration_s=600.0,
+                    source_sample_rate_hz=16000, source_channels=1, source_format="wav")
+    words = (Word(1.0, 1.5, "ja", 0.9),)
+    careful = Transcript(words=words, language="nl", language_probability=1.0, duration_s=600.0)
+    quick = dataclasses.replace(careful, limited_spans=((125.0, 300.0), (412.0, 600.0)))
+    speech = (SpeechRegion(1.0, 599.0),)
+    assert input_warnings(rec, speech, careful) == ()
+    (said,) = input_warnings(rec, speech, quick)
+    assert "2:05" in said and "time limit" in said
+    dutch = localise(said, "nl")
+    assert "2:05" in dutch and dutch != said and "ALLIANCE" not in dutch
