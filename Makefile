@@ -44,11 +44,12 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m "not slow" -n auto --dist loadfile
 
-# The speed and memory figures in the README (about 20 minutes on 2 cores): both Whisper backends side by side,
-# then 10- and 60-minute sessions end to end. Other benchmarks: see bench/.
+# The speed and memory figures in the README (about 45 minutes on 2 cores): both Whisper backends side by side,
+# then 10- and 60-minute sessions end to end, then the clinic's mix. Other benchmarks: see bench/.
 bench: install
 	$(PY) bench/asr_backends.py
 	$(PY) bench/end_to_end.py
+	$(PY) bench/clinic_mix.py
 
 # Rebuild the shipped classifier from simulated sessions (about 40 minutes on 2 cores).
 shipped-model: install
