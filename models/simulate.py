@@ -298,10 +298,12 @@ def _voices(rng: np.random.Generator, client_age: int, parent: bool) -> dict[str
 
 def simulate_session(out_dir: str | Path, *, seed: int, language: str, minutes: float,
                      client_seed: int | None = None, episode_s: tuple[float, float] = (45.0, 120.0)) -> Path:
-    """Write one labelled session: ``recording.wav``, ``metadata.json``, ``ruptures.csv`` and ``reference.rttm``.
+    """Write one labelled session: ``recording.wav``, ``metadata.json``, ``ruptures.csv``, ``reference.rttm`` and
+    ``reference.stm``.
 
     ``reference.rttm`` holds every utterance's true times with its role as the
-    speaker name (for checking diarization and markers against the truth).
+    speaker name (for checking diarization and markers against the truth);
+    ``reference.stm`` the same with each utterance's words (for WER).
 
     Parameters
     ----------
@@ -395,6 +397,9 @@ def simulate_session(out_dir: str | Path, *, seed: int, language: str, minutes: 
     with open(out / "reference.rttm", "w", encoding="utf-8") as f:  # who spoke when, by role: the truth
         for u in sorted(script.utts, key=lambda u: u.start):
             f.write(f"SPEAKER {out.name} 1 {u.start:.3f} {u.end - u.start:.3f} <NA> <NA> {u.role} <NA> <NA>\n")
+    with open(out / "reference.stm", "w", encoding="utf-8") as f:  # what was said, for WER (NIST STM lines)
+        for u in sorted(script.utts, key=lambda u: u.start):
+            f.write(f"{out.name} 1 {u.role} {u.start:.3f} {u.end:.3f} {u.text}\n")
     with open(out / "ruptures.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["start_s", "end_s", "label", "marker"])
