@@ -67,6 +67,8 @@ def _tick_text(value: float, unit: str, language: str) -> str:
     """An axis tick as the report prints values: percent for ratios, a decimal comma in Dutch, no exponent."""
     if unit == "ratio":
         return f"{number(100 * value, language, 0)} %"
+    if unit == "s":
+        return f"{number(value, language, 1)} s"
     return number(value, language, 2 if unit in ("r", "z") else 1)
 
 
