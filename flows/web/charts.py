@@ -152,6 +152,6 @@ def trend_svg(trend: list[dict], *, language: str = "nl") -> str:
         axes[-1].set_xlim(-0.6, len(trend) - 0.4)
         fig.tight_layout(rect=(0, 0.5 / fig.get_figheight(), 1, 1))  # half an inch below for the legend
         svg = svg_of(fig)
-    label = text("web.trend_chart", language, n=len(markers))
+    label = text("web.trend_chart", language, n=len(markers)) if markers else text("web.trend_chart_flags", language)
     return svg.replace("<svg ", f'<svg role="img" aria-label="{escape(label)}" ', 1)
 
