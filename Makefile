@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench shipped-model clean
+.PHONY: install demo test test-fast screenshots bench shipped-model clean
 
 $(STAMP): pyproject.toml Makefile requirements-overlap.txt
 	# Debian packages (CI runs as root): espeak-ng voices the session simulator; chromium runs the
@@ -43,6 +43,16 @@ test: install
 # Everyday work: the tests without real models, servers or whole analyses (under 2 minutes).
 test-fast: install
 	$(PY) -m pytest -m "not slow" -n auto --dist loadfile
+
+# Screenshots for a person to look at (not committed; screenshots/ is git-ignored): the browser tests, writing
+# there the review app's pages and the reports at 1280 px, the reports as A4 PDF and, with poppler's pdftoppm,
+# each PDF page as a PNG. About 2 minutes on 2 cores.
+screenshots: install
+	rm -rf screenshots && mkdir -p screenshots
+	ALLIANCE_SCREENSHOTS_DIR=$(CURDIR)/screenshots $(PY) -m pytest -p no:cacheprovider tests/test_browser.py
+	if command -v pdftoppm >/dev/null; then for f in screenshots/*.pdf; do pdftoppm -r 50 -png "$$f" "$${f%.pdf}-page"; done; \
+	else echo "pdftoppm (poppler-utils) not installed: the PDFs are in screenshots/, their pages not as PNG"; fi
+	@echo "screenshots in $(CURDIR)/screenshots"
 
 # The speed and memory figures in the README (about 45 minutes on 2 cores): both Whisper backends side by side,
 # then 10- and 60-minute sessions end to end, then the clinic's mix. Other benchmarks: see bench/.

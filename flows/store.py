@@ -402,6 +402,31 @@ class Store:
         latest = {(r["session_id"], r["flag_id"]): r for r in rows}
         return sorted(latest.values(), key=lambda r: (r["session_id"], r["start_s"]))
 
+    def review_history(self, *, session_id: str | None = None,
+                       session_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Every verdict ever recorded (of one session, or of several), oldest first: who chose what, when.
+
+        Parameters
+        ----------
+        session_id : str, optional
+            Only this session's verdicts.
+        session_ids : iterable of str, optional
+            Only these sessions' verdicts (a client's sessions).
+
+        Returns
+        -------
+        list of dict
+            The review rows (``flag_id``, ``verdict``, ``therapist_id``, ``at``, ``note``, ...), in the order they
+            were saved; :meth:`reviews` keeps only the latest per flag.
+        """
+        q = sa.select(REVIEWS).order_by(REVIEWS.c.id)
+        if session_id is not None:
+            q = q.where(REVIEWS.c.session_id == session_id)
+        if session_ids is not None:
+            q = q.where(REVIEWS.c.session_id.in_(list(session_ids)))
+        with self.engine.connect() as c:
+            return [dict(r._mapping) for r in c.execute(q)]
+
     def record_export(self, *, session_id: str, client_id: str | None, path: str | Path) -> None:
         """Remember a copy of a session written outside the data directory (absolute path)."""
         with self.engine.begin() as c:

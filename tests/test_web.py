@@ -30,6 +30,36 @@ def _password_hash(therapist: str) -> str:
     return hash_password(PASSWORDS[therapist], login=therapist)
 
 
+# Session s-1 as the analysis wrote it (Dutch reasons, names already replaced): who said what when, and its
+# flags with their reasons and the 3RS markers they resemble; the database holds the same two flags.
+S1_UTTERANCES = (("therapist", 4.0, 5.0, "Hoe ging het op school?"),  # ends where flag 1's context starts
+                 ("therapist", 8.0, 9.5, "Wil je daar iets over vertellen?"),
+                 ("client", 12.0, 12.5, "weet niet"),
+                 ("therapist", 15.0, 16.0, "Was het een moeilijke dag?"),
+                 ("client", 22.0, 23.0, "nee, ik wil niet"),
+                 ("client", 27.0, 28.0, "laat maar"))
+S1_FLAGS = ({"start": 10.0, "end": 20.0, "probability": 0.86, "marker_type": "withdrawal", "model_version": "sim-v1",
+             "reasons": ["na 4 van de 5 vragen geen of een kort antwoord (rest van de sessie 1 van de 5)",
+                         "de cliënt sprak stiller dan elders in deze sessie (1,2 × de gewone variatie)"],
+             "resembles": ["minimal_response", "avoidance"]},
+            {"start": 21.0, "end": 28.0, "probability": 0.55, "marker_type": "confrontation",
+             "model_version": "sim-v1", "reasons": ["de cliënt weigerde 3 keer per minuut (rest van de sessie 0)"],
+             "resembles": ["rejects_intervention"]})
+
+
+def session_json(*, date: str | None, age: float | None, utterances=(), flags=(), markers=None) -> str:
+    """A ``session.json`` as the analysis writes it, with only what the review app reads."""
+    return json.dumps({
+        "transcript": {"language": "nl"}, "session_date": date, "client_age": age,
+        "recording": {"path": "x.wav", "sample_rate_hz": 16000, "duration_s": 30.0},
+        "utterances": [{"speaker": "SPEAKER_00" if role == "therapist" else "SPEAKER_01", "role": role,
+                        "start": a, "end": b, "words": [{"start": a, "end": b, "text": w, "probability": 0.9}
+                                                        for w in text.split()]}
+                       for role, a, b, text in utterances],
+        "flags": list(flags), "model_version": "sim-v1",
+        "session_markers": markers or {}})
+
+
 @pytest.fixture()
 def clinic(tmp_path, monkeypatch):
     """Two therapists, one analysed session each, the recordings retained in the inbox's done/ folder."""
@@ -43,24 +73,25 @@ def clinic(tmp_path, monkeypatch):
     store = Store.for_settings(settings)
     done = tmp_path / "inbox" / "done"
     done.mkdir(parents=True)
-    for therapist, sid, client in (("t-anna", "s-1", "c-1"), ("t-bram", "s-2", "c-2")):
+    for therapist, sid, client, date in (("t-anna", "s-1", "c-1", "2026-11-20"), ("t-bram", "s-2", "c-2",
+                                                                                   "2026-11-21")):
         store.add_therapist(therapist, _password_hash(therapist))
         rec = done / f"{sid}.wav"
         shutil.copy(SAMPLE_WAV, rec)
         (done / f"{sid}.wav.json").write_text(json.dumps({  # the clinic's record, kept by the nightly run
-            "session_id": sid, "client_id": client, "therapist_id": therapist, "client_age": 11,
+            "session_id": sid, "client_id": client, "therapist_id": therapist, "client_age": 11, "date": date,
             "participants": [{"role": "therapist", "id": therapist}, {"role": "client", "age": 11}],
             "consent": RESEARCH_CONSENT}))
         out = tmp_path / "data" / "sessions" / sid
         out.mkdir(parents=True)
         (out / "report.html").write_text(f"<html><body>report {sid}</body></html>")
-        (out / "session.json").write_text(json.dumps({"transcript": {"language": "en"}}))
+        (out / "session.json").write_text(session_json(date=date, age=11, utterances=S1_UTTERANCES,
+                                                       flags=S1_FLAGS))
         store.save_session(session_id=sid, client_id=client, therapist_id=therapist, recording_name=rec.name,
                            recording_sha256=hashlib.sha256(rec.read_bytes()).hexdigest(), status="analysed",
                            reason=None, out_dir=str(out), model_version="sim-v1", research_use=True, run_id="r1")
-        store.save_flags(sid, [{"start": 10.0, "end": 20.0, "marker_type": "withdrawal", "probability": 0.8},
-                               {"start": 21.0, "end": 28.0, "marker_type": "confrontation", "probability": 0.7}],
-                         "sim-v1")
+        store.save_flags(sid, [{"start": f["start"], "end": f["end"], "marker_type": f["marker_type"],
+                                "probability": f["probability"]} for f in S1_FLAGS], "sim-v1")
     return settings, store
 
 
@@ -85,10 +116,10 @@ def post_form(c, page_url: str, action: str, data: dict, **kwargs):
     return c.post(action, data={**data, "csrf": token or ""}, follow_redirects=False, **kwargs)
 
 
-def _client(settings, user=None, **app_kwargs):
+def _client(settings, user=None, *, language="en", **app_kwargs):
     from fastapi.testclient import TestClient
 
-    c = TestClient(create_app(settings, language="en", **app_kwargs), headers={"Origin": ORIGIN})
+    c = TestClient(create_app(settings, language=language, **app_kwargs), headers={"Origin": ORIGIN})
     if user:
         r = login(c, user)
         assert r.status_code == 303 and r.headers["location"] == "/"
@@ -138,7 +169,7 @@ def test_report_clip_and_review_are_served_stored_and_audited(clinic):
 
     path = settings.data_dir / "clip.wav"
     path.write_bytes(clip.content)
-    assert decode(path).duration_s == pytest.approx(10.0 + 2.0, abs=0.05)  # the flag ± 1 s, not the whole file
+    assert decode(path).duration_s == pytest.approx(10.0 + 10.0, abs=0.05)  # the flag ± 5 s, not the whole file
     r = post_form(c, "/sessions/s-1", f"/sessions/s-1/flags/{flag['id']}/review",
                   {"verdict": "repaired", "note": "we talked it through"})
     assert r.status_code == 303
@@ -190,28 +221,172 @@ def test_exported_reviews_are_annotated_sessions_in_the_training_format(clinic, 
     assert read_annotations(sessions[1].annotations)[0].marker == "repaired"
 
 
-def test_client_trend_chart_across_sessions(clinic):
-    settings, store = clinic
-    out = settings.data_dir / "sessions"
-    for i, (sid, share) in enumerate((("s-1", 0.45), ("s-3", 0.30), ("s-4", 0.15))):
-        folder = out / sid
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "session.json").write_text(json.dumps({
-            "transcript": {"language": "nl"}, "flags": [{}] * i,
-            "session_markers": {"client_speech_share": {"value": share, "unit": "ratio"}}}))
-        if sid != "s-1":
-            store.save_session(session_id=sid, client_id="c-1", therapist_id="t-anna", recording_name=None,
-                               recording_sha256=None, status="analysed", reason=None, out_dir=str(folder),
-                               model_version="sim-v1", research_use=True, run_id="r1")
+def _add_session(settings, store, sid, *, client, therapist, date, markers=None, flags=0):
+    """Another analysed session (no recording retained) with ``flags`` withdrawal flags of 5 s each."""
+    folder = settings.data_dir / "sessions" / sid
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "session.json").write_text(session_json(date=date, age=11, markers=markers))
+    store.save_session(session_id=sid, client_id=client, therapist_id=therapist, recording_name=None,
+                       recording_sha256=None, status="analysed", reason=None, out_dir=str(folder),
+                       model_version="sim-v1", research_use=True, run_id="r1")
+    store.save_flags(sid, [{"start": 5.0 * i, "end": 5.0 * i + 5, "marker_type": "withdrawal", "probability": 0.9}
+                           for i in range(flags)], "sim-v1")
+
+
+def test_client_trend_in_session_date_order_with_verdicts_counted_once(clinic):
     from flows.web import client_trend
 
-    points = client_trend(store.sessions(client_id="c-1"))
-    assert [p["markers"]["client_speech_share"] for p in points] == [0.45, 0.30, 0.15]  # fraying over weeks
-    assert [p["flags"] for p in points] == [0, 1, 2]
-    c = _client(settings, "t-anna")
-    page = c.get("/clients/c-1/trend").text
-    assert "<svg" in page and "client_speech_share" in page and "<script" not in page
-    assert c.get("/clients/c-2/trend").status_code == 403
+    settings, store = clinic
+    # analysed out of order: the trend follows the session dates, not the processing dates
+    _add_session(settings, store, "s-4", client="c-1", therapist="t-anna", date="2026-12-04", flags=2,
+                 markers={"client_speech_share": {"value": 0.15, "unit": "ratio"}})
+    _add_session(settings, store, "s-0", client="c-1", therapist="t-anna", date="2026-11-06", flags=0,
+                 markers={"client_speech_share": {"value": 0.45, "unit": "ratio"}})
+    f1, f2 = store.flags("s-1")
+    store.save_review(session_id="s-1", flag=f1, verdict="rupture", note=None, therapist_id="t-anna")
+    store.save_review(session_id="s-1", flag=f1, verdict="no_rupture", note=None, therapist_id="t-anna")  # again
+    points = client_trend(store.sessions(client_id="c-1"), store)
+    assert [(p["session_id"], p["number"], p["date"]) for p in points] == [
+        ("s-0", 1, "2026-11-06"), ("s-1", 2, "2026-11-20"), ("s-4", 3, "2026-12-04")]
+    assert [p["markers"].get("client_speech_share") for p in points] == [0.45, None, 0.15]
+    assert [p["flags"] for p in points] == [0, 2, 2]
+    # the re-reviewed flag counts once, with its latest verdict
+    assert points[1]["verdicts"] == {"rupture": 0, "no_rupture": 1, "repaired": 0, "open": 1}
+    assert points[2]["verdicts"] == {"rupture": 0, "no_rupture": 0, "repaired": 0, "open": 2}
+
+
+def test_a_clients_trend_is_shown_to_every_therapist_who_treated_them_and_nobody_else(clinic):
+    settings, store = clinic
+    _add_session(settings, store, "s-5", client="c-1", therapist="t-bram", date="2026-11-27", flags=1)
+    store.add_therapist("t-cees", hash_password("zwaluw-kade-19", login="t-cees"))
+    PASSWORDS["t-cees"] = "zwaluw-kade-19"
+    try:
+        for user in ("t-anna", "t-bram"):
+            r = _client(settings, user).get("/clients/c-1/trend")
+            assert r.status_code == 200, user
+            assert "s-1" in r.text and "s-5" in r.text  # both therapists' sessions of the client
+        assert _client(settings, "t-cees").get("/clients/c-1/trend").status_code == 403
+        assert _client(settings, "t-anna").get("/clients/c-2/trend").status_code == 403  # t-bram's client only
+    finally:
+        del PASSWORDS["t-cees"]
+    refused = [a for a in store.audit_rows() if a["event"] == "access refused" and a["client_id"] == "c-1"]
+    assert [a["actor"] for a in refused] == ["t-cees"]
+
+
+def test_the_trend_chart_has_clinical_labels_and_plain_numbers(clinic):
+    import re
+
+    settings, store = clinic
+    # a marker that barely moves: matplotlib would print an offset such as "1e-15" on its axis
+    _add_session(settings, store, "s-3", client="c-1", therapist="t-anna", date="2026-11-27", flags=1,
+                 markers={"client_speech_share": {"value": 0.30000000000000004, "unit": "ratio"},
+                          "client_arousal_z": {"value": 1e-15, "unit": "z"}})
+    _add_session(settings, store, "s-4", client="c-1", therapist="t-anna", date="2026-12-04", flags=0,
+                 markers={"client_speech_share": {"value": 0.3, "unit": "ratio"},
+                          "client_arousal_z": {"value": -1e-15, "unit": "z"}})
+    page = _client(settings, "t-anna", language="nl").get("/clients/c-1/trend").text
+    svg = page[page.index("<svg"):page.index("</svg>")]
+    shown = " ".join(re.findall(r"<text[^>]*>([^<]*)</text>", svg))
+    assert "aandeel spraak van de cliënt" in shown and "signalen per sessie" in shown
+    assert "opwinding in de stem van de cliënt" in shown
+    assert "nr. 2" in shown and "2026-11-20" in shown  # session number and session date on the x axis
+    assert not re.search(r"\b[a-z]+(?:_[a-z0-9]+)+\b", shown), shown  # no code names
+    assert not re.search(r"\d[eE][-+−]?\d|×10", shown), shown  # no "1e-15", no offset
+    assert "30 %" in shown  # a ratio in percent, as the report prints it
+    assert 'role="img"' in page and "aria-label" in page
+
+
+def test_lists_show_session_date_client_age_and_session_number(clinic):
+    import datetime as dt
+    import re
+
+    settings, store = clinic
+    _add_session(settings, store, "s-0", client="c-1", therapist="t-anna", date="2026-11-13")
+    page = _client(settings, "t-anna", language="nl").get("/").text
+    row = next(line for line in page.splitlines() if "/sessions/s-1" in line)
+    cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+    # session date (from its metadata, not the day it was processed), session, client, age, session number of
+    # the client, flags, flags not yet reviewed
+    assert cells == ["2026-11-20", "s-1", "c-1", "11", "2", "2", "2"]
+    assert dt.date.today().isoformat() not in row
+    assert page.index("/sessions/s-1") < page.index("/sessions/s-0")  # newest session first
+
+
+def test_the_review_page_shows_reasons_excerpt_clip_timeline_band_and_caveat_in_dutch(clinic):
+    from tests.test_report_dutch import SNAKE_CASE, english_words_in, visible_words
+
+    settings, store = clinic
+    f1, f2 = store.flags("s-1")
+    page = _client(settings, "t-anna", language="nl").get("/sessions/s-1").text
+    card = page[page.index(f'id="flag-{f1["id"]}"'):page.index(f'id="flag-{f2["id"]}"')]
+    assert "terugtrekking" in card and "kans hoog" in card and "0,86" in card
+    assert "Lijkt op (3RS)" in card and "minimale reactie" in card and "vermijden, zich terugtrekken in stilte" in card
+    assert S1_FLAGS[0]["reasons"][0] in card and S1_FLAGS[0]["reasons"][1] in card
+    assert S1_FLAGS[1]["reasons"][0] not in card  # the other flag's reasons stay on its own card
+    # the excerpt: 5 s either side of the flag, each utterance with its role
+    assert "Wil je daar iets over vertellen?" in card and "weet niet" in card and "nee, ik wil niet" in card
+    assert "Hoe ging het op school?" not in card and "laat maar" not in card
+    assert "therapeut" in card and "cliënt" in card
+    assert f'src="/sessions/s-1/flags/{f1["id"]}/clip.wav"' in card and "0:05–0:25" in card
+    assert "<svg" in card and 'role="img"' in card  # the small timeline, with a text alternative
+    assert "0:10–0:20" in card and "0:30" in card
+    for verdict, label in (("rupture", "breuk"), ("no_rupture", "geen breuk"), ("repaired", "breuk, hersteld")):
+        assert f'<button type="submit" name="verdict" value="{verdict}"' in card and f">{label}</button>" in card
+    assert "Model sim-v1: getraind op gesimuleerde sessies" in page
+    assert "2026-11-20" in page and "11 jaar" in page
+    transcript = {text for _, _, _, text in S1_UTTERANCES}
+    words = visible_words(page, transcript)
+    for reason in S1_FLAGS[0]["reasons"] + S1_FLAGS[1]["reasons"]:
+        words = words.replace(reason, " ")
+    assert english_words_in(words) == [] and SNAKE_CASE.findall(words) == []
+
+
+def test_the_review_page_in_english_on_request(clinic):
+    settings, _ = clinic
+    page = _client(settings, "t-anna", language="en").get("/sessions/s-1").text
+    assert "Resembles (3RS)" in page and "minimal response" in page and "high probability" in page
+    assert "Model sim-v1: trained on simulated sessions" in page and "client" in page
+
+
+def test_the_not_yet_reviewed_filter(clinic):
+    settings, store = clinic
+    f1, f2 = store.flags("s-1")
+    c = _client(settings, "t-anna", language="nl")
+    assert post_form(c, "/sessions/s-1", f"/sessions/s-1/flags/{f1['id']}/review",
+                     {"verdict": "rupture", "show": "open"}).headers["location"] == (
+        f"/sessions/s-1?show=open&saved=1#flag-{f1['id']}")
+    open_page = c.get("/sessions/s-1?show=open").text
+    assert f'id="flag-{f2["id"]}"' in open_page and f'id="flag-{f1["id"]}"' not in open_page
+    all_page = c.get("/sessions/s-1").text
+    assert f'id="flag-{f1["id"]}"' in all_page and f'id="flag-{f2["id"]}"' in all_page
+    _add_session(settings, store, "s-6", client="c-1", therapist="t-anna", date="2026-11-27", flags=1)
+    store.save_review(session_id="s-6", flag=store.flags("s-6")[0], verdict="no_rupture", note=None,
+                      therapist_id="t-anna")
+    index_open = c.get("/?show=open").text
+    assert "/sessions/s-1" in index_open and "/sessions/s-6" not in index_open  # s-6 is fully reviewed
+    assert "/sessions/s-6" in c.get("/").text
+    assert c.get("/sessions/s-1?show=nonsense").status_code == 422
+
+
+def test_verdict_history_says_who_changed_what_and_when(clinic):
+    settings, store = clinic
+    f1, _ = store.flags("s-1")
+    _add_session(settings, store, "s-5", client="c-1", therapist="t-bram", date="2026-11-27", flags=0)
+    c = _client(settings, "t-anna", language="nl")
+    for verdict in ("rupture", "repaired"):
+        assert post_form(c, "/sessions/s-1", f"/sessions/s-1/flags/{f1['id']}/review",
+                         {"verdict": verdict}).status_code == 303
+    history = store.review_history(session_id="s-1")
+    assert [(h["flag_id"], h["verdict"], h["therapist_id"]) for h in history] == [
+        (f1["id"], "rupture", "t-anna"), (f1["id"], "repaired", "t-anna")]
+    page = c.get("/sessions/s-1").text
+    card = page[page.index(f'id="flag-{f1["id"]}"'):]
+    at = [h["at"][:16].replace("T", " ") for h in history]
+    assert f"{at[0]} t-anna: breuk" in card and f"{at[1]} t-anna: breuk, hersteld" in card
+    assert 'aria-pressed="true">breuk, hersteld</button>' in card  # the latest verdict is the one shown chosen
+    # the team: t-bram, who also treats c-1, sees the history on the client's trend page
+    team = _client(settings, "t-bram", language="nl").get("/clients/c-1/trend").text
+    assert f"{at[1]} t-anna: breuk, hersteld" in team and "0:10–0:20" in team
 
 
 @pytest.mark.slow

@@ -23,10 +23,16 @@ Protections (issue 14; settings in ``ALLIANCE_WEB__*``, :class:`pipeline.setting
   add-therapist`` / ``disable-therapist`` / ``remove-therapist``, from any process) ends its open sessions on
   their next request. Login sessions and lockouts are in memory: a restart ends them.
 
+What a therapist sees: their sessions by session date with the client's age and session number, a filter for
+flags not yet reviewed, per flag its reasons, the 3RS markers it resembles, the transcript around it with roles,
+its clip with 5 s either side, a small timeline, the probability band and the model caveat, three verdict buttons
+and the verdict history; a client's trend, shown to every therapist who has treated that client.
+
 Modules: :mod:`~flows.web.app` (:func:`create_app` and the routes), :mod:`~flows.web.auth` (passwords, login
 sessions, lockouts, CSRF, request checks, headers), ``templates/`` (the pages, jinja2 with autoescape),
-:mod:`~flows.web.text` (interface text), :mod:`~flows.web.charts` (a client's trend) and
-:mod:`~flows.web.clips` (clips cut from retained recordings). The export of reviews is :mod:`flows.export`.
+:mod:`~flows.web.review` (what the pages show of a session and its flags), :mod:`~flows.web.text` (the
+catalogue's ``web.*`` texts), :mod:`~flows.web.charts` (a client's trend) and :mod:`~flows.web.clips` (clips cut
+from retained recordings). The export of reviews is :mod:`flows.export`.
 """
 
 from flows.web.app import create_app

@@ -17,19 +17,48 @@ from flows.web.auth import (COOKIE, LOGIN_COOKIE, LOGIN_FORM_TTL_S, LoginRefused
 from flows.web.charts import client_trend, trend_svg
 from flows.inbox import find_recording
 from flows.web.clips import cut_clip
+from flows.web.review import (CONTEXT_S, age_text, flag_view, history_rows, read_session_json,
+                              session_facts, session_numbers)
+from flows.web.review import clock as mmss
 from flows.web.text import TEXT
 from pipeline.ids import is_valid_id
 
-
-def _mmss(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 60}:{s % 60:02d}"
-
+SHOW = ("all", "open")
+"""The lists' filter (``?show=``): every flag, or only flags not yet reviewed."""
 
 # The pages, in templates/ (package data); every value is escaped unless a template says |safe.
 PAGES = Environment(loader=PackageLoader("flows.web", "templates"), autoescape=True, undefined=StrictUndefined,
                     trim_blocks=True, lstrip_blocks=True)
-PAGES.filters["mmss"] = _mmss
+PAGES.filters["mmss"] = mmss
+
+
+def model_card_of(version: str, data_dir: Path) -> dict | None:
+    """The model card of a model version (the shipped ones, else those trained here), or None.
+
+    Parameters
+    ----------
+    version : str
+        The flags' model version; only a valid id is looked up (it names a folder).
+    data_dir : Path
+        ``ALLIANCE_DATA_DIR``, whose ``models/`` holds the models trained here.
+
+    Returns
+    -------
+    dict or None
+        ``model_card.json`` as read; None when no such card is found or it cannot be read.
+    """
+    import json
+
+    from models.artifact import ARTIFACTS_DIR, CARD_FILE, user_models_dir
+
+    if not version or not is_valid_id(version):
+        return None
+    for root in (ARTIFACTS_DIR, user_models_dir(data_dir)):
+        try:
+            return json.loads((Path(root) / version / CARD_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 class _Refused(Exception):
@@ -60,8 +89,12 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
     -------
     FastAPI
     """
+    from pipeline.i18n import text
+    from pipeline.report import model_caveat
+
     lang = language or getattr(settings, "ui_language", "nl")
-    t = TEXT[lang]
+    # the app's own texts, and the two headings the review page shares with the report's flag cards
+    t = {**TEXT[lang], "resembles": text("report.resembles", lang), "why": text("report.why", lang)}
     web = settings.web
     store = Store.for_settings(settings)
     logins = Logins(store, web, clock)
@@ -159,25 +192,69 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         response.delete_cookie(COOKIE)
         return response
 
+    def show_of(show: str) -> str:
+        if show not in SHOW:
+            raise HTTPException(status_code=422, detail=f"show must be one of {', '.join(SHOW)}")
+        return show
+
+    def client_numbers(client_id: str | None) -> dict[str, int]:
+        """Session numbers of a client's analysed sessions (all therapists), in session-date order."""
+        if not client_id:
+            return {}
+        rows = [r for r in store.sessions(client_id=client_id) if r.get("status") == "analysed"]
+        return session_numbers({r["session_id"]: session_facts(r, read_session_json(r), settings.inbox_dir)
+                                for r in rows})
+
+    def caveat_of(version: str | None) -> str:
+        return model_caveat(model_card_of(version or "", settings.data_dir), version or "?", lang)
+
     @app.get("/", response_class=HTMLResponse)
-    def index(request: Request) -> str:
+    def index(request: Request, show: str = "all") -> str:
         s = login_of(request)
+        show_of(show)
         rows = [r for r in store.sessions() if r.get("therapist_id") == s.user and r.get("status") == "analysed"]
-        shown = [{"session_id": r["session_id"], "client_id": r["client_id"] or "",
-                  "date": (r.get("updated_at") or "")[:10], "flags": len(store.flags(r["session_id"])),
-                  "reviewed": len(store.reviews(session_id=r["session_id"]))}
-                 for r in sorted(rows, key=lambda r: r.get("updated_at") or "", reverse=True)]
-        return page("index.html", login=s, rows=shown)
+        numbers: dict[str, dict[str, int]] = {}
+        shown = []
+        for r in rows:
+            facts = session_facts(r, read_session_json(r), settings.inbox_dir)
+            if r["client_id"] not in numbers:
+                numbers[r["client_id"]] = client_numbers(r["client_id"])
+            flags = store.flags(r["session_id"])
+            reviewed = {v["flag_id"] for v in store.reviews(session_id=r["session_id"])}
+            still_open = sum(f["id"] not in reviewed for f in flags)
+            if show == "open" and not still_open:
+                continue
+            shown.append({"session_id": r["session_id"], "client_id": r["client_id"] or "",
+                          "date": facts["date"] or t["date_unknown"], "sort": facts["sort"],
+                          "age": age_text(facts["age"], lang),
+                          "number": numbers[r["client_id"]].get(r["session_id"], "—"),
+                          "flags": len(flags), "open": still_open})
+        shown.sort(key=lambda r: r["sort"], reverse=True)
+        return page("index.html", login=s, rows=shown, show=show)
 
     @app.get("/sessions/{session_id}", response_class=HTMLResponse)
-    def session_page(request: Request, session_id: str, saved: int = 0) -> str:
+    def session_page(request: Request, session_id: str, saved: int = 0, show: str = "all") -> str:
         valid_id(session_id)
         s = login_of(request)
+        show_of(show)
         row = own_session(s.user, session_id)
-        reviews = {r["flag_id"]: r for r in store.reviews(session_id=session_id)}
+        data = read_session_json(row)
+        facts = session_facts(row, data, settings.inbox_dir)
+        flags = store.flags(session_id)
+        latest = {r["flag_id"]: r for r in store.reviews(session_id=session_id)}
+        history: dict[int, list] = {}
+        for h in store.review_history(session_id=session_id):
+            history.setdefault(h["flag_id"], []).append(h)
+        views = [flag_view(f, data=data, flags=flags, latest=latest.get(f["id"]), history=history.get(f["id"], []),
+                           language=lang) for f in flags if show == "all" or f["id"] not in latest]
         audio = find_recording(settings.inbox_dir, row) is not None
-        return page("session.html", login=s, session_id=session_id, saved=saved, audio=audio,
-                    flags=store.flags(session_id), reviews=reviews, verdicts=VERDICTS)
+        return page("session.html", login=s, session_id=session_id, client_id=row["client_id"] or "",
+                    saved=saved, audio=audio, show=show, flags=views, verdicts=VERDICTS,
+                    n_all=len(flags), n_open=sum(f["id"] not in latest for f in flags),
+                    date=facts["date"] or t["date_unknown"],
+                    age=t["age_years"].format(age=age_text(facts["age"], lang)) if facts["age"] is not None else "—",
+                    number=client_numbers(row["client_id"]).get(session_id, "—"),
+                    caveat=caveat_of(row.get("model_version") or data.get("model_version")))
 
     @app.get("/clients/{client_id}/trend", response_class=HTMLResponse)
     def trend(request: Request, client_id: str) -> str:
@@ -187,14 +264,24 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         rows = store.sessions(client_id=client_id)
         if not rows:
             raise HTTPException(status_code=404, detail="no such client")
-        if any(r.get("therapist_id") != user for r in rows):
+        # the team: every therapist who has treated this client sees the trend; nobody else does
+        if not any(r.get("therapist_id") == user for r in rows):
             store.audit("access refused", actor=user, outcome="refused", client_id=client_id,
-                        detail="trend of another therapist's client")
-            raise HTTPException(status_code=403, detail="this client belongs to another therapist")
-        points = client_trend(rows)
+                        detail="trend of a client this therapist has not treated")
+            raise HTTPException(status_code=403, detail="this client was never treated by this therapist")
+        points = client_trend(rows, store, inbox_dir=settings.inbox_dir)
         store.audit("trend viewed", actor=user, outcome="success", client_id=client_id)
-        chart = trend_svg(points, labels={"flags": t["flags_count"]}) if points else ""
-        return page("trend.html", login=s, client_id=client_id, chart=chart)
+        chart = trend_svg(points, language=lang) if points else ""
+        flags = {f["id"]: f for p in points for f in store.flags(p["session_id"])}
+        number = {p["session_id"]: p["number"] for p in points}
+        history = []
+        for h in store.review_history(session_ids=list(number)):
+            f = flags.get(h["flag_id"])
+            history.append({"session": t["number_short"].format(n=number[h["session_id"]]),
+                            "flag": f"{mmss(f['start_s'])}–{mmss(f['end_s'])}" if f else "—",
+                            "line": history_rows([h], lang)[0]})
+        return page("trend.html", login=s, client_id=client_id, chart=chart, points=points, history=history,
+                    caveat=caveat_of(next((r.get("model_version") for r in rows if r.get("model_version")), None)))
 
     @app.get("/sessions/{session_id}/report", response_class=HTMLResponse)
     def report(request: Request, session_id: str) -> str:
@@ -216,14 +303,14 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         audio = find_recording(settings.inbox_dir, row)
         if flag is None or audio is None:
             raise HTTPException(status_code=404, detail="no clip: unknown flag, or the recording is no longer retained")
-        excerpt = cut_clip(audio, flag["start_s"], flag["end_s"], settings=settings.audio)
+        excerpt = cut_clip(audio, flag["start_s"], flag["end_s"], settings=settings.audio, pad_s=CONTEXT_S)
         store.audit("clip played", actor=user, outcome="success", client_id=row["client_id"], session_id=session_id,
                     detail=f"flag {flag_id}, {excerpt.start_s:.1f}-{excerpt.end_s:.1f} s")
         return Response(excerpt.wav, media_type="audio/wav", headers={"Cache-Control": "no-store"})
 
     @app.post("/sessions/{session_id}/flags/{flag_id}/review")
     def review(request: Request, session_id: str, flag_id: int, verdict: str = Form(...), note: str = Form(""),
-               csrf: str = Form("")):
+               csrf: str = Form(""), show: str = Form("all")):
         valid_id(session_id)
         s = login_of(request)
         check_csrf(request, s, csrf)
@@ -238,6 +325,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
                           therapist_id=user)
         store.audit("flag reviewed", actor=user, outcome="success", client_id=row["client_id"],
                     session_id=session_id, detail=f"flag {flag_id}: {verdict}")
-        return RedirectResponse(f"/sessions/{session_id}?saved=1#flag-{flag_id}", status_code=303)
+        back = f"/sessions/{session_id}?show=open&saved=1" if show == "open" else f"/sessions/{session_id}?saved=1"
+        return RedirectResponse(f"{back}#flag-{flag_id}", status_code=303)
 
     return app
