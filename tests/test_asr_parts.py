@@ -81,3 +81,24 @@ def test_past_the_time_limit_the_rest_is_decoded_quickly_and_said(settings, samp
     reference = read_stm_text(SAMPLE_STM)
     assert word_error_rate(reference, quick.text) <= word_error_rate(reference, careful.text) + 0.05
     assert Transcript.from_dict(quick.to_dict()).limited_spans == quick.limited_spans
+
+
+@pytest.mark.slow
+def test_fallback_samples_and_the_decoder_count_reach_every_decoding_call(settings, sample_recording):
+    """best_of (1 by default) goes to each part's decoding; the quick finish after the limit samples once."""
+    from pipeline.asr import load_backend, transcribe
+
+    asr = settings.asr.model_copy(update={"max_s_per_audio_min": 1e-6})
+    backend = load_backend(asr, model_cache_dir=settings.model_cache_dir, vad_settings=settings.vad)
+    assert settings.asr.best_of == 1 and backend.best_of == 1
+    calls = []
+    real = backend._model.transcribe
+
+    def spy(audio, **kwargs):
+        calls.append({k: kwargs.get(k) for k in ("beam_size", "best_of", "temperature")})
+        return real(audio, **kwargs)
+
+    backend._model.transcribe = spy
+    transcribe(sample_recording.samples, 16000, settings=asr, backend=backend, language="en")
+    assert calls[0] == {"beam_size": 5, "best_of": 1, "temperature": None}
+    assert calls[1] == {"beam_size": 1, "best_of": 1, "temperature": 0.0}

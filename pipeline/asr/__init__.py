@@ -64,7 +64,7 @@ def load_backend(settings: AsrSettings, *, model_cache_dir, vad_settings: VadSet
     model_dir = resolve_model_dir(settings.model_dir, cache_dir=model_cache_dir)
     return FasterWhisperBackend(model_dir, compute_type=settings.compute_type,
                                 cpu_threads=settings.cpu_threads, decoders=settings.decoders,
-                                beam_size=settings.beam_size,
+                                beam_size=settings.beam_size, best_of=settings.best_of,
                                 vad_parameters=vad.model_dump())
 
 
