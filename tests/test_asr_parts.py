@@ -62,9 +62,12 @@ def test_two_decoders_transcribe_a_long_recording_as_well_as_one(tmp_path, setti
 
 
 @pytest.mark.slow
-def test_past_the_time_limit_the_rest_is_decoded_quickly_and_said(settings, sample_recording):
+def test_past_the_time_limit_the_rest_is_decoded_quickly_and_said(settings, sample_recording, monkeypatch):
     """A limit already spent: the first window is decoded with beam 5, the rest greedily; no word is lost."""
+    import pipeline.asr
     from pipeline.asr import load_backend, transcribe
+
+    monkeypatch.setattr(pipeline.asr, "MIN_BUDGET_S", 0.0)  # no minute's grace: the limit is spent at once
     from pipeline.evaluation import word_error_rate
     from pipeline.types import Transcript
     from tests.conftest import SAMPLE_STM, read_stm_text
@@ -84,9 +87,12 @@ def test_past_the_time_limit_the_rest_is_decoded_quickly_and_said(settings, samp
 
 
 @pytest.mark.slow
-def test_fallback_samples_and_the_decoder_count_reach_every_decoding_call(settings, sample_recording):
+def test_fallback_samples_and_the_decoder_count_reach_every_decoding_call(settings, sample_recording, monkeypatch):
     """best_of (1 by default) goes to each part's decoding; the quick finish after the limit samples once."""
+    import pipeline.asr
     from pipeline.asr import load_backend, transcribe
+
+    monkeypatch.setattr(pipeline.asr, "MIN_BUDGET_S", 0.0)
 
     asr = settings.asr.model_copy(update={"max_s_per_audio_min": 1e-6})
     backend = load_backend(asr, model_cache_dir=settings.model_cache_dir, vad_settings=settings.vad)
@@ -102,3 +108,13 @@ def test_fallback_samples_and_the_decoder_count_reach_every_decoding_call(settin
     transcribe(sample_recording.samples, 16000, settings=asr, backend=backend, language="en")
     assert calls[0] == {"beam_size": 5, "best_of": 1, "temperature": None}
     assert calls[1] == {"beam_size": 1, "best_of": 1, "temperature": 0.0}
+
+
+def test_a_short_recording_gets_at_least_a_minute_before_the_time_limit():
+    """Trial finding: a 30-s file on a busy machine was cut at 0:12 (15 s per audio minute gave it 7.5 s)."""
+    from pipeline.asr import time_budget_s
+    from pipeline.settings import AsrSettings
+
+    assert time_budget_s(30.0, AsrSettings()) == 60.0
+    assert time_budget_s(3600.0, AsrSettings()) == 900.0
+    assert time_budget_s(3600.0, AsrSettings(max_s_per_audio_min=0)) is None

@@ -117,13 +117,39 @@ def transcribe(samples: np.ndarray, sample_rate_hz: int, *, settings: AsrSetting
     import time
 
     lang = language or settings.language
+    budget = time_budget_s(samples.size / 16000.0, settings)
     deadline = None
-    if settings.max_s_per_audio_min > 0 and getattr(backend, "takes_deadline", False):
-        deadline = time.monotonic() + settings.max_s_per_audio_min * samples.size / 16000.0 / 60.0
+    if budget is not None and getattr(backend, "takes_deadline", False):
+        deadline = time.monotonic() + budget
     if lang == "auto" and hasattr(backend, "language_probabilities"):
         return transcribe_by_stretch(samples, backend=backend, progress=progress, deadline=deadline)
     return transcribe_in_pieces(samples, backend=backend, language=None if lang == "auto" else lang,
                                 progress=progress, deadline=deadline)
+
+
+MIN_BUDGET_S = 60.0
+
+
+def time_budget_s(duration_s: float, settings: AsrSettings) -> float | None:
+    """Seconds ASR may take on a recording before it finishes quickly (:func:`transcribe`).
+
+    ``settings.max_s_per_audio_min`` per minute of recording, but never under a minute: on a short file a busy
+    machine's pauses would otherwise use up the time (a 30-s file got 7.5 s).
+
+    Parameters
+    ----------
+    duration_s : float
+        Recording length in seconds.
+    settings : AsrSettings
+
+    Returns
+    -------
+    float or None
+        The budget in seconds; None when the limit is switched off (``max_s_per_audio_min`` 0).
+    """
+    if settings.max_s_per_audio_min <= 0:
+        return None
+    return max(MIN_BUDGET_S, settings.max_s_per_audio_min * duration_s / 60.0)
 
 
 PIECE_S = 600.0  # long recordings are transcribed in pieces of about 10 minutes, cut in a silence
