@@ -64,7 +64,7 @@ class AsrSettings(BaseModel):
                          "child session WER 57-59 % against 68 %; noisy children's English 49-50 % either way.")
     max_s_per_audio_min: float = Field(
         15.0, ge=0, description="faster-whisper: the longest ASR may take, in seconds per minute of recording (15: "
-        "a quarter of real time; the usual is 3-6). Past it, the rest of the recording is decoded greedily without "
+        "a quarter of real time; the usual is 3-6), never under 60 s. Past it, the rest of the recording is decoded greedily without "
         "temperature fallback, and the report says from where. 0: no limit.")
     language: Literal["nl", "en", "auto"] = Field("auto", description="Session language; auto detects it.")
 
