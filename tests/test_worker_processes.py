@@ -54,6 +54,7 @@ def test_a_nightly_batch_runs_on_a_work_pool_with_two_workers(tmp_path):
                PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}",
                PREFECT_API_DATABASE_TIMEOUT="60",  # SQLite under a busy 2-core machine: wait for locks
                PREFECT_WORKER_QUERY_SECONDS="2", ALLIANCE_DATA_DIR=str(tmp_path / "data"),
+               PYTHONFAULTHANDLER="1",  # a crashed flow process (seen: status -11) prints its Python stack
                ALLIANCE_INBOX_SETTLE_S="0")
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -167,6 +168,7 @@ def test_a_batch_on_a_local_dask_cluster_gives_the_same_outputs(prefect_harness,
             _sidecar(inbox / name, session_id=sid, client_id=client)
         monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / mode / "data"))
         monkeypatch.setenv("ALLIANCE_INBOX_SETTLE_S", "0")
+        monkeypatch.setenv("PYTHONFAULTHANDLER", "1")  # a worker that crashes prints its Python stack
         if mode == "single":
             summary = nightly_inbox(str(inbox))
         else:
