@@ -1,4 +1,4 @@
-"""The review web app: login, only one's own clients (403 otherwise), clips, verdicts, audit, export for retraining."""
+"""The review web app: login, only one's own clients (404 otherwise, as for an unknown id), clips, verdicts, audit, export for retraining."""
 
 from __future__ import annotations
 
@@ -150,10 +150,32 @@ def test_a_therapist_sees_only_their_own_clients(clinic):
     c = _client(settings, "t-anna")
     index = c.get("/").text
     assert "s-1" in index and "s-2" not in index
-    assert c.get("/sessions/s-2").status_code == 403
-    assert c.get("/sessions/s-2/report").status_code == 403
-    assert c.get("/sessions/s-2/flags/3/clip.wav").status_code == 403
+    assert c.get("/sessions/s-2").status_code == 404
+    assert c.get("/sessions/s-2/report").status_code == 404
+    assert c.get("/sessions/s-2/flags/3/clip.wav").status_code == 404
     assert any(a["event"] == "access refused" and a["session_id"] == "s-2" for a in store.audit_rows())
+
+
+def test_another_therapists_session_or_client_answers_exactly_as_an_unknown_id(clinic):
+    """A logged-in therapist cannot probe which session or client ids exist (issue 18): same status, same page."""
+    settings, store = clinic
+    c = _client(settings, "t-anna")
+    flag = store.flags("s-2")[0]["id"]
+    for other, unknown in (("/sessions/s-2", "/sessions/s-9"),
+                           ("/sessions/s-2/report", "/sessions/s-9/report"),
+                           (f"/sessions/s-2/flags/{flag}/clip.wav", f"/sessions/s-9/flags/{flag}/clip.wav"),
+                           ("/clients/c-2/trend", "/clients/c-9/trend")):
+        a, b = c.get(other), c.get(unknown)
+        assert (a.status_code, a.text) == (b.status_code, b.text) and a.status_code == 404, other
+        assert a.headers["content-type"] == b.headers["content-type"], other
+    token = csrf_token(c.get("/sessions/s-1").text)
+    a, b = (c.post(f"/sessions/{sid}/flags/{flag}/review", data={"verdict": "rupture", "csrf": token},
+                   follow_redirects=False) for sid in ("s-2", "s-9"))
+    assert (a.status_code, a.text) == (b.status_code, b.text) and a.status_code == 404
+    assert store.reviews(session_id="s-2") == []
+    refused = [a for a in store.audit_rows() if a["event"] == "access refused"]
+    assert sorted((a["session_id"] or "", a["client_id"]) for a in refused) == [
+        ("", "c-2"), ("s-2", "c-2"), ("s-2", "c-2"), ("s-2", "c-2"), ("s-2", "c-2")]
 
 
 def test_report_clip_and_review_are_served_stored_and_audited(clinic):
@@ -265,8 +287,8 @@ def test_a_clients_trend_is_shown_to_every_therapist_who_treated_them_and_nobody
             r = _client(settings, user).get("/clients/c-1/trend")
             assert r.status_code == 200, user
             assert "s-1" in r.text and "s-5" in r.text  # both therapists' sessions of the client
-        assert _client(settings, "t-cees").get("/clients/c-1/trend").status_code == 403
-        assert _client(settings, "t-anna").get("/clients/c-2/trend").status_code == 403  # t-bram's client only
+        assert _client(settings, "t-cees").get("/clients/c-1/trend").status_code == 404  # as an unknown client
+        assert _client(settings, "t-anna").get("/clients/c-2/trend").status_code == 404  # t-bram's client only
     finally:
         del PASSWORDS["t-cees"]
     refused = [a for a in store.audit_rows() if a["event"] == "access refused" and a["client_id"] == "c-1"]

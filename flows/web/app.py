@@ -137,10 +137,17 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         if not s.csrf_matches(token):
             raise _Refused(refuse(request, "the CSRF token is missing or not this login session's", actor=s.user))
 
+    def not_found() -> HTTPException:
+        """The one answer to anything that is not there *for this user*: unknown, or another therapist's.
+
+        Both must look the same (status and page), so that a logged-in user cannot probe which ids exist.
+        """
+        return HTTPException(status_code=404, detail="no such page")
+
     def valid_id(value: str) -> str:
         """``value`` when it is a valid id; 404 otherwise, before anything is looked up or built from it."""
         if not is_valid_id(value):
-            raise HTTPException(status_code=404, detail="no such page")
+            raise not_found()
         return value
 
     @app.exception_handler(_Refused)
@@ -150,11 +157,11 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
     def own_session(user: str, session_id: str) -> dict:
         row = store.session(session_id)
         if row is None or row.get("status") != "analysed":
-            raise HTTPException(status_code=404, detail="no such session")
+            raise not_found()
         if row.get("therapist_id") != user:
             store.audit("access refused", actor=user, outcome="refused", client_id=row.get("client_id"),
                         session_id=session_id, detail="not this therapist's client")
-            raise HTTPException(status_code=403, detail="this session belongs to another therapist's client")
+            raise not_found()  # as for an unknown id: whether the session exists is not this user's to know
         return row
 
     @app.get("/login", response_class=HTMLResponse)
@@ -263,12 +270,13 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         user = s.user
         rows = store.sessions(client_id=client_id)
         if not rows:
-            raise HTTPException(status_code=404, detail="no such client")
-        # the team: every therapist who has treated this client sees the trend; nobody else does
+            raise not_found()
+        # the team: every therapist who has treated this client sees the trend; nobody else does, and to
+        # anybody else the client is as unknown as a client that does not exist
         if not any(r.get("therapist_id") == user for r in rows):
             store.audit("access refused", actor=user, outcome="refused", client_id=client_id,
                         detail="trend of a client this therapist has not treated")
-            raise HTTPException(status_code=403, detail="this client was never treated by this therapist")
+            raise not_found()
         points = client_trend(rows, store, inbox_dir=settings.inbox_dir)
         store.audit("trend viewed", actor=user, outcome="success", client_id=client_id)
         chart = trend_svg(points, language=lang) if points else ""
@@ -290,7 +298,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         row = own_session(user, session_id)
         path = Path(row["out_dir"] or "") / "report.html"
         if not path.is_file():
-            raise HTTPException(status_code=404, detail="the report file is missing")
+            raise not_found()
         store.audit("report viewed", actor=user, outcome="success", client_id=row["client_id"], session_id=session_id)
         return path.read_text(encoding="utf-8")
 
@@ -302,7 +310,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         flag = next((f for f in store.flags(session_id) if f["id"] == flag_id), None)
         audio = find_recording(settings.inbox_dir, row)
         if flag is None or audio is None:
-            raise HTTPException(status_code=404, detail="no clip: unknown flag, or the recording is no longer retained")
+            raise not_found()  # unknown flag, or the recording is no longer retained
         excerpt = cut_clip(audio, flag["start_s"], flag["end_s"], settings=settings.audio, pad_s=CONTEXT_S)
         store.audit("clip played", actor=user, outcome="success", client_id=row["client_id"], session_id=session_id,
                     detail=f"flag {flag_id}, {excerpt.start_s:.1f}-{excerpt.end_s:.1f} s")
@@ -318,7 +326,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         row = own_session(user, session_id)
         flag = next((f for f in store.flags(session_id) if f["id"] == flag_id), None)
         if flag is None:
-            raise HTTPException(status_code=404, detail="no such flag")
+            raise not_found()
         if verdict not in VERDICTS:
             raise HTTPException(status_code=422, detail=f"verdict must be one of {', '.join(VERDICTS)}")
         store.save_review(session_id=session_id, flag=flag, verdict=verdict, note=note.strip()[:2000],
