@@ -205,9 +205,11 @@ class WebSettings(BaseModel):
 
     max_failures_per_name: int = Field(5, ge=1, description="Failed logins for one login name within "
                                        "failure_window_min that lock that name.")
-    max_failures_per_address: int = Field(5, ge=1, description="Failed logins from one client address within "
-                                          "failure_window_min that lock that address (on loopback every "
-                                          "browser of this machine shares 127.0.0.1).")
+    max_failures_per_address: int = Field(50, ge=1, description="Failed logins from one client address within "
+                                          "failure_window_min that lock that address, under any names; well "
+                                          "above max_failures_per_name, because on loopback every browser of "
+                                          "this machine shares 127.0.0.1, so this lock is everyone's: it stops a "
+                                          "spray of guessed names, while a few wrong names lock only those names.")
     failure_window_min: float = Field(15.0, gt=0, description="Minutes over which failed logins are counted.")
     lockout_min: float = Field(15.0, gt=0, description="Minutes a locked name or address is refused, even with "
                                "the right password.")
