@@ -466,3 +466,46 @@ def test_language_stretches_survive_speaker_attribution_and_name_replacement():
     d = Diarization((SpeakerTurn(0.0, 2.0, "A"),), ("A",), "t")
     assert assign_words(t, d).language_segments == t.language_segments
     assert redact_transcript(t, {"Anna": "therapist"}).language_segments == t.language_segments
+
+
+@pytest.mark.parametrize("language, words", [("nl", ("Pagina niet gevonden", "Deze handeling kan hier niet",
+                                                      "Dit verzoek kon niet worden verwerkt", "Er ging iets mis")),
+                                             ("en", ("Page not found", "This action is not possible here",
+                                                     "This request could not be processed", "Something went wrong"))])
+def test_error_pages_are_small_html_pages_in_the_apps_language(clinic, monkeypatch, language, words):
+    """Issue 18: no raw JSON (``{"detail": ...}``), no field names, no stack; the catalogue's words."""
+    import flows.web.app as web_app
+    from pipeline.i18n import catalogue
+
+    settings, _ = clinic
+    c = _client(settings, "t-anna", language=language)
+    c_app = c.app
+    answers = {404: [c.get("/no/such/page"), c.get("/sessions/s-9"), c.get("/sessions/s-2/report")],
+               405: [c.get("/logout"), c.put("/sessions/s-1")],
+               422: [c.get("/sessions/s-1/flags/not-a-number/clip.wav"), c.get("/?show=everything"),
+                     c.post("/login", data={}, follow_redirects=False)]}
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the session file could not be parsed at /secret/path/session.json")
+
+    monkeypatch.setattr(web_app, "read_session_json", broken)
+    from fastapi.testclient import TestClient
+
+    crashing = TestClient(c_app, headers={"Origin": ORIGIN}, cookies=dict(c.cookies), raise_server_exceptions=False)
+    answers[500] = [crashing.get("/")]
+    expected = dict(zip((404, 405, 422, 500), words))
+    english_only = {"Page not found", "Something went wrong"}
+    for status, responses in answers.items():
+        for r in responses:
+            assert r.status_code == status, (status, r.request.url)
+            assert r.headers["content-type"].startswith("text/html"), (status, r.request.url)
+            assert f'<html lang="{language}">' in r.text
+            assert expected[status] in r.text, (status, r.request.url)
+            assert r.text.startswith("<!doctype html>"), (status, r.request.url)  # not JSON
+            for leak in ("detail", "Field required", "int_parsing", "Traceback", "RuntimeError", "/secret",
+                         "show must be", '"loc"', "Method Not Allowed", "Not Found"):
+                assert leak not in r.text, (leak, status, r.request.url)
+            if language == "nl":
+                assert not any(w in r.text for w in english_only)
+            assert r.headers["content-security-policy"].startswith("default-src 'none'")  # still protected
+    assert all(k in catalogue() for k in ("web.error_404", "web.error_405", "web.error_422", "web.error_500"))

@@ -20,6 +20,8 @@ Protections (issue 14; settings in ``ALLIANCE_WEB__*``, :class:`pipeline.setting
 - with ``hosts`` (``alliance web``), only this server's own host names are answered (DNS rebinding);
 - headers on every response: a Content-Security-Policy with no script at all, no framing, no caching;
 - ids from the URL must match :data:`pipeline.ids.ID_PATTERN` (404 otherwise) before any lookup;
+- errors (404, 405, 422, 500, any other) answer a small page in the app's language (``templates/error.html``,
+  ``web.error_*``), never a field name, a value or a stack; a 500's type and code location go to the log;
 - logins: lockout of a name and of a client address after repeated failures, an idle timeout and an absolute
   lifetime of login sessions, and a password reset, disabling or removal of a login (``alliance
   add-therapist`` / ``disable-therapist`` / ``remove-therapist``, from any process) ends its open sessions on

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import time
+import traceback
 from pathlib import Path
 from typing import Callable
 
 from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flows.store import VERDICTS, Store
 from flows.web.auth import (COOKIE, LOGIN_COOKIE, LOGIN_FORM_TTL_S, LoginRefused, Logins, LoginSession,
@@ -22,6 +26,8 @@ from flows.web.review import (CONTEXT_S, age_text, flag_view, history_rows, read
 from flows.web.review import clock as mmss
 from flows.web.text import TEXT
 from pipeline.ids import is_valid_id
+
+log = logging.getLogger(__name__)
 
 SHOW = ("all", "open")
 """The lists' filter (``?show=``): every flag, or only flags not yet reviewed."""
@@ -119,7 +125,16 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         if problem is not None:
             status, reason = problem
             return await run_in_threadpool(refuse, request, reason, status=status)
-        return await call_next(request)
+        try:
+            return await call_next(request)
+        except Exception as exc:  # noqa: BLE001 - the answer is a plain error page; the cause goes to the log
+            # the route, the error's type and where it happened; not its message, which might quote a file's
+            # content (transcript text must never reach a log); the page shows none of it
+            where = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}"
+                                for f in reversed(traceback.extract_tb(exc.__traceback__)))
+            log.error("%s %s failed: %s at %s", request.method, printable(request.url.path), type(exc).__name__,
+                      where)
+            return error_page(500)
 
     app.add_middleware(SecurityHeaders)  # added last: outermost, so the guard's refusals get the headers too
 
@@ -153,6 +168,25 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
     @app.exception_handler(_Refused)
     async def refused(_request: Request, exc: _Refused):
         return exc.response
+
+    def error_page(status: int) -> HTMLResponse:
+        """A small page in the app's language for an error ``status``: a heading and a hint, no internals."""
+        heading = t.get(f"error_{status}", t["error_other"])
+        return HTMLResponse(page("error.html", heading=heading, hint=t.get(f"error_{status}_hint", "")),
+                            status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException):
+        if exc.status_code < 400:  # the redirect to the login page
+            return Response(status_code=exc.status_code, headers=exc.headers)
+        response = error_page(exc.status_code)
+        if exc.headers:  # such as 405's Allow
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, _exc: RequestValidationError):
+        return error_page(422)  # not pydantic's account of which field failed how
 
     def own_session(user: str, session_id: str) -> dict:
         row = store.session(session_id)
