@@ -509,3 +509,17 @@ def test_error_pages_are_small_html_pages_in_the_apps_language(clinic, monkeypat
                 assert not any(w in r.text for w in english_only)
             assert r.headers["content-security-policy"].startswith("default-src 'none'")  # still protected
     assert all(k in catalogue() for k in ("web.error_404", "web.error_405", "web.error_422", "web.error_500"))
+
+
+def test_the_app_serves_the_report_in_its_own_language(clinic):
+    """Issue 18: ``report.<language>.html`` when the analysis wrote one; else the session's one report."""
+    from pathlib import Path
+
+    settings, store = clinic
+    out = Path(store.session("s-1")["out_dir"])
+    (out / "report.html").write_text('<html lang="nl"><body>rapport s-1</body></html>')
+    (out / "report.en.html").write_text('<html lang="en"><body>report s-1 in English</body></html>')
+    assert "report s-1 in English" in _client(settings, "t-anna", language="en").get("/sessions/s-1/report").text
+    assert "rapport s-1" in _client(settings, "t-anna", language="nl").get("/sessions/s-1/report").text
+    (out / "report.en.html").unlink()  # analysed before reports were written in both languages
+    assert "rapport s-1" in _client(settings, "t-anna", language="en").get("/sessions/s-1/report").text

@@ -96,7 +96,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
     FastAPI
     """
     from pipeline.i18n import text
-    from pipeline.report import model_caveat
+    from pipeline.report import model_caveat, report_file
 
     lang = language or getattr(settings, "ui_language", "nl")
     # the app's own texts, and the two headings the review page shares with the report's flag cards
@@ -330,7 +330,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         valid_id(session_id)
         user = user_of(request)
         row = own_session(user, session_id)
-        path = Path(row["out_dir"] or "") / "report.html"
+        path = report_file(row["out_dir"] or "", lang)  # the report in this app's language, when it was written
         if not path.is_file():
             raise not_found()
         store.audit("report viewed", actor=user, outcome="success", client_id=row["client_id"], session_id=session_id)
