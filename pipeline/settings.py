@@ -217,6 +217,30 @@ class WebSettings(BaseModel):
                                     "minutes ends.")
     session_lifetime_h: float = Field(8.0, gt=0, description="A login session ends this many hours after the "
                                       "login, however active.")
+    timezone: str = Field("Europe/Amsterdam", description="The clinic's time zone (IANA name): times the app shows "
+                          "(verdicts) are in local time here; the database keeps UTC.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return validate_timezone(value)
+
+
+def validate_timezone(value: str) -> str:
+    """An IANA time zone name that :mod:`zoneinfo` knows, such as ``Europe/Amsterdam``.
+
+    Raises
+    ------
+    ValueError
+        An unknown or malformed name; the message gives an example of a valid one.
+    """
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"must be a time zone such as 'Europe/Amsterdam'. Got {value!r} instead") from exc
+    return value
 
 
 def validate_cron(value: str) -> str:
@@ -265,13 +289,7 @@ class Settings(BaseSettings):
     @field_validator("nightly_timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
-        import zoneinfo
-
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"must be a time zone such as 'Europe/Amsterdam'. Got {value!r} instead") from exc
-        return value
+        return validate_timezone(value)
 
     @field_validator("data_dir", mode="before")
     @classmethod

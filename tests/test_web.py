@@ -403,12 +403,54 @@ def test_verdict_history_says_who_changed_what_and_when(clinic):
         (f1["id"], "rupture", "t-anna"), (f1["id"], "repaired", "t-anna")]
     page = c.get("/sessions/s-1").text
     card = page[page.index(f'id="flag-{f1["id"]}"'):]
-    at = [h["at"][:16].replace("T", " ") for h in history]
+    at = [local_time(h["at"]) for h in history]
     assert f"{at[0]} t-anna: breuk" in card and f"{at[1]} t-anna: breuk, hersteld" in card
     assert 'aria-pressed="true">breuk, hersteld</button>' in card  # the latest verdict is the one shown chosen
     # the team: t-bram, who also treats c-1, sees the history on the client's trend page
     team = _client(settings, "t-bram", language="nl").get("/clients/c-1/trend").text
     assert f"{at[1]} t-anna: breuk, hersteld" in team and "0:10–0:20" in team
+
+
+def local_time(stored: str, zone: str = "Europe/Amsterdam") -> str:
+    """A stored UTC time as the pages show it: ``YYYY-MM-DD HH:MM`` in the clinic's time zone."""
+    import datetime as dt
+    import zoneinfo
+
+    return dt.datetime.fromisoformat(stored).astimezone(zoneinfo.ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
+
+
+@pytest.mark.parametrize("zone, shown", [(None, ("2026-07-01 14:30", "2026-12-01 13:30")),  # CEST, CET
+                                         ("America/New_York", ("2026-07-01 08:30", "2026-12-01 07:30"))])
+def test_times_are_shown_in_the_clinics_time_zone_and_stored_in_utc(clinic, monkeypatch, zone, shown):
+    """Issue 18: verdict times were shown in UTC; they are the clinic's local time (``ALLIANCE_WEB__TIMEZONE``)."""
+    import flows.store
+
+    settings, store = clinic
+    if zone:
+        settings = settings.model_copy(update={"web": settings.web.model_copy(update={"timezone": zone})})
+    f1, _ = store.flags("s-1")
+    for at, verdict in (("2026-07-01T12:30:00+00:00", "rupture"), ("2026-12-01T12:30:00+00:00", "repaired")):
+        monkeypatch.setattr(flows.store, "now", lambda at=at: at)
+        store.save_review(session_id="s-1", flag=f1, verdict=verdict, note=None, therapist_id="t-anna")
+    assert [h["at"] for h in store.review_history(session_id="s-1")] == [
+        "2026-07-01T12:30:00+00:00", "2026-12-01T12:30:00+00:00"]  # stored: UTC
+    for language, words in (("nl", ("breuk", "breuk, hersteld")), ("en", ("rupture", "rupture, repaired"))):
+        c = _client(settings, "t-anna", language=language)
+        session, trend = c.get("/sessions/s-1").text, c.get("/clients/c-1/trend").text
+        for page in (session, trend):
+            assert f"{shown[0]} t-anna: {words[0]}" in page and f"{shown[1]} t-anna: {words[1]}" in page
+            assert "UTC" not in page and "12:30" not in page
+        assert f"t-anna, {shown[1]}" in session  # the current verdict
+
+
+def test_the_clinics_time_zone_must_be_a_real_one():
+    from pydantic import ValidationError
+
+    from pipeline.settings import WebSettings
+
+    assert WebSettings().timezone == "Europe/Amsterdam"
+    with pytest.raises(ValidationError, match="time zone such as 'Europe/Amsterdam'. Got 'Mars/Olympus'"):
+        WebSettings(timezone="Mars/Olympus")
 
 
 @pytest.mark.slow

@@ -287,7 +287,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         for h in store.review_history(session_id=session_id):
             history.setdefault(h["flag_id"], []).append(h)
         views = [flag_view(f, data=data, flags=flags, latest=latest.get(f["id"]), history=history.get(f["id"], []),
-                           language=lang) for f in flags if show == "all" or f["id"] not in latest]
+                           language=lang, zone=web.timezone) for f in flags if show == "all" or f["id"] not in latest]
         audio = find_recording(settings.inbox_dir, row) is not None
         return page("session.html", login=s, session_id=session_id, client_id=row["client_id"] or "",
                     saved=saved, audio=audio, show=show, flags=views, verdicts=VERDICTS,
@@ -321,7 +321,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
             f = flags.get(h["flag_id"])
             history.append({"session": t["number_short"].format(n=number[h["session_id"]]),
                             "flag": f"{mmss(f['start_s'])}–{mmss(f['end_s'])}" if f else "—",
-                            "line": history_rows([h], lang)[0]})
+                            "line": history_rows([h], lang, web.timezone)[0]})
         return page("trend.html", login=s, client_id=client_id, chart=chart, points=points, history=history,
                     caveat=caveat_of(next((r.get("model_version") for r in rows if r.get("model_version")), None)))
 
