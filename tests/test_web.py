@@ -310,12 +310,41 @@ def test_the_trend_chart_has_clinical_labels_and_plain_numbers(clinic):
     svg = page[page.index("<svg"):page.index("</svg>")]
     shown = " ".join(re.findall(r"<text[^>]*>([^<]*)</text>", svg))
     assert "aandeel spraak van de cliënt" in shown and "signalen per sessie" in shown
-    assert "opwinding in de stem van de cliënt" in shown
+    assert "opwinding in de stem van de cliënt" not in shown  # 0 in every session by construction: not drawn
     assert "nr. 2" in shown and "2026-11-20" in shown  # session number and session date on the x axis
     assert not re.search(r"\b[a-z]+(?:_[a-z0-9]+)+\b", shown), shown  # no code names
     assert not re.search(r"\d[eE][-+−]?\d|×10", shown), shown  # no "1e-15", no offset
     assert "30 %" in shown  # a ratio in percent, as the report prints it
     assert 'role="img"' in page and "aria-label" in page
+
+
+def test_the_trend_draws_the_flags_and_four_markers_as_the_readme_says(clinic):
+    """Issue 18: the README promised five marker panels. The client's arousal is a z-score against the session
+    itself, so its session value is 0 every time (the duration-weighted mean of its own z-scores): not drawn."""
+    import re
+    from pathlib import Path
+
+    from flows.web.charts import TREND_MARKERS
+    from pipeline.i18n import text
+
+    settings, store = clinic
+    every = {"client_speech_share": ("ratio", 0.3), "client_minimal_response_share": ("ratio", 0.5),
+             "client_response_latency_s": ("s", 1.2), "longest_silence_s": ("s", 8.0),
+             "client_arousal_z": ("z", 1e-16)}
+    for i, sid in enumerate(("s-3", "s-4")):
+        _add_session(settings, store, sid, client="c-1", therapist="t-anna", date=f"2026-12-0{i + 1}", flags=1,
+                     markers={k: {"value": v * (1 + i / 10), "unit": u} for k, (u, v) in every.items()})
+    page = _client(settings, "t-anna", language="en").get("/clients/c-1/trend").text
+    svg = page[page.index("<svg"):page.index("</svg>")]
+    assert len(re.findall(r'<g id="axes_\d+"', svg)) == 1 + 4 == 1 + len(TREND_MARKERS)
+    assert "client_arousal_z" not in TREND_MARKERS
+    labels = [text(f"marker.{m}.label", "en") for m in TREND_MARKERS]
+    assert all(label in svg for label in labels)
+    assert text("marker.client_arousal_z.label", "en") not in svg
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    trend = readme[readme.index("- **Client trend**"):][:400]
+    assert "flags per session by verdict and four client markers" in " ".join(trend.split())
+    assert all(label in " ".join(trend.split()) for label in labels)
 
 
 def test_lists_show_session_date_client_age_and_session_number(clinic):
