@@ -176,6 +176,10 @@ def test_another_therapists_session_or_client_answers_exactly_as_an_unknown_id(c
     refused = [a for a in store.audit_rows() if a["event"] == "access refused"]
     assert sorted((a["session_id"] or "", a["client_id"]) for a in refused) == [
         ("", "c-2"), ("s-2", "c-2"), ("s-2", "c-2"), ("s-2", "c-2"), ("s-2", "c-2")]
+    # an unknown id is audited too: probing shows in the audit log, and both answers cost one audit row
+    unknown = [a for a in store.audit_rows() if a["event"] == "not found"]
+    assert sorted((a["session_id"] or "", a["client_id"] or "", a["actor"]) for a in unknown) == [
+        ("", "c-9", "t-anna")] + [("s-9", "", "t-anna")] * 4
 
 
 def test_report_clip_and_review_are_served_stored_and_audited(clinic):

@@ -3,7 +3,7 @@
 Served by ``alliance web`` on loopback only. Each therapist sees only the
 sessions whose ``therapist_id`` is their own login; another therapist's session, report, clip or flag, and the
 trend of a client they never treated, answer HTTP 404 with the same page as an id that does not exist (so ids
-cannot be probed), and the refusal is audited.
+cannot be probed), and the refusal is audited (``access refused``; an unknown id too, as ``not found``).
 Passwords are stored as argon2id hashes (``argon2-cffi``). Every report view,
 clip play, review and failed login is written to the append-only audit log;
 review notes are stored, never logged. Audio is never copied: a flag's clip

@@ -191,6 +191,8 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
     def own_session(user: str, session_id: str) -> dict:
         row = store.session(session_id)
         if row is None or row.get("status") != "analysed":
+            # audited like a refusal (one row either way, so the two answers also take as long), and probing shows
+            store.audit("not found", actor=user, outcome="refused", session_id=session_id, detail="no such session")
             raise not_found()
         if row.get("therapist_id") != user:
             store.audit("access refused", actor=user, outcome="refused", client_id=row.get("client_id"),
@@ -304,6 +306,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         user = s.user
         rows = store.sessions(client_id=client_id)
         if not rows:
+            store.audit("not found", actor=user, outcome="refused", client_id=client_id, detail="no such client")
             raise not_found()
         # the team: every therapist who has treated this client sees the trend; nobody else does, and to
         # anybody else the client is as unknown as a client that does not exist
