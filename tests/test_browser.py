@@ -2,7 +2,8 @@
 
 Logs in as a therapist, opens a session (reasons, transcript excerpt, clip, timeline), plays a flagged clip,
 reviews a flag with the keyboard alone, uses the "not yet reviewed" filter, checks labels, contrast and the focus
-ring, opens the report and the client's trend, and is refused another therapist's client (HTTP 404, as an unknown session). Screenshots
+ring, opens the report and the client's trend, and is refused another therapist's client (HTTP 404, as an unknown
+session). Screenshots
 (1280 px wide) and the report's PDF go to ``test-artifacts/`` at the repository root, or to
 ``ALLIANCE_SCREENSHOTS_DIR`` (``make screenshots``).
 """

@@ -1,4 +1,5 @@
-"""The review web app: login, only one's own clients (404 otherwise, as for an unknown id), clips, verdicts, audit, export for retraining."""
+"""The review web app: login, only one's own clients (404 otherwise, as for an unknown id), clips, verdicts, audit,
+export for retraining."""
 
 from __future__ import annotations
 
