@@ -94,7 +94,7 @@ def load_profile(data_dir: Path, name: str) -> np.ndarray:
     path = profile_path(data_dir, name)
     if not path.is_file():
         raise InputError(path, f"no voice profile for therapist {name!r}; enrol one with "
-                               f"`alliance enroll-therapist {name} CLIP...`")
+                               f"`alliance enroll-voice {name} CLIP...`")
     try:
         return np.asarray(json.loads(path.read_text())["embedding"], dtype=np.float32)
     except (json.JSONDecodeError, KeyError, TypeError) as exc:

@@ -356,17 +356,59 @@ def _num(v) -> float:
     return float(v) if v is not None else math.nan
 
 
+def report_file(out_dir: str | Path, language: str) -> Path:
+    """The session's report in ``language``: ``report.<language>.html`` when it was written, else ``report.html``.
+
+    ``report.html`` is in the language of the analysis (``ALLIANCE_UI_LANGUAGE`` then); :func:`write_report`
+    adds ``report.<language>.html`` for each other language. A session analysed before reports were written in
+    every language has only ``report.html``, in whatever language it was analysed.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The session's folder.
+    language : {"nl", "en"}
+        The reader's language.
+
+    Returns
+    -------
+    Path
+        The file to show (it may not exist: the caller checks).
+    """
+    translated = Path(out_dir) / f"report.{language}.html"
+    return translated if translated.is_file() else Path(out_dir) / "report.html"
+
+
 def write_report(report: SessionReport, out_dir: str | Path, *, language: str = "nl",
-                 clips: dict[int, str] | None = None, model_card: Mapping[str, Any] | None = None) -> dict[str, Path]:
+                 clips: dict[int, str] | None = None, model_card: Mapping[str, Any] | None = None,
+                 translations: Mapping[str, SessionReport] | None = None) -> dict[str, Path]:
     """Write ``report.html``, ``session.json``, ``features.csv`` and ``utterance_markers.csv`` into ``out_dir``.
 
     ``language``, ``clips`` and ``model_card`` go to :func:`render_html`. The per-window markers are in
     ``features.csv`` (and ``session.json``), not in the page.
 
+    Parameters
+    ----------
+    report : SessionReport
+        The session, its flags' reasons in ``language``; it is what ``session.json`` holds.
+    out_dir : str or Path
+        The session's folder (created when missing).
+    language : {"nl", "en"}
+        Language of ``report.html`` (``ALLIANCE_UI_LANGUAGE``).
+    clips : dict of int to str, optional
+        Embedded clips per flag index (:func:`clip_data_uris`), in every language's report.
+    model_card : mapping, optional
+        The model's card, for the caveat.
+    translations : mapping of str to SessionReport, optional
+        The same session with its flags' reasons in another language, by language: each is written as a
+        self-contained ``report.<language>.html`` (what the review app serves in that language,
+        :func:`report_file`). A key equal to ``language`` is ignored.
+
     Returns
     -------
     dict of str to Path
-        ``{"html": ..., "json": ..., "features_csv": ..., "utterances_csv": ...}``.
+        ``{"html": ..., "json": ..., "features_csv": ..., "utterances_csv": ...}``, and ``"html_<language>"``
+        for each translation written.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -374,6 +416,12 @@ def write_report(report: SessionReport, out_dir: str | Path, *, language: str = 
              "utterances_csv": out / "utterance_markers.csv"}
     paths["html"].write_text(render_html(report, language=language, clips=clips, model_card=model_card),
                              encoding="utf-8")
+    for other, translated in (translations or {}).items():
+        if other == language:
+            continue
+        paths[f"html_{other}"] = out / f"report.{other}.html"
+        paths[f"html_{other}"].write_text(render_html(translated, language=other, clips=clips,
+                                                      model_card=model_card), encoding="utf-8")
     paths["json"].write_text(json.dumps(to_jsonable(report), indent=1, ensure_ascii=False), encoding="utf-8")
     write_features_csv(report.features, paths["features_csv"])
     write_utterance_markers_csv(report.utterance_markers, paths["utterances_csv"])

@@ -5,7 +5,7 @@ Evidence is taken in this order, and the assignment records which decided:
 1. **Session override** (``speaker_roles`` in the session metadata) always wins
    for the speakers it names.
 2. **Therapist voice profile**: when the session names an enrolled therapist
-   (``alliance enroll-therapist``), the speaker whose mean embedding is most
+   (``alliance enroll-voice``), the speaker whose mean embedding is most
    similar (cosine) to the profile becomes the therapist, if the similarity
    reaches ``PROFILE_MIN_SIMILARITY``; the similarity is recorded.
 3. **Cues** when there is no profile:

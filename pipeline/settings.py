@@ -205,9 +205,11 @@ class WebSettings(BaseModel):
 
     max_failures_per_name: int = Field(5, ge=1, description="Failed logins for one login name within "
                                        "failure_window_min that lock that name.")
-    max_failures_per_address: int = Field(5, ge=1, description="Failed logins from one client address within "
-                                          "failure_window_min that lock that address (on loopback every "
-                                          "browser of this machine shares 127.0.0.1).")
+    max_failures_per_address: int = Field(50, ge=1, description="Failed logins from one client address within "
+                                          "failure_window_min that lock that address, under any names; well "
+                                          "above max_failures_per_name, because on loopback every browser of "
+                                          "this machine shares 127.0.0.1, so this lock is everyone's: it stops a "
+                                          "spray of guessed names, while a few wrong names lock only those names.")
     failure_window_min: float = Field(15.0, gt=0, description="Minutes over which failed logins are counted.")
     lockout_min: float = Field(15.0, gt=0, description="Minutes a locked name or address is refused, even with "
                                "the right password.")
@@ -215,6 +217,30 @@ class WebSettings(BaseModel):
                                     "minutes ends.")
     session_lifetime_h: float = Field(8.0, gt=0, description="A login session ends this many hours after the "
                                       "login, however active.")
+    timezone: str = Field("Europe/Amsterdam", description="The clinic's time zone (IANA name): times the app shows "
+                          "(verdicts) are in local time here; the database keeps UTC.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return validate_timezone(value)
+
+
+def validate_timezone(value: str) -> str:
+    """An IANA time zone name that :mod:`zoneinfo` knows, such as ``Europe/Amsterdam``.
+
+    Raises
+    ------
+    ValueError
+        An unknown or malformed name; the message gives an example of a valid one.
+    """
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"must be a time zone such as 'Europe/Amsterdam'. Got {value!r} instead") from exc
+    return value
 
 
 def validate_cron(value: str) -> str:
@@ -263,13 +289,7 @@ class Settings(BaseSettings):
     @field_validator("nightly_timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
-        import zoneinfo
-
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"must be a time zone such as 'Europe/Amsterdam'. Got {value!r} instead") from exc
-        return value
+        return validate_timezone(value)
 
     @field_validator("data_dir", mode="before")
     @classmethod

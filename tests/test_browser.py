@@ -2,7 +2,8 @@
 
 Logs in as a therapist, opens a session (reasons, transcript excerpt, clip, timeline), plays a flagged clip,
 reviews a flag with the keyboard alone, uses the "not yet reviewed" filter, checks labels, contrast and the focus
-ring, opens the report and the client's trend, and is refused another therapist's client (HTTP 403). Screenshots
+ring, opens the report and the client's trend, and is refused another therapist's client (HTTP 404, as an unknown
+session). Screenshots
 (1280 px wide) and the report's PDF go to ``test-artifacts/`` at the repository root, or to
 ``ALLIANCE_SCREENSHOTS_DIR`` (``make screenshots``).
 """
@@ -183,15 +184,15 @@ def test_therapist_reviews_a_flag_in_the_browser(server):
                                                         "ok(a.duration); a.preload = 'auto'; a.load(); })")
         assert clip_s == pytest.approx(31.0, abs=0.1)  # the data: clip of the flag (0–30 s, + 1 s)
         report.screenshot(path=str(ARTIFACTS / "6-report-in-app.png"), full_page=True)
-        # another therapist's client: 403
+        # another therapist's client: the same 404 as an unknown session
         response = page.goto(f"{url}/sessions/s-2")
-        assert response.status == 403
-        page.screenshot(path=str(ARTIFACTS / "7-other-client-403.png"))
+        assert response.status == 404
+        page.screenshot(path=str(ARTIFACTS / "7-other-client-404.png"))
         browser.close()
     assert not [m for m in console if "Content Security Policy" in m or "Refused to" in m], console
     assert all((ARTIFACTS / n).stat().st_size > 1000 for n in
                ("1-sessions.png", "2-review-page.png", "3-review-saved.png", "4-not-yet-reviewed.png",
-                "5-trend.png", "7-other-client-403.png"))
+                "5-trend.png", "7-other-client-404.png"))
 
 
 def _write_real_report(store) -> None:

@@ -83,3 +83,24 @@ def test_flag_clips_can_be_embedded_for_offline_listening():
     html = render_html(r, clips=clips)
     assert '<audio controls preload="none" src="data:audio/wav;base64,' in html
     assert "review app" in render_html(r, language="en")  # without embedding, the card points to the review app
+
+
+def test_write_report_writes_the_report_in_every_language_with_its_own_reasons(tmp_path):
+    """Issue 18: the review app in English opened a Dutch report; each language gets its own file."""
+    import dataclasses
+
+    from pipeline.report import report_file
+
+    nl = _report()
+    nl = dataclasses.replace(nl, flags=(dataclasses.replace(nl.flags[0], reasons=("een stilte van 9,2 s",)),))
+    en = _report()
+    paths = write_report(nl, tmp_path, language="nl", translations={"en": en})
+    assert paths["html"] == tmp_path / "report.html" and paths["html_en"] == tmp_path / "report.en.html"
+    dutch, english = paths["html"].read_text(), paths["html_en"].read_text()
+    assert '<html lang="nl">' in dutch and "een stilte van 9,2 s" in dutch and "a silence of 9.2 s" not in dutch
+    assert '<html lang="en">' in english and "a silence of 9.2 s" in english and "een stilte" not in english
+    assert "<script" not in english and 'href="http' not in english  # self-contained, like the main report
+    assert report_file(tmp_path, "en") == tmp_path / "report.en.html"
+    assert report_file(tmp_path, "nl") == tmp_path / "report.html"  # the main report is in Dutch
+    paths["html_en"].unlink()  # a session analysed before this change: its one report, whatever its language
+    assert report_file(tmp_path, "en") == tmp_path / "report.html"

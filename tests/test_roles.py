@@ -159,9 +159,9 @@ def test_enroll_and_analyze_commands_recognise_the_therapist(prefect_harness, th
     (signal, truth), enrol_clips = therapist_session
     monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "data"))
     runner = CliRunner()
-    result = runner.invoke(app, ["enroll-therapist", "t-nathalie", *map(str, enrol_clips)])
+    result = runner.invoke(app, ["enroll-voice", "t-nathalie", *map(str, enrol_clips)])
     assert result.exit_code == 0, result.output
-    again = runner.invoke(app, ["enroll-therapist", "t-nathalie", str(enrol_clips[0])])
+    again = runner.invoke(app, ["enroll-voice", "t-nathalie", str(enrol_clips[0])])
     assert again.exit_code == 1 and "already exists; add --replace" in again.output
     session = save_wav(tmp_path / "session.wav", signal, 16000)
     result = runner.invoke(app, ["analyze", str(session), "--language", "nl", "--therapist", "t-nathalie",

@@ -1,4 +1,5 @@
-"""The review web app: login, only one's own clients (403 otherwise), clips, verdicts, audit, export for retraining."""
+"""The review web app: login, only one's own clients (404 otherwise, as for an unknown id), clips, verdicts, audit,
+export for retraining."""
 
 from __future__ import annotations
 
@@ -150,10 +151,36 @@ def test_a_therapist_sees_only_their_own_clients(clinic):
     c = _client(settings, "t-anna")
     index = c.get("/").text
     assert "s-1" in index and "s-2" not in index
-    assert c.get("/sessions/s-2").status_code == 403
-    assert c.get("/sessions/s-2/report").status_code == 403
-    assert c.get("/sessions/s-2/flags/3/clip.wav").status_code == 403
+    assert c.get("/sessions/s-2").status_code == 404
+    assert c.get("/sessions/s-2/report").status_code == 404
+    assert c.get("/sessions/s-2/flags/3/clip.wav").status_code == 404
     assert any(a["event"] == "access refused" and a["session_id"] == "s-2" for a in store.audit_rows())
+
+
+def test_another_therapists_session_or_client_answers_exactly_as_an_unknown_id(clinic):
+    """A logged-in therapist cannot probe which session or client ids exist (issue 18): same status, same page."""
+    settings, store = clinic
+    c = _client(settings, "t-anna")
+    flag = store.flags("s-2")[0]["id"]
+    for other, unknown in (("/sessions/s-2", "/sessions/s-9"),
+                           ("/sessions/s-2/report", "/sessions/s-9/report"),
+                           (f"/sessions/s-2/flags/{flag}/clip.wav", f"/sessions/s-9/flags/{flag}/clip.wav"),
+                           ("/clients/c-2/trend", "/clients/c-9/trend")):
+        a, b = c.get(other), c.get(unknown)
+        assert (a.status_code, a.text) == (b.status_code, b.text) and a.status_code == 404, other
+        assert a.headers["content-type"] == b.headers["content-type"], other
+    token = csrf_token(c.get("/sessions/s-1").text)
+    a, b = (c.post(f"/sessions/{sid}/flags/{flag}/review", data={"verdict": "rupture", "csrf": token},
+                   follow_redirects=False) for sid in ("s-2", "s-9"))
+    assert (a.status_code, a.text) == (b.status_code, b.text) and a.status_code == 404
+    assert store.reviews(session_id="s-2") == []
+    refused = [a for a in store.audit_rows() if a["event"] == "access refused"]
+    assert sorted((a["session_id"] or "", a["client_id"]) for a in refused) == [
+        ("", "c-2"), ("s-2", "c-2"), ("s-2", "c-2"), ("s-2", "c-2"), ("s-2", "c-2")]
+    # an unknown id is audited too: probing shows in the audit log, and both answers cost one audit row
+    unknown = [a for a in store.audit_rows() if a["event"] == "not found"]
+    assert sorted((a["session_id"] or "", a["client_id"] or "", a["actor"]) for a in unknown) == [
+        ("", "c-9", "t-anna")] + [("s-9", "", "t-anna")] * 4
 
 
 def test_report_clip_and_review_are_served_stored_and_audited(clinic):
@@ -265,8 +292,8 @@ def test_a_clients_trend_is_shown_to_every_therapist_who_treated_them_and_nobody
             r = _client(settings, user).get("/clients/c-1/trend")
             assert r.status_code == 200, user
             assert "s-1" in r.text and "s-5" in r.text  # both therapists' sessions of the client
-        assert _client(settings, "t-cees").get("/clients/c-1/trend").status_code == 403
-        assert _client(settings, "t-anna").get("/clients/c-2/trend").status_code == 403  # t-bram's client only
+        assert _client(settings, "t-cees").get("/clients/c-1/trend").status_code == 404  # as an unknown client
+        assert _client(settings, "t-anna").get("/clients/c-2/trend").status_code == 404  # t-bram's client only
     finally:
         del PASSWORDS["t-cees"]
     refused = [a for a in store.audit_rows() if a["event"] == "access refused" and a["client_id"] == "c-1"]
@@ -288,12 +315,41 @@ def test_the_trend_chart_has_clinical_labels_and_plain_numbers(clinic):
     svg = page[page.index("<svg"):page.index("</svg>")]
     shown = " ".join(re.findall(r"<text[^>]*>([^<]*)</text>", svg))
     assert "aandeel spraak van de cliënt" in shown and "signalen per sessie" in shown
-    assert "opwinding in de stem van de cliënt" in shown
+    assert "opwinding in de stem van de cliënt" not in shown  # 0 in every session by construction: not drawn
     assert "nr. 2" in shown and "2026-11-20" in shown  # session number and session date on the x axis
     assert not re.search(r"\b[a-z]+(?:_[a-z0-9]+)+\b", shown), shown  # no code names
     assert not re.search(r"\d[eE][-+−]?\d|×10", shown), shown  # no "1e-15", no offset
     assert "30 %" in shown  # a ratio in percent, as the report prints it
     assert 'role="img"' in page and "aria-label" in page
+
+
+def test_the_trend_draws_the_flags_and_four_markers_as_the_readme_says(clinic):
+    """Issue 18: the README promised five marker panels. The client's arousal is a z-score against the session
+    itself, so its session value is 0 every time (the duration-weighted mean of its own z-scores): not drawn."""
+    import re
+    from pathlib import Path
+
+    from flows.web.charts import TREND_MARKERS
+    from pipeline.i18n import text
+
+    settings, store = clinic
+    every = {"client_speech_share": ("ratio", 0.3), "client_minimal_response_share": ("ratio", 0.5),
+             "client_response_latency_s": ("s", 1.2), "longest_silence_s": ("s", 8.0),
+             "client_arousal_z": ("z", 1e-16)}
+    for i, sid in enumerate(("s-3", "s-4")):
+        _add_session(settings, store, sid, client="c-1", therapist="t-anna", date=f"2026-12-0{i + 1}", flags=1,
+                     markers={k: {"value": v * (1 + i / 10), "unit": u} for k, (u, v) in every.items()})
+    page = _client(settings, "t-anna", language="en").get("/clients/c-1/trend").text
+    svg = page[page.index("<svg"):page.index("</svg>")]
+    assert len(re.findall(r'<g id="axes_\d+"', svg)) == 1 + 4 == 1 + len(TREND_MARKERS)
+    assert "client_arousal_z" not in TREND_MARKERS
+    labels = [text(f"marker.{m}.label", "en") for m in TREND_MARKERS]
+    assert all(label in svg for label in labels)
+    assert text("marker.client_arousal_z.label", "en") not in svg
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    trend = readme[readme.index("- **Client trend**"):][:400]
+    assert "flags per session by verdict and four client markers" in " ".join(trend.split())
+    assert all(label in " ".join(trend.split()) for label in labels)
 
 
 def test_lists_show_session_date_client_age_and_session_number(clinic):
@@ -381,12 +437,54 @@ def test_verdict_history_says_who_changed_what_and_when(clinic):
         (f1["id"], "rupture", "t-anna"), (f1["id"], "repaired", "t-anna")]
     page = c.get("/sessions/s-1").text
     card = page[page.index(f'id="flag-{f1["id"]}"'):]
-    at = [h["at"][:16].replace("T", " ") for h in history]
+    at = [local_time(h["at"]) for h in history]
     assert f"{at[0]} t-anna: breuk" in card and f"{at[1]} t-anna: breuk, hersteld" in card
     assert 'aria-pressed="true">breuk, hersteld</button>' in card  # the latest verdict is the one shown chosen
     # the team: t-bram, who also treats c-1, sees the history on the client's trend page
     team = _client(settings, "t-bram", language="nl").get("/clients/c-1/trend").text
     assert f"{at[1]} t-anna: breuk, hersteld" in team and "0:10–0:20" in team
+
+
+def local_time(stored: str, zone: str = "Europe/Amsterdam") -> str:
+    """A stored UTC time as the pages show it: ``YYYY-MM-DD HH:MM`` in the clinic's time zone."""
+    import datetime as dt
+    import zoneinfo
+
+    return dt.datetime.fromisoformat(stored).astimezone(zoneinfo.ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
+
+
+@pytest.mark.parametrize("zone, shown", [(None, ("2026-07-01 14:30", "2026-12-01 13:30")),  # CEST, CET
+                                         ("America/New_York", ("2026-07-01 08:30", "2026-12-01 07:30"))])
+def test_times_are_shown_in_the_clinics_time_zone_and_stored_in_utc(clinic, monkeypatch, zone, shown):
+    """Issue 18: verdict times were shown in UTC; they are the clinic's local time (``ALLIANCE_WEB__TIMEZONE``)."""
+    import flows.store
+
+    settings, store = clinic
+    if zone:
+        settings = settings.model_copy(update={"web": settings.web.model_copy(update={"timezone": zone})})
+    f1, _ = store.flags("s-1")
+    for at, verdict in (("2026-07-01T12:30:00+00:00", "rupture"), ("2026-12-01T12:30:00+00:00", "repaired")):
+        monkeypatch.setattr(flows.store, "now", lambda at=at: at)
+        store.save_review(session_id="s-1", flag=f1, verdict=verdict, note=None, therapist_id="t-anna")
+    assert [h["at"] for h in store.review_history(session_id="s-1")] == [
+        "2026-07-01T12:30:00+00:00", "2026-12-01T12:30:00+00:00"]  # stored: UTC
+    for language, words in (("nl", ("breuk", "breuk, hersteld")), ("en", ("rupture", "rupture, repaired"))):
+        c = _client(settings, "t-anna", language=language)
+        session, trend = c.get("/sessions/s-1").text, c.get("/clients/c-1/trend").text
+        for page in (session, trend):
+            assert f"{shown[0]} t-anna: {words[0]}" in page and f"{shown[1]} t-anna: {words[1]}" in page
+            assert "UTC" not in page and "12:30" not in page
+        assert f"t-anna, {shown[1]}" in session  # the current verdict
+
+
+def test_the_clinics_time_zone_must_be_a_real_one():
+    from pydantic import ValidationError
+
+    from pipeline.settings import WebSettings
+
+    assert WebSettings().timezone == "Europe/Amsterdam"
+    with pytest.raises(ValidationError, match="time zone such as 'Europe/Amsterdam'. Got 'Mars/Olympus'"):
+        WebSettings(timezone="Mars/Olympus")
 
 
 @pytest.mark.slow
@@ -444,3 +542,60 @@ def test_language_stretches_survive_speaker_attribution_and_name_replacement():
     d = Diarization((SpeakerTurn(0.0, 2.0, "A"),), ("A",), "t")
     assert assign_words(t, d).language_segments == t.language_segments
     assert redact_transcript(t, {"Anna": "therapist"}).language_segments == t.language_segments
+
+
+@pytest.mark.parametrize("language, words", [("nl", ("Pagina niet gevonden", "Deze handeling kan hier niet",
+                                                      "Dit verzoek kon niet worden verwerkt", "Er ging iets mis")),
+                                             ("en", ("Page not found", "This action is not possible here",
+                                                     "This request could not be processed", "Something went wrong"))])
+def test_error_pages_are_small_html_pages_in_the_apps_language(clinic, monkeypatch, language, words):
+    """Issue 18: no raw JSON (``{"detail": ...}``), no field names, no stack; the catalogue's words."""
+    import flows.web.app as web_app
+    from pipeline.i18n import catalogue
+
+    settings, _ = clinic
+    c = _client(settings, "t-anna", language=language)
+    c_app = c.app
+    answers = {404: [c.get("/no/such/page"), c.get("/sessions/s-9"), c.get("/sessions/s-2/report")],
+               405: [c.get("/logout"), c.put("/sessions/s-1")],
+               422: [c.get("/sessions/s-1/flags/not-a-number/clip.wav"), c.get("/?show=everything"),
+                     c.post("/login", data={}, follow_redirects=False)]}
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the session file could not be parsed at /secret/path/session.json")
+
+    monkeypatch.setattr(web_app, "read_session_json", broken)
+    from fastapi.testclient import TestClient
+
+    crashing = TestClient(c_app, headers={"Origin": ORIGIN}, cookies=dict(c.cookies), raise_server_exceptions=False)
+    answers[500] = [crashing.get("/")]
+    expected = dict(zip((404, 405, 422, 500), words))
+    english_only = {"Page not found", "Something went wrong"}
+    for status, responses in answers.items():
+        for r in responses:
+            assert r.status_code == status, (status, r.request.url)
+            assert r.headers["content-type"].startswith("text/html"), (status, r.request.url)
+            assert f'<html lang="{language}">' in r.text
+            assert expected[status] in r.text, (status, r.request.url)
+            assert r.text.startswith("<!doctype html>"), (status, r.request.url)  # not JSON
+            for leak in ("detail", "Field required", "int_parsing", "Traceback", "RuntimeError", "/secret",
+                         "show must be", '"loc"', "Method Not Allowed", "Not Found"):
+                assert leak not in r.text, (leak, status, r.request.url)
+            if language == "nl":
+                assert not any(w in r.text for w in english_only)
+            assert r.headers["content-security-policy"].startswith("default-src 'none'")  # still protected
+    assert all(k in catalogue() for k in ("web.error_404", "web.error_405", "web.error_422", "web.error_500"))
+
+
+def test_the_app_serves_the_report_in_its_own_language(clinic):
+    """Issue 18: ``report.<language>.html`` when the analysis wrote one; else the session's one report."""
+    from pathlib import Path
+
+    settings, store = clinic
+    out = Path(store.session("s-1")["out_dir"])
+    (out / "report.html").write_text('<html lang="nl"><body>rapport s-1</body></html>')
+    (out / "report.en.html").write_text('<html lang="en"><body>report s-1 in English</body></html>')
+    assert "report s-1 in English" in _client(settings, "t-anna", language="en").get("/sessions/s-1/report").text
+    assert "rapport s-1" in _client(settings, "t-anna", language="nl").get("/sessions/s-1/report").text
+    (out / "report.en.html").unlink()  # analysed before reports were written in both languages
+    assert "rapport s-1" in _client(settings, "t-anna", language="en").get("/sessions/s-1/report").text

@@ -119,7 +119,8 @@ def analyze(
     typer.echo(f"Session data: {folder / 'session.json'}")
 
 
-SESSION_OUTPUTS = ("report.html", "transcript.json", "diarization.rttm", "features.csv", "utterance_markers.csv")
+SESSION_OUTPUTS = ("report.html", "report.nl.html", "report.en.html", "transcript.json", "diarization.rttm",
+                   "features.csv", "utterance_markers.csv")
 
 
 def _unusable_out(out: Path, data_dir: Path) -> str | None:

@@ -1,4 +1,7 @@
-"""Therapists: voice profiles (`enroll-therapist`) and review-app logins (`add-`, `disable-`, `remove-therapist`)."""
+"""Therapists: their voice profile (`enroll-voice`) and their login to the review app (`add-`, `disable-`,
+`remove-therapist`). Two different things: a voice profile lets the analysis recognise the therapist in a
+recording; a login lets the therapist open their sessions in `alliance web`. `enroll-therapist` is the old,
+hidden name of `enroll-voice`."""
 
 from __future__ import annotations
 
@@ -9,13 +12,15 @@ import typer
 from flows.cli.app import _error, app
 
 
-@app.command("enroll-therapist")
-def enroll_therapist(
+def enroll_voice(
     name: str = typer.Argument(..., help="Therapist id (letters, digits, '_', '.', '-')."),
     clips: list[Path] = typer.Argument(..., help="A few clean recordings of the therapist alone (5 s of speech or more)."),
     replace: bool = typer.Option(False, "--replace", help="Replace an existing profile of this name."),
 ) -> None:
-    """Store a therapist's voice profile, so sessions naming them recognise the therapist by voice."""
+    """Store a therapist's voice profile, so sessions naming them recognise the therapist by voice.
+
+    This is not a login to the review app: that is `alliance add-therapist NAME`.
+    """
     from rich.console import Console
 
     from pipeline.audio import decode
@@ -40,15 +45,57 @@ def enroll_therapist(
     typer.echo(f"Voice profile for {name} from {len(clips)} clips: {path}")
 
 
+app.command("enroll-voice")(enroll_voice)
+# the old name, in scripts and earlier READMEs: still works, no longer listed
+app.command("enroll-therapist", hidden=True,
+            help="Old name of `alliance enroll-voice`: store a therapist's voice profile (not a login).")(enroll_voice)
+
+
+def read_password(therapist: str) -> str:
+    """The new password: asked twice, hidden, on a terminal; otherwise the first line of standard input.
+
+    Without a terminal :func:`getpass.getpass` cannot hide what is typed and prints a ``GetPassWarning``;
+    a script pipes the password in instead (``printf '%s\\n' "$PASSWORD" | alliance add-therapist NAME``).
+
+    Parameters
+    ----------
+    therapist : str
+        The login name (for the prompt).
+
+    Returns
+    -------
+    str
+        The password, without the line's end; spaces are kept (the policy judges them).
+
+    Raises
+    ------
+    typer.Exit
+        Code 2 when standard input holds no line at all.
+    """
+    import sys
+
+    if sys.stdin.isatty():
+        return typer.prompt(f"New password for {therapist}", hide_input=True, confirmation_prompt=True)
+    line = sys.stdin.readline()
+    if not line:
+        typer.echo("error: no password on standard input (give it as the first line, or run add-therapist in a "
+                   "terminal to be asked for it)", err=True)
+        raise typer.Exit(2)
+    return line.removesuffix("\n").removesuffix("\r")
+
+
 @app.command("add-therapist")
 def add_therapist(therapist: str = typer.Argument(..., help="Login name: the therapist_id used in the sessions."),
-                  password: str = typer.Option(..., "--password", prompt=True, hide_input=True,
-                                               confirmation_prompt=True,
-                                               help="At least 10 characters, at least 5 different ones, not only "
-                                               "spaces, not containing the login name.")) -> None:
+                  password: str | None = typer.Option(None, "--password",
+                                                      help="At least 10 characters, at least 5 different ones, not "
+                                                      "only spaces, not containing the login name. Better left out "
+                                                      "(a command line is visible to other users): on a terminal "
+                                                      "it is asked for, hidden, twice; otherwise it is the first "
+                                                      "line of standard input.")) -> None:
     """Create a therapist's login for `alliance web`, or reset its password (stored as an argon2id hash).
 
     A reset ends the login's open sessions in a running `alliance web` and enables a disabled login again.
+    This is not a voice profile for the analysis: that is `alliance enroll-voice NAME CLIP...`.
     """
     from flows.store import Store
     from flows.web import hash_password
@@ -57,6 +104,12 @@ def add_therapist(therapist: str = typer.Argument(..., help="Login name: the the
 
     try:
         check_id(therapist, "the login name")
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if password is None:
+        password = read_password(therapist)
+    try:
         digest = hash_password(password, login=therapist)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -1,7 +1,9 @@
 """The review web app: therapists log in, open their clients' reports, hear flagged moments, record verdicts.
 
 Served by ``alliance web`` on loopback only. Each therapist sees only the
-sessions whose ``therapist_id`` is their own login (HTTP 403 otherwise).
+sessions whose ``therapist_id`` is their own login; another therapist's session, report, clip or flag, and the
+trend of a client they never treated, answer HTTP 404 with the same page as an id that does not exist (so ids
+cannot be probed), and the refusal is audited (``access refused``; an unknown id too, as ``not found``).
 Passwords are stored as argon2id hashes (``argon2-cffi``). Every report view,
 clip play, review and failed login is written to the append-only audit log;
 review notes are stored, never logged. Audio is never copied: a flag's clip
@@ -18,6 +20,8 @@ Protections (issue 14; settings in ``ALLIANCE_WEB__*``, :class:`pipeline.setting
 - with ``hosts`` (``alliance web``), only this server's own host names are answered (DNS rebinding);
 - headers on every response: a Content-Security-Policy with no script at all, no framing, no caching;
 - ids from the URL must match :data:`pipeline.ids.ID_PATTERN` (404 otherwise) before any lookup;
+- errors (404, 405, 422, 500, any other) answer a small page in the app's language (``templates/error.html``,
+  ``web.error_*``), never a field name, a value or a stack; a 500's type and code location go to the log;
 - logins: lockout of a name and of a client address after repeated failures, an idle timeout and an absolute
   lifetime of login sessions, and a password reset, disabling or removal of a login (``alliance
   add-therapist`` / ``disable-therapist`` / ``remove-therapist``, from any process) ends its open sessions on

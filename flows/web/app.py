@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import time
+import traceback
 from pathlib import Path
 from typing import Callable
 
 from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flows.store import VERDICTS, Store
 from flows.web.auth import (COOKIE, LOGIN_COOKIE, LOGIN_FORM_TTL_S, LoginRefused, Logins, LoginSession,
@@ -22,6 +26,8 @@ from flows.web.review import (CONTEXT_S, age_text, flag_view, history_rows, read
 from flows.web.review import clock as mmss
 from flows.web.text import TEXT
 from pipeline.ids import is_valid_id
+
+log = logging.getLogger(__name__)
 
 SHOW = ("all", "open")
 """The lists' filter (``?show=``): every flag, or only flags not yet reviewed."""
@@ -90,7 +96,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
     FastAPI
     """
     from pipeline.i18n import text
-    from pipeline.report import model_caveat
+    from pipeline.report import model_caveat, report_file
 
     lang = language or getattr(settings, "ui_language", "nl")
     # the app's own texts, and the two headings the review page shares with the report's flag cards
@@ -119,7 +125,16 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         if problem is not None:
             status, reason = problem
             return await run_in_threadpool(refuse, request, reason, status=status)
-        return await call_next(request)
+        try:
+            return await call_next(request)
+        except Exception as exc:  # noqa: BLE001 - the answer is a plain error page; the cause goes to the log
+            # the route, the error's type and where it happened; not its message, which might quote a file's
+            # content (transcript text must never reach a log); the page shows none of it
+            where = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}"
+                                for f in reversed(traceback.extract_tb(exc.__traceback__)))
+            log.error("%s %s failed: %s at %s", request.method, printable(request.url.path), type(exc).__name__,
+                      where)
+            return error_page(500)
 
     app.add_middleware(SecurityHeaders)  # added last: outermost, so the guard's refusals get the headers too
 
@@ -137,24 +152,52 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         if not s.csrf_matches(token):
             raise _Refused(refuse(request, "the CSRF token is missing or not this login session's", actor=s.user))
 
+    def not_found() -> HTTPException:
+        """The one answer to anything that is not there *for this user*: unknown, or another therapist's.
+
+        Both must look the same (status and page), so that a logged-in user cannot probe which ids exist.
+        """
+        return HTTPException(status_code=404, detail="no such page")
+
     def valid_id(value: str) -> str:
         """``value`` when it is a valid id; 404 otherwise, before anything is looked up or built from it."""
         if not is_valid_id(value):
-            raise HTTPException(status_code=404, detail="no such page")
+            raise not_found()
         return value
 
     @app.exception_handler(_Refused)
     async def refused(_request: Request, exc: _Refused):
         return exc.response
 
+    def error_page(status: int) -> HTMLResponse:
+        """A small page in the app's language for an error ``status``: a heading and a hint, no internals."""
+        heading = t.get(f"error_{status}", t["error_other"])
+        return HTMLResponse(page("error.html", heading=heading, hint=t.get(f"error_{status}_hint", "")),
+                            status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException):
+        if exc.status_code < 400:  # the redirect to the login page
+            return Response(status_code=exc.status_code, headers=exc.headers)
+        response = error_page(exc.status_code)
+        if exc.headers:  # such as 405's Allow
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, _exc: RequestValidationError):
+        return error_page(422)  # not pydantic's account of which field failed how
+
     def own_session(user: str, session_id: str) -> dict:
         row = store.session(session_id)
         if row is None or row.get("status") != "analysed":
-            raise HTTPException(status_code=404, detail="no such session")
+            # audited like a refusal (one row either way, so the two answers also take as long), and probing shows
+            store.audit("not found", actor=user, outcome="refused", session_id=session_id, detail="no such session")
+            raise not_found()
         if row.get("therapist_id") != user:
             store.audit("access refused", actor=user, outcome="refused", client_id=row.get("client_id"),
                         session_id=session_id, detail="not this therapist's client")
-            raise HTTPException(status_code=403, detail="this session belongs to another therapist's client")
+            raise not_found()  # as for an unknown id: whether the session exists is not this user's to know
         return row
 
     @app.get("/login", response_class=HTMLResponse)
@@ -246,7 +289,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         for h in store.review_history(session_id=session_id):
             history.setdefault(h["flag_id"], []).append(h)
         views = [flag_view(f, data=data, flags=flags, latest=latest.get(f["id"]), history=history.get(f["id"], []),
-                           language=lang) for f in flags if show == "all" or f["id"] not in latest]
+                           language=lang, zone=web.timezone) for f in flags if show == "all" or f["id"] not in latest]
         audio = find_recording(settings.inbox_dir, row) is not None
         return page("session.html", login=s, session_id=session_id, client_id=row["client_id"] or "",
                     saved=saved, audio=audio, show=show, flags=views, verdicts=VERDICTS,
@@ -263,12 +306,14 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         user = s.user
         rows = store.sessions(client_id=client_id)
         if not rows:
-            raise HTTPException(status_code=404, detail="no such client")
-        # the team: every therapist who has treated this client sees the trend; nobody else does
+            store.audit("not found", actor=user, outcome="refused", client_id=client_id, detail="no such client")
+            raise not_found()
+        # the team: every therapist who has treated this client sees the trend; nobody else does, and to
+        # anybody else the client is as unknown as a client that does not exist
         if not any(r.get("therapist_id") == user for r in rows):
             store.audit("access refused", actor=user, outcome="refused", client_id=client_id,
                         detail="trend of a client this therapist has not treated")
-            raise HTTPException(status_code=403, detail="this client was never treated by this therapist")
+            raise not_found()
         points = client_trend(rows, store, inbox_dir=settings.inbox_dir)
         store.audit("trend viewed", actor=user, outcome="success", client_id=client_id)
         chart = trend_svg(points, language=lang) if points else ""
@@ -279,7 +324,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
             f = flags.get(h["flag_id"])
             history.append({"session": t["number_short"].format(n=number[h["session_id"]]),
                             "flag": f"{mmss(f['start_s'])}–{mmss(f['end_s'])}" if f else "—",
-                            "line": history_rows([h], lang)[0]})
+                            "line": history_rows([h], lang, web.timezone)[0]})
         return page("trend.html", login=s, client_id=client_id, chart=chart, points=points, history=history,
                     caveat=caveat_of(next((r.get("model_version") for r in rows if r.get("model_version")), None)))
 
@@ -288,9 +333,9 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         valid_id(session_id)
         user = user_of(request)
         row = own_session(user, session_id)
-        path = Path(row["out_dir"] or "") / "report.html"
+        path = report_file(row["out_dir"] or "", lang)  # the report in this app's language, when it was written
         if not path.is_file():
-            raise HTTPException(status_code=404, detail="the report file is missing")
+            raise not_found()
         store.audit("report viewed", actor=user, outcome="success", client_id=row["client_id"], session_id=session_id)
         return path.read_text(encoding="utf-8")
 
@@ -302,7 +347,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         flag = next((f for f in store.flags(session_id) if f["id"] == flag_id), None)
         audio = find_recording(settings.inbox_dir, row)
         if flag is None or audio is None:
-            raise HTTPException(status_code=404, detail="no clip: unknown flag, or the recording is no longer retained")
+            raise not_found()  # unknown flag, or the recording is no longer retained
         excerpt = cut_clip(audio, flag["start_s"], flag["end_s"], settings=settings.audio, pad_s=CONTEXT_S)
         store.audit("clip played", actor=user, outcome="success", client_id=row["client_id"], session_id=session_id,
                     detail=f"flag {flag_id}, {excerpt.start_s:.1f}-{excerpt.end_s:.1f} s")
@@ -318,7 +363,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         row = own_session(user, session_id)
         flag = next((f for f in store.flags(session_id) if f["id"] == flag_id), None)
         if flag is None:
-            raise HTTPException(status_code=404, detail="no such flag")
+            raise not_found()
         if verdict not in VERDICTS:
             raise HTTPException(status_code=422, detail=f"verdict must be one of {', '.join(VERDICTS)}")
         store.save_review(session_id=session_id, flag=flag, verdict=verdict, note=note.strip()[:2000],

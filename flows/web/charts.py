@@ -7,8 +7,12 @@ from pathlib import Path
 from pipeline.i18n import has, number, text
 
 TREND_MARKERS = ("client_speech_share", "client_minimal_response_share", "client_response_latency_s",
-                 "longest_silence_s", "client_arousal_z")
-"""Session markers drawn under the flags, each labelled with its clinical name (``marker.<name>.label``)."""
+                 "longest_silence_s")
+"""Session markers drawn under the flags, each labelled with its clinical name (``marker.<name>.label``).
+
+Not the client's arousal (``client_arousal_z``): its z-scores are against the session itself, so its session
+value is 0 in every session (the duration-weighted mean of its own z-scores) and says nothing across sessions.
+A marker without a value in any of the client's sessions is left out of the chart."""
 
 VERDICT_ORDER = ("rupture", "repaired", "no_rupture", "open")
 """Stacking order of a session's flags in the chart: by latest verdict, those not yet reviewed on top."""

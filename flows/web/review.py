@@ -8,6 +8,7 @@ resemble) and from the database (flags, verdicts); nothing here is logged, trans
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from pathlib import Path
@@ -26,6 +27,9 @@ ROLE_COLOURS = {"therapist": "#1f5f99", "client": "#a35200", "parent": "#3d6e27"
 
 FLAG_COLOURS = {"withdrawal": "#6a3f9e", "confrontation": "#b71c1c"}
 """Flag kinds' colours (the report's hues, at least 4.5:1 on white)."""
+
+DEFAULT_TIMEZONE = "Europe/Amsterdam"
+"""The clinic's time zone when none is given (the default of ``ALLIANCE_WEB__TIMEZONE``)."""
 
 
 def clock(seconds: float) -> str:
@@ -236,19 +240,42 @@ def verdict_words(verdict: str | None, language: str) -> str:
     return text(f"web.{verdict}" if verdict and has(f"web.{verdict}") else "web.not_reviewed", language)
 
 
-def when(at: str | None) -> str:
-    """A stored UTC time (ISO 8601) as ``YYYY-MM-DD HH:MM``."""
-    return (at or "")[:16].replace("T", " ")
+def when(at: str | None, zone: str = DEFAULT_TIMEZONE) -> str:
+    """A stored UTC time (ISO 8601) as ``YYYY-MM-DD HH:MM`` in the clinic's local time.
+
+    Parameters
+    ----------
+    at : str or None
+        As the database stores it, such as ``"2026-07-01T12:30:00+00:00"``; without an offset it is taken as UTC.
+    zone : str, optional
+        The clinic's IANA time zone (``ALLIANCE_WEB__TIMEZONE``), daylight saving time included.
+
+    Returns
+    -------
+    str
+        Such as ``"2026-07-01 14:30"``; a value that is not a time is shown as stored (cut to 16 characters).
+    """
+    import zoneinfo
+
+    try:
+        stored = dt.datetime.fromisoformat(at or "")
+    except ValueError:
+        return (at or "")[:16].replace("T", " ")
+    if stored.tzinfo is None:
+        stored = stored.replace(tzinfo=dt.timezone.utc)
+    return stored.astimezone(zoneinfo.ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
 
 
-def history_rows(history: Iterable[Mapping[str, Any]], language: str) -> list[str]:
-    """Verdict history as lines ("2026-12-02 15:01 t-anna: breuk"), oldest first; notes are only marked.
+def history_rows(history: Iterable[Mapping[str, Any]], language: str, zone: str = DEFAULT_TIMEZONE) -> list[str]:
+    """Verdict history as lines ("2026-12-02 16:01 t-anna: breuk"), oldest first; notes are only marked.
 
     Parameters
     ----------
     history : iterable of mapping
-        Review rows (:meth:`flows.store.Store.review_history`).
+        Review rows (:meth:`flows.store.Store.review_history`), their times in UTC.
     language : {"nl", "en"}
+    zone : str, optional
+        The clinic's time zone, in which the times are shown (:func:`when`).
 
     Returns
     -------
@@ -256,7 +283,7 @@ def history_rows(history: Iterable[Mapping[str, Any]], language: str) -> list[st
     """
     out = []
     for h in history:
-        line = text("web.history_row", language, at=when(h["at"]), who=h["therapist_id"],
+        line = text("web.history_row", language, at=when(h["at"], zone), who=h["therapist_id"],
                     verdict=verdict_words(h["verdict"], language))
         if h.get("note"):
             line += f" ({text('web.history_with_note', language)})"
@@ -265,7 +292,8 @@ def history_rows(history: Iterable[Mapping[str, Any]], language: str) -> list[st
 
 
 def flag_view(flag: Mapping[str, Any], *, data: Mapping[str, Any], flags: list[Mapping[str, Any]],
-              latest: Mapping[str, Any] | None, history: list[Mapping[str, Any]], language: str) -> dict[str, Any]:
+              latest: Mapping[str, Any] | None, history: list[Mapping[str, Any]], language: str,
+              zone: str = DEFAULT_TIMEZONE) -> dict[str, Any]:
     """Everything the review page shows of one flag.
 
     Parameters
@@ -281,6 +309,8 @@ def flag_view(flag: Mapping[str, Any], *, data: Mapping[str, Any], flags: list[M
     history : list of mapping
         Every verdict on this flag, oldest first.
     language : {"nl", "en"}
+    zone : str, optional
+        The clinic's time zone, in which verdict times are shown (:func:`when`).
 
     Returns
     -------
@@ -307,7 +337,7 @@ def flag_view(flag: Mapping[str, Any], *, data: Mapping[str, Any], flags: list[M
         "verdict": latest["verdict"] if latest else None,
         "note": (latest or {}).get("note") or "",
         "now": (text("web.verdict_now", language, verdict=verdict_words(latest["verdict"], language),
-                     who=latest["therapist_id"], at=when(latest["at"])) if latest else
+                     who=latest["therapist_id"], at=when(latest["at"], zone)) if latest else
                 verdict_words(None, language)),
-        "history": history_rows(history, language),
+        "history": history_rows(history, language, zone),
     }

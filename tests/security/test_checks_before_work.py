@@ -130,3 +130,15 @@ def test_broken_word_lists_fail_before_decoding(clinic, monkeypatch):
     with pytest.raises(PipelineError, match=r"woorden.toml: \[nl\] negations must be a list"):
         run_session(clinic["wav"], session_id="s-1")
     _nothing_started(clinic, before)
+
+
+def test_the_flow_writes_the_report_in_both_languages(clinic, monkeypatch):
+    """Issue 18: ``report.html`` in ``ALLIANCE_UI_LANGUAGE``, and ``report.<other>.html`` for the review app."""
+    from pathlib import Path
+
+    monkeypatch.setenv("ALLIANCE_UI_LANGUAGE", "nl")
+    report = Path(run_session(clinic["wav"], session_id="s-1"))
+    assert '<html lang="nl">' in report.read_text(encoding="utf-8")
+    english = report.with_name("report.en.html")
+    assert '<html lang="en">' in english.read_text(encoding="utf-8")
+    assert not report.with_name("report.nl.html").exists()  # the main report is already Dutch

@@ -40,8 +40,8 @@ def test_session_outputs_are_private(open_umask, data, tmp_path, monkeypatch):
     fast_analysis(monkeypatch)
     run_session(silent_wav(tmp_path / "rec.wav"), session_id="s-0412", language="nl")
     session = data / "sessions" / "s-0412"
-    for name in ("session.json", "report.html", "transcript.json", "features.csv", "utterance_markers.csv",
-                 "diarization.rttm", "speech_regions.json"):
+    for name in ("session.json", "report.html", "report.en.html", "transcript.json", "features.csv",
+                 "utterance_markers.csv", "diarization.rttm", "speech_regions.json"):
         assert oct(mode(session / name)) == oct(0o600), name
     for folder in (data, data / "sessions", session):
         assert oct(mode(folder)) == oct(0o700), folder

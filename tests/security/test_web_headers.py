@@ -42,7 +42,7 @@ def test_every_response_carries_the_security_headers(clinic):  # noqa: F811
     c = _client(settings, "t-anna")
     responses += [c.get("/"), c.get("/sessions/s-1"), c.get("/sessions/s-1/report"), c.get("/clients/c-1/trend"),
                   c.get(f"/sessions/s-1/flags/{flag}/clip.wav"),
-                  c.get("/sessions/s-2"),  # another therapist's client: 403
+                  c.get("/sessions/s-2"),  # another therapist's client: 404, as an unknown id
                   c.get("/sessions/s-9"), c.get("/no/such/page"),  # 404
                   c.post(f"/sessions/s-1/flags/{flag}/review", data={"verdict": "rupture"},
                          headers={"Origin": "http://127.0.0.1:9999"})]  # refused: 403

@@ -66,10 +66,46 @@ def test_five_failures_lock_the_name_even_against_the_right_password(clinic):  #
     assert login(c, "t-anna").headers["location"] == "/"  # the lock has run out
 
 
+def test_wrong_logins_under_invented_names_do_not_lock_out_the_real_therapists(clinic):  # noqa: F811
+    """Issue 18: on loopback every browser is 127.0.0.1; a stranger guessing names must not lock out everyone."""
+    settings, store = clinic
+    c = browser(settings, clock=Clock(), address="127.0.0.1")  # the shipped limits
+    for name in ("t-x1", "t-x2", "t-x3", "t-x4", "t-x5"):
+        assert login(c, name, "guess-guess-1").headers["location"] == "/login?error=1"
+    for _ in range(5):
+        login(c, "t-ghost", "guess-guess-1")
+    assert login(c, "t-ghost", "guess-guess-1").headers["location"] == "/login?locked=1"  # that name is locked
+    anna = browser(settings, app=c.app, address="127.0.0.1")
+    assert login(anna, "t-anna").headers["location"] == "/"  # a real therapist on the same machine is not
+    assert logged_in(anna)
+
+
+def test_an_unknown_name_is_answered_and_locked_exactly_like_a_known_one(clinic):  # noqa: F811
+    settings, store = clinic
+    c = browser(settings, clock=Clock(), address="127.0.0.1")
+    answers = {name: [login(c, name, "not-the-password").headers["location"] for _ in range(6)]
+               for name in ("t-anna", "t-nobody")}
+    assert answers["t-anna"] == answers["t-nobody"] == ["/login?error=1"] * 5 + ["/login?locked=1"]
+    details = {a["actor"]: a["detail"] for a in rows(store, "login") if "now locked" in a["detail"]}
+    assert details["t-anna"] == details["t-nobody"]
+
+
+def test_the_address_limit_is_higher_than_the_name_limit(clinic):  # noqa: F811
+    settings, store = clinic
+    web = settings.web
+    assert web.max_failures_per_address >= 10 * web.max_failures_per_name
+    c = browser(settings, clock=Clock(), address="10.0.0.7")
+    for i in range(web.max_failures_per_address - 1):
+        login(c, f"t-x{i}", "guess-guess-1")
+    assert login(c, "t-bram").headers["location"] == "/"
+    login(c, "t-x-last", "guess-guess-1")  # the address's limit is reached: a spray of names is stopped
+    assert login(c, "t-bram").headers["location"] == "/login?locked=1"
+
+
 def test_five_failures_from_one_address_lock_that_address_for_every_name(clinic):  # noqa: F811
     settings, store = clinic
     clock = Clock()
-    c = browser(settings, clock=clock, address="10.0.0.7")
+    c = browser(settings, clock=clock, address="10.0.0.7", max_failures_per_address=5)
     for name in ("t-x1", "t-x2", "t-x3", "t-x4", "t-x5"):  # spraying names: no single name reaches 5
         login(c, name, "guess-guess-1")
     assert login(c, "t-bram").headers["location"] == "/login?locked=1"
