@@ -198,6 +198,40 @@ def _how_roles(rule: str, language: str) -> str:
     return ", ".join(dict.fromkeys(words)) or text("roles.other", language)
 
 
+def speaker_names(speakers, roles, language: str) -> dict[str, str]:
+    """What the report calls each speaker: their role, numbered when two or more share it.
+
+    Parameters
+    ----------
+    speakers : sequence of str
+        The diarization's speaker codes (``SPEAKER_00``, ...), which the clinician never reads.
+    roles : RoleAssignment
+    language : {"nl", "en"}
+
+    Returns
+    -------
+    dict of str to str
+        Speaker code → name, e.g. ``{"SPEAKER_00": "therapeut", "SPEAKER_01": "ouder 1", "SPEAKER_02": "ouder 2"}``.
+    """
+    by_role: dict[str, list[str]] = {}
+    for s in speakers:
+        by_role.setdefault(roles.role_of(s), []).append(s)
+    out = {}
+    for r, group in by_role.items():
+        word = text(f"report.{r}", language) if has(f"report.{r}") else r
+        out.update({s: word if len(group) == 1 else f"{word} {i}" for i, s in enumerate(group, 1)})
+    return out
+
+
+def language_name(code: str, language: str) -> str:
+    """A transcript's language (Whisper's code, ``"en"``) by its name in ``language`` (``"Engels"``).
+
+    A code the catalogue has no name for (``report.language_<code>``) is returned as it is.
+    """
+    key = f"report.language_{code}"
+    return text(key, language) if has(key) else code
+
+
 def _how_speakers(method: str, language: str) -> str:
     return text("roles.channels" if "channel" in method else "roles.clustering", language)
 
@@ -252,7 +286,8 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
     m = report.metrics
     num = lambda v, d=1: i18n_number(v, language, d)  # noqa: E731
     role = lambda r: x.get(r, r)  # noqa: E731
-    speakers = [dict(speaker=s, role=role(report.roles.role_of(s)), speech_s=num(m.speech_time_s.get(s, 0.0)),
+    names = speaker_names(report.diarization.speakers, report.roles, language)
+    speakers = [dict(speaker=names[s], role=role(report.roles.role_of(s)), speech_s=num(m.speech_time_s.get(s, 0.0)),
                      ratio=num(100 * m.speech_ratio.get(s, 0.0), 0), turns=m.n_turns.get(s, 0),
                      colour=ROLE_COLOURS.get(report.roles.role_of(s), ROLE_COLOURS["unknown"]))
                 for s in report.diarization.speakers]
@@ -301,7 +336,7 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
         col = [fr.values[j] for fr in feats.frames if math.isfinite(fr.values[j])]
         in_flags = [feats.frames[i].values[j] for i in flagged if math.isfinite(feats.frames[i].values[j])]
         appendix.append(dict(
-            name=name, unit=unit,
+            name=name, unit=text(f"unit_short.{unit}", language) if has(f"unit_short.{unit}") else unit,
             label=text(f"marker.{name}.label", language) if has(f"marker.{name}.label") else name,
             median=bare(statistics.median(col)) if col else "—",
             range=f"{bare(min(col))} – {bare(max(col))}" if col else "—",
@@ -323,6 +358,10 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
         appendix_note=text("report.appendix_note", language, n=len(feats.feature_names), window=num(window_s, 0),
                            hop=num(hop_s, 0)),
         references=[text(f"reference.{k}", language) for k in REFERENCES],
+        language_name=language_name(report.transcript.language, language),
+        technical=text("report.appendix_technical", language, hash=report.settings_hash,
+                       speakers=", ".join(f"{s} = {role(report.roles.role_of(s))}"
+                                          for s in report.diarization.speakers) or "—"),
         duration=_clock(report.recording.duration_s),
         utterances=[dict(role=role(u.role), colour=ROLE_COLOURS.get(u.role, "#888"), start=u.start, text=u.text)
                     for u in report.utterances],
