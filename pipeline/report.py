@@ -135,6 +135,9 @@ TIMES_MARKERS = frozenset({"therapist_client_mlu_ratio"})
 UNUSUAL_MAX = 5
 """Most markers the summary lists as unlike the client's earlier sessions."""
 
+MIN_HISTORY = 2
+"""Fewest earlier sessions of the client the summary compares this one with: one session is no range."""
+
 # Literature the page cites, in order of first citation ([n] on the page, the list at the end).
 REFERENCES = ("bordin", "eubanks", "heldner", "ferguson", "kunsch", "mauch", "brown", "wiltshire")
 
@@ -186,6 +189,41 @@ def model_caveat(card: Mapping[str, Any] | None, version: str, language: str) ->
     else:
         trained = text("report.trained_unknown", language)
     return text("report.caveat", language, version=version, trained=trained)
+
+
+def threshold_note(report: SessionReport, card: Mapping[str, Any] | None, language: str) -> str:
+    """A line for beside the caveat when a setting (``ALLIANCE_MODEL__FLAG_THRESHOLD``) replaced the model's threshold.
+
+    Parameters
+    ----------
+    report : SessionReport
+        Its ``settings["model"]["flag_threshold"]`` is the setting (``None``: the model card's thresholds).
+    card : mapping, optional
+        The model card, whose ``threshold`` holds ``value`` and optionally ``per_class`` values.
+    language : {"nl", "en"}
+
+    Returns
+    -------
+    str
+        Empty when no setting replaced the threshold; else says to what, and whether that flags more
+        (lowered below every threshold of the model) or fewer (raised above every one) stretches.
+    """
+    override = ((report.settings or {}).get("model") or {}).get("flag_threshold")
+    if override is None:
+        return ""
+    value = i18n_number(float(override), language, 2)
+    limits = (card or {}).get("threshold") or {}
+    per = {k: float(v) for k, v in (limits.get("per_class") or {}).items()}
+    model = sorted(set(per.values())) or ([float(limits["value"])] if "value" in limits else [])
+    if not model:
+        return text("report.threshold_set", language, threshold=value)
+    said = (i18n_number(model[0], language, 2) if len(model) == 1 else ", ".join(
+        text("report.threshold_per_type", language, value=i18n_number(v, language, 2),
+             kind=text(f"report.{k}", language) if has(f"report.{k}") else k) for k, v in per.items()))
+    key = ("report.threshold_lowered" if override < model[0] else "report.threshold_raised"
+           if override > model[-1] else "report.threshold_set")
+    return text(key, language, threshold=value, model=said) if key != "report.threshold_set" else text(
+        key, language, threshold=value)
 
 
 def _how_roles(rule: str, language: str) -> str:
@@ -315,8 +353,11 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
                   clip=(clips or {}).get(i))
              for i, f in enumerate(report.flags)]
     kinds = {}
-    for f in report.flags:
-        kinds.setdefault(f.marker_type, []).append(f"{_clock(f.start)}–{_clock(f.end)}")
+    for f in report.flags:  # a 3RS marker only where the flag's own observations resemble it
+        like = [text(f"rupture3rs.{k}", language) for k in f.resembles if has(f"rupture3rs.{k}")]
+        kinds.setdefault(f.marker_type, []).append(
+            f"{_clock(f.start)}–{_clock(f.end)}"
+            + (f" ({text('report.summary_resembles', language, markers='; '.join(like))})" if like else ""))
     history_n = max((int(h.get("n") or 0) for h in report.client_history.values()), default=0)
     markers = []
     for k, v in report.session_markers.items():
@@ -345,10 +386,11 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
     hop_s = feats.frames[1].start - feats.frames[0].start if len(feats.frames) > 1 else window_s
     return env.get_template("report.html").render(
         r=report, x=x, lang=language, timeline=timeline_svg(report, x), speakers=speakers, summary=summary,
-        flags=flags, kinds=[(x.get(k, k), text(f"report.{k}_plain", language) if has(f"report.{k}_plain") else k,
-                             spans) for k, spans in kinds.items()],
-        unusual=_unusual(report, language), history_n=history_n,
+        flags=flags, kinds=[(x.get(k, k), spans) for k, spans in kinds.items()],
+        unusual=_unusual(report, language) if history_n >= MIN_HISTORY else [], history_n=history_n,
+        min_history=MIN_HISTORY,
         caveat=model_caveat(model_card, report.model_version, language),
+        threshold_note=threshold_note(report, model_card, language),
         warnings=[localise(w, language) for w in report.warnings],
         roles_by=text("report.roles_by", language, how=_how_roles(report.roles.rule, language)),
         speakers_by=text("report.speakers_by", language, how=_how_speakers(report.diarization.method, language)),

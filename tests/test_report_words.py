@@ -108,7 +108,9 @@ def test_the_most_speech_rule_decides_on_the_turns_the_table_measures(monkeypatc
 
 
 def _summary(html: str) -> str:
-    return html[html.index('<section class="summary">'):html.index("</section>")]
+    import html as markup
+
+    return markup.unescape(html[html.index('<section class="summary">'):html.index("</section>")])
 
 
 def test_the_summary_names_no_3rs_marker_a_flag_has_no_observation_for():
@@ -195,9 +197,9 @@ def test_the_readme_counts_the_markers_of_the_code():
 def test_a_lowered_flag_threshold_is_stated_beside_the_caveat():
     r = dataclasses.replace(_report(settings={"features": {}, "model": {"flag_threshold": 0.02}}), flag_threshold=0.02)
     nl = _summary(render_html(r, language="nl", model_card=CARD))
-    assert "drempel met een instelling verlaagd naar 0,02" in nl and "0,29" in nl
+    assert "de drempel is met een instelling verlaagd naar 0,02" in nl and "0,29" in nl
     en = _summary(render_html(r, language="en", model_card=CARD))
-    assert "threshold lowered by a setting to 0.02" in en
+    assert "threshold was lowered by a setting to 0.02" in en
     assert "verlaagd" not in _summary(render_html(_report(), language="nl", model_card=CARD))
 
 
@@ -208,7 +210,7 @@ def test_a_report_without_flags_says_nothing_needs_review_and_that_this_is_no_di
     nl = _summary(render_html(_report(), language="nl"))
     assert "hoeft niets terug te kijken" in nl and "geen oordeel over de alliantie" in nl
     en = _summary(render_html(_report(), language="en"))
-    assert "nothing needs review" in en and "not a judgement of the alliance" in en
+    assert "Nothing needs review" in en and "not a judgement of the alliance" in en
 
 
 def test_the_command_line_says_where_the_report_is_and_how_to_reach_the_review_app(tmp_path):
