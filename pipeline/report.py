@@ -22,6 +22,42 @@ FLAG_COLOURS = {"withdrawal": "#7b4fb0", "confrontation": "#c62828"}
 ROLE_ORDER = ("therapist", "client", "parent", "unknown")
 
 
+def marker_unit(name: str, unit: str) -> str:
+    """The unit the report prints a marker in: ``times`` for a ratio of lengths, ``offset_s`` for a response time."""
+    from pipeline.features import OFFSET_MARKERS
+
+    return "times" if name in TIMES_MARKERS else "offset_s" if name in OFFSET_MARKERS else unit
+
+
+def analysis_windows(report: SessionReport) -> tuple[float, float]:
+    """The markers' window length and hop (s) as the analysis was set (``settings["features"]``).
+
+    A session shorter than one window has one frame, whose length and start say nothing of the hop; the
+    settings do. A report without them (an older ``session.json``) falls back on the frames, then on the
+    defaults of :class:`pipeline.settings.FeatureSettings`.
+
+    Returns
+    -------
+    window_s, hop_s : float
+    """
+    from pipeline.settings import FeatureSettings
+
+    fs = (report.settings or {}).get("features") or {}
+    frames = report.features.frames
+    default = FeatureSettings()
+    window_s = fs.get("window_s") or (frames[0].end - frames[0].start if len(frames) > 1 else default.window_s)
+    hop_s = fs.get("hop_s") or (frames[1].start - frames[0].start if len(frames) > 1 else default.hop_s)
+    return float(window_s), float(hop_s)
+
+
+def _per_minute(n: int, time_s: float, duration_s: float, language: str) -> str:
+    """``n`` events in a session of ``duration_s`` as a rate per minute, then the count and their total time."""
+    rate = n / (duration_s / 60.0) if duration_s > 0 else math.nan
+    return (f"{quantity(rate, '1/min', language)} ("
+            + text("report.overlap_count", language, n=n, duration=_clock(duration_s),
+                   time=i18n_number(time_s, language, 1)) + ")")
+
+
 def _fmt_time(seconds: float) -> str:
     seconds = max(0.0, float(seconds))
     return f"{int(seconds // 60):d}:{seconds % 60:04.1f}"
@@ -285,7 +321,7 @@ def _unusual(report: SessionReport, language: str) -> list[str]:
         if not all(math.isfinite(z) for z in (v, lo, hi)) or lo <= v <= hi:
             continue
         outside = (lo - v if v < lo else v - hi) / max(hi - lo, 1e-9, abs(hi) * 0.05)
-        unit = "times" if name in TIMES_MARKERS else m.get("unit", "")
+        unit = marker_unit(name, m.get("unit", ""))
         out.append((outside, text("report.summary_unusual_item", language,
                                   label=text(f"marker.{name}.label", language),
                                   value=quantity(v, unit, language), low=quantity(lo, unit, language),
@@ -332,16 +368,18 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
     summary = [
         (x["duration"], _clock(m.duration_s)),
         (x["gaps"], f"{len(m.gaps_s)} ({x['mean']} {num(sum(m.gaps_s) / len(m.gaps_s), 2)} s)" if m.gaps_s else "0"),
-        (x["overlaps"], f"{len(m.overlaps_s)} ({num(m.overlap_time_s)} s {x['overlapped_speech']})"),
+        # overlap as one measure everywhere: per minute of the session (the marker overlap_rate_per_min), the count
+        (x["overlaps"], _per_minute(len(m.overlaps_s), m.overlap_time_s, m.duration_s, language)),
         (x["interruptions"], ", ".join(
             f"{role(report.roles.role_of(s))} {n}" + (f" ({m.successful_interruptions.get(s, 0)} {x['successful']})"
                                                       if n else "")
             for s, n in m.interruptions.items()) or "0"),
         (x["overlap_backchannels"], ", ".join(f"{role(report.roles.role_of(s))} {n}"
                                               for s, n in m.overlap_backchannels.items()) or "0"),
-        *([(x["overlap_detected"], f"{len(report.overlap_regions)} × "
-            f"({num(sum(r.duration for r in report.overlap_regions))} s)")] if report.overlap_regions else []),
-        (x["latency"], "—" if not math.isfinite(m.response_latency_s) else f"{num(m.response_latency_s, 2)} s"),
+        *([(x["overlap_detected"], _per_minute(len(report.overlap_regions),
+                                                sum(r.duration for r in report.overlap_regions), m.duration_s,
+                                                language))] if report.overlap_regions else []),
+        (x["latency"], quantity(m.response_latency_s, "offset_s", language)),
         (x["longest"], f"{num(m.longest_silence_s)} s"),
         (x["silence_share"], f"{num(100 * m.silence_share, 0)} %"),
     ]
@@ -362,7 +400,7 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
     markers = []
     for k, v in report.session_markers.items():
         h = report.client_history.get(k)
-        unit = "times" if k in TIMES_MARKERS else v.get("unit", "")
+        unit = marker_unit(k, v.get("unit", ""))
         earlier = (f"{quantity(_num(h['min']), unit, language)} – {quantity(_num(h['max']), unit, language)} "
                    f"(n = {h['n']})" if h and h.get("n") else "—")
         markers.append(dict(name=k, label=text(f"marker.{k}.label", language) if has(f"marker.{k}.label") else k,
@@ -382,8 +420,7 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
             median=bare(statistics.median(col)) if col else "—",
             range=f"{bare(min(col))} – {bare(max(col))}" if col else "—",
             flagged=f"{bare(min(in_flags))} – {bare(max(in_flags))}" if in_flags else "—"))
-    window_s = feats.frames[0].end - feats.frames[0].start if feats.frames else 30.0
-    hop_s = feats.frames[1].start - feats.frames[0].start if len(feats.frames) > 1 else window_s
+    window_s, hop_s = analysis_windows(report)
     return env.get_template("report.html").render(
         r=report, x=x, lang=language, timeline=timeline_svg(report, x), speakers=speakers, summary=summary,
         flags=flags, kinds=[(x.get(k, k), spans) for k, spans in kinds.items()],
