@@ -134,13 +134,13 @@ def closing_lines(report, folder: Path) -> list[str]:
         The report's path and its ``file://`` address to open in a browser, the session data's path, how many
         stretches are to review (or that none is), and how to reach the review app.
     """
-    html = Path(folder).resolve() / "report.html"
+    html = Path(folder).absolute() / "report.html"
     n = len(report.flags)
     found = ("No stretch reached the flag threshold: nothing in this session needs review (the report says why "
              "that is not a diagnosis)." if n == 0 else
              f"{n} stretch{'' if n == 1 else 'es'} to review: see the report's summary.")
     return [f"Report: {html}", f"Open it in a browser: {html.as_uri()}",
-            f"Session data: {Path(folder).resolve() / 'session.json'}", found,
+            f"Session data: {Path(folder).absolute() / 'session.json'}", found,
             "Review app: create a login once with `alliance add-therapist NAME`, then `alliance web` serves "
             "http://127.0.0.1:8765/. It lists the sessions the nightly inbox analysed for that therapist "
             "(`alliance nightly`), not a single `alliance analyze` like this one; README, 'Review web app'."]
