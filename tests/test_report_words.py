@@ -222,3 +222,12 @@ def test_the_command_line_says_where_the_report_is_and_how_to_reach_the_review_a
     assert "no stretch reached the flag threshold" in lines.lower()
     flagged = _report(flags=[RuptureFlag(0.0, 30.0, 0.4, "withdrawal", (), "sim-v1")])
     assert "1 stretch to review" in "\n".join(closing_lines(flagged, tmp_path))
+
+
+def test_a_flag_reason_says_overlap_for_a_negative_usual_response_time():
+    from models.flagging import reason_sentence
+
+    assert reason_sentence("client_response_latency_s", 1.2, -0.4, "nl").endswith(
+        "(rest van de sessie 0,4 s door de therapeut heen)")
+    assert "(rest of the session 0.4 s over the therapist)" in reason_sentence(
+        "client_response_latency_s", 1.2, -0.4, "en")
