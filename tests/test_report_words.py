@@ -4,7 +4,6 @@ with itself and with the code, and says nothing the data do not support."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 
 import numpy as np
