@@ -71,7 +71,9 @@ _BARE = {"1/min": 1, "questions": 0, "1/utterance": 2}
 
 
 def _amount(name: str, value: float, language: str) -> str:
-    unit = "times" if name == "therapist_client_mlu_ratio" else _SPEC[name].unit
+    from pipeline.report import marker_unit
+
+    unit = marker_unit(name, _SPEC[name].unit)
     if unit in _BARE:
         return number(value, language, _BARE[unit]) if math.isfinite(value) else "—"
     return quantity(value, unit, language)

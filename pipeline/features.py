@@ -127,6 +127,9 @@ FEATURES: tuple[FeatureSpec, ...] = (
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 FEATURE_UNITS: tuple[str, ...] = tuple(f.unit for f in FEATURES)
+OFFSET_MARKERS = frozenset({"client_response_latency_s", "client_question_latency_s"})
+"""Markers that are mean floor-transfer offsets (s): below 0 the client began before the therapist finished,
+which the report says as speaking over the therapist, never as a negative time."""
 # Markers whose values follow the recording's level, the microphone distance or the speaker's voice (a child's F0,
 # a voice engine's speaking rate) more than the alliance: reported to the reader, not given to the classifier,
 # which reads the same quantities relative to the client's own session baseline (the *_z markers).

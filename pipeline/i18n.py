@@ -96,11 +96,17 @@ def quantity(value: float, unit: str, language: str) -> str:
     value : float
         In the marker's unit (``FEATURE_UNITS``); NaN prints as a dash.
     unit : str
-        The marker's unit; one the catalogue has no entry for is printed after the number.
+        The marker's unit; one the catalogue has no entry for is printed after the number. ``"offset_s"``
+        (a client's response time, :data:`pipeline.features.OFFSET_MARKERS`) prints as seconds when at least 0
+        and, below 0, as speaking over the therapist for that long: never as a negative time.
     language : {"nl", "en"}
     """
     if not math.isfinite(value):
         return "—"
+    if unit == "offset_s":  # a floor-transfer offset: below 0 the next speaker began before the other finished
+        if value < 0:
+            return text("unit.offset_overlap", language, v=number(-value, language, 1 if value <= -0.1 else 2))
+        unit = "s"
     if unit == "ratio":
         v = number(100 * value, language, 0)
     elif unit in ("Hz", "dB", "questions"):

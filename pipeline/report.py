@@ -22,6 +22,42 @@ FLAG_COLOURS = {"withdrawal": "#7b4fb0", "confrontation": "#c62828"}
 ROLE_ORDER = ("therapist", "client", "parent", "unknown")
 
 
+def marker_unit(name: str, unit: str) -> str:
+    """The unit the report prints a marker in: ``times`` for a ratio of lengths, ``offset_s`` for a response time."""
+    from pipeline.features import OFFSET_MARKERS
+
+    return "times" if name in TIMES_MARKERS else "offset_s" if name in OFFSET_MARKERS else unit
+
+
+def analysis_windows(report: SessionReport) -> tuple[float, float]:
+    """The markers' window length and hop (s) as the analysis was set (``settings["features"]``).
+
+    A session shorter than one window has one frame, whose length and start say nothing of the hop; the
+    settings do. A report without them (an older ``session.json``) falls back on the frames, then on the
+    defaults of :class:`pipeline.settings.FeatureSettings`.
+
+    Returns
+    -------
+    window_s, hop_s : float
+    """
+    from pipeline.settings import FeatureSettings
+
+    fs = (report.settings or {}).get("features") or {}
+    frames = report.features.frames
+    default = FeatureSettings()
+    window_s = fs.get("window_s") or (frames[0].end - frames[0].start if len(frames) > 1 else default.window_s)
+    hop_s = fs.get("hop_s") or (frames[1].start - frames[0].start if len(frames) > 1 else default.hop_s)
+    return float(window_s), float(hop_s)
+
+
+def _per_minute(n: int, time_s: float, duration_s: float, language: str) -> str:
+    """``n`` events in a session of ``duration_s`` as a rate per minute, then the count and their total time."""
+    rate = n / (duration_s / 60.0) if duration_s > 0 else math.nan
+    return (f"{quantity(rate, '1/min', language)} ("
+            + text("report.overlap_count", language, n=n, duration=_clock(duration_s),
+                   time=i18n_number(time_s, language, 1)) + ")")
+
+
 def _fmt_time(seconds: float) -> str:
     seconds = max(0.0, float(seconds))
     return f"{int(seconds // 60):d}:{seconds % 60:04.1f}"
@@ -135,6 +171,9 @@ TIMES_MARKERS = frozenset({"therapist_client_mlu_ratio"})
 UNUSUAL_MAX = 5
 """Most markers the summary lists as unlike the client's earlier sessions."""
 
+MIN_HISTORY = 2
+"""Fewest earlier sessions of the client the summary compares this one with: one session is no range."""
+
 # Literature the page cites, in order of first citation ([n] on the page, the list at the end).
 REFERENCES = ("bordin", "eubanks", "heldner", "ferguson", "kunsch", "mauch", "brown", "wiltshire")
 
@@ -188,6 +227,41 @@ def model_caveat(card: Mapping[str, Any] | None, version: str, language: str) ->
     return text("report.caveat", language, version=version, trained=trained)
 
 
+def threshold_note(report: SessionReport, card: Mapping[str, Any] | None, language: str) -> str:
+    """A line for beside the caveat when a setting (``ALLIANCE_MODEL__FLAG_THRESHOLD``) replaced the model's threshold.
+
+    Parameters
+    ----------
+    report : SessionReport
+        Its ``settings["model"]["flag_threshold"]`` is the setting (``None``: the model card's thresholds).
+    card : mapping, optional
+        The model card, whose ``threshold`` holds ``value`` and optionally ``per_class`` values.
+    language : {"nl", "en"}
+
+    Returns
+    -------
+    str
+        Empty when no setting replaced the threshold; else says to what, and whether that flags more
+        (lowered below every threshold of the model) or fewer (raised above every one) stretches.
+    """
+    override = ((report.settings or {}).get("model") or {}).get("flag_threshold")
+    if override is None:
+        return ""
+    value = i18n_number(float(override), language, 2)
+    limits = (card or {}).get("threshold") or {}
+    per = {k: float(v) for k, v in (limits.get("per_class") or {}).items()}
+    model = sorted(set(per.values())) or ([float(limits["value"])] if "value" in limits else [])
+    if not model:
+        return text("report.threshold_set", language, threshold=value)
+    said = (i18n_number(model[0], language, 2) if len(model) == 1 else ", ".join(
+        text("report.threshold_per_type", language, value=i18n_number(v, language, 2),
+             kind=text(f"report.{k}", language) if has(f"report.{k}") else k) for k, v in per.items()))
+    key = ("report.threshold_lowered" if override < model[0] else "report.threshold_raised"
+           if override > model[-1] else "report.threshold_set")
+    return text(key, language, threshold=value, model=said) if key != "report.threshold_set" else text(
+        key, language, threshold=value)
+
+
 def _how_roles(rule: str, language: str) -> str:
     """The role rule codes (``most-speech-is-therapist+...``, :mod:`pipeline.roles`) in words."""
     from pipeline import roles
@@ -196,6 +270,40 @@ def _how_roles(rule: str, language: str) -> str:
             roles.RULE_QUESTIONS: "questions", roles.RULE_MOST_SPEECH: "most_speech", roles.RULE_CLIENT_REST: "rest"}
     words = [text(f"roles.{keys.get(part, 'other')}", language) for part in rule.split("+") if part]
     return ", ".join(dict.fromkeys(words)) or text("roles.other", language)
+
+
+def speaker_names(speakers, roles, language: str) -> dict[str, str]:
+    """What the report calls each speaker: their role, numbered when two or more share it.
+
+    Parameters
+    ----------
+    speakers : sequence of str
+        The diarization's speaker codes (``SPEAKER_00``, ...), which the clinician never reads.
+    roles : RoleAssignment
+    language : {"nl", "en"}
+
+    Returns
+    -------
+    dict of str to str
+        Speaker code → name, e.g. ``{"SPEAKER_00": "therapeut", "SPEAKER_01": "ouder 1", "SPEAKER_02": "ouder 2"}``.
+    """
+    by_role: dict[str, list[str]] = {}
+    for s in speakers:
+        by_role.setdefault(roles.role_of(s), []).append(s)
+    out = {}
+    for r, group in by_role.items():
+        word = text(f"report.{r}", language) if has(f"report.{r}") else r
+        out.update({s: word if len(group) == 1 else f"{word} {i}" for i, s in enumerate(group, 1)})
+    return out
+
+
+def language_name(code: str, language: str) -> str:
+    """A transcript's language (Whisper's code, ``"en"``) by its name in ``language`` (``"Engels"``).
+
+    A code the catalogue has no name for (``report.language_<code>``) is returned as it is.
+    """
+    key = f"report.language_{code}"
+    return text(key, language) if has(key) else code
 
 
 def _how_speakers(method: str, language: str) -> str:
@@ -213,7 +321,7 @@ def _unusual(report: SessionReport, language: str) -> list[str]:
         if not all(math.isfinite(z) for z in (v, lo, hi)) or lo <= v <= hi:
             continue
         outside = (lo - v if v < lo else v - hi) / max(hi - lo, 1e-9, abs(hi) * 0.05)
-        unit = "times" if name in TIMES_MARKERS else m.get("unit", "")
+        unit = marker_unit(name, m.get("unit", ""))
         out.append((outside, text("report.summary_unusual_item", language,
                                   label=text(f"marker.{name}.label", language),
                                   value=quantity(v, unit, language), low=quantity(lo, unit, language),
@@ -252,23 +360,26 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
     m = report.metrics
     num = lambda v, d=1: i18n_number(v, language, d)  # noqa: E731
     role = lambda r: x.get(r, r)  # noqa: E731
-    speakers = [dict(speaker=s, role=role(report.roles.role_of(s)), speech_s=num(m.speech_time_s.get(s, 0.0)),
+    names = speaker_names(report.diarization.speakers, report.roles, language)
+    speakers = [dict(speaker=names[s], role=role(report.roles.role_of(s)), speech_s=num(m.speech_time_s.get(s, 0.0)),
                      ratio=num(100 * m.speech_ratio.get(s, 0.0), 0), turns=m.n_turns.get(s, 0),
                      colour=ROLE_COLOURS.get(report.roles.role_of(s), ROLE_COLOURS["unknown"]))
                 for s in report.diarization.speakers]
     summary = [
         (x["duration"], _clock(m.duration_s)),
         (x["gaps"], f"{len(m.gaps_s)} ({x['mean']} {num(sum(m.gaps_s) / len(m.gaps_s), 2)} s)" if m.gaps_s else "0"),
-        (x["overlaps"], f"{len(m.overlaps_s)} ({num(m.overlap_time_s)} s {x['overlapped_speech']})"),
+        # overlap as one measure everywhere: per minute of the session (the marker overlap_rate_per_min), the count
+        (x["overlaps"], _per_minute(len(m.overlaps_s), m.overlap_time_s, m.duration_s, language)),
         (x["interruptions"], ", ".join(
             f"{role(report.roles.role_of(s))} {n}" + (f" ({m.successful_interruptions.get(s, 0)} {x['successful']})"
                                                       if n else "")
             for s, n in m.interruptions.items()) or "0"),
         (x["overlap_backchannels"], ", ".join(f"{role(report.roles.role_of(s))} {n}"
                                               for s, n in m.overlap_backchannels.items()) or "0"),
-        *([(x["overlap_detected"], f"{len(report.overlap_regions)} × "
-            f"({num(sum(r.duration for r in report.overlap_regions))} s)")] if report.overlap_regions else []),
-        (x["latency"], "—" if not math.isfinite(m.response_latency_s) else f"{num(m.response_latency_s, 2)} s"),
+        *([(x["overlap_detected"], _per_minute(len(report.overlap_regions),
+                                                sum(r.duration for r in report.overlap_regions), m.duration_s,
+                                                language))] if report.overlap_regions else []),
+        (x["latency"], quantity(m.response_latency_s, "offset_s", language)),
         (x["longest"], f"{num(m.longest_silence_s)} s"),
         (x["silence_share"], f"{num(100 * m.silence_share, 0)} %"),
     ]
@@ -280,13 +391,16 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
                   clip=(clips or {}).get(i))
              for i, f in enumerate(report.flags)]
     kinds = {}
-    for f in report.flags:
-        kinds.setdefault(f.marker_type, []).append(f"{_clock(f.start)}–{_clock(f.end)}")
+    for f in report.flags:  # a 3RS marker only where the flag's own observations resemble it
+        like = [text(f"rupture3rs.{k}", language) for k in f.resembles if has(f"rupture3rs.{k}")]
+        kinds.setdefault(f.marker_type, []).append(
+            f"{_clock(f.start)}–{_clock(f.end)}"
+            + (f" ({text('report.summary_resembles', language, markers='; '.join(like))})" if like else ""))
     history_n = max((int(h.get("n") or 0) for h in report.client_history.values()), default=0)
     markers = []
     for k, v in report.session_markers.items():
         h = report.client_history.get(k)
-        unit = "times" if k in TIMES_MARKERS else v.get("unit", "")
+        unit = marker_unit(k, v.get("unit", ""))
         earlier = (f"{quantity(_num(h['min']), unit, language)} – {quantity(_num(h['max']), unit, language)} "
                    f"(n = {h['n']})" if h and h.get("n") else "—")
         markers.append(dict(name=k, label=text(f"marker.{k}.label", language) if has(f"marker.{k}.label") else k,
@@ -301,19 +415,19 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
         col = [fr.values[j] for fr in feats.frames if math.isfinite(fr.values[j])]
         in_flags = [feats.frames[i].values[j] for i in flagged if math.isfinite(feats.frames[i].values[j])]
         appendix.append(dict(
-            name=name, unit=unit,
+            name=name, unit=text(f"unit_short.{unit}", language) if has(f"unit_short.{unit}") else unit,
             label=text(f"marker.{name}.label", language) if has(f"marker.{name}.label") else name,
             median=bare(statistics.median(col)) if col else "—",
             range=f"{bare(min(col))} – {bare(max(col))}" if col else "—",
             flagged=f"{bare(min(in_flags))} – {bare(max(in_flags))}" if in_flags else "—"))
-    window_s = feats.frames[0].end - feats.frames[0].start if feats.frames else 30.0
-    hop_s = feats.frames[1].start - feats.frames[0].start if len(feats.frames) > 1 else window_s
+    window_s, hop_s = analysis_windows(report)
     return env.get_template("report.html").render(
         r=report, x=x, lang=language, timeline=timeline_svg(report, x), speakers=speakers, summary=summary,
-        flags=flags, kinds=[(x.get(k, k), text(f"report.{k}_plain", language) if has(f"report.{k}_plain") else k,
-                             spans) for k, spans in kinds.items()],
-        unusual=_unusual(report, language), history_n=history_n,
+        flags=flags, kinds=[(x.get(k, k), spans) for k, spans in kinds.items()],
+        unusual=_unusual(report, language) if history_n >= MIN_HISTORY else [], history_n=history_n,
+        min_history=MIN_HISTORY,
         caveat=model_caveat(model_card, report.model_version, language),
+        threshold_note=threshold_note(report, model_card, language),
         warnings=[localise(w, language) for w in report.warnings],
         roles_by=text("report.roles_by", language, how=_how_roles(report.roles.rule, language)),
         speakers_by=text("report.speakers_by", language, how=_how_speakers(report.diarization.method, language)),
@@ -323,6 +437,10 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
         appendix_note=text("report.appendix_note", language, n=len(feats.feature_names), window=num(window_s, 0),
                            hop=num(hop_s, 0)),
         references=[text(f"reference.{k}", language) for k in REFERENCES],
+        language_name=language_name(report.transcript.language, language),
+        technical=text("report.appendix_technical", language, hash=report.settings_hash,
+                       speakers=", ".join(f"{s} = {role(report.roles.role_of(s))}"
+                                          for s in report.diarization.speakers) or "—"),
         duration=_clock(report.recording.duration_s),
         utterances=[dict(role=role(u.role), colour=ROLE_COLOURS.get(u.role, "#888"), start=u.start, text=u.text)
                     for u in report.utterances],

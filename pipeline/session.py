@@ -372,7 +372,8 @@ def describe_session(samples: np.ndarray, recording: Recording, speech: tuple[Sp
         if profile is not None and diarization.turns:
             similarity = profile_similarities(
                 speaker_embeddings(samples, rate, diarization.turns, embedder=embedder), profile)
-        roles = assign_roles(diarization, override=metadata.speaker_roles, profile_similarity=similarity,
+        # the most-speech rules decide on the turns the turn-taking measures (and the report's table) use
+        roles = assign_roles(dia_tt, override=metadata.speaker_roles, profile_similarity=similarity,
                              f0_hz=speaker_f0_hz(prosody),
                              questions_per_min=questions_per_minute(attributed, diarization),
                              client_age=metadata.client_age)

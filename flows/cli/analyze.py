@@ -114,9 +114,36 @@ def analyze(
             raise typer.Exit(1) from None
     for warning in report.warnings:
         _error(console, warning, label="[yellow]warning:[/yellow]")
-    folder = session_folder_path(Settings().data_dir, report.session_id, out)
-    typer.echo(f"Report: {folder / 'report.html'}")
-    typer.echo(f"Session data: {folder / 'session.json'}")
+    for line in closing_lines(report, session_folder_path(Settings().data_dir, report.session_id, out)):
+        typer.echo(line)
+
+
+def closing_lines(report, folder: Path) -> list[str]:
+    """What the command prints when the analysis is done: where the report is, what it found, what next.
+
+    Parameters
+    ----------
+    report : SessionReport
+        The analysis' report (only its flags are read; never what was said).
+    folder : Path
+        The session folder holding ``report.html`` and ``session.json``.
+
+    Returns
+    -------
+    list of str
+        The report's path and its ``file://`` address to open in a browser, the session data's path, how many
+        stretches are to review (or that none is), and how to reach the review app.
+    """
+    html = Path(folder).absolute() / "report.html"
+    n = len(report.flags)
+    found = ("No stretch reached the flag threshold: nothing in this session needs review (the report says why "
+             "that is not a diagnosis)." if n == 0 else
+             f"{n} stretch{'' if n == 1 else 'es'} to review: see the report's summary.")
+    return [f"Report: {html}", f"Open it in a browser: {html.as_uri()}",
+            f"Session data: {Path(folder).absolute() / 'session.json'}", found,
+            "Review app: create a login once with `alliance add-therapist NAME`, then `alliance web` serves "
+            "http://127.0.0.1:8765/. It lists the sessions the nightly inbox analysed for that therapist "
+            "(`alliance nightly`), not a single `alliance analyze` like this one; README, 'Review web app'."]
 
 
 SESSION_OUTPUTS = ("report.html", "report.nl.html", "report.en.html", "transcript.json", "diarization.rttm",

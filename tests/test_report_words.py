@@ -1,0 +1,232 @@
+"""The report's words after a therapist's trial (issue 18): what a clinician reads is in clinical Dutch, agrees
+with itself and with the code, and says nothing the data do not support."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+import pytest
+
+from pipeline.features import FEATURE_NAMES, FEATURE_UNITS
+from pipeline.report import render_html
+from pipeline.types import (Diarization, FeatureFrame, Recording, RoleAssignment, RuptureFlag, SessionFeatures,
+                            SessionReport, SpeakerTurn, Transcript, TurnMetrics, Utterance, Word)
+from tests.test_report_dutch import english_words_in, visible_words
+
+HASH = "69d75654c78e5e10"
+CARD = {"version": "sim-v1", "threshold": {"value": 0.29, "per_class": {"withdrawal": 0.29, "confrontation": 0.35}},
+        "summary": "Trained on simulated sessions, not on real therapy recordings."}
+
+
+def _report(*, flags=None, latency_s=0.6, history=None, settings=None) -> SessionReport:
+    """A 60 s English session: therapist SPEAKER_00, client SPEAKER_01, three overlaps at speaker changes."""
+    words = (Word(1.0, 1.5, "Hoi?", 0.9, "SPEAKER_00"), Word(3.0, 3.4, "ja", 0.9, "SPEAKER_01"))
+    rec = Recording("/x/s1.wav", np.zeros(0, np.float32), 16000, 60.0, 16000, 1, "wav", 60.0)
+    turns = (SpeakerTurn(1.0, 2.0, "SPEAKER_00"), SpeakerTurn(3.0, 3.5, "SPEAKER_01"))
+    roles = RoleAssignment({"SPEAKER_00": "therapist", "SPEAKER_01": "client"},
+                           "most-speech-is-therapist+client-most-speech-of-the-rest")
+    utts = (Utterance("SPEAKER_00", "therapist", 1.0, 1.5, words[:1]),
+            Utterance("SPEAKER_01", "client", 3.0, 3.4, words[1:]))
+    metrics = TurnMetrics(60.0, {"SPEAKER_00": 1.0, "SPEAKER_01": 0.5}, {"SPEAKER_00": 0.67, "SPEAKER_01": 0.33},
+                          {"therapist": 1.0, "client": 0.5}, {"SPEAKER_00": 1, "SPEAKER_01": 1}, (1.0,),
+                          (0.5, 0.4, 0.3), latency_s, 1.0, 0.97, overlap_time_s=1.2)
+    values = [0.5] * len(FEATURE_NAMES)
+    values[FEATURE_NAMES.index("overlap_rate_per_min")] = 3.0
+    values[FEATURE_NAMES.index("client_response_latency_s")] = latency_s
+    feats = SessionFeatures(FEATURE_NAMES, FEATURE_UNITS, (FeatureFrame(0.0, 30.0, tuple(values)),
+                                                           FeatureFrame(30.0, 60.0, tuple(values))))
+    markers = {n: {"value": v, "unit": u, "description": "d"} for n, u, v in zip(FEATURE_NAMES, FEATURE_UNITS, values)}
+    return SessionReport(
+        "s1", rec, (), Transcript(words, "en", 1.0, 60.0), Diarization(turns, ("SPEAKER_00", "SPEAKER_01"), "t"),
+        roles, utts, metrics, (), feats, tuple(flags or ()), "sim-v1", 0.29, HASH,
+        settings if settings is not None else {"features": {"window_s": 30.0, "hop_s": 10.0}, "model": {}},
+        "2026-12-02", "0.1", session_markers=markers, client_history=history or {})
+
+
+def _body(html: str, appendix: str = "Bijlage") -> str:
+    page = visible_words(html, {"Hoi?", "ja"})
+    return page[:page.index(appendix)]
+
+
+# 1. A Dutch page in Dutch: no diarization codes, the language by name, Dutch units, the settings hash for engineers
+
+
+def test_the_dutch_page_names_speakers_by_role_not_by_diarization_code():
+    html = render_html(_report(), language="nl")
+    body = _body(html)
+    assert "SPEAKER_00" not in body and "SPEAKER_01" not in body
+    assert "SPEAKER_00 = therapeut" in visible_words(html, set())  # the codes stay, for engineers, in the appendix
+
+
+def test_the_transcript_language_is_named_in_the_page_language():
+    assert re.search(r"taal\s+Engels", _body(render_html(_report(), language="nl")))
+    assert re.search(r"language\s+English", _body(render_html(_report(), language="en"), "Appendix"))
+
+
+def test_units_on_a_dutch_page_are_dutch_in_the_appendix_too():
+    page = visible_words(render_html(_report(), language="nl"), {"Hoi?", "ja"})
+    appendix = page[page.index("Bijlage"):page.index("Literatuur")]
+    for english in ("1/min", "words", "syllables", "utterance", "questions"):
+        assert not re.search(rf"(?<![\w_]){re.escape(english)}(?![\w_])", appendix), english
+    assert "[per min]" in appendix and "[woorden]" in appendix and "[lettergrepen/woord]" in appendix
+    assert english_words_in(appendix) == []
+
+
+def test_the_settings_hash_is_in_the_appendix_not_in_the_header():
+    html = render_html(_report(), language="nl")
+    assert html.count(HASH) == 1 and html.index(HASH) > html.index("Bijlage")
+
+
+# 2. The role sentence and the turn-taking table come from the same turns
+
+
+@pytest.mark.slow  # runs pYIN over 20 s of audio
+def test_the_most_speech_rule_decides_on_the_turns_the_table_measures(monkeypatch):
+    import pipeline.session as session
+    from pipeline.settings import Settings
+    from pipeline.sidecar import Sidecar
+    from pipeline.types import SpeechRegion
+
+    raw = (SpeakerTurn(0.0, 10.0, "SPEAKER_00"), SpeakerTurn(10.3, 20.0, "SPEAKER_01"))
+    refined = (SpeakerTurn(0.0, 9.0, "SPEAKER_00"), SpeakerTurn(9.0, 20.0, "SPEAKER_01"))
+    monkeypatch.setattr(session, "refine_speaker_changes", lambda turns, pauses, **kw: refined)
+    samples = np.zeros(20 * 16000, np.float32)
+    rec = Recording("/x/s.wav", np.zeros(0, np.float32), 16000, 20.0, 16000, 1, "wav", 20.0)
+    a = session.describe_session(samples, rec, (SpeechRegion(0.0, 20.0),), Transcript((), "nl", 1.0, 20.0),
+                                 Diarization(raw, ("SPEAKER_00", "SPEAKER_01"), "t"), Sidecar(), Settings(),
+                                 session_id="s")
+    assert a.roles.rule.startswith("most-speech-is-therapist")
+    therapist = next(s for s, r in a.roles.roles.items() if r == "therapist")
+    client = next(s for s, r in a.roles.roles.items() if r == "client")
+    assert a.metrics.speech_time_s[therapist] >= a.metrics.speech_time_s[client]
+
+
+# 3. 3RS markers only as "resembles", and only when an observation supports them
+
+
+def _summary(html: str) -> str:
+    import html as markup
+
+    return markup.unescape(html[html.index('<section class="summary">'):html.index("</section>")])
+
+
+def test_the_summary_names_no_3rs_marker_a_flag_has_no_observation_for():
+    bare = RuptureFlag(0.0, 30.0, 0.4, "withdrawal", (), "sim-v1")
+    for lang, plain in (("nl", "korte of geen antwoorden"), ("en", "short or no answers")):
+        s = _summary(render_html(_report(flags=[bare]), language=lang))
+        assert ("terugtrekking" if lang == "nl" else "withdrawal") in s
+        assert plain not in s and "stiltes" not in s and "silences" not in s
+
+
+def test_the_summary_names_a_supported_3rs_marker_as_resembling_it():
+    flag = RuptureFlag(0.0, 30.0, 0.4, "withdrawal", ("a silence of 9.2 s",), "sim-v1", resembles=("avoidance",))
+    assert "lijkt op: vermijden, zich terugtrekken in stilte" in _summary(render_html(_report(flags=[flag]),
+                                                                                    language="nl"))
+    assert "resembles: avoidance, withdrawing into silence" in _summary(render_html(_report(flags=[flag]),
+                                                                                   language="en"))
+
+
+# 4. A comparison with earlier sessions needs at least two of them; singular and plural right
+
+
+def _history(n: int) -> dict:
+    return {"overlap_rate_per_min": {"min": 10.0, "max": 12.0, "n": n}}
+
+
+def test_one_earlier_session_is_too_few_to_compare_with():
+    nl = _summary(render_html(_report(history=_history(1)), language="nl"))
+    en = _summary(render_html(_report(history=_history(1)), language="en"))
+    assert "Anders dan" not in nl and "1 sessies" not in nl and "1 eerdere sessie" in nl
+    assert "Unlike" not in en and "1 sessions" not in en and "1 earlier session" in en
+
+
+def test_two_earlier_sessions_are_compared_in_the_plural():
+    nl = _summary(render_html(_report(history=_history(2)), language="nl"))
+    assert "Anders dan in de eerdere sessies van deze cliënt (2 sessies)" in nl
+    assert "Unlike this client's earlier sessions (2 sessions)" in _summary(
+        render_html(_report(history=_history(2)), language="en"))
+
+
+# 5. Overlap at a change of speaker is shown as overlap, never as a negative response time
+
+
+def test_a_client_starting_before_the_therapist_finished_is_overlap_not_a_negative_time():
+    for lang, word in (("nl", "door de therapeut heen"), ("en", "over the therapist")):
+        page = visible_words(render_html(_report(latency_s=-0.39), language=lang), set())
+        body = page[:page.index("Bijlage" if lang == "nl" else "Appendix")]
+        assert not re.search(r"[-−]\s?0[,.]\d", body), re.findall(r".{30}[-−]\s?0[,.]\d", body)
+        assert word in body
+
+
+# 6. Overlap: one measure, one unit, wherever it is shown
+
+
+def test_overlap_is_one_rate_per_minute_in_the_table_and_among_the_markers():
+    html = render_html(_report(), language="nl")
+    row = re.search(r"<th>Door elkaar bij sprekerswissel</th><td[^>]*>([^<]+)<", html).group(1)
+    assert row.startswith("3,0 per minuut")  # three overlaps in one minute
+    marker = re.search(r"<td>door elkaar bij sprekerswissel</td><td[^>]*>([^<]+)<", html).group(1)
+    assert marker == "3,0 per minuut"
+
+
+# 7. The appendix and the README agree with the code
+
+
+def test_the_appendix_states_the_window_length_and_the_hop_from_the_settings():
+    html = render_html(_report(), language="nl")
+    assert f"Alle {len(FEATURE_NAMES)} markers per venster van 30 s, om de 10 s" in html
+
+
+def test_the_readme_counts_the_markers_of_the_code():
+    from pipeline.settings import Settings
+    from tests.conftest import ROOT
+
+    fs = Settings().features
+    readme = (ROOT / "README.md").read_text()
+    assert f"{len(FEATURE_NAMES)} markers per {fs.window_s:g} s window (hop {fs.hop_s:g} s)" in readme
+    counts = {int(n) for n in re.findall(r"(\d+) markers\b", readme)}
+    assert counts <= {len(FEATURE_NAMES), 5}, counts  # 5: the client trend's markers
+
+
+# 8. A threshold changed by a setting is said beside the caveat
+
+
+def test_a_lowered_flag_threshold_is_stated_beside_the_caveat():
+    r = dataclasses.replace(_report(settings={"features": {}, "model": {"flag_threshold": 0.02}}), flag_threshold=0.02)
+    nl = _summary(render_html(r, language="nl", model_card=CARD))
+    assert "de drempel is met een instelling verlaagd naar 0,02" in nl and "0,29" in nl
+    en = _summary(render_html(r, language="en", model_card=CARD))
+    assert "threshold was lowered by a setting to 0.02" in en
+    assert "verlaagd" not in _summary(render_html(_report(), language="nl", model_card=CARD))
+
+
+# 9. No flag: say plainly that nothing needs review and why that is not a diagnosis; the CLI says what next
+
+
+def test_a_report_without_flags_says_nothing_needs_review_and_that_this_is_no_diagnosis():
+    nl = _summary(render_html(_report(), language="nl"))
+    assert "hoeft niets terug te kijken" in nl and "geen oordeel over de alliantie" in nl
+    en = _summary(render_html(_report(), language="en"))
+    assert "Nothing needs review" in en and "not a judgement of the alliance" in en
+
+
+def test_the_command_line_says_where_the_report_is_and_how_to_reach_the_review_app(tmp_path):
+    from flows.cli.analyze import closing_lines
+
+    lines = "\n".join(closing_lines(_report(), tmp_path))
+    assert f"file://{tmp_path}/report.html" in lines
+    assert "alliance web" in lines and "alliance add-therapist" in lines and "nightly" in lines
+    assert "no stretch reached the flag threshold" in lines.lower()
+    flagged = _report(flags=[RuptureFlag(0.0, 30.0, 0.4, "withdrawal", (), "sim-v1")])
+    assert "1 stretch to review" in "\n".join(closing_lines(flagged, tmp_path))
+
+
+def test_a_flag_reason_says_overlap_for_a_negative_usual_response_time():
+    from models.flagging import reason_sentence
+
+    assert reason_sentence("client_response_latency_s", 1.2, -0.4, "nl").endswith(
+        "(rest van de sessie 0,4 s door de therapeut heen)")
+    assert "(rest of the session 0.4 s over the therapist)" in reason_sentence(
+        "client_response_latency_s", 1.2, -0.4, "en")
