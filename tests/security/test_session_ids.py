@@ -76,6 +76,7 @@ def test_analyze_session_refuses_a_sidecar_with_a_bad_session_id(clinic, monkeyp
     assert calls["decode"] == [] and files_under(clinic["root"]) == before
 
 
+@pytest.mark.slow  # the whole flow with Prefect's temporary server: about 40 s
 def test_default_session_id_from_a_file_name_with_spaces(clinic, monkeypatch):
     fast_analysis(monkeypatch)
     wav = silent_wav(clinic["root"] / "sessie 3.wav")
