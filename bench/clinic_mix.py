@@ -14,9 +14,13 @@ loaded inside, Prefect's temporary server, the full report). Per case: wall time
 stage, words, and Whisper's decoding counts (segments, segments that needed temperature fallback, parts, parts
 finished greedily after the ASR time limit) and WER where the clips have transcripts.
 
+With ``--backends faster-whisper openai-whisper`` every case runs with each Whisper backend in turn, in the same
+run on the same audio (``ALLIANCE_ASR__BACKEND``), and the table gives openai-whisper's time over faster-whisper's.
+
 Usage::
 
     .venv/bin/python bench/clinic_mix.py [--minutes 10] [--only english dutch-noisy ...]
+        [--backends faster-whisper openai-whisper] [--json out.json]
 """
 
 from __future__ import annotations
@@ -97,6 +101,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="Length of each case.")
     parser.add_argument("--only", nargs="+", choices=CASES, default=CASES, help="Cases to run.")
+    parser.add_argument("--backends", nargs="+", choices=("faster-whisper", "openai-whisper"),
+                        default=["faster-whisper"], help="Whisper backends, each run on every case.")
     parser.add_argument("--json", type=Path, default=ROOT / "bench/results/clinic_mix.json")
     args = parser.parse_args()
     from pipeline.evaluation import word_error_rate
@@ -108,28 +114,34 @@ def main() -> None:
         warm_prefect(env)
         for name in args.only:
             wav, language, text = build_case(name, args.minutes, tmp)
-            r = run_session(wav, tmp / f"out-{name}", env, language)
-            r["speed_x_real_time"] = r["duration_s"] / r["total_s"]
-            r["language_setting"] = language
-            if text:
-                words = json.loads((tmp / f"out-{name}" / "session.json").read_text())["transcript"]["words"]
-                r["wer"] = word_error_rate(text, " ".join(w["text"] for w in words))
-            results[name] = r
-            wer = f", WER {100 * r['wer']:.1f} %" if "wer" in r else ""
-            print(f"{name}: {r['duration_s'] / 60:.1f} min, {r['total_s']:.0f} s, {r['speed_x_real_time']:.1f}x real "
-                  f"time, peak {r['peak_rss_mb']:.0f} MB, ASR {r['stages']['asr']['seconds']:.0f} s, "
-                  f"{r['words']} words{wer}, Whisper {r.get('asr_counts', {})}", flush=True)
-    print(f"\n{'case':<22}{'min':>6}{'s':>7}{'x real':>8}{'peak MB':>9}{'ASR s':>7}{'diar s':>8}{'prosody s':>10}"
-          f"{'words':>7}{'fallback':>10}{'WER':>7}")
+            for backend in args.backends:
+                key = name if backend == "faster-whisper" else f"{name}@{backend}"
+                r = run_session(wav, tmp / f"out-{key}", {**env, "ALLIANCE_ASR__BACKEND": backend}, language)
+                r["speed_x_real_time"] = r["duration_s"] / r["total_s"]
+                r["language_setting"] = language
+                r["backend"] = backend
+                if text:
+                    words = json.loads((tmp / f"out-{key}" / "session.json").read_text())["transcript"]["words"]
+                    r["wer"] = word_error_rate(text, " ".join(w["text"] for w in words))
+                results[key] = r
+                wer = f", WER {100 * r['wer']:.1f} %" if "wer" in r else ""
+                print(f"{key}: {r['duration_s'] / 60:.1f} min, {r['total_s']:.0f} s, {r['speed_x_real_time']:.1f}x "
+                      f"real time, peak {r['peak_rss_mb']:.0f} MB, ASR {r['stages']['asr']['seconds']:.0f} s, "
+                      f"{r['words']} words{wer}, Whisper {r.get('asr_counts', {})}", flush=True)
+    print(f"\n{'case':<36}{'min':>6}{'s':>7}{'x real':>8}{'peak MB':>9}{'ASR s':>7}{'diar s':>8}{'prosody s':>10}"
+          f"{'words':>7}{'fallback':>10}{'WER':>7}{'time / faster':>15}")
     for name, r in results.items():
         st, c = r["stages"], r.get("asr_counts", {})
         wer = f"{100 * r['wer']:.1f}%" if "wer" in r else "-"
-        print(f"{name:<22}{r['duration_s'] / 60:>6.1f}{r['total_s']:>7.0f}{r['speed_x_real_time']:>8.1f}"
+        base = results.get(name.partition("@")[0])
+        ratio = f"{r['total_s'] / base['total_s']:.2f}" if base else "-"
+        print(f"{name:<36}{r['duration_s'] / 60:>6.1f}{r['total_s']:>7.0f}{r['speed_x_real_time']:>8.1f}"
               f"{r['peak_rss_mb']:>9.0f}{st['asr']['seconds']:>7.0f}{st['diarization']['seconds']:>8.0f}"
               f"{st['prosody']['seconds']:>10.0f}{r['words']:>7}"
-              f"{c.get('fallback_segments', 0):>5}/{c.get('segments', 0):<4}{wer:>7}")
+              f"{c.get('fallback_segments', 0):>5}/{c.get('segments', 0):<4}{wer:>7}{ratio:>15}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(dict(minutes=args.minutes, snr_db=SNR_DB, cases=results), indent=1))
+    args.json.write_text(json.dumps(dict(minutes=args.minutes, snr_db=SNR_DB, backends=args.backends, cases=results),
+                                     indent=1))
     print(f"written {args.json}")
 
 
