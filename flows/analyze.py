@@ -9,7 +9,6 @@ ends. The outputs are moved into the session folder only when every task succeed
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
 import json
@@ -175,11 +174,9 @@ def report_task(work_dir: str, out_dir: str, analysis: SessionAnalysis, settings
     from models.flagging import flag_windows
 
     with steps.stage(hook, "flags"):
-        # the same flags with their reasons in each language: the review app shows the report in its own
-        flags_in = {lang: flag_windows(analysis.features, bundle, threshold=settings.model.flag_threshold,
-                                       min_speech_s=settings.model.min_window_speech_s, language=lang)
-                    for lang in LANGUAGES}
-        flags = flags_in[settings.ui_language]
+        # flagged once: each flag keeps the facts behind its reasons, which every language's report words itself
+        flags = flag_windows(analysis.features, bundle, threshold=settings.model.flag_threshold,
+                             min_speech_s=settings.model.min_window_speech_s, language=settings.ui_language)
     with steps.stage(hook, "report"):
         report = SessionReport.from_analysis(
             analysis, flags=flags, model_version=bundle.version,
@@ -189,10 +186,9 @@ def report_task(work_dir: str, out_dir: str, analysis: SessionAnalysis, settings
             client_history=client_history(settings.data_dir, analysis.client_id, analysis.session_id))
         clips = (clip_data_uris(_load_audio(Path(work_dir)), analysis.recording.sample_rate_hz, flags)
                  if settings.report_embed_clips else None)
-        translations = {lang: dataclasses.replace(report, flags=f) for lang, f in flags_in.items()
-                        if lang != settings.ui_language}
+        # report.<other language>.html too: the review app shows each therapist the report in its own language
         write_report(report, out_dir, language=settings.ui_language, clips=clips, model_card=bundle.card,
-                     translations=translations)
+                     other_languages=LANGUAGES)
     return report
 
 

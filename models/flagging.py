@@ -8,8 +8,9 @@ import numpy as np
 
 from models.artifact import CLASSES, ModelBundle
 from pipeline.features import FEATURES
-from pipeline.i18n import DEFAULT_LANGUAGE, has, number, quantity, text
-from pipeline.types import RuptureFlag, SessionFeatures
+from pipeline.i18n import DEFAULT_LANGUAGE
+from pipeline.report import reason_sentence
+from pipeline.types import ReasonFact, RuptureFlag, SessionFeatures
 
 # Which way a marker must depart from the rest of the client's session to count as a reason for each rupture
 # type: +1 higher, -1 lower, 0 never a reason. A fixed table rather than the model's coefficients, so that a
@@ -66,45 +67,6 @@ THREE_RS = {"withdrawal": _WITHDRAWAL_3RS, "confrontation": _CONFRONTATION_3RS}
 _SPEC = {f.name: f for f in FEATURES}
 
 
-_BARE = {"1/min": 1, "questions": 0, "1/utterance": 2}
-"""Units a reason sentence words itself ("... keer per minuut"): the number is printed without them."""
-
-
-def _amount(name: str, value: float, language: str) -> str:
-    from pipeline.report import marker_unit
-
-    unit = marker_unit(name, _SPEC[name].unit)
-    if unit in _BARE:
-        return number(value, language, _BARE[unit]) if math.isfinite(value) else "—"
-    return quantity(value, unit, language)
-
-
-def reason_sentence(name: str, value: float, usual: float, language: str = DEFAULT_LANGUAGE) -> str:
-    """One marker's observation about a flagged stretch, in words, with the number beside it.
-
-    Parameters
-    ----------
-    name : str
-        A marker of ``FEATURE_NAMES``.
-    value : float
-        The stretch's value, in the marker's unit.
-    usual : float
-        The client's median over the other windows of this session (NaN when there are none); z-score
-        markers are already relative to the session and use the sign of ``value`` instead.
-    language : {"nl", "en"}
-
-    Returns
-    -------
-    str
-    """
-    key = f"marker.{name}"
-    values = dict(value=_amount(name, value, language), usual=_amount(name, usual, language))
-    if has(f"{key}.up"):
-        values = dict(value=_amount(name, abs(value), language),
-                      direction=text(f"{key}.up" if value > 0 else f"{key}.down", language))
-    return text(f"{key}.reason", language, **values)
-
-
 MIN_Z = 0.5
 """Least departure (in the client's own session standard deviations) of a z-score marker to be a reason."""
 MIN_RELATIVE = 0.1
@@ -125,9 +87,9 @@ def _points_toward(name: str, marker_type: str, value: float, usual: float) -> b
     return math.isfinite(usual) and d * (value - usual) > MIN_RELATIVE * abs(usual)
 
 
-def explain_window(bundle: ModelBundle, x: np.ndarray, class_index: int, *, usual: np.ndarray | None = None,
-                   top: int = 3, language: str = DEFAULT_LANGUAGE) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The markers that pushed one window towards ``class_index``, in words.
+def reason_facts(bundle: ModelBundle, x: np.ndarray, class_index: int, *, usual: np.ndarray | None = None,
+                 top: int = 3) -> tuple[tuple[ReasonFact, ...], tuple[str, ...]]:
+    """The markers that pushed one window towards ``class_index``, as facts to word in any language.
 
     For the multinomial logistic regression, a marker's contribution is its
     standardised value times its coefficient for the class minus its mean
@@ -155,13 +117,12 @@ def explain_window(bundle: ModelBundle, x: np.ndarray, class_index: int, *, usua
         without it only z-score markers can be reasons.
     top : int > 0
         Most reasons returned.
-    language : {"nl", "en"}
-        Language of the sentences (``ALLIANCE_UI_LANGUAGE``).
 
     Returns
     -------
-    reasons : tuple of str
-        Sentences with the window's own values and the client's usual ones.
+    facts : tuple of ReasonFact
+        Per reason, strongest first: the marker, the window's own value and the client's usual one
+        (worded by :func:`pipeline.report.reason_sentence`).
     resembles : tuple of str
         The 3RS markers the reasons resemble (keys of the catalogue's ``rupture3rs`` table), in order, once each.
     """
@@ -189,9 +150,39 @@ def explain_window(bundle: ModelBundle, x: np.ndarray, class_index: int, *, usua
     names = bundle.feature_names
     order = [i for i in np.argsort(-contrib)
              if contrib[i] > 0 and _points_toward(names[i], kind, float(x[i]), float(usual[i]))][:top]
-    reasons = tuple(reason_sentence(names[i], float(x[i]), float(usual[i]), language) for i in order)
+    facts = tuple(ReasonFact(names[i], float(x[i]), float(usual[i])) for i in order)
     resembles = tuple(dict.fromkeys(THREE_RS[kind][names[i]] for i in order if names[i] in THREE_RS[kind]))
-    return reasons, resembles
+    return facts, resembles
+
+
+def explain_window(bundle: ModelBundle, x: np.ndarray, class_index: int, *, usual: np.ndarray | None = None,
+                   top: int = 3, language: str = DEFAULT_LANGUAGE) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The markers that pushed one window towards ``class_index``, in words (:func:`reason_facts`, worded).
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+        Loaded classifier.
+    x : np.ndarray, shape (n_model_features,)
+        Raw values of the model's features (``bundle.feature_names``) for the window (NaN allowed).
+    class_index : int
+        1 withdrawal, 2 confrontation.
+    usual : np.ndarray, shape (n_model_features,), optional
+        The client's median of each model feature over the session's other windows (NaN where unknown).
+    top : int > 0
+        Most reasons returned.
+    language : {"nl", "en"}
+        Language of the sentences.
+
+    Returns
+    -------
+    reasons : tuple of str
+        Sentences with the window's own values and the client's usual ones.
+    resembles : tuple of str
+        The 3RS markers the reasons resemble (keys of the catalogue's ``rupture3rs`` table), in order, once each.
+    """
+    facts, resembles = reason_facts(bundle, x, class_index, usual=usual, top=top)
+    return tuple(reason_sentence(f.marker, f.value, f.usual, language) for f in facts), resembles
 
 
 def flag_windows(features: SessionFeatures, bundle: ModelBundle, *, threshold: float | None = None,
@@ -200,7 +191,8 @@ def flag_windows(features: SessionFeatures, bundle: ModelBundle, *, threshold: f
 
     Overlapping or touching flagged windows of one rupture type merge into one
     flag carrying the highest probability and the reasons of its most probable
-    window.
+    window: the facts behind them (``reason_facts``), which the report and the
+    review app word in the reader's language, and their sentences in ``language``.
 
     Parameters
     ----------
@@ -214,7 +206,7 @@ def flag_windows(features: SessionFeatures, bundle: ModelBundle, *, threshold: f
         Windows with less speech than this (seconds, any speaker) are never
         flagged: no talk at all is not evidence of a rupture.
     language : {"nl", "en"}
-        Language of the reasons (``ALLIANCE_UI_LANGUAGE``).
+        Language of the stored sentences (``ALLIANCE_UI_LANGUAGE``), as ``session.json`` keeps them.
 
     Returns
     -------
@@ -254,14 +246,15 @@ def _usual(X: np.ndarray, i: int) -> np.ndarray:
 
 def _merge(features, bundle, X, proba, idx, k, language) -> RuptureFlag:
     best = max(idx, key=lambda i: proba[i, k])
-    reasons, resembles = explain_window(bundle, X[best], k, usual=_usual(X, best), language=language)
+    facts, resembles = reason_facts(bundle, X[best], k, usual=_usual(X, best))
     return RuptureFlag(
         start=features.frames[idx[0]].start,
         end=features.frames[idx[-1]].end,
         probability=round(float(proba[best, k]), 4),
         marker_type=CLASSES[k],
-        reasons=reasons,
+        reasons=tuple(reason_sentence(f.marker, f.value, f.usual, language) for f in facts),
         model_version=bundle.version,
         resembles=resembles,
+        reason_facts=facts,
     )
 

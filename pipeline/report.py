@@ -11,11 +11,12 @@ import json
 import math
 import statistics
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from pipeline.i18n import has, localise, quantity, text
+from pipeline.i18n import DEFAULT_LANGUAGE, has, localise, quantity, text
 from pipeline.i18n import number as i18n_number
-from pipeline.types import Recording, SessionFeatures, SessionReport, SpeechRegion, Transcript, to_jsonable
+from pipeline.types import (ReasonFact, Recording, SessionFeatures, SessionReport, SpeechRegion,
+                            Transcript, to_jsonable)
 
 ROLE_COLOURS = {"therapist": "#1f6fb2", "client": "#e07b00", "parent": "#5a9e3a", "unknown": "#888888"}
 FLAG_COLOURS = {"withdrawal": "#7b4fb0", "confrontation": "#c62828"}
@@ -27,6 +28,77 @@ def marker_unit(name: str, unit: str) -> str:
     from pipeline.features import OFFSET_MARKERS
 
     return "times" if name in TIMES_MARKERS else "offset_s" if name in OFFSET_MARKERS else unit
+
+
+_BARE = {"1/min": 1, "questions": 0, "1/utterance": 2}
+"""Units a reason sentence words itself ("... keer per minuut"): the number is printed without them."""
+
+
+def _feature_units() -> dict[str, str]:
+    """Every marker's unit by name (``FEATURE_NAMES`` to ``FEATURE_UNITS``)."""
+    from pipeline.features import FEATURE_NAMES, FEATURE_UNITS
+
+    return dict(zip(FEATURE_NAMES, FEATURE_UNITS))
+
+
+def _amount(name: str, value: float, language: str) -> str:
+    unit = marker_unit(name, _feature_units()[name])
+    if unit in _BARE:
+        return i18n_number(value, language, _BARE[unit]) if math.isfinite(value) else "—"
+    return quantity(value, unit, language)
+
+
+def reason_sentence(name: str, value: float, usual: float, language: str = DEFAULT_LANGUAGE) -> str:
+    """One marker's observation about a flagged stretch, in words, with the number beside it.
+
+    Parameters
+    ----------
+    name : str
+        A marker of ``FEATURE_NAMES``.
+    value : float
+        The stretch's value, in the marker's unit.
+    usual : float
+        The client's median over the other windows of this session (NaN when there are none); z-score
+        markers are already relative to the session and use the sign of ``value`` instead.
+    language : {"nl", "en"}
+
+    Returns
+    -------
+    str
+    """
+    key = f"marker.{name}"
+    values = dict(value=_amount(name, value, language), usual=_amount(name, usual, language))
+    if has(f"{key}.up"):
+        values = dict(value=_amount(name, abs(value), language),
+                      direction=text(f"{key}.up" if value > 0 else f"{key}.down", language))
+    return text(f"{key}.reason", language, **values)
+
+
+def flag_reasons(facts: Sequence[ReasonFact], sentences: Sequence[str], language: str) -> tuple[str, ...]:
+    """A flag's reasons in the reader's ``language``, worded from the facts kept with it.
+
+    A flag of a session analysed before the facts were kept (no ``facts``), or one whose facts name a marker
+    this version has no sentence for, keeps the sentences it was analysed with (``sentences``, in the language
+    of that analysis).
+
+    Parameters
+    ----------
+    facts : sequence of ReasonFact
+        The flag's ``reason_facts``, strongest reason first.
+    sentences : sequence of str
+        The flag's ``reasons``: its sentences in the language of the analysis.
+    language : {"nl", "en"}
+        The reader's language (the report's, or the review app's).
+
+    Returns
+    -------
+    tuple of str
+        One sentence per reason, strongest first.
+    """
+    known = _feature_units()
+    if not facts or not all(f.marker in known and has(f"marker.{f.marker}.reason") for f in facts):
+        return tuple(sentences)
+    return tuple(reason_sentence(f.marker, f.value, f.usual, language) for f in facts)
 
 
 def analysis_windows(report: SessionReport) -> tuple[float, float]:
@@ -335,7 +407,8 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
 
     Every word comes from the text catalogue (:mod:`pipeline.i18n`) in ``language``: a summary first (how
     many stretches, where, of which kind, what differs from the client's earlier sessions), the timeline, a
-    card per flag (3RS markers it resembles, reasons, probability band), the session's markers under their
+    card per flag (3RS markers it resembles, reasons worded in ``language`` from their facts
+    (:func:`flag_reasons`), probability band), the session's markers under their
     clinical names, the transcript, a narrow appendix of every marker by code name (the per-window table
     itself is ``features.csv``) and the literature cited.
 
@@ -385,7 +458,7 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
     ]
     flags = [dict(f=f, colour=FLAG_COLOURS.get(f.marker_type, "#c62828"), kind=x.get(f.marker_type, f.marker_type),
                   band=text("report.band", language, band=x[probability_band(f.probability)]),
-                  p=num(f.probability, 2),
+                  p=num(f.probability, 2), reasons=flag_reasons(f.reason_facts, f.reasons, language),
                   resembles=[text(f"rupture3rs.{k}", language) for k in f.resembles if has(f"rupture3rs.{k}")],
                   excerpt=[dict(e, role=role(e["role"])) for e in _excerpt(report, f.start, f.end)],
                   clip=(clips or {}).get(i))
@@ -499,7 +572,7 @@ def report_file(out_dir: str | Path, language: str) -> Path:
 
 def write_report(report: SessionReport, out_dir: str | Path, *, language: str = "nl",
                  clips: dict[int, str] | None = None, model_card: Mapping[str, Any] | None = None,
-                 translations: Mapping[str, SessionReport] | None = None) -> dict[str, Path]:
+                 other_languages: Sequence[str] = ()) -> dict[str, Path]:
     """Write ``report.html``, ``session.json``, ``features.csv`` and ``utterance_markers.csv`` into ``out_dir``.
 
     ``language``, ``clips`` and ``model_card`` go to :func:`render_html`. The per-window markers are in
@@ -508,7 +581,8 @@ def write_report(report: SessionReport, out_dir: str | Path, *, language: str = 
     Parameters
     ----------
     report : SessionReport
-        The session, its flags' reasons in ``language``; it is what ``session.json`` holds.
+        The session; it is what ``session.json`` holds (its flags' sentences in the language of the analysis,
+        and the facts they were worded from).
     out_dir : str or Path
         The session's folder (created when missing).
     language : {"nl", "en"}
@@ -517,16 +591,16 @@ def write_report(report: SessionReport, out_dir: str | Path, *, language: str = 
         Embedded clips per flag index (:func:`clip_data_uris`), in every language's report.
     model_card : mapping, optional
         The model's card, for the caveat.
-    translations : mapping of str to SessionReport, optional
-        The same session with its flags' reasons in another language, by language: each is written as a
-        self-contained ``report.<language>.html`` (what the review app serves in that language,
-        :func:`report_file`). A key equal to ``language`` is ignored.
+    other_languages : sequence of {"nl", "en"}, optional
+        Each is written as a self-contained ``report.<language>.html`` of the same report, its flags' reasons
+        worded in that language (:func:`flag_reasons`): what the review app serves in that language
+        (:func:`report_file`). ``language`` itself is skipped.
 
     Returns
     -------
     dict of str to Path
         ``{"html": ..., "json": ..., "features_csv": ..., "utterances_csv": ...}``, and ``"html_<language>"``
-        for each translation written.
+        for each other language written.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -534,12 +608,12 @@ def write_report(report: SessionReport, out_dir: str | Path, *, language: str = 
              "utterances_csv": out / "utterance_markers.csv"}
     paths["html"].write_text(render_html(report, language=language, clips=clips, model_card=model_card),
                              encoding="utf-8")
-    for other, translated in (translations or {}).items():
+    for other in dict.fromkeys(other_languages):
         if other == language:
             continue
         paths[f"html_{other}"] = out / f"report.{other}.html"
-        paths[f"html_{other}"].write_text(render_html(translated, language=other, clips=clips,
-                                                      model_card=model_card), encoding="utf-8")
+        paths[f"html_{other}"].write_text(render_html(report, language=other, clips=clips, model_card=model_card),
+                                          encoding="utf-8")
     paths["json"].write_text(json.dumps(to_jsonable(report), indent=1, ensure_ascii=False), encoding="utf-8")
     write_features_csv(report.features, paths["features_csv"])
     write_utterance_markers_csv(report.utterance_markers, paths["utterances_csv"])

@@ -433,14 +433,33 @@ class SessionFeatures(_Serializable):
 
 
 @dataclass(frozen=True)
+class ReasonFact(_Serializable):
+    """What one reason of a flag says, without words: a marker, the stretch's value and the client's usual one.
+
+    ``marker`` is a name of ``FEATURE_NAMES``; ``value`` the flagged window's value in the marker's unit;
+    ``usual`` the client's median over the session's other windows (NaN when there are none, and for a
+    z-score marker, which is relative to the session already). The sentence is worded from these in the
+    reader's language where it is shown (:func:`pipeline.report.flag_reasons`).
+    """
+
+    marker: str
+    value: float
+    usual: float
+
+
+@dataclass(frozen=True)
 class RuptureFlag(_Serializable):
     """A stretch flagged for clinician review: never a diagnosis.
 
     ``marker_type`` is a 3RS rupture type (one of :data:`RUPTURE_LABELS`);
-    ``reasons`` are plain-language sentences (in the interface language)
-    drawn from the markers that drove the flag; ``resembles`` names the 3RS
-    rupture markers they resemble, as keys of the text catalogue's
-    ``rupture3rs`` table (``"minimal_response"``, ...).
+    ``reasons`` are plain-language sentences (in the interface language of
+    the analysis) drawn from the markers that drove the flag, and
+    ``reason_facts`` the facts they were worded from, one per reason, so that
+    the report and the review app word them in the reader's language; a flag
+    of a session analysed before the facts were kept has none, and shows its
+    sentences as they are. ``resembles`` names the 3RS rupture markers they
+    resemble, as keys of the text catalogue's ``rupture3rs`` table
+    (``"minimal_response"``, ...).
     """
 
     start: float
@@ -450,6 +469,7 @@ class RuptureFlag(_Serializable):
     reasons: tuple[str, ...]
     model_version: str
     resembles: tuple[str, ...] = ()
+    reason_facts: tuple[ReasonFact, ...] = ()
 
 
 def _markers_from_dict(markers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

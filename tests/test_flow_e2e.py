@@ -288,3 +288,36 @@ def test_a_blank_lexicon_setting_means_the_shipped_lists(monkeypatch):
 
     monkeypatch.setenv("ALLIANCE_FEATURES__LEXICON_PATH", "")
     assert Settings().features.lexicon_path is None
+
+
+def test_the_report_task_flags_once_and_words_the_reasons_in_each_report_language(tmp_path, monkeypatch):
+    """Issue 18: one set of flags (the facts behind their reasons kept), not one flagging per language."""
+    import dataclasses
+    import types
+
+    import models.flagging
+    from flows.analyze import report_task
+    from pipeline.settings import Settings
+    from pipeline.types import SessionAnalysis
+    from tests.test_report import _flagged_in_dutch
+
+    report = _flagged_in_dutch()
+    analysis = SessionAnalysis(**{f.name: getattr(report, f.name) for f in dataclasses.fields(SessionAnalysis)})
+    calls = []
+
+    def fake_flags(features, bundle, **kwargs):
+        calls.append(kwargs.get("language"))
+        return report.flags
+
+    monkeypatch.setattr(models.flagging, "flag_windows", fake_flags)
+    bundle = types.SimpleNamespace(version="test-model", card=None, threshold=0.5)
+    settings = Settings(data_dir=tmp_path / "data", ui_language="nl")
+    out = tmp_path / "out"
+    written = report_task.fn(str(tmp_path), str(out), analysis, settings, bundle)
+    assert calls == ["nl"]
+    assert written.flags[0].reason_facts == report.flags[0].reason_facts
+    assert "de cliënt weigerde 3,0 keer per minuut" in (out / "report.html").read_text(encoding="utf-8")
+    english = (out / "report.en.html").read_text(encoding="utf-8")
+    assert "the client refused 3.0 times a minute" in english and "weigerde" not in english
+    stored = json.loads((out / "session.json").read_text(encoding="utf-8"))["flags"][0]
+    assert stored["reason_facts"] == [{"marker": "client_refusals_per_min", "value": 3.0, "usual": 0.0}]

@@ -85,21 +85,49 @@ def test_flag_clips_can_be_embedded_for_offline_listening():
     assert "review app" in render_html(r, language="en")  # without embedding, the card points to the review app
 
 
-def test_write_report_writes_the_report_in_every_language_with_its_own_reasons(tmp_path):
-    """Issue 18: the review app in English opened a Dutch report; each language gets its own file."""
+def _flagged_in_dutch():
+    """``_report()`` as a Dutch analysis writes it: the flag's sentences in Dutch, the facts behind them kept."""
     import dataclasses
 
+    from pipeline.types import ReasonFact
+
+    r = _report()
+    dutch = "de cliënt weigerde 3,0 keer per minuut (‘wil niet’) (rest van de sessie 0,0)"
+    flag = dataclasses.replace(r.flags[0], reasons=(dutch,),
+                               reason_facts=(ReasonFact("client_refusals_per_min", 3.0, 0.0),))
+    return dataclasses.replace(r, flags=(flag,))
+
+
+def test_the_report_words_a_flags_reasons_in_its_own_language_from_the_facts():
+    """Issue 18: the reasons of a flag made in Dutch read in English in the English report, and back."""
+    r = _flagged_in_dutch()
+    english = render_html(r, language="en")
+    assert "the client refused 3.0 times a minute (‘I won&#39;t’) (rest of the session 0.0)" in english
+    assert "weigerde" not in english
+    dutch = render_html(r, language="nl")
+    assert "de cliënt weigerde 3,0 keer per minuut (‘wil niet’) (rest van de sessie 0,0)" in dutch
+    assert "refused" not in dutch
+
+
+def test_a_flag_stored_without_facts_keeps_its_sentences_in_every_language():
+    """A session analysed before the facts were kept shows the sentences it was analysed with."""
+    html = render_html(_report(), language="nl")
+    assert "a silence of 9.2 s" in html
+
+
+def test_write_report_writes_the_report_in_every_language_with_its_own_reasons(tmp_path):
+    """Issue 18: the review app in English opened a Dutch report; each language gets its own file, from one
+    set of flags (their reasons worded from the facts in each file's language)."""
     from pipeline.report import report_file
 
-    nl = _report()
-    nl = dataclasses.replace(nl, flags=(dataclasses.replace(nl.flags[0], reasons=("een stilte van 9,2 s",)),))
-    en = _report()
-    paths = write_report(nl, tmp_path, language="nl", translations={"en": en})
+    paths = write_report(_flagged_in_dutch(), tmp_path, language="nl", other_languages=("en",))
     assert paths["html"] == tmp_path / "report.html" and paths["html_en"] == tmp_path / "report.en.html"
     dutch, english = paths["html"].read_text(), paths["html_en"].read_text()
-    assert '<html lang="nl">' in dutch and "een stilte van 9,2 s" in dutch and "a silence of 9.2 s" not in dutch
-    assert '<html lang="en">' in english and "a silence of 9.2 s" in english and "een stilte" not in english
+    assert '<html lang="nl">' in dutch and "de cliënt weigerde 3,0 keer per minuut" in dutch and "refused" not in dutch
+    assert '<html lang="en">' in english and "the client refused 3.0 times a minute" in english
+    assert "weigerde" not in english
     assert "<script" not in english and 'href="http' not in english  # self-contained, like the main report
+    assert '"reason_facts": [' in paths["json"].read_text()  # session.json keeps the facts for the review app
     assert report_file(tmp_path, "en") == tmp_path / "report.en.html"
     assert report_file(tmp_path, "nl") == tmp_path / "report.html"  # the main report is in Dutch
     paths["html_en"].unlink()  # a session analysed before this change: its one report, whatever its language

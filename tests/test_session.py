@@ -208,6 +208,25 @@ def test_a_report_round_trips_through_json(fake_run):
     assert_same(SessionAnalysis.from_dict(report.to_dict()), a)
 
 
+def test_a_flag_round_trips_with_the_facts_behind_its_reasons():
+    """Issue 18: the facts (marker, the stretch's value, the client's usual value) survive ``session.json``."""
+    from pipeline.types import ReasonFact
+
+    facts = (ReasonFact("client_refusals_per_min", 3.0, 0.0), ReasonFact("client_intensity_z", -1.2, float("nan")))
+    flag = RuptureFlag(21.0, 28.0, 0.55, "confrontation", ("de cliënt weigerde 3 keer per minuut",), "sim-v1",
+                       ("rejects_intervention",), reason_facts=facts)
+    d = json.loads(json.dumps(flag.to_dict()))
+    assert d["reason_facts"] == [{"marker": "client_refusals_per_min", "value": 3.0, "usual": 0.0},
+                                 {"marker": "client_intensity_z", "value": -1.2, "usual": None}]
+    back = RuptureFlag.from_dict(d)
+    assert_same(back, flag)
+    assert isinstance(back.reason_facts[1], ReasonFact) and math.isnan(back.reason_facts[1].usual)
+    # a flag of a session analysed before the facts were kept: its sentences, no facts
+    del d["reason_facts"]
+    old = RuptureFlag.from_dict(d)
+    assert old.reason_facts == () and old.reasons == ("de cliënt weigerde 3 keer per minuut",)
+
+
 def test_features_round_trip_with_undefined_values():
     frames = (FeatureFrame(0.0, 60.0, (0.5, float("nan")), 41.5), FeatureFrame(30.0, 90.0, (1.0, 2.0)))
     features = SessionFeatures(("a_ratio", "b_s"), ("ratio", "s"), frames)

@@ -404,6 +404,46 @@ def test_the_review_page_in_english_on_request(clinic):
     assert "Model sim-v1: trained on simulated sessions" in page and "client" in page
 
 
+# The facts behind S1_FLAGS' reasons, as the analysis keeps them with each flag (issue 18): marker, the stretch's
+# value, the client's usual value over the rest of the session (null: a z-score marker has none).
+S1_FACTS = ([{"marker": "client_minimal_response_share", "value": 0.8, "usual": 0.2},
+             {"marker": "client_intensity_z", "value": -1.2, "usual": None}],
+            [{"marker": "client_refusals_per_min", "value": 3.0, "usual": 0.0}])
+
+
+def test_an_english_app_words_the_reasons_of_a_dutch_analysed_session_in_english(clinic):
+    """Issue 18: the reasons were shown in the language of the analysis (Dutch), whatever the app's language."""
+    from pathlib import Path
+
+    settings, store = clinic
+    dutch = ([{**f, "reasons": reasons, "reason_facts": facts} for f, reasons, facts in zip(S1_FLAGS, (
+        ["na 80 % van de vragen van de therapeut een kort of geen antwoord (rest van de sessie 20 %)",
+         "de cliënt sprak stiller dan elders in deze sessie (1,2 × de gewone variatie)"],
+        ["de cliënt weigerde 3,0 keer per minuut (‘wil niet’) (rest van de sessie 0,0)"]), S1_FACTS)])
+    Path(store.session("s-1")["out_dir"], "session.json").write_text(
+        session_json(date="2026-11-20", age=11, utterances=S1_UTTERANCES, flags=dutch), encoding="utf-8")
+    f1, f2 = store.flags("s-1")
+    page = _client(settings, "t-anna", language="en").get("/sessions/s-1").text
+    card = page[page.index(f'id="flag-{f1["id"]}"'):page.index(f'id="flag-{f2["id"]}"')]
+    assert "80 % of the therapist&#39;s questions got a short answer or none (rest of the session 20 %)" in card
+    assert "the client spoke quieter than elsewhere in this session (1.2 × the usual variation)" in card
+    assert "the client refused 3.0 times a minute (‘I won&#39;t’) (rest of the session 0.0)" in page
+    assert "rest van de sessie" not in page and "stiller" not in page
+    # the Dutch app words the same facts in Dutch
+    nl = _client(settings, "t-anna", language="nl").get("/sessions/s-1").text
+    assert "de cliënt sprak stiller dan elders in deze sessie (1,2 × de gewone variatie)" in nl
+
+
+def test_a_session_analysed_before_the_facts_were_kept_shows_its_stored_reasons(clinic):
+    """Its ``session.json`` flags have sentences only (Dutch here): they are shown as they are, in any app."""
+    settings, store = clinic
+    f1, f2 = store.flags("s-1")
+    page = _client(settings, "t-anna", language="en").get("/sessions/s-1").text
+    card = page[page.index(f'id="flag-{f1["id"]}"'):page.index(f'id="flag-{f2["id"]}"')]
+    assert S1_FLAGS[0]["reasons"][0] in card and S1_FLAGS[0]["reasons"][1] in card
+    assert S1_FLAGS[1]["reasons"][0] in page[page.index(f'id="flag-{f2["id"]}"'):]
+
+
 def test_the_not_yet_reviewed_filter(clinic):
     settings, store = clinic
     f1, f2 = store.flags("s-1")

@@ -3,7 +3,9 @@ reasons, the transcript around it, where it lies in the session and the verdicts
 
 Everything is read from what the analysis wrote (``session.json``: the session date and client age from the
 session's metadata, the utterances with their roles, the flags with their reasons and the 3RS markers they
-resemble) and from the database (flags, verdicts); nothing here is logged, transcript text least of all.
+resemble) and from the database (flags, verdicts); nothing here is logged, transcript text least of all. A flag's
+reasons are worded in the reader's language from the facts kept with it; a session analysed before the facts
+were kept shows the sentences it was analysed with.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from pipeline.i18n import has, number, text
+from pipeline.types import ReasonFact
 
 CONTEXT_S = 5.0
 """Seconds of context before and after a flag: in its clip and in its transcript excerpt."""
@@ -150,8 +153,9 @@ def stored_flag(flag: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, A
     Returns
     -------
     dict
-        With ``reasons`` (sentences in the language the session was analysed in) and ``resembles`` (keys of the
-        catalogue's ``rupture3rs`` table).
+        With ``reasons`` (sentences in the language the session was analysed in), ``reason_facts`` (what they
+        were worded from, :func:`stored_facts`; none in a session analysed before they were kept) and
+        ``resembles`` (keys of the catalogue's ``rupture3rs`` table).
     """
     for f in data.get("flags") or []:
         if (isinstance(f, dict) and f.get("marker_type") == flag["marker_type"]
@@ -159,6 +163,28 @@ def stored_flag(flag: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, A
                 and abs(float(f.get("end", math.nan)) - flag["end_s"]) <= MATCH_TOLERANCE_S):
             return f
     return {}
+
+
+def stored_facts(stored: Mapping[str, Any]) -> tuple[ReasonFact, ...]:
+    """The facts behind a ``session.json`` flag's reasons (:class:`~pipeline.types.ReasonFact`), or ``()``.
+
+    Parameters
+    ----------
+    stored : mapping
+        A flag of ``session.json`` (:func:`stored_flag`).
+
+    Returns
+    -------
+    tuple of ReasonFact
+        Empty for a session analysed before the facts were kept, or when any of them is incomplete: then the
+        flag's stored sentences are shown as they are.
+    """
+    raw = stored.get("reason_facts") or []
+    if not all(isinstance(f, Mapping) and isinstance(f.get("marker"), str)
+               and all(isinstance(f.get(k), (int, float)) or f.get(k) is None for k in ("value", "usual"))
+               for f in raw):
+        return ()
+    return tuple(ReasonFact.from_dict(f) for f in raw)
 
 
 def excerpt(data: Mapping[str, Any], start_s: float, end_s: float, language: str, *,
@@ -316,7 +342,7 @@ def flag_view(flag: Mapping[str, Any], *, data: Mapping[str, Any], flags: list[M
     -------
     dict
     """
-    from pipeline.report import probability_band
+    from pipeline.report import flag_reasons, probability_band
 
     stored = stored_flag(flag, data)
     duration = float((data.get("recording") or {}).get("duration_s") or 0.0) or float(flag["end_s"])
@@ -327,7 +353,8 @@ def flag_view(flag: Mapping[str, Any], *, data: Mapping[str, Any], flags: list[M
         "colour": FLAG_COLOURS.get(kind, "#b71c1c"),
         "band": text("report.band", language, band=text(f"report.{probability_band(flag['probability'])}", language)),
         "p": number(flag["probability"], language, 2),
-        "reasons": [str(r) for r in stored.get("reasons") or []],
+        "reasons": list(flag_reasons(stored_facts(stored), [str(r) for r in stored.get("reasons") or []],
+                                     language)),
         "resembles": [text(f"rupture3rs.{k}", language) for k in stored.get("resembles") or []
                       if has(f"rupture3rs.{k}")],
         "excerpt": excerpt(data, flag["start_s"], flag["end_s"], language),
