@@ -230,3 +230,19 @@ def test_a_flag_reason_says_overlap_for_a_negative_usual_response_time():
         "(rest van de sessie 0,4 s door de therapeut heen)")
     assert "(rest of the session 0.4 s over the therapist)" in reason_sentence(
         "client_response_latency_s", 1.2, -0.4, "en")
+
+
+def test_the_trend_says_what_a_response_time_below_zero_means():
+    """A client who starts before the therapist has finished gets a negative mean response time; the trend's panel
+    says so in words instead of leaving a bare negative number of seconds (trial finding)."""
+    from flows.web.charts import trend_svg
+
+    def session(n, latency):
+        return {"session_id": f"s-{n}", "therapist_id": "t-a", "number": n, "date": f"2026-0{n}-01", "flags": 0,
+                "verdicts": {"rupture": 0, "repaired": 0, "no_rupture": 0, "open": 0},
+                "markers": {"client_response_latency_s": latency}, "units": {"client_response_latency_s": "s"}}
+
+    for language, words in (("nl", "onder 0 s"), ("en", "below 0 s")):
+        svg = trend_svg([session(1, 0.6), session(2, -0.4)], language=language)
+        assert words in svg, language
+        assert words not in trend_svg([session(1, 0.6), session(2, 0.4)], language=language)

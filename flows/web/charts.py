@@ -145,6 +145,9 @@ def trend_svg(trend: list[dict], *, language: str = "nl") -> str:
             ax.yaxis.set_major_locator(MaxNLocator(nbins=3))
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _, u=unit: _tick_text(v, u, language)))
             label = text(f"marker.{name}.label", language) if has(f"marker.{name}.label") else name
+            if unit == "s" and any(y < 0 for y in finite):  # a mean response time below 0: starting too early
+                ax.axhline(0.0, color="#555555", linewidth=0.8)
+                label += " (" + text("web.trend_below_zero_s", language) + ")"
             ax.set_title(label, loc="left", fontsize=9)
         for ax in axes:
             ax.grid(alpha=0.3)
