@@ -340,6 +340,8 @@ def _how_roles(rule: str, language: str) -> str:
 
     keys = {roles.RULE_OVERRIDE: "override", roles.RULE_PROFILE: "profile", roles.RULE_CHILD_F0: "child_voice",
             roles.RULE_QUESTIONS: "questions", roles.RULE_MOST_SPEECH: "most_speech", roles.RULE_CLIENT_REST: "rest"}
+    if not rule:  # no speaker, so no role was given
+        return text("roles.nobody", language)
     words = [text(f"roles.{keys.get(part, 'other')}", language) for part in rule.split("+") if part]
     return ", ".join(dict.fromkeys(words)) or text("roles.other", language)
 

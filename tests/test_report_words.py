@@ -246,3 +246,17 @@ def test_the_trend_says_what_a_response_time_below_zero_means():
         svg = trend_svg([session(1, 0.6), session(2, -0.4)], language=language)
         assert words in svg, language
         assert words not in trend_svg([session(1, 0.6), session(2, 0.4)], language=language)
+
+
+def test_the_role_sentence_says_who_is_the_therapist_when_questions_decided():
+    """Fresh-user trial: 'wie de meeste vragen stelt, wie daarna het meest spreekt is cliënt' never said who the
+    therapist was; with no speakers at all it said 'overige regels'."""
+    from pipeline import roles
+    from pipeline.report import _how_roles
+
+    rule = f"{roles.RULE_QUESTIONS}+{roles.RULE_CLIENT_REST}"
+    assert _how_roles(rule, "nl") == "wie de meeste vragen stelt is therapeut, wie daarna het meest spreekt is cliënt"
+    assert _how_roles(rule, "en") == ("who asks most questions is the therapist, "
+                                      "who speaks most of the rest is the client")
+    assert _how_roles("", "nl") == "niemand: er is geen spraak gevonden"
+    assert _how_roles("", "en") == "nobody: no speech was found"

@@ -639,3 +639,19 @@ def test_the_app_serves_the_report_in_its_own_language(clinic):
     assert "rapport s-1" in _client(settings, "t-anna", language="nl").get("/sessions/s-1/report").text
     (out / "report.en.html").unlink()  # analysed before reports were written in both languages
     assert "rapport s-1" in _client(settings, "t-anna", language="en").get("/sessions/s-1/report").text
+
+
+def test_a_flag_without_observations_reads_as_the_report_says_it(clinic):
+    """Fresh-user trial: a flag of this version with no observation pointing its way read 'geen afzonderlijke
+    marker week ... af' in the report but 'Bij dit signaal zijn geen waarnemingen opgeslagen' (as if data were
+    missing) on the review page."""
+    from pipeline.i18n import text
+
+    settings, store = clinic
+    _add_session(settings, store, "s-7", client="c-1", therapist="t-anna", date="2026-11-27", flags=1)
+    for language in ("nl", "en"):
+        page = _client(settings, "t-anna", language=language).get("/sessions/s-7").text
+        import html
+
+        assert html.unescape(text("report.no_reason", language)) in html.unescape(page), language
+        assert "geen waarnemingen" not in page and "were stored" not in page

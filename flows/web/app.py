@@ -99,8 +99,9 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
     from pipeline.report import model_caveat, report_file
 
     lang = language or getattr(settings, "ui_language", "nl")
-    # the app's own texts, and the two headings the review page shares with the report's flag cards
-    t = {**TEXT[lang], "resembles": text("report.resembles", lang), "why": text("report.why", lang)}
+    # the app's own texts, and what the review page shares with the report's flag cards
+    t = {**TEXT[lang], "resembles": text("report.resembles", lang), "why": text("report.why", lang),
+         "no_reason": text("report.no_reason", lang)}
     web = settings.web
     store = Store.for_settings(settings)
     logins = Logins(store, web, clock)
