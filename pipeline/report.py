@@ -504,6 +504,7 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
         caveat=model_caveat(model_card, report.model_version, language),
         threshold_note=threshold_note(report, model_card, language),
         warnings=[localise(w, language) for w in report.warnings],
+        no_speech=text("warn.no_speech", "en") in report.warnings,  # nothing was judged, nothing was "below"
         roles_by=text("report.roles_by", language, how=_how_roles(report.roles.rule, language)),
         speakers_by=text("report.speakers_by", language, how=_how_speakers(report.diarization.method, language)),
         certainty=[text("report.certainty", language, level=x.get(f"band_{v}", v))

@@ -190,7 +190,10 @@ def test_silence_gives_a_report_with_no_speech_and_no_flags(prefect_harness, tmp
     assert s["transcript"]["words"] == [] and s["flags"] == [] and s["diarization"]["turns"] == []
     assert any(w.startswith("no speech found") for w in s["warnings"])
     assert "no speech found" in result.output
-    assert "geen spraak gevonden" in (tmp_path / "out" / "report.html").read_text()  # the report: Dutch
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "geen spraak gevonden" in page  # the report: Dutch
+    # nothing was judged, so the summary does not say that nothing reached the threshold (fresh-user trial)
+    assert "drempel" not in page.split("<h2", 2)[1] and "Er is niets beoordeeld" in page
 
 
 @pytest.mark.slow

@@ -655,3 +655,24 @@ def test_a_flag_without_observations_reads_as_the_report_says_it(clinic):
 
         assert html.unescape(text("report.no_reason", language)) in html.unescape(page), language
         assert "geen waarnemingen" not in page and "were stored" not in page
+
+
+def test_a_session_without_speech_says_so_in_the_list_and_on_its_page(clinic):
+    """Fresh-user trial: 20 s of silence showed in the review app as a calm session ('the model flagged nothing'),
+    the report's 'no speech found' warning nowhere: a dead microphone looked like a session with nothing to review."""
+    from pipeline.i18n import localise, text
+
+    settings, store = clinic
+    _add_session(settings, store, "s-8", client="c-1", therapist="t-anna", date="2026-11-27", flags=0)
+    path = settings.data_dir / "sessions" / "s-8" / "session.json"
+    data = json.loads(path.read_text())
+    data["warnings"] = [text("warn.no_speech", "en")]
+    path.write_text(json.dumps(data))
+    for language in ("nl", "en"):
+        c = _client(settings, "t-anna", language=language)
+        said = localise(text("warn.no_speech", "en"), language)
+        assert said in c.get("/sessions/s-8").text, language
+        assert text("web.no_flags", language) not in c.get("/sessions/s-8").text
+        index = c.get("/").text
+        row = index[index.index("/sessions/s-8"):]
+        assert text("web.has_warning", language) in row[:row.index("</tr>")], language

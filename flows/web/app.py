@@ -95,7 +95,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
     -------
     FastAPI
     """
-    from pipeline.i18n import text
+    from pipeline.i18n import localise, text
     from pipeline.report import model_caveat, report_file
 
     lang = language or getattr(settings, "ui_language", "nl")
@@ -260,7 +260,8 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         numbers: dict[str, dict[str, int]] = {}
         shown = []
         for r in rows:
-            facts = session_facts(r, read_session_json(r), settings.inbox_dir)
+            data = read_session_json(r)
+            facts = session_facts(r, data, settings.inbox_dir)
             if r["client_id"] not in numbers:
                 numbers[r["client_id"]] = client_numbers(r["client_id"])
             flags = store.flags(r["session_id"])
@@ -272,7 +273,8 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
                           "date": facts["date"] or t["date_unknown"], "sort": facts["sort"],
                           "age": age_text(facts["age"], lang),
                           "number": numbers[r["client_id"]].get(r["session_id"], "—"),
-                          "flags": len(flags), "open": still_open})
+                          "flags": len(flags), "open": still_open,
+                          "warned": bool(data.get("warnings"))})  # e.g. no speech: not a calm session
         shown.sort(key=lambda r: r["sort"], reverse=True)
         return page("index.html", login=s, rows=shown, show=show)
 
@@ -298,6 +300,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
                     date=facts["date"] or t["date_unknown"],
                     age=t["age_years"].format(age=age_text(facts["age"], lang)) if facts["age"] is not None else "—",
                     number=client_numbers(row["client_id"]).get(session_id, "—"),
+                    warnings=[localise(str(w), lang) for w in data.get("warnings") or []],
                     caveat=caveat_of(row.get("model_version") or data.get("model_version")))
 
     @app.get("/clients/{client_id}/trend", response_class=HTMLResponse)
