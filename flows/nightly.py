@@ -328,8 +328,9 @@ _filter_users = 0
 
 
 @contextlib.contextmanager
-def _failures_to_debug():
-    """While sessions run (in threads, or on a Dask worker), Prefect's failure tracebacks go to the debug log."""
+def failures_to_debug():
+    """While sessions run (in threads, on a Dask worker, or one from ``alliance analyze``), Prefect's tracebacks
+    of a session that failed with a :class:`PipelineError` go to the debug log; the caller says it in one line."""
     global _filter_users
     with _FILTER_LOCK:
         if _filter_users == 0:
@@ -356,7 +357,7 @@ def analyse_recording(audio: str, out_dir: str, metadata_path: str, session_id: 
     import os
 
     try:
-        with _failures_to_debug():
+        with failures_to_debug():
             return {"report": analyze_session(audio, out_dir=out_dir, metadata_path=metadata_path,
                                               session_id=session_id), "error": None, "pid": os.getpid()}
     except PipelineError as exc:
@@ -589,7 +590,7 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
     else:
         workers = max(1, min(settings.nightly_concurrency, len(jobs)))
         # models are loaded once and shared by the threads; a failed session is reported in one line by _record
-        with _failures_to_debug(), ThreadPoolExecutor(max_workers=workers) as pool:
+        with failures_to_debug(), ThreadPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(run, jobs))
     for job, (report, error) in zip(jobs, results):
         job["ok"] = error is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -324,3 +325,23 @@ def test_the_report_task_flags_once_and_words_the_reasons_in_each_report_languag
     assert "the client refused 3.0 times a minute" in english and "weigerde" not in english
     stored = json.loads((out / "session.json").read_text(encoding="utf-8"))["flags"][0]
     assert stored["reason_facts"] == [{"marker": "client_refusals_per_min", "value": 3.0, "usual": 0.0}]
+
+
+@pytest.mark.slow
+def test_a_header_only_recording_fails_the_analysis_in_one_line(prefect_harness, tmp_path):
+    """Fresh-user trial: `alliance analyze` on a WAV header without samples printed Prefect's two tracebacks (task
+    and flow, about 50 lines) before its one-line error; the nightly run already gave one line."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from pipeline.audio import save_wav
+
+    path = save_wav(tmp_path / "hdr.wav", np.zeros(0), 16000)
+    res = subprocess.run([str(Path(sys.executable).parent / "alliance"), "analyze", str(path), "--language", "nl",
+                          "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    said = res.stdout + res.stderr
+    assert res.returncode == 1, said
+    assert "Traceback" not in said, said
+    assert "error: hdr.wav: decoded 0 samples of audio; the file holds no sound" in said

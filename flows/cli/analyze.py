@@ -99,15 +99,17 @@ def analyze(
             console.print(f"note: replacing the earlier results in {out}", soft_wrap=True)
 
     from flows.analyze import STAGES, analyze_session, session_folder_path
+    from flows.nightly import failures_to_debug
 
     with Progress(TextColumn("{task.description:<12}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeElapsedColumn(), console=console, transient=True) as progress:
         bars = {s: progress.add_task(s, total=1.0) for s in STAGES}
         try:
-            report = analyze_session(str(recording), out_dir=str(out) if out else None, num_speakers=n_speakers,
-                                     language=language, metadata_path=str(metadata) if metadata else None,
-                                     session_id=session_id, therapist=therapist,
-                                     hook=lambda stage, frac: progress.update(bars[stage], completed=frac))
+            with failures_to_debug():  # a bad recording is one line below, not Prefect's two tracebacks
+                report = analyze_session(str(recording), out_dir=str(out) if out else None, num_speakers=n_speakers,
+                                         language=language, metadata_path=str(metadata) if metadata else None,
+                                         session_id=session_id, therapist=therapist,
+                                         hook=lambda stage, frac: progress.update(bars[stage], completed=frac))
         except PipelineError as exc:
             progress.stop()
             _error(console, f"{exc}", soft_wrap=True)
