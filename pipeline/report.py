@@ -444,7 +444,8 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
         (x["duration"], _clock(m.duration_s)),
         (x["gaps"], f"{len(m.gaps_s)} ({x['mean']} {num(sum(m.gaps_s) / len(m.gaps_s), 2)} s)" if m.gaps_s else "0"),
         # overlap as one measure everywhere: per minute of the session (the marker overlap_rate_per_min), the count
-        (x["overlaps"], _per_minute(len(m.overlaps_s), m.overlap_time_s, m.duration_s, language)),
+        # the time of those overlaps only (overlap_time_s also holds overlaps inside a turn: the row below)
+        (x["overlaps"], _per_minute(len(m.overlaps_s), sum(m.overlaps_s), m.duration_s, language)),
         (x["interruptions"], ", ".join(
             f"{role(report.roles.role_of(s))} {n}" + (f" ({m.successful_interruptions.get(s, 0)} {x['successful']})"
                                                       if n else "")

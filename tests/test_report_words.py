@@ -260,3 +260,17 @@ def test_the_role_sentence_says_who_is_the_therapist_when_questions_decided():
                                       "who speaks most of the rest is the client")
     assert _how_roles("", "nl") == "niemand: er is geen spraak gevonden"
     assert _how_roles("", "en") == "nobody: no speech was found"
+
+
+def test_the_overlaps_at_speaker_changes_add_up_their_own_time():
+    """Fresh-user trial: '0,0 per minuut (0 keer in 0:30, samen 0,6 s)': the count was of overlaps at speaker changes,
+    the total of all overlapped time (interruptions and backchannels inside a turn too)."""
+    report = _report()
+    report = dataclasses.replace(report, metrics=dataclasses.replace(report.metrics, overlaps_s=(),
+                                                                     overlap_time_s=0.6))
+    html = render_html(report, language="nl")
+    row = re.search(r"<th>Door elkaar bij sprekerswissel</th><td[^>]*>([^<]+)<", html).group(1)
+    assert row == "0,0 per minuut (0 keer in 1:00, samen 0,0 s)"
+    html = render_html(_report(), language="nl")
+    row = re.search(r"<th>Door elkaar bij sprekerswissel</th><td[^>]*>([^<]+)<", html).group(1)
+    assert row == "3,0 per minuut (3 keer in 1:00, samen 1,2 s)"
