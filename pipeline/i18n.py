@@ -166,3 +166,34 @@ def localise(sentence: str, language: str, *, prefix: str = "warn.") -> str:
                       for k, v in m.groupdict().items()}
             return text(key, language, **values)
     return sentence
+
+
+DEFAULT_TIMEZONE = "Europe/Amsterdam"
+"""The clinic's time zone unless ``ALLIANCE_WEB__TIMEZONE`` says otherwise."""
+
+
+def local_time(at: str | None, zone: str = DEFAULT_TIMEZONE) -> str:
+    """A stored UTC time (ISO 8601) as ``YYYY-MM-DD HH:MM`` in the clinic's local time.
+
+    Parameters
+    ----------
+    at : str or None
+        As the database and the report store it, such as ``"2026-07-01T12:30:00+00:00"``; without an offset it is taken as UTC.
+    zone : str, optional
+        The clinic's IANA time zone (``ALLIANCE_WEB__TIMEZONE``), daylight saving time included.
+
+    Returns
+    -------
+    str
+        Such as ``"2026-07-01 14:30"``; a value that is not a time is shown as stored (cut to 16 characters).
+    """
+    import datetime as dt
+    import zoneinfo
+
+    try:
+        stored = dt.datetime.fromisoformat(at or "")
+    except ValueError:
+        return (at or "")[:16].replace("T", " ")
+    if stored.tzinfo is None:
+        stored = stored.replace(tzinfo=dt.timezone.utc)
+    return stored.astimezone(zoneinfo.ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")

@@ -13,7 +13,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from pipeline.i18n import DEFAULT_LANGUAGE, has, localise, quantity, text
+from pipeline.i18n import DEFAULT_LANGUAGE, DEFAULT_TIMEZONE, has, local_time, localise, quantity, text
 from pipeline.i18n import number as i18n_number
 from pipeline.types import (ReasonFact, Recording, SessionFeatures, SessionReport, SpeechRegion,
                             Transcript, to_jsonable)
@@ -506,6 +506,8 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
         threshold_note=threshold_note(report, model_card, language),
         warnings=[localise(w, language) for w in report.warnings],
         no_speech=text("warn.no_speech", "en") in report.warnings,  # nothing was judged, nothing was "below"
+        created=local_time(report.created_at, ((report.settings or {}).get("web") or {}).get("timezone")
+                           or DEFAULT_TIMEZONE),
         roles_by=text("report.roles_by", language, how=_how_roles(report.roles.rule, language)),
         speakers_by=text("report.speakers_by", language, how=_how_speakers(report.diarization.method, language)),
         certainty=[text("report.certainty", language, level=x.get(f"band_{v}", v))

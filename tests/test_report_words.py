@@ -274,3 +274,15 @@ def test_the_overlaps_at_speaker_changes_add_up_their_own_time():
     html = render_html(_report(), language="nl")
     row = re.search(r"<th>Door elkaar bij sprekerswissel</th><td[^>]*>([^<]+)<", html).group(1)
     assert row == "3,0 per minuut (3 keer in 1:00, samen 1,2 s)"
+
+
+def test_the_report_says_when_it_was_made_in_the_clinics_local_time():
+    """Fresh-user trial: the header read 'gemaakt 2026-12-02T19:15:45+00:00' (raw ISO time in UTC) while the review
+    app shows local time."""
+    report = dataclasses.replace(_report(), created_at="2026-12-02T19:15:45+00:00")
+    html = render_html(report, language="nl")
+    assert "gemaakt 2026-12-02 20:15" in html and "T19:15:45" not in html
+    summer = dataclasses.replace(_report(), created_at="2026-07-01T08:00:00+00:00",
+                                 settings={"features": {"window_s": 30.0, "hop_s": 10.0}, "model": {},
+                                           "web": {"timezone": "Europe/London"}})
+    assert "created 2026-07-01 09:00" in render_html(summer, language="en")

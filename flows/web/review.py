@@ -10,13 +10,13 @@ were kept shows the sentences it was analysed with.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from pipeline.i18n import has, number, text
+from pipeline.i18n import DEFAULT_TIMEZONE, has, number, text
+from pipeline.i18n import local_time as when  # noqa: F401  (the review pages' times)
 from pipeline.types import ReasonFact
 
 CONTEXT_S = 5.0
@@ -31,7 +31,6 @@ ROLE_COLOURS = {"therapist": "#1f5f99", "client": "#a35200", "parent": "#3d6e27"
 FLAG_COLOURS = {"withdrawal": "#6a3f9e", "confrontation": "#b71c1c"}
 """Flag kinds' colours (the report's hues, at least 4.5:1 on white)."""
 
-DEFAULT_TIMEZONE = "Europe/Amsterdam"
 """The clinic's time zone when none is given (the default of ``ALLIANCE_WEB__TIMEZONE``)."""
 
 
@@ -264,32 +263,6 @@ def timeline_svg(flag: Mapping[str, Any], others: Iterable[Mapping[str, Any]], d
 def verdict_words(verdict: str | None, language: str) -> str:
     """A verdict (``rupture``, ``no_rupture``, ``repaired``) in words; None: not yet reviewed."""
     return text(f"web.{verdict}" if verdict and has(f"web.{verdict}") else "web.not_reviewed", language)
-
-
-def when(at: str | None, zone: str = DEFAULT_TIMEZONE) -> str:
-    """A stored UTC time (ISO 8601) as ``YYYY-MM-DD HH:MM`` in the clinic's local time.
-
-    Parameters
-    ----------
-    at : str or None
-        As the database stores it, such as ``"2026-07-01T12:30:00+00:00"``; without an offset it is taken as UTC.
-    zone : str, optional
-        The clinic's IANA time zone (``ALLIANCE_WEB__TIMEZONE``), daylight saving time included.
-
-    Returns
-    -------
-    str
-        Such as ``"2026-07-01 14:30"``; a value that is not a time is shown as stored (cut to 16 characters).
-    """
-    import zoneinfo
-
-    try:
-        stored = dt.datetime.fromisoformat(at or "")
-    except ValueError:
-        return (at or "")[:16].replace("T", " ")
-    if stored.tzinfo is None:
-        stored = stored.replace(tzinfo=dt.timezone.utc)
-    return stored.astimezone(zoneinfo.ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
 
 
 def history_rows(history: Iterable[Mapping[str, Any]], language: str, zone: str = DEFAULT_TIMEZONE) -> list[str]:
