@@ -174,7 +174,7 @@ def test_therapist_reviews_a_flag_in_the_browser(server):
         # the client's trend: a chart with a text alternative, the sessions as a table, the verdict history
         page.goto(f"{url}/clients/c-1/trend")
         assert page.locator("svg[role=img]").first.get_attribute("aria-label").startswith("Grafiek")
-        assert "t-anna: breuk (met notitie)" in page.locator(".history").inner_text()
+        assert "t-anna: breuk — notitie: “stil na de vraag over school”" in page.locator(".history").inner_text()
         page.screenshot(path=str(ARTIFACTS / "5-trend.png"), full_page=True)
         # the report opens and renders under the app's Content-Security-Policy: chart, table, embedded clip
         report = context.new_page()

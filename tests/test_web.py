@@ -676,3 +676,16 @@ def test_a_session_without_speech_says_so_in_the_list_and_on_its_page(clinic):
         index = c.get("/").text
         row = index[index.index("/sessions/s-8"):]
         assert text("web.has_warning", language) in row[:row.index("</tr>")], language
+
+
+def test_notes_are_read_back_in_the_history_and_their_length_is_said_before_sending(clinic):
+    """Fresh-user trial: the history showed only '(met notitie)', so a note could never be read back; a note of
+    60,000 characters was cut to 2,000 without a word."""
+    from flows.web.review import history_rows
+
+    rows = history_rows([{"at": "2026-12-02T10:00:00+00:00", "therapist_id": "t-anna", "verdict": "rupture",
+                          "note": "cliënt keek weg bij de vraag over school"}], "nl")
+    assert rows == ["2026-12-02 11:00 t-anna: breuk — notitie: “cliënt keek weg bij de vraag over school”"]
+    settings, _ = clinic
+    page = _client(settings, "t-anna", language="nl").get("/sessions/s-1").text
+    assert 'maxlength="2000"' in page

@@ -29,6 +29,9 @@ from pipeline.ids import is_valid_id
 
 log = logging.getLogger(__name__)
 
+NOTE_MAX = 2000
+"""Longest note kept with a verdict, in characters (the form says so: ``maxlength``)."""
+
 SHOW = ("all", "open")
 """The lists' filter (``?show=``): every flag, or only flags not yet reviewed."""
 
@@ -300,7 +303,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
                     date=facts["date"] or t["date_unknown"],
                     age=t["age_years"].format(age=age_text(facts["age"], lang)) if facts["age"] is not None else "—",
                     number=client_numbers(row["client_id"]).get(session_id, "—"),
-                    warnings=[localise(str(w), lang) for w in data.get("warnings") or []],
+                    warnings=[localise(str(w), lang) for w in data.get("warnings") or []], note_max=NOTE_MAX,
                     caveat=caveat_of(row.get("model_version") or data.get("model_version")))
 
     @app.get("/clients/{client_id}/trend", response_class=HTMLResponse)
@@ -370,7 +373,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
             raise not_found()
         if verdict not in VERDICTS:
             raise HTTPException(status_code=422, detail=f"verdict must be one of {', '.join(VERDICTS)}")
-        store.save_review(session_id=session_id, flag=flag, verdict=verdict, note=note.strip()[:2000],
+        store.save_review(session_id=session_id, flag=flag, verdict=verdict, note=note.strip()[:NOTE_MAX],
                           therapist_id=user)
         store.audit("flag reviewed", actor=user, outcome="success", client_id=row["client_id"],
                     session_id=session_id, detail=f"flag {flag_id}: {verdict}")

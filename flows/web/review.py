@@ -266,7 +266,7 @@ def verdict_words(verdict: str | None, language: str) -> str:
 
 
 def history_rows(history: Iterable[Mapping[str, Any]], language: str, zone: str = DEFAULT_TIMEZONE) -> list[str]:
-    """Verdict history as lines ("2026-12-02 16:01 t-anna: breuk"), oldest first; notes are only marked.
+    """Verdict history as lines ("2026-12-02 16:01 t-anna: breuk"), oldest first, each with its note.
 
     Parameters
     ----------
@@ -284,8 +284,8 @@ def history_rows(history: Iterable[Mapping[str, Any]], language: str, zone: str 
     for h in history:
         line = text("web.history_row", language, at=when(h["at"], zone), who=h["therapist_id"],
                     verdict=verdict_words(h["verdict"], language))
-        if h.get("note"):
-            line += f" ({text('web.history_with_note', language)})"
+        if h.get("note"):  # the team reads each other's notes (escaped by the page, as every value)
+            line += text("web.history_note", language, note=str(h["note"]))
         out.append(line)
     return out
 
