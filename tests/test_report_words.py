@@ -286,3 +286,17 @@ def test_the_report_says_when_it_was_made_in_the_clinics_local_time():
                                  settings={"features": {"window_s": 30.0, "hop_s": 10.0}, "model": {},
                                            "web": {"timezone": "Europe/London"}})
     assert "created 2026-07-01 09:00" in render_html(summer, language="en")
+
+
+def test_no_command_name_reaches_a_clinician():
+    """Fresh-user trial: '(alliance web)' on every flag card, '(enrol with `alliance enroll-voice`)' in a warning:
+    what a clinician reads names no command, no backticks (the command line says its commands itself)."""
+    import tomllib
+    from importlib import resources
+
+    raw = tomllib.loads(resources.files("pipeline").joinpath("data/text.toml").read_text(encoding="utf-8"))
+    found = [(section, key, lang) for section, entries in raw.items() if isinstance(entries, dict)
+             for key, value in entries.items() if isinstance(value, dict)
+             for lang, words in value.items() if isinstance(words, str)
+             and ("`" in words or re.search(r"\balliance [a-z]", words))]
+    assert found == []
