@@ -319,14 +319,17 @@ def threshold_note(report: SessionReport, card: Mapping[str, Any] | None, langua
     override = ((report.settings or {}).get("model") or {}).get("flag_threshold")
     if override is None:
         return ""
-    value = i18n_number(float(override), language, 2)
+    def thr(v: float) -> str:  # as precisely as it is set: 0,29 and 0,295
+        return i18n_number(v, language, 2 if abs(v - round(v, 2)) < 1e-9 else 3)
+
+    value = thr(float(override))
     limits = (card or {}).get("threshold") or {}
     per = {k: float(v) for k, v in (limits.get("per_class") or {}).items()}
     model = sorted(set(per.values())) or ([float(limits["value"])] if "value" in limits else [])
     if not model:
         return text("report.threshold_set", language, threshold=value)
-    said = (i18n_number(model[0], language, 2) if len(model) == 1 else ", ".join(
-        text("report.threshold_per_type", language, value=i18n_number(v, language, 2),
+    said = (thr(model[0]) if len(model) == 1 else ", ".join(
+        text("report.threshold_per_type", language, value=thr(v),
              kind=text(f"report.{k}", language) if has(f"report.{k}") else k) for k, v in per.items()))
     key = ("report.threshold_lowered" if override < model[0] else "report.threshold_raised"
            if override > model[-1] else "report.threshold_set")

@@ -234,7 +234,7 @@ def test_the_sample_report_opens_from_disk_without_network_and_prints(prefect_ha
         assert page.locator("h2#flags").is_visible()  # the flags section
         assert page.locator("text=Alliantiemarkers over de sessie").is_visible()
         assert page.locator("td:text-is('aandeel spraak van de cliënt')").count() == 2  # markers and appendix
-        assert page.locator("td:text-is('client_speech_share [fractie]')").count() == 1  # code name: appendix only
+        assert page.locator("td:text-is('client_speech_share [verhouding]')").count() == 1  # code name: appendix only
         page.screenshot(path=str(ARTIFACTS / "8-sample-report.png"), full_page=True)
         page.pdf(path=str(ARTIFACTS / "8-sample-report.pdf"), format="A4")
         browser.close()

@@ -300,3 +300,11 @@ def test_no_command_name_reaches_a_clinician():
              for lang, words in value.items() if isinstance(words, str)
              and ("`" in words or re.search(r"\balliance [a-z]", words))]
     assert found == []
+
+
+def test_thresholds_are_said_as_precisely_as_the_model_card_holds_them():
+    """Fresh-user trial: the note said '0,29 bij terugtrekking' for the card's 0.295."""
+    card = {**CARD, "threshold": {"value": 0.295, "per_class": {"withdrawal": 0.295, "confrontation": 0.35}}}
+    r = dataclasses.replace(_report(settings={"features": {}, "model": {"flag_threshold": 0.02}}), flag_threshold=0.02)
+    nl = _summary(render_html(r, language="nl", model_card=card))
+    assert "0,295" in nl and "0,35 " in nl + " " and "0,350" not in nl
