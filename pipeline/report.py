@@ -480,6 +480,8 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
     for k, v in report.session_markers.items():
         h = report.client_history.get(k)
         unit = marker_unit(k, v.get("unit", ""))
+        if v.get("unit") == "z":  # against the client's own session average: 0 over the session by construction
+            continue
         earlier = (f"{quantity(_num(h['min']), unit, language)} – {quantity(_num(h['max']), unit, language)} "
                    f"(n = {h['n']})" if h and h.get("n") else "—")
         markers.append(dict(name=k, label=text(f"marker.{k}.label", language) if has(f"marker.{k}.label") else k,

@@ -308,3 +308,14 @@ def test_thresholds_are_said_as_precisely_as_the_model_card_holds_them():
     r = dataclasses.replace(_report(settings={"features": {}, "model": {"flag_threshold": 0.02}}), flag_threshold=0.02)
     nl = _summary(render_html(r, language="nl", model_card=card))
     assert "0,295" in nl and "0,35 " in nl + " " and "0,350" not in nl
+
+
+def test_the_session_table_leaves_out_markers_measured_against_the_session_itself():
+    """Fresh-user trial: five rows always read '0,0 × de gewone variatie': a marker measured against the client's
+    own session average is 0 over the whole session by construction; it tells something per window only (the flags'
+    observations, the appendix)."""
+    html = render_html(_report(), language="nl")
+    table = html[html.index("Alliantiemarkers over de sessie"):html.index("Bijlage")]
+    assert "× de gewone variatie" not in table
+    z_names = [n for n, u in zip(FEATURE_NAMES, FEATURE_UNITS) if u == "z"]
+    assert z_names and all(n in html[html.index("Bijlage"):] for n in z_names)  # still in the appendix
