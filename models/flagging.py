@@ -155,36 +155,6 @@ def reason_facts(bundle: ModelBundle, x: np.ndarray, class_index: int, *, usual:
     return facts, resembles
 
 
-def explain_window(bundle: ModelBundle, x: np.ndarray, class_index: int, *, usual: np.ndarray | None = None,
-                   top: int = 3, language: str = DEFAULT_LANGUAGE) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The markers that pushed one window towards ``class_index``, in words (:func:`reason_facts`, worded).
-
-    Parameters
-    ----------
-    bundle : ModelBundle
-        Loaded classifier.
-    x : np.ndarray, shape (n_model_features,)
-        Raw values of the model's features (``bundle.feature_names``) for the window (NaN allowed).
-    class_index : int
-        1 withdrawal, 2 confrontation.
-    usual : np.ndarray, shape (n_model_features,), optional
-        The client's median of each model feature over the session's other windows (NaN where unknown).
-    top : int > 0
-        Most reasons returned.
-    language : {"nl", "en"}
-        Language of the sentences.
-
-    Returns
-    -------
-    reasons : tuple of str
-        Sentences with the window's own values and the client's usual ones.
-    resembles : tuple of str
-        The 3RS markers the reasons resemble (keys of the catalogue's ``rupture3rs`` table), in order, once each.
-    """
-    facts, resembles = reason_facts(bundle, x, class_index, usual=usual, top=top)
-    return tuple(reason_sentence(f.marker, f.value, f.usual, language) for f in facts), resembles
-
-
 def flag_windows(features: SessionFeatures, bundle: ModelBundle, *, threshold: float | None = None,
                  min_speech_s: float = 3.0, language: str = DEFAULT_LANGUAGE) -> tuple[RuptureFlag, ...]:
     """Flag windows whose rupture probability reaches the threshold.

@@ -211,7 +211,11 @@ def test_every_marker_of_the_shipped_model_has_a_reason_sentence():
 
 
 def test_a_reason_never_points_the_other_way(bundle):
-    from models.flagging import DIRECTION, explain_window
+    from models.flagging import DIRECTION, reason_facts, reason_sentence
+
+    def explain_window(bundle, x, k, *, usual, language):
+        facts, resembles = reason_facts(bundle, x, k, usual=usual)
+        return tuple(reason_sentence(f.marker, f.value, f.usual, language) for f in facts), resembles
 
     k = 1  # withdrawal
     names = list(bundle.feature_names)
