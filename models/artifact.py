@@ -62,6 +62,79 @@ class ModelBundle:
         """Positions of the model's features in ``FEATURE_NAMES``."""
         return [FEATURE_NAMES.index(n) for n in self.feature_names]
 
+    @property
+    def context_windows(self) -> int:
+        """Windows averaged into each window's probability (:func:`context_mean`); 1 for cards without it."""
+        return int(self.card.get("context", {}).get("windows", 1))
+
+    def probabilities(self, X, sessions=None):
+        """Probability per class of each window, averaged over the model's context in its session.
+
+        Parameters
+        ----------
+        X : np.ndarray, shape (n_windows, n_model_features)
+            The model's features (``columns()`` of ``FEATURE_NAMES``), windows of a session in time order.
+        sessions : np.ndarray of str, shape (n_windows,), optional
+            Session of each window; None: all windows belong to one session.
+
+        Returns
+        -------
+        np.ndarray, shape (n_windows, 3)
+            Probabilities of none, withdrawal, confrontation.
+        """
+        import numpy as np
+
+        from models.transfer import _class_proba
+
+        proba = _class_proba(self.estimator, X)
+        if sessions is None:
+            sessions = np.zeros(proba.shape[0], dtype=int)
+        return context_mean(proba, sessions, self.context_windows)
+
+
+def context_mean(proba, sessions, windows: int):
+    """Each window's probabilities averaged with its neighbours of the same session (a centred moving mean).
+
+    A 3RS rupture is an episode that lasts (withdrawal and confrontation episodes of 30 s to minutes; Eubanks,
+    Muran & Safran 2015), while a marker that departs in one 30-s window alone is often an accident of the
+    recording (a clip boundary, a change of microphone level, one long pause). With analysis windows of 30 s
+    every 10 s, ``windows=3`` lets a window's probability stand for 50 s of talk. At a session's first and last
+    window the edge window is repeated (``scipy.ndimage.uniform_filter1d``, ``mode="nearest"``).
+
+    Parameters
+    ----------
+    proba : np.ndarray, shape (n_windows, n_classes)
+        Probabilities, windows of each session contiguous and in time order.
+    sessions : np.ndarray, shape (n_windows,)
+        Session of each window.
+    windows : int >= 1
+        Width of the moving mean in windows (odd; 1 leaves ``proba`` as it is).
+
+    Returns
+    -------
+    np.ndarray, shape (n_windows, n_classes)
+        The averaged probabilities (rows still sum to 1).
+
+    Raises
+    ------
+    ValueError
+        ``windows`` is not a positive odd integer.
+    """
+    import numpy as np
+    from scipy.ndimage import uniform_filter1d
+
+    if windows < 1 or windows % 2 == 0:
+        raise ValueError(f"context windows must be a positive odd number. Got {windows} instead.")
+    proba = np.asarray(proba, dtype=float)
+    if windows == 1 or proba.shape[0] == 0:
+        return proba
+    sessions = np.asarray(sessions)
+    out = np.empty_like(proba)
+    change = np.flatnonzero(sessions[1:] != sessions[:-1]) + 1
+    for a, b in zip(np.r_[0, change], np.r_[change, sessions.size]):
+        out[a:b] = uniform_filter1d(proba[a:b], size=windows, axis=0, mode="nearest")
+    return np.clip(out, 0.0, 1.0, out=out)  # the filter's running sum can leave 1 + 1e-16
+
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries a saved model depends on."""
@@ -218,6 +291,8 @@ def render_card_markdown(card: dict) -> str:
     per = card["threshold"].get("per_class")
     value = ", ".join(f"{k} {v}" for k, v in per.items()) if per else card["threshold"]["value"]
     lines += ["", "## Threshold", "", f"{value}: {card['threshold']['why']}", ""]
+    if card.get("context", {}).get("windows", 1) > 1:
+        lines += ["## Context", "", f"{card['context']['windows']} windows: {card['context'].get('why', '')}", ""]
     if "metrics" in card:
         lines += ["## Metrics", "", "```json", json.dumps(card["metrics"], indent=2), "```", ""]
     lines += ["## Library versions", ""] + [f"- {k} {v}" for k, v in card.get("library_versions", {}).items()]

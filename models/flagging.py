@@ -159,6 +159,8 @@ def flag_windows(features: SessionFeatures, bundle: ModelBundle, *, threshold: f
                  min_speech_s: float = 3.0, language: str = DEFAULT_LANGUAGE) -> tuple[RuptureFlag, ...]:
     """Flag windows whose rupture probability reaches the threshold.
 
+    A window's probability is the mean over the model's context of windows with
+    enough speech (``ModelBundle.probabilities``; 1 window for models without one).
     Overlapping or touching flagged windows of one rupture type merge into one
     flag carrying the highest probability and the reasons of its most probable
     window: the facts behind them (``reason_facts``), which the report and the
@@ -186,7 +188,11 @@ def flag_windows(features: SessionFeatures, bundle: ModelBundle, *, threshold: f
     if not features.frames:
         return ()
     X = features.matrix()[:, bundle.columns()]
-    proba = bundle.estimator.predict_proba(X)
+    # as in training: the windows with enough speech, their probabilities averaged over the model's context
+    speech = np.array([frame.speech_s >= min_speech_s for frame in features.frames])
+    proba = np.zeros((len(features.frames), len(CLASSES)))
+    if speech.any():
+        proba[speech] = bundle.probabilities(X[speech])
     flags: list[RuptureFlag] = []
     for k in range(1, len(CLASSES)):
         current: list[int] = []

@@ -142,7 +142,7 @@ def cross_language(train_dirs: list[Path], settings, *, progress=print) -> dict:
         for a direction whose source language cannot be cross-validated (a rupture type missing from a generator).
     """
     from models.artifact import ModelBundle
-    from models.training import (TARGET_RECALL, cross_validate, evaluate_bundle, fit_calibrated, load_dataset,
+    from models.training import (CONTEXT_WINDOWS, TARGET_RECALL, cross_validate, evaluate_bundle, fit_calibrated, load_dataset,
                                  shipped_thresholds)
     from pipeline.features import FEATURE_NAMES
 
@@ -153,14 +153,17 @@ def cross_language(train_dirs: list[Path], settings, *, progress=print) -> dict:
     for src, dst in (("nl", "en"), ("en", "nl")):
         data = load_dataset(by_lang[src], settings, progress=progress)
         try:
-            cv = cross_validate(data["X"], data["y"], data["groups"], data["generators"], kind="linear")
+            cv = cross_validate(data["X"], data["y"], data["groups"], data["generators"], kind="linear",
+                                sessions=data["sessions"], context=CONTEXT_WINDOWS)
         except InputError as exc:  # too few sessions of one language (a tiny build): say why, go on
             out[f"trained_{src}_scored_{dst}"] = {"skipped": str(exc)}
             continue
         model = fit_calibrated("linear", data["X"], data["y"], data["groups"], data["generators"])
         thresholds, _ = shipped_thresholds(model, "linear", data["X"], data["y"], data["groups"], data["generators"],
-                                           target_recall=TARGET_RECALL, fallback=cv["thresholds"])
+                                           target_recall=TARGET_RECALL, fallback=cv["thresholds"],
+                                           sessions=data["sessions"], context=CONTEXT_WINDOWS)
         card = {"threshold": {"value": min(thresholds.values()), "per_class": thresholds},
+                "context": {"windows": CONTEXT_WINDOWS},
                 "feature_names": list(FEATURE_NAMES), "version": f"{src}-only"}
         other = load_dataset(by_lang[dst], settings, progress=progress)
         out[f"trained_{src}_scored_{dst}"] = {"model": "linear",

@@ -1,0 +1,88 @@
+"""A window's rupture probability in the context of its neighbours (models.artifact.context_mean)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.artifact import ModelBundle, context_mean
+from models.flagging import flag_windows
+from pipeline.features import FEATURE_NAMES, FEATURE_UNITS
+from pipeline.types import FeatureFrame, SessionFeatures
+
+
+def test_context_mean_averages_neighbours_within_a_session_only():
+    p = np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.1, 0.9, 0.0], [1.0, 0.0, 0.0],  # session a
+                  [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])  # session b
+    sessions = np.array(["a", "a", "a", "a", "b", "b"])
+    out = context_mean(p, sessions, 3)
+    # window 2 of a: mean of windows 1..3; window 3 (the last): its edge value counted twice
+    np.testing.assert_allclose(out[2], [0.7, 0.3, 0.0])
+    np.testing.assert_allclose(out[3], [(0.1 + 1.0 + 1.0) / 3, 0.3, 0.0])
+    np.testing.assert_allclose(out[0], [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(out[4:], p[4:])  # session b never sees session a's windows
+    np.testing.assert_allclose(out.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(context_mean(p, sessions, 1), p)
+    ones = np.tile([[0.1, 0.7, 0.2]], (50, 1))  # the filter's running sum must not step outside [0, 1]
+    assert context_mean(np.c_[np.zeros(50), np.ones(50), np.zeros(50)], np.zeros(50), 5).max() <= 1.0
+    np.testing.assert_allclose(context_mean(ones, np.zeros(50), 5), ones)
+    with pytest.raises(ValueError, match="odd"):
+        context_mean(p, sessions, 2)
+
+
+class _FirstMarker:
+    """A fake calibrated model: withdrawal probability is the first marker's value."""
+
+    classes_ = np.array([0, 1, 2])
+
+    def predict_proba(self, X):
+        w = np.clip(np.nan_to_num(X[:, 0]), 0, 1)
+        return np.column_stack([1 - w, w, np.zeros_like(w)])
+
+
+def _session(values, speech_s=20.0):
+    rest = [math.nan] * (len(FEATURE_NAMES) - 1)
+    frames = tuple(FeatureFrame(10.0 * i, 10.0 * i + 30.0, tuple([v] + rest), speech_s) for i, v in enumerate(values))
+    return SessionFeatures(FEATURE_NAMES, FEATURE_UNITS, frames)
+
+
+@pytest.fixture(autouse=True)
+def _no_reasons(monkeypatch):
+    monkeypatch.setattr("models.flagging.reason_facts", lambda *a, **k: ((), ()))  # the fake model has no markers
+
+
+def _bundle(context):
+    card = {"version": "test", "feature_names": list(FEATURE_NAMES),
+            "threshold": {"value": 0.5, "per_class": {"withdrawal": 0.5, "confrontation": 0.5}}}
+    if context:
+        card["context"] = {"windows": context}
+    return ModelBundle(_FirstMarker(), card, Path("."))
+
+
+def test_one_window_alone_is_no_flag_when_the_model_reads_its_context():
+    lone = _session([0.0, 0.0, 0.0, 0.9, 0.0, 0.0, 0.0])
+    episode = _session([0.0, 0.0, 0.9, 0.9, 0.9, 0.0, 0.0])
+    # a model without context (sim-v1's card) flags the lone window, as before
+    assert [(f.start, f.end) for f in flag_windows(lone, _bundle(None))] == [(30.0, 60.0)]
+    # with a context of 3 windows: the lone window averages to 0.3, the episode's middle to 0.9 and its edges 0.6
+    assert flag_windows(lone, _bundle(3)) == ()
+    flags = flag_windows(episode, _bundle(3))
+    assert [(f.start, f.end, f.marker_type) for f in flags] == [(20.0, 70.0, "withdrawal")]
+    assert flags[0].probability == pytest.approx(0.9)
+
+
+def test_windows_without_speech_are_left_out_of_the_context():
+    # the silent window between two high ones is never flagged and does not dilute them (as in training, where
+    # windows with less than min_speech_s are dropped before the mean)
+    s = _session([0.9, 0.9, 0.0, 0.9, 0.9])
+    frames = list(s.frames)
+    frames[2] = FeatureFrame(frames[2].start, frames[2].end, frames[2].values, 1.0)
+    s = SessionFeatures(FEATURE_NAMES, FEATURE_UNITS, tuple(frames))
+    flags = flag_windows(s, _bundle(3), threshold=0.7, min_speech_s=3.0)
+    # windows 1 and 3 keep 0.9 (averaged with their speaking neighbours only; with the silent window's 0 they would
+    # fall to 0.6 and leave two flags): one flag over windows 0, 1, 3 and 4
+    assert [(f.start, f.end) for f in flags] == [(0.0, 70.0)]
+    assert flags[0].probability == pytest.approx(0.9)
