@@ -162,8 +162,8 @@ def flag_windows(features: SessionFeatures, bundle: ModelBundle, *, threshold: f
     A window's probability is the mean over the model's context of windows with
     enough speech (``ModelBundle.probabilities``; 1 window for models without one).
     Overlapping or touching flagged windows of one rupture type merge into one
-    flag carrying the highest probability and the reasons of its most probable
-    window: the facts behind them (``reason_facts``), which the report and the
+    flag carrying the highest probability and the reasons of the window whose own
+    probability (before the context mean) is highest: the facts behind them (``reason_facts``), which the report and the
     review app word in the reader's language, and their sentences in ``language``.
 
     Parameters
@@ -189,10 +189,15 @@ def flag_windows(features: SessionFeatures, bundle: ModelBundle, *, threshold: f
         return ()
     X = features.matrix()[:, bundle.columns()]
     # as in training: the windows with enough speech, their probabilities averaged over the model's context
+    from models.artifact import context_mean
+    from models.transfer import _class_proba
+
     speech = np.array([frame.speech_s >= min_speech_s for frame in features.frames])
-    proba = np.zeros((len(features.frames), len(CLASSES)))
+    own = np.zeros((len(features.frames), len(CLASSES)))
+    proba = np.zeros_like(own)
     if speech.any():
-        proba[speech] = bundle.probabilities(X[speech])
+        own[speech] = _class_proba(bundle.estimator, X[speech])
+        proba[speech] = context_mean(own[speech], np.zeros(int(speech.sum()), dtype=int), bundle.context_windows)
     flags: list[RuptureFlag] = []
     for k in range(1, len(CLASSES)):
         current: list[int] = []
@@ -200,11 +205,11 @@ def flag_windows(features: SessionFeatures, bundle: ModelBundle, *, threshold: f
             cut = bundle.class_threshold(k) if threshold is None else threshold
             if proba[i, k] >= cut and frame.speech_s >= min_speech_s:
                 if current and frame.start > features.frames[current[-1]].end:
-                    flags.append(_merge(features, bundle, X, proba, current, k, language))
+                    flags.append(_merge(features, bundle, X, proba, own, current, k, language))
                     current = []
                 current.append(i)
         if current:
-            flags.append(_merge(features, bundle, X, proba, current, k, language))
+            flags.append(_merge(features, bundle, X, proba, own, current, k, language))
     return tuple(sorted(flags, key=lambda f: (f.start, f.marker_type)))
 
 
@@ -220,9 +225,12 @@ def _usual(X: np.ndarray, i: int) -> np.ndarray:
         return np.nanmedian(rest, axis=0)
 
 
-def _merge(features, bundle, X, proba, idx, k, language) -> RuptureFlag:
+def _merge(features, bundle, X, proba, own, idx, k, language) -> RuptureFlag:
+    # the flag's probability is the highest in context; its reasons come from the window whose own markers
+    # point there most (with a context, the windows around one strong window share its mean)
     best = max(idx, key=lambda i: proba[i, k])
-    facts, resembles = reason_facts(bundle, X[best], k, usual=_usual(X, best))
+    strongest = max(idx, key=lambda i: own[i, k])
+    facts, resembles = reason_facts(bundle, X[strongest], k, usual=_usual(X, strongest))
     return RuptureFlag(
         start=features.frames[idx[0]].start,
         end=features.frames[idx[-1]].end,

@@ -86,3 +86,21 @@ def test_windows_without_speech_are_left_out_of_the_context():
     # fall to 0.6 and leave two flags): one flag over windows 0, 1, 3 and 4
     assert [(f.start, f.end) for f in flags] == [(0.0, 70.0)]
     assert flags[0].probability == pytest.approx(0.9)
+
+
+def test_a_flag_in_context_gives_the_reasons_of_its_strongest_window(monkeypatch):
+    # windows 1-3 share window 2's mean (0.3 each); the first of them must not lend the flag its own (ordinary)
+    # markers as reasons: the window whose own probability is highest does
+    from pipeline.types import ReasonFact
+
+    seen = []
+
+    def facts(bundle, x, k, **kw):
+        seen.append(float(x[0]))
+        return (ReasonFact(FEATURE_NAMES[0], float(x[0]), math.nan),), ()
+
+    monkeypatch.setattr("models.flagging.reason_facts", facts)
+    flags = flag_windows(_session([0.0, 0.0, 0.9, 0.0, 0.0]), _bundle(3), threshold=0.25)
+    assert [(f.start, f.end) for f in flags] == [(10.0, 60.0)]
+    assert flags[0].probability == pytest.approx(0.3)
+    assert seen == [0.9] and flags[0].reason_facts[0].value == pytest.approx(0.9)
