@@ -394,6 +394,18 @@ def default_artifact(root: Path = ARTIFACTS_DIR) -> Path:
     return folder
 
 
+def _check_thresholds(folder: Path, threshold) -> None:
+    """Refuse a card whose flag thresholds are not probabilities in (0, 1) (a hand-edited card)."""
+    def bad(v) -> bool:
+        return isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1
+
+    per = threshold.get("per_class", {}) if isinstance(threshold, dict) else None
+    if (not isinstance(threshold, dict) or bad(threshold.get("value")) or not isinstance(per, dict)
+            or any(bad(v) for v in per.values())):
+        raise ModelArtifactError(f"{folder.name}: {CARD_FILE}: threshold must be {{'value': p, 'per_class': "
+                                 f"{{type: p}}}} with every p between 0 and 1. Got {json.dumps(threshold)[:80]} instead.")
+
+
 def load_model(folder: Path | None = None) -> ModelBundle:
     """Load an artifact and check it against this code.
 
@@ -421,7 +433,13 @@ def load_model(folder: Path | None = None) -> ModelBundle:
     card_path, model_path = folder / CARD_FILE, folder / MODEL_FILE
     if not card_path.is_file() or not model_path.is_file():
         raise ModelArtifactError(f"{folder}: not a classifier artifact (expected {MODEL_FILE} and {CARD_FILE})")
-    card = json.loads(card_path.read_text())
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelArtifactError(f"{folder.name}: {CARD_FILE} is not valid JSON ({exc.__class__.__name__})") from None
+    if not isinstance(card, dict):
+        raise ModelArtifactError(f"{folder.name}: {CARD_FILE} must hold a JSON object")
+    _check_thresholds(folder, card.get("threshold"))
     names = list(card.get("feature_names", ()))
     unknown = sorted(set(names) - set(FEATURE_NAMES))
     if unknown or not names or len(set(names)) != len(names):
@@ -433,11 +451,17 @@ def load_model(folder: Path | None = None) -> ModelBundle:
         raise ModelArtifactError(
             f"{folder.name}: saved with scikit-learn {saved}, this environment has {sklearn.__version__}; "
             "install the version on the card or retrain the model")
-    untrusted = sio.get_untrusted_types(file=model_path)
+    try:
+        untrusted = sio.get_untrusted_types(file=model_path)
+    except Exception as exc:  # not a zip archive, truncated, ...
+        raise ModelArtifactError(f"{folder.name}: {MODEL_FILE} cannot be read ({exc.__class__.__name__})") from None
     foreign = [t for t in untrusted if not t.split(".")[0] in ("sklearn", "numpy")]
     if foreign:
         raise ModelArtifactError(f"{folder.name}: {MODEL_FILE} holds unexpected types {foreign}; refusing to load")
-    estimator = sio.load(model_path, trusted=untrusted)
+    try:
+        estimator = sio.load(model_path, trusted=untrusted)
+    except Exception as exc:  # a damaged file fails inside skops/zipfile in many ways; one line names it
+        raise ModelArtifactError(f"{folder.name}: {MODEL_FILE} cannot be read ({exc.__class__.__name__})") from None
     if [int(c) for c in estimator.classes_] != list(range(len(CLASSES))):
         raise ModelArtifactError(f"{folder.name}: classes {list(estimator.classes_)}, expected 0..{len(CLASSES) - 1} "
                                  f"for {', '.join(CLASSES)}")

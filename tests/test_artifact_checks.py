@@ -1,0 +1,47 @@
+"""A damaged or altered model folder is refused in one line that names it (fresh-user trial, issue 15)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from models.artifact import ARTIFACTS_DIR, load_model
+from pipeline.errors import ModelArtifactError
+
+SHIPPED = ARTIFACTS_DIR / (ARTIFACTS_DIR / "DEFAULT").read_text().strip()
+
+
+@pytest.fixture
+def copy(tmp_path):
+    out = tmp_path / "copied-model"
+    shutil.copytree(SHIPPED, out)
+    return out
+
+
+def test_a_truncated_model_file_is_refused_in_one_line(copy):
+    data = (copy / "model.skops").read_bytes()
+    (copy / "model.skops").write_bytes(data[: len(data) // 3])
+    with pytest.raises(ModelArtifactError, match="copied-model: model.skops cannot be read"):
+        load_model(copy)
+
+
+def test_a_card_that_is_not_json_is_refused_in_one_line(copy):
+    (copy / "model_card.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ModelArtifactError, match="copied-model: model_card.json is not valid JSON"):
+        load_model(copy)
+
+
+@pytest.mark.parametrize("threshold", [{"value": 0.5, "per_class": {"withdrawal": -5, "confrontation": 0.4}},
+                                       {"value": 1.5}, 0.4, {"value": "high"}])
+def test_a_card_whose_thresholds_are_not_probabilities_is_refused(copy, threshold):
+    card = json.loads((copy / "model_card.json").read_text())
+    card["threshold"] = threshold
+    (copy / "model_card.json").write_text(json.dumps(card), encoding="utf-8")
+    with pytest.raises(ModelArtifactError, match="copied-model: model_card.json: threshold"):
+        load_model(copy)
+
+
+def test_the_shipped_model_still_loads():
+    assert 0 < load_model(SHIPPED).class_threshold(1) < 1
