@@ -252,6 +252,8 @@ def render_card_markdown(card: dict) -> str:
         o = fa["overall"]
         lines += [f"| **overall** ({o['files']} files) | {o['minutes']:.1f} | {o['flags']} | "
                   f"{_md_num(o['flags_per_hour'], 1)} |", ""]
+        lines += [f"Set aside, not counted: {s['file']} ({s['why']})." for s in fa.get("skipped", [])]
+        lines += [""] if fa.get("skipped") else []
     shift = metrics.get("marker_shift")
     if shift and shift.get("pairs"):
         pairs = shift["pairs"]

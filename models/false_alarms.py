@@ -23,7 +23,7 @@ from typing import Sequence
 
 from models.artifact import CLASSES, ModelBundle
 from pipeline.audio import AUDIO_SUFFIXES
-from pipeline.errors import InputError
+from pipeline.errors import InputError, PipelineError
 from pipeline.types import SessionFeatures
 
 
@@ -134,26 +134,36 @@ def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *
     dict
         ``thresholds`` (per type, as applied), ``files``: ``[{"file" (path inside its folder), "folder", "minutes",
         "flags", "flags_per_hour", "by_type": {type: flags}}]`` and ``overall``: ``{"files", "minutes", "flags",
-        "flags_per_hour", "by_type"}``. Minutes are rounded to 0.01, rates to 0.01 per hour.
+        "flags_per_hour", "by_type"}``. Minutes are rounded to 0.01, rates to 0.01 per hour. ``skipped``:
+        ``[{"file", "folder", "why"}]``, the recordings set aside and not counted: those that cannot be analysed
+        (the error's one line) and those with no window of enough speech ("no speech found").
 
     Raises
     ------
     InputError
         A folder is missing or holds no audio (the message names it).
-    PipelineError
-        A recording cannot be analysed (the message names it).
     """
     from models.flagging import flag_windows
 
-    files, total_min, total = [], 0.0, {name: 0 for name in CLASSES[1:]}
+    files, skipped, total_min, total = [], [], 0.0, {name: 0 for name in CLASSES[1:]}
     for folder in folders:
         root = Path(folder)
         for path in find_recordings(root):
-            feats, duration_s = recording_features(path, settings, backends=backends)
+            rel = path.relative_to(root).as_posix()
+            try:
+                feats, duration_s = recording_features(path, settings, backends=backends)
+            except PipelineError as exc:  # one bad file never throws away the others
+                skipped.append({"file": rel, "folder": str(folder), "why": str(exc)})
+                progress(f"{rel}: set aside: {exc}")
+                continue
+            if not any(f.speech_s >= settings.model.min_window_speech_s for f in feats.frames):
+                # silence is no evidence of calm talk: counted, it would lower the rate
+                skipped.append({"file": rel, "folder": str(folder), "why": "no speech found"})
+                progress(f"{rel}: set aside: no speech found")
+                continue
             flags = flag_windows(feats, bundle, threshold=threshold, min_speech_s=settings.model.min_window_speech_s)
             minutes = duration_s / 60.0
             by_type = {name: sum(f.marker_type == name for f in flags) for name in CLASSES[1:]}
-            rel = path.relative_to(root).as_posix()
             files.append({"file": rel, "folder": str(folder), "minutes": round(minutes, 2), "flags": len(flags),
                           "flags_per_hour": _round(flags_per_hour(len(flags), minutes)), "by_type": by_type})
             total_min += minutes
@@ -162,7 +172,7 @@ def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *
             progress(f"{rel}: {len(flags)} flags in {minutes:.1f} min")
     n = sum(total.values())
     applied = {CLASSES[k]: threshold if threshold is not None else bundle.class_threshold(k) for k in (1, 2)}
-    return {"thresholds": applied, "files": files,
+    return {"thresholds": applied, "files": files, "skipped": skipped,
             "overall": {"files": len(files), "minutes": round(total_min, 2), "flags": n,
                         "flags_per_hour": _round(flags_per_hour(n, total_min)), "by_type": total}}
 
@@ -176,6 +186,8 @@ def format_false_alarms(result: dict) -> str:
     for name, r in rows:
         rate = "—" if r["flags_per_hour"] is None or math.isnan(r["flags_per_hour"]) else f"{r['flags_per_hour']:.1f}"
         lines.append(f"{name:<{width}} {r['minutes']:>8.1f} {r['flags']:>6} {rate:>15}")
+    for s in result.get("skipped", []):
+        lines.append(f"{s['file']}: set aside ({s['why']})")
     return "\n".join(lines)
 
 
