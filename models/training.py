@@ -645,6 +645,47 @@ def evaluate_bundle(bundle: ModelBundle, data: dict, *, by_group: bool = False) 
     return out
 
 
+def default_summary(n_sessions: int, n_clients: int, languages: Sequence[str], generators: Sequence[str], *,
+                    n_real: int | None = None) -> dict[str, str]:
+    """The card's first line when the caller gives none, in English and Dutch: simulated or real, how many.
+
+    Parameters
+    ----------
+    n_sessions, n_clients : int
+    languages : sequence of str
+        Language codes of the sessions.
+    generators : sequence of str
+        Generators present (:func:`models.transfer.session_generator`; ``"real"`` for annotated real sessions).
+    n_real : int, optional
+        Real sessions among ``n_sessions`` (default: all when ``generators`` is only ``real``, else none).
+
+    Returns
+    -------
+    dict
+        ``summary`` (English, the card's first line), ``summary_en`` (the same) and ``summary_nl`` (for the report's
+        caveat in Dutch, :func:`pipeline.report.model_caveat`).
+    """
+    from models.transfer import REAL
+
+    sims = sorted(g for g in set(generators) if g != REAL)
+    n_real = (n_sessions if not sims else 0) if n_real is None else n_real
+    langs = ", ".join(sorted(set(languages)))
+    if n_real == 0:
+        en = (f"Trained on {n_sessions} simulated sessions (generators {', '.join(sims)}) of {n_clients} clients "
+              f"({langs}), not on real therapy audio.")
+        nl = (f"getraind op {n_sessions} gesimuleerde sessies (generatoren {', '.join(sims)}) van {n_clients} "
+              f"cliënten ({langs}), niet op echte therapie-opnames")
+    elif n_real == n_sessions:
+        en = f"Trained on {n_sessions} annotated real sessions of {n_clients} clients ({langs})."
+        nl = f"getraind op {n_sessions} geannoteerde echte sessies van {n_clients} cliënten ({langs})"
+    else:
+        en = (f"Trained on {n_sessions} annotated sessions ({n_real} real, {n_sessions - n_real} simulated) of "
+              f"{n_clients} clients ({langs}).")
+        nl = (f"getraind op {n_sessions} geannoteerde sessies ({n_real} echte, {n_sessions - n_real} gesimuleerde) "
+              f"van {n_clients} cliënten ({langs})")
+    return {"summary": en, "summary_en": en, "summary_nl": nl}
+
+
 def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str | Path,
           target_recall: float = TARGET_RECALL, holdout_dirs: Sequence[str | Path] = (),
           unannotated_dirs: Sequence[str | Path] = (), summary: str | None = None, description: str = "",
@@ -753,8 +794,9 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
     for row in shift_rows:
         row.update(unit=FEATURE_UNITS[FEATURE_NAMES.index(row["marker"])], **use[row["marker"]])
     card = {
-        "summary": summary or (f"Trained on {data['n_sessions']} annotated sessions of "
-                               f"{np.unique(groups).size} clients ({', '.join(langs)})."),
+        **({"summary": summary} if summary else
+           default_summary(data["n_sessions"], int(np.unique(groups).size), langs, generators,
+                           n_real=int(np.unique(sids[gens == "real"]).size))),
         "version": version,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "code_version": code_version(),

@@ -69,7 +69,8 @@ def test_researcher_goes_from_annotated_sessions_to_an_active_model(prefect_harn
 
     folder = Settings().data_dir / "models" / "clinic-v1"
     card = json.loads((folder / "model_card.json").read_text())
-    assert (folder / "MODEL_CARD.md").read_text().startswith("Trained on 4 annotated sessions of 2 clients (en).")
+    assert (folder / "MODEL_CARD.md").read_text().startswith(
+        "Trained on 4 simulated sessions (generators tts) of 2 clients (en), not on real therapy audio.")
     assert set(card["threshold"]["per_class"]) == {"withdrawal", "confrontation"}
     assert card["metrics"]["cross_validation"]["grouped_by"] == "client"
     # the second command makes it the active model

@@ -1,0 +1,27 @@
+"""A retrained model's card says what it was trained on, simulated or real, and the report says it in Dutch too
+(fresh-user trial, issue 15: a model retrained on simulated sessions said 'annotated sessions', and the Dutch report
+said the card did not say what it was trained on)."""
+
+from __future__ import annotations
+
+from models.training import default_summary
+from pipeline.report import model_caveat
+
+
+def test_simulated_training_data_is_called_simulated_in_both_languages():
+    s = default_summary(4, 4, ["en", "nl"], ["rooms", "tts"])
+    assert s["summary"] == ("Trained on 4 simulated sessions (generators rooms, tts) of 4 clients (en, nl), not on "
+                            "real therapy audio.")
+    assert s["summary_nl"].startswith("getraind op 4 gesimuleerde sessies") and "niet op echte" in s["summary_nl"]
+    assert "gesimuleerde sessies" in model_caveat(s, "clinic-v1", "nl")
+    assert "4 simulated sessions" in model_caveat(s, "clinic-v1", "en")
+
+
+def test_real_and_mixed_training_data_say_how_many_of_each():
+    real = default_summary(3, 2, ["nl"], ["real"])
+    assert real["summary"] == "Trained on 3 annotated real sessions of 2 clients (nl)."
+    assert real["summary_nl"] == "getraind op 3 geannoteerde echte sessies van 2 cliënten (nl)"
+    mixed = default_summary(5, 4, ["nl"], ["real", "tts"], n_real=2)
+    assert mixed["summary"] == "Trained on 5 annotated sessions (2 real, 3 simulated) of 4 clients (nl)."
+    assert "2 echte, 3 gesimuleerde" in mixed["summary_nl"]
+    assert "waarop het getraind is staat niet" not in model_caveat(mixed, "clinic-v1", "nl")
