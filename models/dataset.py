@@ -93,6 +93,9 @@ def discover_sessions(data_dir: str | Path) -> list[LabelledSession]:
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         audio = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
         if not audio:
+            if (folder / "metadata.json").is_file() or (folder / "ruptures.csv").is_file():
+                raise InputError(folder, f"no recording ({', '.join(sorted(AUDIO_SUFFIXES))}) beside its "
+                                         "metadata.json or ruptures.csv; add it or remove the folder")
             continue  # not a session folder (e.g. a cache)
         if len(audio) > 1:
             raise InputError(folder, f"holds {len(audio)} recordings ({', '.join(p.name for p in audio)}); "

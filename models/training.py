@@ -645,6 +645,28 @@ def evaluate_bundle(bundle: ModelBundle, data: dict, *, by_group: bool = False) 
     return out
 
 
+def check_holdout_apart(data_dirs: Sequence[str | Path], holdout_dirs: Sequence[str | Path]) -> None:
+    """Refuse held-out sessions that are also training sessions (their figures would be training figures).
+
+    Parameters
+    ----------
+    data_dirs, holdout_dirs : sequence of path
+        Dataset folders (:func:`models.dataset.discover_sessions`).
+
+    Raises
+    ------
+    InputError
+        A session id found in both (the message lists them), or a folder problem from ``discover_sessions``.
+    """
+    from models.dataset import discover_sessions
+
+    train_ids = {s.session_id for d in data_dirs for s in discover_sessions(d)}
+    both = sorted(train_ids & {s.session_id for d in holdout_dirs for s in discover_sessions(d)})
+    if both:
+        raise InputError(None, f"held-out sessions are also training sessions: {', '.join(both[:10])}"
+                               f"{' ...' if len(both) > 10 else ''}; give --holdout other sessions")
+
+
 def default_summary(n_sessions: int, n_clients: int, languages: Sequence[str], generators: Sequence[str], *,
                     n_real: int | None = None) -> dict[str, str]:
     """The card's first line when the caller gives none, in English and Dutch: simulated or real, how many.
@@ -748,6 +770,8 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
         make_estimator(kind)
     for d in unannotated_dirs:  # a wrong folder stops the run before any analysis
         find_recordings(d)
+    if holdout_dirs:
+        check_holdout_apart(data_dirs, holdout_dirs)
     data = load_dataset(data_dirs, settings, progress=progress)
     X_all, y, groups, gens, sids = data["X"], data["y"], data["groups"], data["generators"], data["sessions"]
     # the classifier reads the markers that do not follow the recording's level or the voice (ABSOLUTE_MARKERS)

@@ -1,0 +1,45 @@
+"""Dataset folders: a session without its recording, and held-out sessions that are also training sessions, are
+refused before any analysis, naming them (fresh-user trial, issue 15)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from models.dataset import discover_sessions
+from pipeline.errors import InputError
+
+
+def _session(folder, client="c-1", recording=True):
+    folder.mkdir(parents=True)
+    if recording:
+        sf.write(folder / "recording.wav", np.zeros(16000, dtype=np.float32), 16000)
+    (folder / "metadata.json").write_text(json.dumps({
+        "session_id": folder.name, "client_id": client, "language": "nl",
+        "consent": {"analysis": True, "research_use": True}}), encoding="utf-8")
+    (folder / "ruptures.csv").write_text("start_s,end_s,label\n", encoding="utf-8")
+
+
+def test_a_session_folder_without_its_recording_is_refused_not_skipped(tmp_path):
+    _session(tmp_path / "ds" / "s1")
+    _session(tmp_path / "ds" / "s2", recording=False)
+    with pytest.raises(InputError, match="s2: no recording"):
+        discover_sessions(tmp_path / "ds")
+    (tmp_path / "ds" / "cache").mkdir()  # a folder without session files is still passed over
+    shutil.rmtree(tmp_path / "ds" / "s2")
+    assert [s.session_id for s in discover_sessions(tmp_path / "ds")] == ["s1"]
+
+
+def test_held_out_sessions_that_are_also_training_sessions_are_refused(tmp_path):
+    from models.training import check_holdout_apart
+
+    _session(tmp_path / "train" / "s1")
+    _session(tmp_path / "train" / "s2", client="c-2")
+    _session(tmp_path / "held" / "s3", client="c-3")
+    check_holdout_apart([tmp_path / "train"], [tmp_path / "held"])  # apart: fine
+    with pytest.raises(InputError, match="held-out sessions are also training sessions: s1, s2"):
+        check_holdout_apart([tmp_path / "train"], [tmp_path / "held", tmp_path / "train"])
