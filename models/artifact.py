@@ -24,6 +24,7 @@ MODEL_FILE = "model.skops"
 CARD_FILE = "model_card.json"
 CARD_MD_FILE = "MODEL_CARD.md"
 CLASSES = ("none", *RUPTURE_LABELS)
+MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # a model version: a folder name, never a path
 
 
 @dataclass(frozen=True)
@@ -348,14 +349,24 @@ def active_model_path(settings) -> Path | None:
 
 
 def activate_model(settings, version: str) -> Path:
-    """Make ``<data dir>/models/<version>`` the active model (it must load with this code).
+    """Make ``<data dir>/models/<version>`` the active model (it must load with this code); ``"default"`` goes back to
+    the shipped default.
 
     Raises
     ------
     ModelArtifactError
         No such model, or it does not load (features, library versions).
     """
-    folder = user_models_dir(settings.data_dir) / version
+    import re
+
+    models = user_models_dir(settings.data_dir)
+    if version == "default":  # back to the shipped default
+        (models / ACTIVE_FILE).unlink(missing_ok=True)
+        return default_artifact()
+    if not re.fullmatch(MODEL_NAME, version):
+        raise ModelArtifactError(f"{version[:80]!r} must be the name of a model in {models} (letters, digits, '.', "
+                                 "'_' or '-', starting with a letter or digit), or 'default' for the shipped model")
+    folder = models / version
     if not (folder / CARD_FILE).is_file():
         known = sorted(p.parent.name for p in user_models_dir(settings.data_dir).glob(f"*/{CARD_FILE}"))
         raise ModelArtifactError(f"no model {version!r} in {folder.parent}; available: {', '.join(known) or 'none'} "

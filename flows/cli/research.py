@@ -89,8 +89,8 @@ def simulate(
     min_minutes: float = typer.Option(5.0, "--min-minutes", min=3.0, help="Shortest session, minutes (at least 3: "
                                       "every session holds a withdrawal and a confrontation episode of 45–120 s)."),
     max_minutes: float = typer.Option(20.0, "--max-minutes", min=3.0, help="Longest session, minutes."),
-    generator: str = typer.Option("tts", "--generator", help="tts: espeak-ng voices (models/simulate.py, the "
-                                  "shipped model's training data); rooms: real and synthetic voices in simulated "
+    generator: str = typer.Option("tts", "--generator", help="tts: espeak-ng voices (models/simulate.py); "
+                                  "rooms: real and synthetic voices in simulated "
                                   "rooms, other phrasing, timing and rupture rules (models/simulate_rooms.py)."),
 ) -> None:
     """Write simulated, rupture-annotated sessions in the training format (generator tts or rooms)."""
@@ -145,8 +145,15 @@ def retrain(
     from pipeline.settings import Settings
 
     console = Console(stderr=True)
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", version):
-        _error(console, f"--version must be letters, digits, '.', '_' or '-'. Got {version!r} instead.")
+    from models.artifact import ARTIFACTS_DIR, MODEL_NAME
+
+    if not re.fullmatch(MODEL_NAME, version):
+        _error(console, "--version must be 1 to at most 64 letters, digits, '.', '_' or '-', starting with a letter or "
+                        f"digit. Got {version[:40]!r}{'...' if len(version) > 40 else ''} ({len(version)} "
+                        "characters) instead.")
+        raise typer.Exit(2)
+    if version == "default" or (ARTIFACTS_DIR / version).exists():
+        _error(console, f"--version {version!r} is the name of a shipped model (or 'default'); choose another name")
         raise typer.Exit(2)
     settings = Settings()
     if (user_models_dir(settings.data_dir) / version).exists():
@@ -163,6 +170,10 @@ def retrain(
             discover_sessions(d)
         for d in unannotated:
             find_recordings(d)
+        if holdout:
+            from models.training import check_holdout_apart
+
+            check_holdout_apart(data, holdout)
     except PipelineError as exc:
         _error(console, str(exc))
         raise typer.Exit(1) from None
@@ -212,6 +223,10 @@ def evaluate(
     if not data and not unannotated:
         _error(console, "give --data or --unannotated (or both): there is nothing to evaluate")
         raise typer.Exit(2)
+    if json_out is not None and (json_out.is_dir() or not json_out.parent.is_dir()):
+        _error(console, f"--json {json_out}: " + ("is a folder; give a file name" if json_out.is_dir() else
+                                                 f"folder {json_out.parent} not found"))
+        raise typer.Exit(2)
     settings = Settings()
     try:
         result = run(model if model is not None else active_model_path(settings), data, settings,
@@ -235,7 +250,8 @@ def evaluate(
 
 
 @app.command("activate-model")
-def activate_model_cmd(version: str = typer.Argument(..., help="A model in <data dir>/models/.")) -> None:
+def activate_model_cmd(version: str = typer.Argument(..., help="A model in <data dir>/models/, or 'default' for "
+                                                  "the shipped model.")) -> None:
     """Make a retrained model the one the analysis and the nightly run use."""
     from rich.console import Console
 
