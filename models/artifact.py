@@ -226,7 +226,8 @@ def render_card_markdown(card: dict) -> str:
                       what="trained on → scored on").splitlines()]
         lines += [_type_row(name, f"{p['train']} → {p['test']}", p["types"][name])
                   for name in CLASSES[1:] for p in cross["pairs"]]
-        mean = cross.get("mean_auroc", {})
+        # the mean of the rows above (the stored figure could come from other scores)
+        mean = {name: _mean_finite([p["types"][name].get("auroc") for p in cross["pairs"]]) for name in CLASSES[1:]}
         lines += ["", "Mean AUROC over the held-out generators: "
                   + ", ".join(f"{k} {_md_num(v)}" for k, v in mean.items()) + ".", ""]
     elif cv:
@@ -274,7 +275,9 @@ def render_card_markdown(card: dict) -> str:
     if choice:
         means = choice["mean_cross_generator_auroc"]
         types = list(next(iter(means.values())))
-        lines += ["## Model choice", "", f"Measured on the same splits ({choice['measured_on']}).", "",
+        lines += ["## Model choice", "", f"Measured on the same splits ({choice['measured_on']}), each fold with its "
+                  "own model and calibration: the means can differ from the cross-generator table's, which is on "
+                  "the shipped model's probability scale.", "",
                   "| model | " + " | ".join(f"mean AUROC {t}" for t in types) + " | chosen |",
                   "|---|" + "---|" * len(types) + "---|"]
         lines += [f"| {kind} | " + " | ".join(_md_num(v.get(t)) for t in types)
@@ -304,6 +307,11 @@ def render_card_markdown(card: dict) -> str:
 
 _TYPE_TABLE_HEAD = ("| rupture type | {what} | windows | positive | AUROC | AUPRC | recall at threshold | "
                     "precision at threshold | Brier |\n|---|---|---|---|---|---|---|---|---|")
+
+
+def _mean_finite(values) -> float:
+    v = [x for x in values if isinstance(x, (int, float)) and math.isfinite(x)]
+    return sum(v) / len(v) if v else math.nan
 
 
 def _type_row(name: str, what: str, m: dict) -> str:

@@ -800,6 +800,9 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
         for pair in cv["pairs"]:
             held = gens == pair["test"]
             pair["types"] = type_metrics(y[held], oof[held], thresholds)
+        if cv["pairs"]:  # the mean of the table as the card shows it (the model choice keeps each fold's own)
+            cv["mean_auroc"] = {name: _nanmean([p["types"][name]["auroc"] for p in cv["pairs"]])
+                                for name in CLASSES[1:]}
     generators = sorted(set(gens.tolist()))
     counts = {CLASSES[k]: int((y == k).sum()) for k in range(len(CLASSES))}
     langs = sorted(set(data["languages"].tolist()))
@@ -1006,7 +1009,8 @@ def format_card_figures(card: dict) -> str:
     if choice:
         means = "; ".join(f"{kind} " + ", ".join(f"{t} {_fmt(v).strip()}" for t, v in s.items())
                           for kind, s in choice["mean_cross_generator_auroc"].items())
-        out.append(f"Mean AUROC ({choice['measured_on']}): {means}. Chosen: {choice['why']}.")
+        out.append(f"Mean AUROC ({choice['measured_on']}, each fold with its own model and calibration, so not the "
+                   f"table's scale): {means}. Chosen: {choice['why']}.")
     if "heldout" in m:
         out += ["Held-out sessions:", format_metrics(m["heldout"])]
         if m["heldout"].get("by_generator"):

@@ -25,3 +25,18 @@ def test_real_and_mixed_training_data_say_how_many_of_each():
     assert mixed["summary"] == "Trained on 5 annotated sessions (2 real, 3 simulated) of 4 clients (nl)."
     assert "2 echte, 3 gesimuleerde" in mixed["summary_nl"]
     assert "waarop het getraind is staat niet" not in model_caveat(mixed, "clinic-v1", "nl")
+
+
+def test_the_cards_mean_auroc_is_the_mean_of_the_table_it_stands_under():
+    from models.artifact import render_card_markdown
+
+    def types(w, c):
+        row = {"n_windows": 10, "n_positive": 3, "auprc": 0.5, "recall": 0.8, "precision": 0.6, "brier": 0.1}
+        return {"withdrawal": {**row, "auroc": w}, "confrontation": {**row, "auroc": c}}
+
+    card = {"summary": "x", "version": "v", "feature_names": [], "threshold": {"value": 0.5, "why": "w"},
+            "metrics": {"cross_generator": {"pairs": [{"train": "a", "test": "b", "n_windows": 1, "types": types(0.8, 0.9)},
+                                                      {"train": "b", "test": "a", "n_windows": 1, "types": types(0.9, 1.0)}],
+                                            "mean_auroc": {"withdrawal": 0.5, "confrontation": 0.5}}}}
+    text = render_card_markdown(card)
+    assert "Mean AUROC over the held-out generators: withdrawal 0.850, confrontation 0.950." in text
