@@ -9,6 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 
+# file names every session folder of a dataset shares: a message naming one also names its folder
+GENERIC_NAMES = frozenset({"metadata.json", "ruptures.csv"})
+
+
 class PipelineError(Exception):
     """Base class of every error raised on purpose by alliance-monitor."""
 
@@ -19,7 +23,8 @@ class InputError(PipelineError):
     Parameters
     ----------
     path : str or Path or None
-        The offending file, repeated at the start of the message.
+        The offending file, repeated at the start of the message (with its folder for the files every session
+        has, ``GENERIC_NAMES``).
     problem : str
         What was found and what was expected.
     """
@@ -27,7 +32,12 @@ class InputError(PipelineError):
     def __init__(self, path: str | Path | None, problem: str) -> None:
         self.path = None if path is None else Path(path)
         self.problem = problem
-        prefix = f"{self.path.name}: " if self.path is not None else ""
+        if self.path is None:
+            prefix = ""
+        elif self.path.name in GENERIC_NAMES and self.path.parent.name:  # every session has one: name the session
+            prefix = f"{self.path.parent.name}/{self.path.name}: "
+        else:
+            prefix = f"{self.path.name}: "
         super().__init__(f"{prefix}{problem}")
 
 

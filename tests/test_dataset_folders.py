@@ -43,3 +43,13 @@ def test_held_out_sessions_that_are_also_training_sessions_are_refused(tmp_path)
     check_holdout_apart([tmp_path / "train"], [tmp_path / "held"])  # apart: fine
     with pytest.raises(InputError, match="held-out sessions are also training sessions: s1, s2"):
         check_holdout_apart([tmp_path / "train"], [tmp_path / "held", tmp_path / "train"])
+
+
+def test_errors_in_a_sessions_generic_files_name_the_session(tmp_path):
+    # every session has a metadata.json and a ruptures.csv: the message names the session folder too
+    _session(tmp_path / "ds" / "s1")
+    _session(tmp_path / "ds" / "s7")
+    (tmp_path / "ds" / "s7" / "metadata.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(InputError, match=r"^s7/metadata.json: "):
+        discover_sessions(tmp_path / "ds")
+    assert str(InputError(tmp_path / "x" / "call.wav", "file is empty")) == "call.wav: file is empty"
