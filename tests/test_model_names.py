@@ -51,3 +51,21 @@ def test_evaluate_checks_its_json_target_before_any_work(settings, tmp_path):
     for target, says in ((tmp_path, "is a folder"), (tmp_path / "missing" / "out.json", "not found")):
         result = runner.invoke(app, ["evaluate", "--unannotated", str(tmp_path), "--json", str(target)])
         assert result.exit_code == 2 and says in " ".join(result.output.split()), result.output
+
+
+@pytest.mark.slow
+def test_an_input_error_inside_the_retrain_flow_is_one_line_without_traceback(prefect_harness, settings, tmp_path,
+                                                                               monkeypatch, capfd):
+    from pipeline.errors import InputError
+    from tests.test_dataset_folders import _session
+
+    _session(tmp_path / "ds" / "s1")
+
+    def refuse(*a, **k):
+        raise InputError(None, "grouped cross-validation needs sessions of at least 2 clients")
+
+    monkeypatch.setattr("models.training.train", refuse)
+    result = runner.invoke(app, ["retrain", "--data", str(tmp_path / "ds"), "--version", "clinic-v9"])
+    out = result.output + "".join(capfd.readouterr())
+    assert result.exit_code == 1 and "needs sessions of at least 2 clients" in out
+    assert "Traceback" not in out

@@ -177,12 +177,14 @@ def retrain(
     except PipelineError as exc:
         _error(console, str(exc))
         raise typer.Exit(1) from None
+    from flows.nightly import failures_to_debug
     from flows.retrain import retrain_model
 
     try:
-        folder = retrain_model([str(d) for d in data], version, target_recall=target_recall,
-                               holdout_dirs=[str(h) for h in holdout], unannotated_dirs=[str(u) for u in unannotated],
-                               activate=activate)
+        with failures_to_debug():  # an input error is one line below, not Prefect's traceback first
+            folder = retrain_model([str(d) for d in data], version, target_recall=target_recall,
+                                   holdout_dirs=[str(h) for h in holdout],
+                                   unannotated_dirs=[str(u) for u in unannotated], activate=activate)
     except PipelineError as exc:
         _error(console, str(exc))
         raise typer.Exit(1) from None
