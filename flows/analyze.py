@@ -300,10 +300,8 @@ def _classifier(settings: Settings):
     folder = active_model_path(settings)
     try:
         return load_model(folder)
-    except PipelineError:
-        raise
     except Exception as exc:  # a damaged card or model file fails in many ways; all mean the artifact is unusable
-        reason = " ".join(f"{exc.__class__.__name__}: {exc}".split())
+        reason = " ".join((str(exc) if isinstance(exc, PipelineError) else f"{exc.__class__.__name__}: {exc}").split())
         raise ModelArtifactError(f"{folder}: cannot be loaded as a classifier ({reason}); activate another "
                                  "model or restore this one") from exc
 
