@@ -7,7 +7,9 @@ file), and DER with overlapped speech scored before and after
 :func:`pipeline.overlap.assign_overlap_speakers` on the project's own
 diarization (resemblyzer + spectral clustering + GMM resegmentation, true
 speaker count given), at collar 0.5 s (the project's convention, ±0.25 s) and
-at collar 0.
+at collar 0; and the interruptions and successful interruptions
+(:func:`pipeline.turns.overlap_events`, all speakers together) on the
+reference's turns against those found before and after the overlap stage.
 
 Sources: ``sample_audio/sample.wav`` and ``tests/data/ami/`` (dev00, dev01,
 tst00) in the repository; with ``--shared`` (default ``../shared/data/real``
@@ -66,6 +68,26 @@ def overlap_share(ref) -> float:
     return sum(b - a for a, b in reference_overlap(ref)) / speech if speech else 0.0
 
 
+def interruption_counts(turns) -> dict[str, int]:
+    """Interruptions and successful ones (:func:`pipeline.turns.overlap_events`), all speakers together.
+
+    A speaker's own turns are merged first (reference RTTMs may overlap a speaker with itself).
+    """
+    from pipeline.turns import overlap_events
+    from pipeline.types import SpeakerTurn
+
+    merged = []
+    for spk in sorted({t.speaker for t in turns}):
+        spans = sorted((t.start, t.end) for t in turns if t.speaker == spk and t.end > t.start)
+        for a, b in spans:
+            if merged and merged[-1].speaker == spk and a <= merged[-1].end:
+                merged[-1] = SpeakerTurn(merged[-1].start, max(b, merged[-1].end), spk)
+            else:
+                merged.append(SpeakerTurn(a, b, spk))
+    events = [e for e in overlap_events(merged) if e.kind == "interruption"]
+    return {"interruptions": len(events), "successful": sum(e.successful for e in events)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared/data/real")
@@ -121,6 +143,8 @@ def main() -> None:
             before = diarize(rec.samples, rec.sample_rate_hz, speech, num_speakers=n_spk,
                              settings=settings.diarization, embedder=embedder)
             after = assign_overlap_speakers(before, frames, ov, duration_s=rec.duration_s)
+            for name, turns in (("reference", ref), ("before", before.turns), ("after", after.turns)):
+                row.update({f"{k}_{name}": v for k, v in interruption_counts(turns).items()})
             for collar in (0.5, 0.0):
                 for name, d in (("before", before), ("after", after)):
                     s = score_diarization(ref, d.turns, uri=audio.stem, collar_s=collar, start_s=start, end_s=end)
@@ -144,6 +168,13 @@ def main() -> None:
         "pooled_recall": (sum(r["recall"] * r["overlap_reference_s"] for r in with_overlap)
                           / max(1e-9, sum(r["overlap_reference_s"] for r in with_overlap))),
     }
+    if embedder is not None:
+        for k in ("interruptions", "successful"):
+            summary[f"{k}_reference"] = sum(r[f"{k}_reference"] for r in rows)
+            summary[f"{k}_before"] = sum(r[f"{k}_before"] for r in rows)
+            summary[f"{k}_after"] = sum(r[f"{k}_after"] for r in rows)
+            print(f"{k} (all speakers): reference {summary[f'{k}_reference']}, found before the overlap stage "
+                  f"{summary[f'{k}_before']}, after {summary[f'{k}_after']}")
     print(f"mean F1 on the {len(high)} references with >= 10 % overlap: {summary['mean_f1_overlap_ge_10pct']}")
     print(f"pooled over {len(with_overlap)} references with overlap: precision {summary['pooled_precision']:.2f}, "
           f"recall {summary['pooled_recall']:.2f}")
