@@ -37,7 +37,7 @@ def test_wrong_rate_is_refused():
 
 
 def test_silero_batches_give_faster_whispers_probabilities_exactly(sample_recording):
-    """Built batch by batch, over more than one batch of 10,000 windows (5.6 minutes), the probabilities are equal."""
+    """Built batch by batch (11 batches of 1,000 windows here), the probabilities equal faster-whisper's single call."""
     from faster_whisper.vad import SileroVADModel, get_assets_path
     from pathlib import Path
 
@@ -63,3 +63,34 @@ def test_vad_memory_does_not_grow_with_the_recording_beyond_one_copy(sample_reco
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 1.5 * audio.nbytes + 25e6, (peak / 1e6, audio.nbytes / 1e6)
+
+
+def test_silero_runs_once_per_audio_across_passes(sample_recording, monkeypatch):
+    """The vad stage, the ASR's speech chunks and the fine pauses each search the whole recording with their own
+    thresholds; Silero's probabilities depend on the audio only, so the model runs once per audio and every pass
+    gets the regions it got before."""
+    from faster_whisper import vad as fw_vad
+
+    from pipeline.settings import VadSettings
+    from pipeline.vad import fine_pauses
+
+    audio = np.tile(sample_recording.samples, 3)
+    other_settings = VadSettings(threshold=0.6, speech_pad_ms=100)
+    coarse = detect_speech(audio, 16000)
+    other = detect_speech(audio, 16000, settings=other_settings)
+    pauses = fine_pauses(audio, 16000)
+    model = fw_vad.get_vad_model()  # the bounded model the passes above used
+    real, calls = model.session, []
+
+    class Counting:
+        def run(self, *args, **kwargs):
+            calls.append(1)
+            return real.run(*args, **kwargs)
+
+    monkeypatch.setattr(model, "session", Counting())
+    assert detect_speech(audio, 16000) == coarse
+    assert detect_speech(audio, 16000, settings=other_settings) == other
+    assert fine_pauses(audio, 16000) == pauses
+    assert calls == []
+    louder = detect_speech(audio * 0.5, 16000)  # other audio: the model runs
+    assert calls and louder
