@@ -285,7 +285,9 @@ class SegmentationOverlapDetector:
     cpu_threads : int >= 0
         onnxruntime intra-op threads (0: onnxruntime's default, all cores).
     batch_size : int >= 1
-        Windows per model call.
+        Windows per model call. onnxruntime keeps the working memory of its
+        largest call for the life of the session: on 30 minutes, 198 MB with
+        8 windows, 94 MB with 4 (and 5 % faster), the same probabilities.
 
     Raises
     ------
@@ -295,7 +297,7 @@ class SegmentationOverlapDetector:
     """
 
     def __init__(self, model_path: str | Path | None = None, *, model_sha256: str | None = None,
-                 hop_s: float = 5.0, cpu_threads: int = 1, batch_size: int = 8) -> None:
+                 hop_s: float = 5.0, cpu_threads: int = 1, batch_size: int = 4) -> None:
         from pipeline.errors import BackendUnavailableError
 
         if not 0 < hop_s <= 10:
