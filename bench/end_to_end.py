@@ -54,7 +54,7 @@ def analyse(wav: Path, out: Path, language: str) -> dict:
     warnings.filterwarnings("ignore")
     import psutil
 
-    from flows.analyze import STAGES, analyze_session
+    from flows.analyze import STAGES, analyze_session, preload_analysis
     from pipeline.asr.faster_whisper_backend import FasterWhisperBackend
 
     me = psutil.Process()
@@ -84,6 +84,7 @@ def analyse(wav: Path, out: Path, language: str) -> dict:
 
     threading.Thread(target=sample, daemon=True).start()
     t0 = time.perf_counter()
+    preload_analysis()  # as `alliance analyze` does
     report = analyze_session(str(wav), out_dir=str(out), session_id="bench", language=language, hook=timer)
     total = time.perf_counter() - t0
     stop.set()

@@ -95,6 +95,43 @@ def _load_overlap(overlap_json: str):
     return SegmentationOverlapDetector.from_settings(OverlapSettings.model_validate_json(overlap_json))
 
 
+_PRELOAD: dict[str, threading.Thread] = {}
+
+
+def preload_analysis() -> None:
+    """Import the analysis' heavy libraries in a background thread while Prefect starts the run; call it just
+    before the flow.
+
+    A run's start-up is Prefect's (its temporary API server answers after about 4 s) and then the classifier's
+    load, which is mostly imports (skops lists every scikit-learn estimator when it is imported, about 3 s; torch
+    about 2 s). Started first, the imports and the speaker encoder's load happen while Prefect waits for its
+    server. The flow waits for them before its own work, so no module is ever imported by two threads at once;
+    an error here is left for the run itself to meet and report.
+    """
+    with _LOAD_LOCK:
+        if "thread" not in _PRELOAD:
+            _PRELOAD["thread"] = threading.Thread(target=_preload, name="alliance-preload", daemon=True)
+            _PRELOAD["thread"].start()
+
+
+def _preload() -> None:
+    import importlib
+
+    try:
+        for name in ("torch", "skops.io", "sklearn.linear_model", "sklearn.ensemble", "sklearn.calibration",
+                     "sklearn.mixture", "sklearn.cluster", "librosa", "faster_whisper", "onnxruntime"):
+            importlib.import_module(name)
+        _embedder()
+    except Exception:  # noqa: BLE001 - the run loads the same and reports what fails
+        pass
+
+
+def _wait_for_preload() -> None:
+    thread = _PRELOAD.get("thread")
+    if thread is not None:
+        thread.join()
+
+
 def _load_audio(work: Path) -> np.ndarray:
     return np.asarray(np.load(work / "audio.npy", mmap_mode="r"))
 
@@ -239,6 +276,7 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
         partial outputs behind.
     """
     private_umask()  # a Prefect worker may start this flow without the CLI: outputs hold client data
+    _wait_for_preload()
     log = get_run_logger()
     settings = Settings()
     meta = Sidecar.load(metadata_path) if metadata_path else Sidecar()

@@ -345,3 +345,19 @@ def test_a_header_only_recording_fails_the_analysis_in_one_line(prefect_harness,
     assert res.returncode == 1, said
     assert "Traceback" not in said, said
     assert "error: hdr.wav: decoded 0 samples of audio; the file holds no sound" in said
+
+
+def test_the_analysis_libraries_are_imported_in_one_background_thread_before_the_flow():
+    """`alliance analyze` and the nightly run start the heavy imports while Prefect starts; the flow waits for
+    them (one thread, however often it is asked for), so no module is imported by two threads at once."""
+    import sys
+
+    from flows import analyze
+
+    analyze.preload_analysis()
+    thread = analyze._PRELOAD["thread"]
+    analyze.preload_analysis()
+    assert analyze._PRELOAD["thread"] is thread
+    analyze._wait_for_preload()
+    assert not thread.is_alive()
+    assert {"skops.io", "torch", "librosa", "faster_whisper"} <= set(sys.modules)

@@ -98,8 +98,10 @@ def analyze(
         if (out / "session.json").exists():
             console.print(f"note: replacing the earlier results in {out}", soft_wrap=True)
 
-    from flows.analyze import STAGES, analyze_session, session_folder_path
+    from flows.analyze import STAGES, analyze_session, preload_analysis, session_folder_path
     from flows.nightly import failures_to_debug
+
+    preload_analysis()  # the analysis' imports while Prefect starts the run
 
     with Progress(TextColumn("{task.description:<12}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeElapsedColumn(), console=console, transient=True) as progress:

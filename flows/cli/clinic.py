@@ -55,9 +55,12 @@ def nightly(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox fo
 
     if deployment:
         summary = nightly_inbox(str(folder), deployment=deployment)
-    elif dask_workers:
+    elif dask_workers:  # each Dask worker process loads its own models
         summary = nightly_inbox.with_options(task_runner=dask_runner(dask_workers))(str(folder), use_task_runner=True)
     else:
+        from flows.analyze import preload_analysis
+
+        preload_analysis()  # the analysis' imports while Prefect starts the nightly run
         summary = nightly_inbox(str(folder))
     for kind in ("processed", "duplicates", "renamed", "rejected", "failed", "waiting", "ignored"):
         typer.echo(f"{kind}: {len(summary[kind])}")
