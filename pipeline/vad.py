@@ -89,9 +89,10 @@ class BoundedSilero:
     a pass over 30 minutes peaked 356 MB above its start with 10,000 and 189 MB with 1,000, in the same time.
 
     The probabilities depend on the audio only, not on the thresholds applied to them, and an analysis searches
-    the same recording three times (the vad stage, the ASR's speech chunks, the fine pauses at speaker changes):
-    the last few audios' probabilities are kept (4 bytes per 32 ms window), keyed by a BLAKE2 digest of the
-    samples, so the model runs once per audio.
+    the same recording three times (the vad stage, the ASR's speech chunks, the fine pauses at speaker changes),
+    with many short searches in between (pieces of long silences, the ASR's 10-minute pieces): probabilities are
+    kept up to 16 MB (4 bytes per 32 ms window: 675 KB for 90 minutes), keyed by a BLAKE2 digest of the samples,
+    so the model runs once per audio.
 
     Parameters
     ----------
@@ -100,7 +101,7 @@ class BoundedSilero:
     """
 
     BATCH_WINDOWS = 1_000
-    KEEP = 4  # audios whose probabilities are kept
+    KEEP_BYTES = 16 * 2**20  # probabilities kept, least recently used dropped first (4 hours of audio: 1.8 MB)
 
     def __init__(self, model) -> None:
         self.session = model.session
@@ -119,7 +120,7 @@ class BoundedSilero:
         probs = self._probabilities(audio, num_samples, context_size_samples)
         with self._lock:
             self._kept[key] = probs.copy()
-            while len(self._kept) > self.KEEP:
+            while sum(p.nbytes for p in self._kept.values()) > self.KEEP_BYTES and len(self._kept) > 1:
                 self._kept.popitem(last=False)
         return probs
 

@@ -94,3 +94,28 @@ def test_silero_runs_once_per_audio_across_passes(sample_recording, monkeypatch)
     assert calls == []
     louder = detect_speech(audio * 0.5, 16000)  # other audio: the model runs
     assert calls and louder
+
+
+def test_a_long_recordings_probabilities_outlive_the_short_pieces_searched_in_between(sample_recording, monkeypatch):
+    """Between the passes over the whole recording come many short searches (8 s pieces of long silences, the
+    ASR's 10-minute pieces); they must not push the whole recording's probabilities out."""
+    from faster_whisper import vad as fw_vad
+
+    from pipeline.vad import _bounded_model_installed
+
+    _bounded_model_installed()
+    model = fw_vad.get_vad_model()
+    audio = np.tile(sample_recording.samples, 4)[: 240 * 512 * 8]
+    model(audio)
+    for i in range(40):  # 40 different 8 s pieces
+        model(audio[i * 512: i * 512 + 8 * 16000])
+    real, calls = model.session, []
+
+    class Counting:
+        def run(self, *args, **kwargs):
+            calls.append(1)
+            return real.run(*args, **kwargs)
+
+    monkeypatch.setattr(model, "session", Counting())
+    model(audio)
+    assert calls == []
