@@ -65,6 +65,19 @@ def test_vad_memory_does_not_grow_with_the_recording_beyond_one_copy(sample_reco
     assert peak < 1.5 * audio.nbytes + 25e6, (peak / 1e6, audio.nbytes / 1e6)
 
 
+def _count_model_runs(model, monkeypatch) -> list:
+    """From now on, every onnxruntime call of ``model`` appends to the returned list."""
+    real, calls = model.session, []
+
+    class Counting:
+        def run(self, *args, **kwargs):
+            calls.append(1)
+            return real.run(*args, **kwargs)
+
+    monkeypatch.setattr(model, "session", Counting())
+    return calls
+
+
 def test_silero_runs_once_per_audio_across_passes(sample_recording, monkeypatch):
     """The vad stage, the ASR's speech chunks and the fine pauses each search the whole recording with their own
     thresholds; Silero's probabilities depend on the audio only, so the model runs once per audio and every pass
@@ -80,14 +93,7 @@ def test_silero_runs_once_per_audio_across_passes(sample_recording, monkeypatch)
     other = detect_speech(audio, 16000, settings=other_settings)
     pauses = fine_pauses(audio, 16000)
     model = fw_vad.get_vad_model()  # the bounded model the passes above used
-    real, calls = model.session, []
-
-    class Counting:
-        def run(self, *args, **kwargs):
-            calls.append(1)
-            return real.run(*args, **kwargs)
-
-    monkeypatch.setattr(model, "session", Counting())
+    calls = _count_model_runs(model, monkeypatch)
     assert detect_speech(audio, 16000) == coarse
     assert detect_speech(audio, 16000, settings=other_settings) == other
     assert fine_pauses(audio, 16000) == pauses
@@ -109,13 +115,6 @@ def test_a_long_recordings_probabilities_outlive_the_short_pieces_searched_in_be
     model(audio)
     for i in range(40):  # 40 different 8 s pieces
         model(audio[i * 512: i * 512 + 8 * 16000])
-    real, calls = model.session, []
-
-    class Counting:
-        def run(self, *args, **kwargs):
-            calls.append(1)
-            return real.run(*args, **kwargs)
-
-    monkeypatch.setattr(model, "session", Counting())
+    calls = _count_model_runs(model, monkeypatch)
     model(audio)
     assert calls == []
