@@ -144,6 +144,7 @@ def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *
         A folder is missing or holds no audio (the message names it).
     """
     from models.flagging import flag_windows
+    from pipeline.audio import shortfall_warning
 
     files, skipped, total_min, total = [], [], 0.0, {name: 0 for name in CLASSES[1:]}
     for folder in folders:
@@ -164,12 +165,18 @@ def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *
             flags = flag_windows(feats, bundle, threshold=threshold, min_speech_s=settings.model.min_window_speech_s)
             minutes = duration_s / 60.0
             by_type = {name: sum(f.marker_type == name for f in flags) for name in CLASSES[1:]}
-            files.append({"file": rel, "folder": str(folder), "minutes": round(minutes, 2), "flags": len(flags),
-                          "flags_per_hour": _round(flags_per_hour(len(flags), minutes)), "by_type": by_type})
+            row = {"file": rel, "folder": str(folder), "minutes": round(minutes, 2), "flags": len(flags),
+                   "flags_per_hour": _round(flags_per_hour(len(flags), minutes)), "by_type": by_type}
+            # a file cut short counts on what was decoded, and says so
+            warning = shortfall_warning(path, duration_s, settings=getattr(settings, "audio", None))
+            if warning:
+                row["warning"] = warning
+            files.append(row)
             total_min += minutes
             for name, n in by_type.items():
                 total[name] += n
-            progress(f"{rel}: {len(flags)} flags in {minutes:.1f} min")
+            progress(f"{rel}: {len(flags)} flag{'' if len(flags) == 1 else 's'} in {minutes:.1f} min"
+                     + (f"; {warning}" if warning else ""))
     n = sum(total.values())
     applied = {CLASSES[k]: threshold if threshold is not None else bundle.class_threshold(k) for k in (1, 2)}
     return {"thresholds": applied, "files": files, "skipped": skipped,
@@ -186,6 +193,7 @@ def format_false_alarms(result: dict) -> str:
     for name, r in rows:
         rate = "—" if r["flags_per_hour"] is None or math.isnan(r["flags_per_hour"]) else f"{r['flags_per_hour']:.1f}"
         lines.append(f"{name:<{width}} {r['minutes']:>8.1f} {r['flags']:>6} {rate:>15}")
+    lines += [f"{f['file']}: {f['warning']}" for f in result["files"] if f.get("warning")]
     for s in result.get("skipped", []):
         lines.append(f"{s['file']}: set aside ({s['why']})")
     return "\n".join(lines)

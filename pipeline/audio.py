@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import AudioDecodeError, EmptyAudioError
+from pipeline.errors import AudioDecodeError, EmptyAudioError, PipelineError
 from pipeline.settings import AudioSettings
 from pipeline.types import Recording
 
@@ -249,6 +249,33 @@ class _Buffer:
             self._data = self._data[:, : self.size].copy() if self.size < self._data.shape[1] // 2 \
                 else self._data[:, : self.size]
         return self._data
+
+
+def shortfall_warning(path: str | Path, decoded_s: float, *, settings: AudioSettings | None = None) -> str | None:
+    """The warning :func:`decode` gives when less was decoded than the file's header declares.
+
+    For callers that kept only the decoded length (cached features), from the header alone.
+
+    Parameters
+    ----------
+    path : str or Path
+        The recording.
+    decoded_s : float >= 0
+        Seconds that were decoded from it.
+    settings : AudioSettings, optional
+        As for :func:`probe`.
+
+    Returns
+    -------
+    str or None
+        One English sentence naming both lengths (s), or None when the file is whole or its header declares no
+        length (or cannot be read any more).
+    """
+    try:
+        declared = probe(path, settings=settings)
+    except PipelineError:
+        return None
+    return _completeness(decoded_s, declared, None)
 
 
 def _completeness(duration: float, declared: float | None, damage: str | None) -> str | None:

@@ -50,3 +50,30 @@ def test_a_broken_or_silent_recording_is_set_aside_and_the_others_still_count(tm
     assert any(line.startswith("b-empty.wav: set aside") for line in lines)
     table = fa.format_false_alarms(out)
     assert "set aside" in table and "c-silent.wav" in table
+
+
+def test_a_truncated_recording_is_counted_on_what_was_decoded_and_said(tmp_path, monkeypatch):
+    """A file cut short (its header declares more than it holds) still counts, with one line saying so."""
+    from pipeline.audio import save_wav
+
+    whole = tmp_path / "whole.wav"
+    save_wav(whole, np.zeros(30 * 16000, np.float32), 16000)
+    data = whole.read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 3])  # the header still says 30 s
+    whole.unlink()
+
+    import models.flagging
+
+    one = type("Flag", (), {"marker_type": "withdrawal"})()
+    monkeypatch.setattr(models.flagging, "flag_windows", lambda *args, **kwargs: [one])
+    monkeypatch.setattr(fa, "recording_features", lambda path, settings, backends=None: (_features(20.0), 10.0))
+    bundle = ModelBundle(_Calm(), {"version": "t", "feature_names": list(FEATURE_NAMES),
+                                   "threshold": {"value": 0.5, "per_class": {}}}, tmp_path)
+    lines = []
+    settings = type("S", (), {"model": type("M", (), {"min_window_speech_s": 3.0})(), "audio": None})()
+    out = fa.false_alarms(bundle, [tmp_path], settings=settings, progress=lines.append)
+    (row,) = out["files"]
+    assert row["minutes"] == pytest.approx(10 / 60, abs=0.01) and row["flags"] == 1
+    assert "truncated" in row["warning"] and "30.0" in row["warning"]
+    assert lines == [f"cut.wav: 1 flag in 0.2 min; {row['warning']}"]
+    assert f"cut.wav: {row['warning']}" in fa.format_false_alarms(out)
