@@ -119,3 +119,25 @@ def test_a_short_recording_gets_at_least_a_minute_before_the_time_limit():
     assert time_budget_s(30.0, AsrSettings()) == 60.0
     assert time_budget_s(3600.0, AsrSettings()) == 900.0
     assert time_budget_s(3600.0, AsrSettings(max_s_per_audio_min=0)) is None
+
+
+def test_sampled_decoding_gives_the_same_words_for_the_same_audio_in_one_process(asr_backend, settings,
+                                                                                  sample_recording, monkeypatch):
+    """Temperature fallback samples; the seed is set for each recording, so what ran before does not matter."""
+    from faster_whisper import WhisperModel
+
+    from pipeline.asr import transcribe
+
+    sampled = WhisperModel.transcribe
+    # every window sampled at temperature 1 (as a window Whisper finds unlikely is, after the greedy pass fails)
+    monkeypatch.setattr(WhisperModel, "transcribe", lambda *a, **k: sampled(*a, **{**k, "temperature": [1.0]}))
+    clip = sample_recording.samples[: 12 * 16000]
+    other = sample_recording.samples[12 * 16000: 24 * 16000]
+
+    def words(x):
+        return [(w.text, w.start) for w in transcribe(x, 16000, settings=settings.asr, backend=asr_backend,
+                                                      language="en").words]
+
+    first = words(clip)
+    words(other)
+    assert words(clip) == first

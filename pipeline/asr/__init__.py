@@ -57,7 +57,7 @@ def load_backend(settings: AsrSettings, *, model_cache_dir, vad_settings: VadSet
 
         checkpoint = resolve_checkpoint(settings.checkpoint, model_dir=settings.model_dir, cache_dir=model_cache_dir)
         return OpenAIWhisperBackend(checkpoint, cpu_threads=settings.cpu_threads, beam_size=settings.beam_size,
-                                    vad_parameters=vad.model_dump())
+                                    vad_parameters=vad.model_dump(), random_seed=settings.random_seed)
     from pipeline.asr.faster_whisper_backend import FasterWhisperBackend
     from pipeline.asr.model_store import resolve_model_dir
 
@@ -65,7 +65,7 @@ def load_backend(settings: AsrSettings, *, model_cache_dir, vad_settings: VadSet
     return FasterWhisperBackend(model_dir, compute_type=settings.compute_type,
                                 cpu_threads=settings.cpu_threads, decoders=settings.decoders,
                                 beam_size=settings.beam_size, best_of=settings.best_of,
-                                vad_parameters=vad.model_dump())
+                                vad_parameters=vad.model_dump(), random_seed=settings.random_seed)
 
 
 def check_backend(settings: AsrSettings, *, model_cache_dir) -> None:

@@ -99,6 +99,11 @@ class FasterWhisperBackend:
     vad_parameters : dict, optional
         :class:`pipeline.settings.VadSettings` fields (threshold, min_speech_duration_ms, min_silence_duration_ms,
         speech_pad_ms, restart_after_s); its defaults when omitted.
+    random_seed : int >= 0
+        Seed of CTranslate2's sampling at fallback temperatures. After a recording that sampled, the model is
+        loaded afresh before the next one, so a recording's transcript does not depend on what the process
+        decoded before (one recording at a time; its parts decoded at once can still take the sampled windows in
+        another order on a busy machine).
 
     Raises
     ------
@@ -115,7 +120,8 @@ class FasterWhisperBackend:
     _counts_lock = threading.Lock()
 
     def __init__(self, model_dir: Path, *, compute_type: str = "int8", cpu_threads: int = 0, decoders: int = 0,
-                 beam_size: int = 5, best_of: int = 1, vad_parameters: dict | None = None) -> None:
+                 beam_size: int = 5, best_of: int = 1, vad_parameters: dict | None = None,
+                 random_seed: int = 0) -> None:
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:  # pragma: no cover - faster-whisper is a core dependency
@@ -123,16 +129,31 @@ class FasterWhisperBackend:
         self.model_dir = Path(model_dir)
         self.beam_size = beam_size
         self.best_of = best_of
+        self.random_seed = random_seed
         self.vad_parameters = dict(vad_parameters or {})
         # the thread count is always given: left at 0, CTranslate2 takes OMP_NUM_THREADS, which Dask sets to 1 in
         # its workers, and int8 decoding with another thread count can choose other words (the Dask run and the
         # threaded run of one batch must give the same transcript)
         self.cpu_threads = cpu_threads or 1
         self.decoders = max(1, min(decoders or available_cores(), MAX_DECODERS))
+        self.compute_type = compute_type
+        self._model_lock = threading.Lock()
+        self._sampled = False  # whether a transcription sampled since the model was loaded
+        self._model = self._load()
+
+    def _load(self):
+        """A fresh CTranslate2 model, its decoders' random generators seeded with ``random_seed``.
+
+        CTranslate2 seeds each decoding thread's generator once, when it first samples, so a fresh model (fresh
+        threads) is what makes a recording's sampled windows independent of the recordings decoded before.
+        """
+        import ctranslate2
+        from faster_whisper import WhisperModel
+
+        ctranslate2.set_random_seed(self.random_seed)
         try:
-            self._model = WhisperModel(str(self.model_dir), device="cpu", compute_type=compute_type,
-                                       cpu_threads=self.cpu_threads, num_workers=self.decoders,
-                                       local_files_only=True)
+            return WhisperModel(str(self.model_dir), device="cpu", compute_type=self.compute_type,
+                                cpu_threads=self.cpu_threads, num_workers=self.decoders, local_files_only=True)
         except (RuntimeError, ValueError, OSError) as exc:
             raise BackendUnavailableError(f"{self.model_dir}: cannot load the Whisper model ({exc})") from exc
 
@@ -169,6 +190,9 @@ class FasterWhisperBackend:
         from pipeline.asr.speech_only import speech_chunks
 
         duration = samples.size / 16000.0
+        with self._model_lock:  # the sampling at fallback temperatures starts afresh (about 0.35 s to load)
+            if self._sampled:
+                self._model, self._sampled = self._load(), False
         chunks = speech_chunks(samples, self.vad_parameters)
         if not chunks:
             if progress is not None:
@@ -213,6 +237,8 @@ class FasterWhisperBackend:
                 timeline = SpeechTimestampsMap(groups[i], 16000)
                 limited.append((timeline.get_original_time(cut), groups[i][-1]["end"] / 16000.0))
                 done[i] = part_s
+            if fallback:
+                self._sampled = True
             with self._counts_lock:
                 self.decoding_counts.update(segments=len(decoded), fallback_segments=fallback, parts=1,
                                             quick_parts=int(cut is not None))

@@ -111,6 +111,8 @@ class OpenAIWhisperBackend:
         Beam width.
     vad_parameters : dict, optional
         Silero VAD options, as for faster-whisper's ``vad_filter``.
+    random_seed : int >= 0
+        Seed of PyTorch's generator for the sampling at fallback temperatures, set before each recording.
 
     Raises
     ------
@@ -121,13 +123,14 @@ class OpenAIWhisperBackend:
     name = "openai-whisper"
 
     def __init__(self, checkpoint: Path, *, cpu_threads: int = 0, beam_size: int = 5,
-                 vad_parameters: dict | None = None) -> None:
+                 vad_parameters: dict | None = None, random_seed: int = 0) -> None:
         import torch
 
         if cpu_threads > 0:
             torch.set_num_threads(cpu_threads)
         self.checkpoint = Path(checkpoint)
         self.beam_size = beam_size
+        self.random_seed = random_seed
         self.vad_parameters = dict(vad_parameters or {})
         self._model = load_checkpoint(self.checkpoint)
         # openai-whisper decodes by installing forward hooks on the shared model (key/value cache, and the
@@ -175,6 +178,7 @@ class OpenAIWhisperBackend:
             language = max(probs, key=probs.get)
             probability = probs[language]
         with self._lock, torch.no_grad():
+            torch.manual_seed(self.random_seed)  # the sampling at fallback temperatures starts afresh
             result = whisper.transcribe(
                 self._model, speech, language=language, task="transcribe", beam_size=self.beam_size, best_of=5,
                 patience=1.0, temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), compression_ratio_threshold=2.4,
