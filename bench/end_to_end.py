@@ -21,8 +21,9 @@ come from the flow's hook: a stage runs from the end of the one before (the
 first from its own start) to its end, so a task's model loading and Prefect's
 task overhead count in its stage; what comes before the first stage is flow
 start-up. A thread samples the process's resident memory every 20 ms and keeps
-the maximum per stage. ``peak_rss_mb`` is the process's
-maximum resident set size (``ru_maxrss``); Prefect's temporary server is a
+the maximum per stage, with the prosody stage's helper process added while it
+runs. ``peak_rss_mb`` is the larger of the process's maximum resident set
+size (``ru_maxrss``) and that sampled sum; Prefect's temporary server is a
 separate process whose peak is listed apart.
 
 Usage::
@@ -66,14 +67,22 @@ def analyse(wav: Path, out: Path, language: str) -> dict:
     server_peak = [0]
     stop = threading.Event()
 
+    whole = [0]  # this process and its prosody helpers together
+
     def sample() -> None:
         while not stop.is_set():
-            rss = me.memory_info().rss
-            peaks[current["stage"]] = max(peaks[current["stage"]], rss)
+            rss, server = me.memory_info().rss, 0
             try:
-                server_peak[0] = max(server_peak[0], sum(c.memory_info().rss for c in me.children(recursive=True)))
+                for child in me.children(recursive=True):
+                    if "spawn_main" in " ".join(child.cmdline()):  # a prosody helper (multiprocessing spawn)
+                        rss += child.memory_info().rss
+                    else:
+                        server += child.memory_info().rss
             except psutil.Error:
                 pass
+            peaks[current["stage"]] = max(peaks[current["stage"]], rss)
+            whole[0] = max(whole[0], rss)
+            server_peak[0] = max(server_peak[0], server)
             stop.wait(0.02)
 
     def timer(stage: str, fraction: float) -> None:
@@ -96,7 +105,7 @@ def analyse(wav: Path, out: Path, language: str) -> dict:
     return dict(
         duration_s=report.recording.duration_s, total_s=total, flow_start_s=first[0] - t0,
         stages={s: dict(seconds=ends[s] - starts[s], peak_rss_mb=peaks[s] / 2**20) for s in STAGES if s in ends},
-        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        peak_rss_mb=max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, whole[0] / 2**20),
         prefect_server_peak_mb=server_peak[0] / 2**20, words=len(report.transcript.words),
         language=report.transcript.language, language_segments=len(report.transcript.language_segments),
         flags=len(report.flags), asr_counts=dict(FasterWhisperBackend.decoding_counts))

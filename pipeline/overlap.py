@@ -297,7 +297,7 @@ class SegmentationOverlapDetector:
     """
 
     def __init__(self, model_path: str | Path | None = None, *, model_sha256: str | None = None,
-                 hop_s: float = 5.0, cpu_threads: int = 1, batch_size: int = 4) -> None:
+                 hop_s: float = 5.0, cpu_threads: int = 2, batch_size: int = 4) -> None:
         from pipeline.errors import BackendUnavailableError
 
         if not 0 < hop_s <= 10:

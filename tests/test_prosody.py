@@ -49,3 +49,53 @@ def test_a_glide_has_the_expected_range_in_semitones():
     out = turn_prosody((0.5 * np.sin(phase)).astype(np.float32), SR, [SpeakerTurn(0, 2, "A")],
                        settings=FeatureSettings())
     assert out[0].f0_range_st == pytest.approx(12 * 0.9, abs=1.0)  # 5th–95th percentile of a 12-semitone glide
+
+
+def _tone_turns(n=40, seconds=1.0):
+    """``n`` one-second tones from 110 to 440 Hz with 0.25 s of silence between them, and their turns."""
+    f0s = 110 * 2 ** (2 * np.arange(n) / (n - 1))
+    gap = np.zeros(int(0.25 * SR), np.float32)
+    signal = np.concatenate([np.concatenate([_tone(f, seconds), gap]) for f in f0s])
+    turns = [SpeakerTurn(i * (seconds + 0.25), i * (seconds + 0.25) + seconds, "AB"[i % 2]) for i in range(n)]
+    return signal, turns, f0s
+
+
+def test_a_helper_process_shares_the_turns_and_the_figures_are_the_same():
+    """pYIN holds Python's lock, so a second process shares the work; each turn's figures do not change."""
+    from pipeline.prosody import SHARE_PIECES, _chunks, _segments_prosody, _shared_out
+
+    signal, turns, f0s = _tone_turns()
+    alone = turn_prosody(signal, SR, turns, settings=FeatureSettings(), processes=1)
+    shared = turn_prosody(signal, SR, turns, settings=FeatureSettings(), processes=2)
+    assert [repr(p) for p in shared] == [repr(p) for p in alone]  # repr: NaN equals NaN
+    assert [p.f0_median_hz for p in shared] == pytest.approx(f0s, rel=0.02)
+    segments = [signal[int(t.start * SR):int(t.end * SR)] for t in turns]
+    chunks = _chunks(segments, SR)
+    assert 1 < len(chunks) <= SHARE_PIECES and [i for c in chunks for i in c] == list(range(len(turns)))
+    pitch = (65.0, 600.0, 0.02, 0.25)
+    # enough work that the helper, about 2 s to start, takes some (pYIN on 40 s of tones: about 1 s)
+    many = segments * 4
+    figures, by_helpers = _shared_out(_chunks(many, SR), many, SR, pitch, helpers=1)
+    assert by_helpers >= 1
+    assert [repr(f) for f in figures] == [repr(f) for f in _segments_prosody(many, SR, pitch)]
+
+
+def test_without_a_helper_every_turn_is_done_in_the_analysis_process(monkeypatch):
+    """No helper can start (a daemonic worker, no spawn): the same figures, nothing lost."""
+    import multiprocessing
+
+    signal, turns, _ = _tone_turns()
+    alone = turn_prosody(signal, SR, turns, settings=FeatureSettings(), processes=1)
+
+    def no_spawn(*args, **kwargs):
+        raise OSError("no semaphores here")
+
+    monkeypatch.setattr(multiprocessing, "get_context", no_spawn)
+    assert [repr(p) for p in turn_prosody(signal, SR, turns, settings=FeatureSettings(), processes=2)] == \
+        [repr(p) for p in alone]
+    monkeypatch.undo()
+    monkeypatch.setattr(multiprocessing.current_process(), "daemon", True, raising=False)
+    assert [repr(p) for p in turn_prosody(signal, SR, turns, settings=FeatureSettings(), processes=3)] == \
+        [repr(p) for p in alone]
+    with pytest.raises(ValueError, match="processes must be >= 1"):
+        turn_prosody(signal, SR, turns, settings=FeatureSettings(), processes=0)
