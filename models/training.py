@@ -55,6 +55,10 @@ TARGET_RECALL = 0.8
 CONTEXT_WINDOWS = 3
 MODEL_KINDS = ("linear", "hgb")  # the simpler first: it is kept unless the other transfers clearly better
 ISOTONIC_MIN_POSITIVES = 200  # below this many windows of a rupture type, sigmoid calibration (fewer parameters)
+# below either, the card and the run say the figures are not to be trusted yet: with fewer clients one unusual
+# client moves every figure, and recall at a threshold over fewer windows moves in steps of several points
+TRUSTED_MIN_CLIENTS = 10
+TRUSTED_MIN_POSITIVES = 50
 ESTIMATORS = {
     "linear": "SimpleImputer(median) → StandardScaler → LogisticRegression(C=0.3, class_weight=balanced)",
     "hgb": ("SimpleImputer(median) → HistGradientBoostingClassifier(max_depth=3, max_iter=200, learning_rate=0.1, "
@@ -805,6 +809,9 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
                                 for name in CLASSES[1:]}
     generators = sorted(set(gens.tolist()))
     counts = {CLASSES[k]: int((y == k).sum()) for k in range(len(CLASSES))}
+    small = small_data_note(int(np.unique(groups).size), counts)
+    if small:
+        progress(small)
     langs = sorted(set(data["languages"].tolist()))
     across = cv["grouped_by"] == "generator"
     held_out_by = "leave-one-generator-out" if across else "grouped cross-validation by client"
@@ -879,7 +886,7 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
         },
         "intended_use": "Flags stretches of a session for a clinician to review. It never diagnoses and never "
                         "replaces the therapist's judgement.",
-        "limitations": ("Probabilities are calibrated on predictions for "
+        "limitations": (small + " " if small else "") + ("Probabilities are calibrated on predictions for "
                         + ("generators the model had not trained on" if across else "clients it had not trained on")
                         + "; sessions unlike every training generator (real rooms, real children) can still differ. "
                         "The rooms generator builds part of its speech from the same real recordings the false-alarm "
@@ -902,6 +909,31 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
         card["metrics"]["false_alarms"] = false_alarms(bundle, unannotated_dirs, settings,
                                                        threshold=settings.model.flag_threshold, progress=progress)
     return save_model(model, card, root=Path(root))
+
+
+def small_data_note(n_clients: int, counts: dict[str, int]) -> str | None:
+    """A warning when a model is trained on too few clients or rupture windows for its figures to mean much.
+
+    Parameters
+    ----------
+    n_clients : int
+        Clients in the training data.
+    counts : dict
+        Windows per class name (``none`` and the rupture types).
+
+    Returns
+    -------
+    str or None
+        One sentence, or None from :data:`TRUSTED_MIN_CLIENTS` clients and :data:`TRUSTED_MIN_POSITIVES`
+        windows of each rupture type on.
+    """
+    few = {name: n for name, n in counts.items() if name != CLASSES[0] and n < TRUSTED_MIN_POSITIVES}
+    if n_clients >= TRUSTED_MIN_CLIENTS and not few:
+        return None
+    windows = ", ".join(f"{n} {name}" for name, n in counts.items() if name != CLASSES[0])
+    return (f"Trained on {n_clients} clients ({windows} windows): too few for its figures to be trusted yet; "
+            f"they start to mean something from {TRUSTED_MIN_CLIENTS} clients and {TRUSTED_MIN_POSITIVES} windows "
+            "of each rupture type.")
 
 
 def evaluate(model_dir: str | Path | None, data_dirs: Sequence[str | Path], settings, *,

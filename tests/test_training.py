@@ -230,7 +230,7 @@ def two_generators(tmp_path_factory):
 
         folder = train([root / "train"], version="gen-v1", settings=Settings(), root=root / "models",
                        summary="Trained on simulated sessions of two generators (test fixture).",
-                       unannotated_dirs=[quiet], progress=lambda m: None)
+                       unannotated_dirs=[quiet], progress=lambda m: (root / "progress.log").open("a").write(m + "\n"))
         yield root, folder, mp
 
 
@@ -342,3 +342,14 @@ def test_retrain_prints_the_cross_generator_table_and_the_false_alarms(prefect_h
     result = runner.invoke(app, ["retrain", "--data", str(root / "train"), "--unannotated", str(root / "nope"),
                                  "--version", "gen-cli-v2"])
     assert result.exit_code == 1 and "nope: folder of unannotated recordings not found" in " ".join(result.output.split())
+
+
+def test_a_model_trained_on_few_clients_says_its_figures_are_not_to_be_trusted_yet(two_generators):
+    """8 clients and under 50 windows of a rupture type: the card and the run both say so, first of its limits."""
+    root, folder, _ = two_generators
+    card = json.loads((folder / "model_card.json").read_text())
+    note = card["limitations"].split(". ")[0]
+    assert note.startswith("Trained on 8 clients") and "too few" in note
+    assert note in (root / "progress.log").read_text()
+    known = (folder / "MODEL_CARD.md").read_text().split("## Known limits", 1)[1]
+    assert known.strip().startswith("Trained on 8 clients")
