@@ -63,9 +63,9 @@ class AsrSettings(BaseModel):
                          "own default is 5). 1 measured better and faster on fallback-heavy audio: a simulated Dutch "
                          "child session WER 57-59 % against 68 %; noisy children's English 49-50 % either way.")
     random_seed: int = Field(
-        0, ge=0, description="Seed of Whisper's sampling at fallback temperatures, set before each recording: the "
-        "same recording gives the same transcript in the same time, whatever ran before it (unseeded, a simulated "
-        "Dutch session's ASR took 62-79 s from run to run).")
+        0, ge=0, description="Seed of Whisper's sampling at fallback temperatures, set afresh for each recording, "
+        "so what ran before does not change its transcript (unseeded, a simulated Dutch session's ASR took 62-79 s "
+        "from run to run; a recording decoded in parts at once can still sample its windows in another order).")
     max_s_per_audio_min: float = Field(
         15.0, ge=0, description="faster-whisper: the longest ASR may take, in seconds per minute of recording (15: "
         "a quarter of real time; the usual is 3-6), never under 60 s. Past it, the rest of the recording is decoded greedily without "
