@@ -76,10 +76,11 @@ def turn_prosody(samples: np.ndarray, sample_rate_hz: int, turns: Sequence[Speak
     holds Python's global interpreter lock for most of its time (a loop over
     frames), so threads do not share the work; with ``processes`` of 2 or
     more, helper processes take turns from the same list while this process
-    works through it from the other end (a fresh interpreter each, started
-    for this call and stopped after it). Each turn's figures do not depend on
-    where they were computed. Where no helper can be started (a daemonic
-    worker process, no ``spawn`` support), every turn is done here.
+    works through it from the other end (``python -m pipeline.prosody``, a
+    fresh interpreter each, started for this call and stopped after it; it
+    imports nothing of the caller). Each turn's figures do not depend on
+    where they were computed. Where no helper can start, or one fails, its
+    turns are done here.
 
     Parameters
     ----------
@@ -116,9 +117,12 @@ def turn_prosody(samples: np.ndarray, sample_rate_hz: int, turns: Sequence[Speak
 
 
 #: Pieces a session's turns are cut into for sharing (each about the same length of audio), and the least audio
-#: worth starting a helper process for (starting one costs about 1 s of the idle core).
+#: worth starting a helper process for (a helper needs about 2.8 s of the idle core to start: numpy, librosa).
 SHARE_PIECES = 24
 SHARE_MIN_AUDIO_S = 30.0
+#: How long a helper may go on with a chunk after this process ran out of work, at least (s); also twice the
+#: longest chunk this process did
+HELPER_GRACE_S = 60.0
 
 
 def _chunks(segments: list[np.ndarray], sample_rate_hz: int) -> list[list[int]]:
@@ -151,40 +155,148 @@ def _segments_prosody(segments: Sequence[np.ndarray], sample_rate_hz: int,
 
 def _shared_out(chunks: list[list[int]], segments: list[np.ndarray], sample_rate_hz: int,
                 pitch: tuple[float, float, float, float], *, helpers: int) -> tuple[list[tuple], int]:
-    """The figures of every segment, and how many chunks helpers did (they take chunks from the front, this process
-    from the back)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    """The figures of every segment, and how many chunks helpers did.
 
+    Helpers take chunks from the front of one queue while this process takes them from the back. A helper that
+    cannot start, fails or dies leaves its chunk to this process; one still busy long after this process ran out
+    of work (twice the longest chunk here, at least :data:`HELPER_GRACE_S`) is stopped and its chunk done here.
+    """
+    import collections
+    import threading
+    import time
+
+    todo = collections.deque(range(len(chunks)))
+    lock = threading.Lock()
     done: list[list | None] = [None] * len(chunks)
-    futures, local = [], 0
-    pool = None
-    if not multiprocessing.current_process().daemon:  # a daemonic process (a worker pool's) may not start helpers
+    by_helpers = [0]
+
+    def feed(helper: _Helper) -> None:
         try:
-            # spawn: a fresh interpreter, none of the analysis' threads and locks (CTranslate2, torch) copied
-            pool = ProcessPoolExecutor(helpers, mp_context=multiprocessing.get_context("spawn"))
-        except Exception:  # noqa: BLE001 - no helper here (no semaphores, no spawn): all turns in this process
-            pool = None
-    if pool is not None:
-        with pool:
-            try:
-                futures = [pool.submit(_segments_prosody, [segments[i] for i in idx], sample_rate_hz, pitch)
-                           for idx in chunks]
-            except Exception:  # noqa: BLE001 - the pool could not take work: what it did not take is done here
-                pass
-            for j in reversed(range(len(chunks))):
-                if j < len(futures) and not futures[j].cancel():
-                    break  # the helpers have it: they reached this process from the front
-                done[j] = _segments_prosody([segments[i] for i in chunks[j]], sample_rate_hz, pitch)
-                local += 1
-            for j, future in enumerate(futures):
-                if done[j] is None:
-                    try:
-                        done[j] = future.result()
-                    except Exception:  # noqa: BLE001 - a helper died (killed, out of memory): redo it here
-                        done[j] = None
-    by_helpers = sum(d is not None for d in done) - local
-    for j, idx in enumerate(chunks):
+            while True:
+                with lock:
+                    if not todo:
+                        return
+                    j = todo.popleft()
+                figures = helper.run([segments[i] for i in chunks[j]], sample_rate_hz, pitch)
+                if figures is None:  # the helper failed or died: its chunk goes back to the queue
+                    with lock:
+                        todo.appendleft(j)
+                    return
+                done[j] = figures
+                with lock:
+                    by_helpers[0] += 1
+        finally:
+            helper.close()
+
+    started = [h for h in (_Helper.start() for _ in range(helpers)) if h is not None]
+    feeders = [threading.Thread(target=feed, args=(h,), name="pyin-helper", daemon=True) for h in started]
+    for t in feeders:
+        t.start()
+    longest = 0.0
+    while True:
+        with lock:
+            if not todo:
+                break
+            j = todo.pop()
+        t0 = time.monotonic()
+        done[j] = _segments_prosody([segments[i] for i in chunks[j]], sample_rate_hz, pitch)
+        longest = max(longest, time.monotonic() - t0)
+    for helper, t in zip(started, feeders):
+        t.join(max(HELPER_GRACE_S, 2 * longest))
+        if t.is_alive():  # hung: stop it; its chunk is done below
+            helper.kill()
+            t.join()
+    for j, idx in enumerate(chunks):  # chunks a helper gave back after this process ran out of work
         if done[j] is None:
             done[j] = _segments_prosody([segments[i] for i in idx], sample_rate_hz, pitch)
-    return [f for part in done for f in part], by_helpers
+    return [f for part in done for f in part], by_helpers[0]
+
+
+class _Helper:
+    """A ``python -m pipeline.prosody`` process that computes :func:`_segments_prosody` for this one.
+
+    A plain subprocess, not :mod:`multiprocessing`: that would import the caller's main script again in the
+    helper (a script without an ``if __name__ == "__main__"`` guard would run its whole analysis there). Jobs
+    and results are pickled over the helper's stdin and stdout, which nothing else writes to.
+    """
+
+    def __init__(self, proc) -> None:
+        self._proc = proc
+
+    @classmethod
+    def start(cls) -> "_Helper | None":
+        """A running helper, or None where none can start (no interpreter path, no processes allowed)."""
+        import os
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        if not sys.executable:
+            return None
+        root = str(Path(__file__).resolve().parent.parent)  # the folder that holds ``pipeline``
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "pipeline.prosody"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, env=env)
+        except (OSError, ValueError):
+            return None
+        return cls(proc)
+
+    def run(self, segments: list[np.ndarray], sample_rate_hz: int, pitch: tuple) -> list[tuple] | None:
+        """The helper's figures for ``segments``; None when it failed or is gone."""
+        import pickle
+
+        try:
+            pickle.dump((segments, sample_rate_hz, pitch), self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self._proc.stdin.flush()
+            reply = pickle.load(self._proc.stdout)
+        except (OSError, EOFError, ValueError, pickle.UnpicklingError):
+            return None
+        return reply if isinstance(reply, list) else None
+
+    def close(self) -> None:
+        """End the helper (end of its input), killing it if it does not stop within 5 s."""
+        import subprocess
+
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """Stop the helper at once."""
+        try:
+            self._proc.kill()
+            self._proc.wait(timeout=5)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
+def _serve() -> None:
+    """The helper's loop: read a pickled job from stdin, write its figures (or a failure) to stdout, until EOF."""
+    import os
+    import pickle
+    import sys
+
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints of any library go to stderr, not the results
+    source = sys.stdin.buffer
+    while True:
+        try:
+            segments, sample_rate_hz, pitch = pickle.load(source)
+        except EOFError:
+            return
+        try:
+            reply = _segments_prosody(segments, sample_rate_hz, pitch)
+        except Exception as exc:  # noqa: BLE001 - the analysis process redoes the chunk and raises it there
+            reply = ("failed", type(exc).__name__)
+        pickle.dump(reply, out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()
+
+
+if __name__ == "__main__":
+    _serve()

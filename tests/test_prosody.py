@@ -80,22 +80,75 @@ def test_a_helper_process_shares_the_turns_and_the_figures_are_the_same():
     assert [repr(f) for f in figures] == [repr(f) for f in _segments_prosody(many, SR, pitch)]
 
 
-def test_without_a_helper_every_turn_is_done_in_the_analysis_process(monkeypatch):
-    """No helper can start (a daemonic worker, no spawn): the same figures, nothing lost."""
-    import multiprocessing
+def test_without_a_helper_or_with_one_that_fails_or_hangs_every_turn_is_still_done(monkeypatch):
+    """No helper can start, a helper dies, a helper hangs: the same figures, nothing lost, the hung one stopped."""
+    import threading
+
+    from pipeline import prosody
 
     signal, turns, _ = _tone_turns()
     alone = turn_prosody(signal, SR, turns, settings=FeatureSettings(), processes=1)
 
-    def no_spawn(*args, **kwargs):
-        raise OSError("no semaphores here")
+    def shared():
+        return [repr(p) for p in turn_prosody(signal, SR, turns, settings=FeatureSettings(), processes=2)]
 
-    monkeypatch.setattr(multiprocessing, "get_context", no_spawn)
-    assert [repr(p) for p in turn_prosody(signal, SR, turns, settings=FeatureSettings(), processes=2)] == \
-        [repr(p) for p in alone]
-    monkeypatch.undo()
-    monkeypatch.setattr(multiprocessing.current_process(), "daemon", True, raising=False)
-    assert [repr(p) for p in turn_prosody(signal, SR, turns, settings=FeatureSettings(), processes=3)] == \
-        [repr(p) for p in alone]
+    monkeypatch.setattr(prosody._Helper, "start", classmethod(lambda cls: None))
+    assert shared() == [repr(p) for p in alone]
+
+    class Dies:
+        closed = 0
+
+        def run(self, *args):
+            return None
+
+        def close(self):
+            Dies.closed += 1
+
+    monkeypatch.setattr(prosody._Helper, "start", classmethod(lambda cls: Dies()))
+    assert shared() == [repr(p) for p in alone] and Dies.closed == 1
+
+    class Hangs:
+        killed = threading.Event()
+
+        def run(self, *args):
+            Hangs.killed.wait()
+            return None
+
+        def close(self):
+            pass
+
+        def kill(self):
+            Hangs.killed.set()
+
+    monkeypatch.setattr(prosody._Helper, "start", classmethod(lambda cls: Hangs()))
+    monkeypatch.setattr(prosody, "HELPER_GRACE_S", 0.2)
+    assert shared() == [repr(p) for p in alone] and Hangs.killed.is_set()
     with pytest.raises(ValueError, match="processes must be >= 1"):
         turn_prosody(signal, SR, turns, settings=FeatureSettings(), processes=0)
+
+
+def test_a_script_without_a_main_guard_runs_once_while_a_helper_shares_its_turns(tmp_path):
+    """The helper is a fresh ``python -m pipeline.prosody``: it never imports the caller's script again (with
+    multiprocessing's spawn it did, and an unguarded script ran its whole analysis a second time inside it)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path[:0] = [{str(root)!r}, {str(Path(__file__).resolve().parent)!r}]\n"
+        "from test_prosody import SR, _tone_turns\n"
+        "from pipeline.prosody import _chunks, _shared_out\n"
+        "print('script ran', flush=True)\n"
+        "signal, turns, _ = _tone_turns()\n"
+        "segments = [signal[int(t.start * SR):int(t.end * SR)] for t in turns] * 4\n"
+        "figures, by_helpers = _shared_out(_chunks(segments, SR), segments, SR, (65.0, 600.0, 0.02, 0.25), "
+        "helpers=1)\n"
+        "print('helper chunks', by_helpers, len(figures), flush=True)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("script ran") == 1
+    ((chunks, n),) = [line.split()[2:] for line in out.stdout.splitlines() if line.startswith("helper chunks")]
+    assert int(chunks) >= 1 and int(n) == 160
