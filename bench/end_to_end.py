@@ -74,7 +74,7 @@ def analyse(wav: Path, out: Path, language: str) -> dict:
             rss, server = me.memory_info().rss, 0
             try:
                 for child in me.children(recursive=True):
-                    if "spawn_main" in " ".join(child.cmdline()):  # a prosody helper (multiprocessing spawn)
+                    if "pipeline.prosody" in child.cmdline():  # the prosody stage's helper (python -m pipeline.prosody)
                         rss += child.memory_info().rss
                     else:
                         server += child.memory_info().rss
