@@ -49,7 +49,7 @@ from typing import Protocol
 import numpy as np
 
 from pipeline.audio import recording_sha256
-from pipeline.settings import OverlapSettings
+from pipeline.settings import OverlapSettings, available_cores
 from pipeline.types import Diarization, OverlapRegion, SpeakerTurn
 
 SAMPLE_RATE_HZ = 16000
@@ -283,7 +283,8 @@ class SegmentationOverlapDetector:
         the cost for no better F1, a 9.9 s hop lowered the mean F1 from 0.64
         to 0.59).
     cpu_threads : int >= 0
-        onnxruntime intra-op threads (0: onnxruntime's default, all cores).
+        onnxruntime intra-op threads, at most the cores this process may use
+        (0: all of them).
     batch_size : int >= 1
         Windows per model call. onnxruntime keeps the working memory of its
         largest call for the life of the session: on 30 minutes, 198 MB with
@@ -318,7 +319,9 @@ class SegmentationOverlapDetector:
                 f"overlap model {path}: sha256 is {digest}, expected {expected.lower()}; the file is damaged or "
                 "not the pinned model (reinstall with `make install`, or give the right model_sha256)")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = cpu_threads
+        cores = available_cores()
+        self.cpu_threads = cores if cpu_threads == 0 else min(cpu_threads, cores)  # more only compete for cores
+        options.intra_op_num_threads = self.cpu_threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:

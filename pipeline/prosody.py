@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.settings import FeatureSettings
+from pipeline.settings import FeatureSettings, available_cores
 from pipeline.types import SpeakerTurn, TurnProsody
 
 
@@ -94,7 +94,8 @@ def turn_prosody(samples: np.ndarray, sample_rate_hz: int, turns: Sequence[Speak
         pYIN range (Hz) and hop (s); ``prosody_processes`` when ``processes``
         is not given.
     processes : int >= 1, optional
-        Processes that share the turns, this one included (1: this one only).
+        Processes that share the turns, this one included (1: this one only);
+        never more than the cores this process may use or the pieces of work.
 
     Returns
     -------
@@ -109,7 +110,8 @@ def turn_prosody(samples: np.ndarray, sample_rate_hz: int, turns: Sequence[Speak
     segments = [samples[int(t.start * sample_rate_hz): int(t.end * sample_rate_hz)] for t in turns]
     pitch = (settings.pitch_fmin_hz, settings.pitch_fmax_hz, settings.pitch_hop_s, settings.pitch_resolution_st)
     chunks = _chunks(segments, sample_rate_hz)
-    if processes > 1 and len(chunks) > 1:
+    processes = min(processes, available_cores(), len(chunks))  # more would only compete for the cores
+    if processes > 1:
         figures, _ = _shared_out(chunks, segments, sample_rate_hz, pitch, helpers=processes - 1)
     else:
         figures = [f for idx in chunks for f in _segments_prosody([segments[i] for i in idx], sample_rate_hz, pitch)]
@@ -236,7 +238,9 @@ class _Helper:
         root = str(Path(__file__).resolve().parent.parent)  # the folder that holds ``pipeline``
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "pipeline.prosody"], stdin=subprocess.PIPE,
+            # -P: the folder the analysis runs from is not put on the module path (a stray numpy.py there is
+            # never imported); this package is found through PYTHONPATH
+            proc = subprocess.Popen([sys.executable, "-P", "-m", "pipeline.prosody"], stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, env=env)
         except (OSError, ValueError):
             return None

@@ -10,12 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, else ``os.cpu_count()``).
+
+    Thread and process counts asked for in the settings are capped by it:
+    more workers than cores only compete for them.
+    """
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 class AudioSettings(BaseModel):
@@ -63,7 +76,7 @@ class AsrSettings(BaseModel):
                          "own default is 5). 1 measured better and faster on fallback-heavy audio: a simulated Dutch "
                          "child session WER 57-59 % against 68 %; noisy children's English 49-50 % either way.")
     random_seed: int = Field(
-        0, ge=0, description="Seed of Whisper's sampling at fallback temperatures, set afresh for each recording, "
+        0, ge=0, le=2**32 - 1, description="Seed of Whisper's sampling at fallback temperatures, set afresh for each recording, "
         "so what ran before does not change its transcript (unseeded, a simulated Dutch session's ASR took 62-79 s "
         "from run to run; a recording decoded in parts at once can still sample its windows in another order).")
     max_s_per_audio_min: float = Field(
@@ -140,8 +153,8 @@ class OverlapSettings(BaseModel):
         "(pipeline.overlap.assign_overlap_speakers): wide low-threshold regions added false speech on the phone "
         "call (DER +1.2 points at 0.25/0.15, -0.9 at 0.4/0.3, collar 0.5 s; bench/overlap_eval.py).")
     second_speaker_offset: float = Field(0.3, gt=0, lt=1, description="Hysteresis offset of those regions.")
-    cpu_threads: int = Field(2, ge=0, description="onnxruntime threads for the segmentation model; 0: all cores "
-                             "(2 against 1: 4.8 -> 2.9 s on a simulated 10-minute session, the same probabilities).")
+    cpu_threads: int = Field(2, ge=0, le=256, description="onnxruntime threads for the segmentation model, at most "
+                             "the cores this process may use; 0: all of them (2 against 1: 4.8 -> 2.9 s on a simulated 10-minute session, the same probabilities).")
 
     @field_validator("model_path", "model_sha256", mode="before")
     @classmethod
@@ -170,8 +183,8 @@ class FeatureSettings(BaseModel):
         0.25, gt=0, le=1, description="pYIN pitch grid in semitones (0.25: 6x faster than 0.1, median F0 within "
         "0.05 semitone of it on sample.wav).")
     prosody_processes: int = Field(
-        2, ge=1, description="Processes that share the pYIN work of a session, the analysis process included (1: "
-        "that one alone). pYIN holds Python's lock, so threads do not help; on 2 cores a helper process takes the "
+        2, ge=1, le=256, description="Processes that share the pYIN work of a session, the analysis process included "
+        "(1: that one alone), at most the cores this process may use. pYIN holds Python's lock, so threads do not help; on 2 cores a helper process takes the "
         "prosody stage of a simulated 10-minute Dutch session from 12.0 to about 6 s, with the same figures.")
     change_vad_threshold: float = Field(
         0.5, gt=0, lt=1, description="Silero threshold of the fine VAD pass that finds gaps at speaker changes.")

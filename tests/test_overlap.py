@@ -308,3 +308,13 @@ def test_second_speaker_on_the_meeting_excerpts(uri, detector, embedder, setting
     b = score_diarization(ref, before.turns, collar_s=0.5, start_s=0, end_s=30)
     a = score_diarization(ref, after.turns, collar_s=0.5, start_s=0, end_s=30)
     assert a.missed_s < b.missed_s and a.der < b.der, (b, a)
+
+
+def test_thread_counts_past_the_cores_are_capped(monkeypatch):
+    """512 onnxruntime threads asked for on 2 cores run 2 (more only compete for them: 48 s instead of 3 s)."""
+    from pipeline import overlap
+
+    monkeypatch.setattr(overlap, "available_cores", lambda: 2)
+    assert SegmentationOverlapDetector(cpu_threads=512).cpu_threads == 2
+    assert SegmentationOverlapDetector(cpu_threads=0).cpu_threads == 2
+    assert SegmentationOverlapDetector(cpu_threads=1).cpu_threads == 1

@@ -152,3 +152,44 @@ def test_a_script_without_a_main_guard_runs_once_while_a_helper_shares_its_turns
     assert out.stdout.count("script ran") == 1
     ((chunks, n),) = [line.split()[2:] for line in out.stdout.splitlines() if line.startswith("helper chunks")]
     assert int(chunks) >= 1 and int(n) == 160
+
+
+def test_the_helper_does_not_import_modules_from_the_current_folder(tmp_path, monkeypatch):
+    """A ``librosa.py`` planted in the folder the analysis runs from is never imported by the helper."""
+    from pipeline import prosody
+
+    marker = tmp_path / "planted-module-ran"
+    (tmp_path / "librosa.py").write_text(f"open({str(marker)!r}, 'w').close()\nraise SystemExit(3)\n")
+    monkeypatch.chdir(tmp_path)
+    helper = prosody._Helper.start()
+    assert helper is not None
+    try:
+        signal, turns, _ = _tone_turns(n=2)
+        segments = [signal[int(t.start * SR):int(t.end * SR)] for t in turns]
+        figures = helper.run(segments, SR, (65.0, 600.0, 0.02, 0.25))
+    finally:
+        helper.close()
+    assert not marker.exists()
+    assert figures is not None and [f[0] for f in figures] == pytest.approx([110.0, 440.0], rel=0.02)
+
+
+def test_no_more_helpers_than_cores_or_chunks(monkeypatch):
+    """8 processes asked for on 2 cores start one helper; on 64 cores no more helpers than pieces of work."""
+    from pipeline import prosody
+
+    started = []
+
+    def start(cls):
+        started.append(1)
+        return None  # no helper: this process does the work
+
+    monkeypatch.setattr(prosody._Helper, "start", classmethod(start))
+    signal, turns, _ = _tone_turns()
+    monkeypatch.setattr(prosody, "available_cores", lambda: 2)
+    turn_prosody(signal, SR, turns, settings=FeatureSettings(), processes=8)
+    assert len(started) == 1
+    started.clear()
+    monkeypatch.setattr(prosody, "available_cores", lambda: 64)
+    segments = [signal[int(t.start * SR):int(t.end * SR)] for t in turns]
+    turn_prosody(signal, SR, turns, settings=FeatureSettings(), processes=64)
+    assert len(started) == len(prosody._chunks(segments, SR)) - 1

@@ -18,18 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import BackendUnavailableError
+from pipeline.settings import available_cores
 from pipeline.types import Transcript, Word
 
 MIN_PART_S = 60.0  # a recording is cut into parts of at least this much speech, so short clips decode in one piece
 MAX_DECODERS = 4
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, else ``os.cpu_count()``)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def split_chunks(chunks: list[dict], parts: int) -> list[list[dict]]:
