@@ -293,6 +293,8 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
     try:
         # a private scratch folder of this run: the decoded audio, and every output until the run succeeded
         work = Path(tempfile.mkdtemp(prefix=".work-", dir=out))
+        with _UNFINISHED_LOCK:
+            _UNFINISHED[work] = out
     except OSError as exc:
         _remove_if_empty(out)
         raise StageError(f"{out}: cannot write in the session folder ({exc.strerror}); choose another --out "
@@ -321,6 +323,8 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
     finally:
         shutil.rmtree(work, ignore_errors=True)
         _remove_if_empty(out)  # a failed run leaves no empty session folder
+        with _UNFINISHED_LOCK:
+            _UNFINISHED.pop(work, None)
     log.info("session %s: report written in %.1f s", sid, time.perf_counter() - t0)
     return report
 
@@ -393,6 +397,31 @@ def _publish(stage: Path, out: Path) -> None:
     except OSError as exc:
         raise StageError(f"{out}: cannot write {Path(exc.filename or '').name or 'the outputs'} into the session "
                          f"folder ({exc.strerror})") from exc
+
+
+_UNFINISHED: dict[Path, Path] = {}  # scratch folder -> session folder, of the analyses running in this process
+_UNFINISHED_LOCK = threading.Lock()
+
+
+def discard_unfinished() -> int:
+    """Remove the scratch folders of the analyses running in this process (decoded audio, unpublished outputs),
+    and their session folders where nothing else is in them; for a stop at once (Ctrl-C).
+
+    Results already published are not touched: a session's outputs move into its folder only when its analysis
+    succeeded.
+
+    Returns
+    -------
+    int
+        Analyses whose unfinished work was removed.
+    """
+    with _UNFINISHED_LOCK:
+        pairs = list(_UNFINISHED.items())
+        _UNFINISHED.clear()
+    for work, out in pairs:
+        shutil.rmtree(work, ignore_errors=True)
+        _remove_if_empty(out)
+    return len(pairs)
 
 
 def _remove_if_empty(folder: Path) -> None:

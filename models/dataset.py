@@ -214,9 +214,11 @@ def session_features(session: LabelledSession, settings, *,
         analysis = analyze(session.recording, Sidecar.load(session.metadata), settings,
                            backends=backends or _backends(settings.model_dump_json()), session_id=session.session_id)
         make_private_dir(cache)  # markers of a client's session: private whatever the umask (0700 / 0600)
-        done.write_text(json.dumps({"features": analysis.features.to_dict(),
+        part = cache / f".features-{os.getpid()}.json"  # whole or not at all, even after a stop at once (Ctrl-C)
+        part.write_text(json.dumps({"features": analysis.features.to_dict(),
                                     "duration_s": analysis.recording.duration_s}), encoding="utf-8")
-        os.chmod(done, PRIVATE_FILE_MODE)
+        os.chmod(part, PRIVATE_FILE_MODE)
+        os.replace(part, done)
     raw = json.loads(done.read_text(encoding="utf-8"))
     return SessionFeatures.from_dict(raw["features"]), float(raw["duration_s"])
 

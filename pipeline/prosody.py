@@ -284,8 +284,12 @@ def _serve() -> None:
     """The helper's loop: read a pickled job from stdin, write its figures (or a failure) to stdout, until EOF."""
     import os
     import pickle
+    import signal
     import sys
 
+    # Ctrl-C in a terminal reaches this helper too: the analysis process decides what stops (it ends this
+    # helper, or closes its input)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints of any library go to stderr, not the results
     source = sys.stdin.buffer

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = ("analyze", "nightly", "deploy", "serve", "audit", "purge", "web", "export-reviews", "eval-diarization",
@@ -62,3 +65,60 @@ def test_add_therapist_reads_the_password_from_stdin_without_a_getpass_warning(t
                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert empty.returncode == 2 and "Warning" not in empty.stderr
     assert "no password on standard input" in empty.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_an_analysis_at_once_and_leaves_nothing_behind(tmp_path):
+    """Ctrl-C reaches the whole foreground process group, Prefect's temporary server included: the analysis went
+    on to the end, then reported its state to the stopped server for minutes (hundreds of ConnectError lines).
+    Now it stops within seconds, in one line, and removes the session's unfinished work."""
+    import os
+    import signal
+    import time
+
+    data = tmp_path / "data"
+    env = {**os.environ, "ALLIANCE_DATA_DIR": str(data)}
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "analyze", str(ROOT / "sample_audio/sample.wav")],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own group, as a terminal's foreground job
+    try:
+        deadline = time.monotonic() + 240
+        while not list(data.glob("sessions/*/.work-*/audio.npy")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert list(data.glob("sessions/*/.work-*/audio.npy")), "the analysis never started"
+        time.sleep(1.0)
+        stopped_at = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - stopped_at
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 130, err[-3000:]
+    assert took < 15, f"{took:.1f} s"
+    assert "Traceback" not in err and "ConnectError" not in err, err[-3000:]
+    assert "stopped (Ctrl-C)" in err
+    assert not list(data.glob("sessions/*/.work-*")) and not list(data.glob("sessions/*/report.html"))
+    assert _running_in_group(proc.pid) == [], "left running"  # the server, pitch helpers
+
+
+def _running_in_group(pgid: int, wait_s: float = 5.0) -> list[int]:
+    """Processes of group ``pgid`` still running (zombies not counted) after up to ``wait_s`` seconds."""
+    import time
+
+    import psutil
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        left = []
+        for p in psutil.process_iter():
+            try:
+                if os.getpgid(p.pid) == pgid and p.status() != psutil.STATUS_ZOMBIE:
+                    left.append(p.pid)
+            except (OSError, psutil.Error):
+                pass
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)

@@ -1,5 +1,5 @@
 """``python -m flows.cli``: the same command as ``alliance``."""
 
-from flows.cli import app
+from flows.cli import run
 
-app()
+run()

@@ -54,6 +54,51 @@ class _Commands(typer.core.TyperGroup):
             raise typer.Exit(2) from None
 
 
+STOPPED = ("stopped (Ctrl-C): the work in progress was not kept (its unfinished files are removed); results "
+           "already written are kept, and a recording still in the inbox is analysed by the next run")
+
+
+def stop_at_once_on_ctrl_c() -> None:
+    """Make Ctrl-C stop a command within seconds, in one line.
+
+    A terminal sends Ctrl-C to the whole foreground process group, Prefect's temporary API server included; a
+    KeyboardInterrupt then left the flow reporting its crash to the stopped server for minutes, with a traceback
+    per retry. Instead the scratch folders of the analyses in progress are removed
+    (:func:`flows.analyze.discard_unfinished`), this command's child processes are ended (the server, pitch
+    helpers, Dask workers) and the process exits with status 130 (128 + SIGINT). Every output is published
+    whole or not at all, so nothing written earlier is lost. The web server keeps its own handling. Installed by
+    the ``alliance`` program itself (:func:`flows.cli.run`), not when the app is called in-process (tests).
+    """
+    import signal
+    import sys
+
+    def stop(signum, frame) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not interrupt the clean-up
+        try:
+            from flows.analyze import discard_unfinished
+
+            discard_unfinished()
+        except Exception:  # noqa: BLE001 - stopping matters more than tidying
+            pass
+        try:
+            import psutil
+
+            children = psutil.Process().children(recursive=True)
+            for child in children:
+                child.kill()
+            psutil.wait_procs(children, timeout=5)
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            sys.stderr.write(f"\n{STOPPED}\n")
+            sys.stderr.flush()
+        finally:
+            os._exit(130)
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored on purpose
+        signal.signal(signal.SIGINT, stop)
+
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_Commands,
                   help="alliance-monitor: flags possible therapeutic-alliance ruptures for clinician review.")
 
