@@ -45,34 +45,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from flows.store import Store, escape_field, now
+from flows.store import Store, now
 from pipeline.audio import AUDIO_SUFFIXES, recording_sha256
 from pipeline.errors import MetadataError
-from pipeline.ids import is_valid_id, make_private_dir, remove_inside
+from pipeline.ids import is_valid_id, make_private_dir, one_line, remove_inside
 from pipeline.sidecar import read_sidecar
 
 PRIVATE_FILE_MODE = 0o600
 FILING_FOLDERS = ("done", "rejected", "failed")
-
-
-def one_line(text: str) -> str:
-    """``text`` (a file name, or a message that holds one) on one line: control characters escaped.
-
-    A tab, line break, backslash or other control character becomes ``\\t``, ``\\n``, ``\\\\``, ``\\xNN``
-    (:func:`flows.store.escape_field`), so a file name such as ``"a\\n2026-01-01T00:00:00\\tanalysis.wav"`` cannot
-    print a fake line in the run summary, a log, a reason file or the audit log.
-
-    Parameters
-    ----------
-    text : str
-        The raw text.
-
-    Returns
-    -------
-    str
-        The text with no line break, tab or other control character left.
-    """
-    return escape_field(text)
 
 
 def is_regular(path: Path) -> bool:

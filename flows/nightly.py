@@ -28,7 +28,7 @@ Then, for each recording ``NAME.ext`` with its sidecar ``NAME.ext.json`` (or
 
 Every event about a recording is a row in the audit log; the run summary is
 stored and returned. File names in it, in log lines, reason files and audit
-rows are on one line (:func:`flows.inbox.one_line`).
+rows are on one line (:func:`pipeline.ids.one_line`).
 Recordings and sidecars in ``rejected/`` and ``failed/`` are deleted after
 ``ALLIANCE_REJECTED_RETENTION_DAYS`` / ``ALLIANCE_FAILED_RETENTION_DAYS``
 (their ``.reason.txt`` stays), those in ``done/`` after

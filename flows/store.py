@@ -14,11 +14,12 @@ import csv
 import datetime as dt
 import io
 import json
-import re
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import sqlalchemy as sa
+
+from pipeline.ids import one_line
 
 META = sa.MetaData()
 
@@ -72,8 +73,6 @@ AUDIT_FIELDS = ("id", "at", "event", "client_id", "session_id", "actor", "outcom
 AUDIT_FORMATS = ("tsv", "csv", "json")
 # characters that could end or fake a printed audit row, or rewrite it on a terminal (ANSI escapes): C0 and C1
 # controls, DEL, the Unicode line and paragraph separators, and the backslash that starts an escape
-_UNPRINTABLE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
 def escape_field(value: object) -> str:
@@ -92,10 +91,7 @@ def escape_field(value: object) -> str:
     str
         The value on one line.
     """
-    if value is None:
-        return ""
-    return _UNPRINTABLE.sub(lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
-                                                   else f"\\u{ord(m.group()):04x}"), str(value))
+    return "" if value is None else one_line(str(value))
 
 
 def format_audit(rows: Iterable[dict[str, Any]], fmt: str = "tsv") -> Iterator[str]:

@@ -249,12 +249,12 @@ def render_card_markdown(card: dict) -> str:
                   "Every flagged stretch on these recordings is a false alarm (flags as the report shows them: "
                   "windows at the thresholds merged into stretches).", "",
                   "| file | minutes | flags | flags per hour |", "|---|---|---|---|"]
-        lines += [f"| {f['file']} | {f['minutes']:.1f} | {f['flags']} | {_md_num(f['flags_per_hour'], 1)} |"
+        lines += [f"| {_md_text(f['file'])} | {f['minutes']:.1f} | {f['flags']} | {_md_num(f['flags_per_hour'], 1)} |"
                   for f in fa["files"]]
         o = fa["overall"]
         lines += [f"| **overall** ({o['files']} files) | {o['minutes']:.1f} | {o['flags']} | "
                   f"{_md_num(o['flags_per_hour'], 1)} |", ""]
-        lines += [f"Set aside, not counted: {s['file']} ({s['why']})." for s in fa.get("skipped", [])]
+        lines += [f"Set aside, not counted: {_md_text(s['file'])} ({_md_text(s['why'])})." for s in fa.get("skipped", [])]
         lines += [""] if fa.get("skipped") else []
     shift = metrics.get("marker_shift")
     if shift and shift.get("pairs"):
@@ -317,6 +317,14 @@ def _mean_finite(values) -> float:
 def _type_row(name: str, what: str, m: dict) -> str:
     return (f"| {name} | {what} | {m['n_windows']} | {m['n_positive']} | {_md_num(m['auroc'])} | "
             f"{_md_num(m['auprc'])} | {_md_num(m['recall'])} | {_md_num(m['precision'])} | {_md_num(m['brier'])} |")
+
+
+def _md_text(text: str) -> str:
+    """A file name or reason in the card's Markdown: on one line (:func:`pipeline.ids.one_line`), ``|`` escaped so
+    it stays in its table cell."""
+    from pipeline.ids import one_line
+
+    return one_line(text).replace("|", "\\|")
 
 
 def _md_num(v, digits: int = 3) -> str:

@@ -24,6 +24,7 @@ from typing import Sequence
 from models.artifact import CLASSES, ModelBundle
 from pipeline.audio import AUDIO_SUFFIXES
 from pipeline.errors import InputError, PipelineError
+from pipeline.ids import one_line
 from pipeline.types import SessionFeatures
 
 
@@ -73,14 +74,17 @@ def recording_features(path: Path, settings, *, backends=None) -> tuple[SessionF
     Raises
     ------
     PipelineError
-        The sidecar is malformed or the recording cannot be analysed (the message names the file).
+        The sidecar is malformed or refuses consent to analysis (:func:`pipeline.sidecar.refuse_without_consent`,
+        as ``alliance analyze`` obeys it), or the recording cannot be analysed (the message names the file).
     """
     from models import dataset
     from pipeline.ids import id_from_name
-    from pipeline.sidecar import Sidecar
+    from pipeline.sidecar import Sidecar, refuse_without_consent
 
     sidecar = next((c for c in (path.with_name(path.name + ".json"), path.with_suffix(".json")) if c.is_file()),
                    None)
+    if sidecar is not None:
+        refuse_without_consent(sidecar)  # a consent record that says no is obeyed by every way in
     with tempfile.TemporaryDirectory(prefix="alliance-unannotated-") as tmp:
         meta_path = sidecar
         if meta_path is None:
@@ -146,6 +150,9 @@ def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *
     from models.flagging import flag_windows
     from pipeline.audio import shortfall_warning
 
+    def say(line: str) -> None:  # file names and messages on one line: no forged line, no terminal escape
+        progress(one_line(line))
+
     files, skipped, total_min, total = [], [], 0.0, {name: 0 for name in CLASSES[1:]}
     for folder in folders:
         root = Path(folder)
@@ -155,28 +162,29 @@ def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *
                 feats, duration_s = recording_features(path, settings, backends=backends)
             except PipelineError as exc:  # one bad file never throws away the others
                 skipped.append({"file": rel, "folder": str(folder), "why": str(exc)})
-                progress(f"{rel}: set aside: {exc}")
+                say(f"{rel}: set aside: {exc}")
                 continue
+            # a file cut short counts on what was decoded, and says so
+            warning = shortfall_warning(path, duration_s, settings=getattr(settings, "audio", None))
             if not any(f.speech_s >= settings.model.min_window_speech_s for f in feats.frames):
                 # silence is no evidence of calm talk: counted, it would lower the rate
-                skipped.append({"file": rel, "folder": str(folder), "why": "no speech found"})
-                progress(f"{rel}: set aside: no speech found")
+                why = "no speech found" + (f"; {warning}" if warning else "")
+                skipped.append({"file": rel, "folder": str(folder), "why": why})
+                say(f"{rel}: set aside: {why}")
                 continue
             flags = flag_windows(feats, bundle, threshold=threshold, min_speech_s=settings.model.min_window_speech_s)
             minutes = duration_s / 60.0
             by_type = {name: sum(f.marker_type == name for f in flags) for name in CLASSES[1:]}
             row = {"file": rel, "folder": str(folder), "minutes": round(minutes, 2), "flags": len(flags),
                    "flags_per_hour": _round(flags_per_hour(len(flags), minutes)), "by_type": by_type}
-            # a file cut short counts on what was decoded, and says so
-            warning = shortfall_warning(path, duration_s, settings=getattr(settings, "audio", None))
             if warning:
                 row["warning"] = warning
             files.append(row)
             total_min += minutes
             for name, n in by_type.items():
                 total[name] += n
-            progress(f"{rel}: {len(flags)} flag{'' if len(flags) == 1 else 's'} in {minutes:.1f} min"
-                     + (f"; {warning}" if warning else ""))
+            say(f"{rel}: {len(flags)} flag{'' if len(flags) == 1 else 's'} in {minutes:.1f} min"
+                + (f"; {warning}" if warning else ""))
     n = sum(total.values())
     applied = {CLASSES[k]: threshold if threshold is not None else bundle.class_threshold(k) for k in (1, 2)}
     return {"thresholds": applied, "files": files, "skipped": skipped,
@@ -185,17 +193,18 @@ def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *
 
 
 def format_false_alarms(result: dict) -> str:
-    """A plain-text table of :func:`false_alarms` output: one row per recording, then the total."""
-    width = max([len(f["file"]) for f in result["files"]] + [24])
+    """A plain-text table of :func:`false_alarms` output: one row per recording, then the total; file names and
+    reasons with control characters escaped (:func:`pipeline.ids.one_line`)."""
+    width = max([len(one_line(f["file"])) for f in result["files"]] + [24])
     lines = [f"{'file':<{width}} {'minutes':>8} {'flags':>6} {'flags per hour':>15}"]
-    rows = [(f["file"], f) for f in result["files"]]
+    rows = [(one_line(f["file"]), f) for f in result["files"]]
     rows.append((f"overall ({result['overall']['files']} files)", result["overall"]))
     for name, r in rows:
         rate = "—" if r["flags_per_hour"] is None or math.isnan(r["flags_per_hour"]) else f"{r['flags_per_hour']:.1f}"
         lines.append(f"{name:<{width}} {r['minutes']:>8.1f} {r['flags']:>6} {rate:>15}")
-    lines += [f"{f['file']}: {f['warning']}" for f in result["files"] if f.get("warning")]
+    lines += [one_line(f"{f['file']}: {f['warning']}") for f in result["files"] if f.get("warning")]
     for s in result.get("skipped", []):
-        lines.append(f"{s['file']}: set aside ({s['why']})")
+        lines.append(one_line(f"{s['file']}: set aside ({s['why']})"))
     return "\n".join(lines)
 
 

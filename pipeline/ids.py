@@ -150,3 +150,30 @@ def make_private_dir(path: str | Path) -> Path:
 def private_umask() -> int:
     """Set the process umask to 0o077 (new files 0600, folders 0700); return the previous one."""
     return os.umask(0o077)
+
+
+_UNPRINTABLE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def one_line(text: str) -> str:
+    """``text`` (a file name, or a message that holds one) on one line: control characters escaped.
+
+    A tab, line break, backslash or other control character (an ANSI escape's ESC among them) becomes ``\\t``,
+    ``\\n``, ``\\\\``, ``\\x1b``..., Python's escapes, so a file name such as
+    ``"a\\n2026-01-01T00:00:00\\tanalysis.wav"`` cannot print a fake line or recolour a terminal, in a run
+    summary, a log, a reason file or the audit log; ``codecs.decode(text, "unicode_escape")`` gives the exact
+    value back on ASCII text.
+
+    Parameters
+    ----------
+    text : str
+        The raw text.
+
+    Returns
+    -------
+    str
+        The text with no line break, tab or other control character left.
+    """
+    return _UNPRINTABLE.sub(lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                                                   else f"\\u{ord(m.group()):04x}"), str(text))

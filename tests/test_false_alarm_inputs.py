@@ -77,3 +77,82 @@ def test_a_truncated_recording_is_counted_on_what_was_decoded_and_said(tmp_path,
     assert "truncated" in row["warning"] and "30.0" in row["warning"]
     assert lines == [f"cut.wav: 1 flag in 0.2 min; {row['warning']}"]
     assert f"cut.wav: {row['warning']}" in fa.format_false_alarms(out)
+
+
+def test_a_short_truncated_recording_set_aside_says_it_was_cut_short(tmp_path, monkeypatch):
+    """10 s left of a 30 s file: no window of enough speech, set aside; the reason also says it was cut short."""
+    from pipeline.audio import save_wav
+
+    whole = tmp_path / "whole.wav"
+    save_wav(whole, np.zeros(30 * 16000, np.float32), 16000)
+    data = whole.read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 3])
+    whole.unlink()
+    monkeypatch.setattr(fa, "recording_features", lambda path, settings, backends=None: (_features(0.0), 10.0))
+    bundle = ModelBundle(_Calm(), {"version": "t", "feature_names": list(FEATURE_NAMES),
+                                   "threshold": {"value": 0.5, "per_class": {}}}, tmp_path)
+    lines = []
+    settings = type("S", (), {"model": type("M", (), {"min_window_speech_s": 3.0})(), "audio": None})()
+    out = fa.false_alarms(bundle, [tmp_path], settings=settings, progress=lines.append)
+    (skipped,) = out["skipped"]
+    assert skipped["why"].startswith("no speech found") and "truncated" in skipped["why"] and "30.0" in skipped["why"]
+    assert lines == [f"cut.wav: set aside: {skipped['why']}"]
+
+
+def test_a_sidecar_refusing_consent_is_obeyed(tmp_path, monkeypatch):
+    """`alliance analyze` refuses a recording whose sidecar says consent.analysis is false; so does evaluate."""
+    import json
+
+    from models import dataset
+    from pipeline.audio import save_wav
+
+    for name in ("no.wav", "yes.wav"):
+        save_wav(tmp_path / name, np.zeros(16000, np.float32), 16000)
+    (tmp_path / "no.json").write_text(json.dumps({"consent": {"analysis": False}}))
+    analysed = []
+    monkeypatch.setattr(dataset, "session_features",
+                        lambda session, settings, backends=None: (analysed.append(session.recording.name)
+                                                                  or (_features(20.0), 60.0)))
+    bundle = ModelBundle(_Calm(), {"version": "t", "feature_names": list(FEATURE_NAMES),
+                                   "threshold": {"value": 0.5, "per_class": {}}}, tmp_path)
+    lines = []
+    settings = type("S", (), {"model": type("M", (), {"min_window_speech_s": 3.0})(), "audio": None})()
+    out = fa.false_alarms(bundle, [tmp_path], settings=settings, progress=lines.append)
+    assert analysed == ["yes.wav"]
+    assert [f["file"] for f in out["files"]] == ["yes.wav"]
+    (skipped,) = out["skipped"]
+    assert skipped["file"] == "no.wav" and "consent" in skipped["why"]
+
+
+def test_file_names_with_line_breaks_or_terminal_escapes_print_on_one_line(tmp_path, monkeypatch):
+    """A name holding a line break or an ANSI escape cannot forge a line or recolour the terminal."""
+    name = "a\nb-0 flags in 9.0 min\x1b[31m.wav"
+    (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "bad\n.wav").write_bytes(b"x")
+
+    def features(path, settings, backends=None):
+        if path.name == "bad\n.wav":
+            raise PipelineError(f"{path}: file is empty")
+        return _features(20.0), 120.0
+
+    monkeypatch.setattr(fa, "recording_features", features)
+    bundle = ModelBundle(_Calm(), {"version": "t", "feature_names": list(FEATURE_NAMES),
+                                   "threshold": {"value": 0.5, "per_class": {}}}, tmp_path)
+    lines = []
+    settings = type("S", (), {"model": type("M", (), {"min_window_speech_s": 3.0})(), "audio": None})()
+    out = fa.false_alarms(bundle, [tmp_path], settings=settings, progress=lines.append)
+    table = fa.format_false_alarms(out)
+    for text in lines + [table]:
+        assert "\x1b" not in text
+    assert all("\n" not in line for line in lines) and len(lines) == 2
+    assert len(table.splitlines()) == 4  # header, one file, overall, one set aside
+    assert "a\\nb-0 flags in 9.0 min\\x1b[31m.wav" in table
+    assert out["files"][0]["file"] == name  # the JSON keeps the exact name (json escapes it)
+    import json
+
+    from models.artifact import default_artifact, render_card_markdown
+
+    shipped = json.loads((default_artifact() / "model_card.json").read_text(encoding="utf-8"))
+    shipped["metrics"]["false_alarms"] = out
+    card = render_card_markdown(shipped)
+    assert "\x1b" not in card and "| a\\nb-0 flags in 9.0 min\\x1b[31m.wav | 2.0 |" in card
