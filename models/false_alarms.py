@@ -161,8 +161,9 @@ def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *
             try:
                 feats, duration_s = recording_features(path, settings, backends=backends)
             except PipelineError as exc:  # one bad file never throws away the others
-                skipped.append({"file": rel, "folder": str(folder), "why": str(exc)})
-                say(f"{rel}: set aside: {exc}")
+                why = _without_name(str(exc), path, rel)
+                skipped.append({"file": rel, "folder": str(folder), "why": why})
+                say(f"{rel}: set aside: {why}")
                 continue
             # a file cut short counts on what was decoded, and says so
             warning = shortfall_warning(path, duration_s, settings=getattr(settings, "audio", None))
@@ -206,6 +207,14 @@ def format_false_alarms(result: dict) -> str:
     for s in result.get("skipped", []):
         lines.append(one_line(f"{s['file']}: set aside ({s['why']})"))
     return "\n".join(lines)
+
+
+def _without_name(message: str, path: Path, rel: str) -> str:
+    """An error's one line without the file name it starts with (the row already names the file)."""
+    for prefix in (f"{path}: ", f"{rel}: ", f"{path.name}: "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
 
 
 def _round(v: float) -> float:

@@ -8,6 +8,7 @@ References
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Sequence
 
@@ -208,6 +209,9 @@ def _shared_out(chunks: list[list[int]], segments: list[np.ndarray], sample_rate
         if t.is_alive():  # hung: stop it; its chunk is done below
             helper.kill()
             t.join()
+            logging.getLogger(__name__).warning(
+                "pitch helper process stopped: no answer %.0f s after the other work ended; its turns were "
+                "measured in the analysis process (same figures, more time)", max(HELPER_GRACE_S, 2 * longest))
     for j, idx in enumerate(chunks):  # chunks a helper gave back after this process ran out of work
         if done[j] is None:
             done[j] = _segments_prosody([segments[i] for i in idx], sample_rate_hz, pitch)

@@ -45,11 +45,12 @@ def test_a_broken_or_silent_recording_is_set_aside_and_the_others_still_count(tm
         "min_window_speech_s": 3.0})()})(), progress=lines.append)
     assert [f["file"] for f in out["files"]] == ["a-good.wav"]
     assert out["overall"]["minutes"] == 2.0 and out["overall"]["files"] == 1
-    assert [(s["file"], s["why"]) for s in out["skipped"]] == [("b-empty.wav", "b-empty.wav: file is empty"),
+    assert [(s["file"], s["why"]) for s in out["skipped"]] == [("b-empty.wav", "file is empty"),
                                                               ("c-silent.wav", "no speech found")]
     assert any(line.startswith("b-empty.wav: set aside") for line in lines)
     table = fa.format_false_alarms(out)
     assert "set aside" in table and "c-silent.wav" in table
+    assert "b-empty.wav: set aside (file is empty)" in table  # the file named once, not twice
 
 
 def test_a_truncated_recording_is_counted_on_what_was_decoded_and_said(tmp_path, monkeypatch):

@@ -80,7 +80,7 @@ def test_a_helper_process_shares_the_turns_and_the_figures_are_the_same():
     assert [repr(f) for f in figures] == [repr(f) for f in _segments_prosody(many, SR, pitch)]
 
 
-def test_without_a_helper_or_with_one_that_fails_or_hangs_every_turn_is_still_done(monkeypatch):
+def test_without_a_helper_or_with_one_that_fails_or_hangs_every_turn_is_still_done(monkeypatch, caplog):
     """No helper can start, a helper dies, a helper hangs: the same figures, nothing lost, the hung one stopped."""
     import threading
 
@@ -122,7 +122,9 @@ def test_without_a_helper_or_with_one_that_fails_or_hangs_every_turn_is_still_do
 
     monkeypatch.setattr(prosody._Helper, "start", classmethod(lambda cls: Hangs()))
     monkeypatch.setattr(prosody, "HELPER_GRACE_S", 0.2)
-    assert shared() == [repr(p) for p in alone] and Hangs.killed.is_set()
+    with caplog.at_level("WARNING", logger="pipeline.prosody"):
+        assert shared() == [repr(p) for p in alone] and Hangs.killed.is_set()
+    assert "pitch helper process stopped" in caplog.text  # said, not silent
     with pytest.raises(ValueError, match="processes must be >= 1"):
         turn_prosody(signal, SR, turns, settings=FeatureSettings(), processes=0)
 
