@@ -364,7 +364,7 @@ class Settings(BaseSettings):
         return json.loads(self.model_dump_json())
 
     def settings_hash(self) -> str:
-        """Short sha256 of the settings that change results (the data directory excluded)."""
+        """Short sha256 of the settings that change results (the data directory and speed-only settings excluded)."""
         d = self.public_dict()
         for key in ("data_dir", "model_cache_dir", "database_url", "inbox_dir", "audio_retention_days",
                     "rejected_retention_days", "failed_retention_days",
@@ -372,6 +372,10 @@ class Settings(BaseSettings):
                     "ui_language", "web",
                     "report_embed_clips"):
             d.pop(key, None)
+        # speed only: the same figures whatever their values (tests/test_prosody.py; the overlap model's
+        # probabilities on 1 and 2 threads)
+        d["features"].pop("prosody_processes", None)
+        d["overlap"].pop("cpu_threads", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

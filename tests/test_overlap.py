@@ -318,3 +318,10 @@ def test_thread_counts_past_the_cores_are_capped(monkeypatch):
     assert SegmentationOverlapDetector(cpu_threads=512).cpu_threads == 2
     assert SegmentationOverlapDetector(cpu_threads=0).cpu_threads == 2
     assert SegmentationOverlapDetector(cpu_threads=1).cpu_threads == 1
+
+
+def test_one_or_two_threads_give_the_same_probabilities(sample_recording):
+    """The thread count only changes speed, so it is left out of the settings hash (pipeline.settings)."""
+    one = SegmentationOverlapDetector(cpu_threads=1).detect(sample_recording.samples, 16000)
+    two = SegmentationOverlapDetector(cpu_threads=2).detect(sample_recording.samples, 16000)
+    assert np.array_equal(one.overlap_prob, two.overlap_prob)

@@ -301,3 +301,14 @@ def test_memory_freed_inside_a_stage_goes_back_to_the_system():
             pins.append(bytearray(1000))
         del blocks
     assert (me.memory_info().rss - before) / 2**20 < 60
+
+
+def test_settings_that_only_change_speed_do_not_change_the_settings_hash():
+    """Pitch processes and overlap threads give the same figures (tests/test_prosody.py, bench), so they must not
+    throw away the feature cache or make two identical analyses look different; the embedding hop does change."""
+    from pipeline.settings import DiarizationSettings, FeatureSettings, OverlapSettings, Settings
+
+    base = Settings()
+    faster = Settings(features=FeatureSettings(prosody_processes=1), overlap=OverlapSettings(cpu_threads=1))
+    assert faster.settings_hash() == base.settings_hash()
+    assert Settings(diarization=DiarizationSettings(hop_s=0.5)).settings_hash() != base.settings_hash()
