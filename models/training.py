@@ -345,7 +345,7 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print) -
 
     generator = {}
     for s in sessions:  # every annotation and metadata file is checked, against the declared length, before analysis
-        read_annotations(s.annotations, duration_s=probe(s.recording))
+        read_annotations(s.annotations, duration_s=probe(s.recording, settings=settings.audio))
         generator[s.session_id] = session_generator(s.metadata)
     X, y, groups, sids, langs, gens, folders = [], [], [], [], [], [], []
     min_speech = settings.model.min_window_speech_s

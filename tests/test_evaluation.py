@@ -91,3 +91,22 @@ def test_invalid_setting_is_one_clear_line(monkeypatch, name, value):
     assert result.exit_code == 2
     assert f"invalid setting: {name}" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_pre_check_uses_the_configured_longest_recording(monkeypatch):
+    """The cheap check before Prefect starts applied the default 4 h, so a limit raised for long recordings
+    refused them anyway (fresh-user trial)."""
+    from pipeline import audio
+    from pipeline.errors import InputError
+
+    seen = []
+
+    def probe(path, *, settings=None):
+        seen.append(settings.max_duration_s if settings is not None else None)
+        raise InputError(path, "stop here")
+
+    monkeypatch.setattr(audio, "probe", probe)
+    monkeypatch.setenv("ALLIANCE_AUDIO__MAX_DURATION_S", str(6 * 3600))
+    result = CliRunner().invoke(app, ["analyze", str(SAMPLE_WAV)])
+    assert result.exit_code == 1 and "stop here" in result.output
+    assert seen == [6 * 3600.0]

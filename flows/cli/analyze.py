@@ -62,7 +62,7 @@ def analyze(
     # cheap checks first: a missing, empty or non-audio file, bad metadata or an unusable output folder
     # fails before any work starts
     try:
-        probe(recording)
+        probe(recording, settings=Settings().audio)  # the configured longest recording, not the default
         if metadata is not None:
             Sidecar.load(metadata)
             refuse_without_consent(metadata)
