@@ -289,14 +289,14 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
     load_lexicon(settings.features.lexicon_path)
     asr_stage.check_backend(settings.asr, model_cache_dir=settings.model_cache_dir)
     _overlap_detector(settings)  # a missing or damaged overlap model fails here, before any work
+    created = not session_folder_path(Path(settings.data_dir), sid, out_dir).exists()
     out = _session_folder(settings, sid, out_dir)
     try:
         # a private scratch folder of this run: the decoded audio, and every output until the run succeeded
-        work = Path(tempfile.mkdtemp(prefix=".work-", dir=out))
-        with _UNFINISHED_LOCK:
-            _UNFINISHED[work] = out
+        work = _new_scratch(out, remove_out=created)
     except OSError as exc:
-        _remove_if_empty(out)
+        if created:
+            _remove_if_empty(out)
         raise StageError(f"{out}: cannot write in the session folder ({exc.strerror}); choose another --out "
                          "or ALLIANCE_DATA_DIR") from exc
     stage = work / "out"
@@ -321,10 +321,7 @@ def analyze_session(recording: str, out_dir: str | None = None, num_speakers: in
         report = report_task(str(work), str(stage), analysis, settings, bundle, hook=hook)
         _publish(stage, out)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-        _remove_if_empty(out)  # a failed run leaves no empty session folder
-        with _UNFINISHED_LOCK:
-            _UNFINISHED.pop(work, None)
+        _end_scratch(work)  # a failed run leaves no empty session folder it created
     log.info("session %s: report written in %.1f s", sid, time.perf_counter() - t0)
     return report
 
@@ -399,13 +396,49 @@ def _publish(stage: Path, out: Path) -> None:
                          f"folder ({exc.strerror})") from exc
 
 
-_UNFINISHED: dict[Path, Path] = {}  # scratch folder -> session folder, of the analyses running in this process
+_UNFINISHED: dict[Path, Path | None] = {}  # scratch folder -> the session folder this run created (or None)
 _UNFINISHED_LOCK = threading.Lock()
+
+
+def _new_scratch(out: Path, *, remove_out: bool) -> Path:
+    """A private scratch folder ``.work-<pid>-*`` in the session folder, registered for :func:`discard_unfinished`.
+
+    Scratch folders left by a run that was killed (its process is gone: a crash, a power cut) hold decoded audio;
+    they are removed here, before this run starts. ``remove_out``: the run created ``out``, so it may remove it
+    again when it ends with nothing in it (a folder the user made is never removed).
+    """
+    for old in out.glob(".work-*"):
+        pid = old.name.split("-")[1] if old.name.count("-") >= 2 else ""
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix=f".work-{os.getpid()}-", dir=out))
+    with _UNFINISHED_LOCK:
+        _UNFINISHED[work] = out if remove_out else None
+    return work
+
+
+def _end_scratch(work: Path) -> None:
+    """Remove ``work`` and, when this run created it and nothing else is in it, its session folder."""
+    with _UNFINISHED_LOCK:
+        out = _UNFINISHED.pop(work, None)
+    shutil.rmtree(work, ignore_errors=True)
+    if out is not None:
+        _remove_if_empty(out)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 def discard_unfinished() -> int:
     """Remove the scratch folders of the analyses running in this process (decoded audio, unpublished outputs),
-    and their session folders where nothing else is in them; for a stop at once (Ctrl-C).
+    and the session folders those runs created where nothing else is in them; for a stop at once (Ctrl-C).
 
     Results already published are not touched: a session's outputs move into its folder only when its analysis
     succeeded.
@@ -420,7 +453,8 @@ def discard_unfinished() -> int:
         _UNFINISHED.clear()
     for work, out in pairs:
         shutil.rmtree(work, ignore_errors=True)
-        _remove_if_empty(out)
+        if out is not None:
+            _remove_if_empty(out)
     return len(pairs)
 
 

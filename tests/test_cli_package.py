@@ -122,3 +122,26 @@ def _running_in_group(pgid: int, wait_s: float = 5.0) -> list[int]:
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.2)
+
+
+def test_scratch_left_by_a_killed_run_is_removed_and_a_chosen_out_folder_is_kept(tmp_path):
+    """A run killed outright (a crash) left ``.work-*`` with decoded audio for good; a folder the user made and
+    gave as --out was removed when the run failed or was stopped (fresh-user trial)."""
+    from flows.analyze import _end_scratch, _new_scratch, discard_unfinished
+
+    out = tmp_path / "chosen"
+    out.mkdir()
+    dead = out / ".work-999999999-abc"  # no such process
+    dead.mkdir()
+    (dead / "audio.npy").write_bytes(b"x")
+    alive = out / f".work-{os.getpid()}-def"  # a run still going in this process
+    alive.mkdir()
+    work = _new_scratch(out, remove_out=False)
+    assert not dead.exists() and alive.exists() and work.is_dir()
+    alive.rmdir()
+    _end_scratch(work)
+    assert out.is_dir() and not any(out.iterdir())  # the user's folder stays
+    made = tmp_path / "made-by-the-run"
+    made.mkdir()
+    _new_scratch(made, remove_out=True)
+    assert discard_unfinished() == 1 and not made.exists()
