@@ -67,8 +67,8 @@ class AsrSettings(BaseModel):
         "model cache.")
     compute_type: str = Field("int8", description="CTranslate2 compute type on CPU (int8, int8_float32, float32); "
                               "openai-whisper always runs float32.")
-    cpu_threads: int = Field(0, ge=0, description="CPU threads for ASR; 0: the backend's default (faster-whisper: 1 for "
-                             "each decoder, also inside Dask workers; openai-whisper: PyTorch's default).")
+    cpu_threads: int = Field(0, ge=0, le=256, description="CPU threads for ASR, all decoders together at most the "
+                             "cores this process may use; 0: the backend's default (faster-whisper: 1 for each decoder, also inside Dask workers; openai-whisper: PyTorch's default).")
     decoders: int = Field(0, ge=0, description="faster-whisper: parts of a recording decoded at once, each by its own "
                           "single-threaded decoder; 0: one per available core, at most 4 (bench/asr_threads.py).")
     beam_size: int = Field(5, ge=1, description="Beam width for decoding.")

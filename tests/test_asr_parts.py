@@ -141,3 +141,17 @@ def test_sampled_decoding_gives_the_same_words_for_the_same_audio_in_one_process
     first = words(clip)
     words(other)
     assert words(clip) == first
+
+
+def test_asr_threads_past_the_cores_are_capped(settings, monkeypatch):
+    """64 CTranslate2 threads per decoder on 2 cores took a 3-minute file from 27 to 114 s (fresh-user trial)."""
+    from pipeline.asr import faster_whisper_backend as fwb
+    from pipeline.asr import load_backend
+
+    monkeypatch.setattr(fwb, "available_cores", lambda: 2)
+    asr = settings.asr.model_copy(update={"cpu_threads": 64, "decoders": 0})
+    backend = load_backend(asr, model_cache_dir=settings.model_cache_dir, vad_settings=settings.vad)
+    assert (backend.decoders, backend.cpu_threads) == (2, 1)
+    one = load_backend(asr.model_copy(update={"decoders": 1}), model_cache_dir=settings.model_cache_dir,
+                       vad_settings=settings.vad)
+    assert (one.decoders, one.cpu_threads) == (1, 2)

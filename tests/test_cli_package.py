@@ -145,3 +145,25 @@ def test_scratch_left_by_a_killed_run_is_removed_and_a_chosen_out_folder_is_kept
     made.mkdir()
     _new_scratch(made, remove_out=True)
     assert discard_unfinished() == 1 and not made.exists()
+
+
+@pytest.mark.slow
+def test_child_processes_do_not_import_modules_from_the_working_folder(tmp_path):
+    """A ``uvicorn.py`` in the folder `alliance` runs from was imported by Prefect's temporary server
+    (``python -m uvicorn``), which then died (fresh-user trial); the program sets PYTHONSAFEPATH for its children."""
+    import os
+
+    script = Path(sys.executable).parent / "alliance"
+    if not script.exists():
+        pytest.skip("the alliance program is not installed in this environment (make install)")
+    plant = tmp_path / "plant"
+    plant.mkdir()
+    marker = tmp_path / "planted-module-ran"
+    (plant / "uvicorn.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (tmp_path / "inbox").mkdir()
+    env = {**os.environ, "ALLIANCE_DATA_DIR": str(tmp_path / "data")}
+    env.pop("PYTHONSAFEPATH", None)
+    run = subprocess.run([str(script), "nightly", "--inbox", str(tmp_path / "inbox")], cwd=plant, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert not marker.exists()

@@ -84,7 +84,8 @@ def test_eval_diarization_errors_name_the_file(tmp_path):
 @pytest.mark.parametrize("name, value", [("ALLIANCE_DIARIZATION__CHANNEL_MODE", "stereo"),
                                          ("ALLIANCE_ASR__RANDOM_SEED", str(2**32)),  # CTranslate2's seed is 32-bit
                                          ("ALLIANCE_FEATURES__PROSODY_PROCESSES", "100000"),
-                                         ("ALLIANCE_OVERLAP__CPU_THREADS", "100000")])
+                                         ("ALLIANCE_OVERLAP__CPU_THREADS", "100000"),
+                                         ("ALLIANCE_ASR__CPU_THREADS", "100000")])  # it crashed CTranslate2
 def test_invalid_setting_is_one_clear_line(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     result = CliRunner().invoke(app, ["analyze", str(SAMPLE_WAV)])

@@ -55,7 +55,7 @@ class _Commands(typer.core.TyperGroup):
 
 
 STOPPED = ("stopped (Ctrl-C): the work in progress was not kept (its unfinished files are removed); results "
-           "already written are kept, and a recording still in the inbox is analysed by the next run")
+           "already written are kept")
 
 
 def stop_at_once_on_ctrl_c() -> None:

@@ -78,7 +78,8 @@ class FasterWhisperBackend:
     compute_type : str
         CTranslate2 compute type (``int8`` by default).
     cpu_threads : int >= 0
-        CTranslate2 threads for each decoder; 0 means 1, whatever OMP_NUM_THREADS says.
+        CTranslate2 threads for each decoder; 0 means 1, whatever OMP_NUM_THREADS says. Capped so that all
+        decoders together use at most the cores this process may use.
     decoders : int >= 0
         Parts of a recording decoded at once, each by its own CTranslate2 worker (``num_workers``); 0 means one
         per available core, at most 4.
@@ -127,8 +128,9 @@ class FasterWhisperBackend:
         # the thread count is always given: left at 0, CTranslate2 takes OMP_NUM_THREADS, which Dask sets to 1 in
         # its workers, and int8 decoding with another thread count can choose other words (the Dask run and the
         # threaded run of one batch must give the same transcript)
-        self.cpu_threads = cpu_threads or 1
         self.decoders = max(1, min(decoders or available_cores(), MAX_DECODERS))
+        # the decoders' threads together at most the cores (64 threads on 2 cores took a 3-minute file 4 times longer)
+        self.cpu_threads = max(1, min(cpu_threads or 1, available_cores() // self.decoders))
         self.compute_type = compute_type
         self._model_lock = threading.Lock()
         self._sampled = False  # whether a transcription sampled since the model was loaded

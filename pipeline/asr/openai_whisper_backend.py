@@ -127,7 +127,9 @@ class OpenAIWhisperBackend:
         import torch
 
         if cpu_threads > 0:
-            torch.set_num_threads(cpu_threads)
+            from pipeline.settings import available_cores
+
+            torch.set_num_threads(min(cpu_threads, available_cores()))  # more only compete for the cores
         self.checkpoint = Path(checkpoint)
         self.beam_size = beam_size
         self.random_seed = random_seed
