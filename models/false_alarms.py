@@ -17,15 +17,18 @@ sessions (:func:`models.dataset.session_features`).
 from __future__ import annotations
 
 import math
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
+import pipeline
 from models.artifact import CLASSES, ModelBundle
 from pipeline.audio import AUDIO_SUFFIXES
 from pipeline.errors import InputError, PipelineError
 from pipeline.ids import one_line
 from pipeline.types import SessionFeatures
+
+#: metadata of a recording without a sidecar: none
+NO_METADATA = Path(pipeline.__file__).resolve().parent / "data" / "no_metadata.json"
 
 
 def find_recordings(folder: str | Path) -> list[Path]:
@@ -54,6 +57,25 @@ def find_recordings(folder: str | Path) -> list[Path]:
         raise InputError(root, f"no audio file ({', '.join(s.lstrip('.') for s in AUDIO_SUFFIXES)}) under this "
                                "folder; give a folder of real recordings without ruptures")
     return found
+
+
+def not_recordings(folder: str | Path) -> list[Path]:
+    """Entries under ``folder`` named like audio (``.wav``...) that are not regular files: folders, dangling or
+    looping links, pipes, devices (hidden ones left out, as in :func:`find_recordings`), sorted by path."""
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    odd = []
+    for p in root.rglob("*"):
+        if p.suffix.lower() not in AUDIO_SUFFIXES or any(part.startswith(".") for part in p.relative_to(root).parts):
+            continue
+        try:
+            regular = p.is_file()
+        except OSError:
+            regular = False
+        if not regular:
+            odd.append(p)
+    return sorted(odd)
 
 
 def recording_features(path: Path, settings, *, backends=None) -> tuple[SessionFeatures, float]:
@@ -85,16 +107,13 @@ def recording_features(path: Path, settings, *, backends=None) -> tuple[SessionF
                    None)
     if sidecar is not None:
         refuse_without_consent(sidecar)  # a consent record that says no is obeyed by every way in
-    with tempfile.TemporaryDirectory(prefix="alliance-unannotated-") as tmp:
-        meta_path = sidecar
-        if meta_path is None:
-            meta_path = Path(tmp) / "metadata.json"
-            meta_path.write_text("{}", encoding="utf-8")
-        meta = Sidecar.load(meta_path)
-        session = dataset.LabelledSession(folder=path.parent, recording=path, metadata=meta_path, annotations=path,
-                                          session_id=meta.session_id or id_from_name(path.stem),
-                                          client_id=meta.client_id or "unannotated", language=meta.language)
-        return dataset.session_features(session, settings, backends=backends)
+    # no sidecar: the shipped empty metadata (a temporary file was left in /tmp by a stop at once, Ctrl-C)
+    meta_path = sidecar if sidecar is not None else NO_METADATA
+    meta = Sidecar.load(meta_path)
+    session = dataset.LabelledSession(folder=path.parent, recording=path, metadata=meta_path, annotations=path,
+                                      session_id=meta.session_id or id_from_name(path.stem),
+                                      client_id=meta.client_id or "unannotated", language=meta.language)
+    return dataset.session_features(session, settings, backends=backends)
 
 
 def flags_per_hour(n_flags: int, minutes: float) -> float:
@@ -156,6 +175,11 @@ def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *
     files, skipped, total_min, total = [], [], 0.0, {name: 0 for name in CLASSES[1:]}
     for folder in folders:
         root = Path(folder)
+        for path in not_recordings(root):  # named, never silently left out
+            rel = path.relative_to(root).as_posix()
+            why = "not a regular file (a folder, a link that leads nowhere or in a loop, a pipe or a device)"
+            skipped.append({"file": rel, "folder": str(folder), "why": why})
+            say(f"{rel}: set aside: {why}")
         for path in find_recordings(root):
             rel = path.relative_to(root).as_posix()
             try:
@@ -169,7 +193,12 @@ def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *
             warning = shortfall_warning(path, duration_s, settings=getattr(settings, "audio", None))
             if not any(f.speech_s >= settings.model.min_window_speech_s for f in feats.frames):
                 # silence is no evidence of calm talk: counted, it would lower the rate
-                why = "no speech found" + (f"; {warning}" if warning else "")
+                window_s = getattr(getattr(settings, "features", None), "window_s", None)
+                if window_s is not None and duration_s < window_s:
+                    why = f"{duration_s:.1f} s long, shorter than one analysis window ({window_s:g} s)"
+                else:
+                    why = "no speech found"
+                why += f"; {warning}" if warning else ""
                 skipped.append({"file": rel, "folder": str(folder), "why": why})
                 say(f"{rel}: set aside: {why}")
                 continue

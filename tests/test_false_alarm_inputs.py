@@ -157,3 +157,35 @@ def test_file_names_with_line_breaks_or_terminal_escapes_print_on_one_line(tmp_p
     shipped["metrics"]["false_alarms"] = out
     card = render_card_markdown(shipped)
     assert "\x1b" not in card and "| a\\nb-0 flags in 9.0 min\\x1b[31m.wav | 2.0 |" in card
+
+
+def test_entries_that_are_not_files_are_named_and_a_right_to_left_name_is_escaped(tmp_path, monkeypatch):
+    """A folder named x.wav, links that lead nowhere or loop, a pipe: each named with its problem, none silently
+    left out; a name with a right-to-left override cannot show as another name (fresh-user trial)."""
+    import os
+
+    (tmp_path / "x.wav").mkdir()
+    (tmp_path / "dangling.wav").symlink_to(tmp_path / "nowhere.wav")
+    (tmp_path / "loop1.wav").symlink_to(tmp_path / "loop2.wav")
+    (tmp_path / "loop2.wav").symlink_to(tmp_path / "loop1.wav")
+    os.mkfifo(tmp_path / "fifo.wav")
+    (tmp_path / "bidi\u202egnp.wav").write_bytes(b"x")
+    (tmp_path / "short.wav").write_bytes(b"x")
+
+    def features(path, settings, backends=None):
+        return (_features(20.0), 120.0) if path.name != "short.wav" else (_features(0.0), 12.0)
+
+    monkeypatch.setattr(fa, "recording_features", features)
+    bundle = ModelBundle(_Calm(), {"version": "t", "feature_names": list(FEATURE_NAMES),
+                                   "threshold": {"value": 0.5, "per_class": {}}}, tmp_path)
+    lines = []
+    settings = type("S", (), {"model": type("M", (), {"min_window_speech_s": 3.0})(), "audio": None,
+                              "features": type("F", (), {"window_s": 30.0})()})()
+    out = fa.false_alarms(bundle, [tmp_path], settings=settings, progress=lines.append)
+    skipped = {s["file"]: s["why"] for s in out["skipped"]}
+    assert {"x.wav", "dangling.wav", "loop1.wav", "loop2.wav", "fifo.wav"} <= set(skipped)
+    assert all("not a regular file" in skipped[n] for n in ("x.wav", "dangling.wav", "loop1.wav", "fifo.wav"))
+    assert skipped["short.wav"].startswith("12.0 s long, shorter than one analysis window (30 s)")
+    assert [f["file"] for f in out["files"]] == ["bidi\u202egnp.wav"]
+    text = "\n".join(lines) + fa.format_false_alarms(out)
+    assert "\u202e" not in text and "bidi\\u202egnp.wav" in text

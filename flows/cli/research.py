@@ -233,7 +233,7 @@ def evaluate(
     try:
         result = run(model if model is not None else active_model_path(settings), data, settings,
                      unannotated_dirs=unannotated, by_group=by_generator,
-                     progress=lambda m: console.print(m, markup=False))
+                     progress=lambda m: console.print(m, markup=False, soft_wrap=True))  # one line each
     except PipelineError as exc:
         _error(console, str(exc))
         raise typer.Exit(1) from None
