@@ -74,10 +74,10 @@ def stop_at_once_on_ctrl_c() -> None:
 
     def stop(signum, frame) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not interrupt the clean-up
+        analysis = sys.modules.get("flows.analyze")  # not imported: no analysis ran, nothing to tidy
         try:
-            from flows.analyze import discard_unfinished
-
-            discard_unfinished()
+            if analysis is not None:
+                analysis.discard_unfinished()
         except Exception:  # noqa: BLE001 - stopping matters more than tidying
             pass
         try:
