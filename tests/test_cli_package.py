@@ -80,7 +80,9 @@ def test_ctrl_c_stops_an_analysis_at_once_and_leaves_nothing_behind(tmp_path):
     env = {**os.environ, "ALLIANCE_DATA_DIR": str(data)}
     proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "analyze", str(ROOT / "sample_audio/sample.wav")],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # its own group, as a terminal's foreground job
+                            start_new_session=True,  # its own group, as a terminal's foreground job
+                            # a suite started in the background by a shell ignores SIGINT, and children inherit that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         while not list(data.glob("sessions/*/.work-*/audio.npy")) and time.monotonic() < deadline:
