@@ -94,8 +94,8 @@ class FasterWhisperBackend:
         :class:`pipeline.settings.VadSettings` fields (threshold, min_speech_duration_ms, min_silence_duration_ms,
         speech_pad_ms, restart_after_s); its defaults when omitted.
     random_seed : int >= 0
-        Seed of CTranslate2's sampling at fallback temperatures. After a recording that sampled, the model is
-        loaded afresh before the next one, so a recording's transcript does not depend on what the process
+        Seed of CTranslate2's sampling at fallback temperatures. After each recording the model is loaded afresh
+        (about 0.35 s) before the next one, so a recording's transcript does not depend on what the process
         decoded before (one recording at a time; its parts decoded at once can still take the sampled windows in
         another order on a busy machine).
 
@@ -133,7 +133,7 @@ class FasterWhisperBackend:
         self.cpu_threads = max(1, min(cpu_threads or 1, available_cores() // self.decoders))
         self.compute_type = compute_type
         self._model_lock = threading.Lock()
-        self._sampled = False  # whether a transcription sampled since the model was loaded
+        self._sampled = False  # whether a transcription ran (and may have sampled) since the model was loaded
         self._model = self._load()
 
     def _load(self):
@@ -187,7 +187,10 @@ class FasterWhisperBackend:
         duration = samples.size / 16000.0
         with self._model_lock:  # the sampling at fallback temperatures starts afresh (about 0.35 s to load)
             if self._sampled:
-                self._model, self._sampled = self._load(), False
+                self._model = self._load()
+            # any decoding may sample (fallback temperatures), also one that fails or is cut short half-way, so the
+            # next recording always starts from a fresh model (the suite saw a test's words change after others)
+            self._sampled = True
         chunks = speech_chunks(samples, self.vad_parameters)
         if not chunks:
             if progress is not None:
@@ -232,8 +235,6 @@ class FasterWhisperBackend:
                 timeline = SpeechTimestampsMap(groups[i], 16000)
                 limited.append((timeline.get_original_time(cut), groups[i][-1]["end"] / 16000.0))
                 done[i] = part_s
-            if fallback:
-                self._sampled = True
             with self._counts_lock:
                 self.decoding_counts.update(segments=len(decoded), fallback_segments=fallback, parts=1,
                                             quick_parts=int(cut is not None))
