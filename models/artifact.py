@@ -64,6 +64,32 @@ class ModelBundle:
         return [FEATURE_NAMES.index(n) for n in self.feature_names]
 
     @property
+    def session_baseline(self) -> bool:
+        """Whether the model reads each marker beside its departure from the session's usual value
+        (:func:`session_baseline`); False for cards without it (``sim-v1``, ``sim-v2``)."""
+        return bool(self.card.get("inputs", {}).get("session_baseline", False))
+
+    def model_input(self, X, sessions=None):
+        """The estimator's input for windows of one or more sessions: ``X`` itself, or with the session baseline.
+
+        Parameters
+        ----------
+        X : np.ndarray, shape (n_windows, n_model_features)
+            The model's features (``columns()`` of ``FEATURE_NAMES``).
+        sessions : np.ndarray, shape (n_windows,), optional
+            Session of each window; None: all windows belong to one session.
+
+        Returns
+        -------
+        np.ndarray, shape (n_windows, n_model_features) or (n_windows, 2 * n_model_features)
+        """
+        if not self.session_baseline:
+            return X
+        import numpy as np
+
+        return session_baseline(X, np.zeros(len(X), dtype=int) if sessions is None else sessions)
+
+    @property
     def context_windows(self) -> int:
         """Windows averaged into each window's probability (:func:`context_mean`); 1 for cards without it."""
         return int(self.card.get("context", {}).get("windows", 1))
@@ -87,10 +113,58 @@ class ModelBundle:
 
         from models.transfer import _class_proba
 
-        proba = _class_proba(self.estimator, X)
         if sessions is None:
-            sessions = np.zeros(proba.shape[0], dtype=int)
+            sessions = np.zeros(np.shape(X)[0], dtype=int)
+        proba = _class_proba(self.estimator, self.model_input(X, sessions))
         return context_mean(proba, sessions, self.context_windows)
+
+
+def session_baseline(X, sessions):
+    """Each window's markers beside their departure from the usual value of its own session.
+
+    The usual value is the median of the marker over the session's windows (NaN windows left out), and the
+    departure is the window's value minus it. A quiet child, a therapist who explains at length or a far
+    microphone then reads as that session's ordinary, while a stretch that moves away from it stands out: a 3RS
+    rupture is a change in the relationship within a session (Eubanks, Muran & Safran 2015), and normalising
+    each recording by its own statistics is the usual defence against what differs between recordings (as
+    cepstral mean normalisation in speech recognition, Furui 1981). A session of one window has departures of
+    zero: nothing to compare with.
+
+    Parameters
+    ----------
+    X : np.ndarray, shape (n_windows, n_markers)
+        Markers (NaN allowed).
+    sessions : np.ndarray, shape (n_windows,)
+        Session of each window (any order).
+
+    Returns
+    -------
+    np.ndarray, shape (n_windows, 2 * n_markers)
+        ``X``, then the departures in the same column order (NaN where the window's value or the session's
+        median is unknown).
+
+    References
+    ----------
+    Eubanks, Muran & Safran (2015), Rupture Resolution Rating System (3RS): Manual.
+    Furui (1981), Cepstral analysis technique for automatic speaker verification, IEEE Trans. ASSP 29(2).
+    """
+    import warnings
+
+    import numpy as np
+
+    X = np.asarray(X, dtype=float)
+    sessions = np.asarray(sessions)
+    if sessions.shape[0] != X.shape[0]:
+        raise ValueError(f"one session per window is needed. Got {sessions.shape[0]} sessions for {X.shape[0]} "
+                         "windows instead.")
+    departure = np.full_like(X, np.nan)
+    for session in np.unique(sessions):
+        rows = sessions == session
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a marker never measured in the session: NaN
+            usual = np.nanmedian(X[rows], axis=0)
+        departure[rows] = X[rows] - usual
+    return np.hstack([X, departure])
 
 
 def context_mean(proba, sessions, windows: int):
@@ -297,6 +371,8 @@ def render_card_markdown(card: dict) -> str:
     per = card["threshold"].get("per_class")
     value = ", ".join(f"{k} {v}" for k, v in per.items()) if per else card["threshold"]["value"]
     lines += ["", "## Threshold", "", f"{value}: {card['threshold']['why']}", ""]
+    if card.get("inputs", {}).get("session_baseline"):
+        lines += ["## Session baseline", "", str(card["inputs"].get("why", "")), ""]
     if card.get("context", {}).get("windows", 1) > 1:
         lines += ["## Context", "", f"{card['context']['windows']} windows: {card['context'].get('why', '')}", ""]
     if "metrics" in card:
@@ -494,4 +570,13 @@ def load_model(folder: Path | None = None) -> ModelBundle:
     if [int(c) for c in estimator.classes_] != list(range(len(CLASSES))):
         raise ModelArtifactError(f"{folder.name}: classes {list(estimator.classes_)}, expected 0..{len(CLASSES) - 1} "
                                  f"for {', '.join(CLASSES)}")
-    return ModelBundle(estimator=estimator, card=card, path=folder)
+    bundle = ModelBundle(estimator=estimator, card=card, path=folder)
+    inputs = card.get("inputs", {})
+    if not isinstance(inputs, dict) or not isinstance(inputs.get("session_baseline", False), bool):
+        raise ModelArtifactError(f"{folder.name}: the card's inputs.session_baseline must be true or false")
+    expected = len(names) * (2 if bundle.session_baseline else 1)
+    width = getattr(estimator, "n_features_in_", expected)
+    if width != expected:
+        raise ModelArtifactError(f"{folder.name}: the model reads {width} inputs where its card describes {expected} "
+                                 f"({len(names)} markers{', each with its session baseline' if bundle.session_baseline else ''})")
+    return bundle

@@ -88,7 +88,7 @@ def _points_toward(name: str, marker_type: str, value: float, usual: float) -> b
 
 
 def reason_facts(bundle: ModelBundle, x: np.ndarray, class_index: int, *, usual: np.ndarray | None = None,
-                 top: int = 3) -> tuple[tuple[ReasonFact, ...], tuple[str, ...]]:
+                 top: int = 3, model_x: np.ndarray | None = None) -> tuple[tuple[ReasonFact, ...], tuple[str, ...]]:
     """The markers that pushed one window towards ``class_index``, as facts to word in any language.
 
     For the multinomial logistic regression, a marker's contribution is its
@@ -96,6 +96,9 @@ def reason_facts(bundle: ModelBundle, x: np.ndarray, class_index: int, *, usual:
     coefficient over classes. For another model (gradient-boosted trees), it
     is how much the class probability falls when the marker is set to its
     training median (the imputer's value): an occlusion, one marker at a time.
+    A model that reads each marker beside its departure from the session's
+    usual value (:func:`models.artifact.session_baseline`) gets both columns
+    of a marker counted together (summed, or occluded together).
     Of the markers with a positive contribution, only those whose value departs
     from the client's usual value (``usual``) in the direction :data:`DIRECTION`
     gives for the rupture type are named, the ``top`` largest first. A calibrated model
@@ -117,6 +120,9 @@ def reason_facts(bundle: ModelBundle, x: np.ndarray, class_index: int, *, usual:
         without it only z-score markers can be reasons.
     top : int > 0
         Most reasons returned.
+    model_x : np.ndarray, shape (n_model_features,) or (2 * n_model_features,), optional
+        The window's input to the estimator (:meth:`models.artifact.ModelBundle.model_input` over its session);
+        default ``x``, or for a model with the session baseline ``x`` beside ``x - usual``.
 
     Returns
     -------
@@ -135,18 +141,23 @@ def reason_facts(bundle: ModelBundle, x: np.ndarray, class_index: int, *, usual:
     if class_index not in classes:
         return (), ()
     k = classes.index(class_index)
-    filled = steps["impute"].transform(x.reshape(1, -1))
+    n = len(x)
+    usual = np.full(n, np.nan) if usual is None else usual
+    if model_x is None:
+        model_x = np.concatenate([x, x - usual]) if bundle.session_baseline else x
+    filled = steps["impute"].transform(np.asarray(model_x, dtype=float).reshape(1, -1))
+    width = filled.shape[1]  # n, or 2n with the session baseline: column j and j + n are one marker
     if hasattr(clf, "coef_") and "scale" in steps:
         scaled = steps["scale"].transform(filled)[0]
         coef = clf.coef_
-        contrib = scaled * (coef[k] - coef.mean(axis=0))
+        contrib = (scaled * (coef[k] - coef.mean(axis=0))).reshape(width // n, n).sum(axis=0)
     else:
         base = clf.predict_proba(filled)[0, k]
-        occluded = np.repeat(filled, filled.shape[1], axis=0)
-        np.fill_diagonal(occluded, steps["impute"].statistics_)
+        occluded = np.repeat(filled, n, axis=0)
+        for j in range(n):
+            occluded[j, j::n] = steps["impute"].statistics_[j::n]
         contrib = base - clf.predict_proba(occluded)[:, k]
     kind = CLASSES[class_index]
-    usual = np.full(len(x), np.nan) if usual is None else usual
     names = bundle.feature_names
     order = [i for i in np.argsort(-contrib)
              if contrib[i] > 0 and _points_toward(names[i], kind, float(x[i]), float(usual[i]))][:top]
@@ -195,8 +206,12 @@ def flag_windows(features: SessionFeatures, bundle: ModelBundle, *, threshold: f
     speech = np.array([frame.speech_s >= min_speech_s for frame in features.frames])
     own = np.zeros((len(features.frames), len(CLASSES)))
     proba = np.zeros_like(own)
+    inputs = X  # the estimator's input per window (with the session baseline over the windows with speech)
     if speech.any():
-        own[speech] = _class_proba(bundle.estimator, X[speech])
+        spoken = bundle.model_input(X[speech])
+        inputs = np.full((X.shape[0], spoken.shape[1]), np.nan)
+        inputs[speech] = spoken
+        own[speech] = _class_proba(bundle.estimator, spoken)
         proba[speech] = context_mean(own[speech], np.zeros(int(speech.sum()), dtype=int), bundle.context_windows)
     flags: list[RuptureFlag] = []
     for k in range(1, len(CLASSES)):
@@ -205,11 +220,11 @@ def flag_windows(features: SessionFeatures, bundle: ModelBundle, *, threshold: f
             cut = bundle.class_threshold(k) if threshold is None else threshold
             if proba[i, k] >= cut and frame.speech_s >= min_speech_s:
                 if current and frame.start > features.frames[current[-1]].end:
-                    flags.append(_merge(features, bundle, X, proba, own, current, k, language))
+                    flags.append(_merge(features, bundle, X, inputs, proba, own, current, k, language))
                     current = []
                 current.append(i)
         if current:
-            flags.append(_merge(features, bundle, X, proba, own, current, k, language))
+            flags.append(_merge(features, bundle, X, inputs, proba, own, current, k, language))
     return tuple(sorted(flags, key=lambda f: (f.start, f.marker_type)))
 
 
@@ -225,12 +240,12 @@ def _usual(X: np.ndarray, i: int) -> np.ndarray:
         return np.nanmedian(rest, axis=0)
 
 
-def _merge(features, bundle, X, proba, own, idx, k, language) -> RuptureFlag:
+def _merge(features, bundle, X, inputs, proba, own, idx, k, language) -> RuptureFlag:
     # the flag's probability is the highest in context; its reasons come from the window whose own markers
     # point there most (with a context, the windows around one strong window share its mean)
     best = max(idx, key=lambda i: proba[i, k])
     strongest = max(idx, key=lambda i: own[i, k])
-    facts, resembles = reason_facts(bundle, X[strongest], k, usual=_usual(X, strongest))
+    facts, resembles = reason_facts(bundle, X[strongest], k, usual=_usual(X, strongest), model_x=inputs[strongest])
     return RuptureFlag(
         start=features.frames[idx[0]].start,
         end=features.frames[idx[-1]].end,

@@ -142,9 +142,9 @@ def cross_language(train_dirs: list[Path], settings, *, progress=print) -> dict:
         for a direction whose source language cannot be cross-validated (a rupture type missing from a generator).
     """
     from models.artifact import ModelBundle
-    from models.training import (CONTEXT_WINDOWS, TARGET_RECALL, cross_validate, evaluate_bundle, fit_calibrated, load_dataset,
-                                 shipped_thresholds)
-    from pipeline.features import FEATURE_NAMES
+    from models.training import (CONTEXT_WINDOWS, SESSION_BASELINE, TARGET_RECALL, cross_validate, evaluate_bundle,
+                                 fit_calibrated, load_dataset, model_inputs, shipped_thresholds)
+    from pipeline.features import FEATURE_NAMES, MODEL_FEATURE_NAMES
 
     by_lang = {lang: [d for d in train_dirs if f"-{lang}-" in d.name] for lang in ("nl", "en")}
     from pipeline.errors import InputError
@@ -152,19 +152,22 @@ def cross_language(train_dirs: list[Path], settings, *, progress=print) -> dict:
     out = {}
     for src, dst in (("nl", "en"), ("en", "nl")):
         data = load_dataset(by_lang[src], settings, progress=progress)
+        # the shipped model's inputs: its markers, with the session baseline
+        X = model_inputs(data["X"][:, [FEATURE_NAMES.index(n) for n in MODEL_FEATURE_NAMES]], data["sessions"],
+                         SESSION_BASELINE)
         try:
-            cv = cross_validate(data["X"], data["y"], data["groups"], data["generators"], kind="linear",
+            cv = cross_validate(X, data["y"], data["groups"], data["generators"], kind="linear",
                                 sessions=data["sessions"], context=CONTEXT_WINDOWS)
         except InputError as exc:  # too few sessions of one language (a tiny build): say why, go on
             out[f"trained_{src}_scored_{dst}"] = {"skipped": str(exc)}
             continue
-        model = fit_calibrated("linear", data["X"], data["y"], data["groups"], data["generators"])
-        thresholds, _ = shipped_thresholds(model, "linear", data["X"], data["y"], data["groups"], data["generators"],
+        model = fit_calibrated("linear", X, data["y"], data["groups"], data["generators"])
+        thresholds, _ = shipped_thresholds(model, "linear", X, data["y"], data["groups"], data["generators"],
                                            target_recall=TARGET_RECALL, fallback=cv["thresholds"],
                                            sessions=data["sessions"], context=CONTEXT_WINDOWS)
         card = {"threshold": {"value": min(thresholds.values()), "per_class": thresholds},
-                "context": {"windows": CONTEXT_WINDOWS},
-                "feature_names": list(FEATURE_NAMES), "version": f"{src}-only"}
+                "context": {"windows": CONTEXT_WINDOWS}, "inputs": {"session_baseline": SESSION_BASELINE},
+                "feature_names": list(MODEL_FEATURE_NAMES), "version": f"{src}-only"}
         other = load_dataset(by_lang[dst], settings, progress=progress)
         out[f"trained_{src}_scored_{dst}"] = {"model": "linear",
                                               **evaluate_bundle(ModelBundle(model, card, Path(".")), other,

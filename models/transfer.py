@@ -238,11 +238,13 @@ def marker_use(estimator, X: np.ndarray, y: np.ndarray, *, names: Sequence[str],
     ----------
     estimator : fitted classifier
         With ``predict_proba``; a ``CalibratedClassifierCV`` or the ``Pipeline`` itself.
-    X : np.ndarray, shape (n, n_markers)
-        The windows the model was fitted on, in its column order.
+    X : np.ndarray, shape (n, n_markers) or (n, 2 * n_markers)
+        The windows the model was fitted on, in its column order; with the session baseline
+        (:func:`models.artifact.session_baseline`) column ``j + n_markers`` is marker ``j``'s departure from its
+        session's usual value, shuffled together with column ``j`` (one marker, one importance).
     y : np.ndarray of int, shape (n,)
     names : sequence of str
-        Marker names in column order.
+        Marker names in column order (``n_markers`` of them).
     n_repeats : int >= 1
     min_importance : float >= 0
         A marker counts as used when its importance (AUROC) is at least this.
@@ -263,24 +265,28 @@ def marker_use(estimator, X: np.ndarray, y: np.ndarray, *, names: Sequence[str],
         p = _class_proba(estimator, M)
         return float(np.mean([_auroc(y == k, p[:, k]) for k in types]))
 
+    n = len(names)
+    if n == 0 or X.shape[1] % n:
+        raise ValueError(f"X must have one or two columns per marker. Got {X.shape[1]} columns for {n} markers "
+                         "instead.")
     rng = np.random.default_rng(seed)
     base = score(X)
     coef = _standardised_coefficients(estimator)
     out = {}
     for j, name in enumerate(names):
+        cols = list(range(j, X.shape[1], n))
+        size = None if coef is None else _round(float(np.max(coef[cols])))
         column = X[:, j]
         if np.all(np.isnan(column)) or np.nanmin(column) == np.nanmax(column):  # nothing to shuffle
-            out[name] = {"importance": 0.0, "coefficient": None if coef is None else _round(float(coef[j])),
-                         "used": False}
+            out[name] = {"importance": 0.0, "coefficient": size, "used": False}
             continue
         drops = []
         for _ in range(n_repeats):
             M = X.copy()
-            M[:, j] = M[rng.permutation(M.shape[0]), j]
+            M[:, cols] = M[rng.permutation(M.shape[0])][:, cols]
             drops.append(base - score(M))
         imp = float(np.mean(drops))
-        out[name] = {"importance": _round(imp), "coefficient": None if coef is None else _round(float(coef[j])),
-                     "used": bool(imp >= min_importance)}
+        out[name] = {"importance": _round(imp), "coefficient": size, "used": bool(imp >= min_importance)}
     return out
 
 
