@@ -17,6 +17,7 @@ sessions (:func:`models.dataset.session_features`).
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -59,6 +60,13 @@ def find_recordings(folder: str | Path) -> list[Path]:
     return found
 
 
+def _regular_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a link in a loop, on Pythons that raise
+        return False
+
+
 def not_recordings(folder: str | Path) -> list[Path]:
     """Entries under ``folder`` named like audio (``.wav``...) that are not regular files: folders, dangling or
     looping links, pipes, devices (hidden ones left out, as in :func:`find_recordings`), sorted by path."""
@@ -69,11 +77,7 @@ def not_recordings(folder: str | Path) -> list[Path]:
     for p in root.rglob("*"):
         if p.suffix.lower() not in AUDIO_SUFFIXES or any(part.startswith(".") for part in p.relative_to(root).parts):
             continue
-        try:
-            regular = p.is_file()
-        except OSError:
-            regular = False
-        if not regular:
+        if not _regular_file(p):
             odd.append(p)
     return sorted(odd)
 
@@ -96,15 +100,20 @@ def recording_features(path: Path, settings, *, backends=None) -> tuple[SessionF
     Raises
     ------
     PipelineError
-        The sidecar is malformed or refuses consent to analysis (:func:`pipeline.sidecar.refuse_without_consent`,
+        The sidecar is malformed, is not a regular file (a folder, a dangling or looping link) or refuses consent
+        to analysis (:func:`pipeline.sidecar.refuse_without_consent`,
         as ``alliance analyze`` obeys it), or the recording cannot be analysed (the message names the file).
     """
     from models import dataset
     from pipeline.ids import id_from_name
     from pipeline.sidecar import Sidecar, refuse_without_consent
 
-    sidecar = next((c for c in (path.with_name(path.name + ".json"), path.with_suffix(".json")) if c.is_file()),
-                   None)
+    names = (path.with_name(path.name + ".json"), path.with_suffix(".json"))
+    for c in names:  # a sidecar that cannot be read may be a consent record: never analysed as if there were none
+        if os.path.lexists(c) and not _regular_file(c):
+            raise InputError(path, f"its sidecar {c.name} is not a regular file (a folder, or a link that leads "
+                                   "nowhere or in a loop); replace it with the session's metadata or remove it")
+    sidecar = next((c for c in names if c.is_file()), None)
     if sidecar is not None:
         refuse_without_consent(sidecar)  # a consent record that says no is obeyed by every way in
     # no sidecar: the shipped empty metadata (a temporary file was left in /tmp by a stop at once, Ctrl-C)

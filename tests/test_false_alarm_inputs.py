@@ -189,3 +189,35 @@ def test_entries_that_are_not_files_are_named_and_a_right_to_left_name_is_escape
     assert [f["file"] for f in out["files"]] == ["bidi\u202egnp.wav"]
     text = "\n".join(lines) + fa.format_false_alarms(out)
     assert "\u202e" not in text and "bidi\\u202egnp.wav" in text
+
+
+@pytest.mark.parametrize("kind", ["folder", "dangling link", "looping link"])
+def test_a_sidecar_that_cannot_be_read_as_a_file_sets_the_recording_aside(tmp_path, monkeypatch, kind):
+    """A sidecar name that is a folder or a link leading nowhere is refused, never ignored: it may be a consent
+    record that cannot be read, so the recording is not analysed as if it had none (fresh-user trial)."""
+    from models import dataset
+    from pipeline.audio import save_wav
+
+    for name in ("odd.wav", "plain.wav"):
+        save_wav(tmp_path / name, np.zeros(16000, np.float32), 16000)
+    sidecar = tmp_path / "odd.wav.json"
+    if kind == "folder":
+        sidecar.mkdir()
+    elif kind == "dangling link":
+        sidecar.symlink_to(tmp_path / "nowhere.json")
+    else:
+        sidecar.symlink_to(sidecar)
+    analysed = []
+    monkeypatch.setattr(dataset, "session_features",
+                        lambda session, settings, backends=None: (analysed.append(session.recording.name)
+                                                                  or (_features(20.0), 60.0)))
+    bundle = ModelBundle(_Calm(), {"version": "t", "feature_names": list(FEATURE_NAMES),
+                                   "threshold": {"value": 0.5, "per_class": {}}}, tmp_path)
+    lines = []
+    settings = type("S", (), {"model": type("M", (), {"min_window_speech_s": 3.0})(), "audio": None})()
+    out = fa.false_alarms(bundle, [tmp_path], settings=settings, progress=lines.append)
+    assert analysed == ["plain.wav"]
+    (skipped,) = out["skipped"]
+    assert skipped["file"] == "odd.wav"
+    assert "odd.wav.json" in skipped["why"] and "not a regular file" in skipped["why"]
+    assert any(line.startswith("odd.wav: set aside") and "\n" not in line for line in lines)
