@@ -398,18 +398,27 @@ def _publish(stage: Path, out: Path) -> None:
 
 _UNFINISHED: dict[Path, Path | None] = {}  # scratch folder -> the session folder this run created (or None)
 _UNFINISHED_LOCK = threading.Lock()
+UNNAMED_SCRATCH_MAX_AGE_S = 24 * 3600  # no analysis runs a day; a younger folder may be a run still going
 
 
 def _new_scratch(out: Path, *, remove_out: bool) -> Path:
     """A private scratch folder ``.work-<pid>-*`` in the session folder, registered for :func:`discard_unfinished`.
 
     Scratch folders left by a run that was killed (its process is gone: a crash, a power cut) hold decoded audio;
-    they are removed here, before this run starts. ``remove_out``: the run created ``out``, so it may remove it
+    they are removed here, before this run starts, as are an older version's ``.work-<random>`` folders (no process
+    id in the name) once they are :data:`UNNAMED_SCRATCH_MAX_AGE_S` old. ``remove_out``: the run created ``out``, so it may remove it
     again when it ends with nothing in it (a folder the user made is never removed).
     """
     for old in out.glob(".work-*"):
         pid = old.name.split("-")[1] if old.name.count("-") >= 2 else ""
-        if pid.isdigit() and not _process_alive(int(pid)):
+        if pid.isdigit():
+            stale = not _process_alive(int(pid))
+        else:  # an older version's ``.work-<random>``: no process to ask, so by its age
+            try:
+                stale = time.time() - old.stat().st_mtime > UNNAMED_SCRATCH_MAX_AGE_S
+            except OSError:
+                stale = False
+        if stale:
             shutil.rmtree(old, ignore_errors=True)
     work = Path(tempfile.mkdtemp(prefix=f".work-{os.getpid()}-", dir=out))
     with _UNFINISHED_LOCK:

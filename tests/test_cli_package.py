@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,24 @@ def test_scratch_left_by_a_killed_run_is_removed_and_a_chosen_out_folder_is_kept
     made.mkdir()
     _new_scratch(made, remove_out=True)
     assert discard_unfinished() == 1 and not made.exists()
+
+
+def test_scratch_of_an_older_version_without_a_process_id_is_removed_once_a_day_old(tmp_path):
+    """Versions before the process id was in the name left ``.work-<random>`` folders with decoded audio; they can
+    never be matched to a process, so one older than a day is removed (a fresh one may be a run still going)."""
+    from flows.analyze import _end_scratch, _new_scratch
+
+    out = tmp_path / "session"
+    out.mkdir()
+    old, recent = out / ".work-k2j4h1x", out / ".work-p9q8r7s"
+    for folder in (old, recent):
+        folder.mkdir()
+        (folder / "audio.npy").write_bytes(b"x")
+    day_and_more = time.time() - 25 * 3600
+    os.utime(old, (day_and_more, day_and_more))
+    work = _new_scratch(out, remove_out=False)
+    assert not old.exists() and recent.exists()
+    _end_scratch(work)
 
 
 @pytest.mark.slow
