@@ -65,7 +65,7 @@ def test_session_json_is_correct_for_the_sample(analysed, sample_reference_turns
     out, _ = analysed
     s = json.loads((out / "session.json").read_text())
     assert s["recording"]["duration_s"] == pytest.approx(30.0, abs=1e-3)
-    assert s["model_version"] == "sim-v2"  # the shipped default (models/artifacts/DEFAULT)
+    assert s["model_version"] == "sim-v3"  # the shipped default (models/artifacts/DEFAULT)
     assert s["transcript"]["language"] == "en"
     words = " ".join(w["text"] for w in s["transcript"]["words"])
     assert word_error_rate(read_stm_text(SAMPLE_STM), words) <= 0.20
