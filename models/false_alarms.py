@@ -100,8 +100,8 @@ def recording_features(path: Path, settings, *, backends=None) -> tuple[SessionF
     Raises
     ------
     PipelineError
-        The sidecar is malformed, is not a regular file (a folder, a dangling or looping link) or refuses consent
-        to analysis (:func:`pipeline.sidecar.refuse_without_consent`,
+        The sidecar is malformed, is not a regular file (a folder, a dangling or looping link), has a second one
+        beside it (``NAME.ext.json`` and ``NAME.json``) or refuses consent to analysis (:func:`pipeline.sidecar.refuse_without_consent`,
         as ``alliance analyze`` obeys it), or the recording cannot be analysed (the message names the file).
     """
     from models import dataset
@@ -113,7 +113,11 @@ def recording_features(path: Path, settings, *, backends=None) -> tuple[SessionF
         if os.path.lexists(c) and not _regular_file(c):
             raise InputError(path, f"its sidecar {c.name} is not a regular file (a folder, or a link that leads "
                                    "nowhere or in a loop); replace it with the session's metadata or remove it")
-    sidecar = next((c for c in names if c.is_file()), None)
+    present = [c for c in names if c.is_file()]
+    if len(present) == 2:  # as the nightly inbox: which consent record holds is not clear
+        raise InputError(path, f"two sidecars, {present[0].name} and {present[1].name}: it is not clear which "
+                               "consent record and metadata hold; keep one")
+    sidecar = present[0] if present else None
     if sidecar is not None:
         refuse_without_consent(sidecar)  # a consent record that says no is obeyed by every way in
     # no sidecar: the shipped empty metadata (a temporary file was left in /tmp by a stop at once, Ctrl-C)

@@ -221,3 +221,28 @@ def test_a_sidecar_that_cannot_be_read_as_a_file_sets_the_recording_aside(tmp_pa
     assert skipped["file"] == "odd.wav"
     assert "odd.wav.json" in skipped["why"] and "not a regular file" in skipped["why"]
     assert any(line.startswith("odd.wav: set aside") and "\n" not in line for line in lines)
+
+
+def test_a_recording_with_two_sidecars_is_set_aside_as_the_inbox_refuses_it(tmp_path, monkeypatch):
+    """Only NAME.wav.json was read, so a NAME.json refusing consent beside it was ignored and the recording
+    analysed (fresh-user trial); the nightly inbox refuses a recording with two sidecars, and so does evaluate."""
+    import json
+
+    from models import dataset
+    from pipeline.audio import save_wav
+
+    for name in ("rec.wav", "plain.wav"):
+        save_wav(tmp_path / name, np.zeros(16000, np.float32), 16000)
+    (tmp_path / "rec.wav.json").write_text(json.dumps({"language": "en"}))
+    (tmp_path / "rec.json").write_text(json.dumps({"consent": {"analysis": False}}))
+    analysed = []
+    monkeypatch.setattr(dataset, "session_features",
+                        lambda session, settings, backends=None: (analysed.append(session.recording.name)
+                                                                  or (_features(20.0), 60.0)))
+    bundle = ModelBundle(_Calm(), {"version": "t", "feature_names": list(FEATURE_NAMES),
+                                   "threshold": {"value": 0.5, "per_class": {}}}, tmp_path)
+    settings = type("S", (), {"model": type("M", (), {"min_window_speech_s": 3.0})(), "audio": None})()
+    out = fa.false_alarms(bundle, [tmp_path], settings=settings, progress=lambda line: None)
+    assert analysed == ["plain.wav"]
+    (skipped,) = out["skipped"]
+    assert skipped["file"] == "rec.wav" and "two sidecars" in skipped["why"] and "rec.json" in skipped["why"]
