@@ -511,6 +511,31 @@ def _check_thresholds(folder: Path, threshold) -> None:
                                  f"{{type: p}}}} with every p between 0 and 1. Got {json.dumps(threshold)[:80]} instead.")
 
 
+MAX_CONTEXT_WINDOWS = 99  # about 16 minutes of talk with 10-s hops; more is no longer one episode
+
+
+def _check_card_fields(folder: Path, card: dict) -> None:
+    """Refuse a hand-edited card whose version, marker list or context cannot be used, naming the field."""
+    import re
+
+    def refuse(text: str) -> None:
+        raise ModelArtifactError(f"{folder.name}: {CARD_FILE}: {text}")
+
+    version = card.get("version")
+    if not isinstance(version, str) or not re.fullmatch(MODEL_NAME, version):
+        refuse(f"version must be a model name (1-64 letters, digits, '.', '_', '-'). Got "
+               f"{json.dumps(version)[:40]} instead.")
+    names = card.get("feature_names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        refuse(f"feature_names must be a list of marker names. Got {json.dumps(names)[:40]} instead.")
+    context = card.get("context", {})
+    windows = context.get("windows", 1) if isinstance(context, dict) else None
+    if (isinstance(windows, bool) or not isinstance(windows, int) or not 1 <= windows <= MAX_CONTEXT_WINDOWS
+            or windows % 2 == 0):
+        refuse(f"context.windows must be a positive odd whole number up to {MAX_CONTEXT_WINDOWS}. Got "
+               f"{json.dumps(context)[:40]} instead.")
+
+
 def load_model(folder: Path | None = None) -> ModelBundle:
     """Load an artifact and check it against this code.
 
@@ -545,12 +570,14 @@ def load_model(folder: Path | None = None) -> ModelBundle:
     if not isinstance(card, dict):
         raise ModelArtifactError(f"{folder.name}: {CARD_FILE} must hold a JSON object")
     _check_thresholds(folder, card.get("threshold"))
-    names = list(card.get("feature_names", ()))
+    _check_card_fields(folder, card)
+    names = list(card["feature_names"])
     unknown = sorted(set(names) - set(FEATURE_NAMES))
-    if unknown or not names or len(set(names)) != len(names):
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if unknown or not names or repeated:
         raise ModelArtifactError(
-            f"{folder.name}: the model's features do not match this code (unknown {unknown}, or none, or "
-            "repeated); retrain it with this version")
+            f"{folder.name}: the model's features do not match this code (unknown {unknown}, repeated {repeated}"
+            f"{', none at all' if not names else ''}); retrain it with this version")
     saved = card.get("library_versions", {}).get("scikit-learn")
     if saved != sklearn.__version__:
         raise ModelArtifactError(
@@ -578,5 +605,6 @@ def load_model(folder: Path | None = None) -> ModelBundle:
     width = getattr(estimator, "n_features_in_", expected)
     if width != expected:
         raise ModelArtifactError(f"{folder.name}: the model reads {width} inputs where its card describes {expected} "
-                                 f"({len(names)} markers{', each with its session baseline' if bundle.session_baseline else ''})")
+                                 f"({len(names)} markers, inputs.session_baseline "
+                                 f"{str(bundle.session_baseline).lower()}); the card does not belong to this model")
     return bundle

@@ -45,3 +45,37 @@ def test_a_card_whose_thresholds_are_not_probabilities_is_refused(copy, threshol
 
 def test_the_shipped_model_still_loads():
     assert 0 < load_model(SHIPPED).class_threshold(1) < 1
+
+
+@pytest.mark.parametrize("field, value, said", [
+    ("context", {"windows": 0}, "context.windows must be a positive odd whole number"),
+    ("context", {"windows": 10**9}, "context.windows must be a positive odd whole number"),
+    ("context", {"windows": "five"}, "context.windows must be a positive odd whole number"),
+    ("context", [5], "context.windows must be a positive odd whole number"),
+    ("version", None, "version must be a model name"),
+    ("version", 7, "version must be a model name"),
+    ("feature_names", None, "feature_names must be a list of marker names"),
+    ("feature_names", 5, "feature_names must be a list of marker names"),
+])
+def test_a_card_with_a_bad_field_is_refused_in_one_line_naming_it(copy, field, value, said):
+    """These cards loaded, and `alliance analyze` then ran the whole analysis to fail with a traceback at the
+    report (fresh-user trial)."""
+    card = json.loads((copy / "model_card.json").read_text())
+    if value is None:
+        card.pop(field)
+    else:
+        card[field] = value
+    (copy / "model_card.json").write_text(json.dumps(card), encoding="utf-8")
+    with pytest.raises(ModelArtifactError, match=f"copied-model: model_card.json: {said}"):
+        load_model(copy)
+
+
+def test_a_repeated_marker_and_a_wrong_input_setting_are_named(copy):
+    card = json.loads((copy / "model_card.json").read_text())
+    first = card["feature_names"][0]
+    (copy / "model_card.json").write_text(json.dumps({**card, "feature_names": [first] + card["feature_names"]}))
+    with pytest.raises(ModelArtifactError, match=f"repeated \\['{first}'\\]"):
+        load_model(copy)
+    (copy / "model_card.json").write_text(json.dumps({**card, "inputs": {"session_baseline": False}}))
+    with pytest.raises(ModelArtifactError, match="inputs.session_baseline"):
+        load_model(copy)
