@@ -28,6 +28,21 @@ def _features(speech_s):
                            tuple(FeatureFrame(10.0 * i, 10.0 * i + 30.0, values, speech_s) for i in range(10)))
 
 
+def _evaluate_folder(folder, monkeypatch, lines=None):
+    """``false_alarms`` on ``folder`` with a fake analysis; returns the recordings analysed and the result."""
+    from models import dataset
+
+    analysed = []
+    monkeypatch.setattr(dataset, "session_features",
+                        lambda session, settings, backends=None: (analysed.append(session.recording.name)
+                                                                  or (_features(20.0), 60.0)))
+    bundle = ModelBundle(_Calm(), {"version": "t", "feature_names": list(FEATURE_NAMES),
+                                   "threshold": {"value": 0.5, "per_class": {}}}, folder)
+    settings = type("S", (), {"model": type("M", (), {"min_window_speech_s": 3.0})(), "audio": None})()
+    out = fa.false_alarms(bundle, [folder], settings=settings, progress=(lines if lines is not None else []).append)
+    return analysed, out
+
+
 def test_a_broken_or_silent_recording_is_set_aside_and_the_others_still_count(tmp_path, monkeypatch):
     for name in ("a-good.wav", "b-empty.wav", "c-silent.wav"):
         (tmp_path / name).write_bytes(b"x")
@@ -104,21 +119,13 @@ def test_a_sidecar_refusing_consent_is_obeyed(tmp_path, monkeypatch):
     """`alliance analyze` refuses a recording whose sidecar says consent.analysis is false; so does evaluate."""
     import json
 
-    from models import dataset
     from pipeline.audio import save_wav
 
     for name in ("no.wav", "yes.wav"):
         save_wav(tmp_path / name, np.zeros(16000, np.float32), 16000)
     (tmp_path / "no.json").write_text(json.dumps({"consent": {"analysis": False}}))
-    analysed = []
-    monkeypatch.setattr(dataset, "session_features",
-                        lambda session, settings, backends=None: (analysed.append(session.recording.name)
-                                                                  or (_features(20.0), 60.0)))
-    bundle = ModelBundle(_Calm(), {"version": "t", "feature_names": list(FEATURE_NAMES),
-                                   "threshold": {"value": 0.5, "per_class": {}}}, tmp_path)
     lines = []
-    settings = type("S", (), {"model": type("M", (), {"min_window_speech_s": 3.0})(), "audio": None})()
-    out = fa.false_alarms(bundle, [tmp_path], settings=settings, progress=lines.append)
+    analysed, out = _evaluate_folder(tmp_path, monkeypatch, lines)
     assert analysed == ["yes.wav"]
     assert [f["file"] for f in out["files"]] == ["yes.wav"]
     (skipped,) = out["skipped"]
@@ -195,7 +202,6 @@ def test_entries_that_are_not_files_are_named_and_a_right_to_left_name_is_escape
 def test_a_sidecar_that_cannot_be_read_as_a_file_sets_the_recording_aside(tmp_path, monkeypatch, kind):
     """A sidecar name that is a folder or a link leading nowhere is refused, never ignored: it may be a consent
     record that cannot be read, so the recording is not analysed as if it had none (fresh-user trial)."""
-    from models import dataset
     from pipeline.audio import save_wav
 
     for name in ("odd.wav", "plain.wav"):
@@ -207,15 +213,8 @@ def test_a_sidecar_that_cannot_be_read_as_a_file_sets_the_recording_aside(tmp_pa
         sidecar.symlink_to(tmp_path / "nowhere.json")
     else:
         sidecar.symlink_to(sidecar)
-    analysed = []
-    monkeypatch.setattr(dataset, "session_features",
-                        lambda session, settings, backends=None: (analysed.append(session.recording.name)
-                                                                  or (_features(20.0), 60.0)))
-    bundle = ModelBundle(_Calm(), {"version": "t", "feature_names": list(FEATURE_NAMES),
-                                   "threshold": {"value": 0.5, "per_class": {}}}, tmp_path)
     lines = []
-    settings = type("S", (), {"model": type("M", (), {"min_window_speech_s": 3.0})(), "audio": None})()
-    out = fa.false_alarms(bundle, [tmp_path], settings=settings, progress=lines.append)
+    analysed, out = _evaluate_folder(tmp_path, monkeypatch, lines)
     assert analysed == ["plain.wav"]
     (skipped,) = out["skipped"]
     assert skipped["file"] == "odd.wav"
@@ -228,21 +227,13 @@ def test_a_recording_with_two_sidecars_is_set_aside_as_the_inbox_refuses_it(tmp_
     analysed (fresh-user trial); the nightly inbox refuses a recording with two sidecars, and so does evaluate."""
     import json
 
-    from models import dataset
     from pipeline.audio import save_wav
 
     for name in ("rec.wav", "plain.wav"):
         save_wav(tmp_path / name, np.zeros(16000, np.float32), 16000)
     (tmp_path / "rec.wav.json").write_text(json.dumps({"language": "en"}))
     (tmp_path / "rec.json").write_text(json.dumps({"consent": {"analysis": False}}))
-    analysed = []
-    monkeypatch.setattr(dataset, "session_features",
-                        lambda session, settings, backends=None: (analysed.append(session.recording.name)
-                                                                  or (_features(20.0), 60.0)))
-    bundle = ModelBundle(_Calm(), {"version": "t", "feature_names": list(FEATURE_NAMES),
-                                   "threshold": {"value": 0.5, "per_class": {}}}, tmp_path)
-    settings = type("S", (), {"model": type("M", (), {"min_window_speech_s": 3.0})(), "audio": None})()
-    out = fa.false_alarms(bundle, [tmp_path], settings=settings, progress=lambda line: None)
+    analysed, out = _evaluate_folder(tmp_path, monkeypatch)
     assert analysed == ["plain.wav"]
     (skipped,) = out["skipped"]
     assert skipped["file"] == "rec.wav" and "two sidecars" in skipped["why"] and "rec.json" in skipped["why"]
