@@ -168,6 +168,22 @@ def test_scratch_of_an_older_version_without_a_process_id_is_removed_once_a_day_
     _end_scratch(work)
 
 
+def test_a_scratch_name_that_links_outside_the_session_folder_is_never_followed(tmp_path):
+    """The sweep removes only folders inside the session folder: a ``.work-*`` link to elsewhere is left alone."""
+    from flows.analyze import _end_scratch, _new_scratch
+
+    out, elsewhere = tmp_path / "session", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("x")
+    (out / ".work-999999999-abc").symlink_to(elsewhere)
+    (out / ".work-k2j4h1x").symlink_to(elsewhere)
+    day_and_more = time.time() - 25 * 3600
+    os.utime(elsewhere, (day_and_more, day_and_more))
+    _end_scratch(_new_scratch(out, remove_out=False))
+    assert (elsewhere / "keep.txt").is_file()
+
+
 @pytest.mark.slow
 def test_child_processes_do_not_import_modules_from_the_working_folder(tmp_path):
     """A ``uvicorn.py`` in the folder `alliance` runs from was imported by Prefect's temporary server
