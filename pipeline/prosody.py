@@ -120,9 +120,12 @@ def turn_prosody(samples: np.ndarray, sample_rate_hz: int, turns: Sequence[Speak
 
 
 #: Pieces a session's turns are cut into for sharing (each about the same length of audio), and the least audio
-#: worth starting a helper process for (a helper needs about 2.8 s of the idle core to start: numpy, librosa).
+#: worth starting a helper process for. A helper needs about 2.8 s of the other core to start (numpy, librosa's
+#: compiled pYIN), and this process waits for the piece it took: measured on 2 idle cores, turns of 54, 107, 214,
+#: 267, 374 and 534 s took 1.2, 2.7, 5.1, 6.1, 11.3 and 14.6 s alone against 3.7, 4.9, 6.3, 6.0, 7.8 and 10.6 s
+#: shared, so the helper pays from about 4.5 minutes of turns on.
 SHARE_PIECES = 24
-SHARE_MIN_AUDIO_S = 30.0
+SHARE_MIN_AUDIO_S = 300.0
 #: How long a helper may go on with a chunk after this process ran out of work, at least (s); also twice the
 #: longest chunk this process did
 HELPER_GRACE_S = 60.0

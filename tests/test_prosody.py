@@ -51,6 +51,14 @@ def test_a_glide_has_the_expected_range_in_semitones():
     assert out[0].f0_range_st == pytest.approx(12 * 0.9, abs=1.0)  # 5th–95th percentile of a 12-semitone glide
 
 
+@pytest.fixture
+def share_short(monkeypatch):
+    """Helpers for the 40 s of tones below (in use, a helper starts only from 5 minutes of turns)."""
+    from pipeline import prosody
+
+    monkeypatch.setattr(prosody, "SHARE_MIN_AUDIO_S", 20.0)
+
+
 def _tone_turns(n=40, seconds=1.0):
     """``n`` one-second tones from 110 to 440 Hz with 0.25 s of silence between them, and their turns."""
     f0s = 110 * 2 ** (2 * np.arange(n) / (n - 1))
@@ -60,7 +68,7 @@ def _tone_turns(n=40, seconds=1.0):
     return signal, turns, f0s
 
 
-def test_a_helper_process_shares_the_turns_and_the_figures_are_the_same():
+def test_a_helper_process_shares_the_turns_and_the_figures_are_the_same(share_short):
     """pYIN holds Python's lock, so a second process shares the work; each turn's figures do not change."""
     from pipeline.prosody import SHARE_PIECES, _chunks, _segments_prosody, _shared_out
 
@@ -80,7 +88,7 @@ def test_a_helper_process_shares_the_turns_and_the_figures_are_the_same():
     assert [repr(f) for f in figures] == [repr(f) for f in _segments_prosody(many, SR, pitch)]
 
 
-def test_without_a_helper_or_with_one_that_fails_or_hangs_every_turn_is_still_done(monkeypatch, caplog):
+def test_without_a_helper_or_with_one_that_fails_or_hangs_every_turn_is_still_done(monkeypatch, caplog, share_short):
     """No helper can start, a helper dies, a helper hangs: the same figures, nothing lost, the hung one stopped."""
     import threading
 
@@ -142,7 +150,9 @@ def test_a_script_without_a_main_guard_runs_once_while_a_helper_shares_its_turns
         "import sys\n"
         f"sys.path[:0] = [{str(root)!r}, {str(Path(__file__).resolve().parent)!r}]\n"
         "from test_prosody import SR, _tone_turns\n"
+        "from pipeline import prosody\n"
         "from pipeline.prosody import _chunks, _shared_out\n"
+        "prosody.SHARE_MIN_AUDIO_S = 20.0\n"
         "print('script ran', flush=True)\n"
         "signal, turns, _ = _tone_turns()\n"
         "segments = [signal[int(t.start * SR):int(t.end * SR)] for t in turns] * 4\n"
@@ -175,7 +185,7 @@ def test_the_helper_does_not_import_modules_from_the_current_folder(tmp_path, mo
     assert figures is not None and [f[0] for f in figures] == pytest.approx([110.0, 440.0], rel=0.02)
 
 
-def test_no_more_helpers_than_cores_or_chunks(monkeypatch):
+def test_no_more_helpers_than_cores_or_chunks(monkeypatch, share_short):
     """8 processes asked for on 2 cores start one helper; on 64 cores no more helpers than pieces of work."""
     from pipeline import prosody
 
@@ -195,3 +205,21 @@ def test_no_more_helpers_than_cores_or_chunks(monkeypatch):
     segments = [signal[int(t.start * SR):int(t.end * SR)] for t in turns]
     turn_prosody(signal, SR, turns, settings=FeatureSettings(), processes=64)
     assert len(started) == len(prosody._chunks(segments, SR)) - 1
+
+
+def test_a_session_with_less_speech_than_a_helper_is_worth_is_measured_in_one_process(monkeypatch):
+    """Measured (2 cores, idle): a helper takes about 2.8 s to start, so below about 4.5 minutes of turns it made
+    the stage slower (2 minutes of turns: 2.7 s alone, 4.9 s shared); 5 minutes and more are shared."""
+    from pipeline import prosody
+
+    def never(cls):
+        raise AssertionError("a helper process was started")
+
+    monkeypatch.setattr(prosody._Helper, "start", classmethod(never))
+    four_minutes = [np.zeros(4 * SR, np.float32)] * 60
+    assert prosody._chunks(four_minutes, SR) == [list(range(60))]
+    signal = np.zeros(240 * SR, np.float32)
+    turns = [SpeakerTurn(4.0 * i, 4.0 * i + 4.0, "AB"[i % 2]) for i in range(60)]
+    assert len(turn_prosody(signal, SR, turns, settings=FeatureSettings(), processes=2)) == 60
+    six_minutes = [np.zeros(6 * SR, np.float32)] * 60
+    assert len(prosody._chunks(six_minutes, SR)) == prosody.SHARE_PIECES
