@@ -40,12 +40,14 @@ demo: install
 
 # pytest-xdist: one process per core (two on the project's machines), a test file's tests in one process (its
 # module fixtures load once): run serially, the suite kept 1.1 of 2 cores busy (it waits on servers and workers).
+# The longest files go first (tests/conftest.py: LONG_FILES), not in pytest-xdist's order, so both workers end
+# together.
 test: install
-	$(PY) -m pytest -n auto --dist loadfile
+	$(PY) -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 # Everyday work: the tests without real models, servers or whole analyses (under 2 minutes).
 test-fast: install
-	$(PY) -m pytest -m "not slow" -n auto --dist loadfile
+	$(PY) -m pytest -m "not slow" -n auto --dist loadfile --no-loadscope-reorder
 
 # Screenshots for a person to look at (not committed; screenshots/ is git-ignored): the browser tests, writing
 # there the review app's pages and the reports at 1280 px, the reports as A4 PDF and, with poppler's pdftoppm,

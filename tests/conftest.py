@@ -133,12 +133,24 @@ def prefect_harness():
         yield
 
 
+#: Test files that take a minute or more on 2 cores (``--durations``, December 2026), longest first. With
+#: ``--dist loadfile --no-loadscope-reorder`` (the Makefile) the two workers take these first and the many short
+#: files fill in after them, so both workers end at about the same time. In pytest-xdist's own order (files with
+#: the most tests first) the 4-minute work-pool file came last: one worker waited 3 minutes for the other.
+LONG_FILES = ("test_training.py", "test_worker_processes.py", "test_asr_backends.py", "test_robustness.py",
+              "test_flow_e2e.py", "test_asr_parts.py", "test_web.py", "test_prosody.py", "test_cli_package.py",
+              "test_serve.py")
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests that need the Prefect server (the ``prefect_harness`` fixture, directly or through another) are slow.
 
     Starting the temporary server takes 10–60 s on 2 cores, so everyday work (``pytest -m "not slow"``) leaves
-    them, with the other servers and real models, to ``make test``.
+    them, with the other servers and real models, to ``make test``. The files of :data:`LONG_FILES` go first, in
+    that order; the rest keep their order.
     """
     for item in items:
         if "prefect_harness" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))

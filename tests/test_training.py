@@ -92,9 +92,10 @@ def _check_active(result, card, held_dir, train_dir, tmp_path):
     # never overwritten
     result = runner.invoke(app, ["retrain", "--data", str(train_dir), "--version", "clinic-v1"])
     assert result.exit_code == 1 and "already exists" in result.output
-    # the analysis now flags with the active model
-    result = runner.invoke(app, ["analyze", str(next(held_dir.iterdir()) / "recording.wav"), "--out",
-                                 str(tmp_path / "s")])
+    # the analysis now flags with the active model (the 30 s call: any recording shows which model flagged it)
+    from tests.conftest import SAMPLE_WAV
+
+    result = runner.invoke(app, ["analyze", str(SAMPLE_WAV), "--out", str(tmp_path / "s")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "s" / "session.json").read_text())["model_version"] == "clinic-v1"
 
