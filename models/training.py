@@ -675,6 +675,11 @@ def check_holdout_apart(data_dirs: Sequence[str | Path], holdout_dirs: Sequence[
                                f"{' ...' if len(both) > 10 else ''}; give --holdout other sessions")
 
 
+def counted(n: int, one: str, many: str) -> str:
+    """``"1 client"``, ``"2 clients"``: a count with its noun in the singular or the plural."""
+    return f"{n} {one if n == 1 else many}"
+
+
 def default_summary(n_sessions: int, n_clients: int, languages: Sequence[str], generators: Sequence[str], *,
                     n_real: int | None = None) -> dict[str, str]:
     """The card's first line when the caller gives none, in English and Dutch: simulated or real, how many.
@@ -700,19 +705,21 @@ def default_summary(n_sessions: int, n_clients: int, languages: Sequence[str], g
     sims = sorted(g for g in set(generators) if g != REAL)
     n_real = (n_sessions if not sims else 0) if n_real is None else n_real
     langs = ", ".join(sorted(set(languages)))
+    ses, sessies = ("session", "sessie") if n_sessions == 1 else ("sessions", "sessies")
+    clients_en, clients_nl = counted(n_clients, "client", "clients"), counted(n_clients, "cliënt", "cliënten")
     if n_real == 0:
-        en = (f"Trained on {n_sessions} simulated sessions (generators {', '.join(sims)}) of {n_clients} clients "
+        en = (f"Trained on {n_sessions} simulated {ses} (generators {', '.join(sims)}) of {clients_en} "
               f"({langs}), not on real therapy audio.")
-        nl = (f"getraind op {n_sessions} gesimuleerde sessies (generatoren {', '.join(sims)}) van {n_clients} "
-              f"cliënten ({langs}), niet op echte therapie-opnames")
+        nl = (f"getraind op {n_sessions} gesimuleerde {sessies} (generatoren {', '.join(sims)}) van {clients_nl} "
+              f"({langs}), niet op echte therapie-opnames")
     elif n_real == n_sessions:
-        en = f"Trained on {n_sessions} annotated real sessions of {n_clients} clients ({langs})."
-        nl = f"getraind op {n_sessions} geannoteerde echte sessies van {n_clients} cliënten ({langs})"
+        en = f"Trained on {n_sessions} annotated real {ses} of {clients_en} ({langs})."
+        nl = f"getraind op {n_sessions} geannoteerde echte {sessies} van {clients_nl} ({langs})"
     else:
-        en = (f"Trained on {n_sessions} annotated sessions ({n_real} real, {n_sessions - n_real} simulated) of "
-              f"{n_clients} clients ({langs}).")
-        nl = (f"getraind op {n_sessions} geannoteerde sessies ({n_real} echte, {n_sessions - n_real} gesimuleerde) "
-              f"van {n_clients} cliënten ({langs})")
+        en = (f"Trained on {n_sessions} annotated {ses} ({n_real} real, {n_sessions - n_real} simulated) of "
+              f"{clients_en} ({langs}).")
+        nl = (f"getraind op {n_sessions} geannoteerde {sessies} ({n_real} echte, {n_sessions - n_real} gesimuleerde) "
+              f"van {clients_nl} ({langs})")
     return {"summary": en, "summary_en": en, "summary_nl": nl}
 
 
@@ -842,7 +849,8 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
         "version": version,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "code_version": code_version(),
-        "training_data": (f"{description} {data['n_sessions']} sessions, {np.unique(groups).size} clients, "
+        "training_data": (f"{description} {counted(data['n_sessions'], 'session', 'sessions')}, "
+                          f"{counted(int(np.unique(groups).size), 'client', 'clients')}, "
                           f"generators {', '.join(generators)}, languages {', '.join(langs)}; {y.size} windows of "
                           f"{settings.features.window_s:g} s (hop {settings.features.hop_s:g} s) with at least "
                           f"{settings.model.min_window_speech_s:g} s of speech: {counts}. Window labels: the rupture "
@@ -962,7 +970,7 @@ def small_data_note(n_clients: int, counts: dict[str, int]) -> str | None:
     if n_clients >= TRUSTED_MIN_CLIENTS and not few:
         return None
     windows = ", ".join(f"{n} {name}" for name, n in counts.items() if name != CLASSES[0])
-    return (f"Trained on {n_clients} clients ({windows} windows): too few for its figures to be trusted yet; "
+    return (f"Trained on {counted(n_clients, 'client', 'clients')} ({windows} windows): too few for its figures to be trusted yet; "
             f"they start to mean something from {TRUSTED_MIN_CLIENTS} clients and {TRUSTED_MIN_POSITIVES} windows "
             "of each rupture type.")
 
@@ -1049,7 +1057,8 @@ def format_breakdown(result: dict) -> str:
     out = []
     for key, what in (("by_generator", "generator"), ("by_folder", "data folder")):
         for name, part in result.get(key, {}).items():
-            out.append(f"{what} {name} ({part['n_sessions']} sessions of {part['n_clients']} clients):")
+            out.append(f"{what} {name} ({counted(part['n_sessions'], 'session', 'sessions')} of "
+                       f"{counted(part['n_clients'], 'client', 'clients')}):")
             out.append(format_metrics(part))
     return "\n".join(out)
 

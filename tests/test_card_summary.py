@@ -27,6 +27,16 @@ def test_real_and_mixed_training_data_say_how_many_of_each():
     assert "waarop het getraind is staat niet" not in model_caveat(mixed, "clinic-v1", "nl")
 
 
+def test_one_session_or_one_client_is_said_in_the_singular():
+    """Fresh-user trial: `alliance evaluate` printed "2 sessions of 1 clients"."""
+    one = default_summary(1, 1, ["nl"], ["real"])
+    assert one["summary"] == "Trained on 1 annotated real session of 1 client (nl)."
+    assert one["summary_nl"] == "getraind op 1 geannoteerde echte sessie van 1 cliënt (nl)"
+    sim = default_summary(2, 1, ["en"], ["tts"])
+    assert sim["summary"].startswith("Trained on 2 simulated sessions (generators tts) of 1 client (en)")
+    assert "2 gesimuleerde sessies (generatoren tts) van 1 cliënt (en)" in sim["summary_nl"]
+
+
 def test_the_cards_mean_auroc_is_the_mean_of_the_table_it_stands_under():
     from models.artifact import render_card_markdown
 

@@ -87,7 +87,7 @@ def _check_active(result, card, held_dir, train_dir, tmp_path):
     out = tmp_path / "eval.json"
     result = runner.invoke(app, ["evaluate", "--data", str(held_dir), "--json", str(out)])
     assert result.exit_code == 0, result.output
-    assert "Model clinic-v1 on 2 sessions of 1 clients" in result.output
+    assert "Model clinic-v1 on 2 sessions of 1 client:" in " ".join(result.output.split())
     assert json.loads(out.read_text())["types"] == card["metrics"]["heldout"]["types"]
     # never overwritten
     result = runner.invoke(app, ["retrain", "--data", str(train_dir), "--version", "clinic-v1"])
@@ -339,7 +339,7 @@ def test_retrain_prints_the_cross_generator_table_and_the_false_alarms(prefect_h
     text = result.output
     assert "Cross-validation leaving one generator out (2 folds)" in text
     assert "tts → rooms" in text and "rooms → tts" in text and "Chosen: linear" in text
-    assert "generator rooms (1 sessions of 1 clients)" in text and "call/tense.wav" in text
+    assert "generator rooms (1 session of 1 client)" in text and "call/tense.wav" in text
     result = runner.invoke(app, ["retrain", "--data", str(root / "train"), "--unannotated", str(root / "nope"),
                                  "--version", "gen-cli-v2"])
     assert result.exit_code == 1 and "nope: folder of unannotated recordings not found" in " ".join(result.output.split())

@@ -217,7 +217,7 @@ def evaluate(
 
     from models.artifact import active_model_path
     from models.false_alarms import format_false_alarms
-    from models.training import evaluate as run, format_breakdown, to_json
+    from models.training import counted, evaluate as run, format_breakdown, to_json
     from pipeline.errors import PipelineError
     from pipeline.settings import Settings
 
@@ -238,8 +238,8 @@ def evaluate(
         _error(console, str(exc))
         raise typer.Exit(1) from None
     if data:
-        _print_metrics(f"Model {result['model']} on {result['n_sessions']} sessions of {result['n_clients']} "
-                       "clients:", result)
+        _print_metrics(f"Model {result['model']} on {counted(result['n_sessions'], 'session', 'sessions')} of "
+                       f"{counted(result['n_clients'], 'client', 'clients')}:", result)
         if by_generator:
             typer.echo(format_breakdown(result))
     if unannotated:
