@@ -208,6 +208,7 @@ def markers_task(work_dir: str, session_id: str, rec: Recording, speech: tuple[S
 def report_task(work_dir: str, out_dir: str, analysis: SessionAnalysis, settings: Settings, bundle, *,
                 hook: steps.Hook | None = None) -> SessionReport:
     """Flag the windows of ``analysis`` with the classifier ``bundle`` and write the report into ``out_dir``."""
+    from models.artifact import CLASSES
     from models.flagging import flag_windows
 
     with steps.stage(hook, "flags"):
@@ -217,7 +218,9 @@ def report_task(work_dir: str, out_dir: str, analysis: SessionAnalysis, settings
     with steps.stage(hook, "report"):
         report = SessionReport.from_analysis(
             analysis, flags=flags, model_version=bundle.version,
-            flag_threshold=settings.model.flag_threshold or bundle.threshold,  # per-type values: the model card
+            flag_threshold=settings.model.flag_threshold or bundle.threshold,
+            flag_thresholds={name: settings.model.flag_threshold or bundle.class_threshold(k)
+                             for k, name in enumerate(CLASSES) if k},
             created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             software_version=pipeline.__version__,
             client_history=client_history(settings.data_dir, analysis.client_id, analysis.session_id))

@@ -527,7 +527,10 @@ class SessionReport(_Serializable):
     ``utterance_markers`` the per-utterance markers (no text).
     ``client_history`` gives, per marker, the client's range over earlier
     sessions: ``{name: {"min", "max", "n"}}``. ``overlap_regions`` as in
-    :class:`SessionAnalysis`.
+    :class:`SessionAnalysis`. ``flag_thresholds`` gives each rupture type's
+    probability threshold in use (``{"withdrawal": 0.291, "confrontation":
+    0.403}``: the model card's, or the ``flag_threshold`` setting for both);
+    ``flag_threshold`` is that setting, else the card's single value.
     """
 
     session_id: str
@@ -555,6 +558,7 @@ class SessionReport(_Serializable):
     session_date: str | None = None
     client_history: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     overlap_regions: tuple[OverlapRegion, ...] = ()
+    flag_thresholds: Mapping[str, float] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     @classmethod

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from pipeline.features import FEATURE_NAMES
-from pipeline.types import SpeakerTurn
-from tests.conftest import SAMPLE_STM, SAMPLE_WAV, der, read_stm_text, speech_time_error_s, word_error_rate
+from pipeline.types import RUPTURE_LABELS, SpeakerTurn
+from tests.conftest import ROOT, SAMPLE_STM, SAMPLE_WAV, der, read_stm_text, speech_time_error_s, word_error_rate
 
 runner = CliRunner()
 
@@ -66,6 +66,9 @@ def test_session_json_is_correct_for_the_sample(analysed, sample_reference_turns
     s = json.loads((out / "session.json").read_text())
     assert s["recording"]["duration_s"] == pytest.approx(30.0, abs=1e-3)
     assert s["model_version"] == "sim-v3"  # the shipped default (models/artifacts/DEFAULT)
+    # each rupture type's own threshold, as the model card sets them (the single `flag_threshold` showed one of them)
+    card = json.loads((ROOT / "models/artifacts/sim-v3/model_card.json").read_text())
+    assert s["flag_thresholds"] == card["threshold"]["per_class"] and set(s["flag_thresholds"]) == set(RUPTURE_LABELS)
     assert s["transcript"]["language"] == "en"
     words = " ".join(w["text"] for w in s["transcript"]["words"])
     assert word_error_rate(read_stm_text(SAMPLE_STM), words) <= 0.20
