@@ -317,7 +317,7 @@ def test_the_report_task_flags_once_and_words_the_reasons_in_each_report_languag
         return report.flags
 
     monkeypatch.setattr(models.flagging, "flag_windows", fake_flags)
-    bundle = types.SimpleNamespace(version="test-model", card=None, threshold=0.5)
+    bundle = types.SimpleNamespace(version="test-model", card=None, threshold=0.5, class_threshold=lambda k: 0.5)
     settings = Settings(data_dir=tmp_path / "data", ui_language="nl")
     out = tmp_path / "out"
     written = report_task.fn(str(tmp_path), str(out), analysis, settings, bundle)
