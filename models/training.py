@@ -970,8 +970,8 @@ def small_data_note(n_clients: int, counts: dict[str, int]) -> str | None:
     if n_clients >= TRUSTED_MIN_CLIENTS and not few:
         return None
     windows = ", ".join(f"{n} {name}" for name, n in counts.items() if name != CLASSES[0])
-    return (f"Trained on {counted(n_clients, 'client', 'clients')} ({windows} windows): too few for its figures to be trusted yet; "
-            f"they start to mean something from {TRUSTED_MIN_CLIENTS} clients and {TRUSTED_MIN_POSITIVES} windows "
+    return (f"Trained on {counted(n_clients, 'client', 'clients')} ({windows} windows): too few for its figures "
+            f"to be trusted yet; they start to mean something from {TRUSTED_MIN_CLIENTS} clients and {TRUSTED_MIN_POSITIVES} windows "
             "of each rupture type.")
 
 
