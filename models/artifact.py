@@ -357,6 +357,16 @@ def render_card_markdown(card: dict) -> str:
         lines += [f"| {kind} | " + " | ".join(_md_num(v.get(t)) for t in types)
                   + f" | {'yes' if kind == choice['chosen'] else 'no'} |" for kind, v in means.items()]
         lines += ["", f"Chosen: {choice['why']}.", ""]
+    reg = metrics.get("regularisation")
+    if reg:
+        types = list(next(iter(reg["mean_auroc"].values())))
+        lines += ["## Regularisation of the linear model", "", "The L2 penalty's C, searched on the same splits: "
+                  f"{reg['chosen_by']}. The chosen C's figures are scored on the folds that chose it.", "",
+                  "| C | " + " | ".join(f"mean AUROC {t}" for t in types) + " | chosen |",
+                  "|---|" + "---|" * len(types) + "---|"]
+        lines += [f"| {c} | " + " | ".join(_md_num(v.get(t)) for t in types)
+                  + f" | {'yes' if float(c) == reg['chosen'] else 'no'} |" for c, v in reg["mean_auroc"].items()]
+        lines += [""]
     for key, title in (("training_data", "Training data"), ("intended_use", "Intended use"),
                        ("limitations", "Known limits")):
         if key in card:

@@ -130,10 +130,18 @@ def false_alarm_set(folder: Path, *, minutes: float, shared: Path | None, progre
     return folder
 
 
-def cross_language(train_dirs: list[Path], settings, *, progress=print) -> dict:
+def cross_language(train_dirs: list[Path], settings, *, c: float | None = None, progress=print) -> dict:
     """Linear model trained on one language's sessions (both generators), scored on the other language's.
 
     Thresholds come from the source language's own leave-one-generator-out predictions, as for the shipped model.
+
+    Parameters
+    ----------
+    train_dirs : list of Path
+        Dataset folders; the language is read from the folder name (``-nl-``, ``-en-``).
+    settings : Settings
+    c : float > 0, optional
+        The linear model's ``C`` (default :data:`models.training.LINEAR_C`).
 
     Returns
     -------
@@ -157,12 +165,12 @@ def cross_language(train_dirs: list[Path], settings, *, progress=print) -> dict:
                          SESSION_BASELINE)
         try:
             cv = cross_validate(X, data["y"], data["groups"], data["generators"], kind="linear",
-                                sessions=data["sessions"], context=CONTEXT_WINDOWS)
+                                sessions=data["sessions"], context=CONTEXT_WINDOWS, c=c)
         except InputError as exc:  # too few sessions of one language (a tiny build): say why, go on
             out[f"trained_{src}_scored_{dst}"] = {"skipped": str(exc)}
             continue
-        model = fit_calibrated("linear", X, data["y"], data["groups"], data["generators"])
-        thresholds, _ = shipped_thresholds(model, "linear", X, data["y"], data["groups"], data["generators"],
+        model = fit_calibrated("linear", X, data["y"], data["groups"], data["generators"], c=c)
+        thresholds, _ = shipped_thresholds(model, X, data["y"], data["groups"], data["generators"],
                                            target_recall=TARGET_RECALL, fallback=cv["thresholds"],
                                            sessions=data["sessions"], context=CONTEXT_WINDOWS)
         card = {"threshold": {"value": min(thresholds.values()), "per_class": thresholds},

@@ -63,15 +63,28 @@ ISOTONIC_MIN_POSITIVES = 200  # below this many windows of a rupture type, sigmo
 # client moves every figure, and recall at a threshold over fewer windows moves in steps of several points
 TRUSTED_MIN_CLIENTS = 10
 TRUSTED_MIN_POSITIVES = 50
+# the linear model's inverse L2 strength. ``train`` chooses it from the grid by the mean AUROC on generators the
+# folds did not train on (searched from the strongest, so a tie keeps the stronger regularisation). The default is
+# the grid's choice on the sim-v3 build's cached features (cross-validation's mean AUROC over the held-out
+# generators, withdrawal / confrontation: C 0.01 0.902 / 0.932, 0.03 0.910 / 0.934, 0.1 0.914 / 0.934, 0.3 0.909 /
+# 0.930); it serves where no grid is searched (the cross-language figures, ``c_grid=()``)
+LINEAR_C = 0.1
+LINEAR_C_GRID = (0.01, 0.03, 0.1, 0.3)
 ESTIMATORS = {
-    "linear": "SimpleImputer(median) → StandardScaler → LogisticRegression(C=0.3, class_weight=balanced)",
+    "linear": "SimpleImputer(median) → StandardScaler → LogisticRegression(C={c:g}, class_weight=balanced)",
     "hgb": ("SimpleImputer(median) → HistGradientBoostingClassifier(max_depth=3, max_iter=200, learning_rate=0.1, "
             "l2_regularization=1.0, min_samples_leaf=20, class_weight=balanced)"),
 }
 
 
-def make_pipeline():
-    """Median imputation → standardisation → multinomial logistic regression (balanced class weights)."""
+def make_pipeline(c: float = LINEAR_C):
+    """Median imputation → standardisation → multinomial logistic regression (balanced class weights).
+
+    Parameters
+    ----------
+    c : float > 0
+        Inverse strength of the L2 penalty (scikit-learn's ``C``).
+    """
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
@@ -79,7 +92,7 @@ def make_pipeline():
 
     return Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
                      ("scale", StandardScaler()),
-                     ("classify", LogisticRegression(C=0.3, class_weight="balanced", max_iter=5000))])
+                     ("classify", LogisticRegression(C=c, class_weight="balanced", max_iter=5000))])
 
 
 def make_hgb_pipeline():
@@ -99,12 +112,14 @@ def make_hgb_pipeline():
                          class_weight="balanced", early_stopping=False, random_state=0))])
 
 
-def make_estimator(kind: str):
+def make_estimator(kind: str, *, c: float | None = None):
     """An unfitted pipeline of one model kind.
 
     Parameters
     ----------
     kind : {"linear", "hgb"}
+    c : float > 0, optional
+        The linear model's ``C`` (default :data:`LINEAR_C`); the tree model ignores it.
 
     Raises
     ------
@@ -112,10 +127,15 @@ def make_estimator(kind: str):
         Another kind.
     """
     if kind == "linear":
-        return make_pipeline()
+        return make_pipeline(LINEAR_C if c is None else c)
     if kind == "hgb":
         return make_hgb_pipeline()
     raise ValueError(f"model kind must be one of {', '.join(MODEL_KINDS)}. Got {kind!r} instead.")
+
+
+def describe_estimator(kind: str, c: float | None = None) -> str:
+    """The pipeline of :func:`make_estimator` in one line, for the model card."""
+    return ESTIMATORS[kind].format(c=LINEAR_C if c is None else c)
 
 
 def calibration_method(y: np.ndarray) -> str:
@@ -177,7 +197,8 @@ def calibration_folds(y: np.ndarray, groups: np.ndarray,
     return None, "too few clients to hold every class in each calibration fold"
 
 
-def fit_calibrated(kind: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, generators: np.ndarray | None):
+def fit_calibrated(kind: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, generators: np.ndarray | None, *,
+                   c: float | None = None):
     """Fit one model kind and its probability calibration on out-of-generator (else out-of-client) predictions.
 
     ``CalibratedClassifierCV(ensemble=False)`` with the folds of :func:`calibration_folds`: the calibrators (one
@@ -193,6 +214,8 @@ def fit_calibrated(kind: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, 
     y : np.ndarray of int, shape (n,)
     groups, generators : np.ndarray of str, shape (n,)
         Client and generator per window (``generators`` None: one generator).
+    c : float > 0, optional
+        The linear model's ``C`` (:func:`make_estimator`).
 
     Returns
     -------
@@ -210,12 +233,12 @@ def fit_calibrated(kind: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, 
     fold, _ = calibration_folds(y, groups, generators)
     with one_thread():
         if fold is None:
-            return make_estimator(kind).fit(X, y)
-        return CalibratedClassifierCV(make_estimator(kind), method=calibration_method(y), cv=PredefinedSplit(fold),
+            return make_estimator(kind, c=c).fit(X, y)
+        return CalibratedClassifierCV(make_estimator(kind, c=c), method=calibration_method(y), cv=PredefinedSplit(fold),
                                       ensemble=False).fit(X, y)
 
 
-def shipped_probabilities(model, kind: str, X: np.ndarray, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
+def shipped_probabilities(model, X: np.ndarray, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
     """Each window's probabilities from the shipped calibrators, given a model that did not train on its fold.
 
     With the calibration folds, these are the decision values the calibrators of a
@@ -228,9 +251,8 @@ def shipped_probabilities(model, kind: str, X: np.ndarray, y: np.ndarray, fold: 
     Parameters
     ----------
     model : CalibratedClassifierCV
-        Fitted by :func:`fit_calibrated` with the folds ``fold``.
-    kind : {"linear", "hgb"}
-        The model kind inside it.
+        Fitted by :func:`fit_calibrated` with the folds ``fold``; each fold's model is an unfitted clone of the
+        pipeline inside it (same kind and parameters).
     X : np.ndarray, shape (n, n_features)
     y : np.ndarray of int, shape (n,)
     fold : np.ndarray of int, shape (n,)
@@ -243,6 +265,8 @@ def shipped_probabilities(model, kind: str, X: np.ndarray, y: np.ndarray, fold: 
     """
     import copy
 
+    from sklearn.base import clone
+
     calibrated = model.calibrated_classifiers_[0]
     out = np.zeros((y.size, len(CLASSES)))
     columns = np.asarray(model.classes_, dtype=int)
@@ -250,12 +274,12 @@ def shipped_probabilities(model, kind: str, X: np.ndarray, y: np.ndarray, fold: 
         held = fold == f
         with one_thread():
             other = copy.copy(calibrated)
-            other.estimator = make_estimator(kind).fit(X[~held], y[~held])
+            other.estimator = clone(calibrated.estimator).fit(X[~held], y[~held])
             out[np.ix_(held, columns)] = other.predict_proba(X[held])
     return out
 
 
-def shipped_thresholds(model, kind: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
+def shipped_thresholds(model, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
                        generators: np.ndarray | None, *, target_recall: float,
                        fallback: dict[str, float], sessions: np.ndarray | None = None,
                        context: int = 1) -> tuple[dict[str, float], np.ndarray | None]:
@@ -268,7 +292,6 @@ def shipped_thresholds(model, kind: str, X: np.ndarray, y: np.ndarray, groups: n
     ----------
     model : CalibratedClassifierCV or Pipeline
         From :func:`fit_calibrated` on ``X``, ``y``, ``groups``, ``generators``.
-    kind : {"linear", "hgb"}
     X, y, groups, generators
         As given to :func:`fit_calibrated`.
     target_recall : float in (0, 1]
@@ -290,7 +313,7 @@ def shipped_thresholds(model, kind: str, X: np.ndarray, y: np.ndarray, groups: n
     fold, _ = calibration_folds(y, groups, None)
     if fold is None or not hasattr(model, "calibrated_classifiers_"):
         return dict(fallback), None
-    shipped = _in_context(shipped_probabilities(model, kind, X, y, fold), sessions, context)
+    shipped = _in_context(shipped_probabilities(model, X, y, fold), sessions, context)
     return {CLASSES[k]: choose_threshold(y == k, shipped[:, k], target_recall) for k in (1, 2)}, shipped
 
 
@@ -456,7 +479,7 @@ def _reliability(truth: np.ndarray, p: np.ndarray, n_bins: int = 5) -> list[dict
 
 def cross_validate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, generators: np.ndarray | None = None, *,
                    kind: str = "linear", target_recall: float = TARGET_RECALL, n_splits: int = 5,
-                   sessions: np.ndarray | None = None, context: int = 1) -> dict:
+                   sessions: np.ndarray | None = None, context: int = 1, c: float | None = None) -> dict:
     """Leave-one-generator-out (else grouped-by-client) cross-validation of one calibrated model kind.
 
     Each fold fits :func:`fit_calibrated` on its training windows only (model and calibrator), and scores the
@@ -481,11 +504,13 @@ def cross_validate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, generators:
     context : int, odd >= 1
         Windows averaged into each held-out probability (:func:`models.artifact.context_mean`; a session is
         always held out whole, so the mean never mixes folds).
+    c : float > 0, optional
+        The linear model's ``C`` (:func:`make_estimator`).
 
     Returns
     -------
     dict
-        ``kind``; ``grouped_by`` (``"generator"`` or ``"client"``); ``n_splits``; ``thresholds`` per type;
+        ``kind``; ``c`` (the linear model's ``C``, None for the tree model); ``grouped_by`` (``"generator"`` or ``"client"``); ``n_splits``; ``thresholds`` per type;
         ``metrics`` (:func:`type_metrics` of the pooled held-out probabilities); ``brier_uncalibrated`` per type
         (the same folds' pipelines before calibration); ``folds`` (per fold: test clients, windows, AUROC per type,
         and with generators ``train_generators`` and ``test_generator``); ``pairs`` (per held-out generator:
@@ -525,7 +550,7 @@ def cross_validate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, generators:
     proba = np.zeros((y.size, len(CLASSES)))
     raw = np.zeros_like(proba)
     for tr, te in splits:
-        model = fit_calibrated(kind, X[tr], y[tr], groups[tr], None if one else gens[tr])
+        model = fit_calibrated(kind, X[tr], y[tr], groups[tr], None if one else gens[tr], c=c)
         proba[te] = _class_proba(model, X[te])
         raw[te] = _class_proba(base_pipeline(model), X[te])
     proba, raw = _in_context(proba, sessions, context), _in_context(raw, sessions, context)
@@ -549,10 +574,64 @@ def cross_validate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, generators:
         mean_auroc = {name: _nanmean([p["types"][name]["auroc"] for p in pairs]) for name in CLASSES[1:]}
     else:
         mean_auroc = {name: metrics[name]["auroc"] for name in CLASSES[1:]}
-    return {"kind": kind, "grouped_by": grouped_by, "n_splits": len(splits), "thresholds": thresholds,
+    return {"kind": kind, "c": (LINEAR_C if c is None else c) if kind == "linear" else None, "grouped_by": grouped_by, "n_splits": len(splits), "thresholds": thresholds,
             "metrics": metrics,
             "brier_uncalibrated": {CLASSES[k]: round(float(brier_score_loss(y == k, raw[:, k])), 4) for k in (1, 2)},
             "folds": folds, "pairs": pairs, "mean_auroc": mean_auroc, "proba": proba}
+
+
+def choose_regularisation(X: np.ndarray, y: np.ndarray, groups: np.ndarray, generators: np.ndarray | None = None,
+                          *, grid: Sequence[float] = LINEAR_C_GRID, **cv_args) -> tuple[dict, dict]:
+    """The linear model's L2 strength that transfers best: cross-validate each ``C`` of the grid on the same splits.
+
+    Each ``C`` is scored by the mean, over the two rupture types, of :func:`cross_validate`'s ``mean_auroc``
+    (mean AUROC over the held-out generators, else the pooled AUROC of the client folds). Stronger regularisation
+    shrinks the markers whose relation to the labels one generator's voices, wording or rooms exaggerate; the
+    grid is searched from the strongest, and a later ``C`` must score strictly higher to be taken. The chosen
+    ``C`` is scored on the same folds it was chosen by, so its cross-validated figures are slightly optimistic
+    (four candidates; Cawley & Talbot 2010).
+
+    Parameters
+    ----------
+    X, y, groups, generators
+        As for :func:`cross_validate`.
+    grid : sequence of float > 0
+        Candidate ``C`` values.
+    **cv_args
+        Passed on to :func:`cross_validate` (``target_recall``, ``sessions``, ``context``, ``n_splits``).
+
+    Returns
+    -------
+    (dict, dict)
+        The chosen ``C``'s cross-validation (:func:`cross_validate`, with ``c``), and the search:
+        ``{"grid": [...], "mean_auroc": {str(C): {type: AUROC}}, "chosen": C, "chosen_by": why}``.
+
+    Raises
+    ------
+    InputError
+        As :func:`cross_validate`.
+    ValueError
+        An empty grid or a ``C`` that is not positive.
+
+    References
+    ----------
+    Cawley & Talbot (2010), On over-fitting in model selection and subsequent selection bias in performance
+    evaluation, JMLR 11.
+    """
+    grid = sorted(float(v) for v in grid)
+    if not grid or grid[0] <= 0:
+        raise ValueError(f"the C grid must hold positive values. Got {grid} instead.")
+    best, best_score, scores = None, -math.inf, {}
+    for c in grid:
+        cv = cross_validate(X, y, groups, generators, kind="linear", c=c, **cv_args)
+        scores[f"{c:g}"] = cv["mean_auroc"]
+        score = _nanmean(list(cv["mean_auroc"].values()))
+        if best is None or (math.isfinite(score) and score > best_score):
+            best, best_score = cv, score
+    by = "held-out generators" if best["grouped_by"] == "generator" else "held-out clients"
+    return best, {"grid": grid, "mean_auroc": scores, "chosen": best["c"],
+                  "chosen_by": f"highest mean AUROC of the two rupture types on {by}; ties keep the smaller C "
+                               "(stronger regularisation)"}
 
 
 def _nanmean(values) -> float:
@@ -562,7 +641,7 @@ def _nanmean(values) -> float:
 
 def same_generator(X: np.ndarray, y: np.ndarray, groups: np.ndarray, generators: np.ndarray,
                    thresholds: dict[str, float], *, kind: str = "linear", n_splits: int = 5,
-                   sessions: np.ndarray | None = None, context: int = 1) -> dict:
+                   sessions: np.ndarray | None = None, context: int = 1, c: float | None = None) -> dict:
     """Within each generator, grouped-by-client cross-validation scored at the given (shipped) thresholds.
 
     The figures a model reaches on new clients of a generator it was trained on: set beside the cross-generator
@@ -576,7 +655,7 @@ def same_generator(X: np.ndarray, y: np.ndarray, groups: np.ndarray, generators:
         Flag threshold per rupture type (the shipped model's).
     kind : {"linear", "hgb"}
     n_splits : int >= 2
-    sessions, context
+    sessions, context, c
         As for :func:`cross_validate`.
 
     Returns
@@ -600,7 +679,7 @@ def same_generator(X: np.ndarray, y: np.ndarray, groups: np.ndarray, generators:
             continue
         proba = np.zeros((yg.size, len(CLASSES)))
         for tr, te in splits:
-            proba[te] = _class_proba(fit_calibrated(kind, Xg[tr], yg[tr], gg[tr], None), Xg[te])
+            proba[te] = _class_proba(fit_calibrated(kind, Xg[tr], yg[tr], gg[tr], None, c=c), Xg[te])
         proba = _in_context(proba, None if sessions is None else sessions[m], context)
         out[gen] = {"grouped_by": "client", "n_splits": len(splits), "n_clients": int(np.unique(gg).size),
                     "n_windows": int(yg.size), "types": type_metrics(yg, proba, thresholds)}
@@ -727,7 +806,7 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
           target_recall: float = TARGET_RECALL, holdout_dirs: Sequence[str | Path] = (),
           unannotated_dirs: Sequence[str | Path] = (), summary: str | None = None, description: str = "",
           extra_metrics: dict | None = None, kinds: Sequence[str] = MODEL_KINDS, context: int = CONTEXT_WINDOWS,
-          baseline: bool = SESSION_BASELINE, progress=print) -> Path:
+          baseline: bool = SESSION_BASELINE, c_grid: Sequence[float] = LINEAR_C_GRID, progress=print) -> Path:
     """Cross-validate across generators, choose and calibrate a model, fit it on all windows, save an artifact.
 
     Parameters
@@ -763,6 +842,8 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
     baseline : bool
         The model reads each marker beside its departure from the session's median window
         (:func:`models.artifact.session_baseline`), everywhere it is applied.
+    c_grid : sequence of float > 0
+        The linear model's ``C`` values searched (:func:`choose_regularisation`); empty: :data:`LINEAR_C`.
 
     Returns
     -------
@@ -795,18 +876,25 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
     # the classifier reads the markers that do not follow the recording's level or the voice (ABSOLUTE_MARKERS)
     raw = X_all[:, [FEATURE_NAMES.index(n) for n in MODEL_FEATURE_NAMES]]
     X = model_inputs(raw, sids, baseline)  # what the estimator reads, here as in every flag
-    cvs = {}
+    cvs, regularisation = {}, None
     for kind in kinds:
         progress(f"cross-validating the {kind} model")
-        cvs[kind] = cross_validate(X, y, groups, gens, kind=kind, target_recall=target_recall, sessions=sids,
-                                   context=context)
+        if kind == "linear" and c_grid:
+            cvs[kind], regularisation = choose_regularisation(X, y, groups, gens, grid=c_grid,
+                                                              target_recall=target_recall, sessions=sids,
+                                                              context=context)
+        else:
+            cvs[kind] = cross_validate(X, y, groups, gens, kind=kind, target_recall=target_recall, sessions=sids,
+                                       context=context)
     chosen, why = choose_model({k: cv["mean_auroc"] for k, cv in cvs.items()}, simpler=kinds[0])
     cv = cvs[chosen]
-    progress(f"chose the {chosen} model; fitting it on all {y.size} windows")
-    model = fit_calibrated(chosen, X, y, groups, gens)
+    c = cv["c"]
+    progress(f"chose the {chosen} model{f' (C {c:g})' if c is not None else ''}; fitting it on all {y.size} "
+             "windows")
+    model = fit_calibrated(chosen, X, y, groups, gens, c=c)
     cal_fold, cal_how = calibration_folds(y, groups, gens)
     # thresholds on the shipped model's own probability scale (see shipped_probabilities)
-    thresholds, shipped = shipped_thresholds(model, chosen, X, y, groups, gens, target_recall=target_recall,
+    thresholds, shipped = shipped_thresholds(model, X, y, groups, gens, target_recall=target_recall,
                                              sessions=sids, context=context,
                                              fallback=cv["thresholds"])
     if shipped is not None and cv["grouped_by"] == cal_how:
@@ -814,7 +902,7 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
         # folds (one per generator, else by client), each window's decision value from a model that did not train
         # on its generator (else client), through the shipped calibrators
         oof = (shipped if cal_how == "client" else
-               _in_context(shipped_probabilities(model, chosen, X, y, cal_fold), sids, context))
+               _in_context(shipped_probabilities(model, X, y, cal_fold), sids, context))
         cv = {**cv, "metrics": type_metrics(y, oof, thresholds)}
         for pair in cv["pairs"]:
             held = gens == pair["test"]
@@ -865,8 +953,8 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
                                     "child's F0, a voice engine's rate) more than the alliance; the classifier reads "
                                     "the same quantities against the client's own session baseline (*_z markers)"},
         "classes": list(CLASSES),
-        "estimator": (f"{ESTIMATORS[chosen]}, calibrated ({calibration['method']})" if cal_fold is not None
-                      else ESTIMATORS[chosen]),
+        "estimator": (f"{describe_estimator(chosen, c)}, calibrated ({calibration['method']})"
+                      if cal_fold is not None else describe_estimator(chosen, c)),
         "model_kind": chosen,
         "calibration": calibration,
         "inputs": {"session_baseline": bool(baseline),
@@ -896,8 +984,9 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
                 "measured_on": held_out_by, "mean_cross_generator_auroc": {k: c["mean_auroc"] for k, c in cvs.items()},
                 "pooled": {k: {n: {m: c["metrics"][n][m] for m in ("auroc", "auprc", "recall", "precision", "brier")}
                                for n in CLASSES[1:]} for k, c in cvs.items()},
-                "estimators": {k: ESTIMATORS[k] for k in cvs}, "chosen": chosen, "why": why,
+                "estimators": {k: describe_estimator(k, cvs[k]["c"]) for k in cvs}, "chosen": chosen, "why": why,
                 "margin": MODEL_CHOICE_MARGIN},
+            **({"regularisation": regularisation} if regularisation else {}),
             "marker_shift": {"windows": "no rupture", "pairs": list(shift_rows[0]["shift"]) if shift_rows else [],
                              "smd": "standardised mean difference (second minus first generator, pooled SD)",
                              "ks": "two-sample Kolmogorov-Smirnov statistic",
@@ -919,7 +1008,7 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
         card["metrics"] = {"cross_generator": {"pairs": cv["pairs"], "mean_auroc": cv["mean_auroc"]},
                            **card["metrics"]}
         card["metrics"]["same_generator"] = same_generator(X, y, groups, gens, thresholds, kind=chosen,
-                                                            sessions=sids, context=context)
+                                                            sessions=sids, context=context, c=c)
     if extra_metrics:
         card["metrics"].update(extra_metrics)
     bundle = ModelBundle(estimator=model, card=card, path=Path("."))

@@ -250,6 +250,10 @@ def test_training_on_two_generators_leaves_one_generator_out_and_records_transfe
     assert set(card["metrics"]["same_generator"]) == {"tts", "rooms"}
     choice = card["metrics"]["model_comparison"]
     assert choice["chosen"] in ("linear", "hgb") and set(choice["mean_cross_generator_auroc"]) == {"linear", "hgb"}
+    reg = card["metrics"]["regularisation"]  # the linear model's C, searched on the same splits
+    assert reg["grid"] == [0.01, 0.03, 0.1, 0.3] and set(reg["mean_auroc"]) == {"0.01", "0.03", "0.1", "0.3"}
+    assert reg["mean_auroc"][f"{reg['chosen']:g}"] == choice["mean_cross_generator_auroc"]["linear"]
+    assert f"C={reg['chosen']:g}," in choice["estimators"]["linear"]
     assert card["calibration"]["method"] == "sigmoid"  # fewer than 200 windows of a rupture type
     shift = {r["marker"]: r for r in card["metrics"]["marker_shift"]["markers"]}
     assert shift["client_speech_share"]["shift"]["tts vs rooms"]["smd"] < -0.2 and "used" in shift["silence_share"]
@@ -268,9 +272,11 @@ def test_model_card_headline_is_the_cross_generator_table(two_generators):
     assert "Brier" in lines[first_table] and "recall" in lines[first_table]
     assert any("tts → rooms" in line for line in lines[first_table:first_table + 8])
     heading = {name: next(i for i, line in enumerate(lines) if line.startswith("## ") and name in line)
-               for name in ("Same generator", "False alarms", "Marker shift", "Model choice")}
+               for name in ("Same generator", "False alarms", "Marker shift", "Model choice", "Regularisation")}
     assert first_table < heading["Same generator"] < heading["Marker shift"]
     assert heading["Same generator"] < heading["False alarms"] < heading["Marker shift"] < heading["Model choice"]
+    assert heading["Model choice"] < heading["Regularisation"]
+    assert sum(line.endswith("| yes |") for line in lines[heading["Regularisation"]:][:12]) == 1
     assert any(line.startswith("| call/tense.wav | 3.0 |") for line in lines)
 
 

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from models.artifact import CLASSES
-from models.training import calibration_method, choose_threshold, cross_validate, fit_calibrated, make_pipeline
+from models import training
+from models.training import (calibration_method, choose_regularisation, choose_threshold, cross_validate,
+                             fit_calibrated, make_pipeline)
 from models.transfer import choose_model, marker_shift, session_generator, transfer_splits
 from pipeline.errors import InputError
 
@@ -89,9 +91,9 @@ def test_cross_validation_fits_each_fold_without_the_generator_it_scores(monkeyp
     seen = []
     real_fit = training.fit_calibrated
 
-    def spy(kind, X_, y_, groups_, generators_):
+    def spy(kind, X_, y_, groups_, generators_, **kw):
         seen.append(set(generators_.tolist()))
-        return real_fit(kind, X_, y_, groups_, generators_)
+        return real_fit(kind, X_, y_, groups_, generators_, **kw)
 
     monkeypatch.setattr(training, "fit_calibrated", spy)
     cv = cross_validate(X, y, groups, gens)
@@ -163,6 +165,34 @@ def test_cross_validation_reports_the_brier_score_before_calibration_too():
     for name in ("withdrawal", "confrontation"):
         assert math.isfinite(cv["brier_uncalibrated"][name])
         assert cv["metrics"][name]["brier"] < cv["brier_uncalibrated"][name]
+
+
+# --- the linear model's regularisation, chosen by transfer --------------------------------------------------------
+
+def test_regularisation_is_chosen_by_the_mean_auroc_on_held_out_generators():
+    X, y, groups, gens = _two_generators(seed=4, clients=3, per_client=60)
+    best, search = choose_regularisation(X, y, groups, gens, grid=(1.0, 0.01, 0.1))
+    assert search["grid"] == [0.01, 0.1, 1.0]
+    means = {c: np.mean(list(search["mean_auroc"][f"{c:g}"].values())) for c in search["grid"]}
+    assert search["chosen"] == best["c"] == max(means, key=means.get)
+    again = cross_validate(X, y, groups, gens, c=best["c"])  # the chosen C's own cross-validation, unchanged
+    assert again["mean_auroc"] == best["mean_auroc"] and again["c"] == best["c"]
+    # the grid really changes the model: a strong and a weak penalty do not score alike
+    assert len({round(float(m), 4) for m in means.values()}) > 1
+
+
+def test_a_tie_keeps_the_stronger_regularisation(monkeypatch):
+    X, y, groups, gens = _two_generators(clients=2, per_client=40)
+    scores = {0.01: 0.90, 0.1: 0.95, 1.0: 0.95}
+
+    def fake(X_, y_, groups_, generators_, *, kind, c, **kw):
+        return {"c": c, "grouped_by": "generator", "mean_auroc": {"withdrawal": scores[c], "confrontation": scores[c]}}
+
+    monkeypatch.setattr(training, "cross_validate", fake)
+    best, search = choose_regularisation(X, y, groups, gens, grid=(1.0, 0.1, 0.01))
+    assert best["c"] == search["chosen"] == 0.1
+    with pytest.raises(ValueError, match="positive"):
+        choose_regularisation(X, y, groups, gens, grid=(0.0, 1.0))
 
 
 # --- the simpler model unless the other transfers clearly better --------------------------------------------------
