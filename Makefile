@@ -41,9 +41,9 @@ demo: install
 # pytest-xdist: one process per core (two on the project's machines), a test file's tests in one process (its
 # module fixtures load once): run serially, the suite kept 1.1 of 2 cores busy (it waits on servers and workers).
 # The longest files go first (tests/conftest.py: LONG_FILES), not in pytest-xdist's order, so both workers end
-# together.
+# together. The 25 longest tests are listed at the end, where the suite's time goes.
 test: install
-	$(PY) -m pytest -n auto --dist loadfile --no-loadscope-reorder
+	$(PY) -m pytest -n auto --dist loadfile --no-loadscope-reorder --durations=25
 
 # Everyday work: the tests without real models, servers or whole analyses (under 2 minutes).
 test-fast: install

@@ -1018,7 +1018,32 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
     if unannotated_dirs:
         card["metrics"]["false_alarms"] = false_alarms(bundle, unannotated_dirs, settings,
                                                        threshold=settings.model.flag_threshold, progress=progress)
-    return save_model(model, card, root=Path(root))
+    return save_model(model, _paths_in_data_dir(card, settings.data_dir), root=Path(root))
+
+
+def _paths_in_data_dir(value, data_dir):
+    """``value`` (a card: dicts, lists, strings) with each folder under ``data_dir`` written ``<data dir>/...``.
+
+    A card travels with the model (shipped in the repository, shared between clinics); the builder's own path says
+    nothing to its reader and names a person's machine.
+    """
+    import os
+
+    prefixes = sorted({os.fspath(data_dir).rstrip("/"), os.path.realpath(data_dir)}, key=len, reverse=True)
+
+    def fix(x):
+        if isinstance(x, str):
+            for p in prefixes:
+                if x == p or x.startswith(p + "/"):
+                    return "<data dir>" + x[len(p):]
+            return x
+        if isinstance(x, dict):
+            return {fix(k): fix(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [fix(v) for v in x]
+        return x
+
+    return fix(value)
 
 
 def model_inputs(X: np.ndarray, sessions: np.ndarray, baseline: bool) -> np.ndarray:

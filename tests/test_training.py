@@ -229,7 +229,7 @@ def two_generators(tmp_path_factory):
         mp.setattr("models.training.make_hgb_pipeline", _small_hgb)  # the comparison's wiring, in seconds
         from models.training import train
 
-        folder = train([root / "train"], version="gen-v1", settings=Settings(), root=root / "models",
+        folder = train([root / "train"], version="gen-v1", settings=Settings(data_dir=root), root=root / "models",
                        summary="Trained on simulated sessions of two generators (test fixture).",
                        unannotated_dirs=[quiet], progress=lambda m: (root / "progress.log").open("a").write(m + "\n"))
         yield root, folder, mp
@@ -261,6 +261,15 @@ def test_training_on_two_generators_leaves_one_generator_out_and_records_transfe
     assert [(f["file"], f["minutes"]) for f in fa["files"]] == [("call/tense.wav", 3.0), ("calm.wav", 4.0)]
     assert fa["files"][1]["flags"] == 0 and fa["files"][0]["flags"] >= 1
     assert fa["overall"]["flags_per_hour"] == pytest.approx(fa["overall"]["flags"] / (7 / 60), abs=0.01)
+
+
+def test_the_card_names_folders_of_the_data_directory_without_the_builders_path(two_generators):
+    root, folder, _ = two_generators
+    for name in ("model_card.json", "MODEL_CARD.md"):
+        text = (folder / name).read_text()
+        assert str(root) not in text, name
+    card = json.loads((folder / "model_card.json").read_text())
+    assert {f["folder"] for f in card["metrics"]["false_alarms"]["files"]} == {"<data dir>/unannotated"}
 
 
 def test_model_card_headline_is_the_cross_generator_table(two_generators):
@@ -300,7 +309,8 @@ def test_evaluate_prints_per_generator_per_folder_and_false_alarms(two_generator
     assert data["false_alarms"]["overall"]["minutes"] == 7.0
     # the same flags as the card's false-alarm table (same model, same recordings)
     card = json.loads((folder / "model_card.json").read_text())
-    assert data["false_alarms"]["files"] == card["metrics"]["false_alarms"]["files"]
+    assert data["false_alarms"]["files"] == [{**f, "folder": str(root / "unannotated")}  # the card: "<data dir>/"
+                                             for f in card["metrics"]["false_alarms"]["files"]]
 
 
 def test_held_out_sessions_of_both_generators_are_found_at_the_shipped_thresholds(two_generators, tmp_path):
