@@ -89,7 +89,8 @@ def test_past_the_time_limit_the_rest_is_decoded_quickly_and_said(settings, samp
 
 @pytest.mark.slow
 def test_fallback_samples_and_the_decoder_count_reach_every_decoding_call(settings, sample_recording, monkeypatch):
-    """best_of (1 by default) goes to each part's decoding; the quick finish after the limit samples once."""
+    """best_of (1 by default) and the repeated-phrase block go to each part's decoding; the quick finish after the
+    limit samples once (and blocks repeats too)."""
     import pipeline.asr
     from pipeline.asr import load_backend, transcribe
 
@@ -102,13 +103,14 @@ def test_fallback_samples_and_the_decoder_count_reach_every_decoding_call(settin
     real = backend._model.transcribe
 
     def spy(audio, **kwargs):
-        calls.append({k: kwargs.get(k) for k in ("beam_size", "best_of", "temperature")})
+        calls.append({k: kwargs.get(k) for k in ("beam_size", "best_of", "temperature", "no_repeat_ngram_size")})
         return real(audio, **kwargs)
 
     backend._model.transcribe = spy
     transcribe(sample_recording.samples, 16000, settings=asr, backend=backend, language="en")
-    assert calls[0] == {"beam_size": 5, "best_of": 1, "temperature": None}
-    assert calls[1] == {"beam_size": 1, "best_of": 1, "temperature": 0.0}
+    assert settings.asr.no_repeat_ngram_size == backend.no_repeat_ngram_size == 5
+    assert calls[0] == {"beam_size": 5, "best_of": 1, "temperature": None, "no_repeat_ngram_size": 5}
+    assert calls[1] == {"beam_size": 1, "best_of": 1, "temperature": 0.0, "no_repeat_ngram_size": 5}
 
 
 def test_a_short_recording_gets_at_least_a_minute_before_the_time_limit():

@@ -65,6 +65,7 @@ def load_backend(settings: AsrSettings, *, model_cache_dir, vad_settings: VadSet
     return FasterWhisperBackend(model_dir, compute_type=settings.compute_type,
                                 cpu_threads=settings.cpu_threads, decoders=settings.decoders,
                                 beam_size=settings.beam_size, best_of=settings.best_of,
+                                no_repeat_ngram_size=settings.no_repeat_ngram_size,
                                 vad_parameters=vad.model_dump(), random_seed=settings.random_seed)
 
 

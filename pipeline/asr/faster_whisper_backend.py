@@ -90,6 +90,11 @@ class FasterWhisperBackend:
         highest total log-probability was often the shortest: on a simulated Dutch child session 1,029-1,088 words
         of 1,570 and WER 68 %, against 1,420-1,548 words and 57-59 % with 1; on noisy children's English 49-50 %
         either way (``bench/clinic_mix.py`` cases; sampling varies from run to run).
+    no_repeat_ngram_size : int >= 0
+        No sequence of this many tokens is decoded twice in a window (CTranslate2's ``no_repeat_ngram_size``; 0
+        allows repeats). A Whisper loop ("ik weet het niet ik weet het niet ...") fails the compression-ratio check
+        and is decoded again at each fallback temperature; blocking the repeat in the first pass keeps most windows
+        from falling back (:class:`pipeline.settings.AsrSettings`).
     vad_parameters : dict, optional
         :class:`pipeline.settings.VadSettings` fields (threshold, min_speech_duration_ms, min_silence_duration_ms,
         speech_pad_ms, restart_after_s); its defaults when omitted.
@@ -114,8 +119,8 @@ class FasterWhisperBackend:
     _counts_lock = threading.Lock()
 
     def __init__(self, model_dir: Path, *, compute_type: str = "int8", cpu_threads: int = 0, decoders: int = 0,
-                 beam_size: int = 5, best_of: int = 1, vad_parameters: dict | None = None,
-                 random_seed: int = 0) -> None:
+                 beam_size: int = 5, best_of: int = 1, no_repeat_ngram_size: int = 0,
+                 vad_parameters: dict | None = None, random_seed: int = 0) -> None:
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:  # pragma: no cover - faster-whisper is a core dependency
@@ -123,6 +128,7 @@ class FasterWhisperBackend:
         self.model_dir = Path(model_dir)
         self.beam_size = beam_size
         self.best_of = best_of
+        self.no_repeat_ngram_size = no_repeat_ngram_size
         self.random_seed = random_seed
         self.vad_parameters = dict(vad_parameters or {})
         # the thread count is always given: left at 0, CTranslate2 takes OMP_NUM_THREADS, which Dask sets to 1 in
@@ -210,7 +216,7 @@ class FasterWhisperBackend:
             part_s = part.size / 16000.0
             segments, _ = self._model.transcribe(
                 part, language=decode_language, beam_size=self.beam_size, best_of=self.best_of, vad_filter=False,
-                word_timestamps=True, condition_on_previous_text=False)
+                word_timestamps=True, condition_on_previous_text=False, no_repeat_ngram_size=self.no_repeat_ngram_size)
             decoded, cut = [], None
             fallback = 0
             for seg in segments:
@@ -226,7 +232,8 @@ class FasterWhisperBackend:
             if cut is not None:  # the rest quickly: greedy, one temperature, no fallback
                 quick, _ = self._model.transcribe(
                     part[int(cut * 16000):], language=decode_language, beam_size=1, best_of=1, temperature=0.0,
-                    vad_filter=False, word_timestamps=True, condition_on_previous_text=False)
+                    vad_filter=False, word_timestamps=True, condition_on_previous_text=False,
+                    no_repeat_ngram_size=self.no_repeat_ngram_size)
                 for seg in quick:
                     seg.start, seg.end = seg.start + cut, seg.end + cut
                     for w in seg.words or ():
