@@ -89,14 +89,14 @@ def test_past_the_time_limit_the_rest_is_decoded_quickly_and_said(settings, samp
 
 @pytest.mark.slow
 def test_fallback_samples_and_the_decoder_count_reach_every_decoding_call(settings, sample_recording, monkeypatch):
-    """best_of (1 by default) and the repeated-phrase block go to each part's decoding; the quick finish after the
-    limit samples once (and blocks repeats too)."""
+    """best_of (1 by default) and the repeated-phrase block (when set) go to each part's decoding; the quick finish
+    after the limit samples once (and blocks repeats too)."""
     import pipeline.asr
     from pipeline.asr import load_backend, transcribe
 
     monkeypatch.setattr(pipeline.asr, "MIN_BUDGET_S", 0.0)
 
-    asr = settings.asr.model_copy(update={"max_s_per_audio_min": 1e-6})
+    asr = settings.asr.model_copy(update={"max_s_per_audio_min": 1e-6, "no_repeat_ngram_size": 5})
     backend = load_backend(asr, model_cache_dir=settings.model_cache_dir, vad_settings=settings.vad)
     assert settings.asr.best_of == 1 and backend.best_of == 1
     calls = []
@@ -108,7 +108,7 @@ def test_fallback_samples_and_the_decoder_count_reach_every_decoding_call(settin
 
     backend._model.transcribe = spy
     transcribe(sample_recording.samples, 16000, settings=asr, backend=backend, language="en")
-    assert settings.asr.no_repeat_ngram_size == backend.no_repeat_ngram_size == 5
+    assert settings.asr.no_repeat_ngram_size == 0 and backend.no_repeat_ngram_size == 5  # off unless set
     assert calls[0] == {"beam_size": 5, "best_of": 1, "temperature": None, "no_repeat_ngram_size": 5}
     assert calls[1] == {"beam_size": 1, "best_of": 1, "temperature": 0.0, "no_repeat_ngram_size": 5}
 
