@@ -66,7 +66,7 @@ bench: install
 	$(PY) bench/end_to_end.py
 	$(PY) bench/clinic_mix.py
 
-# Rebuild the shipped classifier from simulated sessions (about 40 minutes on 2 cores).
+# Rebuild the shipped classifier from simulated sessions (about an hour on 2 cores from an empty data directory).
 shipped-model: install
 	$(PY) -m models.ship --version $(VERSION)
 
