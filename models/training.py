@@ -234,8 +234,8 @@ def fit_calibrated(kind: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, 
     with one_thread():
         if fold is None:
             return make_estimator(kind, c=c).fit(X, y)
-        return CalibratedClassifierCV(make_estimator(kind, c=c), method=calibration_method(y), cv=PredefinedSplit(fold),
-                                      ensemble=False).fit(X, y)
+        return CalibratedClassifierCV(make_estimator(kind, c=c), method=calibration_method(y),
+                                      cv=PredefinedSplit(fold), ensemble=False).fit(X, y)
 
 
 def shipped_probabilities(model, X: np.ndarray, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
@@ -510,7 +510,8 @@ def cross_validate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, generators:
     Returns
     -------
     dict
-        ``kind``; ``c`` (the linear model's ``C``, None for the tree model); ``grouped_by`` (``"generator"`` or ``"client"``); ``n_splits``; ``thresholds`` per type;
+        ``kind``; ``c`` (the linear model's ``C``, None for the tree model); ``grouped_by`` (``"generator"`` or
+        ``"client"``); ``n_splits``; ``thresholds`` per type;
         ``metrics`` (:func:`type_metrics` of the pooled held-out probabilities); ``brier_uncalibrated`` per type
         (the same folds' pipelines before calibration); ``folds`` (per fold: test clients, windows, AUROC per type,
         and with generators ``train_generators`` and ``test_generator``); ``pairs`` (per held-out generator:
@@ -574,7 +575,8 @@ def cross_validate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, generators:
         mean_auroc = {name: _nanmean([p["types"][name]["auroc"] for p in pairs]) for name in CLASSES[1:]}
     else:
         mean_auroc = {name: metrics[name]["auroc"] for name in CLASSES[1:]}
-    return {"kind": kind, "c": (LINEAR_C if c is None else c) if kind == "linear" else None, "grouped_by": grouped_by, "n_splits": len(splits), "thresholds": thresholds,
+    linear_c = (LINEAR_C if c is None else c) if kind == "linear" else None
+    return {"kind": kind, "c": linear_c, "grouped_by": grouped_by, "n_splits": len(splits), "thresholds": thresholds,
             "metrics": metrics,
             "brier_uncalibrated": {CLASSES[k]: round(float(brier_score_loss(y == k, raw[:, k])), 4) for k in (1, 2)},
             "folds": folds, "pairs": pairs, "mean_auroc": mean_auroc, "proba": proba}
