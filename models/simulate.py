@@ -309,7 +309,8 @@ def _voices(rng: np.random.Generator, client_age: int, parent: bool) -> dict[str
 
 
 def simulate_session(out_dir: str | Path, *, seed: int, language: str, minutes: float,
-                     client_seed: int | None = None, episode_s: tuple[float, float] = (45.0, 120.0)) -> Path:
+                     client_seed: int | None = None, episode_s: tuple[float, float] = (45.0, 120.0),
+                     min_ordinary_s: float = 15.0) -> Path:
     """Write one labelled session: ``recording.wav``, ``metadata.json``, ``ruptures.csv``, ``reference.rttm`` and
     ``reference.stm``.
 
@@ -334,6 +335,11 @@ def simulate_session(out_dir: str | Path, *, seed: int, language: str, minutes: 
         Range of rupture episode lengths in seconds; a session has one
         withdrawal and one confrontation episode per 6 minutes (at least one
         of each).
+    min_ordinary_s : float > 0
+        Shortest stretch of ordinary talk before, between and after the
+        episodes, in seconds (each then varies by ±40 %); it decides the
+        length of sessions shorter than their episodes allow (``minutes``
+        below about 1.5).
 
     Returns
     -------
@@ -375,7 +381,7 @@ def simulate_session(out_dir: str | Path, *, seed: int, language: str, minutes: 
         kinds = [str(k) for k in rng.permutation(kinds)]
         n_ord = len(kinds) + 1
         rupture_s = [float(rng.uniform(*episode_s)) for _ in kinds]
-        ordinary_s = max(15.0, (total - sum(rupture_s)) / n_ord)
+        ordinary_s = max(min_ordinary_s, (total - sum(rupture_s)) / n_ord)
         script.ordinary(ordinary_s * rng.uniform(0.6, 1.4))
         for kind, length in zip(kinds, rupture_s):
             a, b = script.withdrawal(length) if kind == "withdrawal" else script.confrontation(length)
@@ -422,7 +428,7 @@ def simulate_session(out_dir: str | Path, *, seed: int, language: str, minutes: 
 
 def simulate(out_dir: str | Path, *, sessions: int, language: str, seed: int = 0,
              minutes: tuple[float, float] = (5.0, 20.0), sessions_per_client: int = 2,
-             episode_s: tuple[float, float] = (45.0, 120.0)) -> list[Path]:
+             episode_s: tuple[float, float] = (45.0, 120.0), min_ordinary_s: float = 15.0) -> list[Path]:
     """Write ``sessions`` labelled sessions into ``out_dir`` (one folder each).
 
     Parameters
@@ -442,6 +448,8 @@ def simulate(out_dir: str | Path, *, sessions: int, language: str, seed: int = 0
         Consecutive sessions of one client (same voice and age).
     episode_s : (float, float)
         Range of rupture episode lengths in seconds.
+    min_ordinary_s : float > 0
+        Shortest stretch of ordinary talk (:func:`simulate_session`).
 
     Returns
     -------
@@ -450,7 +458,7 @@ def simulate(out_dir: str | Path, *, sessions: int, language: str, seed: int = 0
     """
     out = Path(out_dir)
     return [simulate_session(out / f"sim-{language}-{s:05d}", seed=s, language=language, minutes=length,
-                             client_seed=client_seed, episode_s=episode_s)
+                             client_seed=client_seed, episode_s=episode_s, min_ordinary_s=min_ordinary_s)
             for s, client_seed, length in batch_plan(sessions=sessions, seed=seed, minutes=minutes,
                                                      sessions_per_client=max(1, sessions_per_client),
                                                      rng=np.random.default_rng(seed))]

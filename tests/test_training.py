@@ -53,8 +53,10 @@ def small_sets(tmp_path_factory):
     # English: Whisper base decodes the simulator's English voices at about 7x real time here, its Dutch voices at
     # 2-4x (issue: speed on hard audio); the workflow under test is the same for both languages
     root = tmp_path_factory.mktemp("annotated")
-    train = simulate(root / "train", sessions=4, language="en", seed=500, minutes=(0.3, 0.3), episode_s=(12.0, 14.0))
-    held = simulate(root / "held", sessions=2, language="en", seed=700, minutes=(0.3, 0.3), episode_s=(12.0, 14.0))
+    # about a minute each (ordinary talk of at least 8 s around two 12-14-s episodes): the workflow is under test
+    short = dict(language="en", minutes=(0.3, 0.3), episode_s=(12.0, 14.0), min_ordinary_s=8.0)
+    train = simulate(root / "train", sessions=4, seed=500, **short)
+    held = simulate(root / "held", sessions=2, seed=700, **short)
     return root / "train", root / "held", train, held
 
 
