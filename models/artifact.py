@@ -270,6 +270,14 @@ def save_model(estimator: Any, card: dict, *, root: Path = ARTIFACTS_DIR) -> Pat
     return folder
 
 
+def _mean_auroc_table(label: str, rows: dict, types: list, chosen) -> list[str]:
+    """Markdown rows of a candidate table: ``label``, mean AUROC per rupture type, whether ``chosen(key)``."""
+    out = [f"| {label} | " + " | ".join(f"mean AUROC {t}" for t in types) + " | chosen |",
+           "|---|" + "---|" * len(types) + "---|"]
+    return out + [f"| {key} | " + " | ".join(_md_num(v.get(t)) for t in types)
+                  + f" | {'yes' if chosen(key) else 'no'} |" for key, v in rows.items()]
+
+
 def render_card_markdown(card: dict) -> str:
     """The human-readable model card.
 
@@ -352,21 +360,14 @@ def render_card_markdown(card: dict) -> str:
         lines += ["## Model choice", "", f"Measured on the same splits ({choice['measured_on']}), each fold with its "
                   "own model and calibration: the means can differ from the cross-generator table's, which is on "
                   "the shipped model's probability scale.", "",
-                  "| model | " + " | ".join(f"mean AUROC {t}" for t in types) + " | chosen |",
-                  "|---|" + "---|" * len(types) + "---|"]
-        lines += [f"| {kind} | " + " | ".join(_md_num(v.get(t)) for t in types)
-                  + f" | {'yes' if kind == choice['chosen'] else 'no'} |" for kind, v in means.items()]
+                  *_mean_auroc_table("model", means, types, lambda kind: kind == choice["chosen"])]
         lines += ["", f"Chosen: {choice['why']}.", ""]
     reg = metrics.get("regularisation")
     if reg:
         types = list(next(iter(reg["mean_auroc"].values())))
         lines += ["## Regularisation of the linear model", "", "The L2 penalty's C, searched on the same splits: "
                   f"{reg['chosen_by']}. The chosen C's figures are scored on the folds that chose it.", "",
-                  "| C | " + " | ".join(f"mean AUROC {t}" for t in types) + " | chosen |",
-                  "|---|" + "---|" * len(types) + "---|"]
-        lines += [f"| {c} | " + " | ".join(_md_num(v.get(t)) for t in types)
-                  + f" | {'yes' if float(c) == reg['chosen'] else 'no'} |" for c, v in reg["mean_auroc"].items()]
-        lines += [""]
+                  *_mean_auroc_table("C", reg["mean_auroc"], types, lambda c: float(c) == reg["chosen"]), ""]
     for key, title in (("training_data", "Training data"), ("intended_use", "Intended use"),
                        ("limitations", "Known limits")):
         if key in card:
