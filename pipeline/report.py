@@ -201,7 +201,8 @@ def timeline_svg(report: SessionReport, text: dict, *, width_in: float = 9.5) ->
 
 
 def svg_of(fig) -> str:
-    """A matplotlib figure as inline SVG text (from ``<svg``, without the XML prolog); the figure is closed.
+    """A matplotlib figure as inline SVG text (from ``<svg``, without the XML prolog or a creation date); the figure
+    is closed.
 
     Parameters
     ----------
@@ -217,7 +218,10 @@ def svg_of(fig) -> str:
     import matplotlib.pyplot as plt
 
     buf = io.StringIO()
-    fig.savefig(buf, format="svg")
+    # No creation date and ids hashed with a fixed salt (not random): the same report renders to the same text,
+    # and the render time stays out of it.
+    with plt.rc_context({"svg.hashsalt": "alliance-monitor"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None})
     plt.close(fig)
     svg = buf.getvalue()
     return svg[svg.index("<svg"):]

@@ -319,3 +319,11 @@ def test_the_session_table_leaves_out_markers_measured_against_the_session_itsel
     assert "× de gewone variatie" not in table
     z_names = [n for n, u in zip(FEATURE_NAMES, FEATURE_UNITS) if u == "z"]
     assert z_names and all(n in html[html.index("Bijlage"):] for n in z_names)  # still in the appendix
+
+
+def test_the_reports_figure_carries_no_clock_time_of_its_own():
+    """CI failure: matplotlib wrote the render's own clock time into the SVG's metadata (``<dc:date>``), so a report
+    made twice differed and the header test above failed when that time matched its made-up one."""
+    html = render_html(_report(), language="nl")
+    assert "<dc:date>" not in html
+    assert render_html(_report(), language="nl") == html
