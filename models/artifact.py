@@ -306,12 +306,25 @@ def render_card_markdown(card: dict) -> str:
                   "Each generator's sessions scored by a model trained (and calibrated) only on the others' "
                   "(leave-one-generator-out), at the shipped thresholds.", "", *_TYPE_TABLE_HEAD.format(
                       what="trained on → scored on").splitlines()]
+        # a generator without ruptures (rupture-free real speech) has no AUROC or recall: its line says how many of
+        # its windows a model that never trained on it flags
+        scored = [p for p in cross["pairs"] if any(p["types"][n].get("n_positive") for n in CLASSES[1:])]
         lines += [_type_row(name, f"{p['train']} → {p['test']}", p["types"][name])
-                  for name in CLASSES[1:] for p in cross["pairs"]]
+                  for name in CLASSES[1:] for p in scored]
         # the mean of the rows above (the stored figure could come from other scores)
-        mean = {name: _mean_finite([p["types"][name].get("auroc") for p in cross["pairs"]]) for name in CLASSES[1:]}
+        mean = {name: _mean_finite([p["types"][name].get("auroc") for p in scored]) for name in CLASSES[1:]}
         lines += ["", "Mean AUROC over the held-out generators: "
                   + ", ".join(f"{k} {_md_num(v)}" for k, v in mean.items()) + ".", ""]
+        for p in cross["pairs"]:
+            if p in scored or "flagged" not in p["types"][CLASSES[1]]:
+                continue
+            n = p["n_windows"]
+            shares = [f"{100 * p['types'][name]['flagged'] / n:.0f} % at or above the {name} threshold"
+                      for name in CLASSES[1:]] if n else []
+            lines += [f"Rupture-free sessions (generator {_md_text(p['test'])}, {n} windows), scored by a model "
+                      f"trained on {_md_text(p['train'])}: " + (shares[0].replace(" % at", " % of the windows at", 1)
+                                                               if shares else "no window") +
+                      "".join(f", {x}" for x in shares[1:]) + ".", ""]
     elif cv:
         lines += [f"## Cross-validation grouped by {cv.get('grouped_by', 'client')}", "",
                   "Trained on one session generator: no cross-generator figure exists for this model.", "",

@@ -101,3 +101,56 @@ def build(minutes: float, out_wav: Path, kinds: tuple[str, ...], *, seed: int = 
                 break
     save_wav(out_wav, np.clip(np.concatenate(parts), -1, 1), 16000)
     return out_wav, None if any(x is None for x in texts) else " ".join(texts)
+
+
+#: generator name of rupture-free sessions assembled from the real clips (:func:`assembled_sessions`)
+ASSEMBLED = "assembled"
+
+
+def assembled_sessions(out_dir: Path, *, mixes: tuple[tuple[tuple[str, ...], str], ...], seed: int,
+                       minutes: tuple[float, float] = (5.0, 6.0)) -> list[Path]:
+    """Labelled sessions without ruptures, assembled from the real clips: ordinary real speech for training.
+
+    A model trained only on simulated sessions takes what is odd about real speech (long gaps between
+    readers, a voice that changes from clip to clip, a "no" in a meeting) for a rupture (issue 15). These
+    sessions show it real speech that holds none: each folder gets ``recording.wav`` (:func:`build`),
+    ``metadata.json`` (language, its own client pseudonym, ``"simulated": {"generator": "assembled", ...}``
+    so that cross-validation keeps it apart from the simulators' sessions) and an empty ``ruptures.csv``.
+    No participants are given, as for a recording without a sidecar.
+
+    Parameters
+    ----------
+    out_dir : Path
+        Dataset folder (created); a session folder already there is kept as it is.
+    mixes : tuple of ((kind, ...), language)
+        One session per entry: the clip kinds it draws from (see :func:`load_clips`) and the language the
+        flow is given (``"auto"``: detected).
+    seed : int
+        Seed of the first session (the next ones count up); use seeds the false-alarm recordings do not use.
+    minutes : (float, float)
+        Range of session lengths, minutes (drawn per session).
+
+    Returns
+    -------
+    list of Path
+        The session folders.
+    """
+    import json
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    folders = []
+    for i, (kinds, language) in enumerate(mixes):
+        s = seed + i
+        folder = out_dir / f"assembled-{s}"
+        if not (folder / "ruptures.csv").is_file():
+            folder.mkdir(exist_ok=True)
+            length = float(np.random.default_rng(s).uniform(*minutes))
+            build(length, folder / "recording.wav", kinds, seed=s)
+            meta = {"session_id": folder.name, "client_id": f"assembled-{s}",
+                    "language": language,
+                    "simulated": {"generator": ASSEMBLED, "seed": s, "kinds": list(kinds),
+                                  "from": "real clips of sample_audio/ and tests/data/, no ruptures"}}
+            (folder / "metadata.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+            (folder / "ruptures.csv").write_text("start_s,end_s,label,marker\n", encoding="utf-8")
+        folders.append(folder)
+    return folders

@@ -8,10 +8,14 @@ set from the real, rupture-free recordings the project ships (the phone call
 :mod:`models.real_clips` as ``bench/end_to_end.py`` does: the call, the
 meeting-room excerpts and the children's read English, the same plus the Dutch
 read speech, and the Dutch read speech alone; and the constructed Dutch dialogue
-of the shared reference data when it is there); analyses everything with the
-flow the clinic runs; and trains with leave-one-generator-out cross-validation
-(:func:`models.training.train`): a linear and a tree model compared, calibrated
-probabilities, thresholds chosen on the generator a fold did not train on. The
+of the shared reference data when it is there); assembles rupture-free training
+sessions from the same real clips in other orders, cuts, gains and gaps
+(generator ``assembled``: a model trained on simulators alone took what is odd
+about real speech for ruptures, 25 flags per hour on those recordings); analyses
+everything with the flow the clinic runs; and trains with leave-one-generator-out
+cross-validation (:func:`models.training.train`): a linear and a tree model
+compared, calibrated probabilities, thresholds chosen on the generator a fold did
+not train on. The
 held-out sessions (per generator) and the flags per hour on the real recordings
 go in the model card, beside a cross-language figure (trained on one language,
 scored on the other). The artifact goes to ``models/artifacts/<version>/``
@@ -22,7 +26,8 @@ data directory, so a second run only trains.
 Usage::
 
     .venv/bin/python -m models.ship --version sim-v2 [--sessions-per-generator 6] [--holdout-sessions 2]
-        [--min-minutes 5 --max-minutes 6] [--false-alarm-minutes 10] [--shared ../shared/data/real] [--out DIR]
+        [--min-minutes 5 --max-minutes 6] [--false-alarm-minutes 10] [--no-assembled] [--shared ../shared/data/real]
+        [--out DIR]
 """
 
 from __future__ import annotations
@@ -42,6 +47,13 @@ SETS = {"train": {"tts": {"nl": 1000, "en": 2000}, "rooms": {"nl": 3000, "en": 4
 # recordings assembled from the shipped real clips (models/real_clips.py kinds) and the language the flow is given
 FALSE_ALARM_SETS = {"conversation": (("en", "meeting"), "en"), "mixed": (("en", "nl", "meeting"), "auto"),
                     "dutch": (("nl",), "nl")}
+# rupture-free training sessions assembled from the real clips (models/real_clips.py: assembled_sessions), seeds
+# from 100 (the false-alarm recordings use seed 2): (kinds, language) per session; every kind in several mixes
+ASSEMBLED_SEED = 100
+ASSEMBLED_MIXES = ((("en", "meeting"), "en"), (("nl",), "nl"), (("children",), "en"), (("en", "nl", "meeting"), "auto"),
+                   (("children", "meeting"), "en"), (("nl", "children"), "auto"), (("en",), "en"), (("nl",), "nl"),
+                   (("en", "meeting"), "en"), (("nl", "meeting"), "auto"), (("children",), "en"), (("en", "nl"), "auto"),
+                   (("meeting",), "en"), (("nl",), "nl"), (("en", "children", "meeting"), "en"), (("nl", "children"), "nl"))
 DIALOGUE = Path("dutch/dialogue_constructed/dialogue_nl_2spk_constructed.wav")  # under the shared data
 
 
@@ -185,7 +197,7 @@ def cross_language(train_dirs: list[Path], settings, *, c: float | None = None, 
 
 def build(version: str, *, sessions_per_generator: int = 6, holdout_sessions: int = 2,
           minutes: tuple[float, float] = (5.0, 6.0), false_alarm_minutes: float = 10.0, shared: Path | None = None,
-          root: Path = ARTIFACTS_DIR, progress=print) -> Path:
+          assembled: bool = True, root: Path = ARTIFACTS_DIR, progress=print) -> Path:
     """Simulate, assemble, train, evaluate and save the shipped model; returns its folder.
 
     Parameters
@@ -200,6 +212,9 @@ def build(version: str, *, sessions_per_generator: int = 6, holdout_sessions: in
         Range of simulated session lengths, minutes.
     false_alarm_minutes : float > 0
         Length of each assembled real rupture-free recording, minutes.
+    assembled : bool
+        Also train on the rupture-free sessions of real speech of :data:`ASSEMBLED_MIXES`
+        (:func:`models.real_clips.assembled_sessions`; generator ``assembled``, never a held-out positive).
     shared : Path, optional
         The shared reference data (``real/``), for the constructed Dutch dialogue.
     root : Path
@@ -227,16 +242,28 @@ def build(version: str, *, sessions_per_generator: int = 6, holdout_sessions: in
                           minutes=minutes, progress=progress)
     quiet = false_alarm_set(data / "real-rupture-free" / f"{false_alarm_minutes:g}min", minutes=false_alarm_minutes,
                             shared=shared, progress=progress)
+    train_dirs = list(sets["train"])
+    if assembled:
+        from models.real_clips import assembled_sessions
+
+        folder = data / "assembled" / f"{len(ASSEMBLED_MIXES)}x{minutes[0]:g}-{minutes[1]:g}min-{ASSEMBLED_SEED}"
+        progress(f"assembling {len(ASSEMBLED_MIXES)} rupture-free sessions of real speech in {folder}")
+        assembled_sessions(folder, mixes=ASSEMBLED_MIXES, seed=ASSEMBLED_SEED, minutes=minutes)
+        train_dirs.append(folder)
     extra = {"cross_language": cross_language(sets["train"], settings, progress=progress)}
     summary = ("Trained on simulated sessions of two independent generators (espeak-ng voices with scripted "
-               "ruptures; real and synthetic voices in simulated rooms; Dutch and English), not on real therapy "
-               "audio.")
+               "ruptures; real and synthetic voices in simulated rooms; Dutch and English)"
+               + (" and on rupture-free sessions assembled from public real speech" if assembled else "")
+               + ", not on real therapy audio.")
     description = (f"Simulated by models/simulate.py (generator tts) and models/simulate_rooms.py (generator rooms) "
                    f"(models/ship.py: seeds {SETS['train']} for training, {SETS['holdout']} held out; "
                    f"{sessions_per_generator} training and {holdout_sessions} held-out sessions per generator and "
-                   f"language, {minutes[0]:g}–{minutes[1]:g} minutes each, two sessions per client). False alarms: "
-                   f"the real recordings in {quiet.name} (models/ship.py: false_alarm_set).")
-    return train(sets["train"], version=version, settings=settings, root=root, holdout_dirs=sets["holdout"],
+                   f"language, {minutes[0]:g}–{minutes[1]:g} minutes each, two sessions per client)."
+                   + (f" Rupture-free: {len(ASSEMBLED_MIXES)} sessions (generator assembled) of the real clips in "
+                      f"sample_audio/ and tests/data/ (models/real_clips.py: assembled_sessions, seeds from "
+                      f"{ASSEMBLED_SEED}), every window labelled no rupture." if assembled else "")
+                   + f" False alarms: the real recordings in {quiet.name} (models/ship.py: false_alarm_set).")
+    return train(train_dirs, version=version, settings=settings, root=root, holdout_dirs=sets["holdout"],
                  unannotated_dirs=[quiet], summary=summary, description=description, extra_metrics=extra,
                  progress=progress)
 
@@ -253,6 +280,8 @@ def main() -> None:
                         help="length of each assembled real rupture-free recording")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared/data/real",
                         help="shared reference data, for the constructed Dutch dialogue (skipped when absent)")
+    parser.add_argument("--no-assembled", action="store_true",
+                        help="train on the simulated sessions only (no rupture-free sessions of real speech)")
     parser.add_argument("--out", type=Path, default=ARTIFACTS_DIR)
     args = parser.parse_args()
     from models.training import format_card_figures
@@ -260,7 +289,8 @@ def main() -> None:
     folder = build(args.version, sessions_per_generator=args.sessions_per_generator,
                    holdout_sessions=args.holdout_sessions, minutes=(args.min_minutes, args.max_minutes),
                    false_alarm_minutes=args.false_alarm_minutes,
-                   shared=args.shared if args.shared.is_dir() else None, root=args.out)
+                   shared=args.shared if args.shared.is_dir() else None, assembled=not args.no_assembled,
+                   root=args.out)
     print(format_card_figures(json.loads((folder / "model_card.json").read_text())))
     print(folder)
 

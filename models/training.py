@@ -438,8 +438,9 @@ def type_metrics(y: np.ndarray, proba: np.ndarray, thresholds: dict[str, float])
     -------
     dict
         ``{type: {"n_windows", "n_positive", "auroc", "auprc", "threshold", "recall", "precision",
-        "brier", "calibration": [{"p_mean", "observed", "n"}, ...]}}``; AUROC and AUPRC are NaN
-        (``null`` in JSON) without both classes.
+        "flagged", "brier", "calibration": [{"p_mean", "observed", "n"}, ...]}}``; ``flagged`` counts the
+        windows at or above the threshold (on rupture-free windows, the false positives); AUROC and AUPRC are
+        NaN (``null`` in JSON) without both classes.
     """
     from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
@@ -459,6 +460,7 @@ def type_metrics(y: np.ndarray, proba: np.ndarray, thresholds: dict[str, float])
             "threshold": round(float(thresholds[name]), 4),
             "recall": round(tp / truth.sum(), 4) if truth.any() else math.nan,
             "precision": round(tp / flagged.sum(), 4) if flagged.any() else math.nan,
+            "flagged": int(flagged.sum()),
             "brier": round(float(brier_score_loss(truth, p)), 4) if p.size else math.nan,
             "calibration": bins,
         }

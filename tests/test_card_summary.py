@@ -4,6 +4,8 @@ said the card did not say what it was trained on)."""
 
 from __future__ import annotations
 
+import math
+
 from models.training import default_summary
 from pipeline.report import model_caveat
 
@@ -50,3 +52,28 @@ def test_the_cards_mean_auroc_is_the_mean_of_the_table_it_stands_under():
                                             "mean_auroc": {"withdrawal": 0.5, "confrontation": 0.5}}}}
     text = render_card_markdown(card)
     assert "Mean AUROC over the held-out generators: withdrawal 0.850, confrontation 0.950." in text
+
+
+def test_a_rupture_free_generator_is_shown_as_the_share_of_windows_it_flags_not_as_a_row_of_dashes():
+    """Rupture-free sessions of real speech (generator ``assembled``) have no positive window: AUROC and recall do
+    not exist there, what counts is how many of their windows a model that did not train on them flags."""
+    from models.artifact import render_card_markdown
+
+    def types(n_pos, w, flagged):
+        row = {"n_windows": 100, "n_positive": n_pos, "auprc": 0.5, "recall": 0.8 if n_pos else math.nan,
+               "precision": 0.6 if n_pos else 0.0, "brier": 0.1}
+        return {"withdrawal": {**row, "auroc": w, "flagged": flagged[0]},
+                "confrontation": {**row, "auroc": w, "flagged": flagged[1]}}
+
+    card = {"summary": "x", "version": "v", "feature_names": [], "threshold": {"value": 0.5, "why": "w"},
+            "metrics": {"cross_generator": {"pairs": [
+                {"train": "assembled+tts", "test": "rooms", "n_windows": 100, "types": types(20, 0.8, (25, 18))},
+                {"train": "rooms+tts", "test": "assembled", "n_windows": 100, "types": types(0, math.nan, (7, 3))},
+                {"train": "assembled+rooms", "test": "tts", "n_windows": 100, "types": types(20, 0.9, (22, 20))}],
+                "mean_auroc": {}}}}
+    text = render_card_markdown(card)
+    assert "→ assembled" not in text.split("Mean AUROC")[0].split("|---|")[-1]  # no row in the table
+    assert "withdrawal 0.850, confrontation 0.850" in text  # the mean over the generators with ruptures
+    assert ("Rupture-free sessions (generator assembled, 100 windows), scored by a model trained on rooms+tts: "
+            "7 % of the windows at or above the withdrawal threshold, 3 % at or above the confrontation threshold."
+            in text)

@@ -53,3 +53,26 @@ def test_errors_in_a_sessions_generic_files_name_the_session(tmp_path):
     with pytest.raises(InputError, match=r"^s7/metadata.json: "):
         discover_sessions(tmp_path / "ds")
     assert str(InputError(tmp_path / "x" / "call.wav", "file is empty")) == "call.wav: file is empty"
+
+
+def test_assembled_rupture_free_sessions_are_a_dataset_of_their_own_generator(tmp_path):
+    """Issue 15: rupture-free sessions of the real clips, for training (models/ship.py trains on them)."""
+    from models.dataset import discover_sessions
+    from models.real_clips import ASSEMBLED, assembled_sessions
+    from models.transfer import session_generator
+    from pipeline.annotations import read_annotations
+    from pipeline.audio import decode
+
+    mixes = ((("nl",), "nl"), (("children", "meeting"), "en"))
+    folders = assembled_sessions(tmp_path / "a", mixes=mixes, seed=100, minutes=(0.3, 0.4))
+    found = discover_sessions(tmp_path / "a")
+    assert [s.folder for s in found] == folders and [s.language for s in found] == ["nl", "en"]
+    assert len({s.client_id for s in found}) == 2
+    for s in found:
+        assert session_generator(s.metadata) == ASSEMBLED
+        assert read_annotations(s.annotations, duration_s=60.0) == ()  # every window: no rupture
+        assert 18.0 <= decode(s.recording).duration_s <= 40.0
+    before = [(f / "recording.wav").read_bytes() for f in folders]
+    again = assembled_sessions(tmp_path / "a", mixes=mixes, seed=100, minutes=(0.3, 0.4))
+    assert again == folders and [(f / "recording.wav").read_bytes() for f in folders] == before
+    assert before[0] != before[1]

@@ -240,3 +240,45 @@ def test_marker_shift_compares_the_generators_on_windows_without_rupture():
     assert a["n"] == {"rooms": none_rooms, "tts": none_tts}
     assert abs(c["smd"]) < 0.1 and c["n"] == {"rooms": none_rooms, "tts": none_tts - int((y[:5] == 0).sum())}
     assert marker_shift(X, y, np.array(["tts"] * (2 * n)), names=("a", "b", "c"))[0]["shift"] == {}
+
+
+# --- rupture-free real speech as a generator of its own ---------------------------------------------------------------
+
+def _with_rupture_free(seed=0, n=400):
+    """The two generators plus ``assembled``: windows without any rupture whose marker 0 is raised as in withdrawal
+    (a reader's long gaps) and whose marker 3 is raised too (something ruptures never have)."""
+    X, y, groups, gens = _two_generators(seed)
+    rng = np.random.default_rng(seed + 1)
+    A = rng.standard_normal((n, X.shape[1]))
+    A[:, 0] += 2.5
+    A[:, 3] += 3.0
+    clients = np.array([f"assembled-{i % 8}" for i in range(n)])
+    return (np.vstack([X, A]), np.concatenate([y, np.zeros(n, dtype=int)]), np.concatenate([groups, clients]),
+            np.concatenate([gens, np.full(n, "assembled")]), A)
+
+
+def test_a_rupture_free_generator_is_scored_for_false_positives_and_trains_every_other_fold():
+    X, y, groups, gens, A = _with_rupture_free()
+    cv = cross_validate(X, y, groups, gens, target_recall=0.8)
+    assert cv["n_splits"] == 3
+    pairs = {p["test"]: p for p in cv["pairs"]}
+    assert pairs["tts"]["train"] == "assembled+rooms" and pairs["assembled"]["train"] == "rooms+tts"
+    free = pairs["assembled"]["types"]["withdrawal"]
+    assert free["n_positive"] == 0 and math.isnan(free["auroc"]) and math.isnan(free["recall"])
+    # a model that never saw such windows takes most of them for withdrawal: the out-of-generator figure says so
+    assert free["flagged"] > 0.5 * free["n_windows"]
+    assert all(math.isfinite(v) for v in cv["mean_auroc"].values())  # the mean over the generators with ruptures
+    # trained with them, it tells them apart from withdrawal (marker 3); trained without, it cannot
+    from sklearn.metrics import roc_auc_score
+
+    fresh = _with_rupture_free(seed=5)[4]
+    keep = gens != "assembled"
+    withdrawn = X[keep & (y == 1)]
+
+    def apart(model) -> float:  # AUROC of withdrawal windows against new rupture-free ones, by P(withdrawal)
+        p = model.predict_proba(np.vstack([withdrawn, fresh]))[:, 1]
+        return float(roc_auc_score(np.r_[np.ones(len(withdrawn)), np.zeros(len(fresh))], p))
+
+    with_free = fit_calibrated("linear", X, y, groups, gens)
+    without = fit_calibrated("linear", X[keep], y[keep], groups[keep], gens[keep])
+    assert apart(without) < 0.5 < 0.75 < apart(with_free), (apart(without), apart(with_free))  # seen: 0.31, 0.84
