@@ -8,7 +8,12 @@ committed, so sessions are assembled from the labelled clips in
   transcript) and the nine speechocean762 clips (children and an adult
   reading English);
 * ``nl``: the ten Dutch clips (one woman, one Flemish man, read speech);
-* ``meeting``: the two AMI meeting-room excerpts (30 s each, no transcript).
+* ``meeting``: the two AMI meeting-room excerpts (30 s each, no transcript);
+* ``pool-nl`` and ``pool-en``: real speech that none of the kinds above holds, from ``tests/data/speech_pool/``
+  (Dutch: 15 more clips of the same woman as ``nl``, a man reading a novel, single words; English: J. F.
+  Kennedy's address and two meeting-room excerpts of one speaker each) and the four-speaker meeting excerpt
+  ``tests/data/ami/tst00.flac`` (English). Rupture-free training sessions are assembled from these, so that
+  the false-alarm recordings (built from the kinds above) share no clip with them.
 
 Clips are drawn in a seeded random order, each with a gain of ±6 dB, separated
 by silences of 0.2–2 s (the range of gaps between turns in conversation).
@@ -38,10 +43,12 @@ def _stm_text(path: Path) -> str:
 
 
 def load_clips(kind: str) -> list[Clip]:
-    """The clips of one kind (``en``, ``children``, ``nl`` or ``meeting``), decoded to 16 kHz mono float32.
+    """The clips of one kind (``en``, ``children``, ``nl``, ``meeting``, ``pool-nl`` or ``pool-en``), decoded to 16 kHz
+    mono float32.
 
     ``en`` is the phone call excerpt and the children's read English (speechocean762); ``children`` the latter
-    alone; ``nl`` the Dutch read speech; ``meeting`` the two meeting-room excerpts (no transcript).
+    alone; ``nl`` the Dutch read speech; ``meeting`` the two meeting-room excerpts (no transcript); ``pool-nl`` and
+    ``pool-en`` the speech no other kind holds (see the module's text).
     """
     from pipeline.audio import decode
 
@@ -62,7 +69,19 @@ def load_clips(kind: str) -> list[Clip]:
         return clips
     if kind == "meeting":
         return [Clip(decode(DATA / f"ami/{name}.flac").samples, None, "en") for name in ("dev00", "dev01")]
-    raise ValueError(f"kind must be en, children, nl or meeting. Got {kind!r} instead.")
+    pool = DATA / "speech_pool"
+    if kind == "pool-nl":
+        clips = []
+        for folder in ("nathalie", "css10"):
+            with open(pool / folder / "transcripts.tsv", encoding="utf-8") as f:
+                for row in csv.DictReader(f, delimiter="\t"):
+                    clips.append(Clip(decode(pool / folder / Path(row["file"]).with_suffix(".flac").name).samples,
+                                      row["text"], "nl"))
+        return clips + [Clip(decode(p).samples, None, "nl") for p in sorted((pool / "porcupine").glob("*.flac"))]
+    if kind == "pool-en":
+        paths = [pool / "jfk/jfk.flac", pool / "ami/trn03.flac", pool / "ami/trn05.flac", DATA / "ami/tst00.flac"]
+        return [Clip(decode(p).samples, None, "en") for p in paths]
+    raise ValueError(f"kind must be en, children, nl, meeting, pool-nl or pool-en. Got {kind!r} instead.")
 
 
 def build(minutes: float, out_wav: Path, kinds: tuple[str, ...], *, seed: int = 0) -> tuple[Path, str | None]:

@@ -865,6 +865,7 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
     import sklearn
 
     from models.false_alarms import false_alarms, find_recordings
+    from models.real_clips import ASSEMBLED
     from models.transfer import MODEL_CHOICE_MARGIN, choose_model, marker_shift, marker_use
 
     if not 0 < target_recall <= 1:
@@ -1004,7 +1005,11 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
                         + ("generators the model had not trained on" if across else "clients it had not trained on")
                         + "; sessions unlike every training generator (real rooms, real children) can still differ. "
                         "The rooms generator builds part of its speech from the same real recordings the false-alarm "
-                        "figures use, so those figures are not fully independent of training. Lexical markers "
+                        "figures use, so those figures are not fully independent of training. "
+                        + ("A model shown real speech only without ruptures (generator assembled) may take what "
+                           "tells real voices from synthetic ones for the absence of a rupture (the rooms generator's "
+                           "ruptures, part real speech, work against it). " if ASSEMBLED in generators else "")
+                        + "Lexical markers "
                         f"depend on the transcript's quality. scikit-learn {sklearn.__version__} is required to "
                         "load it."),
     }

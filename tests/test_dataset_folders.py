@@ -76,3 +76,21 @@ def test_assembled_rupture_free_sessions_are_a_dataset_of_their_own_generator(tm
     again = assembled_sessions(tmp_path / "a", mixes=mixes, seed=100, minutes=(0.3, 0.4))
     assert again == folders and [(f / "recording.wav").read_bytes() for f in folders] == before
     assert before[0] != before[1]
+
+
+def test_the_pool_kinds_share_no_clip_with_the_kinds_the_false_alarm_recordings_are_built_from():
+    """The rupture-free training sessions (models/ship.py) draw from pool-nl and pool-en only, so the false alarms
+    measured on recordings of the other kinds come from speech the model never heard."""
+    import hashlib
+
+    from models.real_clips import load_clips
+    from models.ship import ASSEMBLED_MIXES, FALSE_ALARM_SETS
+
+    def digests(kinds):
+        return {hashlib.sha256(c.samples.tobytes()).hexdigest() for k in kinds for c in load_clips(k)}
+
+    pool = digests(("pool-nl", "pool-en"))
+    assert len(pool) == 22
+    assert not pool & digests(("en", "children", "nl", "meeting"))
+    used = {k for kinds, _ in ASSEMBLED_MIXES for k in kinds}
+    assert used <= {"pool-nl", "pool-en"} and not used & {k for kinds, _ in FALSE_ALARM_SETS.values() for k in kinds}
