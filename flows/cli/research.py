@@ -88,7 +88,9 @@ def simulate(
     seed: int = typer.Option(0, "--seed", help="First seed; session i uses seed + i."),
     min_minutes: float = typer.Option(5.0, "--min-minutes", min=3.0, help="Shortest session, minutes (at least 3: "
                                       "every session holds a withdrawal and a confrontation episode of 45–120 s)."),
-    max_minutes: float = typer.Option(20.0, "--max-minutes", min=3.0, help="Longest session, minutes."),
+    max_minutes: float = typer.Option(20.0, "--max-minutes", min=3.0, help="Longest session, minutes. Each "
+                                      "session's length is drawn between the two and is approximate (its stretches "
+                                      "of talk vary), so a session can end a little shorter or longer."),
     generator: str = typer.Option("tts", "--generator", help="tts: espeak-ng voices (models/simulate.py); "
                                   "rooms: real and synthetic voices in simulated "
                                   "rooms, other phrasing, timing and rupture rules (models/simulate_rooms.py)."),
