@@ -316,15 +316,12 @@ def render_card_markdown(card: dict) -> str:
         lines += ["", "Mean AUROC over the held-out generators: "
                   + ", ".join(f"{k} {_md_num(v)}" for k, v in mean.items()) + ".", ""]
         for p in cross["pairs"]:
-            if p in scored or "flagged" not in p["types"][CLASSES[1]]:
+            if p in scored or "flagged" not in p["types"][CLASSES[1]] or not p["n_windows"]:
                 continue
-            n = p["n_windows"]
-            shares = [f"{100 * p['types'][name]['flagged'] / n:.0f} % at or above the {name} threshold"
-                      for name in CLASSES[1:]] if n else []
-            lines += [f"Rupture-free sessions (generator {_md_text(p['test'])}, {n} windows), scored by a model "
-                      f"trained on {_md_text(p['train'])}: " + (shares[0].replace(" % at", " % of the windows at", 1)
-                                                               if shares else "no window") +
-                      "".join(f", {x}" for x in shares[1:]) + ".", ""]
+            first, second = (round(100 * p["types"][name]["flagged"] / p["n_windows"]) for name in CLASSES[1:])
+            lines += [f"Rupture-free sessions (generator {_md_text(p['test'])}, {p['n_windows']} windows), scored by a "
+                      f"model trained on {_md_text(p['train'])}: {first} % of the windows at or above the "
+                      f"{CLASSES[1]} threshold, {second} % at or above the {CLASSES[2]} threshold.", ""]
     elif cv:
         lines += [f"## Cross-validation grouped by {cv.get('grouped_by', 'client')}", "",
                   "Trained on one session generator: no cross-generator figure exists for this model.", "",
