@@ -49,7 +49,8 @@ FALSE_ALARM_SETS = {"conversation": (("en", "meeting"), "en"), "mixed": (("en", 
 # rupture-free training sessions of real speech (models/real_clips.py: assembled_sessions; --assembled), from the clips
 # the false-alarm recordings do not use (pool-nl, pool-en), seeds from 200: (kinds, language) per session
 ASSEMBLED_SEED = 200
-ASSEMBLED_MIXES = ((("pool-nl",), "nl"), (("pool-en",), "en"), (("pool-nl", "pool-en"), "auto")) * 5 + ((("pool-nl",), "nl"),)
+ASSEMBLED_MIXES = (((("pool-nl",), "nl"), (("pool-en",), "en"), (("pool-nl", "pool-en"), "auto")) * 5
+                   + ((("pool-nl",), "nl"),))
 DIALOGUE = Path("dutch/dialogue_constructed/dialogue_nl_2spk_constructed.wav")  # under the shared data
 
 
@@ -258,8 +259,8 @@ def build(version: str, *, sessions_per_generator: int = 6, holdout_sessions: in
                    f"language, {minutes[0]:g}–{minutes[1]:g} minutes each, two sessions per client)."
                    + (f" Rupture-free: {len(ASSEMBLED_MIXES)} sessions (generator assembled) of the real clips in "
                       f"tests/data/speech_pool/ and tests/data/ami/tst00.flac (models/real_clips.py: "
-                      f"assembled_sessions, seeds from {ASSEMBLED_SEED}), every window labelled no rupture." if assembled
-                      else "")
+                      f"assembled_sessions, seeds from {ASSEMBLED_SEED}), every window labelled no rupture."
+                      if assembled else "")
                    + f" False alarms: the real recordings in {quiet.name} (models/ship.py: false_alarm_set).")
     return train(train_dirs, version=version, settings=settings, root=root, holdout_dirs=sets["holdout"],
                  unannotated_dirs=[quiet], summary=summary, description=description, extra_metrics=extra,
