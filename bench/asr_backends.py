@@ -15,7 +15,7 @@ against the clips' transcripts (jiwer, after this project's text
 normalisation).
 
 Each configuration runs in a fresh process, so its peak resident memory
-(``ru_maxrss``) is its own: model loading plus decoding.
+(``VmHWM``, :func:`peak_memory.peak_rss_mb`) is its own: model loading plus decoding.
 
 Usage::
 
@@ -42,9 +42,11 @@ CONFIGS = (  # label, backend, compute type
 )
 
 CHILD = r"""
-import json, resource, sys, time, warnings
+import json, sys, time, warnings
 warnings.filterwarnings("ignore")
 sys.path.insert(0, {root!r})
+sys.path.insert(0, {root!r} + "/bench")
+from peak_memory import peak_rss_mb
 from pipeline.asr import load_backend, transcribe
 from pipeline.audio import decode
 from pipeline.settings import Settings
@@ -60,7 +62,7 @@ for language, wav in {files!r}:
     t1 = time.perf_counter()
     t = transcribe(x, 16000, settings=asr, backend=backend, language=language)
     runs[language] = dict(duration_s=x.size / 16000, asr_s=time.perf_counter() - t1, text=t.text, words=len(t.words))
-print(json.dumps(dict(load_s=load_s, runs=runs, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+print(json.dumps(dict(load_s=load_s, runs=runs, peak_rss_mb=peak_rss_mb())))
 """
 
 

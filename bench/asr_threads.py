@@ -35,6 +35,8 @@ CONFIGS = (  # label, decoders, threads per decoder
 
 CHILD = r"""
 import json, resource, sys, time, warnings
+sys.path.insert(0, {root!r} + "/bench")
+from peak_memory import peak_rss_mb
 warnings.filterwarnings("ignore")
 sys.path.insert(0, {root!r})
 from pipeline.asr import load_backend, transcribe
@@ -51,7 +53,7 @@ for language, wav in {files!r}:
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     runs[language] = dict(duration_s=x.size / 16000, asr_s=time.perf_counter() - t0, user_s=r1.ru_utime - r0.ru_utime,
                           sys_s=r1.ru_stime - r0.ru_stime, text=t.text, words=len(t.words))
-print(json.dumps(dict(runs=runs, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+print(json.dumps(dict(runs=runs, peak_rss_mb=peak_rss_mb())))
 """
 
 

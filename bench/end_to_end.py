@@ -23,7 +23,7 @@ task overhead count in its stage; what comes before the first stage is flow
 start-up. A thread samples the process's resident memory every 20 ms and keeps
 the maximum per stage, with the prosody stage's helper process added while it
 runs. ``peak_rss_mb`` is the larger of the process's maximum resident set
-size (``ru_maxrss``) and that sampled sum; Prefect's temporary server is a
+size (``VmHWM``, :func:`peak_memory.peak_rss_mb`) and that sampled sum; Prefect's temporary server is a
 separate process whose peak is listed apart.
 
 Usage::
@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 def analyse(wav: Path, out: Path, language: str) -> dict:
     """One session through ``analyze_session`` in this process: seconds and peak memory per stage."""
-    import resource
+    from peak_memory import peak_rss_mb
     import threading
     import time
     import warnings
@@ -105,7 +105,7 @@ def analyse(wav: Path, out: Path, language: str) -> dict:
     return dict(
         duration_s=report.recording.duration_s, total_s=total, flow_start_s=first[0] - t0,
         stages={s: dict(seconds=ends[s] - starts[s], peak_rss_mb=peaks[s] / 2**20) for s in STAGES if s in ends},
-        peak_rss_mb=max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, whole[0] / 2**20),
+        peak_rss_mb=max(peak_rss_mb(), whole[0] / 2**20),
         prefect_server_peak_mb=server_peak[0] / 2**20, words=len(report.transcript.words),
         language=report.transcript.language, language_segments=len(report.transcript.language_segments),
         flags=len(report.flags), asr_counts=dict(FasterWhisperBackend.decoding_counts))

@@ -3,7 +3,7 @@
 Builds a long recording (default 90 minutes) from the real two-speaker clip
 ``sample_audio/sample.wav`` with :func:`bench.long_session_diarization.build`,
 decodes it and transcribes it in one call, in a fresh process whose peak
-resident memory (``ru_maxrss``) is reported. Then it transcribes the first
+resident memory (``VmHWM``, :func:`peak_memory.peak_rss_mb`) is reported. Then it transcribes the first
 10 minutes on their own and compares the two transcripts over those minutes
 (WER of one against the other, and the start-time difference of matched
 words): a long session must give what shorter pieces would.
@@ -26,9 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 CHILD = r"""
-import json, resource, sys, time, warnings
+import json, sys, time, warnings
 warnings.filterwarnings("ignore")
 sys.path.insert(0, {root!r})
+sys.path.insert(0, {root!r} + "/bench")
+from peak_memory import peak_rss_mb
 from pipeline.asr import load_backend, transcribe
 from pipeline.audio import decode
 from pipeline.settings import Settings
@@ -42,7 +44,7 @@ t = transcribe(x, 16000, settings=s.asr, backend=backend, language="en")
 t2 = time.perf_counter()
 json.dump([[w.start, w.end, w.text] for w in t.words], open({out!r}, "w"))
 print(json.dumps(dict(duration_s=x.size / 16000, decode_s=t1 - t0, asr_s=t2 - t1, words=len(t.words),
-                      peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+                      peak_rss_mb=peak_rss_mb())))
 """
 
 

@@ -5,7 +5,7 @@ Builds a long recording from the real two-speaker clip ``sample_audio/sample.wav
 so the same two voices recur for the whole session), with its reference RTTM
 shifted to each copy. Each configuration runs in a fresh process that decodes
 the file, runs VAD and diarizes it with 2 speakers; peak memory is that
-process's maximum resident set size (``ru_maxrss``).
+process's maximum resident set size (``VmHWM``, :func:`peak_memory.peak_rss_mb`).
 
 Configurations, side by side:
 
@@ -60,9 +60,11 @@ def build(minutes: float, out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
 
 
 CHILD = r"""
-import json, resource, sys, time, warnings
+import json, sys, time, warnings
 warnings.filterwarnings("ignore")
 sys.path.insert(0, {root!r})
+sys.path.insert(0, {root!r} + "/bench")
+from peak_memory import peak_rss_mb
 from pipeline.audio import decode
 from pipeline.diarization import diarize
 from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
@@ -83,7 +85,7 @@ t3 = time.perf_counter()
 score = score_diarization(read_rttm({rttm!r})["long"], d.turns, uri="long", collar_s=0.5)
 print(json.dumps(dict(duration_s=rec.duration_s, decode_s=t1 - t0, vad_s=t2 - t1, diarize_s=t3 - t2,
                       der=score.der, speakers=len(d.speakers),
-                      peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+                      peak_rss_mb=peak_rss_mb())))
 """
 
 

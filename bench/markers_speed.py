@@ -11,7 +11,7 @@ pass and speaker-change refinement (``pauses``), pYIN prosody per turn
 (``prosody``), roles and utterances, session turn metrics, and the lexical
 markers with the per-window feature table and the session-level markers
 (``features``). Peak memory is that process's maximum resident set size
-(``ru_maxrss``).
+(``VmHWM``, :func:`peak_memory.peak_rss_mb`).
 
 Side by side: pYIN at the default pitch grid of librosa (0.1 semitone) on the
 first ``--alt-minutes`` minutes, the alternative this project replaced.
@@ -40,7 +40,7 @@ def markers(wav: Path, rttm: Path, stm: Path, limit_s: float, resolution: float)
     Returns the JSON-ready measurements (seconds per stage, peak RSS in MB).
     """
     import dataclasses
-    import resource
+    from peak_memory import peak_rss_mb
     import time
     import warnings
 
@@ -83,7 +83,7 @@ def markers(wav: Path, rttm: Path, stm: Path, limit_s: float, resolution: float)
                               dia, Sidecar(), s, session_id="bench", hook=timer)
     return dict(duration_s=duration, speech_s=float(sum(r.end - r.start for r in speech)), turns=len(turns),
                 utterances=len(result.utterances), windows=len(result.features.frames), stages_s=times,
-                total_s=sum(times.values()), peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                total_s=sum(times.values()), peak_rss_mb=peak_rss_mb(),
                 pitch_resolution_st=resolution)
 
 
