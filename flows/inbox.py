@@ -121,12 +121,22 @@ def _not_regular(p: Path) -> str:
     return "a pipe, socket or device"
 
 
+def _utf8(name: str) -> bool:
+    """Whether a file name is valid UTF-8 (Python stands in ``\\udcXX`` for each byte that is not)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def scan_inbox(folder: Path) -> tuple[list[Delivery], list[tuple[Path, str]]]:
     """Sort what lies in the inbox into recordings, with their sidecars, and things that are ignored.
 
     The rules (see the module docstring): a recording is a file directly in the inbox whose suffix is in
     ``AUDIO_SUFFIXES``; its sidecar is ``NAME.ext.json``, else ``NAME.json``. Refused before anything is read
-    (``problem``): a recording that is a symbolic link; a sidecar that is not a regular file; a ``NAME.json``
+    (``problem``): a recording that is a symbolic link; a recording whose file name is not valid UTF-8 (no reason
+    file, log or audit row could name it as it is); a sidecar that is not a regular file; a ``NAME.json``
     that is the sidecar of more than one recording (all of them are refused); a recording with both
     ``NAME.ext.json`` and a ``NAME.json`` that is no other recording's sidecar. Nothing is followed, opened or
     moved here.
@@ -169,6 +179,9 @@ def scan_inbox(folder: Path) -> tuple[list[Delivery], list[tuple[Path, str]]]:
         if a.is_symlink():
             problem = (f"{a.name}: {_not_regular(a)}, not a regular file; links are not followed (copy the recording "
                        "itself into the inbox)")
+        elif not _utf8(a.name):
+            problem = (f"{a.name}: its file name is not valid UTF-8 (a byte no text can hold); rename it (letters, "
+                       "digits, '-' and '_') and deliver it again")
         elif len(sidecars) == 2:
             problem = (f"{a.name}: two sidecars, {o.name} and {pl.name}: it is not clear which consent record "
                        f"applies; keep only {o.name}")
@@ -385,7 +398,7 @@ def expire_refused(folder: Path, days: float, store: Store, *, actor: str) -> in
         if sidecar is not None:
             n += remove_inside(sidecar, folder)
         store.audit("deleted", actor=actor, outcome="success", client_id=client,
-                    detail=f"raw audio {audio.name}{' and its sidecar' if sidecar else ''} {why}")
+                    detail=f"raw audio {one_line(audio.name)}{' and its sidecar' if sidecar else ''} {why}")
 
     def orphan(sidecar: Path) -> bool:
         base = sidecar.name[: -len(".json")]

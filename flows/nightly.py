@@ -50,8 +50,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 
 from flows.analyze import analyze_session
-from flows.inbox import (Delivery, client_of, expire_audio, expire_refused, file_away, is_regular, one_line,
-                         scan_inbox, settled, sidecar_of)
+from flows.inbox import (FILING_FOLDERS, Delivery, client_of, expire_audio, expire_refused, file_away, is_regular,
+                         one_line, scan_inbox, settled, sidecar_of)
 from flows.store import Store, now
 from pipeline.audio import recording_sha256
 from pipeline.errors import ConsentError, MetadataError, PipelineError
@@ -366,6 +366,24 @@ def analyse_recording(audio: str, out_dir: str, metadata_path: str, session_id: 
         return {"report": None, "error": str(_internal_error(Path(audio), exc)), "pid": os.getpid()}
 
 
+def _check_filing_folders(inbox_dir: Path) -> None:
+    """Refuse the run, before anything is moved or deleted, when ``done/``, ``rejected/`` or ``failed/`` is not a
+    folder of the inbox's own (a link to another folder would receive the recordings and lose its files to the
+    retention periods).
+
+    Raises
+    ------
+    PipelineError
+        One line naming the entry and what it is.
+    """
+    for name in FILING_FOLDERS:
+        entry = inbox_dir / name
+        if entry.is_symlink() or (os.path.lexists(entry) and not entry.is_dir()):
+            what = "a link" if entry.is_symlink() else "not a folder"
+            raise PipelineError(f"{entry}: is {what}; the inbox's {name}/ must be a folder of its own (links are not "
+                                "followed). Nothing was moved or deleted; replace it with a folder and run again")
+
+
 def _internal_error(audio: Path, exc: Exception) -> PipelineError:
     """An unexpected exception in one session, as a one-line failure; the traceback goes to the debug log."""
     logging.getLogger("alliance.nightly").debug("internal error analysing %s", one_line(audio.name), exc_info=exc)
@@ -486,6 +504,7 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
     store = Store.for_settings(settings)
     inbox_dir = Path(inbox)
     run_id, started = uuid.uuid4().hex[:12], now()
+    _check_filing_folders(inbox_dir)  # before anything is moved or deleted
     summary: dict = {"run_id": run_id, "processed": [], "rejected": [], "failed": [], "duplicates": [],
                      "renamed": [], "ignored": []}
     expire_audio(inbox_dir / "done", settings.audio_retention_days, store, actor=ACTOR)
@@ -537,6 +556,17 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
             store.audit("rejected", actor=ACTOR, outcome="refused", client_id=client_of(record), detail=reason)
             summary["rejected"].append({"file": one_line(audio.name), "reason": reason})
             log.warning("nightly run %s: rejected %s: %s", run_id, one_line(audio.name), one_line(exc.problem))
+            continue
+        except Exception as exc:  # a sidecar no check foresaw must not stop the batch (nor every later night's)
+            error = PipelineError(f"{audio.name}: internal error while reading its sidecar ({type(exc).__name__}); "
+                                  "see the debug log")
+            logging.getLogger("alliance.nightly").debug("internal error screening %s", one_line(audio.name),
+                                                        exc_info=exc)
+            file_away([audio, sidecar], inbox_dir / "failed", reason=str(error))
+            reason = one_line(str(error))
+            store.audit("rejected", actor=ACTOR, outcome="failed", client_id=None, detail=reason)
+            summary["failed"].append({"file": one_line(audio.name), "reason": reason})
+            log.warning("nightly run %s: %s", run_id, reason)
             continue
         job = dict(audio=audio, sidecar=sidecar, record=record, consent=consent, digest=recording_sha256(audio),
                    session_id=record.get("session_id") or id_from_name(audio.stem), client=record.get("client_id"))

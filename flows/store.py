@@ -238,6 +238,8 @@ class Store:
     def audit(self, event: str, *, actor: str, outcome: str, client_id: str | None = None,
               session_id: str | None = None, detail: str | None = None) -> None:
         """Append one audit row. ``detail`` must never hold transcript text."""
+        if detail is not None:  # a file name that is not UTF-8 (``\\udcff``) cannot be stored as it is
+            detail = detail.encode("utf-8", "backslashreplace").decode("utf-8")
         with self.engine.begin() as c:
             c.execute(AUDIT.insert().values(at=now(), event=event, client_id=client_id, session_id=session_id,
                                             actor=actor, outcome=outcome, detail=detail))

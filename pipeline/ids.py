@@ -154,7 +154,7 @@ def private_umask() -> int:
 
 # control characters, line and paragraph separators, and the invisible format characters that reorder or hide
 # text (bidirectional overrides and isolates, zero-width characters, the byte-order mark)
-_UNPRINTABLE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+_UNPRINTABLE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
@@ -162,7 +162,8 @@ def one_line(text: str) -> str:
     """``text`` (a file name, or a message that holds one) on one line: control characters escaped.
 
     A tab, line break, backslash or other control character (an ANSI escape's ESC among them), or an invisible
-    format character (a right-to-left override that makes ``x\u202egnp.wav`` show as ``xwav.png``) becomes ``\\t``,
+    format character (a right-to-left override that makes ``x\u202egnp.wav`` show as ``xwav.png``), or a byte of a
+    file name that is not UTF-8 (Python's ``\\udcff`` stand-in, which no UTF-8 file or database can hold) becomes ``\\t``,
     ``\\n``, ``\\\\``, ``\\x1b``..., Python's escapes, so a file name such as
     ``"a\\n2026-01-01T00:00:00\\tanalysis.wav"`` cannot print a fake line or recolour a terminal, in a run
     summary, a log, a reason file or the audit log; ``codecs.decode(text, "unicode_escape")`` gives the exact

@@ -65,14 +65,15 @@ class AsrSettings(BaseModel):
         None, description="openai-whisper backend: a local .pt checkpoint. Empty: the faster-whisper model "
         "(model_dir, or the bundled base) converted by `alliance convert-model`, done on first use into the "
         "model cache.")
-    compute_type: str = Field("int8", description="CTranslate2 compute type on CPU (int8, int8_float32, float32); "
-                              "openai-whisper always runs float32.")
+    compute_type: Literal["int8", "int8_float32", "int16", "float32"] = Field(
+        "int8", description="CTranslate2 compute type on CPU (the types CTranslate2 runs on a CPU); openai-whisper "
+        "always runs float32.")
     cpu_threads: int = Field(0, ge=0, le=256, description="CPU threads for ASR, all decoders together at most the "
                              "cores this process may use; 0: the backend's default (faster-whisper: 1 for each decoder, also inside Dask workers; openai-whisper: PyTorch's default).")
-    decoders: int = Field(0, ge=0, description="faster-whisper: parts of a recording decoded at once, each by its own "
+    decoders: int = Field(0, ge=0, le=4, description="faster-whisper: parts of a recording decoded at once, each by its own "
                           "single-threaded decoder; 0: one per available core, at most 4 (bench/asr_threads.py).")
-    beam_size: int = Field(5, ge=1, description="Beam width for decoding.")
-    best_of: int = Field(1, ge=1, description="faster-whisper: samples drawn at each fallback temperature (Whisper's "
+    beam_size: int = Field(5, ge=1, le=20, description="Beam width for decoding (Whisper's own default: 5).")
+    best_of: int = Field(1, ge=1, le=20, description="faster-whisper: samples drawn at each fallback temperature (Whisper's "
                          "own default is 5). 1 measured better and faster on fallback-heavy audio: a simulated Dutch "
                          "child session WER 57-59 % against 68 %; noisy children's English 49-50 % either way.")
     no_repeat_ngram_size: int = Field(
@@ -87,7 +88,7 @@ class AsrSettings(BaseModel):
         "so what ran before does not change its transcript (unseeded, a simulated Dutch session's ASR took 62-79 s "
         "from run to run; a recording decoded in parts at once can still sample its windows in another order).")
     max_s_per_audio_min: float = Field(
-        15.0, ge=0, description="faster-whisper: the longest ASR may take, in seconds per minute of recording (15: "
+        15.0, ge=0, le=600, description="faster-whisper: the longest ASR may take, in seconds per minute of recording (15: "
         "a quarter of real time; the usual is 3-6), never under 60 s. Past it, the rest of the recording is decoded greedily without "
         "temperature fallback, and the report says from where. 0: no limit.")
     language: Literal["nl", "en", "auto"] = Field("auto", description="Session language; auto detects it.")

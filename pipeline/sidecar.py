@@ -47,6 +47,20 @@ LANGUAGES: tuple[str, ...] = get_args(Language)
 PARENT_ROLES = ("parent", "guardian")
 
 
+class _RepeatedKey(ValueError):
+    """A JSON object names one key twice (the key is the argument)."""
+
+
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` of :func:`json.loads` that refuses a key given twice (JSON lets the last one win)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _RepeatedKey(key)
+        out[key] = value
+    return out
+
+
 def read_sidecar(path: str | Path) -> dict[str, Any]:
     """Read a sidecar (or a session's ``metadata.json``): the JSON object it holds, nothing checked yet.
 
@@ -63,11 +77,20 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     Raises
     ------
     MetadataError
-        The file is missing, a folder, unreadable, not JSON, or not a JSON object; the message names the file.
+        The file is missing, a folder, a pipe or device, unreadable, not JSON (nested too deeply, or a key given
+        twice in one object: which consent holds would not be clear), or not a JSON object; the message names the
+        file.
     """
     path = Path(path)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO would block the run until written
+            raise MetadataError(path, "is a pipe, socket or device, not a regular file; give the session's JSON file")
+        raw = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_repeated_keys)
+    except _RepeatedKey as exc:
+        raise MetadataError(path, f"holds {exc.args[0]!r} twice in one object; it is not clear which value holds "
+                                  "(for consent, which record), so keep one") from None
+    except RecursionError:
+        raise MetadataError(path, "not a usable metadata file: nested too deeply") from None
     except FileNotFoundError as exc:
         raise MetadataError(path, "metadata file not found") from exc
     except IsADirectoryError as exc:
@@ -319,8 +342,12 @@ def check_consent(record: Mapping[str, Any], *, source: str | Path, session_date
         raise ConsentError(source, "no consent record ('consent' is missing); the recording was not processed")
     if consent.get("analysis") is not True:
         raise ConsentError(source, "consent to analysis is not given ('consent.analysis' must be true)")
+    participants = record.get("participants") or []
+    if not isinstance(participants, list):
+        raise ConsentError(source, "'participants' must be a list of the people present, for example "
+                                   "[{\"role\": \"client\", \"age\": 9}]")
     age = record.get("client_age")
-    participant_age = next((p.get("age") for p in record.get("participants", []) or []
+    participant_age = next((p.get("age") for p in participants
                             if isinstance(p, Mapping) and p.get("role") == "client" and "age" in p), None)
     if age is not None and participant_age is not None and age != participant_age:
         raise ConsentError(source, f"'client_age' ({age!r}) and the client participant's age ({participant_age!r}) "

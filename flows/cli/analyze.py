@@ -54,6 +54,14 @@ def analyze(
         _error(console, str(exc))
         raise typer.Exit(2) from None
 
+    from pipeline.ids import one_line
+
+    try:  # the name goes into the session's outputs, Prefect's database and the logs, all UTF-8
+        str(recording).encode("utf-8")
+    except UnicodeEncodeError:
+        _error(console, f"{one_line(recording.name)}: the file name is not valid UTF-8; rename the recording "
+                        "(letters, digits, '-' and '_') and run again")
+        raise typer.Exit(2) from None
     from pipeline.audio import probe
     from pipeline.sidecar import Sidecar, refuse_without_consent
     from pipeline.profiles import load_profile

@@ -75,3 +75,28 @@ def test_the_password_in_a_database_url_is_never_printed(tmp_path):
     r = _run(tmp_path, ["audit"], ALLIANCE_DATABASE_URL="nonsense://clinic:s3cret-pw@db.example/alliance")
     _assert_one_line(r, "ALLIANCE_DATABASE_URL")
     assert "s3cret-pw" not in r.stderr + r.stdout
+
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_audio" / "sample.wav"
+
+
+@pytest.mark.parametrize("setting, value", [("ALLIANCE_ASR__COMPUTE_TYPE", "bogus"),  # failed after decoding, exit 1
+                                            ("ALLIANCE_ASR__MAX_S_PER_AUDIO_MIN", "1e308"),  # accepted: no limit
+                                            ("ALLIANCE_ASR__DECODERS", "1000"),  # accepted, silently 4
+                                            ("ALLIANCE_ASR__BEST_OF", "1000000"),  # ran out of memory mid-run
+                                            ("ALLIANCE_ASR__BEAM_SIZE", "500")])
+def test_asr_settings_out_of_range_are_refused_before_any_work(tmp_path, setting, value):
+    """Fresh-user trial of issue 19: each of these was accepted and failed late, or silently meant something else."""
+    r = _run(tmp_path, ["analyze", str(SAMPLE)], **{setting: value})
+    _assert_one_line(r, setting)
+    assert not (tmp_path / "data" / "sessions").exists()
+
+
+def test_a_recording_whose_file_name_is_not_utf8_is_refused_in_one_line(tmp_path):
+    """It ended in a traceback from Prefect's client (fresh-user trial, 4 December)."""
+    odd = os.path.join(os.fsencode(tmp_path), b"x\xff.wav")
+    with open(odd, "wb") as f:
+        f.write(SAMPLE.read_bytes())
+    r = _run(tmp_path, ["analyze", os.fsdecode(odd)])
+    _assert_one_line(r, "x\\udcff.wav")
+    assert "not valid UTF-8" in r.stderr
