@@ -366,7 +366,7 @@ def analyse_recording(audio: str, out_dir: str, metadata_path: str, session_id: 
         return {"report": None, "error": str(_internal_error(Path(audio), exc)), "pid": os.getpid()}
 
 
-def _check_filing_folders(inbox_dir: Path) -> None:
+def check_filing_folders(inbox_dir: Path) -> None:
     """Refuse the run, before anything is moved or deleted, when ``done/``, ``rejected/`` or ``failed/`` is not a
     folder of the inbox's own (a link to another folder would receive the recordings and lose its files to the
     retention periods).
@@ -504,7 +504,7 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
     store = Store.for_settings(settings)
     inbox_dir = Path(inbox)
     run_id, started = uuid.uuid4().hex[:12], now()
-    _check_filing_folders(inbox_dir)  # before anything is moved or deleted
+    check_filing_folders(inbox_dir)  # before anything is moved or deleted
     summary: dict = {"run_id": run_id, "processed": [], "rejected": [], "failed": [], "duplicates": [],
                      "renamed": [], "ignored": []}
     expire_audio(inbox_dir / "done", settings.audio_retention_days, store, actor=ACTOR)

@@ -45,6 +45,15 @@ def nightly(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox fo
     _use_asr_backend(asr_backend)
 
     folder = _inbox_or_exit(inbox or Settings().inbox_dir)
+    from flows.nightly import check_filing_folders
+    from pipeline.errors import PipelineError
+    from pipeline.ids import one_line
+
+    try:  # a linked done/ would receive the recordings and lose its own files to retention: before any flow starts
+        check_filing_folders(folder)
+    except PipelineError as exc:
+        typer.echo(f"error: {one_line(str(exc))}", err=True)
+        raise typer.Exit(2) from None
     from flows.store import Store
 
     Store.for_settings(Settings())  # an unusable database stops here in one line, not inside the flow's traceback

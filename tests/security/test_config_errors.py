@@ -100,3 +100,14 @@ def test_a_recording_whose_file_name_is_not_utf8_is_refused_in_one_line(tmp_path
     r = _run(tmp_path, ["analyze", os.fsdecode(odd)])
     _assert_one_line(r, "x\\udcff.wav")
     assert "not valid UTF-8" in r.stderr
+
+
+def test_a_linked_done_folder_stops_the_nightly_command_in_one_line(tmp_path):
+    """It ended in the flow's traceback (after the flow had started); nothing may be moved through the link."""
+    inbox, elsewhere = tmp_path / "inbox", tmp_path / "elsewhere"
+    inbox.mkdir()
+    elsewhere.mkdir()
+    (inbox / "done").symlink_to(elsewhere, target_is_directory=True)
+    r = _run(tmp_path, ["nightly", "--inbox", str(inbox)])
+    _assert_one_line(r, "done: is a link")
+    assert list(elsewhere.iterdir()) == []
