@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.asr.faster_whisper_backend import TEMPERATURES, TemperaturesUntil
+
 from pipeline.asr.faster_whisper_backend import split_chunks
 
 
@@ -109,7 +111,9 @@ def test_fallback_samples_and_the_decoder_count_reach_every_decoding_call(settin
     backend._model.transcribe = spy
     transcribe(sample_recording.samples, 16000, settings=asr, backend=backend, language="en")
     assert settings.asr.no_repeat_ngram_size == 0 and backend.no_repeat_ngram_size == 5  # off unless set
-    assert calls[0] == {"beam_size": 5, "best_of": 1, "temperature": None, "no_repeat_ngram_size": 5}
+    first = calls[0].pop("temperature")  # Whisper's six steps, which stop at the limit
+    assert isinstance(first, TemperaturesUntil) and tuple.__iter__(first).__next__() == 0.0 and len(first) == 6
+    assert calls[0] == {"beam_size": 5, "best_of": 1, "no_repeat_ngram_size": 5}
     assert calls[1] == {"beam_size": 1, "best_of": 1, "temperature": 0.0, "no_repeat_ngram_size": 5}
 
 
@@ -157,3 +161,54 @@ def test_asr_threads_past_the_cores_are_capped(settings, monkeypatch):
     one = load_backend(asr.model_copy(update={"decoders": 1}), model_cache_dir=settings.model_cache_dir,
                        vad_settings=settings.vad)
     assert (one.decoders, one.cpu_threads) == (1, 2)
+
+
+def test_fallback_temperatures_stop_at_the_deadline():
+    import time
+
+    steps = TemperaturesUntil(TEMPERATURES, time.monotonic() + 3600)
+    assert tuple(iter(steps)) == TEMPERATURES and not steps.stopped
+    late = TemperaturesUntil(TEMPERATURES, time.monotonic() - 1)
+    assert tuple(iter(late)) == (0.0,) and late.stopped
+    assert tuple(iter(late)) == (0.0,)  # every window after the deadline: its first step only
+
+
+@pytest.mark.slow
+def test_a_window_in_flight_at_the_deadline_is_not_decoded_again_at_every_temperature(settings, sample_recording):
+    """Fresh-user trial of issue 19: the limit was checked only when a segment came back, and faster-whisper
+    decodes a window at every temperature before it yields one, so one window overran a 60-s limit by 113 s.
+    Here every decoding is made to look unlikely (so each window asks for the whole fallback) and the calls into
+    CTranslate2 are counted: all six steps before the deadline, only the first (for each window) after it."""
+    import time
+    from types import SimpleNamespace
+
+    from pipeline.asr import load_backend
+
+    backend = load_backend(settings.asr, model_cache_dir=settings.model_cache_dir, vad_settings=settings.vad)
+    model = backend._model
+    real, calls = model.model, []
+
+    class Unlikely:  # the CTranslate2 model, whose every result looks too unlikely to keep
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def generate(self, *args, **kwargs):
+            calls.append(kwargs.get("sampling_temperature", 0.0))
+            out = real.generate(*args, **kwargs)
+            return [SimpleNamespace(sequences_ids=r.sequences_ids, scores=[-50.0], no_speech_prob=0.0) for r in out]
+
+    model.model = Unlikely()
+    try:
+        audio = sample_recording.samples[: 16000 * 10]  # one window
+        decoded = {}
+        for name, deadline in (("before", time.monotonic() + 3600), ("after", time.monotonic() - 1)):
+            calls.clear()
+            segments, _ = model.transcribe(audio, language="en", beam_size=1, best_of=1, vad_filter=False,
+                                           condition_on_previous_text=False,
+                                           temperature=TemperaturesUntil(TEMPERATURES, deadline))
+            list(segments)
+            decoded[name] = list(calls)
+        assert decoded["before"][: len(TEMPERATURES)] == list(TEMPERATURES)  # the window's whole fallback
+        assert decoded["after"] and set(decoded["after"]) == {0.0}  # each window once, at temperature 0
+    finally:
+        model.model = real

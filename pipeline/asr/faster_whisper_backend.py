@@ -55,6 +55,48 @@ def split_chunks(chunks: list[dict], parts: int) -> list[list[dict]]:
     return groups
 
 
+#: Whisper's temperature fallback (Radford et al. 2022, section 4.5), the same steps as faster-whisper's default
+TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+class TemperaturesUntil(tuple):
+    """Whisper's fallback temperatures that stop at a deadline: the first always, each later one only before it.
+
+    faster-whisper walks a window's ``temperature`` tuple one step at a time, decoding again at each while the
+    result is too repetitive or too unlikely, and yields nothing until the window is done; a deadline checked per
+    yielded segment can be overrun by a window's whole fallback (over 100 s with a large ``best_of``). Given as
+    ``temperature``, this tuple ends the fallback of the window in flight at the deadline, and of every window
+    after it; faster-whisper then keeps the best result it has (its rule when every step fails).
+
+    Parameters
+    ----------
+    temperatures : sequence of float
+        The steps, first to last.
+    deadline : float
+        ``time.monotonic()`` after which no step but the first is started.
+    """
+
+    def __new__(cls, temperatures, deadline: float):
+        self = super().__new__(cls, temperatures)
+        self.deadline = deadline
+        self.stopped = False  # whether a step was left out
+        return self
+
+    def __iter__(self):
+        import time
+
+        items = tuple.__iter__(self)
+        first = next(items, None)
+        if first is None:
+            return
+        yield first
+        for t in items:
+            if time.monotonic() > self.deadline:
+                self.stopped = True
+                return
+            yield t
+
+
 class FasterWhisperBackend:
     """Whisper through faster-whisper, on CPU.
 
@@ -214,10 +256,12 @@ class FasterWhisperBackend:
         def decode_part(i: int, report=None) -> tuple[list[Word], list[tuple[float, float]]]:
             part = np.concatenate([samples[c["start"]:c["end"]] for c in groups[i]])
             part_s = part.size / 16000.0
+            temperatures = TEMPERATURES if deadline is None else TemperaturesUntil(TEMPERATURES, deadline)
             segments, _ = self._model.transcribe(
                 part, language=decode_language, beam_size=self.beam_size, best_of=self.best_of, vad_filter=False,
-                word_timestamps=True, condition_on_previous_text=False, no_repeat_ngram_size=self.no_repeat_ngram_size)
-            decoded, cut = [], None
+                word_timestamps=True, condition_on_previous_text=False, no_repeat_ngram_size=self.no_repeat_ngram_size,
+                temperature=temperatures)
+            decoded, cut, late = [], None, None
             fallback = 0
             for seg in segments:
                 decoded.append(seg)
@@ -225,10 +269,16 @@ class FasterWhisperBackend:
                 done[i] = min(seg.end, part_s)
                 if report is not None:
                     report()
+                if late is None and isinstance(temperatures, TemperaturesUntil) and temperatures.stopped:
+                    late = seg.start  # its window (or one before it, without words) was decoded without fallback
                 if deadline is not None and time.monotonic() > deadline and seg.end < part_s - 1.0:
                     cut = seg.end
                     break
             limited = []
+            if late is not None or cut is not None:
+                timeline = SpeechTimestampsMap(groups[i], 16000)
+                first = min(t for t in (late, cut) if t is not None)
+                limited.append((timeline.get_original_time(first), groups[i][-1]["end"] / 16000.0))
             if cut is not None:  # the rest quickly: greedy, one temperature, no fallback
                 quick, _ = self._model.transcribe(
                     part[int(cut * 16000):], language=decode_language, beam_size=1, best_of=1, temperature=0.0,
@@ -239,8 +289,6 @@ class FasterWhisperBackend:
                     for w in seg.words or ():
                         w.start, w.end = w.start + cut, w.end + cut
                     decoded.append(seg)
-                timeline = SpeechTimestampsMap(groups[i], 16000)
-                limited.append((timeline.get_original_time(cut), groups[i][-1]["end"] / 16000.0))
                 done[i] = part_s
             with self._counts_lock:
                 self.decoding_counts.update(segments=len(decoded), fallback_segments=fallback, parts=1,
