@@ -223,6 +223,20 @@ def test_the_command_line_says_where_the_report_is_and_how_to_reach_the_review_a
     assert "1 stretch to review" in "\n".join(closing_lines(flagged, tmp_path))
 
 
+def test_the_command_line_does_not_say_nothing_needs_review_when_nothing_was_judged(tmp_path):
+    """Fresh-user trial of issue 19: on noise, a tone or silence the report said nothing was judged and to check the
+    recording, while the command's last line said nothing needed review."""
+    import dataclasses
+
+    from flows.cli.analyze import closing_lines
+    from pipeline.i18n import text
+
+    silent = dataclasses.replace(_report(), warnings=(text("warn.no_speech", "en"),))
+    lines = "\n".join(closing_lines(silent, tmp_path))
+    assert "needs review" not in lines and "no stretch reached" not in lines.lower()
+    assert "Nothing was judged" in lines and "check the recording" in lines
+
+
 def test_a_flag_reason_says_overlap_for_a_negative_usual_response_time():
     from models.flagging import reason_sentence
 

@@ -146,11 +146,15 @@ def closing_lines(report, folder: Path) -> list[str]:
         The report's path and its ``file://`` address to open in a browser, the session data's path, how many
         stretches are to review (or that none is), and how to reach the review app.
     """
+    from pipeline.i18n import text
+
     html = Path(folder).absolute() / "report.html"
     n = len(report.flags)
     found = ("No stretch reached the flag threshold: nothing in this session needs review (the report says why "
              "that is not a diagnosis)." if n == 0 else
              f"{n} stretch{'' if n == 1 else 'es'} to review: see the report's summary.")
+    if text("warn.no_speech", "en") in report.warnings:  # as the report's summary: nothing was judged at all
+        found = text("report.summary_no_speech", "en")
     return [f"Report: {html}", f"Open it in a browser: {html.as_uri()}",
             f"Session data: {Path(folder).absolute() / 'session.json'}", found,
             "Review app: create a login once with `alliance add-therapist NAME`, then `alliance web` serves "
