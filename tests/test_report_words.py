@@ -234,7 +234,7 @@ def test_the_command_line_does_not_say_nothing_needs_review_when_nothing_was_jud
     silent = dataclasses.replace(_report(), warnings=(text("warn.no_speech", "en"),))
     lines = "\n".join(closing_lines(silent, tmp_path))
     assert "needs review" not in lines and "no stretch reached" not in lines.lower()
-    assert "Nothing was judged" in lines and "check the recording" in lines
+    assert "Nothing was judged" in lines and "Check the recording" in lines
 
 
 def test_a_flag_reason_says_overlap_for_a_negative_usual_response_time():
