@@ -98,12 +98,16 @@ def build_case(name: str, minutes: float, tmp: Path) -> tuple[Path, str, str | N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=10.0, help="Length of each case.")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=10.0,
+                        help="Length of each case, about: the simulated cases end with the episode under way (a "
+                             "1-minute request gave 2.7 minutes); the JSON gives each case's real length.")
     parser.add_argument("--only", nargs="+", choices=CASES, default=CASES, help="Cases to run.")
     parser.add_argument("--backends", nargs="+", choices=("faster-whisper", "openai-whisper"),
                         default=["faster-whisper"], help="Whisper backends, each run on every case.")
-    parser.add_argument("--json", type=Path, default=ROOT / "bench/results/clinic_mix.json")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench/results/clinic_mix.json",
+                        help="Where to write every case's figures (times per stage, peaks, decoding counts, WER).")
     args = parser.parse_args()
     from pipeline.evaluation import word_error_rate
 
