@@ -338,6 +338,9 @@ def check_consent(record: Mapping[str, Any], *, source: str | Path, session_date
         people consented for the client's age, or a date in the future.
     """
     consent = record.get("consent")
+    if consent is not None and not isinstance(consent, Mapping):
+        raise ConsentError(source, "'consent' must be an object such as {\"analysis\": true, \"given_by\": "
+                                   "[\"parent\"], \"date\": \"2026-11-01\"}; the recording was not processed")
     if not isinstance(consent, Mapping):
         raise ConsentError(source, "no consent record ('consent' is missing); the recording was not processed")
     if consent.get("analysis") is not True:
