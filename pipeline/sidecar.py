@@ -47,6 +47,10 @@ LANGUAGES: tuple[str, ...] = get_args(Language)
 PARENT_ROLES = ("parent", "guardian")
 
 
+#: the fields of a sidecar's ``consent`` record; any other is refused, since what it says could not be obeyed
+CONSENT_FIELDS = ("analysis", "research_use", "given_by", "date")
+
+
 class _RepeatedKey(ValueError):
     """A JSON object names one key twice (the key is the argument)."""
 
@@ -343,6 +347,11 @@ def check_consent(record: Mapping[str, Any], *, source: str | Path, session_date
                                    "[\"parent\"], \"date\": \"2026-11-01\"}; the recording was not processed")
     if not isinstance(consent, Mapping):
         raise ConsentError(source, "no consent record ('consent' is missing); the recording was not processed")
+    unknown = sorted(str(k) for k in consent if k not in CONSENT_FIELDS)
+    if unknown:  # "withdrawn": true beside "analysis": true was ignored and the session analysed (trial)
+        raise ConsentError(source, f"'consent.{unknown[0]}' is not a field of a consent record (only "
+                                   f"{', '.join(CONSENT_FIELDS)}); what it says cannot be obeyed, so the recording "
+                                   "was not processed. Consent withdrawn is 'analysis': false")
     if consent.get("analysis") is not True:
         raise ConsentError(source, "consent to analysis is not given ('consent.analysis' must be true)")
     participants = record.get("participants") or []

@@ -35,6 +35,7 @@ def test_valid_consent_by_age(age, given_by):
     (_record(9, ["parent"], research_use="yes"), "must be true or false"),
     ({**_record(17, ["client"]), "participants": [{"role": "client", "age": 11}]}, "disagree"),
     ({"client_age": 9, "consent": [True]}, "'consent' must be an object"),  # it said "'consent' is missing"
+    (_record(9, ["parent"], withdrawn=True), "'consent.withdrawn' is not a field"),  # it was ignored: analysed
     ({**_record(9, ["parent"]), "participants": 5}, "'participants' must be a list"),
 ])
 def test_invalid_consent_names_the_file_and_the_rule(record, message):
