@@ -366,7 +366,8 @@ def _session_folder(settings: Settings, session_id: str, out_dir: str | None) ->
     sessions = data / "sessions"
     out = session_folder_path(data, session_id, out_dir)
     resolved, data_resolved = out.resolve(), data.resolve()
-    if resolved == data_resolved or (data_resolved in resolved.parents and resolved.parent != sessions.resolve()):
+    own = (sessions / session_id).resolve()  # sessions/<this session's id>, never another session's folder
+    if resolved == data_resolved or (data_resolved in resolved.parents and resolved != own):
         raise StageError(f"{out}: is the data directory ({data}) or a folder in it other than sessions/<session id>, "
                          "so this session's files would mix with other data there; leave out --out or choose a "
                          "folder outside the data directory")

@@ -99,7 +99,10 @@ def analyze(
             _error(console, f"--out {out}: {blocked} is a file, not a folder; give a folder",
                           soft_wrap=True)
             raise typer.Exit(2)
-        unusable = _unusable_out(out, Settings().data_dir)
+        from pipeline.ids import id_from_name
+
+        in_force = session_id or Sidecar.load(metadata).session_id if metadata is not None else session_id
+        unusable = _unusable_out(out, Settings().data_dir, in_force or id_from_name(recording.stem))
         if unusable is not None:
             _error(console, unusable, soft_wrap=True)
             raise typer.Exit(2)
@@ -166,9 +169,9 @@ SESSION_OUTPUTS = ("report.html", "report.nl.html", "report.en.html", "transcrip
                    "features.csv", "utterance_markers.csv")
 
 
-def _unusable_out(out: Path, data_dir: Path) -> str | None:
+def _unusable_out(out: Path, data_dir: Path, session_id: str | None = None) -> str | None:
     """Why ``out`` cannot take a session's results, or None: it is the data folder, holds it or lies in it other than
-    as ``sessions/<id>``; it holds files of the names a session writes but no session; or it cannot be created or
+    as ``sessions/<id>`` (with ``session_id`` given: this session's id); it holds files of the names a session writes but no session; or it cannot be created or
     written (``/proc``, a read-only disk). Checked before any work; a folder made here is private."""
     import tempfile
 
@@ -177,9 +180,11 @@ def _unusable_out(out: Path, data_dir: Path) -> str | None:
     resolved, data = out.resolve(), Path(data_dir).resolve()
     if resolved == data or resolved in data.parents:
         return f"--out {out}: is the service's data folder or holds it; give a folder of its own"
-    if data in resolved.parents and resolved.parent != data / "sessions":
-        return (f"--out {out}: is a folder in the service's data folder other than sessions/<session id>; give a "
-                "folder of its own outside it")
+    elsewhere = session_id is not None and resolved.name != session_id  # another session's folder
+    if data in resolved.parents and (resolved.parent != data / "sessions" or elsewhere):
+        return (f"--out {out}: is a folder in the service's data folder other than sessions/<session id>"
+                f"{f' (sessions/{session_id})' if session_id else ''}; leave out --out or give a folder of its own "
+                "outside it")
     if out.is_dir() and not (out / "session.json").exists():
         theirs = sorted(n for n in SESSION_OUTPUTS if (out / n).exists())
         if theirs:

@@ -75,12 +75,14 @@ def test_an_active_pointer_to_a_removed_model_fails_before_decoding(clinic):
     _nothing_started(clinic, before)
 
 
-@pytest.mark.parametrize("where", ["data dir", "sessions", "profiles", "inside another session"])
+@pytest.mark.parametrize("where", ["data dir", "sessions", "profiles", "inside another session",
+                                   "another session's folder"])  # the last was accepted (trial, 4 December)
 def test_an_output_folder_that_would_mix_sessions_is_refused(clinic, where):
     clinic["data"].mkdir()
     out = {"data dir": clinic["data"], "sessions": clinic["data"] / "sessions",
            "profiles": clinic["data"] / "profiles",
-           "inside another session": clinic["data"] / "sessions" / "s-0" / "s-1"}[where]
+           "inside another session": clinic["data"] / "sessions" / "s-0" / "s-1",
+           "another session's folder": clinic["data"] / "sessions" / "s-0"}[where]
     before = files_under(clinic["root"])
     with pytest.raises(StageError, match="so this session's files would mix with other data there"):
         run_session(clinic["wav"], session_id="s-1", out_dir=str(out))
