@@ -7,9 +7,10 @@ maths can be tested with fake backends.
 
 import os
 
-# onnxruntime (Silero VAD, the overlap model) sends telemetry events unless told not to; its environment variable
+# onnxruntime (Silero VAD, the overlap model) sends telemetry events and keeps an offline cache of them under
+# ~/.cache/Microsoft unless told not to; ORT_DISABLE_TELEMETRY (the name its library reads, 1.29 and later on Linux)
 # is read once, when onnxruntime starts, so it is set before anything here imports it (a user's own value wins)
-os.environ.setdefault("ORT_TELEMETRY_DISABLED", "1")
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 # librosa's numba functions are compiled and cached by one process at a time (numba issue 10128: processes filling an
 # empty cache together can leave a pair that crashes every later process); see pipeline.compile_lock
