@@ -99,10 +99,7 @@ def analyze(
             _error(console, f"--out {out}: {blocked} is a file, not a folder; give a folder",
                           soft_wrap=True)
             raise typer.Exit(2)
-        from pipeline.ids import id_from_name
-
-        in_force = session_id or Sidecar.load(metadata).session_id if metadata is not None else session_id
-        unusable = _unusable_out(out, Settings().data_dir, in_force or id_from_name(recording.stem))
+        unusable = _unusable_out(out, Settings().data_dir, _session_id_in_force(recording, session_id, metadata))
         if unusable is not None:
             _error(console, unusable, soft_wrap=True)
             raise typer.Exit(2)
@@ -171,7 +168,8 @@ SESSION_OUTPUTS = ("report.html", "report.nl.html", "report.en.html", "transcrip
 
 def _unusable_out(out: Path, data_dir: Path, session_id: str | None = None) -> str | None:
     """Why ``out`` cannot take a session's results, or None: it is the data folder, holds it or lies in it other than
-    as ``sessions/<id>`` (with ``session_id`` given: this session's id); it holds files of the names a session writes but no session; or it cannot be created or
+    as ``sessions/<id>`` (with ``session_id`` given: this session's id); it holds files of the names a session writes
+    but no session; or it cannot be created or
     written (``/proc``, a read-only disk). Checked before any work; a folder made here is private."""
     import tempfile
 
@@ -200,6 +198,18 @@ def _unusable_out(out: Path, data_dir: Path, session_id: str | None = None) -> s
     return None
 
 
+def _session_id_in_force(recording: Path, session_id: str | None, metadata: Path | None, meta=None) -> str:
+    """The session id the analysis will use: ``--session-id``, else the metadata's, else one made from the file name."""
+    from pipeline.ids import id_from_name
+    from pipeline.sidecar import Sidecar
+
+    if session_id:
+        return session_id
+    if meta is None:
+        meta = Sidecar.load(metadata) if metadata is not None else Sidecar()
+    return meta.session_id or id_from_name(recording.stem)
+
+
 def _taken_by_another(recording: Path, session_id: str | None, metadata: Path | None, out: Path | None) -> str | None:
     """Why analysing ``recording`` would replace another recording's session, or None when it would not.
 
@@ -215,7 +225,7 @@ def _taken_by_another(recording: Path, session_id: str | None, metadata: Path | 
 
     settings = Settings()
     meta = Sidecar.load(metadata) if metadata is not None else Sidecar()
-    sid = session_id or meta.session_id or id_from_name(recording.stem)
+    sid = _session_id_in_force(recording, session_id, metadata, meta)
     row = Store.for_settings(settings).session(sid)
     if row is not None and row.get("recording_sha256") not in (None, recording_sha256(recording)):
         return (f"{recording.name}: session id {sid!r} is already used for another recording; give this session "
