@@ -247,12 +247,14 @@ def file_away(files: list[Path | None], folder: Path, *, reason: str | None = No
     there is made 0600, the reason file too. A name already there gets a time stamp instead of being overwritten.
     Retention counts from the moment a file arrived in its folder: a recording copied with its original time
     stamp would otherwise be deleted at the next run. A symbolic link is moved as the link itself: what it points
-    to is never read, dated or chmod-ed.
+    to is never read, dated or chmod-ed. Anything else (a sidecar name that is a folder, a pipe, a device) stays
+    where it is: retention deletes only files and links, so a folder filed here would stay for good.
 
     Parameters
     ----------
     files : list of Path or None
-        The recording first, then its sidecar(s); None and files that no longer exist are skipped.
+        The recording first, then its sidecar(s); None, files that no longer exist, and entries that are neither
+        regular files nor links are skipped.
     folder : Path
         Where they go; created when missing.
     reason : str, optional
@@ -273,7 +275,7 @@ def file_away(files: list[Path | None], folder: Path, *, reason: str | None = No
     stamp = now().replace(":", "").replace("+", "_")
     moved = []
     for f in files:
-        if f is not None and os.path.lexists(f):
+        if f is not None and os.path.lexists(f) and (f.is_symlink() or is_regular(f)):
             target = folder / f.name
             if os.path.lexists(target):
                 target = folder / f"{f.name}.{stamp}{f.suffix}"
