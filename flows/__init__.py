@@ -14,11 +14,20 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # Prefect's temporary server gives up after 20 s; on a busy 2-core machine it needs longer to start
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 if "PREFECT_HOME" not in os.environ:
-    _home = (Path(os.environ.get("ALLIANCE_DATA_DIR", "").strip() or "alliance-data") / "prefect").resolve()
-    try:
-        # Prefect's temporary server fails to start without it; private, since its runs name sessions
-        _home.mkdir(parents=True, exist_ok=True)
-        os.chmod(_home, 0o700)
+    os.environ["PREFECT_HOME"] = str(
+        (Path(os.environ.get("ALLIANCE_DATA_DIR", "").strip() or "alliance-data") / "prefect").resolve())
+
+
+def make_prefect_home() -> None:
+    """Create Prefect's home, private (0700: its runs name sessions), before Prefect first runs.
+
+    Called by the modules that run Prefect, not at import: ``alliance --help`` in any folder must not leave an
+    ``alliance-data/`` there. An unusable ``ALLIANCE_DATA_DIR`` is left for the ``alliance`` command to report
+    in one line before any flow runs.
+    """
+    home = Path(os.environ["PREFECT_HOME"])
+    try:  # Prefect's temporary server fails to start without it
+        home.mkdir(parents=True, exist_ok=True)
+        os.chmod(home, 0o700)
     except OSError:
-        pass  # an unusable ALLIANCE_DATA_DIR: the `alliance` command reports it in one line before any flow runs
-    os.environ["PREFECT_HOME"] = str(_home)
+        pass

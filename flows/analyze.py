@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from flows import make_prefect_home
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -38,6 +39,8 @@ from pipeline.rttm import write_rttm
 from pipeline.overlap import SegmentationOverlapDetector
 from pipeline.settings import OverlapSettings, Settings
 from pipeline.types import Diarization, OverlapRegion, Recording, SessionAnalysis, SessionReport, SpeechRegion, Transcript, to_jsonable
+
+make_prefect_home()  # Prefect's temporary server needs it; made here, not when `flows` is imported
 
 STAGES = steps.STAGES + ("flags", "report")
 

@@ -47,6 +47,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from flows import make_prefect_home
 from prefect import flow, get_run_logger, task
 
 from flows.analyze import analyze_session
@@ -60,6 +61,8 @@ from pipeline.privacy import name_labels
 from pipeline.settings import Settings
 from pipeline.sidecar import check_consent, read_sidecar
 from pipeline.types import SessionReport
+
+make_prefect_home()  # Prefect's temporary server needs it; made here, not when `flows` is imported
 
 ACTOR = "nightly_inbox"
 ID_FIELDS = ("session_id", "client_id", "therapist_id")

@@ -6,7 +6,10 @@ Thin wiring around :func:`models.training.train`; the same code runs from
 
 from __future__ import annotations
 
+from flows import make_prefect_home
 from prefect import flow, get_run_logger
+
+make_prefect_home()  # Prefect's temporary server needs it; made here, not when `flows` is imported
 
 
 @flow(name="retrain_model", persist_result=False, log_prints=False)

@@ -271,7 +271,7 @@ def test_prefect_keeps_its_run_database_in_the_data_dir(tmp_path):
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["ALLIANCE_DATA_DIR"] = str(tmp_path / "data")
-    out = subprocess.run([sys.executable, "-c", "import flows, os; print(os.environ['PREFECT_HOME'])"],
+    out = subprocess.run([sys.executable, "-c", "import flows.analyze, os; print(os.environ['PREFECT_HOME'])"],
                          env=env, capture_output=True, text=True, check=True, cwd=str(tmp_path))
     home = out.stdout.strip()
     assert home == str((tmp_path / "data" / "prefect").resolve())

@@ -47,6 +47,9 @@ class _Commands(typer.core.TyperGroup):
     def invoke(self, ctx):
         from pipeline.errors import ConfigError
 
+        rest = [*getattr(ctx, "_protected_args", ()), *ctx.args]
+        rest = rest[:rest.index("--")] if "--" in rest else rest
+        ctx.meta["alliance.help_only"] = bool({"--help", "-h"} & set(rest))  # asks for help: write nothing
         try:
             return super().invoke(ctx)
         except ConfigError as exc:  # an unusable data folder or database, found by whichever command needed it
@@ -104,7 +107,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_Commands,
 
 
 @app.callback()
-def main() -> None:
+def main(ctx: typer.Context) -> None:
     """alliance-monitor: flags possible therapeutic-alliance ruptures for clinician review."""
     from pipeline.ids import private_umask
     from pipeline.settings import SettingsError, load_settings
@@ -118,6 +121,8 @@ def main() -> None:
     from pipeline.errors import ConfigError
     from pipeline.settings import ensure_data_dir
 
+    if ctx.meta.get("alliance.help_only"):
+        return  # `alliance COMMAND --help` creates no data folder where it is run
     try:
         ensure_data_dir(settings)  # every command writes there (Prefect's home too): an unusable one stops here
     except ConfigError as exc:

@@ -111,3 +111,13 @@ def test_a_linked_done_folder_stops_the_nightly_command_in_one_line(tmp_path):
     r = _run(tmp_path, ["nightly", "--inbox", str(inbox)])
     _assert_one_line(r, "done: is a link")
     assert list(elsewhere.iterdir()) == []
+
+
+def test_help_writes_nothing_in_the_working_folder(tmp_path):
+    """`alliance --help` in any folder made ./alliance-data/prefect there (4 December trial): Prefect's home is
+    made only by a command that runs Prefect."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALLIANCE_", "PREFECT_"))}
+    for args in (["--help"], ["analyze", "--help"], ["nightly", "--help"]):
+        r = subprocess.run([str(ALLIANCE), *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert list(tmp_path.iterdir()) == [], args
