@@ -3,12 +3,15 @@
 An artifact is a folder ``models/artifacts/<version>/`` holding
 ``model.skops``, ``model_card.json`` and ``MODEL_CARD.md``. Folders are never
 overwritten. The loader refuses an artifact whose feature names or
-scikit-learn version do not match this code. The shipped default classifier
-is the folder named in ``models/artifacts/DEFAULT``.
+scikit-learn version do not match this code, and a card whose marker list,
+inputs or context do not belong to its model file (``model_binding_sha256``).
+The shipped default classifier is the folder named in
+``models/artifacts/DEFAULT``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ CARD_FILE = "model_card.json"
 CARD_MD_FILE = "MODEL_CARD.md"
 CLASSES = ("none", *RUPTURE_LABELS)
 MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # a model version: a folder name, never a path
+BINDING_FIELD = "model_binding_sha256"
 
 
 @dataclass(frozen=True)
@@ -265,9 +269,46 @@ def save_model(estimator: Any, card: dict, *, root: Path = ARTIFACTS_DIR) -> Pat
 
     card = to_jsonable({**card, "library_versions": library_versions()})  # NaN → null: valid JSON
     sio.dump(estimator, folder / MODEL_FILE)
+    card[BINDING_FIELD] = model_binding(folder / MODEL_FILE, card)
     (folder / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
     (folder / CARD_MD_FILE).write_text(render_card_markdown(card))
     return folder
+
+
+def model_binding(model_path: Path, card: dict) -> str:
+    """The digest that ties a card's description of the model's inputs to the model file.
+
+    The model reads a bare matrix: nothing in ``model.skops`` says which column is which marker. A card whose
+    ``feature_names`` were reordered, or a card copied from another model, would make it read each marker as
+    another one without any error. The digest covers the model file's bytes and the card fields that lay out
+    the input (``feature_names``, ``inputs``, ``context``); the card's other fields (threshold, figures, text)
+    may change without it.
+
+    Parameters
+    ----------
+    model_path : Path
+        The ``model.skops`` file.
+    card : dict
+        The model card (its ``feature_names``, ``inputs`` and ``context`` are read).
+
+    Returns
+    -------
+    str
+        SHA-256, 64 hexadecimal digits.
+
+    Raises
+    ------
+    OSError
+        The model file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with open(model_path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    layout = {"feature_names": card.get("feature_names"), "inputs": card.get("inputs", {}),
+              "context": card.get("context", {})}
+    digest.update(json.dumps(layout, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+    return digest.hexdigest()
 
 
 def _mean_auroc_table(label: str, rows: dict, types: list, chosen) -> list[str]:
@@ -628,4 +669,10 @@ def load_model(folder: Path | None = None) -> ModelBundle:
         raise ModelArtifactError(f"{folder.name}: the model reads {width} inputs where its card describes {expected} "
                                  f"({len(names)} markers, inputs.session_baseline "
                                  f"{str(bundle.session_baseline).lower()}); the card does not belong to this model")
+    bound = card.get(BINDING_FIELD)
+    if bound is not None and bound != model_binding(model_path, card):  # absent: saved before 5 December 2026
+        raise ModelArtifactError(
+            f"{folder.name}: {CARD_FILE}: its markers or inputs do not belong to {MODEL_FILE} (the card's "
+            "feature_names, inputs or context were edited, or the card comes from another model); restore the "
+            "card saved with the model or retrain")
     return bundle

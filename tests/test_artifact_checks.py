@@ -79,3 +79,26 @@ def test_a_repeated_marker_and_a_wrong_input_setting_are_named(copy):
     (copy / "model_card.json").write_text(json.dumps({**card, "inputs": {"session_baseline": False}}))
     with pytest.raises(ModelArtifactError, match="inputs.session_baseline"):
         load_model(copy)
+
+
+@pytest.mark.parametrize("shipped", sorted(p.name for p in ARTIFACTS_DIR.iterdir() if p.is_dir()))
+def test_a_card_whose_markers_were_reordered_or_swapped_is_refused(tmp_path, shipped):
+    """Two marker names swapped in the card loaded silently, and the model then read each marker as the other
+    (4 December trial): the card binds its marker list and inputs to the model file it was saved with."""
+    copy = tmp_path / "copied-model"
+    shutil.copytree(ARTIFACTS_DIR / shipped, copy)
+    card = json.loads((copy / "model_card.json").read_text())
+    names = card["feature_names"]
+    names[0], names[1] = names[1], names[0]
+    (copy / "model_card.json").write_text(json.dumps(card), encoding="utf-8")
+    with pytest.raises(ModelArtifactError, match="copied-model: model_card.json: its markers or inputs do not "
+                                                 "belong to model.skops"):
+        load_model(copy)
+
+
+def test_a_card_taken_from_another_model_is_refused(tmp_path):
+    copy = tmp_path / "copied-model"
+    shutil.copytree(ARTIFACTS_DIR / "sim-v3", copy)
+    shutil.copy(ARTIFACTS_DIR / "sim-v4" / "model.skops", copy / "model.skops")
+    with pytest.raises(ModelArtifactError, match="copied-model: "):
+        load_model(copy)
