@@ -10,7 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
-from flows.inbox import find_recording, sidecar_of
+from flows.inbox import find_recording, session_sidecar
 from flows.store import Store
 from pipeline.annotations import RuptureAnnotation, write_rupture_csv
 from pipeline.errors import ConsentError, MetadataError
@@ -66,7 +66,7 @@ def export_reviews(settings, out_dir: str | Path) -> dict[str, list[str]]:
             result["skipped"].append(f"{session_id}: the session was purged")
             continue
         audio = find_recording(settings.inbox_dir, row)
-        record, refusal = research_consent(row, audio)
+        record, refusal = research_consent(row, audio, session_sidecar(settings.inbox_dir, row))
         if refusal is not None:
             result["skipped"].append(f"{session_id}: {refusal}")
             store.audit("reviews exported", actor="alliance export-reviews", outcome="refused",
@@ -111,7 +111,7 @@ def export_reviews(settings, out_dir: str | Path) -> dict[str, list[str]]:
     return result
 
 
-def research_consent(row: dict, audio: Path | None) -> tuple[dict | None, str | None]:
+def research_consent(row: dict, audio: Path | None, sidecar: Path | None) -> tuple[dict | None, str | None]:
     """Whether a session may leave as research data: its consent record, or why not.
 
     Parameters
@@ -119,7 +119,10 @@ def research_consent(row: dict, audio: Path | None) -> tuple[dict | None, str | 
     row : dict
         The session's database row (``research_use`` as recorded when it was analysed).
     audio : Path or None
-        The retained recording in ``<inbox>/done/``, whose sidecar holds the clinic's consent record.
+        The retained recording in ``<inbox>/done/``.
+    sidecar : Path or None
+        The sidecar delivered with this session's recording (:func:`flows.inbox.session_sidecar`), which holds
+        the clinic's consent record.
 
     Returns
     -------
@@ -134,10 +137,9 @@ def research_consent(row: dict, audio: Path | None) -> tuple[dict | None, str | 
                       "sessions whose consent allows research use are exported")
     if audio is None:
         return None, None
-    sidecar = sidecar_of(audio)
     if sidecar is None:
-        return None, (f"no consent record next to the retained recording ({audio.name}.json); research use "
-                      "cannot be confirmed, not exported")
+        return None, (f"no consent record of this session next to the retained recording ({audio.name}); "
+                      "research use cannot be confirmed, not exported")
     try:
         record = read_sidecar(sidecar)
         consent = check_consent(record, source=sidecar)

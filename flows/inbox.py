@@ -48,7 +48,7 @@ from typing import Any, Mapping
 from flows.store import Store, now
 from pipeline.audio import AUDIO_SUFFIXES, recording_sha256
 from pipeline.errors import MetadataError
-from pipeline.ids import is_valid_id, make_private_dir, one_line, remove_inside
+from pipeline.ids import id_from_name, is_valid_id, make_private_dir, one_line, remove_inside
 from pipeline.sidecar import read_sidecar
 
 PRIVATE_FILE_MODE = 0o600
@@ -310,13 +310,74 @@ def find_recording(inbox_dir: Path | None, row: Mapping[str, Any]) -> Path | Non
     """
     if inbox_dir is None or not row.get("recording_name"):
         return None
-    done = Path(inbox_dir) / "done"
-    if not done.is_dir():
-        return None
-    for p in sorted(done.glob(row["recording_name"] + "*")):
-        if is_regular(p) and recording_sha256(p) == row.get("recording_sha256"):
+    for p in filed_copies(Path(inbox_dir) / "done", row["recording_name"]):
+        if recording_sha256(p) == row.get("recording_sha256"):
             return p
     return None
+
+
+def session_sidecar(inbox_dir: Path | None, row: Mapping[str, Any]) -> Path | None:
+    """The sidecar in ``<inbox>/done/`` that was delivered with this session's recording, or None.
+
+    A later recording delivered under the same file name is filed with a time stamp, and so is its sidecar
+    (:func:`file_away`); so every sidecar filed under the recording's name (``NAME.ext.json`` or ``NAME.json``,
+    time-stamped copies included) is read, and only one naming this session is taken: its ``client_id`` (when
+    it has one) is the row's, and its ``session_id`` (or, without one, the id made from the file name) is the
+    row's. Another
+    client's record must never stand for this session's consent, date or age.
+
+    Parameters
+    ----------
+    inbox_dir : Path or None
+        The nightly inbox (``ALLIANCE_INBOX_DIR``); None when none is set.
+    row : mapping
+        The session's database row: ``session_id``, ``client_id`` and ``recording_name``.
+
+    Returns
+    -------
+    Path or None
+    """
+    import json
+
+    if inbox_dir is None or not row.get("recording_name"):
+        return None
+    done, name = Path(inbox_dir) / "done", str(row["recording_name"])
+    stem = Path(name).stem
+    for base in (f"{name}.json", f"{stem}.json"):
+        for path in filed_copies(done, base):
+            if not path.name.endswith(".json"):
+                continue
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if (isinstance(data, dict) and data.get("client_id", row.get("client_id")) == row.get("client_id")
+                    and data.get("session_id", id_from_name(stem)) == row.get("session_id")):
+                return path
+    return None
+
+
+def filed_copies(folder: Path, name: str) -> list[Path]:
+    """Regular files in ``folder`` filed under ``name``: ``name`` itself and its time-stamped copies.
+
+    :func:`file_away` files a second file of the same name as ``NAME.<time stamp><suffix>``. The names are
+    compared as text, never as a pattern, so a name such as ``a[1].wav`` is found too.
+
+    Parameters
+    ----------
+    folder : Path
+        A filing folder (``done/``).
+    name : str
+        The file name as delivered.
+
+    Returns
+    -------
+    list of Path
+        Sorted by name; empty when ``folder`` is not a folder.
+    """
+    if not folder.is_dir() or folder.is_symlink():
+        return []
+    return sorted(p for p in folder.iterdir() if (p.name == name or p.name.startswith(name + ".")) and is_regular(p))
 
 
 def expire_audio(done: Path, days: float, store: Store, *, actor: str) -> int:

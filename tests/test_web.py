@@ -689,3 +689,44 @@ def test_notes_are_read_back_in_the_history_and_their_length_is_said_before_send
     settings, _ = clinic
     page = _client(settings, "t-anna", language="nl").get("/sessions/s-1").text
     assert 'maxlength="2000"' in page
+
+
+def test_a_failed_delivery_does_not_make_a_therapist_part_of_the_clients_team(clinic):
+    """4 December trial: an empty recording naming client c-1 and therapist t-cees failed in the nightly run; its
+    failed row alone then showed t-cees c-1's whole trend (t-anna's sessions, verdicts and notes). Only analysed
+    sessions make a therapist part of the team."""
+    settings, store = clinic
+    store.save_session(session_id="s-empty", client_id="c-1", therapist_id="t-cees", recording_name="x.wav",
+                       recording_sha256="0" * 64, status="failed", reason="x.wav: file is empty", out_dir=None,
+                       model_version=None, research_use=False, run_id="r2")
+    store.add_therapist("t-cees", hash_password("zwaluw-kade-19", login="t-cees"))
+    PASSWORDS["t-cees"] = "zwaluw-kade-19"
+    try:
+        assert _client(settings, "t-cees").get("/clients/c-1/trend").status_code == 404
+        assert _client(settings, "t-anna").get("/clients/c-1/trend").status_code == 200
+    finally:
+        del PASSWORDS["t-cees"]
+
+
+def test_the_session_facts_come_from_this_sessions_own_sidecar_when_a_file_name_was_reused(clinic):
+    """4 December trial: a later recording delivered under the same file name is filed as NAME.<time stamp>.wav
+    with its sidecar NAME.json.<time stamp>.json; the web app read NAME.json, the first client's record, and showed
+    its date for the second client's session."""
+    import shutil
+
+    from flows.inbox import find_recording
+    from flows.web.review import _sidecar_record
+
+    settings, store = clinic
+    done = settings.inbox_dir / "done"
+    stamp = "2026-12-04T212950_0000"
+    shutil.copy(SAMPLE_WAV, done / f"s-1.wav.{stamp}.wav")
+    (done / f"s-1.wav.json.{stamp}.json").write_text(json.dumps({
+        "session_id": "s-9", "client_id": "c-3", "therapist_id": "t-anna", "date": "2026-12-01"}))
+    row = {"session_id": "s-9", "client_id": "c-3", "recording_name": "s-1.wav",
+           "recording_sha256": store.session("s-1")["recording_sha256"]}
+    assert _sidecar_record(row, settings.inbox_dir)["date"] == "2026-12-01"
+    assert _sidecar_record(store.session("s-1"), settings.inbox_dir)["date"] == "2026-11-20"
+    # a name with glob characters is still found
+    shutil.copy(SAMPLE_WAV, done / "a[1].wav")
+    assert find_recording(settings.inbox_dir, {**row, "recording_name": "a[1].wav"}) == done / "a[1].wav"

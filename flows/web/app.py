@@ -316,8 +316,9 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
             store.audit("not found", actor=user, outcome="refused", client_id=client_id, detail="no such client")
             raise not_found()
         # the team: every therapist who has treated this client sees the trend; nobody else does, and to
-        # anybody else the client is as unknown as a client that does not exist
-        if not any(r.get("therapist_id") == user for r in rows):
+        # anybody else the client is as unknown as a client that does not exist. Only analysed sessions count:
+        # a failed delivery's sidecar was never checked against the analysis (4 December trial)
+        if not any(r.get("therapist_id") == user and r.get("status") == "analysed" for r in rows):
             store.audit("access refused", actor=user, outcome="refused", client_id=client_id,
                         detail="trend of a client this therapist has not treated")
             raise not_found()

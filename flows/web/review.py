@@ -71,13 +71,11 @@ def read_session_json(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _sidecar_record(row: Mapping[str, Any], inbox_dir: Path | None) -> dict[str, Any]:
-    """The session's sidecar kept in ``<inbox>/done/`` (the consent record stays after the audio), or ``{}``."""
-    from flows.inbox import is_regular
+    """This session's own sidecar kept in ``<inbox>/done/`` (:func:`flows.inbox.session_sidecar`), or ``{}``."""
+    from flows.inbox import session_sidecar
 
-    if inbox_dir is None or not row.get("recording_name"):
-        return {}
-    path = Path(inbox_dir) / "done" / f"{row['recording_name']}.json"
-    if not is_regular(path):
+    path = session_sidecar(inbox_dir, row)
+    if path is None:
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
