@@ -227,9 +227,22 @@ def sidecar_client(sidecar: Path | None) -> str | None:
         return None
 
 
+FUTURE_SLACK_S = 60.0  # a modification time further ahead than this was not set by a copy under way
+
+
 def settled(path: Path, seconds: float) -> bool:
-    """True when the file has not changed for ``seconds`` (it is not still being copied)."""
-    return time.time() - path.stat().st_mtime >= seconds
+    """True when the file has not changed for ``seconds`` (it is not still being copied).
+
+    A copy under way keeps setting the modification time to now; one more than a minute in the future (a
+    recorder with a wrong clock, a copy that kept a time stamp) is not a copy under way, and would otherwise
+    leave the recording waiting for months. A file that has gone counts as settled: the run then reports it
+    in one line when it cannot read it.
+    """
+    try:
+        age = time.time() - path.stat().st_mtime
+    except OSError:
+        return True
+    return age >= seconds or age < -FUTURE_SLACK_S
 
 
 def _write_private(path: Path, text: str) -> None:

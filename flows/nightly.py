@@ -67,8 +67,8 @@ make_prefect_home()  # Prefect's temporary server needs it; made here, not when 
 ACTOR = "nightly_inbox"
 ID_FIELDS = ("session_id", "client_id", "therapist_id")
 DEBUG_LOG = logging.getLogger("alliance.nightly")  # full tracebacks of failed sessions (`alliance nightly --debug`)
-RENAMED_REASON = ("renamed to its session id: its file name held a participant's name given in its sidecar; "
-                  "name recordings by pseudonym")
+RENAMED_REASON = ("renamed: its file name held a participant's name given in its sidecar; name recordings by "
+                  "pseudonym")
 
 
 def _load_sidecar(audio: Path, sidecar: Path | None) -> dict:
@@ -89,17 +89,29 @@ def _load_sidecar(audio: Path, sidecar: Path | None) -> dict:
 def _check_ids(record: dict, sidecar: Path) -> None:
     """The sidecar's ids must match :data:`pipeline.ids.ID_PATTERN`: they become folders, rows and audit entries.
 
+    ``client_id`` is required: without it a session belongs to no client, so it can be neither purged
+    (``alliance purge --client``) nor shown to the client's team. The session and client ids must not hold a
+    name given in the sidecar: they are the session folder, the report's title, the RTTM, the database and the
+    audit log, which must hold no names (:func:`_names_in`).
+
     Raises
     ------
     MetadataError
-        Names the sidecar and the field, for example ``session_id`` ``'..'``.
+        Names the sidecar and the field, for example ``session_id`` ``'..'``; never the name found.
     """
+    if record.get("client_id") is None:
+        raise MetadataError(sidecar, "client_id is missing: every recording needs its client's id (a code such as "
+                                     "c-017, never a name)")
     for field in ID_FIELDS:
         if record.get(field) is not None:
             try:
                 check_id(record[field], field)
             except InvalidIdError as exc:
                 raise MetadataError(sidecar, str(exc)) from None
+    for field in ("session_id", "client_id"):
+        if isinstance(record.get(field), str) and _names_in(record[field], record):
+            raise MetadataError(sidecar, f"{field} holds a participant's name given in the sidecar; use a code "
+                                         "(the name is not repeated here)")
 
 
 def _names_in(file_name: str, record: dict) -> dict[str, str]:
@@ -261,12 +273,15 @@ def _misfiled(job: dict, owner_client: str | None, owner_session: str, inbox_dir
 
 def _record(job: dict, report: SessionReport | None, error: Exception | None, inbox_dir: Path, store: Store,
             summary: dict, run_id: str, log, *, out_dir: Path | None = None) -> None:
-    """Store one analysis outcome (the report, written into ``out_dir``, or the error), move the files, audit it."""
+    """Store one analysis outcome (the report, written into ``out_dir``, or the error), audit it, move the files.
+
+    The database row and the audit row come first: if the files cannot be moved (a full disk, a filing folder
+    replaced during the run), the session's outcome is kept and :func:`_record_safely` reports the move.
+    """
     base = dict(session_id=job["session_id"], client_id=job["client"], therapist_id=job["record"].get("therapist_id"),
                 recording_name=job["audio"].name, recording_sha256=job["digest"],
                 research_use=job["consent"].research_use, run_id=run_id)
     if error is not None:
-        file_away([job["audio"], job["sidecar"]], inbox_dir / "failed", reason=str(error))
         reason = one_line(str(error))
         store.save_session(**base, status="failed", reason=reason, out_dir=None, model_version=None)
         store.audit("analysed", actor=ACTOR, outcome="failed", client_id=job["client"], session_id=job["session_id"],
@@ -276,15 +291,45 @@ def _record(job: dict, report: SessionReport | None, error: Exception | None, in
         # the one line a failed session gets (Prefect's traceback goes to the debug log, see _FailuresToDebug)
         log.warning("nightly run %s: %s (session %s) failed: %s", run_id, one_line(job["audio"].name),
                     job["session_id"], reason)
+        file_away([job["audio"], job["sidecar"]], inbox_dir / "failed", reason=str(error))
         return
     store.save_session(**base, status="analysed", reason=None, out_dir=str(out_dir),
                        model_version=report.model_version)
     store.save_flags(job["session_id"], [f.to_dict() for f in report.flags], report.model_version)
-    file_away([job["audio"], job["sidecar"]], inbox_dir / "done")
     store.audit("analysed", actor=ACTOR, outcome="success", client_id=job["client"], session_id=job["session_id"],
                 detail=f"{len(report.flags)} flags, model {report.model_version}")
+    file_away([job["audio"], job["sidecar"]], inbox_dir / "done")
     summary["processed"].append({"file": one_line(job["audio"].name), "session_id": job["session_id"],
                                  **{k: job[k] for k in ("worker_pid", "flow_run") if k in job}})
+
+
+def _record_safely(job: dict, report: SessionReport | None, error: Exception | None, inbox_dir: Path, store: Store,
+                   summary: dict, run_id: str, log, *, out_dir: Path | None = None) -> None:
+    """:func:`_record`, with any error while storing or filing reported in one line: the batch goes on.
+
+    A recording that could not be moved stays in the inbox; the next run finds its content already analysed
+    (a duplicate) or failed, and files it away then.
+    """
+    try:
+        _record(job, report, error, inbox_dir, store, summary, run_id, log, out_dir=out_dir)
+    except Exception as exc:  # noqa: BLE001 - one session's filing must not stop the others' (5 December trial)
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        outcome = "analysed" if error is None else "failed"
+        reason = one_line(f"{job['audio'].name}: {outcome} (session {job['session_id']}), but could not be moved "
+                          f"to {'done' if error is None else 'failed'}/ ({why}); it stays in the inbox and is "
+                          "filed at the next run")
+        logging.getLogger("alliance.nightly").debug("filing %s", one_line(job["audio"].name), exc_info=exc)
+        with contextlib.suppress(Exception):
+            store.audit("filed", actor=ACTOR, outcome="failed", client_id=job["client"], session_id=job["session_id"],
+                        detail=reason)
+        listed = [f for f in summary["failed"] if f.get("session_id") == job["session_id"]
+                  and f.get("file") == one_line(job["audio"].name)]
+        if listed:
+            listed[0]["reason"] += f"; {reason}"
+        else:
+            summary["failed"].append({"file": one_line(job["audio"].name), "session_id": job["session_id"],
+                                      "reason": reason})
+        log.warning("nightly run %s: %s", run_id, reason)
 
 
 _ENGINE_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
@@ -571,35 +616,58 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
             summary["failed"].append({"file": one_line(audio.name), "reason": reason})
             log.warning("nightly run %s: %s", run_id, reason)
             continue
-        job = dict(audio=audio, sidecar=sidecar, record=record, consent=consent, digest=recording_sha256(audio),
+        try:
+            digest = recording_sha256(audio)
+        except OSError as exc:  # gone since the scan, or not readable by the service user: this one, not the batch
+            reason = one_line(f"{audio.name}: could not be read ({exc.strerror or type(exc).__name__}); deliver it "
+                              "again")
+            with contextlib.suppress(OSError):
+                file_away([audio, sidecar], inbox_dir / "failed", reason=reason)
+            store.audit("rejected", actor=ACTOR, outcome="failed", client_id=client_of(record), detail=reason)
+            summary["failed"].append({"file": one_line(audio.name), "reason": reason})
+            log.warning("nightly run %s: %s", run_id, reason)
+            continue
+        job = dict(audio=audio, sidecar=sidecar, record=record, consent=consent, digest=digest,
                    session_id=record.get("session_id") or id_from_name(audio.stem), client=record.get("client_id"))
-        earlier = store.seen(job["digest"])  # the same content, analysed in an earlier run
-        first = batch.get(job["digest"])  # the same content, earlier in this run
-        taken = store.session(job["session_id"])
-        claimant = claimed.get(job["session_id"])
-        if earlier is not None and earlier["client_id"] != job["client"]:
-            _misfiled(job, earlier["client_id"], earlier["session_id"], inbox_dir, store, summary, run_id, log)
-        elif first is not None and first["client"] != job["client"]:
-            _misfiled(job, first["client"], first["session_id"], inbox_dir, store, summary, run_id, log)
-        elif earlier is not None:
-            _duplicate(job, earlier["session_id"], inbox_dir, store, summary)
-        elif ((taken is not None and taken["recording_sha256"] != job["digest"])
-              or (claimant is not None and claimant["digest"] != job["digest"])
-              or (taken is None and claimant is None
-                  and (settings.data_dir / "sessions" / job["session_id"] / "session.json").exists())):
-            # (the last: a session folder with results but no row is what `alliance analyze` leaves; the nightly
-            # run replaced it silently: fresh-user trial)
-            # another recording has (or gets, in this run) this session id: analysing this one would replace it
-            _refuse(job, PipelineError(f"{audio.name}: session id {job['session_id']!r} is already used for another "
-                                       "recording; give this session its own id"),
-                    inbox_dir, store, summary, run_id, log)
-        elif first is not None:
-            claimed.setdefault(job["session_id"], job)
-            later_copies.append((job, first))
-        else:
-            claimed[job["session_id"]] = job
-            batch[job["digest"]] = job
-            jobs.append(job)
+        try:
+            earlier = store.seen(job["digest"])  # the same content, analysed in an earlier run
+            first = batch.get(job["digest"])  # the same content, earlier in this run
+            taken = store.session(job["session_id"])
+            claimant = claimed.get(job["session_id"])
+            if earlier is not None and earlier["client_id"] != job["client"]:
+                _misfiled(job, earlier["client_id"], earlier["session_id"], inbox_dir, store, summary, run_id, log)
+            elif first is not None and first["client"] != job["client"]:
+                _misfiled(job, first["client"], first["session_id"], inbox_dir, store, summary, run_id, log)
+            elif earlier is not None:
+                _duplicate(job, earlier["session_id"], inbox_dir, store, summary)
+            elif ((taken is not None and taken["recording_sha256"] != job["digest"]
+                   and not (taken["status"] == "failed" and taken["client_id"] == job["client"]))
+                  or (claimant is not None and claimant["digest"] != job["digest"])
+                  or (taken is None and claimant is None
+                      and (settings.data_dir / "sessions" / job["session_id"] / "session.json").exists())):
+                # (the last: a session folder with results but no row is what `alliance analyze` leaves; the nightly
+                # run replaced it silently: fresh-user trial; a failed session of the same client kept nothing, so the
+                # clinic may deliver the recording again under its id)
+                # another recording has (or gets, in this run) this session id: analysing this one would replace it
+                _refuse(job, PipelineError(f"{audio.name}: session id {job['session_id']!r} is already used for another "
+                                           "recording; give this session its own id"),
+                        inbox_dir, store, summary, run_id, log)
+            elif first is not None:
+                claimed.setdefault(job["session_id"], job)
+                later_copies.append((job, first))
+            else:
+                claimed[job["session_id"]] = job
+                batch[job["digest"]] = job
+                jobs.append(job)
+        except Exception as exc:  # noqa: BLE001 - filing one recording away must not stop the batch
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            reason = one_line(f"{audio.name}: could not be screened or filed ({why}); it stays in the inbox for the "
+                              "next run")
+            logging.getLogger("alliance.nightly").debug("screening %s", one_line(audio.name), exc_info=exc)
+            with contextlib.suppress(Exception):
+                store.audit("rejected", actor=ACTOR, outcome="failed", client_id=job["client"], detail=reason)
+            summary["failed"].append({"file": one_line(audio.name), "reason": reason})
+            log.warning("nightly run %s: %s", run_id, reason)
 
     def run(job: dict) -> tuple[SessionReport | None, PipelineError | None]:
         out_dir = settings.data_dir / "sessions" / job["session_id"]
@@ -627,16 +695,24 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
             results = list(pool.map(run, jobs))
     for job, (report, error) in zip(jobs, results):
         job["ok"] = error is None
-        _record(job, report, error, inbox_dir, store, summary, run_id, log,
-                out_dir=settings.data_dir / "sessions" / job["session_id"])
+        _record_safely(job, report, error, inbox_dir, store, summary, run_id, log,
+                       out_dir=settings.data_dir / "sessions" / job["session_id"])
         if job["ok"] and settings.audio_retention_days == 0:
             expire_audio(inbox_dir / "done", 0, store, actor=ACTOR)
     for copy, original in later_copies:
         if original["ok"]:
-            _duplicate(copy, original["session_id"], inbox_dir, store, summary)
+            try:
+                _duplicate(copy, original["session_id"], inbox_dir, store, summary)
+            except OSError as exc:  # it stays in the inbox; the next run finds it analysed and files it then
+                reason = one_line(f"{copy['audio'].name}: same content as session {original['session_id']}, but "
+                                  f"could not be moved to done/ ({exc.strerror or type(exc).__name__}); it stays "
+                                  "in the inbox and is filed at the next run")
+                summary["failed"].append({"file": one_line(copy["audio"].name), "reason": reason})
+                log.warning("nightly run %s: %s", run_id, reason)
         else:
-            _record(copy, None, PipelineError(f"{copy['audio'].name}: same content as {original['audio'].name}, "
-                                              "which failed"), inbox_dir, store, summary, run_id, log)
+            _record_safely(copy, None, PipelineError(f"{copy['audio'].name}: same content as "
+                                                     f"{original['audio'].name}, which failed"),
+                           inbox_dir, store, summary, run_id, log)
     _expire_refused(inbox_dir, settings, store)  # a retention of 0 deletes what this run refused
     store.save_run(run_id, started, summary)
     counts = {k: len(v) for k, v in summary.items() if isinstance(v, list)}
