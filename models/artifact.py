@@ -590,6 +590,9 @@ def _check_card_fields(folder: Path, card: dict) -> None:
     names = card.get("feature_names")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         refuse(f"feature_names must be a list of marker names. Got {json.dumps(names)[:40]} instead.")
+    if not isinstance(card.get("library_versions", {}), dict):
+        refuse(f"library_versions must be an object such as {{\"scikit-learn\": \"1.9.1\"}}. Got "
+               f"{json.dumps(card.get('library_versions'))[:40]} instead.")
     context = card.get("context", {})
     windows = context.get("windows", 1) if isinstance(context, dict) else None
     if (isinstance(windows, bool) or not isinstance(windows, int) or not 1 <= windows <= MAX_CONTEXT_WINDOWS

@@ -103,8 +103,9 @@ class AsrSettings(BaseModel):
 class DiarizationSettings(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
 
-    window_s: float = Field(2.0, gt=0.5, description="Speaker-embedding window length in seconds (2 s measured best on sample.wav).")
-    hop_s: float = Field(0.25, gt=0, description="Hop between embedding windows in seconds.")
+    window_s: float = Field(2.0, gt=0.5, le=10, description="Speaker-embedding window length in seconds (2 s measured best on sample.wav).")
+    hop_s: float = Field(0.25, ge=0.05, le=5, description="Hop between embedding windows in seconds (from 0.05: a "
+                         "hop near zero asked for millions of windows).")
     min_speech_fraction: float = Field(0.5, gt=0, le=1, description="Skip windows with less speech than this fraction.")
     min_turn_s: float = Field(0.25, ge=0, description="Turns shorter than this are merged into their neighbours, in s.")
     max_pause_s: float = Field(1.0, ge=0, description="A silence shorter than this between two stretches of the same "
@@ -182,11 +183,13 @@ class OverlapSettings(BaseModel):
 class FeatureSettings(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
 
-    window_s: float = Field(30.0, gt=0, description="Analysis window length in seconds.")
-    hop_s: float = Field(10.0, gt=0, description="Hop between analysis windows in seconds.")
+    window_s: float = Field(30.0, ge=5, le=600, description="Analysis window length in seconds.")
+    hop_s: float = Field(10.0, ge=1, le=600, description="Hop between analysis windows in seconds (from 1: a hop near "
+                         "zero asked for 224 GiB on a one-minute file).")
     pitch_fmin_hz: float = Field(65.0, gt=0, description="Lowest F0 searched by pYIN, in Hz (low adult male voice).")
     pitch_fmax_hz: float = Field(600.0, gt=0, description="Highest F0 searched by pYIN, in Hz (young child's raised voice).")
-    pitch_hop_s: float = Field(0.02, gt=0, description="pYIN hop in seconds (20 ms keeps a nightly batch fast).")
+    pitch_hop_s: float = Field(0.02, ge=0.005, le=0.1, description="pYIN hop in seconds (20 ms keeps a nightly batch "
+                               "fast).")
     pitch_resolution_st: float = Field(
         0.25, gt=0, le=1, description="pYIN pitch grid in semitones (0.25: 6x faster than 0.1, median F0 within "
         "0.05 semitone of it on sample.wav).")
@@ -438,8 +441,15 @@ def load_settings() -> Settings:
         An ``ALLIANCE_*`` variable holds a value outside its range or choices;
         the message names the variable and what is allowed.
     """
+    from pydantic_settings import SettingsError as SourceError
+
     try:
         return Settings()
+    except SourceError as exc:  # a group variable (ALLIANCE_WEB, ...) that is not a JSON object
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = "ALLIANCE_" + (found.group(1).upper() if found else "?")
+        raise SettingsError(f"{name}: not a JSON object; give the group as JSON ({name}='{{\"field\": value}}') or "
+                            f"each field on its own ({name}__FIELD=value)") from None
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

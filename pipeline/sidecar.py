@@ -45,6 +45,7 @@ from pipeline.types import ROLES
 Language = Literal["nl", "en", "auto"]
 LANGUAGES: tuple[str, ...] = get_args(Language)
 PARENT_ROLES = ("parent", "guardian")
+MAX_PARTICIPANTS = 8  # the most speakers diarization takes (ALLIANCE_DIARIZATION__NUM_SPEAKERS)
 
 
 #: the fields of a sidecar's ``consent`` record; any other is refused, since what it says could not be obeyed
@@ -203,6 +204,9 @@ class Sidecar(BaseModel):
     def _participants(cls, value: Any) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(p, dict) for p in value):
             raise ValueError("'participants' must be a list of objects such as {\"role\": \"client\"}")
+        if len(value) > MAX_PARTICIPANTS:  # they fix the speaker count, which diarization takes up to 8
+            raise ValueError(f"'participants' lists {len(value)} people; a session has at most {MAX_PARTICIPANTS} "
+                             "people")
         for i, p in enumerate(value):
             if p.get("role") not in ROLES:
                 raise ValueError(f"participants[{i}].role must be one of {', '.join(ROLES)}; found {p.get('role')!r}")

@@ -56,6 +56,7 @@ def test_the_shipped_model_still_loads():
     ("version", 7, "version must be a model name"),
     ("feature_names", None, "feature_names must be a list of marker names"),
     ("feature_names", 5, "feature_names must be a list of marker names"),
+    ("library_versions", "x", "library_versions must be an object"),  # named AttributeError (5 December trial)
 ])
 def test_a_card_with_a_bad_field_is_refused_in_one_line_naming_it(copy, field, value, said):
     """These cards loaded, and `alliance analyze` then ran the whole analysis to fail with a traceback at the

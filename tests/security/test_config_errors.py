@@ -121,3 +121,15 @@ def test_help_writes_nothing_in_the_working_folder(tmp_path):
         r = subprocess.run([str(ALLIANCE), *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr[-2000:]
         assert list(tmp_path.iterdir()) == [], args
+
+
+@pytest.mark.parametrize("name, value", [
+    ("ALLIANCE_WEB", "notjson"), ("ALLIANCE_ASR", "{not json"), ("ALLIANCE_FEATURES", "x"),
+    ("ALLIANCE_FEATURES__HOP_S", "1e-9"), ("ALLIANCE_FEATURES__WINDOW_S", "0.001"),
+    ("ALLIANCE_DIARIZATION__HOP_S", "1e-9"), ("ALLIANCE_FEATURES__PITCH_HOP_S", "1e-7"),
+])
+def test_a_group_setting_that_is_not_json_or_a_hop_near_zero_is_one_line(tmp_path, name, value):
+    """5 December trial: ALLIANCE_WEB=notjson printed a 137-line traceback; ALLIANCE_FEATURES__HOP_S=1e-9 was
+    accepted and the analysis then asked for 224 GiB."""
+    r = _run(tmp_path, ["audit"], **{name: value})
+    _assert_one_line(r, name)
