@@ -168,8 +168,8 @@ SESSION_OUTPUTS = ("report.html", "report.nl.html", "report.en.html", "transcrip
 
 def _unusable_out(out: Path, data_dir: Path, session_id: str | None = None) -> str | None:
     """Why ``out`` cannot take a session's results, or None: it is the data folder, holds it or lies in it other than
-    as ``sessions/<id>`` (with ``session_id`` given: this session's id); it holds files of the names a session writes
-    but no session; or it cannot be created or
+    as ``sessions/<id>`` (with ``session_id`` given: this session's id); it holds recordings (an inbox's ``done/``);
+    it holds files of the names a session writes but no session; or it cannot be created or
     written (``/proc``, a read-only disk). Checked before any work; a folder made here is private."""
     import tempfile
 
@@ -183,6 +183,16 @@ def _unusable_out(out: Path, data_dir: Path, session_id: str | None = None) -> s
         return (f"--out {out}: is a folder in the service's data folder other than sessions/<session id>"
                 f"{f' (sessions/{session_id})' if session_id else ''}; leave out --out or give a folder of its own "
                 "outside it")
+    if out.is_dir():
+        from pipeline.audio import AUDIO_SUFFIXES
+
+        recordings = sorted(p.name for p in out.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+        if recordings:  # an inbox's done/ holds other clients' recordings and their consent records
+            from pipeline.ids import one_line
+
+            shown = ", ".join(one_line(n) for n in recordings[:3]) + (", ..." if len(recordings) > 3 else "")
+            return (f"--out {out}: holds recordings ({shown}); a session's results go in a folder of their own, "
+                    "never beside recordings")
     if out.is_dir() and not (out / "session.json").exists():
         theirs = sorted(n for n in SESSION_OUTPUTS if (out / n).exists())
         if theirs:

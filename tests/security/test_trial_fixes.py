@@ -141,7 +141,11 @@ def test_an_unusable_out_folder_is_refused_in_one_line_before_any_work(tmp_path,
     theirs.mkdir()
     (theirs / "report.html").write_text("<p>my own report</p>")
     theirs.chmod(0o755)
+    inbox_done = tmp_path / "inbox" / "done"  # 5 December trial: the results landed beside other clients' recordings
+    inbox_done.mkdir(parents=True)
+    (inbox_done / "s-1.wav").write_bytes(b"another client's recording")
     cases = [(Path("/proc/alliance-out"), "cannot write there"), (data, "is the service's data folder"),
+             (inbox_done, "holds recordings (s-1.wav)"),
              (tmp_path, "is the service's data folder or holds it"),
              (data / "sessions", "is a folder in the service's data folder other than sessions/<session id>"),
              (theirs, "holds report.html but no session results")]
