@@ -361,7 +361,7 @@ def session_sidecar(inbox_dir: Path | None, row: Mapping[str, Any]) -> Path | No
             if not path.name.endswith(".json"):
                 continue
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
+                data = json.loads(path.read_text(encoding="utf-8-sig"))
             except (OSError, ValueError):
                 continue
             if (isinstance(data, dict) and data.get("client_id", row.get("client_id")) == row.get("client_id")

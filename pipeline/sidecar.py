@@ -90,7 +90,7 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     try:
         if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO would block the run until written
             raise MetadataError(path, "is a pipe, socket or device, not a regular file; give the session's JSON file")
-        raw = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_repeated_keys)
+        raw = json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=_no_repeated_keys)
     except _RepeatedKey as exc:
         raise MetadataError(path, f"holds {exc.args[0]!r} twice in one object; it is not clear which value holds "
                                   "(for consent, which record), so keep one") from None

@@ -59,3 +59,11 @@ def test_a_misspelled_key_is_named_not_ignored(tmp_path, key, meant):
         Sidecar.load(path)
     path.write_text(json.dumps({"session_id": "m-1", "notes": "a key of the clinic's own", "simulated": {}}))
     assert Sidecar.load(path).session_id == "m-1"
+
+
+def test_a_sidecar_with_a_utf8_byte_order_mark_is_read(tmp_path):
+    """Windows tools (Notepad, PowerShell) write UTF-8 with a byte order mark; such a sidecar was refused as
+    invalid JSON (5 December trial)."""
+    path = tmp_path / "s1.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"session_id": "s-1", "language": "nl"}).encode())
+    assert Sidecar.load(path).language == "nl"

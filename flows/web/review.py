@@ -78,7 +78,7 @@ def _sidecar_record(row: Mapping[str, Any], inbox_dir: Path | None) -> dict[str,
     if path is None:
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
