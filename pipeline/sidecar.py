@@ -357,7 +357,11 @@ def check_consent(record: Mapping[str, Any], *, source: str | Path, session_date
                                    f"{', '.join(CONSENT_FIELDS)}); what it says cannot be obeyed, so the recording "
                                    "was not processed. Consent withdrawn is 'analysis': false")
     if consent.get("analysis") is not True:
-        raise ConsentError(source, "consent to analysis is not given ('consent.analysis' must be true)")
+        given = consent.get("analysis")
+        kind = {str: "text", int: "number", float: "number", list: "list", dict: "object"}.get(type(given), "value")
+        said = (f"; it is {json.dumps(given)[:20]}, a {kind}, not the JSON value true"
+                if given is not None and not isinstance(given, bool) else "")
+        raise ConsentError(source, f"consent to analysis is not given ('consent.analysis' must be true{said})")
     participants = record.get("participants") or []
     if not isinstance(participants, list):
         raise ConsentError(source, "'participants' must be a list of the people present, for example "

@@ -24,6 +24,7 @@ def test_valid_consent_by_age(age, given_by):
 @pytest.mark.parametrize("record, message", [
     ({"client_age": 9}, "no consent record"),
     (_record(9, ["parent"], analysis=False), "consent to analysis is not given"),
+    (_record(9, ["parent"], analysis="true"), 'it is "true", a text, not the JSON value true'),
     (_record(9, ["client"]), "client aged 9: under 12: the parents with authority consent"),
     (_record(13, ["parent"]), "client aged 13: 12 to 15: the client and the parents both consent"),
     (_record(13, ["client"]), "12 to 15"),
