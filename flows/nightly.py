@@ -271,6 +271,27 @@ def _misfiled(job: dict, owner_client: str | None, owner_session: str, inbox_dir
                        "refused; check that this session is filed under the right client")
 
 
+def _one_failed(summary: dict, store: Store, log, run_id: str, *, file: str, reason: str, client: str | None,
+                session_id: str | None = None, event: str = "rejected", exc: BaseException | None = None) -> None:
+    """Report one recording that failed outside its analysis: one line in the summary, the log and the audit.
+
+    The traceback, when there is one, goes to the debug log only. A store that fails too is not allowed to stop
+    the batch: the summary and the log still say it.
+    """
+    if exc is not None:
+        DEBUG_LOG.debug("%s", one_line(file), exc_info=exc)
+    with contextlib.suppress(Exception):
+        store.audit(event, actor=ACTOR, outcome="failed", client_id=client, session_id=session_id, detail=reason)
+    entry = {"file": one_line(file), **({"session_id": session_id} if session_id else {}), "reason": reason}
+    summary["failed"].append(entry)
+    log.warning("nightly run %s: %s", run_id, reason)
+
+
+def _why(exc: BaseException) -> str:
+    """An error's short cause for a one-line message: the OS's words, else the exception's name."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+
+
 def _record(job: dict, report: SessionReport | None, error: Exception | None, inbox_dir: Path, store: Store,
             summary: dict, run_id: str, log, *, out_dir: Path | None = None) -> None:
     """Store one analysis outcome (the report, written into ``out_dir``, or the error), audit it, move the files.
@@ -313,23 +334,19 @@ def _record_safely(job: dict, report: SessionReport | None, error: Exception | N
     try:
         _record(job, report, error, inbox_dir, store, summary, run_id, log, out_dir=out_dir)
     except Exception as exc:  # noqa: BLE001 - one session's filing must not stop the others' (5 December trial)
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        outcome = "analysed" if error is None else "failed"
-        reason = one_line(f"{job['audio'].name}: {outcome} (session {job['session_id']}), but could not be moved "
-                          f"to {'done' if error is None else 'failed'}/ ({why}); it stays in the inbox and is "
-                          "filed at the next run")
-        logging.getLogger("alliance.nightly").debug("filing %s", one_line(job["audio"].name), exc_info=exc)
-        with contextlib.suppress(Exception):
-            store.audit("filed", actor=ACTOR, outcome="failed", client_id=job["client"], session_id=job["session_id"],
-                        detail=reason)
+        folder = "done" if error is None else "failed"
+        reason = one_line(f"{job['audio'].name}: {'analysed' if error is None else 'failed'} (session "
+                          f"{job['session_id']}), but could not be moved to {folder}/ ({_why(exc)}); it stays in "
+                          "the inbox and is filed at the next run")
         listed = [f for f in summary["failed"] if f.get("session_id") == job["session_id"]
                   and f.get("file") == one_line(job["audio"].name)]
-        if listed:
+        if listed:  # the failure itself is reported already: say the move beside it
             listed[0]["reason"] += f"; {reason}"
+            DEBUG_LOG.debug("filing %s", one_line(job["audio"].name), exc_info=exc)
+            log.warning("nightly run %s: %s", run_id, reason)
         else:
-            summary["failed"].append({"file": one_line(job["audio"].name), "session_id": job["session_id"],
-                                      "reason": reason})
-        log.warning("nightly run %s: %s", run_id, reason)
+            _one_failed(summary, store, log, run_id, file=job["audio"].name, reason=reason, client=job["client"],
+                        session_id=job["session_id"], event="filed", exc=exc)
 
 
 _ENGINE_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
@@ -606,26 +623,19 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
             log.warning("nightly run %s: rejected %s: %s", run_id, one_line(audio.name), one_line(exc.problem))
             continue
         except Exception as exc:  # a sidecar no check foresaw must not stop the batch (nor every later night's)
-            error = PipelineError(f"{audio.name}: internal error while reading its sidecar ({type(exc).__name__}); "
-                                  "see the debug log")
-            logging.getLogger("alliance.nightly").debug("internal error screening %s", one_line(audio.name),
-                                                        exc_info=exc)
-            file_away([audio, sidecar], inbox_dir / "failed", reason=str(error))
-            reason = one_line(str(error))
-            store.audit("rejected", actor=ACTOR, outcome="failed", client_id=None, detail=reason)
-            summary["failed"].append({"file": one_line(audio.name), "reason": reason})
-            log.warning("nightly run %s: %s", run_id, reason)
+            reason = one_line(f"{audio.name}: internal error while reading its sidecar ({type(exc).__name__}); "
+                              "see the debug log")
+            with contextlib.suppress(OSError):
+                file_away([audio, sidecar], inbox_dir / "failed", reason=reason)
+            _one_failed(summary, store, log, run_id, file=audio.name, reason=reason, client=None, exc=exc)
             continue
         try:
             digest = recording_sha256(audio)
         except OSError as exc:  # gone since the scan, or not readable by the service user: this one, not the batch
-            reason = one_line(f"{audio.name}: could not be read ({exc.strerror or type(exc).__name__}); deliver it "
-                              "again")
+            reason = one_line(f"{audio.name}: could not be read ({_why(exc)}); deliver it again")
             with contextlib.suppress(OSError):
                 file_away([audio, sidecar], inbox_dir / "failed", reason=reason)
-            store.audit("rejected", actor=ACTOR, outcome="failed", client_id=client_of(record), detail=reason)
-            summary["failed"].append({"file": one_line(audio.name), "reason": reason})
-            log.warning("nightly run %s: %s", run_id, reason)
+            _one_failed(summary, store, log, run_id, file=audio.name, reason=reason, client=client_of(record))
             continue
         job = dict(audio=audio, sidecar=sidecar, record=record, consent=consent, digest=digest,
                    session_id=record.get("session_id") or id_from_name(audio.stem), client=record.get("client_id"))
@@ -660,14 +670,9 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
                 batch[job["digest"]] = job
                 jobs.append(job)
         except Exception as exc:  # noqa: BLE001 - filing one recording away must not stop the batch
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-            reason = one_line(f"{audio.name}: could not be screened or filed ({why}); it stays in the inbox for the "
-                              "next run")
-            logging.getLogger("alliance.nightly").debug("screening %s", one_line(audio.name), exc_info=exc)
-            with contextlib.suppress(Exception):
-                store.audit("rejected", actor=ACTOR, outcome="failed", client_id=job["client"], detail=reason)
-            summary["failed"].append({"file": one_line(audio.name), "reason": reason})
-            log.warning("nightly run %s: %s", run_id, reason)
+            _one_failed(summary, store, log, run_id, file=audio.name, client=job["client"], exc=exc,
+                        reason=one_line(f"{audio.name}: could not be screened or filed ({_why(exc)}); it stays in "
+                                        "the inbox for the next run"))
 
     def run(job: dict) -> tuple[SessionReport | None, PipelineError | None]:
         out_dir = settings.data_dir / "sessions" / job["session_id"]
@@ -704,11 +709,11 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
             try:
                 _duplicate(copy, original["session_id"], inbox_dir, store, summary)
             except OSError as exc:  # it stays in the inbox; the next run finds it analysed and files it then
-                reason = one_line(f"{copy['audio'].name}: same content as session {original['session_id']}, but "
-                                  f"could not be moved to done/ ({exc.strerror or type(exc).__name__}); it stays "
-                                  "in the inbox and is filed at the next run")
-                summary["failed"].append({"file": one_line(copy["audio"].name), "reason": reason})
-                log.warning("nightly run %s: %s", run_id, reason)
+                _one_failed(summary, store, log, run_id, file=copy["audio"].name, client=copy["client"],
+                            event="filed", exc=exc,
+                            reason=one_line(f"{copy['audio'].name}: same content as session "
+                                            f"{original['session_id']}, but could not be moved to done/ "
+                                            f"({_why(exc)}); it stays in the inbox and is filed at the next run"))
         else:
             _record_safely(copy, None, PipelineError(f"{copy['audio'].name}: same content as "
                                                      f"{original['audio'].name}, which failed"),
