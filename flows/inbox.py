@@ -37,6 +37,7 @@ kept: they say what happened, without the audio or the names in the sidecar.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -350,8 +351,6 @@ def session_sidecar(inbox_dir: Path | None, row: Mapping[str, Any]) -> Path | No
     -------
     Path or None
     """
-    import json
-
     if inbox_dir is None or not row.get("recording_name"):
         return None
     done, name = Path(inbox_dir) / "done", str(row["recording_name"])
