@@ -8,10 +8,12 @@ never deleted.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from flows.inbox import sidecar_client
+from flows.inbox import filed_copies, sidecar_client
+from pipeline.audio import AUDIO_SUFFIXES, recording_sha256
 from pipeline.errors import MetadataError
 from pipeline.ids import is_valid_id, remove_inside
 from pipeline.sidecar import read_sidecar
@@ -95,11 +97,63 @@ def unrecorded_session_rows(data_dir: str | Path, client_id: str, known: Iterabl
     return rows
 
 
-def purge_inbox_files(inbox: str | Path, client_id: str) -> tuple[int, list[str]]:
+_STAMPED = re.compile(r"(.+)\.json\.(\d{4}-\d\d-\d\dT\d{6}_\d{4})\.json")  # NAME.json.<time stamp>.json
+
+
+def _paired(sidecar: Path) -> list[Path]:
+    """The recording a sidecar was delivered with, by the inbox's naming rules, with its reason file.
+
+    ``X.json`` goes with ``X`` (``NAME.ext.json``), or with ``NAME.ext`` for each recording suffix when ``X`` has
+    none (``NAME.json``) and that recording has no sidecar of its own; a time-stamped copy
+    ``X.json.<stamp>.json`` (:func:`flows.inbox.file_away`) goes with ``X.<stamp><suffix of X>``. Names are
+    compared exactly: ``y.json`` never takes ``y.2.wav``.
+    """
+    folder, name = sidecar.parent, sidecar.name
+    stamped = _STAMPED.fullmatch(name)
+    if stamped:
+        base, stamp = stamped.groups()
+        recordings = [folder / f"{base}.{stamp}{Path(base).suffix}"]
+    else:
+        base = name[: -len(".json")]
+        if Path(base).suffix.lower() in AUDIO_SUFFIXES:
+            recordings = [folder / base]
+        else:
+            recordings = [folder / f"{base}{suffix}" for suffix in AUDIO_SUFFIXES]
+            recordings = [r for r in recordings if not (folder / f"{r.name}.json").exists()]
+    return [p for r in recordings for p in (r, r.with_name(r.name + ".reason.txt")) if p.is_symlink() or p.exists()]
+
+
+def _sessions_files(root: Path, rows: Iterable[dict[str, Any]]) -> list[Path]:
+    """The recordings of the client's sessions, found by name and content in the filing folders, and their
+    reason files (a recording whose own sidecar is gone is still the client's when its content is)."""
+    out = []
+    for row in rows:
+        name, sha = row.get("recording_name"), row.get("recording_sha256")
+        if not name or not sha:
+            continue
+        for folder in ("done", "failed", "rejected"):
+            for p in filed_copies(root / folder, str(name)):
+                if p.suffix.lower() in AUDIO_SUFFIXES and recording_sha256(p) == sha:
+                    out += [p, *[r for r in (p.with_name(p.name + ".reason.txt"),) if r.exists()]]
+    return out
+
+
+def purge_inbox_files(inbox: str | Path, client_id: str,
+                      rows: Iterable[dict[str, Any]] = ()) -> tuple[int, list[str]]:
     """Delete the client's recordings, sidecars and reason files anywhere in the inbox, only inside it.
 
-    A sidecar ``NAME.ext.json`` (or ``NAME.json``) whose ``client_id`` is the client's takes every file
-    ``NAME.ext`` / ``NAME.ext.*`` next to it. A symbolic link is removed itself, never what it points to.
+    Taken: every sidecar whose ``client_id`` is the client's, with the recording it was delivered with
+    (:func:`_paired`: exact names, time-stamped copies included) and its reason file; and the recordings of the
+    client's sessions (``rows``), found in ``done/``, ``failed/`` and ``rejected/`` by name and content. Another
+    client's files are never taken for sharing the start of a name. A symbolic link is removed itself, never
+    what it points to.
+
+    Parameters
+    ----------
+    inbox : str or Path
+    client_id : str
+    rows : iterable of dict
+        The client's session rows (``recording_name``, ``recording_sha256``).
 
     Returns
     -------
@@ -107,23 +161,50 @@ def purge_inbox_files(inbox: str | Path, client_id: str) -> tuple[int, list[str]
         Files deleted, and one line per file left in place with the reason.
     """
     root = Path(inbox)
-    removed, kept = 0, []
+    targets: dict[Path, None] = {}
     for sidecar in sorted(root.rglob("*.json")):
-        # skipped: gone already (taken with another sidecar), unreadable, not a JSON object, or another client's
-        if sidecar_client(sidecar) != client_id:
+        # skipped: unreadable, not a JSON object, or another client's
+        if sidecar_client(sidecar) == client_id:
+            targets.update(dict.fromkeys([sidecar, *_paired(sidecar)]))
+    targets.update(dict.fromkeys(_sessions_files(root, rows)))
+    removed, kept = 0, []
+    for f in targets:
+        if f.is_dir() and not f.is_symlink():
             continue
-        stem = sidecar.name[:-5]  # "NAME.wav" for NAME.wav.json, "NAME" for NAME.json
-        mine = [f for f in sidecar.parent.iterdir() if f.name == stem or f.name.startswith(stem + ".")]
-        for f in dict.fromkeys([sidecar, *mine]):
-            if f.is_dir() and not f.is_symlink():
-                continue
-            try:
-                if remove_inside(f, root):
-                    removed += 1
-            except ValueError as exc:
-                kept.append(f"kept {f}: {exc}")
-            except OSError as exc:
-                kept.append(f"kept {f}: could not be deleted ({exc.strerror or exc}); delete it by hand")
+        try:
+            if remove_inside(f, root):
+                removed += 1
+        except ValueError as exc:
+            kept.append(f"kept {f}: {exc}")
+        except OSError as exc:
+            kept.append(f"kept {f}: could not be deleted ({exc.strerror or exc}); delete it by hand")
+    return removed, kept
+
+
+def purge_feature_cache(data_dir: str | Path, rows: Iterable[dict[str, Any]]) -> tuple[int, list[str]]:
+    """Delete the cached features of the client's recordings (``<data dir>/feature-cache/<sha256[:16]>-...``).
+
+    ``alliance retrain`` and ``alliance evaluate`` cache each recording's per-window markers under a key that
+    starts with its content hash (:func:`models.dataset.session_features`); the session rows keep that hash.
+
+    Returns
+    -------
+    tuple of (int, list of str)
+        Cache entries deleted, and one line per entry left in place with the reason.
+    """
+    cache = Path(data_dir) / "feature-cache"
+    prefixes = {str(r["recording_sha256"])[:16] for r in rows if r.get("recording_sha256")}
+    if not prefixes or not cache.is_dir() or cache.is_symlink():
+        return 0, []
+    removed, kept = 0, []
+    for entry in sorted(cache.iterdir()):
+        if entry.name.split("-", 1)[0] not in prefixes:
+            continue
+        try:
+            removed += remove_inside(entry, cache)
+        except (OSError, ValueError) as exc:
+            kept.append(f"kept {entry}: could not be deleted ({getattr(exc, 'strerror', None) or exc}); delete it "
+                        "by hand")
     return removed, kept
 
 

@@ -181,7 +181,8 @@ def purge(client: str = typer.Argument(..., help="Client pseudonym whose data is
           ) -> None:
     """Remove everything about a client (session folders, database rows, inbox files, exported copies, Prefect's
     run records) and record that it was done; say what remains, exit 1 when anything does."""
-    from flows.purge import ACTOR, purge_exports, purge_inbox_files, purge_session_folders, unrecorded_session_rows
+    from flows.purge import (ACTOR, purge_exports, purge_feature_cache, purge_inbox_files, purge_session_folders,
+                             unrecorded_session_rows)
     from flows.store import Store
     from pipeline.ids import InvalidIdError, check_id
     from pipeline.settings import Settings
@@ -205,7 +206,7 @@ def purge(client: str = typer.Argument(..., help="Client pseudonym whose data is
     folders, left = purge_session_folders([*rows, *direct], settings.data_dir, client)
     files = 0
     if folder is not None and Path(folder).is_dir():
-        files, kept = purge_inbox_files(folder, client)
+        files, kept = purge_inbox_files(folder, client, rows)
         left += kept
     else:
         recorded = sorted(r["recording_name"] for r in rows if r.get("recording_name"))
@@ -215,7 +216,9 @@ def purge(client: str = typer.Argument(..., help="Client pseudonym whose data is
                         f"if still retained: run `alliance purge {client} --inbox DIR` (or set ALLIANCE_INBOX_DIR)")
     exports, remains = purge_exports(store, client)
     left += remains
-    if not rows and not direct and not files and not exports and not left:
+    cached, remains = purge_feature_cache(settings.data_dir, rows)
+    left += remains
+    if not rows and not direct and not files and not exports and not cached and not left:
         typer.echo(f"No data found for client {client}; nothing was purged.")
         return
     import flows.store
@@ -233,7 +236,7 @@ def purge(client: str = typer.Argument(..., help="Client pseudonym whose data is
     for line in left:
         typer.echo(line, err=True)
     summary = (f"{len(rows) + len(direct)} sessions, {folders} session folders, {files} inbox files, {exports} exported copies, "
-               f"{runs} Prefect run records")
+               f"{cached} cached feature sets, {runs} Prefect run records")
     store.audit("deleted", actor=ACTOR, outcome="partial" if left else "success", client_id=client,
                 detail=f"purged {summary}" + (f"; {len(left)} items remain" if left else ""))
     typer.echo(f"Purged client {client}: {summary}.")

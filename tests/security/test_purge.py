@@ -191,3 +191,58 @@ def test_purge_finds_the_folders_alliance_analyze_wrote_without_a_database_row(c
     assert (data / "sessions" / "direct-b" / "session.json").is_file()  # the other client's
     assert (data / "sessions" / "broken" / "session.json").is_file()  # names nobody: left alone
     assert "Purged client c-a: 2 sessions, 2 session folders" in result.output
+
+
+def _filed(store, done, name, content, session_id, client_id):
+    """A recording filed in done/ under ``name`` (a time-stamped name for a reused one) with its session row."""
+    from pipeline.audio import recording_sha256
+
+    (done / name).write_bytes(content)
+    store.save_session(session_id=session_id, client_id=client_id, status="analysed", recording_name=name.split(
+        ".2026")[0], recording_sha256=recording_sha256(done / name))
+
+
+def test_purge_takes_exactly_the_clients_files_when_names_were_reused(clinic):
+    """5 December trial: purging c-a also deleted c-b's recording and consent record filed under a time-stamped
+    name (they started with c-a's file name), and a NAME.json sidecar took y.2.wav, another client's recording;
+    purging c-b kept its time-stamped recording."""
+    root, store = clinic["root"], clinic["store"]
+    inbox = root / "inbox"
+    done = inbox / "done"
+    done.mkdir(parents=True)
+    stamp = "2026-12-04T221916_0000"
+    _filed(store, done, "x.wav", b"client a", "s-x1", "c-a")
+    (done / "x.wav.json").write_text(json.dumps({"session_id": "s-x1", "client_id": "c-a"}))
+    _filed(store, done, f"x.wav.{stamp}.wav", b"client b", "s-x2", "c-b")
+    (done / f"x.wav.json.{stamp}.json").write_text(json.dumps({"session_id": "s-x2", "client_id": "c-b"}))
+    _filed(store, done, "y.wav", b"client a again", "s-y1", "c-a")
+    (done / "y.json").write_text(json.dumps({"session_id": "s-y1", "client_id": "c-a"}))
+    _filed(store, done, "y.2.wav", b"client b again", "s-y2", "c-b")
+    (done / "y.2.wav.json").write_text(json.dumps({"session_id": "s-y2", "client_id": "c-b"}))
+    result = _purge("c-a", "--inbox", str(inbox))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in done.iterdir()) == sorted(
+        [f"x.wav.{stamp}.wav", f"x.wav.json.{stamp}.json", "y.2.wav", "y.2.wav.json"])
+    result = _purge("c-b", "--inbox", str(inbox))
+    assert result.exit_code == 0, result.output
+    assert list(done.iterdir()) == []
+
+
+def test_purge_removes_the_clients_cached_features(clinic):
+    """5 December trial: `alliance evaluate` or `retrain` had cached per-window markers of the client's recording in
+    <data dir>/feature-cache; the purge left them."""
+    from pipeline.audio import recording_sha256
+
+    root, store, data = clinic["root"], clinic["store"], clinic["data"]
+    rec = root / "r.wav"
+    rec.write_bytes(b"client a's recording")
+    sha = recording_sha256(rec)
+    store.save_session(session_id="s-a1", client_id="c-a", status="analysed", recording_name="r.wav",
+                       recording_sha256=sha, out_dir=str(data / "sessions" / "s-a1"))
+    mine = data / "feature-cache" / f"{sha[:16]}-3fa41608-71aca3de"
+    theirs = data / "feature-cache" / ("0" * 16 + "-3fa41608-71aca3de")
+    for folder in (mine, theirs):
+        folder.mkdir(parents=True)
+        (folder / "features.json").write_text("{}")
+    assert _purge("c-a").exit_code in (0, 1)
+    assert not mine.exists() and theirs.exists()
