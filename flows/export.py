@@ -84,10 +84,12 @@ def export_reviews(settings, out_dir: str | Path) -> dict[str, list[str]]:
         store.record_export(session_id=session_id, client_id=row["client_id"], path=folder)
         target = folder / f"recording{audio.suffix.lower()}"
         shutil.copyfile(audio, target)  # not copy2: the retained file's permission bits must not travel
-        # the session's own record: language (or auto), participants with roles and ages, as the clinic gave them
+        # the session's own record: language (or auto), participants with their roles, ids and ages as the clinic
+        # gave them; never a name (research data leaves the clinic: 5 December trial)
         language = record.get("language") if record.get("language") in LANGUAGES else None
-        participants = record.get("participants") or [{"role": "therapist", "id": row["therapist_id"]},
-                                                      {"role": "client"}]
+        given = record.get("participants") if isinstance(record.get("participants"), list) else None
+        participants = ([{k: p[k] for k in PARTICIPANT_KEYS if k in p} for p in given if isinstance(p, dict)]
+                        if given else [{"role": "therapist", "id": row["therapist_id"]}, {"role": "client"}])
         meta = {"session_id": session_id, "client_id": row["client_id"], "language": language,
                 "participants": participants, "source": "therapist reviews exported by alliance export-reviews",
                 "consent": {k: record["consent"][k] for k in CONSENT_KEYS if k in record["consent"]}}
@@ -109,6 +111,9 @@ def export_reviews(settings, out_dir: str | Path) -> dict[str, list[str]]:
                                                   f"copied to {folder.resolve()}")
         result["exported"].append(session_id)
     return result
+
+
+PARTICIPANT_KEYS = ("role", "id", "age")  # what of a participant leaves with research data
 
 
 def research_consent(row: dict, audio: Path | None, sidecar: Path | None) -> tuple[dict | None, str | None]:

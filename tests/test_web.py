@@ -559,7 +559,8 @@ def test_export_keeps_the_sessions_own_record_and_names_a_verdict_it_cannot_keep
     # the nightly run keeps the sidecar (the clinic's record) next to the retained recording
     (settings.inbox_dir / "done" / "s-1.wav.json").write_text(json.dumps({
         "language": "auto", "client_age": 11, "consent": RESEARCH_CONSENT,
-        "participants": [{"role": "therapist", "id": "t-anna"}, {"role": "client", "age": 11}, {"role": "parent"}]}))
+        "participants": [{"role": "therapist", "id": "t-anna"}, {"role": "client", "age": 11, "name": "Timmy"},
+                         {"role": "parent", "name": "Mr Timmy"}], "other_names": {"Jip": "sibling"}}))
     store.save_flags("s-1", [{"start": 0.0, "end": 30.0, "marker_type": "confrontation", "probability": 0.9},
                              {"start": 0.0, "end": 30.0, "marker_type": "withdrawal", "probability": 0.6}], "sim-v1")
     f1, f2 = store.flags("s-1")
@@ -570,6 +571,10 @@ def test_export_keeps_the_sessions_own_record_and_names_a_verdict_it_cannot_keep
     assert any("withdrawal verdict at 0–30 s overlaps" in line for line in result["skipped"])
     meta = json.loads((tmp_path / "export" / "s-1" / "metadata.json").read_text())
     assert meta["language"] == "auto" and meta["client_age"] == 11 and len(meta["participants"]) == 3
+    # 5 December trial: a participant's name went out with the research data; roles, ids and ages only
+    assert meta["participants"] == [{"role": "therapist", "id": "t-anna"}, {"role": "client", "age": 11},
+                                    {"role": "parent"}]
+    assert "Timmy" not in (tmp_path / "export" / "s-1" / "metadata.json").read_text()
 
 
 def test_language_stretches_survive_speaker_attribution_and_name_replacement():
