@@ -57,7 +57,7 @@ from flows.store import Store, now
 from pipeline.audio import recording_sha256
 from pipeline.errors import ConsentError, MetadataError, PipelineError
 from pipeline.ids import InvalidIdError, check_id, id_from_name, is_valid_id, private_umask
-from pipeline.privacy import name_labels
+from pipeline.privacy import names_in
 from pipeline.settings import Settings
 from pipeline.sidecar import check_consent, read_sidecar
 from pipeline.types import SessionReport
@@ -115,17 +115,8 @@ def _check_ids(record: dict, sidecar: Path) -> None:
 
 
 def _names_in(file_name: str, record: dict) -> dict[str, str]:
-    """Parts of the names given in the sidecar that occur in ``file_name``, each with its role label.
-
-    Parts of three or more letters count anywhere in the name (``verslagSanne``), shorter ones only as a word of
-    their own; renaming a file whose name merely looks like a name is the safer error.
-    """
-    participants, others = record.get("participants"), record.get("other_names")
-    labels = name_labels(participants if isinstance(participants, list) else [],
-                         others if isinstance(others, dict) else {})
-    lowered = file_name.lower()
-    return {part: label.strip("[]") for part, label in labels.items()
-            if (len(part) >= 3 and part in lowered) or re.search(rf"(?<![^\W\d_]){re.escape(part)}(?![^\W\d_])", lowered)}
+    """Parts of the names given in the sidecar that occur in ``file_name`` (:func:`pipeline.privacy.names_in`)."""
+    return names_in(file_name, record.get("participants"), record.get("other_names"))
 
 
 def _neutral_stem(audio: Path, record: dict, names: dict[str, str]) -> str:

@@ -36,6 +36,33 @@ def name_labels(participants, other_names: Mapping[str, str] | None = None) -> d
     return out
 
 
+def names_in(text: str, participants, other_names: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Parts of the names given for a session (:func:`name_labels`) that occur in ``text``, each with its label.
+
+    Parts of three or more letters count anywhere (``verslagSanne``), shorter ones only as a word of their own;
+    taking a file name or an id that merely looks like a name for one is the safer error.
+
+    Parameters
+    ----------
+    text : str
+        A file name or an id.
+    participants : list of dict
+        As in the sidecar (``name`` of each participant).
+    other_names : dict of str to str, optional
+        Other names said in the session, with their labels.
+
+    Returns
+    -------
+    dict of str to str
+        Each name part found (lower case) and its label without brackets; empty when none is.
+    """
+    labels = name_labels(participants if isinstance(participants, list) else [],
+                         other_names if isinstance(other_names, dict) else {})
+    lowered = text.lower()
+    return {part: label.strip("[]") for part, label in labels.items()
+            if (len(part) >= 3 and part in lowered) or re.search(rf"(?<![^\W\d_]){re.escape(part)}(?![^\W\d_])", lowered)}
+
+
 def redact_transcript(transcript: Transcript, labels: Mapping[str, str]) -> Transcript:
     """A new transcript in which every word that is a listed name is its role label.
 

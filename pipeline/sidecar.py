@@ -36,10 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from pipeline.errors import ConsentError, MetadataError
 from pipeline.ids import check_id
+from pipeline.privacy import names_in
 from pipeline.types import ROLES
 
 Language = Literal["nl", "en", "auto"]
@@ -230,6 +231,16 @@ class Sidecar(BaseModel):
     @classmethod
     def _id(cls, value: Any, info: ValidationInfo) -> Any:
         return value if value is None else check_id(value, f"'{info.field_name}'")
+
+    @model_validator(mode="after")
+    def _no_names_in_ids(self) -> "Sidecar":
+        # ids become the session folder, the report's title, the RTTM, the database and the audit log: no names
+        for field in ("session_id", "client_id"):
+            value = getattr(self, field)
+            if value is not None and names_in(value, list(self.participants), self.other_names):
+                raise ValueError(f"'{field}' holds a name given in this file; use a code (the name is not repeated "
+                                 "here)")
+        return self
 
     @field_validator("therapist_id", mode="before")
     @classmethod

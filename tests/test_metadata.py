@@ -35,6 +35,11 @@ def test_valid_metadata(tmp_path):
     ({"participants": [{"role": "client", "age": "seven"}]}, r"participants\[0\].age must be a number"),
     # 5 December trial: 1000 participants passed, and the analysis failed after decoding (at most 8 speakers)
     ({"participants": [{"role": "client"}] + [{"role": "parent"}] * 999}, "at most 8 people"),
+    # 5 December trial: `alliance analyze` took session id timmy-1 for a client named Timmy (the folder, the
+    # report title and the RTTM held the name); the nightly inbox refused it
+    ({"session_id": "timmy-1", "participants": [{"role": "client", "name": "Timmy"}]},
+     "'session_id' holds a name given in this file"),
+    ({"client_id": "c-jip", "other_names": {"Jip": "sibling"}}, "'client_id' holds a name given in this file"),
 ])
 def test_bad_metadata_names_the_file(tmp_path, obj, message):
     with pytest.raises(MetadataError, match=f"s1.json: .*{message}"):
