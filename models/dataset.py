@@ -152,8 +152,9 @@ def research_use_refusal(metadata_path: str | Path) -> str | None:
     consent = raw["consent"]
     if not isinstance(consent, dict):
         return f"{name}: 'consent' is not a consent record (found {consent!r:.40})"
-    if "analysis" in consent and consent["analysis"] is not True:
-        return f"{name}: consent.analysis is {json.dumps(consent['analysis'])}"
+    if consent.get("analysis") is not True:  # a record without it consents to nothing (5 December trial)
+        return f"{name}: consent.analysis is " + (json.dumps(consent["analysis"])[:40] if "analysis" in consent
+                                                  else "missing")
     if consent.get("research_use") is not True:
         return f"{name}: consent.research_use is " + (json.dumps(consent["research_use"])[:40]
                                                        if "research_use" in consent else "missing")

@@ -101,8 +101,10 @@ def recording_features(path: Path, settings, *, backends=None) -> tuple[SessionF
     ------
     PipelineError
         The sidecar is malformed, is not a regular file (a folder, a dangling or looping link), has a second one
-        beside it (``NAME.ext.json`` and ``NAME.json``) or refuses consent to analysis (:func:`pipeline.sidecar.refuse_without_consent`,
-        as ``alliance analyze`` obeys it), or the recording cannot be analysed (the message names the file).
+        beside it (``NAME.ext.json`` and ``NAME.json``), refuses consent to analysis (:func:`pipeline.sidecar.refuse_without_consent`,
+        as ``alliance analyze`` obeys it) or holds a consent record without research use
+        (:func:`models.dataset.research_use_refusal`), or the recording cannot be analysed (the message names the
+        file).
     """
     from models import dataset
     from pipeline.ids import id_from_name
@@ -120,6 +122,10 @@ def recording_features(path: Path, settings, *, backends=None) -> tuple[SessionF
     sidecar = present[0] if present else None
     if sidecar is not None:
         refuse_without_consent(sidecar)  # a consent record that says no is obeyed by every way in
+        refusal = dataset.research_use_refusal(sidecar)  # counting false alarms is research (5 December trial)
+        if refusal is not None:
+            raise InputError(path, f"{refusal}: its consent record does not allow research use, so it is not "
+                                   "used to measure the model")
     # no sidecar: the shipped empty metadata (a temporary file was left in /tmp by a stop at once, Ctrl-C)
     meta_path = sidecar if sidecar is not None else NO_METADATA
     meta = Sidecar.load(meta_path)

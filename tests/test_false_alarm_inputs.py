@@ -237,3 +237,22 @@ def test_a_recording_with_two_sidecars_is_set_aside_as_the_inbox_refuses_it(tmp_
     assert analysed == ["plain.wav"]
     (skipped,) = out["skipped"]
     assert skipped["file"] == "rec.wav" and "two sidecars" in skipped["why"] and "rec.json" in skipped["why"]
+
+
+def test_a_sidecar_refusing_research_use_is_obeyed(tmp_path, monkeypatch):
+    """5 December trial: `evaluate --unannotated` analysed a recording whose consent record refused research use
+    (its features cached, its name and figures bound for a model card); counting false alarms is research."""
+    import json
+
+    from pipeline.audio import save_wav
+
+    consent = {"analysis": True, "given_by": ["parent"], "date": "2026-11-01"}
+    for name in ("no.wav", "yes.wav", "plain.wav"):
+        save_wav(tmp_path / name, np.zeros(16000, np.float32), 16000)
+    (tmp_path / "no.wav.json").write_text(json.dumps({"client_age": 9, "consent": {**consent,
+                                                                                   "research_use": False}}))
+    (tmp_path / "yes.wav.json").write_text(json.dumps({"client_age": 9, "consent": {**consent, "research_use": True}}))
+    analysed, out = _evaluate_folder(tmp_path, monkeypatch)
+    assert sorted(analysed) == ["plain.wav", "yes.wav"]
+    (skipped,) = out["skipped"]
+    assert skipped["file"] == "no.wav" and "research_use is false" in skipped["why"]

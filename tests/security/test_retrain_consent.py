@@ -43,7 +43,8 @@ def test_sessions_with_research_consent_or_without_a_consent_record_are_accepted
 
 
 @pytest.mark.parametrize("consent", [NO, {"analysis": True, "given_by": ["parent"]}, None, "yes",
-                                     {"analysis": False, "research_use": True}])
+                                     {"analysis": False, "research_use": True},
+                                     {"research_use": True}])  # no analysis consent: accepted (5 December trial)
 def test_a_session_without_research_consent_refuses_the_dataset(tmp_path, consent):
     from models.dataset import discover_sessions
 
