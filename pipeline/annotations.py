@@ -89,7 +89,10 @@ def read_rupture_csv(path: str | Path, *, duration_s: float | None = None) -> tu
         raise InputError(path, "annotation file not found") from None
     except UnicodeDecodeError:
         raise InputError(path, "not a UTF-8 text file") from None
-    rows = list(csv.reader(text.splitlines()))
+    try:
+        rows = list(csv.reader(text.splitlines()))
+    except csv.Error as exc:  # a field over the csv module's limit, a NUL byte, ...
+        raise InputError(path, f"not a readable CSV file ({exc})") from None
     if not text.strip():
         raise InputError(path, "file is empty; it needs the header start_s,end_s,label[,marker]")
     if not rows or [c.strip() for c in rows[0][:3]] != ["start_s", "end_s", "label"]:
@@ -168,6 +171,37 @@ def read_textgrid(path: str | Path, *, duration_s: float | None = None) -> tuple
                  lambda: [(e.start, e.end, e.label) for e in tg.getTier(TIER).entries], "interval", duration_s)
 
 
+MAX_ANNOTATION_BYTES = 5_000_000  # a session's episodes fit in kilobytes; more is not an annotation file
+
+
+def _check_file(path: Path) -> None:
+    """Refuse, before it is opened, an annotation path that is not a regular file of a sensible size.
+
+    A folder or a FIFO (which would block the run until someone writes to it), a device such as ``/dev/zero``
+    behind a link, and a file of megabytes are named in one line instead of failing (or hanging) inside a
+    parser after the analyses have started.
+
+    Raises
+    ------
+    InputError
+        Missing, not a regular file, or larger than :data:`MAX_ANNOTATION_BYTES`.
+    """
+    import stat
+
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise InputError(path, "annotation file not found") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if not stat.S_ISREG(st.st_mode):
+        what = "a folder" if stat.S_ISDIR(st.st_mode) else "a pipe, socket or device"
+        raise InputError(path, f"is {what}, not an annotation file")
+    if st.st_size > MAX_ANNOTATION_BYTES:
+        raise InputError(path, f"is {st.st_size / 1e6:.0f} MB; an annotation file holds a session's episodes "
+                               f"(at most {MAX_ANNOTATION_BYTES / 1e6:.0f} MB)")
+
+
 def read_annotations(path: str | Path, *, duration_s: float | None = None) -> tuple[RuptureAnnotation, ...]:
     """Read rupture annotations in any supported format, chosen by the file's suffix.
 
@@ -178,6 +212,9 @@ def read_annotations(path: str | Path, *, duration_s: float | None = None) -> tu
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix not in (".csv", ".eaf", ".textgrid"):
+        raise InputError(path, "unsupported annotation format; use .csv, .eaf or .TextGrid")
+    _check_file(path)
     if suffix == ".csv":
         return read_rupture_csv(path, duration_s=duration_s)
     if suffix == ".eaf":

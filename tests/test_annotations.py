@@ -109,3 +109,37 @@ def test_empty_annotation_file_says_so(tmp_path):
     path.write_text("")
     with pytest.raises(InputError, match="ruptures.csv: file is empty"):
         read_rupture_csv(path)
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "huge field", "too big"])
+def test_an_annotation_file_that_is_not_a_small_text_file_is_refused_in_one_line(tmp_path, kind):
+    """5 December trial: a ruptures.csv that was a folder or held a field over 131,072 characters ended
+    `alliance retrain` with a traceback after Prefect had started, and a FIFO hung it for good."""
+    import os
+    import threading
+
+    path = tmp_path / "ruptures.csv"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "huge field":
+        path.write_text("start_s,end_s,label,marker\n0,10,withdrawal,\"" + "x" * 200_000 + "\"\n")
+    else:
+        path.write_text("start_s,end_s,label\n" + "0,10,withdrawal\n" * 2_000_000)
+    out = {}
+
+    def read():
+        try:
+            read_annotations(path)
+        except InputError as exc:
+            out["error"] = str(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(10)
+    if reader.is_alive():  # unblock the reader of the FIFO so the test process can end
+        with open(path, "w"):
+            pass
+        pytest.fail("reading a FIFO blocked")
+    assert "error" in out and "ruptures.csv" in out["error"] and "\n" not in out["error"], out
