@@ -524,7 +524,8 @@ def cross_validate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, generators:
     Raises
     ------
     InputError
-        Fewer than 2 clients (one generator), a rupture type with no labelled window, a training fold whose
+        Fewer than 2 clients (one generator), a rupture type with no labelled window, no window without
+        rupture, a training fold whose
         windows hold one class only, or a leave-one-generator-out training fold without a rupture type its
         held-out generator has.
     """
@@ -535,6 +536,9 @@ def cross_validate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, generators:
     missing = [CLASSES[k] for k in (1, 2) if not (y == k).any()]
     if missing:
         raise InputError(None, f"no window is labelled {', '.join(missing)}; the annotations need both rupture types")
+    if not (y == 0).any():  # a model must also learn what talk without rupture looks like (5 December trial)
+        raise InputError(None, "no window is without rupture; the sessions need stretches of ordinary talk outside "
+                               "the annotated episodes")
     one = generators is None or np.unique(generators).size < 2
     gens = np.full(y.size, "all") if generators is None else np.asarray(generators)
     splits, grouped_by = transfer_splits(gens, groups, n_splits=n_splits)

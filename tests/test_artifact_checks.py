@@ -103,3 +103,19 @@ def test_a_card_taken_from_another_model_is_refused(tmp_path):
     shutil.copy(ARTIFACTS_DIR / "sim-v4" / "model.skops", copy / "model.skops")
     with pytest.raises(ModelArtifactError, match="copied-model: "):
         load_model(copy)
+
+
+def test_training_without_a_window_free_of_rupture_is_refused_in_one_line():
+    """5 December trial: sessions annotated from start to end ran the whole cross-validation and then failed with
+    an IndexError; a model without the class 'none' could not be loaded anyway."""
+    import numpy as np
+
+    from models.training import cross_validate
+    from pipeline.errors import InputError
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 5))
+    y = np.array([1, 2] * 20)
+    groups = np.repeat([f"c-{i}" for i in range(8)], 5)
+    with pytest.raises(InputError, match="no window is without rupture"):
+        cross_validate(X, y, groups)
