@@ -154,7 +154,8 @@ def retrain(
                         f"digit. Got {version[:40]!r}{'...' if len(version) > 40 else ''} ({len(version)} "
                         "characters) instead.")
         raise typer.Exit(2)
-    if version == "default" or (ARTIFACTS_DIR / version).exists():
+    taken = {"default", *(p.name.lower() for p in ARTIFACTS_DIR.iterdir())}  # in any case: shares may ignore it
+    if version.lower() in taken:
         _error(console, f"--version {version!r} is the name of a shipped model (or 'default'); choose another name")
         raise typer.Exit(2)
     settings = Settings()
