@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from pipeline.errors import InputError
+from pipeline.rttm import plain_number
 from pipeline.types import RUPTURE_LABELS
 
 TIER = "rupture"
@@ -103,11 +104,10 @@ def read_rupture_csv(path: str | Path, *, duration_s: float | None = None) -> tu
             continue
         if len(row) < 3:
             raise InputError(path, f"line {n}: needs start_s, end_s and label; found {len(row)} field(s)")
-        try:
-            start, end = float(row[0]), float(row[1])
-        except ValueError:
+        start, end = plain_number(row[0]), plain_number(row[1])
+        if start is None or end is None:
             raise InputError(path, f"line {n}: start_s and end_s must be numbers of seconds; "
-                                   f"found {row[0]!r}, {row[1]!r}") from None
+                                   f"found {row[0][:20]!r}, {row[1][:20]!r}")
         marker = row[3].strip() if len(row) > 3 and row[3].strip() else None
         items.append((f"line {n}", RuptureAnnotation(start, end, row[2].strip().lower(), marker)))
     return _check(path, items, duration_s)

@@ -6,6 +6,8 @@ times in seconds.
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 
 from pipeline.errors import InputError
@@ -19,6 +21,31 @@ def write_rttm(diarization: Diarization, path: str | Path, *, uri: str) -> Path:
              for t in diarization.turns]
     path.write_text("".join(lines))
     return path
+
+
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def plain_number(text: str) -> float | None:
+    """A decimal number as written in RTTM and annotation files, or None.
+
+    Python's ``float`` also reads ``nan``, ``inf`` and ``1_0`` (as 10); none of them is a time in a file a
+    person or a tool wrote, so they are refused here, as is a number too large to be finite.
+
+    Parameters
+    ----------
+    text : str
+        One field, surrounding spaces allowed.
+
+    Returns
+    -------
+    float or None
+    """
+    text = text.strip()
+    if not _NUMBER.fullmatch(text):
+        return None
+    value = float(text)
+    return value if math.isfinite(value) else None
 
 
 def read_rttm(path: str | Path) -> dict[str, tuple[SpeakerTurn, ...]]:
@@ -38,9 +65,9 @@ def read_rttm(path: str | Path) -> dict[str, tuple[SpeakerTurn, ...]]:
             continue
         if len(fields) < 8:
             raise InputError(path, f"line {lineno}: expected at least 8 fields in a SPEAKER line, found {len(fields)}")
-        try:
-            start, dur = float(fields[3]), float(fields[4])
-        except ValueError as exc:
-            raise InputError(path, f"line {lineno}: start and duration must be numbers in seconds") from exc
+        start, dur = plain_number(fields[3]), plain_number(fields[4])
+        if start is None or dur is None or start < 0 or dur < 0:
+            raise InputError(path, f"line {lineno}: start and duration must be numbers of seconds, 0 or more; found "
+                                   f"{fields[3][:20]!r}, {fields[4][:20]!r}")
         out.setdefault(fields[1], []).append(SpeakerTurn(start, start + dur, fields[7]))
     return {uri: tuple(sorted(turns, key=lambda t: t.start)) for uri, turns in out.items()}

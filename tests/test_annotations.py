@@ -31,6 +31,7 @@ def test_csv_round_trip_in_time_order(tmp_path):
     ("10,20,anger\n", r"ruptures.csv: line 2: unknown label 'anger'; use one of withdrawal, confrontation"),
     ("50,70,withdrawal\n", r"ruptures.csv: line 2: ends at 70 s, past the end of the recording \(60.0 s\)"),
     ("ten,20,withdrawal\n", r"ruptures.csv: line 2: start_s and end_s must be numbers"),
+    ("1_0,20,withdrawal\n", r"ruptures.csv: line 2: start_s and end_s must be numbers"),  # read as 10 (trial)
     ("10,20\n", r"ruptures.csv: line 2: needs start_s, end_s and label"),
 ])
 def test_bad_csv_annotations_name_file_and_line(tmp_path, body, message):
