@@ -368,8 +368,15 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print) -
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         raise InputError(None, f"session ids appear in more than one dataset folder: {', '.join(dup)}")
-    from pipeline.audio import probe
+    from pipeline.audio import probe, recording_sha256
 
+    first_of: dict[str, str] = {}  # content → the session that has it
+    for s in sessions:  # one recording under two sessions would sit in two folds: it scores what it trained on
+        digest = recording_sha256(s.recording)
+        if digest in first_of:
+            raise InputError(s.recording, f"session {s.session_id} has the same recording as session "
+                                          f"{first_of[digest]} (identical content); keep one of them")
+        first_of[digest] = s.session_id
     generator = {}
     for s in sessions:  # every annotation and metadata file is checked, against the declared length, before analysis
         read_annotations(s.annotations, duration_s=probe(s.recording, settings=settings.audio))

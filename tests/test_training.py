@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 
 import numpy as np
 import pytest
@@ -147,7 +148,9 @@ def _write_session(root, sid, client, generator, *, minutes=4.0, episodes=((40, 
 
     folder = root / sid
     folder.mkdir(parents=True)
-    save_wav(folder / "recording.wav", np.zeros(int(minutes * 60 * 8000), np.float32), 8000)
+    samples = np.zeros(int(minutes * 60 * 8000), np.float32)
+    samples[0] = (zlib.crc32(sid.encode()) % 997 + 1) / 1000  # each session its own recording: a copy is refused
+    save_wav(folder / "recording.wav", samples, 8000)
     meta = {"session_id": sid, "client_id": client, "language": "nl",
             "participants": [{"role": "therapist"}, {"role": "client", "age": 10}]}
     if generator == "tts":

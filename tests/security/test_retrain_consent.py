@@ -84,3 +84,19 @@ def test_retrain_refuses_the_run_in_one_line_before_any_analysis(tmp_path, monke
     (line,) = r.stderr.strip().splitlines()
     assert "b-refused" in line and "research" in line and "Traceback" not in r.output
     assert not (tmp_path / "alliance-data" / "models" / "v-test").exists()
+
+
+def test_one_recording_under_two_sessions_refuses_the_dataset_before_any_analysis(tmp_path, monkeypatch):
+    """5 December trial: the same recording under four session and client ids was trained and scored as four
+    clients, so the cross-validation scored windows it had trained on (AUROC 1.000)."""
+    from models import dataset
+    from models.training import load_dataset
+    from pipeline.settings import Settings
+
+    _session(tmp_path / "data", "a-one")
+    _session(tmp_path / "data", "b-other")  # the same second of silence: the same content
+    monkeypatch.setattr(dataset, "session_features", lambda *a, **k: pytest.fail("analysed"))
+    with pytest.raises(InputError) as err:
+        load_dataset([tmp_path / "data"], Settings(), progress=lambda line: None)
+    message = str(err.value)
+    assert "a-one" in message and "b-other" in message and "same recording" in message and "\n" not in message
