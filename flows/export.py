@@ -44,7 +44,8 @@ def export_reviews(settings, out_dir: str | Path) -> dict[str, list[str]]:
     Returns
     -------
     dict
-        ``{"exported": [session ids], "skipped": ["<session id>: reason", ...]}``; each reason is one line.
+        ``{"exported": [session ids], "skipped": ["<session id>: reason", ...], "left_out": ["<session id>: what
+        of an exported session was left out", ...]}``; each reason is one line.
 
     Raises
     ------
@@ -53,7 +54,7 @@ def export_reviews(settings, out_dir: str | Path) -> dict[str, list[str]]:
     """
     store = Store.for_settings(settings)
     out = Path(out_dir)
-    result: dict[str, list[str]] = {"exported": [], "skipped": []}
+    result: dict[str, list[str]] = {"exported": [], "skipped": [], "left_out": []}
     by_session: dict[str, list[dict]] = {}
     for r in store.reviews():
         by_session.setdefault(r["session_id"], []).append(r)
@@ -103,7 +104,7 @@ def export_reviews(settings, out_dir: str | Path) -> dict[str, list[str]]:
         write_rupture_csv(folder / "ruptures.csv", kept)
         for f in (target, folder / "metadata.json", folder / "ruptures.csv"):
             f.chmod(0o600)
-        result["skipped"] += [f"{session_id}: the {d.label} verdict at {d.start:.0f}–{d.end:.0f} s overlaps an episode "
+        result["left_out"] += [f"{session_id}: the {d.label} verdict at {d.start:.0f}–{d.end:.0f} s overlaps an episode "
                               "of the other type and was left out (episodes cannot overlap); annotate it by hand"
                               for d in dropped]
         store.audit("reviews exported", actor="alliance export-reviews", outcome="success", client_id=row["client_id"],

@@ -240,7 +240,7 @@ def test_exported_reviews_are_annotated_sessions_in_the_training_format(clinic, 
     g1, _ = store.flags("s-2")
     store.save_review(session_id="s-2", flag=g1, verdict="repaired", note="x", therapist_id="t-bram")
     result = export_reviews(settings, tmp_path / "export")
-    assert result == {"exported": ["s-1", "s-2"], "skipped": []}
+    assert result == {"exported": ["s-1", "s-2"], "skipped": [], "left_out": []}
     sessions = discover_sessions(tmp_path / "export")
     assert [(s.session_id, s.client_id) for s in sessions] == [("s-1", "c-1"), ("s-2", "c-2")]
     notes = read_annotations(sessions[0].annotations, duration_s=30.0)
@@ -536,11 +536,11 @@ def test_exported_reviews_are_accepted_by_retrain_without_edits(prefect_harness,
     from pipeline.audio import decode, save_wav
 
     settings, store = clinic
-    long = np.tile(decode(SAMPLE_WAV).samples, 4)  # 2 minutes of the call
+    call = decode(SAMPLE_WAV).samples
     spans = {"s-1": (10.0, 45.0, "withdrawal"), "s-2": (60.0, 95.0, "confrontation")}
-    for sid, (a, b, kind) in spans.items():
+    for i, (sid, (a, b, kind)) in enumerate(spans.items()):
         rec = settings.inbox_dir / "done" / f"{sid}.wav"
-        save_wav(rec, long, 16000)
+        save_wav(rec, np.tile(np.roll(call, 8000 * i), 4), 16000)  # 2 minutes of the call; each its own recording
         row = store.session(sid)
         store.save_session(**{**{k: v for k, v in row.items() if k != "updated_at"},
                               "recording_sha256": hashlib.sha256(rec.read_bytes()).hexdigest()})
@@ -568,7 +568,8 @@ def test_export_keeps_the_sessions_own_record_and_names_a_verdict_it_cannot_keep
     store.save_review(session_id="s-1", flag=f2, verdict="repaired", note=None, therapist_id="t-anna")
     result = export_reviews(settings, tmp_path / "export")
     assert result["exported"] == ["s-1"]
-    assert any("withdrawal verdict at 0–30 s overlaps" in line for line in result["skipped"])
+    assert any("withdrawal verdict at 0–30 s overlaps" in line for line in result["left_out"])
+    assert result["skipped"] == []  # the session was exported: nothing of it reads "skipped" (5 December trial)
     meta = json.loads((tmp_path / "export" / "s-1" / "metadata.json").read_text())
     assert meta["language"] == "auto" and meta["client_age"] == 11 and len(meta["participants"]) == 3
     # 5 December trial: a participant's name went out with the research data; roles, ids and ages only

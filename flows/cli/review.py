@@ -88,4 +88,6 @@ def export_reviews_cmd(out: Path = typer.Option(..., "--out", help="Folder for t
         raise typer.Exit(1) from None
     for line in result["skipped"]:
         typer.echo(f"skipped {line}", err=True)
+    for line in result["left_out"]:  # of a session that was exported (5 December trial: it read "skipped")
+        typer.echo(f"exported {line}", err=True)
     typer.echo(f"Exported {len(result['exported'])} reviewed sessions to {out}")
