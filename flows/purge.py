@@ -97,7 +97,7 @@ def unrecorded_session_rows(data_dir: str | Path, client_id: str, known: Iterabl
     return rows
 
 
-_STAMPED = re.compile(r"(.+)\.json\.(\d{4}-\d\d-\d\dT\d{6}_\d{4})\.json")  # NAME.json.<time stamp>.json
+_STAMPED = re.compile(r"(.+)\.json\.(\d{4}-\d\d-\d\dT\d{6}[_-]\d{4})\.json")  # NAME.json.<time stamp>.json
 
 
 def _paired(sidecar: Path) -> list[Path]:
