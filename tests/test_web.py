@@ -736,3 +736,15 @@ def test_the_session_facts_come_from_this_sessions_own_sidecar_when_a_file_name_
     # a name with glob characters is still found
     shutil.copy(SAMPLE_WAV, done / "a[1].wav")
     assert find_recording(settings.inbox_dir, {**row, "recording_name": "a[1].wav"}) == done / "a[1].wav"
+
+
+def test_a_note_keeps_its_lines_but_no_control_or_direction_characters(clinic):
+    """5 December trial: NUL, ESC and a right-to-left override in a note were stored and served as typed."""
+    settings, store = clinic
+    c = _client(settings, "t-anna")
+    flag = store.flags("s-1")[0]
+    r = post_form(c, "/sessions/s-1", f"/sessions/s-1/flags/{flag['id']}/review",
+                  {"verdict": "rupture", "note": "first line\nsecond\x00 line\x1b[31m \u202eevil\ttab"})
+    assert r.status_code == 303
+    (review,) = store.reviews(session_id="s-1")
+    assert review["note"] == "first line\nsecond line[31m evil\ttab"

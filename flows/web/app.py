@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import traceback
 from pathlib import Path
@@ -31,6 +32,26 @@ log = logging.getLogger(__name__)
 
 NOTE_MAX = 2000
 """Longest note kept with a verdict, in characters (the form says so: ``maxlength``)."""
+
+# control characters other than line breaks and tabs, and the invisible characters that turn text around (a
+# right-to-left override shows "xwav.png" for "x\u202egnp.wav") have no place in a clinical note
+_NOT_IN_NOTES = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def clean_note(note: str) -> str:
+    """A review note as stored: control and direction characters removed, lines kept, at most NOTE_MAX characters.
+
+    Parameters
+    ----------
+    note : str
+        As the form sent it (the page's ``maxlength`` keeps a browser within NOTE_MAX).
+
+    Returns
+    -------
+    str
+    """
+    return _NOT_IN_NOTES.sub("", note.replace("\r\n", "\n")).strip()[:NOTE_MAX]
+
 
 SHOW = ("all", "open")
 """The lists' filter (``?show=``): every flag, or only flags not yet reviewed."""
@@ -374,7 +395,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
             raise not_found()
         if verdict not in VERDICTS:
             raise HTTPException(status_code=422, detail=f"verdict must be one of {', '.join(VERDICTS)}")
-        store.save_review(session_id=session_id, flag=flag, verdict=verdict, note=note.strip()[:NOTE_MAX],
+        store.save_review(session_id=session_id, flag=flag, verdict=verdict, note=clean_note(note),
                           therapist_id=user)
         store.audit("flag reviewed", actor=user, outcome="success", client_id=row["client_id"],
                     session_id=session_id, detail=f"flag {flag_id}: {verdict}")
