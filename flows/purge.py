@@ -133,7 +133,11 @@ def _sessions_files(root: Path, rows: Iterable[dict[str, Any]]) -> list[Path]:
             continue
         for folder in ("done", "failed", "rejected"):
             for p in filed_copies(root / folder, str(name)):
-                if p.suffix.lower() in AUDIO_SUFFIXES and recording_sha256(p) == sha:
+                try:
+                    same = p.suffix.lower() in AUDIO_SUFFIXES and recording_sha256(p) == sha
+                except OSError:  # unreadable: not known to be the client's; it stays
+                    continue
+                if same:
                     out += [p, *[r for r in (p.with_name(p.name + ".reason.txt"),) if r.exists()]]
     return out
 
