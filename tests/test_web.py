@@ -748,3 +748,21 @@ def test_a_note_keeps_its_lines_but_no_control_or_direction_characters(clinic):
     assert r.status_code == 303
     (review,) = store.reviews(session_id="s-1")
     assert review["note"] == "first line\nsecond line[31m evil\ttab"
+
+
+def test_a_note_longer_than_the_form_allows_is_refused_not_cut(clinic):
+    """5 December trial: a forged post with a note of 60,000 characters was cut to 2,000 without a word; the
+    therapist's verdict was stored with a note they never wrote that way. It is refused, and nothing is stored."""
+    settings, store = clinic
+    c = _client(settings, "t-anna")
+    flag = store.flags("s-1")[0]
+    r = post_form(c, "/sessions/s-1", f"/sessions/s-1/flags/{flag['id']}/review",
+                  {"verdict": "rupture", "note": "x" * 2001})
+    assert r.status_code == 422
+    assert "The note is longer than 2000 characters and was not saved" in r.text
+    assert store.reviews(session_id="s-1") == []
+    assert any(a["outcome"] == "refused" and "longer than 2000" in a["detail"] for a in store.audit_rows())
+    r = post_form(c, "/sessions/s-1", f"/sessions/s-1/flags/{flag['id']}/review",
+                  {"verdict": "rupture", "note": "x" * 2000})
+    assert r.status_code == 303
+    assert len(store.reviews(session_id="s-1")[0]["note"]) == 2000

@@ -39,7 +39,8 @@ _NOT_IN_NOTES = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2
 
 
 def clean_note(note: str) -> str:
-    """A review note as stored: control and direction characters removed, lines kept, at most NOTE_MAX characters.
+    """A review note as stored: control and direction characters removed, lines kept (the length is checked by the
+    caller against NOTE_MAX; nothing is cut).
 
     Parameters
     ----------
@@ -50,7 +51,7 @@ def clean_note(note: str) -> str:
     -------
     str
     """
-    return _NOT_IN_NOTES.sub("", note.replace("\r\n", "\n")).strip()[:NOTE_MAX]
+    return _NOT_IN_NOTES.sub("", note.replace("\r\n", "\n")).strip()
 
 
 SHOW = ("all", "open")
@@ -194,10 +195,11 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
     async def refused(_request: Request, exc: _Refused):
         return exc.response
 
-    def error_page(status: int) -> HTMLResponse:
+    def error_page(status: int, hint: str | None = None) -> HTMLResponse:
         """A small page in the app's language for an error ``status``: a heading and a hint, no internals."""
         heading = t.get(f"error_{status}", t["error_other"])
-        return HTMLResponse(page("error.html", heading=heading, hint=t.get(f"error_{status}_hint", "")),
+        return HTMLResponse(page("error.html", heading=heading,
+                                 hint=t.get(f"error_{status}_hint", "") if hint is None else hint),
                             status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
@@ -395,7 +397,13 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
             raise not_found()
         if verdict not in VERDICTS:
             raise HTTPException(status_code=422, detail=f"verdict must be one of {', '.join(VERDICTS)}")
-        store.save_review(session_id=session_id, flag=flag, verdict=verdict, note=clean_note(note),
+        kept = clean_note(note)
+        if len(kept) > NOTE_MAX:  # the form's maxlength stops a browser; a forged request or an old page gets here
+            store.audit("flag reviewed", actor=user, outcome="refused", client_id=row["client_id"],
+                        session_id=session_id, detail=f"flag {flag_id}: note of {len(kept)} characters, "
+                                                      f"longer than {NOTE_MAX}; nothing saved")
+            return error_page(422, t["note_too_long"].format(limit=NOTE_MAX))
+        store.save_review(session_id=session_id, flag=flag, verdict=verdict, note=kept,
                           therapist_id=user)
         store.audit("flag reviewed", actor=user, outcome="success", client_id=row["client_id"],
                     session_id=session_id, detail=f"flag {flag_id}: {verdict}")
