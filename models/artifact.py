@@ -58,6 +58,15 @@ class ModelBundle:
         per = self.card["threshold"].get("per_class", {})
         return float(per.get(CLASSES[class_index], self.threshold))
 
+    def class_confirm(self, class_index: int) -> float | None:
+        """Probability a flagged stretch of one rupture class must reach somewhere (card ``threshold.confirm``).
+
+        None for cards without it (models before ``sim-v5``): every stretch at the threshold is flagged.
+        """
+        confirm = self.card["threshold"].get("confirm") or {}
+        value = confirm.get(CLASSES[class_index])
+        return None if value is None else float(value)
+
     @property
     def feature_names(self) -> tuple[str, ...]:
         """The markers the model reads, in its column order (a subset of ``FEATURE_NAMES``)."""
@@ -169,6 +178,70 @@ def session_baseline(X, sessions):
             usual = np.nanmedian(X[rows], axis=0)
         departure[rows] = X[rows] - usual
     return np.hstack([X, departure])
+
+
+def confirmed_windows(p, threshold: float, confirm: float | None, sessions, starts=None, ends=None):
+    """Windows flagged with a double threshold: at or above ``threshold``, in a stretch that reaches ``confirm``.
+
+    Windows of one session at or above the threshold form one stretch while they touch in time (a window
+    starting after the end of the stretch's last window starts another), as :func:`models.flagging.flag_windows`
+    merges them into one flag; without times, consecutive rows of a session touch. A stretch is flagged only when
+    its highest probability reaches ``confirm``: hysteresis thresholding, as in event detection (Canny 1986; sound
+    event detection and voice activity detection use the same two thresholds), so that a rupture episode, which
+    has a core the model is sure of, keeps its whole extent, while a stretch that only brushes the threshold (an
+    odd minute of ordinary talk) is left out. ``confirm`` None or at most ``threshold``: the threshold alone.
+
+    Parameters
+    ----------
+    p : np.ndarray, shape (n_windows,)
+        Probability of one rupture type per window, windows of each session in time order.
+    threshold : float in (0, 1)
+        Flag threshold.
+    confirm : float in (0, 1) or None
+        Probability a stretch must reach somewhere to be flagged.
+    sessions : np.ndarray, shape (n_windows,)
+        Session of each window (windows of a session contiguous).
+    starts, ends : np.ndarray, shape (n_windows,), optional
+        Window start and end times (s).
+
+    Returns
+    -------
+    np.ndarray of bool, shape (n_windows,)
+        Whether each window is flagged.
+
+    References
+    ----------
+    Canny (1986), A computational approach to edge detection, IEEE Trans. PAMI 8(6) (hysteresis thresholding).
+    """
+    import numpy as np
+
+    p = np.asarray(p, dtype=float)
+    above = p >= threshold
+    if confirm is None or confirm <= threshold or p.size == 0:
+        return above
+    sessions = np.asarray(sessions)
+    out = np.zeros(p.size, dtype=bool)
+    stretch: list[int] = []
+
+    def close() -> None:
+        if stretch and p[stretch].max() >= confirm:
+            out[stretch] = True
+        stretch.clear()
+
+    for i in range(p.size):
+        if not above[i]:
+            if starts is None:
+                close()
+            continue
+        if stretch:
+            last = stretch[-1]
+            apart = (sessions[i] != sessions[last]
+                     or (starts[i] > ends[last] if starts is not None else i != last + 1))
+            if apart:
+                close()
+        stretch.append(i)
+    close()
+    return out
 
 
 def context_mean(proba, sessions, windows: int):
@@ -433,6 +506,10 @@ def render_card_markdown(card: dict) -> str:
     per = card["threshold"].get("per_class")
     value = ", ".join(f"{k} {v}" for k, v in per.items()) if per else card["threshold"]["value"]
     lines += ["", "## Threshold", "", f"{value}: {card['threshold']['why']}", ""]
+    if card["threshold"].get("confirm"):
+        confirm = ", ".join(f"{k} {v}" for k, v in card["threshold"]["confirm"].items())
+        lines += [f"A stretch is flagged only where it reaches {confirm}: "
+                  f"{card['threshold'].get('confirm_why', '')}", ""]
     if card.get("inputs", {}).get("session_baseline"):
         lines += ["## Session baseline", "", str(card["inputs"].get("why", "")), ""]
     if card.get("context", {}).get("windows", 1) > 1:
@@ -571,6 +648,10 @@ def _check_thresholds(folder: Path, threshold) -> None:
             or any(bad(v) for v in per.values())):
         raise ModelArtifactError(f"{folder.name}: {CARD_FILE}: threshold must be {{'value': p, 'per_class': "
                                  f"{{type: p}}}} with every p between 0 and 1. Got {json.dumps(threshold)[:80]} instead.")
+    confirm = threshold.get("confirm", {})
+    if not isinstance(confirm, dict) or any(bad(v) or k not in CLASSES[1:] for k, v in confirm.items()):
+        raise ModelArtifactError(f"{folder.name}: {CARD_FILE}: threshold.confirm must be {{type: p}} for the rupture "
+                                 f"types with every p between 0 and 1. Got {json.dumps(confirm)[:80]} instead.")
 
 
 MAX_CONTEXT_WINDOWS = 99  # about 16 minutes of talk with 10-s hops; more is no longer one episode

@@ -174,7 +174,8 @@ def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *
     Returns
     -------
     dict
-        ``thresholds`` (per type, as applied), ``files``: ``[{"file" (path inside its folder), "folder", "minutes",
+        ``thresholds`` (per type, as applied), ``confirm`` (per type, the confirmation level of a card that has
+        one and no threshold override), ``files``: ``[{"file" (path inside its folder), "folder", "minutes",
         "flags", "flags_per_hour", "by_type": {type: flags}}]`` and ``overall``: ``{"files", "minutes", "flags",
         "flags_per_hour", "by_type"}``. Minutes are rounded to 0.01, rates to 0.01 per hour. ``skipped``:
         ``[{"file", "folder", "why"}]``, the recordings set aside and not counted: those that cannot be analysed
@@ -236,7 +237,9 @@ def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *
                 + (f"; {warning}" if warning else ""))
     n = sum(total.values())
     applied = {CLASSES[k]: threshold if threshold is not None else bundle.class_threshold(k) for k in (1, 2)}
-    return {"thresholds": applied, "files": files, "skipped": skipped,
+    confirm = {} if threshold is not None else {CLASSES[k]: bundle.class_confirm(k) for k in (1, 2)
+                                                if bundle.class_confirm(k) is not None}
+    return {"thresholds": applied, **({"confirm": confirm} if confirm else {}), "files": files, "skipped": skipped,
             "overall": {"files": len(files), "minutes": round(total_min, 2), "flags": n,
                         "flags_per_hour": _round(flags_per_hour(n, total_min)), "by_type": total}}
 

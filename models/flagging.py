@@ -173,7 +173,10 @@ def flag_windows(features: SessionFeatures, bundle: ModelBundle, *, threshold: f
     A window's probability is the mean over the model's context of windows with
     enough speech (``ModelBundle.probabilities``; 1 window for models without one).
     Overlapping or touching flagged windows of one rupture type merge into one
-    flag carrying the highest probability and the reasons of the window whose own
+    stretch; with a card that has ``threshold.confirm`` (from ``sim-v5``), a
+    stretch is kept only where its highest probability reaches the type's
+    confirmation level (:func:`models.artifact.confirmed_windows`). Each kept
+    stretch is a flag carrying the highest probability and the reasons of the window whose own
     probability (before the context mean) is highest: the facts behind them (``reason_facts``), which the report and the
     review app word in the reader's language, and their sentences in ``language``.
 
@@ -184,7 +187,8 @@ def flag_windows(features: SessionFeatures, bundle: ModelBundle, *, threshold: f
     bundle : ModelBundle
         Loaded classifier.
     threshold : float in (0, 1), optional
-        Overrides the model card's thresholds (one per rupture type, or one for both).
+        Overrides the model card's thresholds (one per rupture type, or one for both); every stretch at it is
+        then flagged (no confirmation level).
     min_speech_s : float >= 0
         Windows with less speech than this (seconds, any speaker) are never
         flagged: no talk at all is not evidence of a rupture.
@@ -215,16 +219,21 @@ def flag_windows(features: SessionFeatures, bundle: ModelBundle, *, threshold: f
         proba[speech] = context_mean(own[speech], np.zeros(int(speech.sum()), dtype=int), bundle.context_windows)
     flags: list[RuptureFlag] = []
     for k in range(1, len(CLASSES)):
+        cut = bundle.class_threshold(k) if threshold is None else threshold
+        confirm = bundle.class_confirm(k) if threshold is None else None  # an override flags every window at it
+
+        def close(stretch: list[int]) -> None:
+            if stretch and (confirm is None or max(proba[i, k] for i in stretch) >= confirm):
+                flags.append(_merge(features, bundle, X, inputs, proba, own, stretch, k, language))
+
         current: list[int] = []
         for i, frame in enumerate(features.frames):
-            cut = bundle.class_threshold(k) if threshold is None else threshold
             if proba[i, k] >= cut and frame.speech_s >= min_speech_s:
                 if current and frame.start > features.frames[current[-1]].end:
-                    flags.append(_merge(features, bundle, X, inputs, proba, own, current, k, language))
+                    close(current)
                     current = []
                 current.append(i)
-        if current:
-            flags.append(_merge(features, bundle, X, inputs, proba, own, current, k, language))
+        close(current)
     return tuple(sorted(flags, key=lambda f: (f.start, f.marker_type)))
 
 

@@ -142,7 +142,8 @@ def false_alarm_set(folder: Path, *, minutes: float, shared: Path | None, progre
 def cross_language(train_dirs: list[Path], settings, *, c: float | None = None, progress=print) -> dict:
     """Linear model trained on one language's sessions (both generators), scored on the other language's.
 
-    Thresholds come from the source language's own leave-one-generator-out predictions, as for the shipped model.
+    Thresholds and confirmation levels come from the source language's own out-of-fold predictions, as for the
+    shipped model.
 
     Parameters
     ----------
@@ -159,8 +160,9 @@ def cross_language(train_dirs: list[Path], settings, *, c: float | None = None, 
         for a direction whose source language cannot be cross-validated (a rupture type missing from a generator).
     """
     from models.artifact import ModelBundle
-    from models.training import (CONTEXT_WINDOWS, SESSION_BASELINE, TARGET_RECALL, cross_validate, evaluate_bundle,
-                                 fit_calibrated, load_dataset, model_inputs, shipped_thresholds)
+    from models.training import (CONFIRM_RECALL, CONTEXT_WINDOWS, SESSION_BASELINE, TARGET_RECALL, choose_threshold,
+                                 cross_validate, evaluate_bundle, fit_calibrated, load_dataset, model_inputs,
+                                 shipped_thresholds)
     from pipeline.features import FEATURE_NAMES, MODEL_FEATURE_NAMES
 
     by_lang = {lang: [d for d in train_dirs if f"-{lang}-" in d.name] for lang in ("nl", "en")}
@@ -179,10 +181,12 @@ def cross_language(train_dirs: list[Path], settings, *, c: float | None = None, 
             out[f"trained_{src}_scored_{dst}"] = {"skipped": str(exc)}
             continue
         model = fit_calibrated("linear", X, data["y"], data["groups"], data["generators"], c=c)
-        thresholds, _ = shipped_thresholds(model, X, data["y"], data["groups"], data["generators"],
-                                           target_recall=TARGET_RECALL, fallback=cv["thresholds"],
-                                           sessions=data["sessions"], context=CONTEXT_WINDOWS)
-        card = {"threshold": {"value": min(thresholds.values()), "per_class": thresholds},
+        thresholds, shipped = shipped_thresholds(model, X, data["y"], data["groups"], data["generators"],
+                                                 target_recall=TARGET_RECALL, fallback=cv["thresholds"],
+                                                 sessions=data["sessions"], context=CONTEXT_WINDOWS)
+        confirm = ({name: max(thresholds[name], choose_threshold(data["y"] == k, shipped[:, k], CONFIRM_RECALL))
+                    for k, name in ((1, "withdrawal"), (2, "confrontation"))} if shipped is not None else {})
+        card = {"threshold": {"value": min(thresholds.values()), "per_class": thresholds, "confirm": confirm},
                 "context": {"windows": CONTEXT_WINDOWS}, "inputs": {"session_baseline": SESSION_BASELINE},
                 "feature_names": list(MODEL_FEATURE_NAMES), "version": f"{src}-only"}
         other = load_dataset(by_lang[dst], settings, progress=progress)

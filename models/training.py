@@ -43,12 +43,16 @@ from typing import Sequence
 
 import numpy as np
 
-from models.artifact import (CLASSES, ModelBundle, code_version, context_mean, load_model, save_model,
+from models.artifact import (CLASSES, ModelBundle, code_version, confirmed_windows, context_mean, load_model, save_model,
                              session_baseline)
 from pipeline.errors import InputError
 from pipeline.features import ABSOLUTE_MARKERS, FEATURE_NAMES, FEATURE_UNITS, MODEL_FEATURE_NAMES
 
 TARGET_RECALL = 0.8
+#: a flagged stretch must reach the probability at which the shipped model still finds this share of the rupture
+#: windows (out of fold): hysteresis flagging, models.artifact.confirmed_windows (chosen on rupture-free sessions
+#: of real speech the false-alarm recordings do not use; docs/architecture.md)
+CONFIRM_RECALL = 0.5
 # windows averaged into each window's probability (models.artifact.context_mean): 5 windows of 30 s every 10 s
 # (70 s of talk). On the sim-v2 build's cached features (held-out sessions of both generators, real rupture-free
 # recordings), 3 against 1 raised held-out AUROC (withdrawal 0.871 -> 0.895, confrontation 0.993 -> 0.998) and
@@ -345,7 +349,7 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print) -
         index), ``groups`` (client ids), ``generators`` (the session's
         generator, :func:`models.transfer.session_generator`), ``folders``
         (the dataset folder as given), ``sessions`` (session id per window),
-        ``languages`` (per window) and ``n_sessions``.
+        ``languages`` (per window), ``starts`` and ``ends`` (each window's times, s) and ``n_sessions``.
 
     Raises
     ------
@@ -381,7 +385,7 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print) -
     for s in sessions:  # every annotation and metadata file is checked, against the declared length, before analysis
         read_annotations(s.annotations, duration_s=probe(s.recording, settings=settings.audio))
         generator[s.session_id] = session_generator(s.metadata)
-    X, y, groups, sids, langs, gens, folders = [], [], [], [], [], [], []
+    X, y, groups, sids, langs, gens, folders, starts, ends = [], [], [], [], [], [], [], [], []
     min_speech = settings.model.min_window_speech_s
     for i, s in enumerate(sessions, start=1):
         feats, duration = session_features(s, settings)
@@ -398,11 +402,14 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print) -
         langs += [s.language or "unknown"] * len(keep)
         gens += [generator[s.session_id]] * len(keep)
         folders += [folder_of[s.session_id]] * len(keep)
+        starts += [feats.frames[j].start for j in keep]
+        ends += [feats.frames[j].end for j in keep]
         progress(f"[{i}/{len(sessions)}] {s.session_id} ({generator[s.session_id]}): {len(keep)} windows")
     return dict(X=np.array(X, dtype=float).reshape(-1, len(FEATURE_NAMES)), y=np.array(y, dtype=int),
                 groups=np.array(groups, dtype=str), generators=np.array(gens, dtype=str),
                 folders=np.array(folders, dtype=str), sessions=np.array(sids, dtype=str),
-                languages=np.array(langs, dtype=str), n_sessions=len(sessions))
+                languages=np.array(langs, dtype=str), starts=np.array(starts, dtype=float),
+                ends=np.array(ends, dtype=float), n_sessions=len(sessions))
 
 
 def choose_threshold(y_true: np.ndarray, p: np.ndarray, target_recall: float) -> float:
@@ -429,8 +436,14 @@ def choose_threshold(y_true: np.ndarray, p: np.ndarray, target_recall: float) ->
     return float(thresholds[recall[:-1] >= target_recall].max())
 
 
-def type_metrics(y: np.ndarray, proba: np.ndarray, thresholds: dict[str, float]) -> dict:
+def type_metrics(y: np.ndarray, proba: np.ndarray, thresholds: dict[str, float], *,
+                 confirm: dict[str, float] | None = None, sessions: np.ndarray | None = None,
+                 starts: np.ndarray | None = None, ends: np.ndarray | None = None) -> dict:
     """Per rupture type (one against the rest): AUROC, AUPRC, recall, precision, Brier score, reliability.
+
+    Recall and precision count the windows the model flags: at or above the threshold and, with ``confirm``, in a
+    stretch that reaches the type's confirmation level (:func:`models.artifact.confirmed_windows`), as the report
+    flags them.
 
     Parameters
     ----------
@@ -440,6 +453,12 @@ def type_metrics(y: np.ndarray, proba: np.ndarray, thresholds: dict[str, float])
         Predicted class probabilities.
     thresholds : dict
         Flag threshold per rupture type.
+    confirm : dict, optional
+        Confirmation level per rupture type (``threshold.confirm`` of a card); None: the threshold alone.
+    sessions : np.ndarray, shape (n,), optional
+        Session per window (windows of a session contiguous, in time order); None: one session.
+    starts, ends : np.ndarray, shape (n,), optional
+        Window times (s), so that stretches merge as the flags do; None: consecutive windows touch.
 
     Returns
     -------
@@ -457,7 +476,9 @@ def type_metrics(y: np.ndarray, proba: np.ndarray, thresholds: dict[str, float])
             continue
         truth, p = y == k, proba[:, k]
         both = 0 < truth.sum() < truth.size
-        flagged = p >= thresholds[name]
+        level = (confirm or {}).get(name)
+        flagged = confirmed_windows(p, thresholds[name], level,
+                                    np.zeros(p.size, dtype=int) if sessions is None else sessions, starts, ends)
         tp = int((flagged & truth).sum())
         bins = _reliability(truth, p) if p.size else []
         out[name] = {
@@ -465,6 +486,7 @@ def type_metrics(y: np.ndarray, proba: np.ndarray, thresholds: dict[str, float])
             "auroc": round(float(roc_auc_score(truth, p)), 4) if both else math.nan,
             "auprc": round(float(average_precision_score(truth, p)), 4) if both else math.nan,
             "threshold": round(float(thresholds[name]), 4),
+            **({"confirm": round(float(level), 4)} if level is not None else {}),
             "recall": round(tp / truth.sum(), 4) if truth.any() else math.nan,
             "precision": round(tp / flagged.sum(), 4) if flagged.any() else math.nan,
             "flagged": int(flagged.sum()),
@@ -656,7 +678,9 @@ def _nanmean(values) -> float:
 
 def same_generator(X: np.ndarray, y: np.ndarray, groups: np.ndarray, generators: np.ndarray,
                    thresholds: dict[str, float], *, kind: str = "linear", n_splits: int = 5,
-                   sessions: np.ndarray | None = None, context: int = 1, c: float | None = None) -> dict:
+                   sessions: np.ndarray | None = None, context: int = 1, c: float | None = None,
+                   confirm: dict[str, float] | None = None, starts: np.ndarray | None = None,
+                   ends: np.ndarray | None = None) -> dict:
     """Within each generator, grouped-by-client cross-validation scored at the given (shipped) thresholds.
 
     The figures a model reaches on new clients of a generator it was trained on: set beside the cross-generator
@@ -672,6 +696,8 @@ def same_generator(X: np.ndarray, y: np.ndarray, groups: np.ndarray, generators:
     n_splits : int >= 2
     sessions, context, c
         As for :func:`cross_validate`.
+    confirm, starts, ends
+        As for :func:`type_metrics`.
 
     Returns
     -------
@@ -697,7 +723,11 @@ def same_generator(X: np.ndarray, y: np.ndarray, groups: np.ndarray, generators:
             proba[te] = _class_proba(fit_calibrated(kind, Xg[tr], yg[tr], gg[tr], None, c=c), Xg[te])
         proba = _in_context(proba, None if sessions is None else sessions[m], context)
         out[gen] = {"grouped_by": "client", "n_splits": len(splits), "n_clients": int(np.unique(gg).size),
-                    "n_windows": int(yg.size), "types": type_metrics(yg, proba, thresholds)}
+                    "n_windows": int(yg.size),
+                    "types": type_metrics(yg, proba, thresholds, confirm=confirm,
+                                          sessions=None if sessions is None else sessions[m],
+                                          starts=None if starts is None else starts[m],
+                                          ends=None if ends is None else ends[m])}
     return out
 
 
@@ -734,8 +764,16 @@ def evaluate_bundle(bundle: ModelBundle, data: dict, *, by_group: bool = False) 
         raise InputError(None, "no window with enough speech to evaluate")
     proba = bundle.probabilities(data["X"][:, bundle.columns()], data["sessions"])
     thresholds = {CLASSES[k]: bundle.class_threshold(k) for k in (1, 2)}
+    confirm = {CLASSES[k]: bundle.class_confirm(k) for k in (1, 2) if bundle.class_confirm(k) is not None}
+
+    def scored(m):
+        return type_metrics(data["y"][m], proba[m], thresholds, confirm=confirm or None, sessions=data["sessions"][m],
+                            starts=data["starts"][m] if "starts" in data else None,
+                            ends=data["ends"][m] if "ends" in data else None)
+
+    everything = np.ones(data["y"].size, dtype=bool)
     out = {"n_sessions": int(data["n_sessions"]), "n_clients": int(np.unique(data["groups"]).size),
-           "types": type_metrics(data["y"], proba, thresholds)}
+           "types": scored(everything)}
     if by_group:
         for key, column in (("by_generator", "generators"), ("by_folder", "folders")):
             out[key] = {}
@@ -743,7 +781,7 @@ def evaluate_bundle(bundle: ModelBundle, data: dict, *, by_group: bool = False) 
                 m = data[column] == name
                 out[key][name] = {"n_sessions": int(np.unique(data["sessions"][m]).size),
                                   "n_clients": int(np.unique(data["groups"][m]).size),
-                                  "types": type_metrics(data["y"][m], proba[m], thresholds)}
+                                  "types": scored(m)}
     return out
 
 
@@ -821,7 +859,8 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
           target_recall: float = TARGET_RECALL, holdout_dirs: Sequence[str | Path] = (),
           unannotated_dirs: Sequence[str | Path] = (), summary: str | None = None, description: str = "",
           extra_metrics: dict | None = None, kinds: Sequence[str] = MODEL_KINDS, context: int = CONTEXT_WINDOWS,
-          baseline: bool = SESSION_BASELINE, c_grid: Sequence[float] = LINEAR_C_GRID, progress=print) -> Path:
+          baseline: bool = SESSION_BASELINE, c_grid: Sequence[float] = LINEAR_C_GRID,
+          confirm_recall: float | None = CONFIRM_RECALL, progress=print) -> Path:
     """Cross-validate across generators, choose and calibrate a model, fit it on all windows, save an artifact.
 
     Parameters
@@ -859,6 +898,10 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
         (:func:`models.artifact.session_baseline`), everywhere it is applied.
     c_grid : sequence of float > 0
         The linear model's ``C`` values searched (:func:`choose_regularisation`); empty: :data:`LINEAR_C`.
+    confirm_recall : float in (0, target_recall], optional
+        A flagged stretch must reach, somewhere, the probability at which the shipped model still finds this share
+        of the rupture windows (chosen on the same out-of-fold probabilities as the thresholds; card
+        ``threshold.confirm``); None: every stretch at the threshold is flagged.
 
     Returns
     -------
@@ -881,6 +924,8 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
 
     if not 0 < target_recall <= 1:
         raise ValueError(f"target_recall must be in (0, 1]. Got {target_recall} instead.")
+    if confirm_recall is not None and not 0 < confirm_recall <= target_recall:
+        raise ValueError(f"confirm_recall must be in (0, target_recall]. Got {confirm_recall} instead.")
     for kind in kinds:
         make_estimator(kind)
     for d in unannotated_dirs:  # a wrong folder stops the run before any analysis
@@ -889,6 +934,7 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
         check_holdout_apart(data_dirs, holdout_dirs)
     data = load_dataset(data_dirs, settings, progress=progress)
     X_all, y, groups, gens, sids = data["X"], data["y"], data["groups"], data["generators"], data["sessions"]
+    starts, ends = data["starts"], data["ends"]
     # the classifier reads the markers that do not follow the recording's level or the voice (ABSOLUTE_MARKERS)
     raw = X_all[:, [FEATURE_NAMES.index(n) for n in MODEL_FEATURE_NAMES]]
     X = model_inputs(raw, sids, baseline)  # what the estimator reads, here as in every flag
@@ -913,16 +959,20 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
     thresholds, shipped = shipped_thresholds(model, X, y, groups, gens, target_recall=target_recall,
                                              sessions=sids, context=context,
                                              fallback=cv["thresholds"])
+    confirm = ({CLASSES[k]: max(thresholds[CLASSES[k]], choose_threshold(y == k, shipped[:, k], confirm_recall))
+                for k in (1, 2)} if shipped is not None and confirm_recall is not None else {})
+    spans = dict(confirm=confirm or None, sessions=sids, starts=starts, ends=ends)
     if shipped is not None and cv["grouped_by"] == cal_how:
         # the cross-validation's figures at these thresholds, on the shipped model's scale: the cross-validation's
         # folds (one per generator, else by client), each window's decision value from a model that did not train
         # on its generator (else client), through the shipped calibrators
         oof = (shipped if cal_how == "client" else
                _in_context(shipped_probabilities(model, X, y, cal_fold), sids, context))
-        cv = {**cv, "metrics": type_metrics(y, oof, thresholds)}
+        cv = {**cv, "metrics": type_metrics(y, oof, thresholds, **spans)}
         for pair in cv["pairs"]:
             held = gens == pair["test"]
-            pair["types"] = type_metrics(y[held], oof[held], thresholds)
+            pair["types"] = type_metrics(y[held], oof[held], thresholds, confirm=confirm or None, sessions=sids[held],
+                                         starts=starts[held], ends=ends[held])
         if cv["pairs"]:  # the mean of the table as the card shows it (the model choice keeps each fold's own)
             cv["mean_auroc"] = {name: _nanmean([p["types"][name]["auroc"] for p in cv["pairs"]])
                                 for name in CLASSES[1:]}
@@ -992,6 +1042,13 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
                     f"like the shipped model on every generator, so on its scale), still find {target_recall:.0%} "
                     "of the annotated windows: a flag asks a clinician to look, so missing a rupture costs more "
                     "than reviewing an extra stretch"),
+            **({"confirm": {k: round(v, 4) for k, v in confirm.items()}, "confirm_recall": confirm_recall,
+                "confirm_why": (f"per rupture type, the probability at which the same out-of-fold probabilities still "
+                                f"find {confirm_recall:.0%} of the annotated windows; windows at the threshold that "
+                                "touch form a stretch, and a stretch is flagged only where it reaches this level "
+                                "(hysteresis): a rupture episode has a core the model is sure of and keeps its whole "
+                                "extent, while a stretch of ordinary talk that only brushes the threshold is not "
+                                "flagged")} if confirm else {}),
         },
         "metrics": {
             "cross_validation": {"grouped_by": cv["grouped_by"], "n_splits": cv["n_splits"], "types": cv["metrics"],
@@ -1028,7 +1085,8 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
         card["metrics"] = {"cross_generator": {"pairs": cv["pairs"], "mean_auroc": cv["mean_auroc"]},
                            **card["metrics"]}
         card["metrics"]["same_generator"] = same_generator(X, y, groups, gens, thresholds, kind=chosen,
-                                                            sessions=sids, context=context, c=c)
+                                                            sessions=sids, context=context, c=c,
+                                                            confirm=confirm or None, starts=starts, ends=ends)
     if extra_metrics:
         card["metrics"].update(extra_metrics)
     bundle = ModelBundle(estimator=model, card=card, path=Path("."))

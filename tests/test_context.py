@@ -104,3 +104,62 @@ def test_a_flag_in_context_gives_the_reasons_of_its_strongest_window(monkeypatch
     assert [(f.start, f.end) for f in flags] == [(10.0, 60.0)]
     assert flags[0].probability == pytest.approx(0.3)
     assert seen == [0.9] and flags[0].reason_facts[0].value == pytest.approx(0.9)
+
+
+def _confirming_bundle(confirm):
+    card = {"version": "test", "feature_names": list(FEATURE_NAMES),
+            "threshold": {"value": 0.5, "per_class": {"withdrawal": 0.5, "confrontation": 0.5},
+                          "confirm": {"withdrawal": confirm}}}
+    return ModelBundle(_FirstMarker(), card, Path("."))
+
+
+def test_confirmed_windows_keep_only_stretches_that_reach_the_confirmation_level():
+    from models.artifact import confirmed_windows
+
+    p = np.array([0.6, 0.9, 0.6, 0.1, 0.6, 0.6, 0.1, 0.6, 0.95])
+    s = np.array(["a"] * 7 + ["b"] * 2)
+    # stretches: a0-2 (reaches 0.9), a4-5 (only 0.6), b7-8 (0.95; a session of its own, not a2's neighbour)
+    np.testing.assert_array_equal(confirmed_windows(p, 0.5, 0.8, s),
+                                  [1, 1, 1, 0, 0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(confirmed_windows(p, 0.5, None, s), p >= 0.5)  # no level: the threshold alone
+    np.testing.assert_array_equal(confirmed_windows(p, 0.5, 0.4, s), p >= 0.5)  # a level below it changes nothing
+    # with window times (30-s windows every 10 s), windows two apart still touch: a0-2 and a4-5 are one stretch
+    starts = np.array([0, 10, 20, 30, 40, 50, 60, 0, 10], dtype=float)
+    np.testing.assert_array_equal(confirmed_windows(p, 0.5, 0.8, s, starts, starts + 30),
+                                  [1, 1, 1, 0, 1, 1, 0, 1, 1])
+    assert confirmed_windows(np.zeros(0), 0.5, 0.8, np.zeros(0)).shape == (0,)
+
+
+def test_a_stretch_that_only_brushes_the_threshold_is_not_flagged_with_a_confirmation_level():
+    brush = _session([0.0, 0.0, 0.0, 0.6, 0.6, 0.0, 0.0, 0.0, 0.0])
+    core = _session([0.0, 0.0, 0.0, 0.6, 0.9, 0.6, 0.0, 0.0, 0.0])
+    assert [(f.start, f.end) for f in flag_windows(brush, _bundle(None))] == [(30.0, 70.0)]  # a card without it
+    assert flag_windows(brush, _confirming_bundle(0.8)) == ()
+    flags = flag_windows(core, _confirming_bundle(0.8))
+    assert [(f.start, f.end, f.probability) for f in flags] == [(30.0, 80.0, 0.9)]  # the whole stretch, not its core
+    # a threshold set by hand (ALLIANCE_MODEL__FLAG_THRESHOLD) flags every stretch at it
+    assert [(f.start, f.end) for f in flag_windows(brush, _confirming_bundle(0.8), threshold=0.5)] == [(30.0, 70.0)]
+
+
+def test_recall_and_precision_count_the_windows_the_flags_cover():
+    from models.training import type_metrics
+
+    y = np.array([0, 1, 1, 1, 0, 0, 0, 0])
+    p1 = np.array([0.1, 0.6, 0.9, 0.6, 0.1, 0.6, 0.6, 0.1])
+    proba = np.column_stack([1 - p1, p1, np.zeros_like(p1)])
+    plain = type_metrics(y, proba, {"withdrawal": 0.5, "confrontation": 0.5})["withdrawal"]
+    assert (plain["recall"], plain["precision"], plain["flagged"]) == (1.0, 0.6, 5)
+    held = type_metrics(y, proba, {"withdrawal": 0.5, "confrontation": 0.5},
+                        confirm={"withdrawal": 0.8}, sessions=np.zeros(8))["withdrawal"]
+    assert (held["recall"], held["precision"], held["flagged"], held["confirm"]) == (1.0, 1.0, 3, 0.8)
+    assert held["auroc"] == plain["auroc"]  # the ranking is the probabilities', untouched
+
+
+def test_a_card_with_a_confirmation_level_that_is_not_a_probability_is_refused(tmp_path):
+    from models.artifact import ModelArtifactError, _check_thresholds
+
+    good = {"value": 0.3, "per_class": {"withdrawal": 0.3}, "confirm": {"withdrawal": 0.5}}
+    _check_thresholds(tmp_path, good)
+    for bad in ({"withdrawal": 1.5}, {"withdrawal": "0.5"}, {"anger": 0.5}, [0.5]):
+        with pytest.raises(ModelArtifactError, match="threshold.confirm"):
+            _check_thresholds(tmp_path, {**good, "confirm": bad})
