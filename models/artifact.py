@@ -413,12 +413,16 @@ def render_card_markdown(card: dict) -> str:
     """
     lines = [f"{card['summary']}", "", f"# Model card: {card['version']}", ""]
     metrics = card.get("metrics", {})
+    # with confirmation levels, recall and precision count the windows the flags cover
+    at = (" at the shipped thresholds; recall and precision count the windows the flags cover (at the threshold, in "
+          "a stretch that reaches the confirmation level)" if card.get("threshold", {}).get("confirm") else
+          " at the shipped thresholds")
     cross = metrics.get("cross_generator", {})
     cv = metrics.get("cross_validation")
     if cross.get("pairs"):
         lines += ["## Transfer across session generators", "",
                   "Each generator's sessions scored by a model trained (and calibrated) only on the others' "
-                  "(leave-one-generator-out), at the shipped thresholds.", "", *_TYPE_TABLE_HEAD.format(
+                  f"(leave-one-generator-out),{at}.", "", *_TYPE_TABLE_HEAD.format(
                       what="trained on → scored on").splitlines()]
         # a generator without ruptures (rupture-free real speech) has no AUROC or recall: its line says how many of
         # its windows a model that never trained on it flags
@@ -445,7 +449,7 @@ def render_card_markdown(card: dict) -> str:
     same = {g: v for g, v in metrics.get("same_generator", {}).items() if "types" in v}
     if same:
         lines += ["## Same generator (new clients of a generator the model trained on)", "",
-                  "Grouped by client within each generator, at the shipped thresholds.", "",
+                  f"Grouped by client within each generator,{at}.", "",
                   *_TYPE_TABLE_HEAD.format(what="generator").splitlines()]
         lines += [_type_row(name, g, v["types"][name]) for name in CLASSES[1:] for g, v in same.items()]
         lines += [""]
@@ -453,7 +457,9 @@ def render_card_markdown(card: dict) -> str:
     if fa:
         lines += ["## False alarms on real rupture-free speech", "",
                   "Every flagged stretch on these recordings is a false alarm (flags as the report shows them: "
-                  "windows at the thresholds merged into stretches).", "",
+                  "windows at the thresholds merged into stretches"
+                  + (", each reaching its confirmation level" if card.get("threshold", {}).get("confirm") else "")
+                  + ").", "",
                   "| file | minutes | flags | flags per hour |", "|---|---|---|---|"]
         lines += [f"| {_md_text(f['file'])} | {f['minutes']:.1f} | {f['flags']} | {_md_num(f['flags_per_hour'], 1)} |"
                   for f in fa["files"]]
