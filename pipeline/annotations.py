@@ -129,6 +129,23 @@ def _tier(path: Path, names, intervals, what: str, duration_s: float | None) -> 
 def read_eaf(path: str | Path, *, duration_s: float | None = None) -> tuple[RuptureAnnotation, ...]:
     """Read the ``rupture`` tier of an ELAN file (values ``label`` or ``label: marker``).
 
+    ELAN stores times in milliseconds; they are returned in seconds.
+    Annotations with an empty value are no rupture and are skipped. The file
+    is parsed with ``pympi-ling``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.eaf`` file.
+    duration_s : float, optional
+        Recording length in seconds; episodes may not end after it (0.5 s of
+        slack is allowed). None skips this check.
+
+    Returns
+    -------
+    tuple of RuptureAnnotation
+        In time order, times in seconds.
+
     Raises
     ------
     InputError
@@ -151,6 +168,21 @@ def read_eaf(path: str | Path, *, duration_s: float | None = None) -> tuple[Rupt
 
 def read_textgrid(path: str | Path, *, duration_s: float | None = None) -> tuple[RuptureAnnotation, ...]:
     """Read the ``rupture`` interval tier of a Praat TextGrid (empty intervals are no rupture).
+
+    The file is parsed with ``praatio``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.TextGrid`` file.
+    duration_s : float, optional
+        Recording length in seconds; episodes may not end after it (0.5 s of
+        slack is allowed). None skips this check.
+
+    Returns
+    -------
+    tuple of RuptureAnnotation
+        In time order, times in seconds.
 
     Raises
     ------
@@ -205,10 +237,29 @@ def _check_file(path: Path) -> None:
 def read_annotations(path: str | Path, *, duration_s: float | None = None) -> tuple[RuptureAnnotation, ...]:
     """Read rupture annotations in any supported format, chosen by the file's suffix.
 
+    ``.csv`` goes to :func:`read_rupture_csv`, ``.eaf`` to :func:`read_eaf`
+    and ``.textgrid`` (any case) to :func:`read_textgrid`. Before that, the
+    path must be a regular file of at most :data:`MAX_ANNOTATION_BYTES`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The annotation file.
+    duration_s : float, optional
+        Recording length in seconds; episodes may not end after it (0.5 s of
+        slack is allowed). None skips this check.
+
+    Returns
+    -------
+    tuple of RuptureAnnotation
+        In time order, times in seconds.
+
     Raises
     ------
     InputError
-        An unsupported suffix, or any problem named by the format's reader.
+        An unsupported suffix; a path that is missing, unreadable, a folder,
+        pipe or device, or larger than :data:`MAX_ANNOTATION_BYTES`; or any
+        problem named by the format's reader.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -225,7 +276,29 @@ def read_annotations(path: str | Path, *, duration_s: float | None = None) -> tu
 
 
 def write_rupture_csv(path: str | Path, annotations: Sequence[RuptureAnnotation]) -> Path:
-    """Write annotations as ``start_s,end_s,label,marker`` (times rounded to 10 ms)."""
+    """Write annotations as ``start_s,end_s,label,marker`` (times rounded to 10 ms).
+
+    The file is UTF-8 and is overwritten if it exists. An annotation without
+    a marker gets an empty ``marker`` field. :func:`read_rupture_csv` reads
+    the result back.
+
+    Parameters
+    ----------
+    path : str or Path
+        The CSV file to write.
+    annotations : sequence of RuptureAnnotation
+        Written in the order given, times in seconds.
+
+    Returns
+    -------
+    Path
+        ``path``, as a Path.
+
+    Raises
+    ------
+    OSError
+        The file cannot be written (for example, its folder does not exist).
+    """
     path = Path(path)
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)

@@ -49,6 +49,19 @@ def recording_sha256(path: str | Path) -> str:
 def check_readable(path: str | Path) -> Path:
     """Check that ``path`` is an existing, non-empty regular file.
 
+    Only the file system is asked; the file is not opened. A link to a
+    regular file passes.
+
+    Parameters
+    ----------
+    path : str or Path
+        The recording.
+
+    Returns
+    -------
+    Path
+        ``path``, as a Path.
+
     Raises
     ------
     AudioDecodeError

@@ -73,12 +73,44 @@ def score_diarization(reference: Sequence[SpeakerTurn], hypothesis: Sequence[Spe
 
 
 def normalise_text(text: str) -> str:
-    """Lower-case, drop punctuation and apostrophes, collapse spaces (the WER convention here)."""
+    """Lower-case, drop punctuation and apostrophes, collapse spaces (the WER convention here).
+
+    A character that is neither a word character nor white space becomes a
+    space, except an apostrophe, which is removed (``don't`` becomes
+    ``dont``). Letters with accents and digits are kept.
+
+    Parameters
+    ----------
+    text : str
+        A transcript or reference text.
+
+    Returns
+    -------
+    str
+        Words separated by single spaces; empty when ``text`` has no words.
+    """
     return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).replace("'", "").split())
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
-    """Word error rate (WER) after :func:`normalise_text`, computed with jiwer."""
+    """Word error rate (WER) after :func:`normalise_text`, computed with jiwer.
+
+    WER is (substitutions + deletions + insertions) divided by the number of
+    reference words, from a word-level edit-distance alignment, as in NIST's
+    scoring of speech recognition.
+
+    Parameters
+    ----------
+    reference : str
+        The reference transcript.
+    hypothesis : str
+        The recognised transcript.
+
+    Returns
+    -------
+    float >= 0
+        0 is a perfect match; it can exceed 1 when there are many insertions.
+    """
     import jiwer
 
     return float(jiwer.wer(normalise_text(reference), normalise_text(hypothesis)))
@@ -131,7 +163,28 @@ def evaluate_diarization_file(audio_path, reference: Sequence[SpeakerTurn], *, s
 
 
 def read_uem(path) -> dict[str, tuple[float, float]]:
-    """Scored regions from a UEM file (``uri channel start end`` per line, seconds); the first region per uri."""
+    """Scored regions from a UEM file (``uri channel start end`` per line, seconds); the first region per uri.
+
+    UEM is the NIST scoring format. Lines with fewer than four fields are
+    skipped; the channel field is ignored.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.uem`` file.
+
+    Returns
+    -------
+    dict of str to (float, float)
+        ``{uri: (start_s, end_s)}``, times in seconds.
+
+    Raises
+    ------
+    ValueError
+        A start or end field is not a number.
+    OSError
+        The file cannot be read.
+    """
     from pathlib import Path
 
     out: dict[str, tuple[float, float]] = {}
@@ -162,7 +215,23 @@ class OverlapDetectionScore:
 
 
 def reference_overlap(turns: Sequence[SpeakerTurn]) -> list[tuple[float, float]]:
-    """Stretches (start, end) in seconds where two or more different speakers have a turn, merged."""
+    """Stretches (start, end) in seconds where two or more different speakers have a turn, merged.
+
+    Turns of one speaker are first joined, so a speaker's own overlapping
+    turns are not overlap. Turns that do not end after they start are
+    ignored.
+
+    Parameters
+    ----------
+    turns : sequence of SpeakerTurn
+        Reference turns, times in seconds.
+
+    Returns
+    -------
+    list of (float, float)
+        ``(start_s, end_s)`` in time order, not overlapping; empty when no two
+        speakers overlap.
+    """
     from pyannote.core import Segment, Timeline
 
     by_speaker: dict[str, Timeline] = {}

@@ -53,6 +53,24 @@ from pipeline.types import (Diarization, FeatureFrame, RoleAssignment, SessionFe
 
 @dataclass(frozen=True)
 class FeatureSpec:
+    """One alliance marker: its name, unit and meaning.
+
+    The entries of :data:`FEATURES` fix the column order of the feature
+    table and the text the report shows beside each value.
+
+    Attributes
+    ----------
+    name : str
+        Column name; units are in the name where a value has one
+        (``mean_gap_s``, ``client_f0_median_hz``).
+    unit : str
+        Unit as printed in reports: ``'s'``, ``'Hz'``, ``'dB'``, ``'st'``
+        (semitones), ``'1/min'``, ``'ratio'``, ``'z'`` and so on.
+    description : str
+        What the marker measures, in one line; a number in brackets points
+        to the module's references.
+    """
+
     name: str
     unit: str
     description: str
@@ -146,7 +164,24 @@ def window_bounds(duration_s: float, *, window_s: float, hop_s: float) -> list[t
     """Start and end (s) of each analysis window.
 
     A recording shorter than one window gives one window over all of it;
-    the last window ends at ``duration_s``.
+    the last window ends at ``duration_s``. Windows start every ``hop_s``
+    seconds; when the last regular window stops short of the end, one more
+    window of ``window_s`` is added that ends at ``duration_s`` (it overlaps
+    the one before it by more than usual).
+
+    Parameters
+    ----------
+    duration_s : float
+        Recording length in seconds.
+    window_s : float > 0
+        Window length in seconds.
+    hop_s : float > 0
+        Step between window starts in seconds.
+
+    Returns
+    -------
+    list of (float, float)
+        ``(start_s, end_s)`` in time order; empty when ``duration_s <= 0``.
     """
     if duration_s <= 0:
         return []

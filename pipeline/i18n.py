@@ -42,7 +42,27 @@ def catalogue() -> dict[str, dict[str, str]]:
 
 
 def placeholders(template: str) -> set[str]:
-    """The ``{names}`` a template fills in."""
+    """The ``{names}`` a template fills in.
+
+    Used to check that the Dutch and English texts of a key take the same
+    values. Escaped braces (``{{``) and unnamed fields (``{}``) are not
+    placeholders; a format spec (``{v:.1f}``) is not part of the name.
+
+    Parameters
+    ----------
+    template : str
+        A text in :meth:`str.format` syntax.
+
+    Returns
+    -------
+    set of str
+        The field names, as written (``{a.b}`` gives ``'a.b'``).
+
+    Raises
+    ------
+    ValueError
+        The template has an unmatched brace.
+    """
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
@@ -78,12 +98,40 @@ def text(key: str, language: str = DEFAULT_LANGUAGE, **values) -> str:
 
 
 def has(key: str) -> bool:
-    """Whether the catalogue holds ``key``."""
+    """Whether the catalogue holds ``key``.
+
+    Parameters
+    ----------
+    key : str
+        Dotted key, e.g. ``"unit.Hz"``.
+
+    Returns
+    -------
+    bool
+        True when ``pipeline/data/text.toml`` has a table for ``key`` (in at
+        least one language).
+    """
     return key in catalogue()
 
 
 def number(value: float, language: str, digits: int = 1) -> str:
-    """``value`` rounded to ``digits`` decimals, with a decimal comma in Dutch (no ``-0``)."""
+    """``value`` rounded to ``digits`` decimals, with a decimal comma in Dutch (no ``-0``).
+
+    Parameters
+    ----------
+    value : float
+        The number, in any unit.
+    language : str
+        ``"nl"`` gives a decimal comma; any other value a decimal point.
+    digits : int >= 0
+        Decimals to keep.
+
+    Returns
+    -------
+    str
+        For example ``number(2.345, "nl")`` gives ``"2,3"``; a value that
+        rounds to zero prints without a minus sign.
+    """
     s = f"{round(float(value), digits) + 0.0:.{digits}f}"
     return s.replace(".", ",") if language == "nl" else s
 

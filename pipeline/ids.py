@@ -29,7 +29,19 @@ class InvalidIdError(ValueError):
 
 
 def is_valid_id(value: object) -> bool:
-    """Whether ``value`` is a string matching :data:`ID_PATTERN` in full."""
+    """Whether ``value`` is a string matching :data:`ID_PATTERN` in full.
+
+    Parameters
+    ----------
+    value : object
+        The id as given; anything that is not a ``str`` is not valid.
+
+    Returns
+    -------
+    bool
+        True for 1 to 64 letters, digits, ``.``, ``_`` or ``-`` that start
+        with a letter or digit (so never ``.``, ``..`` or a path with ``/``).
+    """
     return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
 
 
@@ -79,6 +91,19 @@ def contained(path: str | Path, owner: str | Path) -> Path:
     """Prove that ``path`` lies strictly inside the folder ``owner``; return it resolved.
 
     Symbolic links are resolved first, so a link that points out of ``owner`` does not pass.
+    ``path`` need not exist.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file or folder about to be touched.
+    owner : str or Path
+        The folder it must lie in.
+
+    Returns
+    -------
+    Path
+        ``path`` resolved (absolute, links followed).
 
     Raises
     ------
@@ -130,6 +155,18 @@ def make_private_dir(path: str | Path) -> Path:
     """Create ``path`` (and missing parents) and make it 0700, whatever the umask; return it.
 
     Parents that already exist keep their mode; parents created here are made 0700 too.
+    ``path`` itself is made 0700 even when it existed. A mode that cannot be
+    set (a folder owned by another user) is left as it is, without an error.
+
+    Parameters
+    ----------
+    path : str or Path
+        The folder.
+
+    Returns
+    -------
+    Path
+        ``path``, as a Path.
 
     Raises
     ------

@@ -57,7 +57,22 @@ class Lexicon:
 
 
 def tokens(text: str) -> list[str]:
-    """Lower-case word tokens of ``text``; punctuation dropped, apostrophes and hyphens inside words kept."""
+    """Lower-case word tokens of ``text``; punctuation dropped, apostrophes and hyphens inside words kept.
+
+    A token is a run of letters or digits (any script), possibly joined by
+    an apostrophe or hyphen (``don't``, ``well-known``). A typographic
+    apostrophe (U+2019) becomes a plain ``'``. Underscores split tokens.
+
+    Parameters
+    ----------
+    text : str
+        An utterance or a lexicon phrase.
+
+    Returns
+    -------
+    list of str
+        In the order they occur; empty when ``text`` has no letters or digits.
+    """
     return [t.replace("’", "'") for t in _TOKEN.findall(text.lower())]
 
 
@@ -145,7 +160,23 @@ def count_phrases(toks: Sequence[str], phrases: Sequence[tuple[str, ...]],
 
 
 def covered_by(toks: Sequence[str], phrases: Sequence[tuple[str, ...]]) -> bool:
-    """Whether ``toks`` is one or more of the phrases back to back (and not empty)."""
+    """Whether ``toks`` is one or more of the phrases back to back (and not empty).
+
+    Used to decide whether a whole utterance is a minimal response or a
+    backchannel (``"ja ja"``, ``"weet ik niet"``). Phrases may repeat.
+
+    Parameters
+    ----------
+    toks : sequence of str
+        Tokens of one utterance (:func:`tokens`).
+    phrases : sequence of tuple of str
+        Candidate phrases, each a tuple of tokens.
+
+    Returns
+    -------
+    bool
+        False for an empty ``toks``.
+    """
     if not toks:
         return False
     reach = [True] + [False] * len(toks)

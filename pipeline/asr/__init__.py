@@ -27,6 +27,27 @@ class AsrBackend(Protocol):
 
     def transcribe(self, samples: np.ndarray, *, language: str | None,
                    progress: ProgressHook | None = None) -> Transcript:
+        """Transcribe one stretch of audio with word timestamps.
+
+        A backend that also accepts a ``deadline`` keyword (a
+        ``time.monotonic()`` value) sets the class attribute
+        ``takes_deadline = True``; :func:`transcribe` then passes one.
+
+        Parameters
+        ----------
+        samples : np.ndarray, shape (n_samples,)
+            Mono float32 audio at 16 kHz, in [-1, 1].
+        language : str or None
+            Whisper language code (``'nl'``, ``'en'``); None lets the backend
+            detect it.
+        progress : callable, optional
+            Called with the fraction done in [0, 1].
+
+        Returns
+        -------
+        Transcript
+            Words in time order, times in seconds from the start of ``samples``.
+        """
         ...
 
 
@@ -73,6 +94,17 @@ def check_backend(settings: AsrSettings, *, model_cache_dir) -> None:
     """Find the configured backend's weights without loading them (a quick check before any work).
 
     The openai-whisper checkpoint is converted here on first use (about 1 s).
+
+    Parameters
+    ----------
+    settings : AsrSettings
+        ``backend``, ``model_dir`` and ``checkpoint`` say which weights to find.
+    model_cache_dir : Path
+        Where the bundled model parts are joined and converted checkpoints kept.
+
+    Returns
+    -------
+    None
 
     Raises
     ------
@@ -195,6 +227,30 @@ def transcribe_in_pieces(samples: np.ndarray, *, backend, language: str | None,
 
     Bounded memory for long sessions: Whisper never holds more than one piece
     (about 10 minutes). Measured with ``bench/long_session_asr.py``.
+
+    Parameters
+    ----------
+    samples : np.ndarray, shape (n_samples,)
+        Mono float32 audio at 16 kHz.
+    backend : AsrBackend
+        The recogniser; called once per piece.
+    language : str or None
+        Whisper language code for every piece; None lets the backend detect
+        it per piece.
+    progress : callable, optional
+        Called with the fraction done in [0, 1] after each piece (only when
+        there is more than one piece, otherwise passed to the backend).
+    deadline : float, optional
+        A ``time.monotonic()`` value passed to the backend, after which it
+        decodes quickly; None gives no limit.
+
+    Returns
+    -------
+    Transcript
+        Words in time order, times in seconds from the start of ``samples``.
+        ``language`` is the detected language of the pieces with most
+        duration, or ``'unknown'`` when no piece had words and ``language``
+        was None. ``limited_spans`` are in seconds of the recording.
     """
     bounds = piece_bounds(samples)
     limit = {} if deadline is None else {"deadline": deadline}

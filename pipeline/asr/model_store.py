@@ -145,10 +145,25 @@ def bundled_base_model(cache_dir: Path) -> Path:
 def resolve_model_dir(model_dir: Path | None, *, cache_dir: Path) -> Path:
     """The configured model directory, or the bundled base model.
 
+    Parameters
+    ----------
+    model_dir : Path or None
+        A faster-whisper model directory; None means the bundled Whisper base
+        model, joined under ``cache_dir`` on first use.
+    cache_dir : Path
+        Folder for the joined bundled model.
+
+    Returns
+    -------
+    Path
+        A folder holding at least ``model.bin`` and ``config.json``.
+
     Raises
     ------
     BackendUnavailableError
-        ``model_dir`` is given but is not a faster-whisper model directory.
+        ``model_dir`` is given but is not a faster-whisper model directory,
+        or (without ``model_dir``) the bundled weights are missing or fail
+        their check.
     """
     if model_dir is None:
         return bundled_base_model(Path(cache_dir))
@@ -179,11 +194,29 @@ def resolve_checkpoint(checkpoint: Path | None, *, model_dir: Path | None, cache
     a damaged or replaced file is converted again; ``reconvert`` always
     converts.
 
+    Parameters
+    ----------
+    checkpoint : Path or None
+        An openai-whisper ``.pt`` file to use as it is; None converts the
+        faster-whisper model.
+    model_dir : Path or None
+        The faster-whisper model to convert; None means the bundled base model.
+    cache_dir : Path
+        Folder for the bundled model and the converted checkpoint.
+    reconvert : bool
+        Convert even when a matching converted checkpoint exists.
+
+    Returns
+    -------
+    Path
+        The ``.pt`` checkpoint.
+
     Raises
     ------
     BackendUnavailableError
         ``checkpoint`` is given but is missing, empty or not a PyTorch file,
-        or the conversion fails.
+        ``model_dir`` is not a faster-whisper model directory, the conversion
+        fails, or the stamp cannot be written.
     """
     from pipeline.asr.convert import convert_model
     from pipeline.asr.openai_whisper_backend import check_checkpoint_file

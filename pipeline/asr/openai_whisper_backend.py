@@ -70,6 +70,18 @@ def load_checkpoint(path: Path):
 def check_checkpoint_file(path: Path) -> None:
     """Cheap checks before loading: the file exists, is not empty and is a PyTorch (zip) checkpoint.
 
+    Only the first 4 bytes are read: ``torch.save`` writes a zip archive,
+    which starts with ``PK\\x03\\x04``.
+
+    Parameters
+    ----------
+    path : Path
+        The ``.pt`` checkpoint.
+
+    Returns
+    -------
+    None
+
     Raises
     ------
     BackendUnavailableError
