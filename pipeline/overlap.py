@@ -135,6 +135,25 @@ class OverlapDetector(Protocol):
     name: str
 
     def detect(self, samples: np.ndarray, sample_rate_hz: int) -> OverlapFrames:
+        """Overlap and speech probability per frame of one recording.
+
+        Parameters
+        ----------
+        samples : np.ndarray, shape (n_samples,)
+            Mono float32 audio in [-1, 1].
+        sample_rate_hz : int
+            Sample rate in Hz; the model detector accepts only 16000.
+
+        Returns
+        -------
+        OverlapFrames
+            ``local_activity`` may be None (a fake without local speakers).
+
+        Raises
+        ------
+        ValueError
+            ``sample_rate_hz`` is not one the detector accepts.
+        """
         ...
 
 
@@ -415,6 +434,27 @@ def hysteresis_runs(prob: np.ndarray, onset: float, offset: float) -> list[tuple
     ``end`` is exclusive. A region starts where the probability first
     reaches ``offset`` before it climbs to ``onset`` and ends where it drops
     below ``offset``, so a brief dip under ``onset`` does not split it.
+    This is the onset/offset scheme of pyannote.audio's ``Binarize``.
+
+    Parameters
+    ----------
+    prob : np.ndarray, shape (n_frames,)
+        Probability per frame, in [0, 1].
+    onset : float
+        Level a run must reach somewhere to count.
+    offset : float <= onset
+        Level at or above which a run continues.
+
+    Returns
+    -------
+    list of (int, int)
+        Frame indices ``(start, end)`` in order, not overlapping; empty when
+        no frame reaches ``onset``.
+
+    Raises
+    ------
+    ValueError
+        ``offset`` is above ``onset``.
     """
     if offset > onset:
         raise ValueError(f"offset ({offset}) must not be above onset ({onset}).")
@@ -470,7 +510,28 @@ def overlap_regions(frames: OverlapFrames, *, onset: float = 0.25, offset: float
 
 def regions_from_settings(frames: OverlapFrames, settings: OverlapSettings, *,
                           duration_s: float | None = None) -> tuple[OverlapRegion, ...]:
-    """:func:`overlap_regions` with the thresholds of ``settings``."""
+    """:func:`overlap_regions` with the thresholds of ``settings``.
+
+    Parameters
+    ----------
+    frames : OverlapFrames
+        Frame probabilities from a detector.
+    settings : OverlapSettings
+        ``onset``, ``offset`` and ``min_duration_s`` (s) are used.
+    duration_s : float, optional
+        Recording length in seconds; regions are clipped to it. None leaves
+        them as the frames give them.
+
+    Returns
+    -------
+    tuple of OverlapRegion
+        In time order, not overlapping, times in seconds.
+
+    Raises
+    ------
+    ValueError
+        ``settings.offset`` is above ``settings.onset``.
+    """
     return overlap_regions(frames, onset=settings.onset, offset=settings.offset,
                            min_duration_s=settings.min_duration_s, duration_s=duration_s)
 

@@ -23,7 +23,28 @@ _EDGE = re.compile(r"^(\W*)(.*?)(\W*)$", re.UNICODE)
 
 
 def name_labels(participants, other_names: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Lower-cased name part → ``[label]`` from the metadata."""
+    """Lower-cased name part → ``[label]`` from the metadata.
+
+    Each name is split into word parts (``"Anna de Vries"`` gives ``anna``,
+    ``de`` and ``vries``); parts of one letter are left out. Participants
+    that are not mappings, and entries whose name or role is not a string,
+    are skipped. When a part occurs twice, the later entry wins, and
+    ``other_names`` come after the participants.
+
+    Parameters
+    ----------
+    participants : iterable of mapping
+        As in the sidecar: each with ``name`` and ``role`` (``"client"``,
+        ``"therapist"``, ``"parent"``).
+    other_names : mapping of str to str, optional
+        Names of people talked about but not present, each with its label
+        (``{"Tim": "sibling"}``).
+
+    Returns
+    -------
+    dict of str to str
+        For example ``{"tim": "[sibling]"}``; empty when no names are given.
+    """
     out: dict[str, str] = {}
     pairs = [(p.get("name"), p.get("role")) for p in participants if isinstance(p, Mapping)]
     pairs += list((other_names or {}).items())

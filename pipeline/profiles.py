@@ -26,6 +26,21 @@ MIN_ENROL_SPEECH_S = 5.0
 def profile_path(data_dir: Path, name: str) -> Path:
     """Where a therapist's profile lives.
 
+    Only the name is checked; the file need not exist.
+
+    Parameters
+    ----------
+    data_dir : Path
+        The data directory.
+    name : str
+        Therapist id: 1 to 64 letters, digits, ``_``, ``.`` or ``-``,
+        starting with a letter or digit.
+
+    Returns
+    -------
+    Path
+        ``<data_dir>/profiles/<name>.json``.
+
     Raises
     ------
     InputError
@@ -86,10 +101,24 @@ def enrol(name: str, recordings: Sequence[Recording], *, embedder, vad_settings,
 def load_profile(data_dir: Path, name: str) -> np.ndarray:
     """A stored therapist profile's embedding, shape (dim,).
 
+    Parameters
+    ----------
+    data_dir : Path
+        The data directory.
+    name : str
+        Therapist id, as given to :func:`enrol`.
+
+    Returns
+    -------
+    np.ndarray, shape (dim,), float32
+        The mean speaker embedding, unit length as stored (``dim`` is the
+        encoder's size, 256 for resemblyzer).
+
     Raises
     ------
     InputError
-        No profile by that name, or the file is not a profile.
+        The name is not a valid therapist id, there is no profile by that
+        name, or the file is not a profile.
     """
     path = profile_path(data_dir, name)
     if not path.is_file():

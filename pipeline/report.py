@@ -24,7 +24,22 @@ ROLE_ORDER = ("therapist", "client", "parent", "unknown")
 
 
 def marker_unit(name: str, unit: str) -> str:
-    """The unit the report prints a marker in: ``times`` for a ratio of lengths, ``offset_s`` for a response time."""
+    """The unit the report prints a marker in: ``times`` for a ratio of lengths, ``offset_s`` for a response time.
+
+    Parameters
+    ----------
+    name : str
+        A marker of ``FEATURE_NAMES``.
+    unit : str
+        Its unit in ``FEATURE_UNITS``.
+
+    Returns
+    -------
+    str
+        ``"times"`` for a marker in :data:`TIMES_MARKERS`, ``"offset_s"`` for
+        one in :data:`pipeline.features.OFFSET_MARKERS`, else ``unit``
+        unchanged (a key for :func:`pipeline.i18n.quantity`).
+    """
     from pipeline.features import OFFSET_MARKERS
 
     return "times" if name in TIMES_MARKERS else "offset_s" if name in OFFSET_MARKERS else unit
@@ -139,7 +154,22 @@ LONG_SILENCE_S = 3.0
 
 
 def overlap_spans(turns) -> list[tuple[float, float]]:
-    """Stretches (s) in which two or more speakers' turns overlap."""
+    """Stretches (s) in which two or more speakers' turns overlap.
+
+    Turns are counted, not speakers, so two overlapping turns of one speaker
+    also give a stretch. A turn that ends exactly where another starts is no
+    overlap.
+
+    Parameters
+    ----------
+    turns : iterable of SpeakerTurn
+        Turns of all speakers, times in seconds, in any order.
+
+    Returns
+    -------
+    list of (float, float)
+        ``(start_s, end_s)`` in time order, not overlapping.
+    """
     events = sorted([(t.start, 1) for t in turns] + [(t.end, -1) for t in turns])
     out, active, since = [], 0, 0.0
     for time, step in events:
@@ -157,6 +187,30 @@ def timeline_svg(report: SessionReport, text: dict, *, width_in: float = 9.5) ->
     One lane per role in fixed colours (``ROLE_COLOURS``), a lane marking
     overlapped speech, silences of at least ``LONG_SILENCE_S`` shaded grey,
     and flags as translucent spans in their rupture type's colour.
+    The time axis runs from 0 to the recording's duration, with at most
+    about 12 ``m:ss`` ticks.
+
+    Parameters
+    ----------
+    report : SessionReport
+        Its diarization turns, roles, flags and recording duration (s) are
+        drawn.
+    text : dict of str to str
+        The report's words (:func:`pipeline.report_text.report_text`):
+        ``"silence"`` and ``"flag"`` are needed; role names, ``"overlap"``
+        and the rupture types are used when present, else the key itself.
+    width_in : float > 0
+        Figure width in inches.
+
+    Returns
+    -------
+    str
+        An ``<svg ...>...</svg>`` element (:func:`svg_of`).
+
+    Raises
+    ------
+    KeyError
+        ``text`` lacks ``"silence"`` or ``"flag"``.
     """
 
     import matplotlib
@@ -382,6 +436,24 @@ def language_name(code: str, language: str) -> str:
     """A transcript's language (Whisper's code, ``"en"``) by its name in ``language`` (``"Engels"``).
 
     A code the catalogue has no name for (``report.language_<code>``) is returned as it is.
+
+    Parameters
+    ----------
+    code : str
+        The transcript's language code, or ``"unknown"``.
+    language : {"nl", "en"}
+        The reader's language.
+
+    Returns
+    -------
+    str
+        The language's name, or ``code``.
+
+    Raises
+    ------
+    ValueError
+        ``language`` is neither ``nl`` nor ``en`` (for a code the catalogue
+        names).
     """
     key = f"report.language_{code}"
     return text(key, language) if has(key) else code
@@ -536,7 +608,28 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
 
 
 def clip_data_uris(samples, sample_rate_hz: int, flags, *, pad_s: float = 1.0) -> dict[int, str]:
-    """``data:audio/wav;base64,…`` of each flag's stretch (± ``pad_s``), 16-bit mono, for embedding in the report."""
+    """``data:audio/wav;base64,…`` of each flag's stretch (± ``pad_s``), 16-bit mono, for embedding in the report.
+
+    The stretch is cut to the recording, and samples outside [-1, 1] are
+    clipped before conversion to 16-bit PCM.
+
+    Parameters
+    ----------
+    samples : np.ndarray, shape (n_samples,)
+        Mono audio in [-1, 1].
+    sample_rate_hz : int
+        Sample rate in Hz, also written into each WAV header.
+    flags : sequence of RuptureFlag
+        Each with ``start`` and ``end`` in seconds.
+    pad_s : float >= 0
+        Seconds of audio added before and after each flag.
+
+    Returns
+    -------
+    dict of int to str
+        Flag index (position in ``flags``) to its data URI; empty without
+        flags.
+    """
     import base64
     import io
     import wave
@@ -642,7 +735,29 @@ UTTERANCE_COLUMNS = (("speaker", ""), ("role", ""), ("start", "s"), ("end", "s")
 
 
 def write_utterance_markers_csv(markers, path: str | Path) -> Path:
-    """Per-utterance markers as CSV (no transcript text); the header row holds ``name [unit]``."""
+    """Per-utterance markers as CSV (no transcript text); the header row holds ``name [unit]``.
+
+    The columns are :data:`UTTERANCE_COLUMNS`; times are in seconds. Booleans
+    are written as 0 or 1, and a NaN or infinite value as an empty field. The
+    file is UTF-8 and is overwritten if it exists.
+
+    Parameters
+    ----------
+    markers : iterable of UtteranceMarkers
+        One row each, in the order given.
+    path : str or Path
+        The CSV file to write.
+
+    Returns
+    -------
+    Path
+        ``path``, as a Path.
+
+    Raises
+    ------
+    OSError
+        The file cannot be written.
+    """
     path = Path(path)
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -657,7 +772,30 @@ def write_utterance_markers_csv(markers, path: str | Path) -> Path:
 
 
 def write_features_csv(features: SessionFeatures, path: str | Path) -> Path:
-    """Per-window feature table as CSV; the header row holds ``name [unit]``."""
+    """Per-window feature table as CSV; the header row holds ``name [unit]``.
+
+    The first two columns are ``start_s`` and ``end_s`` of each window, then
+    one column per marker in ``features.feature_names`` order. Values are
+    rounded to 5 decimals; NaN or infinite values are written as an empty
+    field. The file is UTF-8 and is overwritten if it exists.
+
+    Parameters
+    ----------
+    features : SessionFeatures
+        The per-window markers.
+    path : str or Path
+        The CSV file to write.
+
+    Returns
+    -------
+    Path
+        ``path``, as a Path.
+
+    Raises
+    ------
+    OSError
+        The file cannot be written.
+    """
     path = Path(path)
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)

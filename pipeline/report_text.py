@@ -11,7 +11,25 @@ from pipeline.i18n import LANGUAGES, catalogue
 
 
 def report_text(language: str) -> dict[str, str]:
-    """Every ``report.*`` text of the catalogue in ``language``, keyed without the prefix."""
+    """Every ``report.*`` text of the catalogue in ``language``, keyed without the prefix.
+
+    Parameters
+    ----------
+    language : {"nl", "en"}
+        The reader's language.
+
+    Returns
+    -------
+    dict of str to str
+        For example ``{"summary": ..., "silence": ...}``; placeholders are
+        left unfilled.
+
+    Raises
+    ------
+    KeyError
+        A ``report.*`` key has no text in ``language`` (also for a language
+        the catalogue does not have).
+    """
     return {k[len("report."):]: v[language] for k, v in catalogue().items() if k.startswith("report.")}
 
 

@@ -54,7 +54,32 @@ QUESTION_MARGIN_PER_MIN = 1.0
 
 
 def speaker_f0_hz(prosody: Sequence[TurnProsody]) -> dict[str, float]:
-    """Median F0 (Hz) per speaker, weighting each voiced turn by its duration."""
+    """Median F0 (Hz) per speaker, weighting each voiced turn by its duration.
+
+    Each turn's median F0 is weighted by its voiced time (duration times
+    voiced fraction, in seconds); the result is the weighted median, the
+    lower one on a tie. Turns without a finite F0 or without voiced frames
+    are left out. Used as the child-voice cue: children's F0 lies well above
+    adults' (Lee, Potamianos & Narayanan 1999 [1]_).
+
+    Parameters
+    ----------
+    prosody : sequence of TurnProsody
+        Per-turn prosody, with ``f0_median_hz`` (Hz; NaN when unvoiced),
+        ``voiced_fraction`` in [0, 1] and times in seconds.
+
+    Returns
+    -------
+    dict of str to float
+        Speaker label to median F0 in Hz; a speaker with no voiced turn is
+        absent.
+
+    References
+    ----------
+    .. [1] Lee, S., Potamianos, A., Narayanan, S. (1999). Acoustics of
+       children's speech: developmental changes of temporal and spectral
+       parameters. JASA 105(3), 1455–1468.
+    """
     out: dict[str, float] = {}
     for spk in {p.speaker for p in prosody}:
         vals = [(p.f0_median_hz, (p.end - p.start) * p.voiced_fraction) for p in prosody
@@ -68,7 +93,24 @@ def speaker_f0_hz(prosody: Sequence[TurnProsody]) -> dict[str, float]:
 
 
 def questions_per_minute(transcript: Transcript, diarization: Diarization) -> dict[str, float]:
-    """Questions (words ending in '?') per minute of each speaker's speech."""
+    """Questions (words ending in '?') per minute of each speaker's speech.
+
+    A question is counted at each word whose text ends in ``?`` (Whisper's
+    punctuation), so the count depends on the ASR's punctuation.
+
+    Parameters
+    ----------
+    transcript : Transcript
+        Words with their ``speaker`` set.
+    diarization : Diarization
+        Gives the speakers and each one's speech time (s).
+
+    Returns
+    -------
+    dict of str to float
+        Every speaker of ``diarization`` to questions per minute (1/min);
+        0.0 for a speaker without speech time.
+    """
     speech = diarization.speech_time_s()
     counts = {s: 0 for s in diarization.speakers}
     for w in transcript.words:
@@ -200,6 +242,27 @@ def _confidence(value: float, high: float, low: float) -> str:
 
 
 def profile_similarities(speaker_embeddings: Mapping[str, np.ndarray], profile: np.ndarray) -> dict[str, float]:
-    """Cosine similarity of each speaker's mean embedding to a therapist profile."""
+    """Cosine similarity of each speaker's mean embedding to a therapist profile.
+
+    Both vectors are scaled to unit length first (a zero vector stays zero
+    and gives similarity 0).
+
+    Parameters
+    ----------
+    speaker_embeddings : mapping of str to np.ndarray, shape (dim,)
+        Speaker label to mean speaker embedding.
+    profile : np.ndarray, shape (dim,)
+        The therapist's profile (:func:`pipeline.profiles.load_profile`).
+
+    Returns
+    -------
+    dict of str to float
+        Speaker label to cosine similarity in [-1, 1].
+
+    Raises
+    ------
+    ValueError
+        An embedding's length differs from the profile's.
+    """
     p = profile / max(np.linalg.norm(profile), 1e-12)
     return {s: float(np.dot(e / max(np.linalg.norm(e), 1e-12), p)) for s, e in speaker_embeddings.items()}

@@ -15,7 +15,31 @@ from pipeline.types import Diarization, SpeakerTurn
 
 
 def write_rttm(diarization: Diarization, path: str | Path, *, uri: str) -> Path:
-    """Write speaker turns as RTTM ``SPEAKER`` lines (times with 3 decimals, seconds)."""
+    """Write speaker turns as RTTM ``SPEAKER`` lines (times with 3 decimals, seconds).
+
+    The format is NIST's RTTM (RT-09 evaluation plan): one line per turn, in
+    the order of ``diarization.turns``, with channel 1 and ``<NA>`` in the
+    unused fields. The file is overwritten if it exists.
+
+    Parameters
+    ----------
+    diarization : Diarization
+        The turns to write; each turn's ``speaker`` is the speaker name.
+    path : str or Path
+        The ``.rttm`` file.
+    uri : str
+        Recording id written in every line; it must hold no white space.
+
+    Returns
+    -------
+    Path
+        ``path``, as a Path.
+
+    Raises
+    ------
+    OSError
+        The file cannot be written.
+    """
     path = Path(path)
     lines = [f"SPEAKER {uri} 1 {t.start:.3f} {t.duration:.3f} <NA> <NA> {t.speaker} <NA> <NA>\n"
              for t in diarization.turns]
@@ -51,11 +75,28 @@ def plain_number(text: str) -> float | None:
 def read_rttm(path: str | Path) -> dict[str, tuple[SpeakerTurn, ...]]:
     """Read an RTTM file into speaker turns per recording id (uri).
 
+    Only ``SPEAKER`` lines are read; other line types and blank lines are
+    skipped. Fields used: 2 (uri), 4 (start, s), 5 (duration, s) and 8
+    (speaker name).
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.rttm`` file.
+
+    Returns
+    -------
+    dict of str to tuple of SpeakerTurn
+        Recording id to its turns, sorted by start time, in seconds; empty
+        when the file has no ``SPEAKER`` line.
+
     Raises
     ------
     InputError
         A ``SPEAKER`` line has too few fields or non-numeric times; the
         message names the file and line.
+    OSError
+        The file cannot be read.
     """
     path = Path(path)
     out: dict[str, list[SpeakerTurn]] = {}

@@ -101,6 +101,19 @@ def stage(hook: Hook | None, name: str) -> Iterator[None]:
     """Report stage ``name`` to ``hook``: 0.0 on entering the block, 1.0 when it finishes without an error.
 
     Memory the stage freed goes back to the system when it ends (:func:`release_freed_memory`).
+    When the block raises, the memory is still released, the hook gets no
+    1.0, and the exception goes on unchanged.
+
+    Parameters
+    ----------
+    hook : callable or None
+        Called as ``hook(name, fraction)``; None reports nothing.
+    name : str
+        The stage's name (``"decode"``, ``"vad"``, ``"asr"``, ...).
+
+    Yields
+    ------
+    None
     """
     if hook is not None:
         hook(name, 0.0)
@@ -232,6 +245,23 @@ def therapist_profile(settings: Settings, metadata: Sidecar,
 def decode_recording(recording: str | Path, settings: Settings, *, hook: Hook | None = None) -> Recording:
     """Stage ``decode``: the recording as mono samples, with its channels unless ``channel_mode`` is ``mixed``.
 
+    Parameters
+    ----------
+    recording : str or Path
+        The audio file.
+    settings : Settings
+        ``settings.audio`` (sample rate, duration limit) and
+        ``settings.diarization.channel_mode``.
+    hook : callable, optional
+        Progress hook, called with ``("decode", 0.0)`` and ``("decode", 1.0)``.
+
+    Returns
+    -------
+    Recording
+        Mono float32 samples at ``settings.audio.sample_rate_hz`` (Hz) and
+        the duration in seconds; ``channels`` is kept only when
+        ``channel_mode`` is not ``mixed``.
+
     Raises
     ------
     InputError
@@ -242,7 +272,35 @@ def decode_recording(recording: str | Path, settings: Settings, *, hook: Hook | 
 
 
 def find_speech(samples: np.ndarray, settings: Settings, *, hook: Hook | None = None) -> tuple[SpeechRegion, ...]:
-    """Stage ``vad``: stretches of speech in mono ``samples`` at ``settings.audio.sample_rate_hz``."""
+    """Stage ``vad``: stretches of speech in mono ``samples`` at ``settings.audio.sample_rate_hz``.
+
+    Speech is found with Silero VAD (:func:`pipeline.vad.detect_speech`).
+
+    Parameters
+    ----------
+    samples : np.ndarray, shape (n_samples,)
+        Mono float32 audio in [-1, 1].
+    settings : Settings
+        ``settings.audio.sample_rate_hz`` and ``settings.vad``.
+    hook : callable, optional
+        Progress hook, called with ``("vad", 0.0)`` and ``("vad", 1.0)``.
+
+    Returns
+    -------
+    tuple of SpeechRegion
+        Not overlapping, in time order, times in seconds; empty when there is
+        no speech.
+
+    Raises
+    ------
+    ValueError
+        ``settings.audio.sample_rate_hz`` is not 16000.
+
+    References
+    ----------
+    .. [1] Silero Team (2024). Silero VAD: pre-trained enterprise-grade Voice
+       Activity Detector. https://github.com/snakers4/silero-vad
+    """
     with stage(hook, "vad"):
         return detect_speech(samples, settings.audio.sample_rate_hz, settings=settings.vad)
 

@@ -32,6 +32,12 @@ def available_cores() -> int:
 
 
 class AudioSettings(BaseModel):
+    """Decoding of recordings (:mod:`pipeline.audio`): target sample rate (Hz) and longest accepted length (s).
+
+    Set from the environment as ``ALLIANCE_AUDIO__<FIELD>``, for example
+    ``ALLIANCE_AUDIO__MAX_DURATION_S=7200``. NaN and infinity are refused.
+    """
+
     model_config = ConfigDict(allow_inf_nan=False)
 
     sample_rate_hz: int = Field(16000, gt=0, description="Decoding target rate in Hz (Whisper and Silero expect 16000).")
@@ -39,6 +45,14 @@ class AudioSettings(BaseModel):
 
 
 class VadSettings(BaseModel):
+    """Voice activity detection with Silero VAD (:mod:`pipeline.vad`).
+
+    The speech probability threshold, the shortest speech and silence and the
+    padding (ms), and the length of non-speech (s) after which Silero searches
+    again with a fresh state. Set from the environment as
+    ``ALLIANCE_VAD__<FIELD>``, for example ``ALLIANCE_VAD__THRESHOLD=0.5``.
+    """
+
     model_config = ConfigDict(allow_inf_nan=False)
 
     threshold: float = Field(0.35, gt=0, lt=1, description="Silero speech probability above which a frame is speech "
@@ -53,6 +67,17 @@ class VadSettings(BaseModel):
 
 
 class AsrSettings(BaseModel):
+    """Speech recognition with Whisper (:mod:`pipeline.asr`).
+
+    The backend (faster-whisper or openai-whisper), where its weights are,
+    compute type, threads and parallel decoders, decoding options (beam,
+    samples at fallback, repeated phrases, seed), the time limit in seconds
+    per minute of recording, and the session language. Set from the
+    environment as ``ALLIANCE_ASR__<FIELD>``, for example
+    ``ALLIANCE_ASR__MODEL_DIR=/models/whisper-small``; an empty
+    ``MODEL_DIR`` or ``CHECKPOINT`` means not set.
+    """
+
     model_config = ConfigDict(allow_inf_nan=False)
 
     backend: Literal["faster-whisper", "openai-whisper"] = Field(
@@ -101,6 +126,17 @@ class AsrSettings(BaseModel):
 
 
 class DiarizationSettings(BaseModel):
+    """Speaker diarization (:mod:`pipeline.diarization`): who spoke when.
+
+    Embedding window and hop (s), which windows count as speech, how turns
+    are merged (s), the number of speakers (1 to 8, or ``'auto'``), the
+    clustering limit for long sessions, the handling of multi-channel files
+    (with the cross-talk level in dB), and the MFCC Gaussian-mixture
+    resegmentation. Set from the environment as
+    ``ALLIANCE_DIARIZATION__<FIELD>``, for example
+    ``ALLIANCE_DIARIZATION__WINDOW_S=2.0``.
+    """
+
     model_config = ConfigDict(allow_inf_nan=False)
 
     window_s: float = Field(2.0, gt=0.5, le=10, description="Speaker-embedding window length in seconds (2 s measured best on sample.wav).")
@@ -181,6 +217,16 @@ class OverlapSettings(BaseModel):
 
 
 class FeatureSettings(BaseModel):
+    """Alliance markers (:mod:`pipeline.features`) and the prosody behind them.
+
+    Analysis window and hop (s), the pYIN pitch search (range in Hz, hop in
+    s, grid in semitones, helper processes), the fine VAD pass that places
+    speaker changes in gaps, and the lexicon file. Set from the environment
+    as ``ALLIANCE_FEATURES__<FIELD>``, for example
+    ``ALLIANCE_FEATURES__WINDOW_S=60``. ``pitch_fmin_hz`` must be below
+    ``pitch_fmax_hz``.
+    """
+
     model_config = ConfigDict(allow_inf_nan=False)
 
     window_s: float = Field(30.0, ge=5, le=600, description="Analysis window length in seconds.")
@@ -220,6 +266,13 @@ class FeatureSettings(BaseModel):
 
 
 class ModelSettings(BaseModel):
+    """The rupture classifier (:mod:`models`): which artifact, its flag threshold, and which windows it sees.
+
+    Set from the environment as ``ALLIANCE_MODEL__<FIELD>``, for example
+    ``ALLIANCE_MODEL__FLAG_THRESHOLD=0.6``; an unset threshold means the one
+    in the model card.
+    """
+
     model_config = ConfigDict(allow_inf_nan=False)
 
     active_model: Path | None = Field(
@@ -262,6 +315,16 @@ class WebSettings(BaseModel):
 def validate_timezone(value: str) -> str:
     """An IANA time zone name that :mod:`zoneinfo` knows, such as ``Europe/Amsterdam``.
 
+    Parameters
+    ----------
+    value : str
+        The name as given (a setting or a form field).
+
+    Returns
+    -------
+    str
+        ``value`` unchanged.
+
     Raises
     ------
     ValueError
@@ -278,6 +341,20 @@ def validate_timezone(value: str) -> str:
 
 def validate_cron(value: str) -> str:
     """A 5-field cron line (minute hour day month weekday).
+
+    Only the shape is checked: five fields of digits, letters, ``*``, ``/``,
+    ``,`` and ``-``, as in the POSIX ``crontab`` format. Whether the values
+    are in range is left to the scheduler.
+
+    Parameters
+    ----------
+    value : str
+        The cron line, for example ``'0 2 * * *'`` (02:00 every day).
+
+    Returns
+    -------
+    str
+        ``value`` unchanged.
 
     Raises
     ------

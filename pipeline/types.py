@@ -29,6 +29,23 @@ def to_jsonable(value: Any) -> Any:
     """Convert dataclasses, tuples, numpy scalars and NaN into plain JSON values.
 
     NaN and infinities (for example the F0 of an unvoiced turn) become ``None``.
+
+    Dataclass instances become dicts of their fields, leaving out fields
+    marked ``metadata={"serialize": False}`` (such as a recording's samples).
+    Mapping keys become strings; tuples, lists and numpy arrays become lists;
+    numpy integers, floats and booleans become Python ones. The conversion is
+    recursive. Anything else (str, int, bool, None, ...) is returned
+    unchanged; the function does not check that it is JSON-ready.
+
+    Parameters
+    ----------
+    value : object
+        A session object, or any nesting of the types above.
+
+    Returns
+    -------
+    object
+        Ready for :func:`json.dumps`, for the types above.
     """
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
@@ -186,6 +203,26 @@ class Word(_Serializable):
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Word":
+        """Rebuild a word from its :func:`to_jsonable` form (as in ``session.json``).
+
+        Parameters
+        ----------
+        d : mapping
+            With ``start`` and ``end`` (s), ``text`` and ``probability``;
+            ``speaker`` (default None) and ``overlap`` (default False) may be
+            missing.
+
+        Returns
+        -------
+        Word
+
+        Raises
+        ------
+        KeyError
+            A required key is missing.
+        ValueError
+            A time or the probability is not a number.
+        """
         return cls(float(d["start"]), float(d["end"]), str(d["text"]),
                    float(d["probability"]), d.get("speaker"), bool(d.get("overlap", False)))
 
@@ -216,6 +253,27 @@ class Transcript(_Serializable):
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Transcript":
+        """Rebuild a transcript from its :func:`to_jsonable` form (as in ``session.json``).
+
+        Parameters
+        ----------
+        d : mapping
+            With ``words`` (each as for :meth:`Word.from_dict`), ``language``,
+            ``language_probability`` and ``duration_s`` (s);
+            ``schema_version``, ``language_segments`` and ``limited_spans``
+            may be missing (defaults: the current version, none, none).
+
+        Returns
+        -------
+        Transcript
+
+        Raises
+        ------
+        KeyError
+            A required key is missing.
+        ValueError
+            A number field holds something that is not a number.
+        """
         return cls(tuple(Word.from_dict(w) for w in d["words"]), d["language"],
                    float(d["language_probability"]), float(d["duration_s"]),
                    int(d.get("schema_version", SCHEMA_VERSION)),
@@ -281,6 +339,27 @@ class Diarization(_Serializable):
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Diarization":
+        """Rebuild a diarization from its :func:`to_jsonable` form (as in ``session.json``).
+
+        Parameters
+        ----------
+        d : mapping
+            With ``turns`` (each with ``start`` and ``end`` in seconds and
+            ``speaker``), ``speakers`` and ``method``;
+            ``num_speakers_estimated``, ``detail`` and ``schema_version`` may
+            be missing (defaults: False, ``""``, the current version).
+
+        Returns
+        -------
+        Diarization
+
+        Raises
+        ------
+        KeyError
+            A required key is missing.
+        ValueError
+            A turn's time is not a number.
+        """
         return cls(tuple(SpeakerTurn(float(t["start"]), float(t["end"]), t["speaker"]) for t in d["turns"]),
                    tuple(d["speakers"]), d["method"], bool(d.get("num_speakers_estimated", False)),
                    str(d.get("detail", "")), int(d.get("schema_version", SCHEMA_VERSION)))
@@ -300,6 +379,19 @@ class RoleAssignment(_Serializable):
     evidence: Mapping[str, object] = field(default_factory=dict)
 
     def role_of(self, speaker: str | None) -> str:
+        """The role of one speaker.
+
+        Parameters
+        ----------
+        speaker : str or None
+            A speaker label; None for a word no speaker was given.
+
+        Returns
+        -------
+        str
+            ``"therapist"``, ``"client"`` or ``"parent"``; ``"unknown"`` for
+            None or a speaker without a role.
+        """
         return self.roles.get(speaker, "unknown") if speaker is not None else "unknown"
 
 
