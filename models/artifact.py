@@ -560,13 +560,39 @@ DEFAULT_FILE = "DEFAULT"
 
 
 def user_models_dir(data_dir: str | Path) -> Path:
-    """Where ``alliance retrain`` saves models: ``<data dir>/models``."""
+    """Where ``alliance retrain`` saves models: ``<data dir>/models``.
+
+    The folder is not created here.
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        The data directory (``ALLIANCE_DATA_DIR``).
+
+    Returns
+    -------
+    Path
+        ``<data_dir>/models``.
+    """
     return Path(data_dir) / "models"
 
 
 def active_model_path(settings) -> Path | None:
     """The model folder to use: ``ALLIANCE_MODEL__ACTIVE_MODEL``, else the one ``alliance activate-model`` chose
     (``<data dir>/models/ACTIVE``), else None (the shipped default, named in ``models/artifacts/DEFAULT``).
+
+    A folder given by the setting is returned without a check; one named in
+    ``ACTIVE`` must hold a model card.
+
+    Parameters
+    ----------
+    settings : Settings
+        ``settings.model.active_model`` and ``settings.data_dir`` are read.
+
+    Returns
+    -------
+    Path or None
+        The model folder; None means the shipped default.
 
     Raises
     ------
@@ -589,10 +615,30 @@ def activate_model(settings, version: str) -> Path:
     """Make ``<data dir>/models/<version>`` the active model (it must load with this code); ``"default"`` goes back to
     the shipped default.
 
+    The model is loaded once (:func:`load_model`) before its name is written
+    into ``<data dir>/models/ACTIVE``, so a model that would fail at the next
+    analysis is refused now. ``"default"`` removes the ``ACTIVE`` file.
+
+    Parameters
+    ----------
+    settings : Settings
+        ``settings.data_dir`` is read.
+    version : str
+        A model folder name under ``<data dir>/models`` (letters, digits,
+        ``.``, ``_`` or ``-``, starting with a letter or digit), or
+        ``"default"``.
+
+    Returns
+    -------
+    Path
+        The now active model folder (for ``"default"``, the shipped one).
+
     Raises
     ------
     ModelArtifactError
-        No such model, or it does not load (features, library versions).
+        No such model, or it does not load (features, library versions); for
+        ``"default"``, the shipped default cannot be found
+        (:func:`default_artifact`).
     """
     import re
 

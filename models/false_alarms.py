@@ -69,7 +69,22 @@ def _regular_file(path: Path) -> bool:
 
 def not_recordings(folder: str | Path) -> list[Path]:
     """Entries under ``folder`` named like audio (``.wav``...) that are not regular files: folders, dangling or
-    looping links, pipes, devices (hidden ones left out, as in :func:`find_recordings`), sorted by path."""
+    looping links, pipes, devices (hidden ones left out, as in :func:`find_recordings`), sorted by path.
+
+    The folder is searched at any depth. "Named like audio" means a suffix
+    in :data:`pipeline.audio.AUDIO_SUFFIXES`, in any case. These entries are
+    what :func:`find_recordings` passes over, so a caller can name them.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The folder of recordings.
+
+    Returns
+    -------
+    list of Path
+        Sorted; empty when there are none or ``folder`` is not a folder.
+    """
     root = Path(folder)
     if not root.is_dir():
         return []
@@ -246,7 +261,29 @@ def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *
 
 def format_false_alarms(result: dict) -> str:
     """A plain-text table of :func:`false_alarms` output: one row per recording, then the total; file names and
-    reasons with control characters escaped (:func:`pipeline.ids.one_line`)."""
+    reasons with control characters escaped (:func:`pipeline.ids.one_line`).
+
+    Columns: file, minutes, flags and flags per hour (a dash when there is
+    no rate). After the table come one line per recording with a warning
+    and one per recording set aside, with its reason.
+
+    Parameters
+    ----------
+    result : dict
+        As returned by :func:`false_alarms`: ``files`` (rows with ``file``,
+        ``minutes``, ``flags``, ``flags_per_hour`` and an optional
+        ``warning``), ``overall`` and an optional ``skipped`` list.
+
+    Returns
+    -------
+    str
+        Lines joined by newlines, without a final newline.
+
+    Raises
+    ------
+    KeyError
+        ``result`` lacks a key named above.
+    """
     width = max([len(one_line(f["file"])) for f in result["files"]] + [24])
     lines = [f"{'file':<{width}} {'minutes':>8} {'flags':>6} {'flags per hour':>15}"]
     rows = [(one_line(f["file"]), f) for f in result["files"]]

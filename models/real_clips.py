@@ -33,6 +33,19 @@ DATA = ROOT / "tests/data"
 
 @dataclass(frozen=True)
 class Clip:
+    """One real recording used as a building block of an assembled session.
+
+    Attributes
+    ----------
+    samples : np.ndarray, shape (n_samples,)
+        Mono float32 audio at 16 kHz, in [-1, 1].
+    text : str or None
+        What is said (the clip's reference transcript); None when the clip
+        has none.
+    language : str
+        ``"nl"`` or ``"en"``.
+    """
+
     samples: np.ndarray
     text: str | None
     language: str
@@ -49,6 +62,24 @@ def load_clips(kind: str) -> list[Clip]:
     ``en`` is the phone call excerpt and the children's read English (speechocean762); ``children`` the latter
     alone; ``nl`` the Dutch read speech; ``meeting`` the two meeting-room excerpts (no transcript); ``pool-nl`` and
     ``pool-en`` the speech no other kind holds (see the module's text).
+
+    Parameters
+    ----------
+    kind : {"en", "children", "nl", "meeting", "pool-nl", "pool-en"}
+        Which clips.
+
+    Returns
+    -------
+    list of Clip
+        In a fixed order (the order of the reference files), each decoded
+        at 16 kHz.
+
+    Raises
+    ------
+    ValueError
+        ``kind`` is not one of the names above.
+    InputError
+        A clip file is missing or cannot be decoded (the message names it).
     """
     from pipeline.audio import decode
 

@@ -272,6 +272,25 @@ def build(version: str, *, sessions_per_generator: int = 6, holdout_sessions: in
 
 
 def main() -> None:
+    """Command line of ``python -m models.ship``: build the classifier, then print its card figures and folder.
+
+    The options (see the module's text and ``--help``) are passed to
+    :func:`build`. ``--shared`` is used only when the folder exists.
+
+    Parameters
+    ----------
+    None
+        Arguments are read from ``sys.argv``.
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    SystemExit
+        A missing ``--version`` or a malformed option (argparse's message).
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--version", required=True)
     parser.add_argument("--sessions-per-generator", type=int, default=6,

@@ -501,7 +501,29 @@ def batch_plan(*, sessions: int, seed: int, minutes: tuple[float, float], sessio
 
 
 def episode_summary(folder: str | Path) -> dict[str, float]:
-    """Seconds of each rupture type in a simulated session (from its ``ruptures.csv``)."""
+    """Seconds of each rupture type in a simulated session (from its ``ruptures.csv``).
+
+    Parameters
+    ----------
+    folder : str or Path
+        The simulated session's folder, holding ``ruptures.csv`` with the
+        columns ``start_s``, ``end_s`` and ``label``.
+
+    Returns
+    -------
+    dict of str to float
+        Rupture label to its total length in seconds, rounded down to 0.1 s;
+        a label without episodes is absent.
+
+    Raises
+    ------
+    OSError
+        ``ruptures.csv`` is missing or cannot be read.
+    KeyError
+        A needed column is missing.
+    ValueError
+        A time is not a number.
+    """
     totals: dict[str, float] = {}
     with open(Path(folder) / "ruptures.csv", newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):

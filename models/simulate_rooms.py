@@ -641,6 +641,19 @@ class SessionPlan:
     parent: bool
 
     def seconds(self, kind: str) -> list[float]:
+        """Lengths of the blocks of one kind, in plan order.
+
+        Parameters
+        ----------
+        kind : str
+            ``"ordinary"``, ``"play"``, ``"withdrawal"`` or
+            ``"confrontation"``.
+
+        Returns
+        -------
+        list of float
+            Seconds of each such block; empty when the plan has none.
+        """
         return [s for k, s in self.blocks if k == kind]
 
 
@@ -958,6 +971,24 @@ class Room:
     positions_m: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
     def distance_m(self, position: str) -> float:
+        """Straight-line distance from a position to the microphone.
+
+        Parameters
+        ----------
+        position : str
+            A key of ``positions_m`` (``"therapist"``, ``"client"``,
+            ``"parent"``, ...).
+
+        Returns
+        -------
+        float
+            Distance in metres.
+
+        Raises
+        ------
+        KeyError
+            The room has no such position.
+        """
         return float(np.linalg.norm(np.subtract(self.positions_m[position], self.mic_m)))
 
 

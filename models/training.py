@@ -138,7 +138,27 @@ def make_estimator(kind: str, *, c: float | None = None):
 
 
 def describe_estimator(kind: str, c: float | None = None) -> str:
-    """The pipeline of :func:`make_estimator` in one line, for the model card."""
+    """The pipeline of :func:`make_estimator` in one line, for the model card.
+
+    Parameters
+    ----------
+    kind : {"linear", "hgb"}
+        The model kind (:data:`MODEL_KINDS`).
+    c : float > 0, optional
+        Inverse regularisation strength of the logistic regression; None
+        means :data:`LINEAR_C`. Ignored for ``"hgb"``.
+
+    Returns
+    -------
+    str
+        For example ``"SimpleImputer(median) → StandardScaler →
+        LogisticRegression(C=0.1, class_weight=balanced)"``.
+
+    Raises
+    ------
+    KeyError
+        ``kind`` is not a model kind.
+    """
     return ESTIMATORS[kind].format(c=LINEAR_C if c is None else c)
 
 
@@ -808,7 +828,22 @@ def check_holdout_apart(data_dirs: Sequence[str | Path], holdout_dirs: Sequence[
 
 
 def counted(n: int, one: str, many: str) -> str:
-    """``"1 client"``, ``"2 clients"``: a count with its noun in the singular or the plural."""
+    """``"1 client"``, ``"2 clients"``: a count with its noun in the singular or the plural.
+
+    Parameters
+    ----------
+    n : int
+        The count; only exactly 1 takes the singular (so ``"0 clients"``).
+    one : str
+        The noun in the singular.
+    many : str
+        The noun in the plural.
+
+    Returns
+    -------
+    str
+        The count, a space and the noun.
+    """
     return f"{n} {one if n == 1 else many}"
 
 
@@ -1217,7 +1252,29 @@ def _fmt(v) -> str:
 
 
 def format_metrics(result: dict) -> str:
-    """A plain-text table of :func:`type_metrics` output (``result["types"]``), then each type's calibration."""
+    """A plain-text table of :func:`type_metrics` output (``result["types"]``), then each type's calibration.
+
+    One row per rupture type: windows, positive windows, AUROC, AUPRC, the
+    threshold, recall and precision at it, and the Brier score, each to 3
+    decimals (a dash for None or NaN). Then one line per type with its
+    calibration bins (mean predicted probability → observed share).
+
+    Parameters
+    ----------
+    result : dict
+        With ``types``: rupture type to its metrics, as :func:`type_metrics`
+        gives them; ``calibration`` may be missing.
+
+    Returns
+    -------
+    str
+        Lines joined by newlines, without a final newline.
+
+    Raises
+    ------
+    KeyError
+        A type lacks one of the metrics named above.
+    """
     lines = [f"{'type':<14} {'windows':>7} {'positive':>8} {'AUROC':>6} {'AUPRC':>6} {'thresh':>6} {'recall':>6} "
              f"{'precis':>6} {'Brier':>6}"]
     for name, m in result["types"].items():
@@ -1236,7 +1293,27 @@ def format_metrics(result: dict) -> str:
 
 
 def format_pairs(pairs: list[dict]) -> str:
-    """A plain-text table of :func:`cross_validate`'s ``pairs``: one row per rupture type and generator pair."""
+    """A plain-text table of :func:`cross_validate`'s ``pairs``: one row per rupture type and generator pair.
+
+    Columns as in :func:`format_metrics`, without the threshold; rows are
+    grouped by rupture type, then in the order of ``pairs``.
+
+    Parameters
+    ----------
+    pairs : list of dict
+        Each with ``train`` and ``test`` (generator names) and ``types``
+        (metrics per rupture type).
+
+    Returns
+    -------
+    str
+        Lines joined by newlines; only the header when ``pairs`` is empty.
+
+    Raises
+    ------
+    KeyError
+        A pair lacks a rupture type or a metric.
+    """
     lines = [f"{'type':<14} {'trained on → scored on':<26} {'windows':>7} {'positive':>8} {'AUROC':>6} "
              f"{'AUPRC':>6} {'recall':>6} {'precis':>6} {'Brier':>6}"]
     for name in CLASSES[1:]:
@@ -1249,7 +1326,22 @@ def format_pairs(pairs: list[dict]) -> str:
 
 
 def format_breakdown(result: dict) -> str:
-    """:func:`format_metrics` for each generator and each dataset folder of an ``evaluate_bundle(by_group=True)``."""
+    """:func:`format_metrics` for each generator and each dataset folder of an ``evaluate_bundle(by_group=True)``.
+
+    Each part starts with a line naming the generator or folder and its
+    numbers of sessions and clients.
+
+    Parameters
+    ----------
+    result : dict
+        :func:`evaluate_bundle` output; ``by_generator`` and ``by_folder``
+        are used when present.
+
+    Returns
+    -------
+    str
+        Lines joined by newlines; empty when there is no breakdown.
+    """
     out = []
     for key, what in (("by_generator", "generator"), ("by_folder", "data folder")):
         for name, part in result.get(key, {}).items():
@@ -1261,7 +1353,29 @@ def format_breakdown(result: dict) -> str:
 
 def format_card_figures(card: dict) -> str:
     """A model card's figures as plain text: cross-generator pairs (or the grouped-by-client cross-validation), the
-    pooled held-out figures, the model choice, held-out sessions (per generator and folder) and false alarms."""
+    pooled held-out figures, the model choice, held-out sessions (per generator and folder) and false alarms.
+
+    This is what ``python -m models.ship`` prints after training. Parts the
+    card does not hold (model comparison, held-out sessions, false alarms)
+    are left out.
+
+    Parameters
+    ----------
+    card : dict
+        A model card (``model_card.json``) with ``metrics`` holding at least
+        ``cross_validation`` (and ``cross_generator`` when it was grouped by
+        generator).
+
+    Returns
+    -------
+    str
+        Lines joined by newlines, without a final newline.
+
+    Raises
+    ------
+    KeyError
+        The card lacks a figure named above.
+    """
     from models.false_alarms import format_false_alarms
 
     m = card["metrics"]
@@ -1289,7 +1403,27 @@ def format_card_figures(card: dict) -> str:
 
 
 def to_json(result: dict) -> str:
-    """JSON with NaN written as null."""
+    """JSON with NaN written as null.
+
+    Converted with :func:`pipeline.types.to_jsonable` (infinities also
+    become null; numpy values become plain numbers) and indented by one
+    space.
+
+    Parameters
+    ----------
+    result : dict
+        Metrics or any value :func:`pipeline.types.to_jsonable` handles.
+
+    Returns
+    -------
+    str
+        The JSON text.
+
+    Raises
+    ------
+    TypeError
+        A value JSON cannot hold remains (a set, a Path).
+    """
     from pipeline.types import to_jsonable
 
     return json.dumps(to_jsonable(result), indent=1)

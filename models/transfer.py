@@ -292,7 +292,22 @@ def marker_use(estimator, X: np.ndarray, y: np.ndarray, *, names: Sequence[str],
 
 def base_pipeline(estimator):
     """The fitted ``Pipeline`` inside a ``CalibratedClassifierCV`` fitted with ``ensemble=False`` (the one fitted on
-    all windows), or ``estimator`` itself when it is not calibrated."""
+    all windows), or ``estimator`` itself when it is not calibrated.
+
+    Used to read the model's own steps (for example the logistic
+    regression's coefficients). With ``ensemble=True`` there is one fitted
+    pipeline per fold and the first one is returned.
+
+    Parameters
+    ----------
+    estimator : sklearn estimator
+        A fitted ``CalibratedClassifierCV``, or a fitted ``Pipeline``.
+
+    Returns
+    -------
+    sklearn estimator
+        The fitted pipeline; nothing is copied.
+    """
     cal = getattr(estimator, "calibrated_classifiers_", None)
     return cal[0].estimator if cal else estimator
 
