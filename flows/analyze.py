@@ -146,7 +146,28 @@ def _load_channels(work: Path) -> np.ndarray | None:
 
 @task(name="decode", **_TASK)
 def decode_task(recording_path: str, work_dir: str, settings: Settings, hook: steps.Hook | None = None) -> Recording:
-    """:func:`pipeline.session.decode_recording`; the samples (and channels) go to ``work_dir``, not to Prefect."""
+    """:func:`pipeline.session.decode_recording`; the samples (and channels) go to ``work_dir``, not to Prefect.
+
+    Parameters
+    ----------
+    recording_path : str
+        The audio file.
+    work_dir : str
+        Scratch folder; ``audio.npy`` (and ``channels.npy``) are written here.
+    settings : Settings
+    hook : callable, optional
+        Progress hook ``hook(stage, fraction)``.
+
+    Returns
+    -------
+    Recording
+        Without samples or channels (:meth:`Recording.without_audio`).
+
+    Raises
+    ------
+    InputError
+        The file is missing, empty or cannot be decoded.
+    """
     rec = steps.decode_recording(recording_path, settings, hook=hook)
     np.save(Path(work_dir) / "audio.npy", rec.samples)
     if rec.channels is not None:
@@ -157,7 +178,23 @@ def decode_task(recording_path: str, work_dir: str, settings: Settings, hook: st
 @task(name="vad", **_TASK)
 def vad_task(work_dir: str, out_dir: str, settings: Settings,
              hook: steps.Hook | None = None) -> tuple[SpeechRegion, ...]:
-    """:func:`pipeline.session.find_speech`; writes ``speech_regions.json``."""
+    """:func:`pipeline.session.find_speech`; writes ``speech_regions.json``.
+
+    Parameters
+    ----------
+    work_dir : str
+        Scratch folder holding ``audio.npy``.
+    out_dir : str
+        The session's folder.
+    settings : Settings
+    hook : callable, optional
+        Progress hook ``hook(stage, fraction)``.
+
+    Returns
+    -------
+    tuple of SpeechRegion
+        Times in seconds.
+    """
     regions = steps.find_speech(_load_audio(Path(work_dir)), settings, hook=hook)
     (Path(out_dir) / "speech_regions.json").write_text(json.dumps(to_jsonable(regions)))
     return regions
@@ -166,7 +203,27 @@ def vad_task(work_dir: str, out_dir: str, settings: Settings,
 @task(name="asr", retries=1, retry_condition_fn=_no_retry_on_bad_input, **_TASK)
 def asr_task(work_dir: str, out_dir: str, settings: Settings, names: dict[str, str] | None = None,
              hook: steps.Hook | None = None) -> Transcript:
-    """:func:`pipeline.session.transcribe_redacted` with this process's ASR backend; writes ``transcript.json``."""
+    """:func:`pipeline.session.transcribe_redacted` with this process's ASR backend; writes ``transcript.json``.
+
+    Retried once, except on bad input or missing weights.
+
+    Parameters
+    ----------
+    work_dir : str
+        Scratch folder holding ``audio.npy``.
+    out_dir : str
+        The session's folder.
+    settings : Settings
+    names : dict of str to str, optional
+        Name part → role label, replaced in the words.
+    hook : callable, optional
+        Progress hook ``hook(stage, fraction)``.
+
+    Returns
+    -------
+    Transcript
+        Names replaced, times in seconds.
+    """
     backend = _asr_backend(settings.model_dump_json())
     transcript = steps.transcribe_redacted(_load_audio(Path(work_dir)), settings, backend=backend, names=names,
                                            hook=hook)
@@ -177,7 +234,27 @@ def asr_task(work_dir: str, out_dir: str, settings: Settings, names: dict[str, s
 @task(name="diarization", retries=1, retry_condition_fn=_no_retry_on_bad_input, **_TASK)
 def diarization_task(work_dir: str, out_dir: str, session_id: str, speech: tuple[SpeechRegion, ...],
                      settings: Settings, hook: steps.Hook | None = None) -> Diarization:
-    """:func:`pipeline.session.diarize_session` with this process's speaker encoder."""
+    """:func:`pipeline.session.diarize_session` with this process's speaker encoder.
+
+    Retried once, except on bad input or missing weights.
+
+    Parameters
+    ----------
+    work_dir : str
+        Scratch folder holding ``audio.npy`` (and ``channels.npy``).
+    out_dir : str
+        The session's folder (this task writes nothing there).
+    session_id : str
+    speech : tuple of SpeechRegion
+        From :func:`vad_task`.
+    settings : Settings
+    hook : callable, optional
+        Progress hook ``hook(stage, fraction)``.
+
+    Returns
+    -------
+    Diarization
+    """
     work = Path(work_dir)
     return steps.diarize_session(_load_audio(work), speech, settings, channels=_load_channels(work),
                                  embedder=_embedder(), hook=hook)
@@ -189,6 +266,26 @@ def overlap_task(work_dir: str, out_dir: str, session_id: str, dia: Diarization,
     """:func:`pipeline.session.find_overlap` with this process's model; writes ``diarization.rttm``.
 
     The RTTM holds the final turns: in a one-microphone recording, both speakers' turns cover detected overlap.
+    Retried once, except on bad input or missing weights.
+
+    Parameters
+    ----------
+    work_dir : str
+        Scratch folder holding ``audio.npy``.
+    out_dir : str
+        The session's folder.
+    session_id : str
+        Written as the RTTM's recording id.
+    dia : Diarization
+        From :func:`diarization_task`.
+    settings : Settings
+    hook : callable, optional
+        Progress hook ``hook(stage, fraction)``.
+
+    Returns
+    -------
+    (Diarization, tuple of OverlapRegion)
+        The final turns and the detected overlap regions (s).
     """
     result, regions = steps.find_overlap(_load_audio(Path(work_dir)), dia, settings,
                                          detector=_overlap_detector(settings), hook=hook)
@@ -201,7 +298,31 @@ def markers_task(work_dir: str, session_id: str, rec: Recording, speech: tuple[S
                  transcript: Transcript, dia: Diarization, meta: Sidecar, settings: Settings, *,
                  profile: np.ndarray | None = None, notes: tuple[str, ...] = (),
                  overlap_regions: tuple[OverlapRegion, ...] = (), hook: steps.Hook | None = None) -> SessionAnalysis:
-    """:func:`pipeline.session.describe_session`: roles, turn-taking, prosody and every marker of the session."""
+    """:func:`pipeline.session.describe_session`: roles, turn-taking, prosody and every marker of the session.
+
+    Parameters
+    ----------
+    work_dir : str
+        Scratch folder holding ``audio.npy``.
+    session_id : str
+    rec, speech, transcript, dia
+        Outputs of the tasks before.
+    meta : Sidecar
+        The session's metadata.
+    settings : Settings
+    profile : np.ndarray, shape (dim,), optional
+        The therapist's voice profile.
+    notes : tuple of str
+        Warnings for the reader.
+    overlap_regions : tuple of OverlapRegion
+        From :func:`overlap_task`.
+    hook : callable, optional
+        Progress hook ``hook(stage, fraction)``.
+
+    Returns
+    -------
+    SessionAnalysis
+    """
     return steps.describe_session(_load_audio(Path(work_dir)), rec, speech, transcript, dia, meta, settings,
                                   session_id=session_id, embedder=_embedder() if profile is not None else None,
                                   profile=profile, notes=notes, overlap_regions=overlap_regions, hook=hook)
@@ -210,7 +331,26 @@ def markers_task(work_dir: str, session_id: str, rec: Recording, speech: tuple[S
 @task(name="report", **_TASK)
 def report_task(work_dir: str, out_dir: str, analysis: SessionAnalysis, settings: Settings, bundle, *,
                 hook: steps.Hook | None = None) -> SessionReport:
-    """Flag the windows of ``analysis`` with the classifier ``bundle`` and write the report into ``out_dir``."""
+    """Flag the windows of ``analysis`` with the classifier ``bundle`` and write the report into ``out_dir``.
+
+    Parameters
+    ----------
+    work_dir : str
+        Scratch folder holding ``audio.npy`` (read only for embedded clips).
+    out_dir : str
+        The session's folder; the report is written here in every language.
+    analysis : SessionAnalysis
+        From :func:`markers_task`.
+    settings : Settings
+    bundle : ModelBundle
+        The loaded classifier.
+    hook : callable, optional
+        Progress hook ``hook(stage, fraction)``.
+
+    Returns
+    -------
+    SessionReport
+    """
     from models.artifact import CLASSES
     from models.flagging import flag_windows
 
@@ -352,7 +492,24 @@ def _classifier(settings: Settings):
 
 
 def session_folder_path(data_dir: str | Path, session_id: str, out_dir: str | Path | None = None) -> Path:
-    """Where a session's outputs go: ``out_dir`` when given, else ``<data_dir>/sessions/<session_id>``."""
+    """Where a session's outputs go: ``out_dir`` when given, else ``<data_dir>/sessions/<session_id>``.
+
+    Nothing is created or checked here (see ``_session_folder``). An empty
+    ``out_dir`` counts as not given.
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        The data directory.
+    session_id : str
+        A valid id (:func:`pipeline.ids.check_id`).
+    out_dir : str or Path, optional
+        A folder chosen by the user.
+
+    Returns
+    -------
+    Path
+    """
     return Path(out_dir) if out_dir else Path(data_dir) / "sessions" / session_id
 
 

@@ -57,7 +57,20 @@ FILING_FOLDERS = ("done", "rejected", "failed")
 
 
 def is_regular(path: Path) -> bool:
-    """True when ``path`` is a regular file itself: not a symbolic link, folder, pipe or device."""
+    """True when ``path`` is a regular file itself: not a symbolic link, folder, pipe or device.
+
+    The path is examined with ``lstat``, so a link is never followed.
+
+    Parameters
+    ----------
+    path : Path
+        Any path.
+
+    Returns
+    -------
+    bool
+        False also when the path does not exist or cannot be examined.
+    """
     try:
         return stat.S_ISREG(path.lstat().st_mode)
     except OSError:
@@ -65,7 +78,26 @@ def is_regular(path: Path) -> bool:
 
 
 def recordings_in(folder: Path) -> list[Path]:
-    """The recordings in ``folder``: regular files (not links) whose suffix is in ``AUDIO_SUFFIXES``, sorted."""
+    """The recordings in ``folder``: regular files (not links) whose suffix is in ``AUDIO_SUFFIXES``, sorted.
+
+    Only ``folder`` itself is listed, not its subfolders. Suffixes are
+    compared in lower case.
+
+    Parameters
+    ----------
+    folder : Path
+        The inbox or a filing folder.
+
+    Returns
+    -------
+    list of Path
+        Sorted by path; empty when there are none.
+
+    Raises
+    ------
+    OSError
+        ``folder`` is missing, not a folder or cannot be listed.
+    """
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and is_regular(p))
 
 
@@ -73,6 +105,17 @@ def sidecar_of(audio: Path) -> Path | None:
     """``NAME.ext.json`` next to the recording, else ``NAME.json``; None when neither is a regular file.
 
     A symbolic link is never taken as a sidecar: its target is not read.
+
+    Parameters
+    ----------
+    audio : Path
+        The recording, for example ``inbox/s12.m4a``.
+
+    Returns
+    -------
+    Path or None
+        ``inbox/s12.m4a.json`` when it is a regular file, else
+        ``inbox/s12.json`` when that is, else None.
     """
     for candidate in (audio.with_name(audio.name + ".json"), audio.with_suffix(".json")):
         if is_regular(candidate):
@@ -213,13 +256,39 @@ def scan_inbox(folder: Path) -> tuple[list[Delivery], list[tuple[Path, str]]]:
 
 
 def client_of(record: Mapping[str, Any]) -> str | None:
-    """A sidecar's client id when it is a valid id, else None: an invalid one is never written as a client."""
+    """A sidecar's client id when it is a valid id, else None: an invalid one is never written as a client.
+
+    Parameters
+    ----------
+    record : mapping
+        A parsed sidecar; ``client_id`` is read.
+
+    Returns
+    -------
+    str or None
+        The id when it matches :data:`pipeline.ids.ID_PATTERN`; None when it
+        is missing, not a string or not valid.
+    """
     value = record.get("client_id")
     return value if is_valid_id(value) else None
 
 
 def sidecar_client(sidecar: Path | None) -> str | None:
-    """The valid client id in a sidecar file (see :func:`client_of`); None when there is none or it cannot be read."""
+    """The valid client id in a sidecar file (see :func:`client_of`); None when there is none or it cannot be read.
+
+    A path that is not a regular file (a link, a folder) is not read.
+
+    Parameters
+    ----------
+    sidecar : Path or None
+        The sidecar file, or None when the recording has none.
+
+    Returns
+    -------
+    str or None
+        The client id; None also when the file is malformed
+        (:class:`~pipeline.errors.MetadataError` is not raised).
+    """
     if sidecar is None or not is_regular(sidecar):
         return None
     try:
@@ -238,6 +307,19 @@ def settled(path: Path, seconds: float) -> bool:
     recorder with a wrong clock, a copy that kept a time stamp) is not a copy under way, and would otherwise
     leave the recording waiting for months. A file that has gone counts as settled: the run then reports it
     in one line when it cannot read it.
+
+    Parameters
+    ----------
+    path : Path
+        The file (links are followed).
+    seconds : float >= 0
+        How long, in seconds, the modification time must lie in the past.
+
+    Returns
+    -------
+    bool
+        True when the file is at least ``seconds`` old, dated more than 60 s
+        in the future, or cannot be examined.
     """
     try:
         age = time.time() - path.stat().st_mtime

@@ -427,6 +427,18 @@ def check_filing_folders(inbox_dir: Path) -> None:
     folder of the inbox's own (a link to another folder would receive the recordings and lose its files to the
     retention periods).
 
+    A filing folder that does not exist yet is fine: it is created when
+    the first file is filed.
+
+    Parameters
+    ----------
+    inbox_dir : Path
+        The inbox folder.
+
+    Returns
+    -------
+    None
+
     Raises
     ------
     PipelineError
@@ -455,6 +467,18 @@ def dask_runner(workers: int):
     Dask starts its workers with ``OMP_NUM_THREADS=1`` (and MKL/OpenBLAS alike); the numeric libraries then sum
     in another order than in this process, and Whisper's int8 decoding can choose other words. The workers get
     this process's thread settings instead, so a batch gives the same outputs on the cluster as in threads.
+    (Where this process has no such variable set, the workers get the machine's core count.) This changes
+    Dask's global configuration for the process.
+
+    Parameters
+    ----------
+    workers : int >= 1
+        Worker processes to start.
+
+    Returns
+    -------
+    prefect_dask.DaskTaskRunner
+        Not started yet; the cluster starts with the flow run that uses it.
     """
     import os
 
@@ -478,6 +502,20 @@ def deploy_analyze(pool: str, *, name: str = "analyze", source: Path | None = No
     sessions that ``nightly_inbox(..., deployment=...)`` hands out. The flow code is loaded from ``source``
     (default: this checkout), which must exist at the same path on every worker machine, as must the inbox
     and the data directory (shared storage, see the README).
+
+    Parameters
+    ----------
+    pool : str
+        Name of an existing Prefect work pool.
+    name : str
+        The deployment's name.
+    source : Path, optional
+        Folder holding ``flows/analyze.py``; default this checkout.
+
+    Returns
+    -------
+    str
+        ``"analyze_session/<name>"``, as ``run_deployment`` takes it.
 
     Raises
     ------

@@ -214,7 +214,26 @@ def purge_feature_cache(data_dir: str | Path, rows: Iterable[dict[str, Any]]) ->
 
 def is_export_of(folder: Path, session_id: str, client_id: str) -> bool:
     """Whether ``folder`` still looks like the export of this session: a real folder whose ``metadata.json`` names
-    the session and the client."""
+    the session and the client.
+
+    A folder or ``metadata.json`` that is a symbolic link never counts, so a
+    purge cannot be led to delete another folder.
+
+    Parameters
+    ----------
+    folder : Path
+        Where the export was written.
+    session_id : str
+        The session it should hold.
+    client_id : str
+        The client it should belong to.
+
+    Returns
+    -------
+    bool
+        False also when the folder is gone or ``metadata.json`` is missing
+        or malformed.
+    """
     meta = folder / "metadata.json"
     if folder.is_symlink() or not folder.is_dir() or meta.is_symlink() or not meta.is_file():
         return False

@@ -180,6 +180,14 @@ EXPORTS = sa.Table(
 
 
 def now() -> str:
+    """The current time in UTC, as the database stores times.
+
+    Returns
+    -------
+    str
+        ISO 8601 to the second, with the offset, for example
+        ``"2026-03-02T01:15:00+00:00"``.
+    """
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -265,6 +273,28 @@ class Store:
             c.execute(SESSIONS.insert().values(**values))
 
     def save_flags(self, session_id: str, flags: Iterable[dict[str, Any]], model_version: str) -> None:
+        """Replace a session's flags, in one transaction, and record the model version on its first use.
+
+        Parameters
+        ----------
+        session_id : str
+            The session whose earlier flags are deleted.
+        flags : iterable of dict
+            Each with ``start`` and ``end`` (s), ``marker_type`` and
+            ``probability``; may be empty (the session then has no flags).
+        model_version : str
+            The classifier that made them; added to ``model_versions`` with
+            the current time when it is not there yet.
+
+        Returns
+        -------
+        None
+
+        Raises
+        ------
+        KeyError
+            A flag lacks one of the keys above; nothing is changed.
+        """
         with self.engine.begin() as c:
             c.execute(FLAGS.delete().where(FLAGS.c.session_id == session_id))
             rows = [dict(session_id=session_id, start_s=f["start"], end_s=f["end"], marker_type=f["marker_type"],
@@ -275,6 +305,28 @@ class Store:
                 c.execute(MODELS.insert().values(version=model_version, first_used_at=now()))
 
     def save_run(self, run_id: str, started_at: str, summary: dict) -> None:
+        """Record a finished batch run, with the current time as its end.
+
+        Parameters
+        ----------
+        run_id : str
+            The run's id; must not be in the table yet.
+        started_at : str
+            When it started, as :func:`now` writes times.
+        summary : dict
+            What the run did; stored as JSON text.
+
+        Returns
+        -------
+        None
+
+        Raises
+        ------
+        TypeError
+            ``summary`` holds a value JSON cannot hold.
+        sqlalchemy.exc.IntegrityError
+            A run with this id is already recorded.
+        """
         with self.engine.begin() as c:
             c.execute(RUNS.insert().values(run_id=run_id, started_at=started_at, finished_at=now(),
                                            summary=json.dumps(summary)))
@@ -369,6 +421,22 @@ class Store:
             return bool(c.execute(THERAPISTS.delete().where(THERAPISTS.c.therapist_id == therapist_id)).rowcount)
 
     def password_hash(self, therapist_id: str) -> str | None:
+        """The stored argon2id hash of a login's password.
+
+        The password itself is never stored. A disabled login still has its
+        hash; the caller checks ``disabled_at`` (:meth:`therapist`).
+
+        Parameters
+        ----------
+        therapist_id : str
+            The login name.
+
+        Returns
+        -------
+        str or None
+            The hash in argon2's encoded form (``$argon2id$...``); None when
+            there is no such login.
+        """
         with self.engine.connect() as c:
             row = c.execute(sa.select(THERAPISTS.c.password_hash)
                             .where(THERAPISTS.c.therapist_id == therapist_id)).first()
@@ -447,6 +515,18 @@ class Store:
             c.execute(EXPORTS.update().where(EXPORTS.c.id == export_id).values(removed_at=now()))
 
     def session(self, session_id: str) -> dict[str, Any] | None:
+        """One session's row.
+
+        Parameters
+        ----------
+        session_id : str
+            The session's id.
+
+        Returns
+        -------
+        dict or None
+            Column name to value; None when the store has no such session.
+        """
         with self.engine.connect() as c:
             row = c.execute(sa.select(SESSIONS).where(SESSIONS.c.session_id == session_id)).first()
         return dict(row._mapping) if row else None

@@ -133,7 +133,20 @@ def session_numbers(facts: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
 
 
 def age_text(age: float | None, language: str) -> str:
-    """The client's age in whole years as the lists print it (``"11"``), a dash when unknown."""
+    """The client's age in whole years as the lists print it (``"11"``), a dash when unknown.
+
+    Parameters
+    ----------
+    age : float or None
+        Age in years; None when the metadata gives none.
+    language : {"nl", "en"}
+        The reader's language (:func:`pipeline.i18n.number`).
+
+    Returns
+    -------
+    str
+        The age rounded to whole years, or ``"—"``.
+    """
     return "—" if age is None else number(age, language, 0)
 
 
@@ -259,7 +272,28 @@ def timeline_svg(flag: Mapping[str, Any], others: Iterable[Mapping[str, Any]], d
 
 
 def verdict_words(verdict: str | None, language: str) -> str:
-    """A verdict (``rupture``, ``no_rupture``, ``repaired``) in words; None: not yet reviewed."""
+    """A verdict (``rupture``, ``no_rupture``, ``repaired``) in words; None: not yet reviewed.
+
+    A verdict the text catalogue has no words for is shown as not yet
+    reviewed.
+
+    Parameters
+    ----------
+    verdict : str or None
+        The stored verdict.
+    language : {"nl", "en"}
+        The reader's language.
+
+    Returns
+    -------
+    str
+        The catalogue's ``web.<verdict>`` text, or ``web.not_reviewed``.
+
+    Raises
+    ------
+    ValueError
+        ``language`` is neither ``nl`` nor ``en``.
+    """
     return text(f"web.{verdict}" if verdict and has(f"web.{verdict}") else "web.not_reviewed", language)
 
 
