@@ -434,7 +434,8 @@ def hysteresis_runs(prob: np.ndarray, onset: float, offset: float) -> list[tuple
     ``end`` is exclusive. A region starts where the probability first
     reaches ``offset`` before it climbs to ``onset`` and ends where it drops
     below ``offset``, so a brief dip under ``onset`` does not split it.
-    This is the onset/offset scheme of pyannote.audio's ``Binarize``.
+    The two thresholds are those of pyannote.audio's ``Binarize``; unlike
+    it, a run here begins where the probability first reached ``offset``.
 
     Parameters
     ----------

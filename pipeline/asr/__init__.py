@@ -31,7 +31,8 @@ class AsrBackend(Protocol):
 
         A backend that also accepts a ``deadline`` keyword (a
         ``time.monotonic()`` value) sets the class attribute
-        ``takes_deadline = True``; :func:`transcribe` then passes one.
+        ``takes_deadline = True``; :func:`transcribe` then passes one
+        whenever the ASR time limit is on.
 
         Parameters
         ----------
