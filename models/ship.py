@@ -184,8 +184,9 @@ def cross_language(train_dirs: list[Path], settings, *, c: float | None = None, 
         thresholds, shipped = shipped_thresholds(model, X, data["y"], data["groups"], data["generators"],
                                                  target_recall=TARGET_RECALL, fallback=cv["thresholds"],
                                                  sessions=data["sessions"], context=CONTEXT_WINDOWS)
-        confirm = ({name: max(thresholds[name], choose_threshold(data["y"] == k, shipped[:, k], CONFIRM_RECALL))
-                    for k, name in ((1, "withdrawal"), (2, "confrontation"))} if shipped is not None else {})
+        confirm = ({name: max(thresholds[name], choose_threshold(data["y"] == k, shipped[:, k], CONFIRM_RECALL[name]))
+                    for k, name in ((1, "withdrawal"), (2, "confrontation")) if name in CONFIRM_RECALL}
+                   if shipped is not None else {})
         card = {"threshold": {"value": min(thresholds.values()), "per_class": thresholds, "confirm": confirm},
                 "context": {"windows": CONTEXT_WINDOWS}, "inputs": {"session_baseline": SESSION_BASELINE},
                 "feature_names": list(MODEL_FEATURE_NAMES), "version": f"{src}-only"}
