@@ -65,9 +65,9 @@ def test_session_json_is_correct_for_the_sample(analysed, sample_reference_turns
     out, _ = analysed
     s = json.loads((out / "session.json").read_text())
     assert s["recording"]["duration_s"] == pytest.approx(30.0, abs=1e-3)
-    assert s["model_version"] == "sim-v4"  # the shipped default (models/artifacts/DEFAULT)
+    assert s["model_version"] == "sim-v5"  # the shipped default (models/artifacts/DEFAULT)
     # each rupture type's own threshold, as the model card sets them (the single `flag_threshold` showed one of them)
-    card = json.loads((ROOT / "models/artifacts/sim-v4/model_card.json").read_text())
+    card = json.loads((ROOT / "models/artifacts/sim-v5/model_card.json").read_text())
     assert s["flag_thresholds"] == card["threshold"]["per_class"] and set(s["flag_thresholds"]) == set(RUPTURE_LABELS)
     assert s["transcript"]["language"] == "en"
     words = " ".join(w["text"] for w in s["transcript"]["words"])
