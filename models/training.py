@@ -936,10 +936,11 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
     c_grid : sequence of float > 0
         The linear model's ``C`` values searched (:func:`choose_regularisation`); empty: :data:`LINEAR_C`.
     confirm_recall : dict, optional
-        Per rupture type, a recall in (0, target_recall]: a flagged stretch of that type must reach, somewhere, the
+        Per rupture type, a recall in (0, 1]: a flagged stretch of that type must reach, somewhere, the
         probability at which the shipped model still finds this share of the rupture windows (chosen on the same
-        out-of-fold probabilities as the thresholds; card ``threshold.confirm``). Types left out, or None: every
-        stretch at the threshold is flagged.
+        out-of-fold probabilities as the thresholds; card ``threshold.confirm``). Types left out, or None, and a
+        recall not below ``target_recall`` (its level would be the threshold): every stretch at the threshold is
+        flagged.
 
     Returns
     -------
@@ -952,7 +953,8 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
         A dataset or unannotated folder is malformed (the message names it), or the windows do not allow
         cross-validation (see :func:`cross_validate`).
     ValueError
-        ``target_recall`` outside (0, 1], or an unknown model kind.
+        ``target_recall`` outside (0, 1], ``confirm_recall`` naming an unknown type or a recall outside (0, 1], or
+        an unknown model kind.
     """
     import sklearn
 
@@ -963,9 +965,11 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
     if not 0 < target_recall <= 1:
         raise ValueError(f"target_recall must be in (0, 1]. Got {target_recall} instead.")
     confirm_recall = dict(confirm_recall or {})
-    if any(k not in CLASSES[1:] or not 0 < v <= target_recall for k, v in confirm_recall.items()):
-        raise ValueError(f"confirm_recall must map rupture types to a recall in (0, target_recall]. Got "
-                         f"{confirm_recall} instead.")
+    if any(k not in CLASSES[1:] or not 0 < v <= 1 for k, v in confirm_recall.items()):
+        raise ValueError(f"confirm_recall must map rupture types to a recall in (0, 1]. Got {confirm_recall} "
+                         "instead.")
+    # a level at or above the target recall would sit at the threshold and change nothing: no level then
+    confirm_recall = {k: v for k, v in confirm_recall.items() if v < target_recall}
     for kind in kinds:
         make_estimator(kind)
     for d in unannotated_dirs:  # a wrong folder stops the run before any analysis
@@ -999,9 +1003,10 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
     thresholds, shipped = shipped_thresholds(model, X, y, groups, gens, target_recall=target_recall,
                                              sessions=sids, context=context,
                                              fallback=cv["thresholds"])
-    confirm = ({CLASSES[k]: max(thresholds[CLASSES[k]], choose_threshold(y == k, shipped[:, k],
-                                                                      confirm_recall[CLASSES[k]]))
+    confirm = ({CLASSES[k]: choose_threshold(y == k, shipped[:, k], confirm_recall[CLASSES[k]])
                 for k in (1, 2) if CLASSES[k] in confirm_recall} if shipped is not None else {})
+    confirm = {k: v for k, v in confirm.items() if v > thresholds[k]}  # only a level above the threshold does anything
+    confirm_recall = {k: v for k, v in confirm_recall.items() if k in confirm}
     spans = dict(confirm=confirm or None, sessions=sids, starts=starts, ends=ends)
     if shipped is not None and cv["grouped_by"] == cal_how:
         # the cross-validation's figures at these thresholds, on the shipped model's scale: the cross-validation's

@@ -379,3 +379,21 @@ def test_a_model_trained_on_few_clients_says_its_figures_are_not_to_be_trusted_y
     assert note in (root / "progress.log").read_text()
     known = (folder / "MODEL_CARD.md").read_text().split("## Known limits", 1)[1]
     assert known.strip().startswith("Trained on 8 clients")
+
+
+def test_a_target_recall_below_the_confirmation_recall_trains_without_a_confirmation_level(two_generators):
+    """5 December trial: `alliance retrain --target-recall 0.5` (the option allows 0.05-1) failed with a ValueError
+    and two tracebacks, because the confrontation confirmation level asks for 60 % recall. A confirmation level at
+    or above the target recall would sit at the threshold and change nothing, so the card then has none."""
+    from pipeline.settings import Settings
+
+    from models.training import train
+
+    root, _, _ = two_generators
+    folder = train([root / "train"], version="gen-low", settings=Settings(data_dir=root), root=root / "models",
+                   target_recall=0.5, c_grid=(), kinds=("linear",), progress=lambda m: None)
+    card = json.loads((folder / "model_card.json").read_text())
+    assert card["threshold"]["target_recall"] == 0.5 and "confirm" not in card["threshold"]
+    with pytest.raises(ValueError, match="confirm_recall"):
+        train([root / "train"], version="gen-bad", settings=Settings(data_dir=root), root=root / "models",
+              confirm_recall={"anger": 0.5}, progress=lambda m: None)
