@@ -1143,7 +1143,7 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
         card["metrics"]["heldout"] = evaluate_bundle(bundle, held, by_group=True)
     if unannotated_dirs:
         card["metrics"]["false_alarms"] = false_alarms(bundle, unannotated_dirs, settings,
-                                                       threshold=settings.model.flag_threshold, progress=progress)
+                                                       progress=progress)
     return save_model(model, _paths_in_data_dir(card, settings.data_dir), root=Path(root))
 
 
@@ -1255,8 +1255,9 @@ def evaluate(model_dir: str | Path | None, data_dirs: Sequence[str | Path], sett
     if data_dirs:
         out.update(evaluate_bundle(bundle, load_dataset(data_dirs, settings, progress=progress), by_group=by_group))
     if unannotated_dirs:
-        out["false_alarms"] = false_alarms(bundle, unannotated_dirs, settings,
-                                           threshold=settings.model.flag_threshold, progress=progress)
+        # at the model's own thresholds, as the annotated sessions above (a threshold set for the clinic's flags
+        # would score the two parts of one run differently)
+        out["false_alarms"] = false_alarms(bundle, unannotated_dirs, settings, progress=progress)
     return out
 
 

@@ -397,3 +397,20 @@ def test_a_target_recall_below_the_confirmation_recall_trains_without_a_confirma
     with pytest.raises(ValueError, match="confirm_recall"):
         train([root / "train"], version="gen-bad", settings=Settings(data_dir=root), root=root / "models",
               confirm_recall={"anger": 0.5}, progress=lambda m: None)
+
+
+def test_evaluate_scores_the_false_alarms_at_the_models_own_thresholds_like_the_annotated_sessions(two_generators):
+    """5 December trial: with ALLIANCE_MODEL__FLAG_THRESHOLD=0.07 one `alliance evaluate` run scored the annotated
+    sessions at the model's thresholds but the recordings without ruptures at 0.07, and said so in two tables side
+    by side. Both parts now read the model's own thresholds (the setting is for the clinic's flags)."""
+    from pipeline.settings import Settings
+
+    from models.training import evaluate
+
+    root, folder, _ = two_generators
+    card = json.loads((folder / "model_card.json").read_text())
+    settings = Settings(data_dir=root, model={"flag_threshold": 0.07})
+    result = evaluate(folder, [root / "held-sim"], settings, unannotated_dirs=[root / "unannotated"],
+                      progress=lambda m: None)
+    assert result["false_alarms"]["thresholds"] == card["threshold"]["per_class"]
+    assert result["types"]["withdrawal"]["threshold"] == card["threshold"]["per_class"]["withdrawal"]
