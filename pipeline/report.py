@@ -372,7 +372,8 @@ def threshold_note(report: SessionReport, card: Mapping[str, Any] | None, langua
     -------
     str
         Empty when no setting replaced the threshold; else says to what, and whether that flags more
-        (lowered below every threshold of the model) or fewer (raised above every one) stretches.
+        (lowered below every threshold of the model) or fewer (raised above every threshold and confirmation
+        level) stretches.
     """
     override = ((report.settings or {}).get("model") or {}).get("flag_threshold")
     if override is None:
@@ -389,8 +390,10 @@ def threshold_note(report: SessionReport, card: Mapping[str, Any] | None, langua
     said = (thr(model[0]) if len(model) == 1 else ", ".join(
         text("report.threshold_per_type", language, value=thr(v),
              kind=text(f"report.{k}", language) if has(f"report.{k}") else k) for k, v in per.items()))
+    # a setting flags every stretch at it, without the model's confirmation levels: "fewer" only above those too
+    levels = [float(v) for v in (limits.get("confirm") or {}).values()]
     key = ("report.threshold_lowered" if override < model[0] else "report.threshold_raised"
-           if override > model[-1] else "report.threshold_set")
+           if override > max([model[-1], *levels]) else "report.threshold_set")
     return text(key, language, threshold=value, model=said) if key != "report.threshold_set" else text(
         key, language, threshold=value)
 

@@ -218,7 +218,7 @@ def test_the_command_line_says_where_the_report_is_and_how_to_reach_the_review_a
     lines = "\n".join(closing_lines(_report(), tmp_path))
     assert f"file://{tmp_path}/report.html" in lines
     assert "alliance web" in lines and "alliance add-therapist" in lines and "nightly" in lines
-    assert "no stretch reached the flag threshold" in lines.lower()
+    assert "the model pointed out no stretch" in lines.lower()
     flagged = _report(flags=[RuptureFlag(0.0, 30.0, 0.4, "withdrawal", (), "sim-v1")])
     assert "1 stretch to review" in "\n".join(closing_lines(flagged, tmp_path))
 
@@ -341,3 +341,33 @@ def test_the_reports_figure_carries_no_clock_time_of_its_own():
     html = render_html(_report(), language="nl")
     assert "<dc:date>" not in html
     assert render_html(_report(), language="nl") == html
+
+
+def test_a_session_without_flags_is_not_said_to_have_no_stretch_at_the_threshold():
+    """5 December trial: with a confirmation level (sim-v5), a confrontation stretch can reach the threshold and
+    still not be flagged; the CLI and the report then said "no stretch reached the flag threshold", which was false.
+    They now say that the model pointed out no stretch."""
+    from pathlib import Path
+
+    from flows.cli.analyze import closing_lines
+    from pipeline.i18n import text
+
+    for key in ("report.no_flags", "report.summary_none"):
+        for language, word in (("en", "threshold"), ("nl", "drempel")):
+            assert word not in text(key, language).lower(), (key, language)
+    lines = "\n".join(closing_lines(_report(), Path("/tmp/x"))).lower()
+    assert "threshold" not in lines and "nothing in this session needs review" in lines
+
+
+def test_a_raised_threshold_is_not_said_to_flag_fewer_stretches_when_it_lifts_a_confirmation_level():
+    """5 December trial: a threshold set by hand flags every stretch at it, without the model's confirmation level;
+    set between the confrontation threshold (0.402) and its level (0.563) it adds confrontation flags, while the
+    report said "fewer stretches are flagged than the model would point out"."""
+    card = {"threshold": {"value": 0.3, "per_class": {"withdrawal": 0.3, "confrontation": 0.4},
+                          "confirm": {"confrontation": 0.56}}}
+    r = dataclasses.replace(_report(settings={"features": {}, "model": {"flag_threshold": 0.5}}), flag_threshold=0.5)
+    note = _summary(render_html(r, language="en", model_card=card)).split('class="caveat"')[-1]
+    assert "so fewer stretches are flagged" not in note and "set to 0.50 by a setting" in note
+    above = dataclasses.replace(_report(settings={"features": {}, "model": {"flag_threshold": 0.6}}),
+                                flag_threshold=0.6)
+    assert "so fewer stretches are flagged" in _summary(render_html(above, language="en", model_card=card))

@@ -150,7 +150,7 @@ def closing_lines(report, folder: Path) -> list[str]:
 
     html = Path(folder).absolute() / "report.html"
     n = len(report.flags)
-    found = ("No stretch reached the flag threshold: nothing in this session needs review (the report says why "
+    found = ("The model pointed out no stretch: nothing in this session needs review (the report says why "
              "that is not a diagnosis)." if n == 0 else
              f"{n} stretch{'' if n == 1 else 'es'} to review: see the report's summary.")
     if text("warn.no_speech", "en") in report.warnings:  # as the report's summary: nothing was judged at all
