@@ -4,6 +4,7 @@ takes a shipped model's name (fresh-user trial, issue 15)."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -48,7 +49,9 @@ def test_retrain_refuses_a_shipped_model_name_and_says_the_name_rules(settings):
 
 
 def test_evaluate_checks_its_json_target_before_any_work(settings, tmp_path):
-    for target, says in ((tmp_path, "is a folder"), (tmp_path / "missing" / "out.json", "not found")):
+    # 5 December trial: a file that cannot be created (/proc) gave a traceback after all the work was done
+    for target, says in ((tmp_path, "is a folder"), (tmp_path / "missing" / "out.json", "not found"),
+                         (Path("/proc/alliance-eval.json"), "cannot be written")):
         result = runner.invoke(app, ["evaluate", "--unannotated", str(tmp_path), "--json", str(target)])
         assert result.exit_code == 2 and says in " ".join(result.output.split()), result.output
 

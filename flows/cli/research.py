@@ -232,6 +232,17 @@ def evaluate(
         _error(console, f"--json {json_out}: " + ("is a folder; give a file name" if json_out.is_dir() else
                                                  f"folder {json_out.parent} not found"))
         raise typer.Exit(2)
+    if json_out is not None:  # a place where the file cannot be made (/proc, a read-only folder): say so now
+        existed = json_out.exists()
+        try:
+            with open(json_out, "a", encoding="utf-8"):
+                pass
+        except OSError as exc:
+            _error(console, f"--json {json_out}: cannot be written ({exc.strerror or type(exc).__name__}); give "
+                            "another file")
+            raise typer.Exit(2) from None
+        if not existed:
+            json_out.unlink(missing_ok=True)
     settings = Settings()
     try:
         result = run(model if model is not None else active_model_path(settings), data, settings,
@@ -251,7 +262,12 @@ def evaluate(
                    f"thresholds {', '.join(f'{k} {v:.3f}' for k, v in fa['thresholds'].items())}):")
         typer.echo(format_false_alarms(fa))
     if json_out is not None:
-        json_out.write_text(to_json(result) + "\n")
+        try:
+            json_out.write_text(to_json(result) + "\n")
+        except OSError as exc:  # removed or made read-only while the evaluation ran
+            _error(console, f"--json {json_out}: cannot be written ({exc.strerror or type(exc).__name__}); the "
+                            "figures above are complete")
+            raise typer.Exit(1) from None
 
 
 @app.command("activate-model")
