@@ -192,7 +192,8 @@ def session_features(session: LabelledSession, settings, *,
     ----------
     session : LabelledSession
     settings : Settings
-        Analysis settings; their hash and :func:`analysis_code_hash` are part of the cache key.
+        Analysis settings; their hash (without the classifier's settings, :meth:`Settings.features_hash`) and
+        :func:`analysis_code_hash` are part of the cache key.
     backends : Backends, optional
         The ASR backend and speaker embedder; default the configured ones, loaded once per process.
 
@@ -208,7 +209,7 @@ def session_features(session: LabelledSession, settings, *,
     from pipeline.session import analyze
     from pipeline.sidecar import Sidecar
 
-    key = f"{recording_sha256(session.recording)[:16]}-{settings.settings_hash()[:8]}-{analysis_code_hash()[:8]}"
+    key = f"{recording_sha256(session.recording)[:16]}-{settings.features_hash()[:8]}-{analysis_code_hash()[:8]}"
     cache = Path(settings.data_dir) / "feature-cache" / key
     done = cache / "features.json"
     if not done.is_file():

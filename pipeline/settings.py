@@ -466,6 +466,18 @@ class Settings(BaseSettings):
         d["overlap"].pop("cpu_threads", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
+    def features_hash(self) -> str:
+        """Short sha256 of the settings that change a recording's markers: :meth:`settings_hash` without the
+        classifier's group (``ALLIANCE_MODEL__*``: which model, its thresholds and the least speech a window needs
+        to be scored act after the markers are measured).
+
+        Returns
+        -------
+        str
+            16 hexadecimal digits; the key of the feature cache (:func:`models.dataset.session_features`).
+        """
+        return self.model_copy(update={"model": ModelSettings()}).settings_hash()
+
 
 def _is_file(path: Path) -> bool:
     """Whether something other than a folder is at ``path`` (an unreadable parent counts as nothing there)."""

@@ -280,6 +280,12 @@ def test_training_features_come_straight_from_the_analysis_and_are_cached_privat
     assert stat.S_IMODE(os.stat(cached[0].parent).st_mode) == 0o700
     again, _ = session_features(session, settings, backends=Backends(NoBackend(), NoBackend()))
     assert_same(again, features)
+    # 5 December trial: the classifier's settings (another model, a threshold set by hand) do not change the
+    # features, but were part of the cache key, so `evaluate` with them analysed every session again
+    other = settings.model_copy(update={"model": settings.model.model_copy(update={"flag_threshold": 0.07,
+                                                                                   "active_model": tmp_path})})
+    again, _ = session_features(session, other, backends=Backends(NoBackend(), NoBackend()))
+    assert_same(again, features)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's heap")
