@@ -512,10 +512,16 @@ def render_card_markdown(card: dict) -> str:
     per = card["threshold"].get("per_class")
     value = ", ".join(f"{k} {v}" for k, v in per.items()) if per else card["threshold"]["value"]
     lines += ["", "## Threshold", "", f"{value}: {card['threshold']['why']}", ""]
-    if card["threshold"].get("confirm"):
-        confirm = ", ".join(f"{k} {v}" for k, v in card["threshold"]["confirm"].items())
-        lines += [f"A stretch is flagged only where it reaches {confirm}: "
-                  f"{card['threshold'].get('confirm_why', '')}", ""]
+    levels = {k: v for k, v in (card["threshold"].get("confirm") or {}).items()
+              if v > float((per or {}).get(k, card["threshold"]["value"]))}
+    if levels:
+        named = " and ".join(f"a {k} stretch is flagged only where it reaches {v} somewhere"
+                             for k, v in levels.items())
+        others = [k for k in CLASSES[1:] if k not in levels]
+        why = str(card["threshold"].get("confirm_why", ""))
+        lines += [f"Confirmation level: {named}"
+                  + (f" ({' and '.join(others)}: every stretch at the threshold is flagged)" if others else "")
+                  + f". {why[:1].upper() + why[1:]}", ""]
     if card.get("inputs", {}).get("session_baseline"):
         lines += ["## Session baseline", "", str(card["inputs"].get("why", "")), ""]
     if card.get("context", {}).get("windows", 1) > 1:

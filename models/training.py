@@ -1295,10 +1295,12 @@ def format_metrics(result: dict) -> str:
         lines.append(f"{name:<14} {m['n_windows']:>7} {m['n_positive']:>8} {_fmt(m['auroc']):>6} "
                      f"{_fmt(m['auprc']):>6} {_fmt(m['threshold']):>6} {_fmt(m['recall']):>6} "
                      f"{_fmt(m['precision']):>6} {_fmt(m['brier']):>6}")
-    levels = {name: m["confirm"] for name, m in result["types"].items() if m.get("confirm") is not None}
+    levels = {name: m["confirm"] for name, m in result["types"].items()
+              if m.get("confirm") is not None and m["confirm"] > m["threshold"]}
     if levels:
-        lines.append("Recall and precision count the windows the flags cover: at the threshold, in a stretch that "
-                     "reaches " + ", ".join(f"{v:.3f} ({k})" for k, v in levels.items()) + ".")
+        lines.append("Recall and precision count the windows the flags cover: at the threshold and, "
+                     + " and ".join(f"for {k}, in a stretch that reaches its confirmation level {v:.3f}"
+                                    for k, v in levels.items()) + ".")
     lines.append("Calibration (mean predicted probability → observed share of windows, per quantile bin):")
     for name, m in result["types"].items():
         bins = "  ".join(f"{b['p_mean']:.2f}→{b['observed']:.2f} (n={b['n']})" for b in m.get("calibration", []))

@@ -258,8 +258,10 @@ def evaluate(
             typer.echo(format_breakdown(result))
     if unannotated:
         fa = result["false_alarms"]
+        levels = "".join(f"; {k} confirmation level {v:.3f}" for k, v in fa.get("confirm", {}).items()
+                         if v > fa["thresholds"].get(k, 0))
         typer.echo(f"Model {result['model']} on real recordings without ruptures (every flag is a false alarm; "
-                   f"thresholds {', '.join(f'{k} {v:.3f}' for k, v in fa['thresholds'].items())}):")
+                   f"thresholds {', '.join(f'{k} {v:.3f}' for k, v in fa['thresholds'].items())}{levels}):")
         typer.echo(format_false_alarms(fa))
     if json_out is not None:
         try:
