@@ -283,6 +283,12 @@ class ModelSettings(BaseModel):
         3.0, ge=0, description="Windows with less speech than this (s, any speaker) are not classified: "
         "a stretch with no talk at all (recorder left running, a break) is not evidence of a rupture.")
 
+    @field_validator("active_model", "flag_threshold", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value):
+        """An empty value means unset, as the README's settings table says (the shipped model, the card's thresholds)."""
+        return None if isinstance(value, str) and not value.strip() else value
+
 
 class WebSettings(BaseModel):
     """Logins of the review web app (``alliance web``), NEN 7510 practice; all kept in the server's memory."""

@@ -201,6 +201,12 @@ def test_empty_path_settings_mean_unset(monkeypatch):
     monkeypatch.setenv("ALLIANCE_ASR__MODEL_DIR", " ")
     s = Settings()
     assert s.asr.checkpoint is None and s.asr.model_dir is None
+    # 5 December trial: the README gives "empty" as the classifier settings' default too, but an empty
+    # ALLIANCE_MODEL__ACTIVE_MODEL was taken as the folder "." and an empty threshold was refused
+    monkeypatch.setenv("ALLIANCE_MODEL__ACTIVE_MODEL", "")
+    monkeypatch.setenv("ALLIANCE_MODEL__FLAG_THRESHOLD", " ")
+    s = Settings()
+    assert s.model.active_model is None and s.model.flag_threshold is None
 
 
 @pytest.mark.slow
