@@ -198,6 +198,7 @@ def _unusable_out(out: Path, data_dir: Path, session_id: str | None = None) -> s
         if theirs:
             return (f"--out {out}: holds {', '.join(theirs)} but no session results; they would be overwritten, "
                     "so give an empty folder or a new one")
+    made = [p for p in [out, *out.parents] if not p.exists()]  # what this check creates, deepest first
     try:
         if not out.exists():
             make_private_dir(out)  # a folder the user already has keeps its mode; the files written are 0600
@@ -205,6 +206,12 @@ def _unusable_out(out: Path, data_dir: Path, session_id: str | None = None) -> s
             pass
     except OSError as exc:
         return f"--out {out}: cannot write there ({exc.strerror or exc}); give a folder you can write to"
+    finally:  # the flow makes the folder itself when it writes; a run refused later then leaves nothing behind
+        for p in made:
+            try:
+                p.rmdir()
+            except OSError:
+                break
     return None
 
 

@@ -158,3 +158,17 @@ def test_an_unusable_out_folder_is_refused_in_one_line_before_any_work(tmp_path,
         assert f"--out {out}" in text and message in text and "Traceback" not in result.output, (out, text)
     assert not (data / "sessions").exists()  # nothing was analysed
     assert (theirs / "report.html").read_text() == "<p>my own report</p>" and (theirs.stat().st_mode & 0o777) == 0o755
+
+
+def test_checking_a_new_out_folder_leaves_nothing_behind(tmp_path):
+    """5 December trial: `alliance analyze --out NEW/sub` refused later (a damaged model card) left the empty
+    private folders NEW/sub, made by the check that the folder can be written; the flow, finding them already there,
+    did not remove them. The check now removes what it made."""
+    from flows.cli.analyze import _unusable_out
+
+    new = tmp_path / "new" / "sub"
+    assert _unusable_out(new, tmp_path / "data") is None
+    assert not (tmp_path / "new").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    assert _unusable_out(kept, tmp_path / "data") is None and kept.is_dir()  # a folder the user had stays
