@@ -160,9 +160,9 @@ def cross_language(train_dirs: list[Path], settings, *, c: float | None = None, 
         for a direction whose source language cannot be cross-validated (a rupture type missing from a generator).
     """
     from models.artifact import ModelBundle
-    from models.training import (CONFIRM_RECALL, CONTEXT_WINDOWS, SESSION_BASELINE, TARGET_RECALL, choose_threshold,
-                                 cross_validate, evaluate_bundle, fit_calibrated, load_dataset, model_inputs,
-                                 shipped_thresholds)
+    from models.training import (CONFIRM_RECALL, CONTEXT_WINDOWS, SESSION_BASELINE, TARGET_RECALL,
+                                 confirmation_levels, cross_validate, evaluate_bundle, fit_calibrated, load_dataset,
+                                 model_inputs, shipped_thresholds)
     from pipeline.features import FEATURE_NAMES, MODEL_FEATURE_NAMES
 
     by_lang = {lang: [d for d in train_dirs if f"-{lang}-" in d.name] for lang in ("nl", "en")}
@@ -184,8 +184,7 @@ def cross_language(train_dirs: list[Path], settings, *, c: float | None = None, 
         thresholds, shipped = shipped_thresholds(model, X, data["y"], data["groups"], data["generators"],
                                                  target_recall=TARGET_RECALL, fallback=cv["thresholds"],
                                                  sessions=data["sessions"], context=CONTEXT_WINDOWS)
-        confirm = ({name: max(thresholds[name], choose_threshold(data["y"] == k, shipped[:, k], CONFIRM_RECALL[name]))
-                    for k, name in ((1, "withdrawal"), (2, "confrontation")) if name in CONFIRM_RECALL}
+        confirm = (confirmation_levels(data["y"], shipped, thresholds, CONFIRM_RECALL, TARGET_RECALL)
                    if shipped is not None else {})
         card = {"threshold": {"value": min(thresholds.values()), "per_class": thresholds, "confirm": confirm},
                 "context": {"windows": CONTEXT_WINDOWS}, "inputs": {"session_baseline": SESSION_BASELINE},

@@ -458,6 +458,42 @@ def choose_threshold(y_true: np.ndarray, p: np.ndarray, target_recall: float) ->
     return float(thresholds[recall[:-1] >= target_recall].max())
 
 
+def confirmation_levels(y: np.ndarray, proba: np.ndarray, thresholds: dict[str, float],
+                        confirm_recall: dict[str, float], target_recall: float) -> dict[str, float]:
+    """Per rupture type named in ``confirm_recall``, the probability a flagged stretch must reach somewhere.
+
+    The highest probability at which ``proba`` still finds the type's confirmation recall of its windows
+    (:func:`choose_threshold`), on the same out-of-fold probabilities as the thresholds; hysteresis flagging
+    (:func:`models.artifact.confirmed_windows`). A recall not below ``target_recall``, or a level not above the
+    type's threshold, would change nothing and gives no level.
+
+    Parameters
+    ----------
+    y : np.ndarray of int, shape (n,)
+        Class index per window.
+    proba : np.ndarray, shape (n, 3)
+        Out-of-fold probabilities on the shipped model's scale (:func:`shipped_thresholds`).
+    thresholds : dict
+        Flag threshold per rupture type.
+    confirm_recall : dict
+        Recall in (0, 1] per rupture type that gets a level.
+    target_recall : float
+        The recall the thresholds were chosen for.
+
+    Returns
+    -------
+    dict
+        ``{type: level}`` for the types that get one.
+    """
+    levels = {}
+    for k, name in enumerate(CLASSES):
+        if name in confirm_recall and confirm_recall[name] < target_recall:
+            level = choose_threshold(y == k, proba[:, k], confirm_recall[name])
+            if level > thresholds[name]:
+                levels[name] = level
+    return levels
+
+
 def type_metrics(y: np.ndarray, proba: np.ndarray, thresholds: dict[str, float], *,
                  confirm: dict[str, float] | None = None, sessions: np.ndarray | None = None,
                  starts: np.ndarray | None = None, ends: np.ndarray | None = None) -> dict:
@@ -968,8 +1004,6 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
     if any(k not in CLASSES[1:] or not 0 < v <= 1 for k, v in confirm_recall.items()):
         raise ValueError(f"confirm_recall must map rupture types to a recall in (0, 1]. Got {confirm_recall} "
                          "instead.")
-    # a level at or above the target recall would sit at the threshold and change nothing: no level then
-    confirm_recall = {k: v for k, v in confirm_recall.items() if v < target_recall}
     for kind in kinds:
         make_estimator(kind)
     for d in unannotated_dirs:  # a wrong folder stops the run before any analysis
@@ -1003,9 +1037,8 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
     thresholds, shipped = shipped_thresholds(model, X, y, groups, gens, target_recall=target_recall,
                                              sessions=sids, context=context,
                                              fallback=cv["thresholds"])
-    confirm = ({CLASSES[k]: choose_threshold(y == k, shipped[:, k], confirm_recall[CLASSES[k]])
-                for k in (1, 2) if CLASSES[k] in confirm_recall} if shipped is not None else {})
-    confirm = {k: v for k, v in confirm.items() if v > thresholds[k]}  # only a level above the threshold does anything
+    confirm = (confirmation_levels(y, shipped, thresholds, confirm_recall, target_recall)
+               if shipped is not None else {})
     confirm_recall = {k: v for k, v in confirm_recall.items() if k in confirm}
     spans = dict(confirm=confirm or None, sessions=sids, starts=starts, ends=ends)
     if shipped is not None and cv["grouped_by"] == cal_how:
