@@ -364,6 +364,10 @@ def report_task(work_dir: str, out_dir: str, analysis: SessionAnalysis, settings
             flag_threshold=settings.model.flag_threshold or bundle.threshold,
             flag_thresholds={name: settings.model.flag_threshold or bundle.class_threshold(k)
                              for k, name in enumerate(CLASSES) if k},
+            # the confirmation levels in force (none when a setting replaced the thresholds)
+            flag_confirm={} if settings.model.flag_threshold else {
+                name: bundle.class_confirm(k) for k, name in enumerate(CLASSES)
+                if k and bundle.class_confirm(k) is not None},
             created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             software_version=pipeline.__version__,
             client_history=client_history(settings.data_dir, analysis.client_id, analysis.session_id))

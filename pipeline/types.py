@@ -622,7 +622,10 @@ class SessionReport(_Serializable):
     :class:`SessionAnalysis`. ``flag_thresholds`` gives each rupture type's
     probability threshold in use (``{"withdrawal": 0.291, "confrontation":
     0.403}``: the model card's, or the ``flag_threshold`` setting for both);
-    ``flag_threshold`` is that setting, else the card's single value.
+    ``flag_threshold`` is that setting, else the card's single value;
+    ``flag_confirm`` the confirmation level a flagged stretch of a type had to
+    reach (``{"confrontation": 0.563}``; empty for models without one or when
+    the setting replaced the thresholds).
     """
 
     session_id: str
@@ -651,6 +654,7 @@ class SessionReport(_Serializable):
     client_history: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     overlap_regions: tuple[OverlapRegion, ...] = ()
     flag_thresholds: Mapping[str, float] = field(default_factory=dict)
+    flag_confirm: Mapping[str, float] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     @classmethod

@@ -69,6 +69,8 @@ def test_session_json_is_correct_for_the_sample(analysed, sample_reference_turns
     # each rupture type's own threshold, as the model card sets them (the single `flag_threshold` showed one of them)
     card = json.loads((ROOT / "models/artifacts/sim-v5/model_card.json").read_text())
     assert s["flag_thresholds"] == card["threshold"]["per_class"] and set(s["flag_thresholds"]) == set(RUPTURE_LABELS)
+    # and the confirmation levels in force (5 December trial: they were nowhere in session.json)
+    assert s["flag_confirm"] == card["threshold"]["confirm"] == {"confrontation": 0.563}
     assert s["transcript"]["language"] == "en"
     words = " ".join(w["text"] for w in s["transcript"]["words"])
     assert word_error_rate(read_stm_text(SAMPLE_STM), words) <= 0.20
@@ -317,7 +319,8 @@ def test_the_report_task_flags_once_and_words_the_reasons_in_each_report_languag
         return report.flags
 
     monkeypatch.setattr(models.flagging, "flag_windows", fake_flags)
-    bundle = types.SimpleNamespace(version="test-model", card=None, threshold=0.5, class_threshold=lambda k: 0.5)
+    bundle = types.SimpleNamespace(version="test-model", card=None, threshold=0.5, class_threshold=lambda k: 0.5,
+                                   class_confirm=lambda k: None)
     settings = Settings(data_dir=tmp_path / "data", ui_language="nl")
     out = tmp_path / "out"
     written = report_task.fn(str(tmp_path), str(out), analysis, settings, bundle)
