@@ -49,9 +49,14 @@ def test_retrain_refuses_a_shipped_model_name_and_says_the_name_rules(settings):
 
 
 def test_evaluate_checks_its_json_target_before_any_work(settings, tmp_path):
-    # 5 December trial: a file that cannot be created (/proc) gave a traceback after all the work was done
+    # 5 December trial: a file that cannot be created (/proc) gave a traceback after all the work was done; a pipe
+    # would have held the command until something read it
+    import os
+
+    os.mkfifo(tmp_path / "pipe.json")
     for target, says in ((tmp_path, "is a folder"), (tmp_path / "missing" / "out.json", "not found"),
-                         (Path("/proc/alliance-eval.json"), "cannot be written")):
+                         (Path("/proc/alliance-eval.json"), "cannot be written"),
+                         (tmp_path / "pipe.json", "is not a regular file")):
         result = runner.invoke(app, ["evaluate", "--unannotated", str(tmp_path), "--json", str(target)])
         assert result.exit_code == 2 and says in " ".join(result.output.split()), result.output
 

@@ -232,6 +232,9 @@ def evaluate(
         _error(console, f"--json {json_out}: " + ("is a folder; give a file name" if json_out.is_dir() else
                                                  f"folder {json_out.parent} not found"))
         raise typer.Exit(2)
+    if json_out is not None and json_out.exists() and not json_out.is_file():  # a pipe would wait for a reader
+        _error(console, f"--json {json_out}: is not a regular file; give a file name")
+        raise typer.Exit(2)
     if json_out is not None:  # a place where the file cannot be made (/proc, a read-only folder): say so now
         existed = json_out.exists()
         try:
