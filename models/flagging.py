@@ -28,7 +28,7 @@ DIRECTION = {
         "client_framed_pauses_per_min": +1, "client_turns_per_min": -1, "client_mean_turn_s": -1,
         "client_words_per_utterance": -1, "client_minimal_response_share": +1,
         "client_minimal_responses_per_min": +1, "client_negations_per_utterance": +1,
-        "therapist_question_rate_per_min": +1, "therapist_question_run_max": +1,
+        "client_deference_per_min": +1, "therapist_question_rate_per_min": +1, "therapist_question_run_max": +1,
         "therapist_questions_after_silence_per_min": +1, "therapist_share_client_withdrawn": +1,
         "client_f0_range_st": -1, "client_intensity_db": -1, "client_speaking_rate_syl_s": -1,
         "client_f0_range_z": -1, "client_intensity_z": -1, "client_speaking_rate_z": -1, "client_arousal_z": -1,
@@ -53,7 +53,8 @@ _WITHDRAWAL_3RS = {**dict.fromkeys(("silence_share", "longest_silence_s", "mean_
                                     "client_minimal_responses_per_min", "client_negations_per_utterance",
                                     "therapist_speech_share", "therapist_question_rate_per_min",
                                     "therapist_question_run_max", "therapist_questions_after_silence_per_min",
-                                    "therapist_share_client_withdrawn"), "minimal_response")}
+                                    "therapist_share_client_withdrawn"), "minimal_response"),
+                   "client_deference_per_min": "deferential"}
 _CONFRONTATION_3RS = {"client_complaints_per_min": "complaints_therapy",
                       "client_refusals_per_min": "rejects_intervention",
                       "client_negations_per_utterance": "rejects_intervention",

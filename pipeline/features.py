@@ -115,6 +115,8 @@ FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("client_negations_per_utterance", "1/utterance", "negations (niet, geen, not, never) per client utterance, each weighted by its ASR confidence"),
     FeatureSpec("client_refusals_per_min", "1/min", "client refusal phrases (wil niet, I won't) per minute, each weighted by its ASR confidence [1]"),
     FeatureSpec("client_complaints_per_min", "1/min", "client complaint words (saai, stom, unfair) per minute, each weighted by its ASR confidence [1]"),
+    FeatureSpec("client_deference_per_min", "1/min", "client deferential or appeasing phrases (als jij het zegt, "
+                "you know best) per minute, each weighted by its ASR confidence [1]"),
     # therapist pressure to talk
     FeatureSpec("therapist_question_rate_per_min", "1/min", "therapist questions per minute"),
     FeatureSpec("therapist_question_run_max", "questions", "longest run of therapist questions without a "
@@ -462,6 +464,7 @@ def window_features(diarization: Diarization, roles: RoleAssignment, utterances:
             sum(m.negations for m in cm) / len(cm) if cm else 0.0,
             per_min(sum(m.refusals for m in cm)),
             per_min(sum(m.complaints for m in cm)),
+            per_min(sum(m.deference for m in cm)),
             per_min(len(questions)),
             float(best_run),
             per_min(after_silence),

@@ -1,10 +1,11 @@
-"""Lexical alliance markers: minimal responses, questions, negations, refusals, complaints, backchannels.
+"""Lexical alliance markers: minimal responses, questions, negations, refusals, complaints, deference, backchannels.
 
 Word lists per language live in a TOML data file (``pipeline/data/lexicon.toml``
 by default; ``ALLIANCE_FEATURES__LEXICON_PATH`` points at a researcher's own
 copy). The lists operationalise the 3RS rupture markers [1]_: *withdrawal*
-as minimal responses and "I don't know" answers, *confrontation* as
-complaints and refusals; backchannels ("mm", "ja") are listener responses
+as minimal responses, "I don't know" answers and deference ("als jij het
+zegt", "you know best"), *confrontation* as complaints and refusals;
+backchannels ("mm", "ja") are listener responses
 that do not take the floor [2]_. Syllables are counted from spelling (groups
 of vowel letters), a standard approximation for speaking-rate estimates from
 transcripts; it is close for Dutch and rougher for English.
@@ -32,7 +33,8 @@ from pipeline.errors import InputError
 from pipeline.types import Utterance, UtteranceMarkers
 
 DEFAULT_LEXICON = Path(__file__).parent / "data" / "lexicon.toml"
-CATEGORIES = ("minimal_responses", "backchannels", "negations", "refusals", "complaints", "question_words")
+CATEGORIES = ("minimal_responses", "backchannels", "negations", "refusals", "complaints", "deference",
+              "question_words")
 MAX_BACKCHANNEL_WORDS = 3
 _TOKEN = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*", re.UNICODE)
 _VOWELS = {"nl": "aeiouyáéíóúàèëïöüâêîôû", "en": "aeiouyáéíóúàèëïöü"}
@@ -235,7 +237,7 @@ def utterance_markers(utterances: Sequence[Utterance], *, language: str | None,
         language's lists together (mixed or undetected sessions).
     lexicon : Lexicon
 
-    Negations, refusals and complaints are counted weighted by the ASR's
+    Negations, refusals, complaints and deference are counted weighted by the ASR's
     confidence: each phrase counts the mean probability Whisper gave its words
     (:func:`count_phrases`), so a child's mumbled turn that the recogniser
     guessed at ("wil niet" at probability 0.3) weighs 0.3, not 1. Questions,
@@ -271,6 +273,7 @@ def utterance_markers(utterances: Sequence[Utterance], *, language: str | None,
             negations=round(count_phrases(toks, lists["negations"], conf), 3),
             refusals=round(count_phrases(toks, lists["refusals"], conf), 3),
             complaints=round(count_phrases(toks, lists["complaints"], conf), 3),
+            deference=round(count_phrases(toks, lists["deference"], conf), 3),
             latency_s=round(latency, 3) if math.isfinite(latency) else math.nan,
         ))
         prev, prev_question = u, out[-1].is_question

@@ -734,7 +734,8 @@ def write_report(report: SessionReport, out_dir: str | Path, *, language: str = 
 UTTERANCE_COLUMNS = (("speaker", ""), ("role", ""), ("start", "s"), ("end", "s"), ("n_words", "words"),
                      ("n_syllables", "syllables"), ("speaking_rate_syl_s", "syllables/s"), ("is_question", "0/1"),
                      ("is_minimal_response", "0/1"), ("is_backchannel", "0/1"), ("negations", "count"),
-                     ("refusals", "count"), ("complaints", "count"), ("latency_s", "s"))
+                     ("refusals", "count"), ("complaints", "count"), ("deference", "count"),
+                     ("latency_s", "s"))
 
 
 def write_utterance_markers_csv(markers, path: str | Path) -> Path:

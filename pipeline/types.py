@@ -422,8 +422,9 @@ class UtteranceMarkers(_Serializable):
     ``latency_s`` is the silence (s) since another speaker's previous
     utterance ended (negative: it started in overlap; NaN when the previous
     utterance is the same speaker's or there is none). ``negations``,
-    ``refusals`` and ``complaints`` are occurrences weighted by the words' ASR
-    confidence (see :func:`pipeline.lexical.utterance_markers`).
+    ``refusals``, ``complaints`` and ``deference`` (3RS deferential and
+    appeasing phrases) are occurrences weighted by the words' ASR confidence
+    (see :func:`pipeline.lexical.utterance_markers`).
     """
 
     speaker: str
@@ -440,6 +441,7 @@ class UtteranceMarkers(_Serializable):
     refusals: float
     complaints: float
     latency_s: float
+    deference: float = 0.0
 
 
 @dataclass(frozen=True)
