@@ -113,6 +113,19 @@ def test_turn_taking_pressure_and_language_markers_known_values():
     assert math.isnan(v["intensity_synchrony_r"])  # 3 therapist → client transfers: too few
 
 
+def test_deference_per_minute_counts_the_clients_phrases_only():
+    # the therapist's own "als jij het zegt" is not the client's deference
+    spec = [(0.0, 2.0, "T", "Zullen we tekenen?"), (2.5, 4.0, "C", "Als jij het zegt."),
+            (4.5, 6.0, "T", "Of wil je liever praten?"), (6.5, 8.5, "C", "Jij weet het beter, wat jij wil."),
+            (9.0, 11.0, "T", "Als jij het zegt, dan tekenen we.")]
+    turns = tuple(T(a, b, s) for a, b, s, _ in spec)
+    utts = utterances(Transcript(tuple(Word(a, b, text, 1.0, s) for a, b, s, text in spec), "nl", 1.0, 30.0), ROLES)
+    feats = window_features(Diarization(turns, ("T", "C"), "test"), ROLES, utts, (), duration_s=30.0,
+                            settings=FeatureSettings())
+    v = dict(zip(feats.feature_names, feats.frames[0].values))
+    assert v["client_deference_per_min"] == pytest.approx(3 * 2.0)  # 3 phrases in a 30 s window
+
+
 def test_synchrony_and_arousal_known_values():
     turns, prosody = [], []
     for i in range(5):

@@ -117,3 +117,40 @@ def test_a_refusal_whisper_only_guessed_at_counts_little():
     sure, mumbled = utterance_markers([utt(0.95), utt(0.3)], language="nl", lexicon=load_lexicon())
     assert sure.refusals == pytest.approx(0.95) and mumbled.refusals == pytest.approx(0.3)
     assert sure.negations == pytest.approx(0.95)  # "niet" inside the refusal phrase is a negation too
+
+
+def test_deference_is_counted_in_dutch_and_english_and_weighted_by_asr_confidence():
+    # 3RS "deferential and appeasing": giving way to the therapist instead of saying what one thinks
+    m = _marks("Als jij het zegt.", "Nou ja, jij weet het beter, doe maar wat jij denkt.",
+               "Ik ben gisteren met mijn vader naar het voetbal geweest")
+    assert [x.deference for x in m] == [1, 2, 0]
+    m = _marks("If you say so.", "Whatever you want, you know best.", "We went to the park and it was fun",
+               language="en")
+    assert [x.deference for x in m] == [1, 2, 0]
+
+    def utt(prob):
+        words = tuple(Word(0.3 * i, 0.3 * i + 0.3, w, prob, "C") for i, w in enumerate(("if", "you", "say", "so")))
+        return Utterance("C", "client", 0.0, 1.2, words)
+
+    sure, mumbled = utterance_markers([utt(0.9), utt(0.25)], language="en", lexicon=LEX)
+    assert sure.deference == pytest.approx(0.9) and mumbled.deference == pytest.approx(0.25)
+
+
+def test_a_lexicon_without_a_deference_list_counts_none(tmp_path):
+    path = tmp_path / "old.toml"
+    path.write_text('[nl]\ncomplaints = ["saai"]\n')
+    m = utterance_markers([_utt("als jij het zegt, saai")], language="nl", lexicon=load_lexicon(path))
+    assert m[0].deference == 0 and m[0].complaints == 1
+
+
+@pytest.mark.parametrize("text,language,complaints,refusals", [
+    ("Hoe lang nog? Ik wil naar huis.", "nl", 2, 0),  # complaints about the parameters of therapy (3RS)
+    ("Dit is kinderachtig, het werkt toch niet.", "nl", 2, 0),  # about the activities and progress of therapy
+    ("Echt niet, je kan me niet dwingen.", "nl", 0, 2),  # rejecting the intervention
+    ("How much longer? Can we stop now?", "en", 2, 1),  # "stop" is also a refusal
+    ("This is for babies and you're not helping.", "en", 2, 0),
+    ("No way, you can't make me.", "en", 0, 2),
+])
+def test_confrontation_lists_cover_complaints_about_therapy_and_pressure(text, language, complaints, refusals):
+    (m,) = _marks(text, language=language)
+    assert (m.complaints, m.refusals) == (complaints, refusals)

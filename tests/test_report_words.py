@@ -371,3 +371,16 @@ def test_a_raised_threshold_is_not_said_to_flag_fewer_stretches_when_it_lifts_a_
     above = dataclasses.replace(_report(settings={"features": {}, "model": {"flag_threshold": 0.6}}),
                                 flag_threshold=0.6)
     assert "so fewer stretches are flagged" in _summary(render_html(above, language="en", model_card=card))
+
+
+def test_every_3rs_marker_a_reason_resembles_has_words_and_deference_resembles_deferential():
+    from models.flagging import DIRECTION, THREE_RS
+    from pipeline.report import text
+
+    for kind, table in THREE_RS.items():
+        for marker, key in table.items():
+            assert marker in DIRECTION[kind], (kind, marker)
+            for language in ("nl", "en"):
+                assert text(f"rupture3rs.{key}", language)
+    assert THREE_RS["withdrawal"]["client_deference_per_min"] == "deferential"
+    assert text("rupture3rs.deferential", "nl") == "meegaand en afhoudend, weinig eigen inbreng"
