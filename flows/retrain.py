@@ -15,7 +15,7 @@ make_prefect_home()  # Prefect's temporary server needs it; made here, not when 
 @flow(name="retrain_model", persist_result=False, log_prints=False)
 def retrain_model(data_dirs: list[str], version: str, target_recall: float = 0.8,
                   holdout_dirs: list[str] | None = None, unannotated_dirs: list[str] | None = None,
-                  activate: bool = False) -> str:
+                  activate: bool = False, choice_dirs: list[str] | None = None) -> str:
     """Train a classifier on annotated sessions and save it under ``<data dir>/models/<version>/``.
 
     Parameters
@@ -32,6 +32,10 @@ def retrain_model(data_dirs: list[str], version: str, target_recall: float = 0.8
         Folders of real recordings without ruptures; the final model's flags per hour on them go in its card.
     activate : bool
         Make it the active model when saved.
+    choice_dirs : list of str, optional
+        Folders of other real recordings without ruptures (not those of ``unannotated_dirs``): each model kind's
+        flags per hour on them take part in choosing between the linear and the tree model
+        (:func:`models.transfer.choose_model`).
 
     Returns
     -------
@@ -52,7 +56,7 @@ def retrain_model(data_dirs: list[str], version: str, target_recall: float = 0.8
     settings = Settings()
     folder = train(data_dirs, version=version, settings=settings, root=user_models_dir(settings.data_dir),
                    target_recall=target_recall, holdout_dirs=holdout_dirs or (),
-                   unannotated_dirs=unannotated_dirs or (), progress=log.info)
+                   unannotated_dirs=unannotated_dirs or (), choice_dirs=choice_dirs or (), progress=log.info)
     log.info("model %s saved in %s", version, folder)
     if activate:
         activate_model(settings, version)

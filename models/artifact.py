@@ -491,6 +491,14 @@ def render_card_markdown(card: dict) -> str:
                   "own model and calibration: the means can differ from the cross-generator table's, which is on "
                   "the shipped model's probability scale.", "",
                   *_mean_auroc_table("model", means, types, lambda kind: kind == choice["chosen"])]
+        alarms = choice.get("false_alarms")
+        if alarms:  # each kind as it would ship, on real rupture-free recordings the false-alarm table does not use
+            lines += ["", "False alarms of each kind as it would ship (its own thresholds and confirmation levels) on "
+                      "other real rupture-free recordings, which the false-alarm table above does not use ("
+                      + ", ".join(_md_text(str(f)) for f in alarms["folders"]) + "):", "",
+                      "| model | minutes | flags | flags per hour |", "|---|---|---|---|"]
+            lines += [f"| {kind} | {_md_num(v['minutes'], 1)} | {v['flags']} | {_md_num(v['flags_per_hour'], 1)} |"
+                      for kind, v in alarms["by_kind"].items()]
         lines += ["", f"Chosen: {choice['why']}.", ""]
     reg = metrics.get("regularisation")
     if reg:

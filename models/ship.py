@@ -11,10 +11,11 @@ read speech, and the Dutch read speech alone; and the constructed Dutch dialogue
 of the shared reference data when it is there); with ``--assembled``, also
 trains on rupture-free sessions of real speech those recordings do not use
 (generator ``assembled``; measured and not the default, see ``docs/architecture.md``);
-analyses everything with the flow the clinic runs; and trains with leave-one-generator-out
-cross-validation (:func:`models.training.train`): a linear and a tree model
-compared, calibrated probabilities, thresholds chosen on the generator a fold did
-not train on. The
+builds other real rupture-free recordings from clips those do not use, whose false alarms take part in
+choosing the model kind (:func:`choice_set`); analyses everything with the flow the clinic runs; and trains with
+leave-one-generator-out cross-validation (:func:`models.training.train`): a linear and a tree model
+compared (on transfer across generators and on false alarms on real speech), calibrated probabilities,
+thresholds chosen on the generator a fold did not train on. The
 held-out sessions (per generator) and the flags per hour on the real recordings
 go in the model card, beside a cross-language figure (trained on one language,
 scored on the other). The artifact goes to ``models/artifacts/<version>/``
@@ -51,6 +52,11 @@ FALSE_ALARM_SETS = {"conversation": (("en", "meeting"), "en"), "mixed": (("en", 
 ASSEMBLED_SEED = 200
 ASSEMBLED_MIXES = (((("pool-nl",), "nl"), (("pool-en",), "en"), (("pool-nl", "pool-en"), "auto")) * 5
                    + ((("pool-nl",), "nl"),))
+# real rupture-free recordings that take part in choosing the model kind (models/training.py: train, choice_dirs;
+# models/transfer.py: choose_model): assembled from the clips the false-alarm recordings do not use, seeds from 300,
+# never the recordings whose false alarms the card reports
+CHOICE_SEED = 300
+CHOICE_MIXES = ((("pool-nl",), "nl"), (("pool-en",), "en"), (("pool-nl", "pool-en"), "auto")) * 2
 DIALOGUE = Path("dutch/dialogue_constructed/dialogue_nl_2spk_constructed.wav")  # under the shared data
 
 
@@ -136,6 +142,39 @@ def false_alarm_set(folder: Path, *, minutes: float, shared: Path | None, progre
     if shared is not None and (shared / DIALOGUE).is_file() and not (folder / "dutch-dialogue.wav").is_file():
         shutil.copyfile(shared / DIALOGUE, folder / "dutch-dialogue.wav")
         sidecar(folder / "dutch-dialogue.wav", "nl")
+    return folder
+
+
+def choice_set(folder: Path, *, minutes: float, progress=print) -> Path:
+    """Write the real rupture-free recordings that help choose the model kind into ``folder`` (if not there yet).
+
+    One recording of about ``minutes`` minutes per entry of :data:`CHOICE_MIXES` (``choice-<i>.wav``, seed
+    ``CHOICE_SEED + i``), assembled by :func:`models.real_clips.build` from the ``pool-nl`` and ``pool-en`` clips,
+    which none of the false-alarm recordings (:func:`false_alarm_set`) uses, each with its sidecar giving the
+    language. Every flag on them is a false alarm; their flags per hour take part in the choice between the
+    linear and the tree model (:func:`models.transfer.choose_model`), so they must never be the recordings the
+    card reports.
+
+    Parameters
+    ----------
+    folder : Path
+    minutes : float > 0
+        Length of each assembled recording.
+
+    Returns
+    -------
+    Path
+        ``folder``.
+    """
+    from models.real_clips import build
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, (kinds, language) in enumerate(CHOICE_MIXES):
+        wav = folder / f"choice-{i}.wav"
+        if not wav.is_file():
+            progress(f"assembling {minutes:g} minutes of real speech ({', '.join(kinds)}) in {wav}")
+            build(minutes, wav, kinds, seed=CHOICE_SEED + i)
+            wav.with_name(wav.name + ".json").write_text(json.dumps({"language": language}) + "\n", encoding="utf-8")
     return folder
 
 
@@ -244,6 +283,8 @@ def build(version: str, *, sessions_per_generator: int = 6, holdout_sessions: in
                           minutes=minutes, progress=progress)
     quiet = false_alarm_set(data / "real-rupture-free" / f"{false_alarm_minutes:g}min", minutes=false_alarm_minutes,
                             shared=shared, progress=progress)
+    choice = choice_set(data / "real-rupture-free" / f"choice-{false_alarm_minutes:g}min", minutes=false_alarm_minutes,
+                        progress=progress)
     train_dirs = list(sets["train"])
     if assembled:
         from models.real_clips import assembled_sessions
@@ -265,9 +306,11 @@ def build(version: str, *, sessions_per_generator: int = 6, holdout_sessions: in
                       f"tests/data/speech_pool/ and tests/data/ami/tst00.flac (models/real_clips.py: "
                       f"assembled_sessions, seeds from {ASSEMBLED_SEED}), every window labelled no rupture."
                       if assembled else "")
-                   + f" False alarms: the real recordings in {quiet.name} (models/ship.py: false_alarm_set).")
+                   + f" False alarms: the real recordings in {quiet.name} (models/ship.py: false_alarm_set). Model "
+                     f"choice: also the flags per hour on {len(CHOICE_MIXES)} other real rupture-free recordings "
+                     f"(models/ship.py: choice_set, the pool clips).")
     return train(train_dirs, version=version, settings=settings, root=root, holdout_dirs=sets["holdout"],
-                 unannotated_dirs=[quiet], summary=summary, description=description, extra_metrics=extra,
+                 unannotated_dirs=[quiet], choice_dirs=[choice], summary=summary, description=description, extra_metrics=extra,
                  progress=progress)
 
 

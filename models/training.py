@@ -50,11 +50,12 @@ from pipeline.features import ABSOLUTE_MARKERS, FEATURE_NAMES, FEATURE_UNITS, MO
 
 TARGET_RECALL = 0.8
 #: per rupture type, a flagged stretch must reach the probability at which the shipped model still finds this share
-#: of the rupture windows (out of fold): hysteresis flagging, models.artifact.confirmed_windows. Confrontation only:
-#: measured on sim-v5's build, it took the confrontation false alarms on real speech from 9 to 0 for a recall across
-#: generators of 0.66 instead of 0.70, while for withdrawal it cost recall (0.49 -> 0.31) and barely changed the
-#: false alarms (docs/architecture.md)
-CONFIRM_RECALL = {"confrontation": 0.6}
+#: of the rupture windows (out of fold): hysteresis flagging, models.artifact.confirmed_windows. Confrontation from
+#: sim-v5 (its false alarms on real speech 9 -> 0, recall across generators 0.70 -> 0.66); withdrawal from sim-v6,
+#: where the tree model's probabilities peak inside withdrawal episodes and not on ordinary quiet talk (on sim-v6's
+#: features: withdrawal false alarms in 121 minutes of assembled real speech 32 -> 5 with the tree model, 40 -> 33
+#: with the linear one; docs/architecture.md)
+CONFIRM_RECALL = {"withdrawal": 0.6, "confrontation": 0.6}
 # windows averaged into each window's probability (models.artifact.context_mean): 5 windows of 30 s every 10 s
 # (70 s of talk). On the sim-v2 build's cached features (held-out sessions of both generators, real rupture-free
 # recordings), 3 against 1 raised held-out AUROC (withdrawal 0.871 -> 0.895, confrontation 0.993 -> 0.998) and
@@ -930,7 +931,8 @@ def default_summary(n_sessions: int, n_clients: int, languages: Sequence[str], g
 
 def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str | Path,
           target_recall: float = TARGET_RECALL, holdout_dirs: Sequence[str | Path] = (),
-          unannotated_dirs: Sequence[str | Path] = (), summary: str | None = None, description: str = "",
+          unannotated_dirs: Sequence[str | Path] = (), choice_dirs: Sequence[str | Path] = (),
+          summary: str | None = None, description: str = "",
           extra_metrics: dict | None = None, kinds: Sequence[str] = MODEL_KINDS, context: int = CONTEXT_WINDOWS,
           baseline: bool = SESSION_BASELINE, c_grid: Sequence[float] = LINEAR_C_GRID,
           confirm_recall: dict[str, float] | None = CONFIRM_RECALL, progress=print) -> Path:
@@ -955,6 +957,10 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
         Folders of real recordings without ruptures; the final model's flags
         per hour on them go in the card (``metrics.false_alarms``), as
         ``alliance evaluate --unannotated`` prints them.
+    choice_dirs : sequence of path
+        Folders of other real recordings without ruptures (never those of ``unannotated_dirs``): every model kind is
+        fitted, thresholded and confirmed as it would ship, and its flags per hour on them take part in the choice
+        of the model (:func:`models.transfer.choose_model`, rule 2); the card records them.
     summary : str, optional
         First line of the model card.
     description : str
@@ -1006,8 +1012,11 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
                          "instead.")
     for kind in kinds:
         make_estimator(kind)
-    for d in unannotated_dirs:  # a wrong folder stops the run before any analysis
+    for d in [*unannotated_dirs, *choice_dirs]:  # a wrong folder stops the run before any analysis
         find_recordings(d)
+    if {Path(d).resolve() for d in choice_dirs} & {Path(d).resolve() for d in unannotated_dirs}:
+        raise InputError(Path(next(iter(choice_dirs))), "a folder of recordings that chooses the model is also one "
+                         "whose false alarms the card reports; give the choice other recordings")
     if holdout_dirs:
         check_holdout_apart(data_dirs, holdout_dirs)
     data = load_dataset(data_dirs, settings, progress=progress)
@@ -1026,19 +1035,42 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
         else:
             cvs[kind] = cross_validate(X, y, groups, gens, kind=kind, target_recall=target_recall, sessions=sids,
                                        context=context)
-    chosen, why = choose_model({k: cv["mean_auroc"] for k, cv in cvs.items()}, simpler=kinds[0])
+    cal_fold, cal_how = calibration_folds(y, groups, gens)
+
+    def as_shipped(kind: str) -> dict:
+        """One kind fitted on all windows, with its thresholds and confirmation levels on its own scale."""
+        k_c = cvs[kind]["c"]
+        progress(f"fitting the {kind} model{f' (C {k_c:g})' if k_c is not None else ''} on all {y.size} windows")
+        k_model = fit_calibrated(kind, X, y, groups, gens, c=k_c)
+        # thresholds on the shipped model's own scale (see shipped_thresholds)
+        k_thr, k_shipped = shipped_thresholds(k_model, X, y, groups, gens, target_recall=target_recall,
+                                              sessions=sids, context=context, fallback=cvs[kind]["thresholds"])
+        k_confirm = (confirmation_levels(y, k_shipped, k_thr, confirm_recall, target_recall)
+                     if k_shipped is not None else {})
+        return dict(model=k_model, thresholds=k_thr, shipped=k_shipped, confirm=k_confirm)
+
+    fitted, choice_alarms = {}, {}
+    if choice_dirs and len(cvs) > 1:
+        for kind in cvs:  # each kind as it would ship, on real rupture-free recordings the card does not report
+            fitted[kind] = as_shipped(kind)
+            probe = {"version": f"{version} ({kind}, choosing)", "model_kind": kind,
+                     "feature_names": list(MODEL_FEATURE_NAMES), "classes": list(CLASSES),
+                     "inputs": {"session_baseline": bool(baseline)}, "context": {"windows": context},
+                     "threshold": {"value": min(fitted[kind]["thresholds"].values()),
+                                   "per_class": fitted[kind]["thresholds"],
+                                   **({"confirm": fitted[kind]["confirm"]} if fitted[kind]["confirm"] else {})}}
+            result = false_alarms(ModelBundle(estimator=fitted[kind]["model"], card=probe, path=Path(".")),
+                                  choice_dirs, settings, progress=lambda *_: None)
+            choice_alarms[kind] = result["overall"]
+            progress(f"{kind}: {result['overall']['flags_per_hour']:.1f} flags per hour on the recordings that "
+                     "choose the model")
+    chosen, why = choose_model({k: cv["mean_auroc"] for k, cv in cvs.items()}, simpler=kinds[0],
+                               false_alarms={k: v["flags_per_hour"] for k, v in choice_alarms.items()} or None)
     cv = cvs[chosen]
     c = cv["c"]
-    progress(f"chose the {chosen} model{f' (C {c:g})' if c is not None else ''}; fitting it on all {y.size} "
-             "windows")
-    model = fit_calibrated(chosen, X, y, groups, gens, c=c)
-    cal_fold, cal_how = calibration_folds(y, groups, gens)
-    # thresholds on the shipped model's own probability scale (see shipped_probabilities)
-    thresholds, shipped = shipped_thresholds(model, X, y, groups, gens, target_recall=target_recall,
-                                             sessions=sids, context=context,
-                                             fallback=cv["thresholds"])
-    confirm = (confirmation_levels(y, shipped, thresholds, confirm_recall, target_recall)
-               if shipped is not None else {})
+    progress(f"chose the {chosen} model{f' (C {c:g})' if c is not None else ''}")
+    final = fitted.get(chosen) or as_shipped(chosen)
+    model, thresholds, shipped, confirm = final["model"], final["thresholds"], final["shipped"], final["confirm"]
     confirm_recall = {k: v for k, v in confirm_recall.items() if k in confirm}
     spans = dict(confirm=confirm or None, sessions=sids, starts=starts, ends=ends)
     if shipped is not None and cv["grouped_by"] == cal_how:
@@ -1139,7 +1171,11 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
                 "pooled": {k: {n: {m: c["metrics"][n][m] for m in ("auroc", "auprc", "recall", "precision", "brier")}
                                for n in CLASSES[1:]} for k, c in cvs.items()},
                 "estimators": {k: describe_estimator(k, cvs[k]["c"]) for k in cvs}, "chosen": chosen, "why": why,
-                "margin": MODEL_CHOICE_MARGIN},
+                "margin": MODEL_CHOICE_MARGIN,
+                **({"false_alarms": {"folders": [str(d) for d in choice_dirs], "by_kind": choice_alarms,
+                                     "how": "each kind fitted on all windows, with its own thresholds and "
+                                            "confirmation levels, on real rupture-free recordings that the false-"
+                                            "alarm figures of this card do not use"}} if choice_alarms else {})},
             **({"regularisation": regularisation} if regularisation else {}),
             "marker_shift": {"windows": "no rupture", "pairs": list(shift_rows[0]["shift"]) if shift_rows else [],
                              "smd": "standardised mean difference (second minus first generator, pooled SD)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from models.training import choose_threshold, cross_validate, make_hgb_pipeline
+from models.transfer import choose_model
 
 runner = CliRunner()
 
@@ -229,6 +231,9 @@ def two_generators(tmp_path_factory):
     save_wav(quiet / "calm.wav", np.zeros(4 * 60 * 8000, np.float32), 8000)
     save_wav(quiet / "call" / "tense.wav", np.zeros(3 * 60 * 8000, np.float32), 8000)
     (quiet / "notes.txt").write_text("not audio")
+    choice = root / "choice"  # other rupture-free recordings, which take part in choosing the model kind
+    choice.mkdir()
+    save_wav(choice / "tense-too.wav", np.zeros(4 * 60 * 8000, np.float32), 8000)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("models.dataset.session_features", _fake_session_features)
         mp.setattr("models.training.make_hgb_pipeline", _small_hgb)  # the comparison's wiring, in seconds
@@ -236,7 +241,8 @@ def two_generators(tmp_path_factory):
 
         folder = train([root / "train"], version="gen-v1", settings=Settings(data_dir=root), root=root / "models",
                        summary="Trained on simulated sessions of two generators (test fixture).",
-                       unannotated_dirs=[quiet], progress=lambda m: (root / "progress.log").open("a").write(m + "\n"))
+                       unannotated_dirs=[quiet], choice_dirs=[choice],
+                       progress=lambda m: (root / "progress.log").open("a").write(m + "\n"))
         yield root, folder, mp
 
 
@@ -253,12 +259,18 @@ def test_training_on_two_generators_leaves_one_generator_out_and_records_transfe
             assert m["auroc"] > 0.8 and {"auprc", "recall", "precision", "brier", "threshold"} <= set(m)
             assert m["threshold"] == card["threshold"]["per_class"][name]  # at the shipped threshold
             assert m.get("confirm") == card["threshold"]["confirm"].get(name)  # and its confirmation level, if any
-    assert card["threshold"]["confirm_recall"] == {"confrontation": 0.6}  # hysteresis for confrontation only
-    (name, level), = card["threshold"]["confirm"].items()
-    assert name == "confrontation" and card["threshold"]["per_class"][name] <= level < 1
+    assert card["threshold"]["confirm_recall"] == {"withdrawal": 0.6, "confrontation": 0.6}  # hysteresis for both
+    for name, level in card["threshold"]["confirm"].items():
+        assert card["threshold"]["per_class"][name] <= level < 1
     assert set(card["metrics"]["same_generator"]) == {"tts", "rooms"}
     choice = card["metrics"]["model_comparison"]
     assert choice["chosen"] in ("linear", "hgb") and set(choice["mean_cross_generator_auroc"]) == {"linear", "hgb"}
+    # both kinds fitted as they would ship and scored on the recordings that choose (not those the card reports)
+    by_kind = choice["false_alarms"]["by_kind"]
+    assert set(by_kind) == {"linear", "hgb"} and choice["false_alarms"]["folders"] == ["<data dir>/choice"]
+    assert all(v["minutes"] == 4.0 and v["flags_per_hour"] == pytest.approx(v["flags"] * 15) for v in by_kind.values())
+    assert (choice["chosen"], choice["why"]) == choose_model(
+        choice["mean_cross_generator_auroc"], false_alarms={k: v["flags_per_hour"] for k, v in by_kind.items()})
     reg = card["metrics"]["regularisation"]  # the linear model's C, searched on the same splits
     assert reg["grid"] == [0.01, 0.03, 0.1, 0.3] and set(reg["mean_auroc"]) == {"0.01", "0.03", "0.1", "0.3"}
     assert reg["mean_auroc"][f"{reg['chosen']:g}"] == choice["mean_cross_generator_auroc"]["linear"]
@@ -270,6 +282,19 @@ def test_training_on_two_generators_leaves_one_generator_out_and_records_transfe
     assert [(f["file"], f["minutes"]) for f in fa["files"]] == [("call/tense.wav", 3.0), ("calm.wav", 4.0)]
     assert fa["files"][1]["flags"] == 0 and fa["files"][0]["flags"] >= 1
     assert fa["overall"]["flags_per_hour"] == pytest.approx(fa["overall"]["flags"] / (7 / 60), abs=0.01)
+
+
+def test_recordings_that_choose_the_model_may_not_be_those_whose_false_alarms_the_card_reports(two_generators):
+    from models.training import train
+    from pipeline.errors import InputError
+    from pipeline.settings import Settings
+
+    root, _, _ = two_generators
+    with pytest.raises(InputError, match="chooses the model is also one whose false alarms the card reports"):
+        train([root / "train"], version="gen-both", settings=Settings(data_dir=root), root=root / "models",
+              unannotated_dirs=[root / "unannotated"], choice_dirs=[root / "unannotated" / ".." / "unannotated"],
+              progress=lambda m: None)
+    assert not (root / "models" / "gen-both").exists()
 
 
 def test_the_card_names_folders_of_the_data_directory_without_the_builders_path(two_generators):
@@ -296,6 +321,9 @@ def test_model_card_headline_is_the_cross_generator_table(two_generators):
     assert heading["Model choice"] < heading["Regularisation"]
     assert sum(line.endswith("| yes |") for line in lines[heading["Regularisation"]:][:12]) == 1
     assert any(line.startswith("| call/tense.wav | 3.0 |") for line in lines)
+    choosing = lines[heading["Model choice"]:heading["Regularisation"]]  # the choice's own false alarms, per kind
+    assert any("<data dir>/choice" in line for line in choosing)
+    assert sum(line.startswith(("| linear | 4.0 |", "| hgb | 4.0 |")) for line in choosing) == 2
 
 
 def test_evaluate_prints_per_generator_per_folder_and_false_alarms(two_generators, tmp_path):
@@ -368,6 +396,15 @@ def test_retrain_prints_the_cross_generator_table_and_the_false_alarms(prefect_h
     result = runner.invoke(app, ["retrain", "--data", str(root / "train"), "--unannotated", str(root / "nope"),
                                  "--version", "gen-cli-v2"])
     assert result.exit_code == 1 and "nope: folder of unannotated recordings not found" in " ".join(result.output.split())
+    result = runner.invoke(app, ["retrain", "--data", str(root / "train"), "--unannotated", str(root / "unannotated"),
+                                 "--choose-on", str(root / "choice"), "--version", "gen-cli-v3"])
+    assert result.exit_code == 0, result.output
+    made = Path(next(line for line in result.output.splitlines() if line.startswith("Model: "))[7:].strip())
+    card = json.loads((made / "model_card.json").read_text())
+    assert set(card["metrics"]["model_comparison"]["false_alarms"]["by_kind"]) == {"linear", "hgb"}
+    result = runner.invoke(app, ["retrain", "--data", str(root / "train"), "--unannotated", str(root / "unannotated"),
+                                 "--choose-on", str(root / "unannotated"), "--version", "gen-cli-v4"])
+    assert result.exit_code == 2 and "--unannotated also names" in " ".join(result.output.split())
 
 
 def test_a_model_trained_on_few_clients_says_its_figures_are_not_to_be_trusted_yet(two_generators):

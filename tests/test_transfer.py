@@ -207,6 +207,27 @@ def test_gradient_boosting_is_kept_only_when_it_transfers_clearly_better_for_bot
     assert kind == "linear" and "0.02" in why
 
 
+def test_the_tree_model_is_kept_when_it_halves_the_false_alarms_on_real_speech_at_no_clear_loss_of_transfer():
+    lin = {"withdrawal": 0.90, "confrontation": 0.95}
+    close = {"withdrawal": 0.91, "confrontation": 0.935}  # within the margin of the linear model for each type
+    # half the flags per hour on real rupture-free speech, or fewer: the tree model
+    kind, why = choose_model({"linear": lin, "hgb": close}, false_alarms={"linear": 20.0, "hgb": 10.0})
+    assert kind == "hgb" and "10.0" in why and "20.0" in why
+    # not half: the simpler model
+    assert choose_model({"linear": lin, "hgb": close}, false_alarms={"linear": 20.0, "hgb": 10.5})[0] == "linear"
+    # half the false alarms, but a rupture type transfers clearly worse (more than the margin lower)
+    worse = {"withdrawal": 0.95, "confrontation": 0.92}
+    assert choose_model({"linear": lin, "hgb": worse}, false_alarms={"linear": 20.0, "hgb": 2.0})[0] == "linear"
+    # no false alarm to halve, a figure missing, or no recordings measured: the AUROC rule alone
+    assert choose_model({"linear": lin, "hgb": close}, false_alarms={"linear": 0.0, "hgb": 0.0})[0] == "linear"
+    assert choose_model({"linear": lin, "hgb": close}, false_alarms={"linear": 20.0})[0] == "linear"
+    assert choose_model({"linear": lin, "hgb": close}, false_alarms={"linear": math.nan, "hgb": 1.0})[0] == "linear"
+    assert choose_model({"linear": lin, "hgb": close})[0] == "linear"
+    # the AUROC rule still wins on its own
+    assert choose_model({"linear": lin, "hgb": {"withdrawal": 0.93, "confrontation": 0.98}},
+                        false_alarms={"linear": 5.0, "hgb": 6.0})[0] == "hgb"
+
+
 @pytest.mark.slow
 def test_both_model_kinds_fit_on_the_same_splits_and_give_calibrated_probabilities():
     X, y, groups, gens = _two_generators(clients=3, per_client=60)

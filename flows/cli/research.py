@@ -134,6 +134,9 @@ def retrain(
     holdout: list[Path] = typer.Option([], "--holdout", help="Sessions never trained on, scored into the card."),
     unannotated: list[Path] = typer.Option([], "--unannotated", help="Folder of real recordings without ruptures "
                                            "(repeatable): the new model's flags per hour on them go in the card."),
+    choose_on: list[Path] = typer.Option([], "--choose-on", help="Folder of other real recordings without ruptures "
+                                         "(repeatable, not an --unannotated one): the linear and the tree model's "
+                                         "flags per hour on them take part in choosing between them."),
     activate: bool = typer.Option(False, "--activate", help="Make the new model the active one."),
 ) -> None:
     """Train a classifier on annotated sessions: leave-one-generator-out (else by client) cross-validation,
@@ -171,8 +174,12 @@ def retrain(
         # session stops the run in one line, before any analysis and without Prefect's traceback
         for d in [*data, *holdout]:
             discover_sessions(d)
-        for d in unannotated:
+        for d in [*unannotated, *choose_on]:
             find_recordings(d)
+        if {d.resolve() for d in choose_on} & {d.resolve() for d in unannotated}:
+            _error(console, "--choose-on names a folder that --unannotated also names: the recordings that choose the "
+                            "model must not be those whose false alarms its card reports")
+            raise typer.Exit(2)
         if holdout:
             from models.training import check_holdout_apart
 
@@ -187,7 +194,8 @@ def retrain(
         with failures_to_debug():  # an input error is one line below, not Prefect's traceback first
             folder = retrain_model([str(d) for d in data], version, target_recall=target_recall,
                                    holdout_dirs=[str(h) for h in holdout],
-                                   unannotated_dirs=[str(u) for u in unannotated], activate=activate)
+                                   unannotated_dirs=[str(u) for u in unannotated], activate=activate,
+                                   choice_dirs=[str(c) for c in choose_on])
     except PipelineError as exc:
         _error(console, str(exc))
         raise typer.Exit(1) from None
