@@ -65,12 +65,12 @@ def test_session_json_is_correct_for_the_sample(analysed, sample_reference_turns
     out, _ = analysed
     s = json.loads((out / "session.json").read_text())
     assert s["recording"]["duration_s"] == pytest.approx(30.0, abs=1e-3)
-    assert s["model_version"] == "sim-v5"  # the shipped default (models/artifacts/DEFAULT)
+    assert s["model_version"] == "sim-v6"  # the shipped default (models/artifacts/DEFAULT)
     # each rupture type's own threshold, as the model card sets them (the single `flag_threshold` showed one of them)
-    card = json.loads((ROOT / "models/artifacts/sim-v5/model_card.json").read_text())
+    card = json.loads((ROOT / "models/artifacts/sim-v6/model_card.json").read_text())
     assert s["flag_thresholds"] == card["threshold"]["per_class"] and set(s["flag_thresholds"]) == set(RUPTURE_LABELS)
     # and the confirmation levels in force (5 December trial: they were nowhere in session.json)
-    assert s["flag_confirm"] == card["threshold"]["confirm"] == {"confrontation": 0.563}
+    assert s["flag_confirm"] == card["threshold"]["confirm"] == {"withdrawal": 0.5096, "confrontation": 0.5997}
     assert s["transcript"]["language"] == "en"
     words = " ".join(w["text"] for w in s["transcript"]["words"])
     assert word_error_rate(read_stm_text(SAMPLE_STM), words) <= 0.20

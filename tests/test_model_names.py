@@ -39,7 +39,7 @@ def test_activate_model_refuses_paths_and_default_goes_back_to_the_shipped_model
 
 
 def test_retrain_refuses_a_shipped_model_name_and_says_the_name_rules(settings):
-    for name in ("sim-v1", "sim-v2", "sim-v3", "sim-v4", "sim-v5", "default", "SIM-V5", "Default", "DEFAULT"):  # any case (trial)
+    for name in ("sim-v1", "sim-v2", "sim-v3", "sim-v4", "sim-v5", "sim-v6", "default", "SIM-V6", "Default", "DEFAULT"):  # any case (trial)
         result = runner.invoke(app, ["retrain", "--data", "x", "--version", name])
         assert result.exit_code == 2 and "name of a shipped model" in " ".join(result.output.split()), name
     result = runner.invoke(app, ["retrain", "--data", "x", "--version", "v" * 300])

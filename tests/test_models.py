@@ -75,7 +75,7 @@ def bundle(tmp_path_factory):
 
 
 def test_shipped_model_loads_with_a_card_that_says_what_it_was_trained_on(shipped):
-    assert shipped.version == (ARTIFACTS_DIR / DEFAULT_FILE).read_text().strip() == "sim-v5"
+    assert shipped.version == (ARTIFACTS_DIR / DEFAULT_FILE).read_text().strip() == "sim-v6"
     assert set(shipped.feature_names) <= set(FEATURE_NAMES)
     first_line = (shipped.path / CARD_MD_FILE).read_text().splitlines()[0]
     assert first_line.startswith("Trained on simulated sessions")
