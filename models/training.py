@@ -965,8 +965,10 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
         First line of the model card.
     description : str
         What the training data is, for the card.
-    extra_metrics : dict, optional
-        More metrics for the card (for example a cross-language evaluation).
+    extra_metrics : dict or callable, optional
+        More metrics for the card (for example a cross-language evaluation); a callable is called with the chosen
+        model kind and its ``C`` (None for the tree model) and returns them, so they are measured with the model
+        that ships.
     kinds : sequence of {"linear", "hgb"}
         Model kinds compared; the first is the simpler one, kept unless another transfers clearly better.
     context : int, odd >= 1
@@ -1204,6 +1206,8 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
         card["metrics"]["same_generator"] = same_generator(X, y, groups, gens, thresholds, kind=chosen,
                                                             sessions=sids, context=context, c=c,
                                                             confirm=confirm or None, starts=starts, ends=ends)
+    if callable(extra_metrics):
+        extra_metrics = extra_metrics(chosen, c)
     if extra_metrics:
         card["metrics"].update(extra_metrics)
     bundle = ModelBundle(estimator=model, card=card, path=Path("."))

@@ -242,6 +242,7 @@ def two_generators(tmp_path_factory):
         folder = train([root / "train"], version="gen-v1", settings=Settings(data_dir=root), root=root / "models",
                        summary="Trained on simulated sessions of two generators (test fixture).",
                        unannotated_dirs=[quiet], choice_dirs=[choice],
+                       extra_metrics=lambda kind, c: {"extra_seen": {"kind": kind, "c": c}},
                        progress=lambda m: (root / "progress.log").open("a").write(m + "\n"))
         yield root, folder, mp
 
@@ -271,6 +272,10 @@ def test_training_on_two_generators_leaves_one_generator_out_and_records_transfe
     assert all(v["minutes"] == 4.0 and v["flags_per_hour"] == pytest.approx(v["flags"] * 15) for v in by_kind.values())
     assert (choice["chosen"], choice["why"]) == choose_model(
         choice["mean_cross_generator_auroc"], false_alarms={k: v["flags_per_hour"] for k, v in by_kind.items()})
+    # metrics measured by the caller with the kind that ships (models/ship.py: the cross-language figure)
+    assert card["metrics"]["extra_seen"] == {"kind": choice["chosen"],
+                                             "c": card["metrics"]["regularisation"]["chosen"]
+                                             if choice["chosen"] == "linear" else None}
     reg = card["metrics"]["regularisation"]  # the linear model's C, searched on the same splits
     assert reg["grid"] == [0.01, 0.03, 0.1, 0.3] and set(reg["mean_auroc"]) == {"0.01", "0.03", "0.1", "0.3"}
     assert reg["mean_auroc"][f"{reg['chosen']:g}"] == choice["mean_cross_generator_auroc"]["linear"]
