@@ -201,10 +201,9 @@ def cross_language(train_dirs: list[Path], settings, *, kind: str = "linear", c:
         ``{"trained_nl_scored_en": evaluate_bundle(...), "trained_en_scored_nl": ...}``; ``{"skipped": why}``
         for a direction whose source language cannot be cross-validated (a rupture type missing from a generator).
     """
-    from models.artifact import ModelBundle
     from models.training import (CONFIRM_RECALL, CONTEXT_WINDOWS, SESSION_BASELINE, TARGET_RECALL,
                                  confirmation_levels, cross_validate, evaluate_bundle, fit_calibrated, load_dataset,
-                                 model_inputs, shipped_thresholds)
+                                 model_inputs, shipped_thresholds, working_bundle)
     from pipeline.features import FEATURE_NAMES, MODEL_FEATURE_NAMES
 
     by_lang = {lang: [d for d in train_dirs if f"-{lang}-" in d.name] for lang in ("nl", "en")}
@@ -228,13 +227,9 @@ def cross_language(train_dirs: list[Path], settings, *, kind: str = "linear", c:
                                                  sessions=data["sessions"], context=CONTEXT_WINDOWS)
         confirm = (confirmation_levels(data["y"], shipped, thresholds, CONFIRM_RECALL, TARGET_RECALL)
                    if shipped is not None else {})
-        card = {"threshold": {"value": min(thresholds.values()), "per_class": thresholds, "confirm": confirm},
-                "context": {"windows": CONTEXT_WINDOWS}, "inputs": {"session_baseline": SESSION_BASELINE},
-                "feature_names": list(MODEL_FEATURE_NAMES), "version": f"{src}-only", "model_kind": kind}
+        bundle = working_bundle(model, thresholds, confirm, kind=kind, version=f"{src}-only")
         other = load_dataset(by_lang[dst], settings, progress=progress)
-        out[f"trained_{src}_scored_{dst}"] = {"model": kind,
-                                              **evaluate_bundle(ModelBundle(model, card, Path(".")), other,
-                                                                by_group=True)}
+        out[f"trained_{src}_scored_{dst}"] = {"model": kind, **evaluate_bundle(bundle, other, by_group=True)}
     return out
 
 

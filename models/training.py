@@ -1055,14 +1055,10 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
     if choice_dirs and len(cvs) > 1:
         for kind in cvs:  # each kind as it would ship, on real rupture-free recordings the card does not report
             fitted[kind] = as_shipped(kind)
-            probe = {"version": f"{version} ({kind}, choosing)", "model_kind": kind,
-                     "feature_names": list(MODEL_FEATURE_NAMES), "classes": list(CLASSES),
-                     "inputs": {"session_baseline": bool(baseline)}, "context": {"windows": context},
-                     "threshold": {"value": min(fitted[kind]["thresholds"].values()),
-                                   "per_class": fitted[kind]["thresholds"],
-                                   **({"confirm": fitted[kind]["confirm"]} if fitted[kind]["confirm"] else {})}}
-            result = false_alarms(ModelBundle(estimator=fitted[kind]["model"], card=probe, path=Path(".")),
-                                  choice_dirs, settings, progress=lambda *_: None)
+            probe = working_bundle(fitted[kind]["model"], fitted[kind]["thresholds"], fitted[kind]["confirm"],
+                                   kind=kind, version=f"{version} ({kind}, choosing)", context=context,
+                                   baseline=baseline)
+            result = false_alarms(probe, choice_dirs, settings, progress=lambda *_: None)
             choice_alarms[kind] = result["overall"]
             progress(f"{kind}: {result['overall']['flags_per_hour']:.1f} flags per hour on the recordings that "
                      "choose the model")
@@ -1261,6 +1257,37 @@ def model_inputs(X: np.ndarray, sessions: np.ndarray, baseline: bool) -> np.ndar
     np.ndarray, shape (n_windows, n_markers) or (n_windows, 2 * n_markers)
     """
     return session_baseline(X, sessions) if baseline else X
+
+
+def working_bundle(model, thresholds: dict[str, float], confirm: dict[str, float] | None, *, kind: str, version: str,
+                   context: int = CONTEXT_WINDOWS, baseline: bool = SESSION_BASELINE) -> ModelBundle:
+    """A fitted model with the card fields that flagging reads, to score it before (or without) saving it.
+
+    Parameters
+    ----------
+    model : fitted estimator
+        As :func:`fit_calibrated` returns it.
+    thresholds : dict
+        Flag threshold per rupture type.
+    confirm : dict or None
+        Confirmation level per rupture type (:func:`confirmation_levels`).
+    kind : {"linear", "hgb"}
+    version : str
+        A name for messages (never saved).
+    context : int
+        Windows of the moving mean (:func:`models.artifact.context_mean`).
+    baseline : bool
+        The model reads the session baseline (:func:`models.artifact.session_baseline`).
+
+    Returns
+    -------
+    ModelBundle
+    """
+    card = {"version": version, "model_kind": kind, "feature_names": list(MODEL_FEATURE_NAMES),
+            "classes": list(CLASSES), "inputs": {"session_baseline": bool(baseline)}, "context": {"windows": context},
+            "threshold": {"value": min(thresholds.values()), "per_class": dict(thresholds),
+                          **({"confirm": dict(confirm)} if confirm else {})}}
+    return ModelBundle(estimator=model, card=card, path=Path("."))
 
 
 def small_data_note(n_clients: int, counts: dict[str, int]) -> str | None:
