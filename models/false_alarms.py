@@ -123,7 +123,39 @@ def recording_features(path: Path, settings, *, backends=None) -> tuple[SessionF
     """
     from models import dataset
     from pipeline.ids import id_from_name
-    from pipeline.sidecar import Sidecar, refuse_without_consent
+    from pipeline.sidecar import Sidecar
+
+    sidecar = checked_sidecar(path)
+    # no sidecar: the shipped empty metadata (a temporary file was left in /tmp by a stop at once, Ctrl-C)
+    meta_path = sidecar if sidecar is not None else NO_METADATA
+    meta = Sidecar.load(meta_path)
+    session = dataset.LabelledSession(folder=path.parent, recording=path, metadata=meta_path, annotations=path,
+                                      session_id=meta.session_id or id_from_name(path.stem),
+                                      client_id=meta.client_id or "unannotated", language=meta.language)
+    return dataset.session_features(session, settings, backends=backends)
+
+
+def checked_sidecar(path: Path) -> Path | None:
+    """The sidecar of one unannotated recording, once its consent record allows analysis and research use.
+
+    Parameters
+    ----------
+    path : Path
+        The recording; its sidecar is ``NAME.ext.json`` or ``NAME.json``.
+
+    Returns
+    -------
+    Path or None
+        The sidecar, or None when there is none.
+
+    Raises
+    ------
+    PipelineError
+        As :func:`recording_features` says: a sidecar that is not a regular file, two sidecars, a consent record
+        that refuses analysis or does not give research use.
+    """
+    from models import dataset
+    from pipeline.sidecar import refuse_without_consent
 
     names = (path.with_name(path.name + ".json"), path.with_suffix(".json"))
     for c in names:  # a sidecar that cannot be read may be a consent record: never analysed as if there were none
@@ -141,13 +173,72 @@ def recording_features(path: Path, settings, *, backends=None) -> tuple[SessionF
         if refusal is not None:
             raise InputError(path, f"{refusal}: its consent record does not allow research use, so it is not "
                                    "used to measure the model")
-    # no sidecar: the shipped empty metadata (a temporary file was left in /tmp by a stop at once, Ctrl-C)
-    meta_path = sidecar if sidecar is not None else NO_METADATA
-    meta = Sidecar.load(meta_path)
-    session = dataset.LabelledSession(folder=path.parent, recording=path, metadata=meta_path, annotations=path,
-                                      session_id=meta.session_id or id_from_name(path.stem),
-                                      client_id=meta.client_id or "unannotated", language=meta.language)
-    return dataset.session_features(session, settings, backends=backends)
+    return sidecar
+
+
+def check_choice_apart(reported: Sequence[str | Path], choosing: Sequence[str | Path]) -> None:
+    """Refuse recordings that would choose the model while they are also those whose false alarms a card reports.
+
+    A folder that is, holds or lies inside a reported folder, and a recording with the same content (sha256 of
+    its bytes) as a reported one, are refused: the card's false-alarm figure must not be the one that chose.
+
+    Parameters
+    ----------
+    reported : sequence of path
+        Folders whose false alarms the card reports (``--unannotated``).
+    choosing : sequence of path
+        Folders whose false alarms take part in the model choice (``--choose-on``).
+
+    Raises
+    ------
+    InputError
+        Naming the folder or the recording and the reported one it repeats.
+    """
+    from pipeline.audio import recording_sha256
+
+    for c in map(Path, choosing):
+        for r in map(Path, reported):
+            cr, rr = c.resolve(), r.resolve()
+            if cr == rr or rr in cr.parents or cr in rr.parents:
+                raise InputError(c, f"a folder of recordings that chooses the model is, holds or lies inside {r}, "
+                                    "whose false alarms the card reports; give the choice other recordings")
+    seen = {recording_sha256(p): p for d in reported for p in find_recordings(d)}
+    for d in choosing:
+        for p in find_recordings(d):
+            same = seen.get(recording_sha256(p))
+            if same is not None:
+                raise InputError(p, f"the same recording as {same} (identical content), whose false alarms the "
+                                    "card reports; give the choice other recordings")
+
+
+def usable_recordings(folders: Sequence[str | Path], settings) -> tuple[list[Path], list[str]]:
+    """Screen unannotated recordings before any analysis: their sidecars allow it and their audio can be opened.
+
+    Parameters
+    ----------
+    folders : sequence of path
+    settings : Settings
+
+    Returns
+    -------
+    (list of Path, list of str)
+        The recordings that passed, and one line per recording set aside (its name and why).
+    """
+    from pipeline.audio import probe
+    from pipeline.errors import PipelineError
+    from pipeline.ids import one_line
+
+    ok, why = [], []
+    for d in folders:
+        for p in find_recordings(d):
+            try:
+                checked_sidecar(p)
+                probe(p, settings=settings.audio)
+            except PipelineError as exc:
+                why.append(one_line(f"{p.name}: {_without_name(str(exc), p, p.name)}"))
+                continue
+            ok.append(p)
+    return ok, why
 
 
 def flags_per_hour(n_flags: int, minutes: float) -> float:

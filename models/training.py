@@ -1002,7 +1002,7 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
     """
     import sklearn
 
-    from models.false_alarms import false_alarms, find_recordings
+    from models.false_alarms import check_choice_apart, false_alarms, find_recordings, usable_recordings
     from models.real_clips import ASSEMBLED
     from models.transfer import MODEL_CHOICE_MARGIN, choose_model, marker_shift, marker_use
 
@@ -1016,9 +1016,12 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
         make_estimator(kind)
     for d in [*unannotated_dirs, *choice_dirs]:  # a wrong folder stops the run before any analysis
         find_recordings(d)
-    if {Path(d).resolve() for d in choice_dirs} & {Path(d).resolve() for d in unannotated_dirs}:
-        raise InputError(Path(next(iter(choice_dirs))), "a folder of recordings that chooses the model is also one "
-                         "whose false alarms the card reports; give the choice other recordings")
+    if choice_dirs:
+        check_choice_apart(unannotated_dirs, choice_dirs)
+        usable, set_aside = usable_recordings(choice_dirs, settings)
+        if not usable:  # before any analysis: a folder of refused or broken files cannot take part in the choice
+            raise InputError(Path(choice_dirs[0]), "no recording in the folders that choose the model could be used ("
+                             + "; ".join(set_aside) + ")")
     if holdout_dirs:
         check_holdout_apart(data_dirs, holdout_dirs)
     data = load_dataset(data_dirs, settings, progress=progress)
@@ -1051,15 +1054,21 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
                      if k_shipped is not None else {})
         return dict(model=k_model, thresholds=k_thr, shipped=k_shipped, confirm=k_confirm)
 
-    fitted, choice_alarms = {}, {}
+    fitted, choice_alarms, choice_skipped = {}, {}, []
+    if choice_dirs and len(cvs) < 2:
+        progress("one model kind only: the recordings given to choose the model are not used")
     if choice_dirs and len(cvs) > 1:
         for kind in cvs:  # each kind as it would ship, on real rupture-free recordings the card does not report
             fitted[kind] = as_shipped(kind)
             probe = working_bundle(fitted[kind]["model"], fitted[kind]["thresholds"], fitted[kind]["confirm"],
                                    kind=kind, version=f"{version} ({kind}, choosing)", context=context,
                                    baseline=baseline)
-            result = false_alarms(probe, choice_dirs, settings, progress=lambda *_: None)
-            choice_alarms[kind] = result["overall"]
+            result = false_alarms(probe, choice_dirs, settings,
+                                  progress=progress if not choice_alarms else (lambda *_: None))
+            if not result["overall"]["minutes"]:  # every recording set aside (silent, unreadable): no figure
+                raise InputError(Path(choice_dirs[0]), "no recording in the folders that choose the model could be "
+                                 "used (" + "; ".join(f"{r['file']}: {r['why']}" for r in result["skipped"]) + ")")
+            choice_alarms[kind], choice_skipped = result["overall"], result["skipped"]
             progress(f"{kind}: {result['overall']['flags_per_hour']:.1f} flags per hour on the recordings that "
                      "choose the model")
     chosen, why = choose_model({k: cv["mean_auroc"] for k, cv in cvs.items()}, simpler=kinds[0],
@@ -1171,6 +1180,7 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
                 "estimators": {k: describe_estimator(k, cvs[k]["c"]) for k in cvs}, "chosen": chosen, "why": why,
                 "margin": MODEL_CHOICE_MARGIN,
                 **({"false_alarms": {"folders": [str(d) for d in choice_dirs], "by_kind": choice_alarms,
+                                     "skipped": choice_skipped,
                                      "how": "each kind fitted on all windows, with its own thresholds and "
                                             "confirmation levels, on real rupture-free recordings that the false-"
                                             "alarm figures of this card do not use"}} if choice_alarms else {})},
@@ -1507,8 +1517,13 @@ def format_card_figures(card: dict) -> str:
     if choice:
         means = "; ".join(f"{kind} " + ", ".join(f"{t} {_fmt(v).strip()}" for t, v in s.items())
                           for kind, s in choice["mean_cross_generator_auroc"].items())
+        alarms = choice.get("false_alarms")
+        on_real = ("" if not alarms else " Flags per hour on the real rupture-free recordings that help choose (each "
+                   "kind as it would ship): " + "; ".join(f"{kind} {v['flags_per_hour']:.1f} ({v['flags']} in "
+                                                           f"{v['minutes']:g} min)"
+                                                           for kind, v in alarms["by_kind"].items()) + ".")
         out.append(f"Mean AUROC ({choice['measured_on']}, each fold with its own model and calibration, so not the "
-                   f"table's scale): {means}. Chosen: {choice['why']}.")
+                   f"table's scale): {means}.{on_real} Chosen: {choice['why']}.")
     if "heldout" in m:
         out += ["Held-out sessions:", format_metrics(m["heldout"])]
         if m["heldout"].get("by_generator"):

@@ -174,12 +174,25 @@ def retrain(
         # session stops the run in one line, before any analysis and without Prefect's traceback
         for d in [*data, *holdout]:
             discover_sessions(d)
-        for d in [*unannotated, *choose_on]:
+        for d in unannotated:
             find_recordings(d)
-        if {d.resolve() for d in choose_on} & {d.resolve() for d in unannotated}:
-            _error(console, "--choose-on names a folder that --unannotated also names: the recordings that choose the "
-                            "model must not be those whose false alarms its card reports")
-            raise typer.Exit(2)
+        for d in choose_on:
+            if not d.is_dir():
+                from pipeline.ids import one_line
+
+                what = "a file, not a folder" if d.exists() else "not found"
+                _error(console, f"--choose-on {one_line(str(d))}: {what}; give a folder of real recordings without "
+                                "ruptures")
+                raise typer.Exit(1)
+            find_recordings(d)
+        if choose_on:
+            from models.false_alarms import check_choice_apart
+
+            try:
+                check_choice_apart(unannotated, choose_on)
+            except PipelineError as exc:
+                _error(console, f"--choose-on: {exc}")
+                raise typer.Exit(2) from None
         if holdout:
             from models.training import check_holdout_apart
 
