@@ -499,6 +499,9 @@ def render_card_markdown(card: dict) -> str:
                       "| model | minutes | flags | flags per hour |", "|---|---|---|---|"]
             lines += [f"| {kind} | {_md_num(v['minutes'], 1)} | {v['flags']} | {_md_num(v['flags_per_hour'], 1)} |"
                       for kind, v in alarms["by_kind"].items()]
+            if alarms.get("skipped"):
+                lines += ["", "Set aside: " + "; ".join(f"{_md_text(r['file'])}: {_md_text(r['why'])}"
+                                                      for r in alarms["skipped"]) + "."]
         lines += ["", f"Chosen: {choice['why']}.", ""]
     reg = metrics.get("regularisation")
     if reg:

@@ -234,6 +234,7 @@ def two_generators(tmp_path_factory):
     choice = root / "choice"  # other rupture-free recordings, which take part in choosing the model kind
     choice.mkdir()
     save_wav(choice / "tense-too.wav", np.zeros(5 * 60 * 8000, np.float32), 8000)  # not a copy of a reported one
+    (choice / "broken.wav").write_bytes(b"RIFF, but no audio")  # set aside, named in the card
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("models.dataset.session_features", _fake_session_features)
         mp.setattr("models.training.make_hgb_pipeline", _small_hgb)  # the comparison's wiring, in seconds
@@ -295,7 +296,7 @@ def test_recordings_that_choose_the_model_may_not_be_those_whose_false_alarms_th
     from pipeline.settings import Settings
 
     root, _, _ = two_generators
-    with pytest.raises(InputError, match="chooses the model is also one whose false alarms the card reports"):
+    with pytest.raises(InputError, match="chooses the model is, holds or lies inside .*unannotated, whose false alarms the card reports"):
         train([root / "train"], version="gen-both", settings=Settings(data_dir=root), root=root / "models",
               unannotated_dirs=[root / "unannotated"], choice_dirs=[root / "unannotated" / ".." / "unannotated"],
               progress=lambda m: None)
@@ -380,6 +381,7 @@ def test_model_card_headline_is_the_cross_generator_table(two_generators):
     choosing = lines[heading["Model choice"]:heading["Regularisation"]]  # the choice's own false alarms, per kind
     assert any("<data dir>/choice" in line for line in choosing)
     assert sum(line.startswith(("| linear | 5.0 |", "| hgb | 5.0 |")) for line in choosing) == 2
+    assert any(line.startswith("Set aside: broken.wav: ") for line in choosing)
 
 
 def test_evaluate_prints_per_generator_per_folder_and_false_alarms(two_generators, tmp_path):
