@@ -177,22 +177,24 @@ def checked_sidecar(path: Path) -> Path | None:
 
 
 def check_choice_apart(reported: Sequence[str | Path], choosing: Sequence[str | Path]) -> None:
-    """Refuse recordings that would choose the model while they are also those whose false alarms a card reports.
+    """Refuse recordings that would choose the model while the model trains on them or its card reports them.
 
-    A folder that is, holds or lies inside a reported folder, and a recording with the same content (sha256 of
-    its bytes) as a reported one, are refused: the card's false-alarm figure must not be the one that chose.
+    A choice folder that is, holds or lies inside one of ``reported``, a choice recording with the same content
+    (sha256 of its bytes) as a reported one, and a choice recording given twice (the same content in two places)
+    are refused: the card's false-alarm figure must not be the one that chose, and no recording may weigh double.
 
     Parameters
     ----------
     reported : sequence of path
-        Folders whose false alarms the card reports (``--unannotated``).
+        Folders the model trains on or whose false alarms its card reports (``--data``, ``--holdout``,
+        ``--unannotated``).
     choosing : sequence of path
         Folders whose false alarms take part in the model choice (``--choose-on``).
 
     Raises
     ------
     InputError
-        Naming the folder or the recording and the reported one it repeats.
+        Naming the folder or the recording and what it repeats, or a recording that cannot be read.
     """
     from pipeline.audio import recording_sha256
 
@@ -201,14 +203,35 @@ def check_choice_apart(reported: Sequence[str | Path], choosing: Sequence[str | 
             cr, rr = c.resolve(), r.resolve()
             if cr == rr or rr in cr.parents or cr in rr.parents:
                 raise InputError(c, f"a folder of recordings that chooses the model is, holds or lies inside {r}, "
-                                    "whose false alarms the card reports; give the choice other recordings")
-    seen = {recording_sha256(p): p for d in reported for p in find_recordings(d)}
+                                    "which the model trains on or whose false alarms the card reports; give the "
+                                    "choice other recordings")
+
+    def digest(p: Path) -> str:
+        try:
+            return recording_sha256(p)
+        except OSError as exc:
+            raise InputError(p, f"cannot be read ({exc.strerror or exc})") from None
+
+    seen = {digest(p): p for d in reported for p in _audio_files(d)}
+    chosen: dict[str, Path] = {}
     for d in choosing:
         for p in find_recordings(d):
-            same = seen.get(recording_sha256(p))
-            if same is not None:
-                raise InputError(p, f"the same recording as {same} (identical content), whose false alarms the "
-                                    "card reports; give the choice other recordings")
+            key = digest(p)
+            if key in seen:
+                raise InputError(p, f"the same recording as {seen[key]} (identical content), which the model trains "
+                                    "on or whose false alarms the card reports; give the choice other recordings")
+            if key in chosen:
+                raise InputError(p, f"the same recording as {chosen[key]} (identical content): a recording given "
+                                    "twice among those that choose the model would count twice; keep one")
+            chosen[key] = p
+
+
+def _audio_files(folder: str | Path) -> list[Path]:
+    """Audio files under ``folder`` as :func:`find_recordings` finds them, none for a folder without any."""
+    try:
+        return find_recordings(folder)
+    except InputError:
+        return []
 
 
 def usable_recordings(folders: Sequence[str | Path], settings) -> tuple[list[Path], list[str]]:

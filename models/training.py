@@ -1017,7 +1017,7 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
     for d in [*unannotated_dirs, *choice_dirs]:  # a wrong folder stops the run before any analysis
         find_recordings(d)
     if choice_dirs:
-        check_choice_apart(unannotated_dirs, choice_dirs)
+        check_choice_apart([*data_dirs, *holdout_dirs, *unannotated_dirs], choice_dirs)
         usable, set_aside = usable_recordings(choice_dirs, settings)
         if not usable:  # before any analysis: a folder of refused or broken files cannot take part in the choice
             raise InputError(Path(choice_dirs[0]), "no recording in the folders that choose the model could be used ("

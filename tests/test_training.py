@@ -296,7 +296,7 @@ def test_recordings_that_choose_the_model_may_not_be_those_whose_false_alarms_th
     from pipeline.settings import Settings
 
     root, _, _ = two_generators
-    with pytest.raises(InputError, match="chooses the model is, holds or lies inside .*unannotated, whose false alarms the card reports"):
+    with pytest.raises(InputError, match="chooses the model is, holds or lies inside .*unannotated, which the model trains on or whose false alarms"):
         train([root / "train"], version="gen-both", settings=Settings(data_dir=root), root=root / "models",
               unannotated_dirs=[root / "unannotated"], choice_dirs=[root / "unannotated" / ".." / "unannotated"],
               progress=lambda m: None)
@@ -328,6 +328,39 @@ def test_choice_recordings_that_are_the_reported_ones_under_another_path_are_ref
         train([root / "train"], version=f"gen-{how.replace(' ', '-')}", settings=Settings(data_dir=root),
               root=root / "models", unannotated_dirs=[reported], choice_dirs=[choice], progress=lambda m: None)
     assert not (root / "models" / f"gen-{how.replace(' ', '-')}").exists()
+
+
+def test_choice_recordings_may_not_be_training_sessions_repeat_each_other_or_be_unreadable(two_generators, tmp_path):
+    """5 December trial: an annotated --data folder was taken as --choose-on (the choice made on the training
+    sessions), a recording given twice counted twice, and a file that cannot be read gave a traceback."""
+    import shutil
+
+    from models.training import train
+    from pipeline.errors import InputError
+    from pipeline.settings import Settings
+
+    root, _, _ = two_generators
+
+    def run(choice, version):
+        train([root / "train"], version=version, settings=Settings(data_dir=root), root=root / "models",
+              unannotated_dirs=[root / "unannotated"], choice_dirs=choice, progress=lambda m: None)
+
+    with pytest.raises(InputError, match="trains on or whose false alarms the card reports"):
+        run([root / "train" / "tts-s0"], "gen-on-training")
+    twice = tmp_path / "twice"
+    twice.mkdir()
+    shutil.copyfile(root / "choice" / "tense-too.wav", twice / "again.wav")
+    with pytest.raises(InputError, match="again.wav: the same recording as .*tense-too.wav.*twice"):
+        run([root / "choice", twice], "gen-twice")
+    with pytest.raises(InputError, match="twice"):
+        run([root / "choice", root / "choice"], "gen-same-folder-twice")
+    unreadable = tmp_path / "unreadable"
+    unreadable.mkdir()
+    (unreadable / "m.wav").symlink_to("/proc/self/mem")  # is_file(), but reading it fails (EIO)
+    with pytest.raises(InputError, match="m.wav: cannot be read"):
+        run([unreadable], "gen-unreadable")
+    assert not any((root / "models" / v).exists()
+                   for v in ("gen-on-training", "gen-twice", "gen-same-folder-twice", "gen-unreadable"))
 
 
 def test_choice_recordings_none_of_which_can_be_used_stop_training_in_one_line(two_generators, tmp_path):

@@ -184,12 +184,16 @@ def retrain(
                 _error(console, f"--choose-on {one_line(str(d))}: {what}; give a folder of real recordings without "
                                 "ruptures")
                 raise typer.Exit(1)
-            find_recordings(d)
+            try:
+                find_recordings(d)
+            except PipelineError as exc:
+                _error(console, f"--choose-on: {exc}")
+                raise typer.Exit(1) from None
         if choose_on:
             from models.false_alarms import check_choice_apart
 
             try:
-                check_choice_apart(unannotated, choose_on)
+                check_choice_apart([*data, *holdout, *unannotated], choose_on)
             except PipelineError as exc:
                 _error(console, f"--choose-on: {exc}")
                 raise typer.Exit(2) from None
