@@ -102,13 +102,13 @@ def test_fallback_samples_and_the_decoder_count_reach_every_decoding_call(settin
     backend = load_backend(asr, model_cache_dir=settings.model_cache_dir, vad_settings=settings.vad)
     assert settings.asr.best_of == 1 and backend.best_of == 1
     calls = []
-    real = backend._model.transcribe
+    real = backend._models[0].transcribe
 
     def spy(audio, **kwargs):
         calls.append({k: kwargs.get(k) for k in ("beam_size", "best_of", "temperature", "no_repeat_ngram_size")})
         return real(audio, **kwargs)
 
-    backend._model.transcribe = spy
+    backend._models[0].transcribe = spy
     transcribe(sample_recording.samples, 16000, settings=asr, backend=backend, language="en")
     assert settings.asr.no_repeat_ngram_size == 0 and backend.no_repeat_ngram_size == 5  # off unless set
     first = calls[0].pop("temperature")  # Whisper's six steps, which stop at the limit
@@ -185,7 +185,7 @@ def test_a_window_in_flight_at_the_deadline_is_not_decoded_again_at_every_temper
     from pipeline.asr import load_backend
 
     backend = load_backend(settings.asr, model_cache_dir=settings.model_cache_dir, vad_settings=settings.vad)
-    model = backend._model
+    model = backend._models[0]
     real, calls = model.model, []
 
     class Unlikely:  # the CTranslate2 model, whose every result looks too unlikely to keep
@@ -212,3 +212,46 @@ def test_a_window_in_flight_at_the_deadline_is_not_decoded_again_at_every_temper
         assert decoded["after"] and set(decoded["after"]) == {0.0}  # each window once, at temperature 0
     finally:
         model.model = real
+
+
+def test_two_decoders_give_the_same_words_each_time_even_when_every_window_samples(settings, sample_recording,
+                                                                                    monkeypatch):
+    """A recording decoded in two parts at once must not depend on which decoder took which window.
+
+    Every window is sampled at temperature 1, so each decoding call draws from a random generator; the words must
+    still be the same from run to run (a report analysed twice must flag the same stretches).
+    """
+    import time
+
+    from faster_whisper import WhisperModel
+
+    import pipeline.asr.faster_whisper_backend as fw
+    from pipeline.asr import load_backend, transcribe
+
+    sampled = WhisperModel.transcribe
+    pace = np.random.default_rng(0)
+
+    def busy(*a, **k):
+        # every window sampled at temperature 1, and the parts' windows asked for at uneven times (as on a machine
+        # busy with other stages), so a free decoder may take either part's next window
+        segments, info = sampled(*a, **{**k, "temperature": [1.0]})
+
+        def paced():
+            for seg in segments:
+                time.sleep(float(pace.uniform(0.0, 0.4)))
+                yield seg
+        return paced(), info
+
+    monkeypatch.setattr(WhisperModel, "transcribe", busy)
+    monkeypatch.setattr(fw, "available_cores", lambda: 2)
+    monkeypatch.setattr(fw, "MIN_PART_S", 20.0)  # two parts of the clip's speech
+    asr = settings.asr.model_copy(update={"decoders": 2, "cpu_threads": 1})
+    backend = load_backend(asr, model_cache_dir=settings.model_cache_dir, vad_settings=settings.vad)
+    gap = np.zeros(16000, dtype=np.float32)
+    clip = np.concatenate([sample_recording.samples, gap] * 4)  # two minutes: several windows in each part
+    runs = []
+    for _ in range(4):
+        t = transcribe(clip, 16000, settings=asr, backend=backend, language="en")
+        runs.append([(w.text, round(w.start, 2)) for w in t.words])
+    assert fw.FasterWhisperBackend.decoding_counts["parts"] >= 8  # each run was decoded in two parts
+    assert all(r == runs[0] for r in runs[1:])

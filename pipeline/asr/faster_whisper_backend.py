@@ -106,7 +106,9 @@ class FasterWhisperBackend:
     (``word_timestamps=True``).
 
     A recording with more than ``2 * MIN_PART_S`` of speech is cut between speech regions into up to
-    ``decoders`` parts of about equal speech, decoded at the same time by one single-threaded decoder each. On the
+    ``decoders`` parts of about equal speech, decoded at the same time by one single-threaded decoder each (a
+    CTranslate2 model of its own, so each part's sampled windows draw from its own random generator: the words do
+    not depend on which decoder happened to be free, and a recording analysed twice gives the same words). On the
     2-core machines this project targets, two independent decoders are about three times as fast as one decoder
     with two or four threads, whose threads wait on each other at every layer (measured on 2 minutes of the call:
     7.1 s against 22.2 s). Whisper decodes 30-s windows with ``condition_on_previous_text=False``, so a cut at a
@@ -123,8 +125,8 @@ class FasterWhisperBackend:
         CTranslate2 threads for each decoder; 0 means 1, whatever OMP_NUM_THREADS says. Capped so that all
         decoders together use at most the cores this process may use.
     decoders : int >= 0
-        Parts of a recording decoded at once, each by its own CTranslate2 worker (``num_workers``); 0 means one
-        per available core, at most 4.
+        Parts of a recording decoded at once, each by its own CTranslate2 model with one worker (about 75 MB
+        each for Whisper base in int8); 0 means one per available core, at most 4.
     beam_size : int >= 1
         Beam width.
     best_of : int >= 1
@@ -141,10 +143,9 @@ class FasterWhisperBackend:
         :class:`pipeline.settings.VadSettings` fields (threshold, min_speech_duration_ms, min_silence_duration_ms,
         speech_pad_ms, restart_after_s); its defaults when omitted.
     random_seed : int >= 0
-        Seed of CTranslate2's sampling at fallback temperatures. After each recording the model is loaded afresh
-        (about 0.35 s) before the next one, so a recording's transcript does not depend on what the process
-        decoded before (one recording at a time; its parts decoded at once can still take the sampled windows in
-        another order on a busy machine).
+        Seed of CTranslate2's sampling at fallback temperatures. After each recording the models are loaded
+        afresh (about 0.35 s each) before the next one, so a recording's transcript depends neither on what the
+        process decoded before nor on how busy the machine is (one recording at a time).
 
     Raises
     ------
@@ -181,14 +182,17 @@ class FasterWhisperBackend:
         self.cpu_threads = max(1, min(cpu_threads or 1, available_cores() // self.decoders))
         self.compute_type = compute_type
         self._model_lock = threading.Lock()
-        self._sampled = False  # whether a transcription ran (and may have sampled) since the model was loaded
-        self._model = self._load()
+        self._sampled = False  # whether a transcription ran (and may have sampled) since the models were loaded
+        # one model per part decoded at once, each with a single worker thread: with one model of several workers,
+        # a part's next window went to whichever worker was free, whose random generator had drawn for the other
+        # part, and a 6-minute session analysed twice differed in 83 of 1,320 window-marker values
+        self._models = [self._load()]
 
     def _load(self):
-        """A fresh CTranslate2 model, its decoders' random generators seeded with ``random_seed``.
+        """A fresh CTranslate2 model with one worker, its random generator seeded with ``random_seed``.
 
-        CTranslate2 seeds each decoding thread's generator once, when it first samples, so a fresh model (fresh
-        threads) is what makes a recording's sampled windows independent of the recordings decoded before.
+        CTranslate2 seeds each decoding thread's generator once, when it first samples, so a fresh model (a fresh
+        thread) is what makes a recording's sampled windows independent of the recordings decoded before.
         """
         import ctranslate2
         from faster_whisper import WhisperModel
@@ -196,13 +200,13 @@ class FasterWhisperBackend:
         ctranslate2.set_random_seed(self.random_seed)
         try:
             return WhisperModel(str(self.model_dir), device="cpu", compute_type=self.compute_type,
-                                cpu_threads=self.cpu_threads, num_workers=self.decoders, local_files_only=True)
+                                cpu_threads=self.cpu_threads, num_workers=1, local_files_only=True)
         except (RuntimeError, ValueError, OSError) as exc:
             raise BackendUnavailableError(f"{self.model_dir}: cannot load the Whisper model ({exc})") from exc
 
     def language_probabilities(self, samples: np.ndarray) -> dict[str, float]:
         """Whisper's language probabilities for a stretch of audio (its first 30 s), summing to 1."""
-        _, _, probs = self._model.detect_language(np.asarray(samples, dtype=np.float32))
+        _, _, probs = self._models[0].detect_language(np.asarray(samples, dtype=np.float32))
         return {str(lang): float(p) for lang, p in probs}
 
     def transcribe(self, samples: np.ndarray, *, language: str | None, progress=None,
@@ -235,9 +239,9 @@ class FasterWhisperBackend:
         duration = samples.size / 16000.0
         with self._model_lock:  # the sampling at fallback temperatures starts afresh (about 0.35 s to load)
             if self._sampled:
-                self._model = self._load()
+                self._models = [self._load()]
             # any decoding may sample (fallback temperatures), also one that fails or is cut short half-way, so the
-            # next recording always starts from a fresh model (the suite saw a test's words change after others)
+            # next recording always starts from fresh models (the suite saw a test's words change after others)
             self._sampled = True
         chunks = speech_chunks(samples, self.vad_parameters)
         if not chunks:
@@ -247,17 +251,21 @@ class FasterWhisperBackend:
                               duration_s=duration)
         speech_s = sum(c["end"] - c["start"] for c in chunks) / 16000.0
         groups = split_chunks(chunks, min(self.decoders, max(1, int(speech_s // MIN_PART_S))))
+        with self._model_lock:
+            while len(self._models) < len(groups):  # part i is always decoded by model i
+                self._models.append(self._load())
+            models = list(self._models)
         decode_language, language_probability = language, 1.0
         if language is None:  # one language for every part: Whisper's guess on the first 30 s of speech
             first = np.concatenate([samples[c["start"]:c["end"]] for c in groups[0]][:64])
-            decode_language, language_probability, _ = self._model.detect_language(first)
+            decode_language, language_probability, _ = models[0].detect_language(first)
         done = [0.0] * len(groups)  # speech seconds decoded per part, written by the decoding threads
 
         def decode_part(i: int, report=None) -> tuple[list[Word], list[tuple[float, float]]]:
             part = np.concatenate([samples[c["start"]:c["end"]] for c in groups[i]])
             part_s = part.size / 16000.0
             temperatures = TEMPERATURES if deadline is None else TemperaturesUntil(TEMPERATURES, deadline)
-            segments, _ = self._model.transcribe(
+            segments, _ = models[i].transcribe(
                 part, language=decode_language, beam_size=self.beam_size, best_of=self.best_of, vad_filter=False,
                 word_timestamps=True, condition_on_previous_text=False, no_repeat_ngram_size=self.no_repeat_ngram_size,
                 temperature=temperatures)
@@ -280,7 +288,7 @@ class FasterWhisperBackend:
                 first = min(t for t in (late, cut) if t is not None)
                 limited.append((timeline.get_original_time(first), groups[i][-1]["end"] / 16000.0))
             if cut is not None:  # the rest quickly: greedy, one temperature, no fallback
-                quick, _ = self._model.transcribe(
+                quick, _ = models[i].transcribe(
                     part[int(cut * 16000):], language=decode_language, beam_size=1, best_of=1, temperature=0.0,
                     vad_filter=False, word_timestamps=True, condition_on_previous_text=False,
                     no_repeat_ngram_size=self.no_repeat_ngram_size)
