@@ -125,8 +125,8 @@ class FasterWhisperBackend:
         CTranslate2 threads for each decoder; 0 means 1, whatever OMP_NUM_THREADS says. Capped so that all
         decoders together use at most the cores this process may use.
     decoders : int >= 0
-        Parts of a recording decoded at once, each by its own CTranslate2 model with one worker (about 75 MB
-        each for Whisper base in int8); 0 means one per available core, at most 4.
+        Parts of a recording decoded at once, each by its own CTranslate2 model with one worker (about 110 MB
+        resident each for Whisper base in int8); 0 means one per available core, at most 4.
     beam_size : int >= 1
         Beam width.
     best_of : int >= 1
