@@ -1,7 +1,7 @@
 """How faster-whisper should use the cores: one decoder with several threads, or several single-threaded decoders.
 
 A recording's speech is cut between VAD regions into parts decoded at the same time
-(``ALLIANCE_ASR__DECODERS``), each part by one CTranslate2 worker with ``ALLIANCE_ASR__CPU_THREADS`` threads.
+(``ALLIANCE_ASR__DECODERS``), each part by a CTranslate2 model of its own (one worker) with ``ALLIANCE_ASR__CPU_THREADS`` threads.
 This bench runs the same audio through each configuration, each in a fresh process, and reports the ASR
 stage's wall time, real-time factor, CPU time (user and system) and WER against the clips' transcripts.
 
