@@ -40,7 +40,7 @@ def test_converted_model_gives_the_same_greedy_tokens_as_faster_whisper_on_sampl
     from pipeline.asr.openai_whisper_backend import load_checkpoint
 
     audio = np.asarray(sample_recording.samples, dtype=np.float32)
-    ct2 = FasterWhisperBackend(base_model_dir, compute_type="float32", beam_size=1)._models[0]
+    ct2 = FasterWhisperBackend(base_model_dir, compute_type="float32", beam_size=1)._unused[0]
     segments, _ = ct2.transcribe(audio, language="en", beam_size=1, temperature=0.0,
                                  condition_on_previous_text=False, vad_filter=False)
     ct2_tokens = [t for s in segments for t in s.tokens]

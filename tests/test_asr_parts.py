@@ -102,13 +102,13 @@ def test_fallback_samples_and_the_decoder_count_reach_every_decoding_call(settin
     backend = load_backend(asr, model_cache_dir=settings.model_cache_dir, vad_settings=settings.vad)
     assert settings.asr.best_of == 1 and backend.best_of == 1
     calls = []
-    real = backend._models[0].transcribe
+    real = backend._unused[0].transcribe
 
     def spy(audio, **kwargs):
         calls.append({k: kwargs.get(k) for k in ("beam_size", "best_of", "temperature", "no_repeat_ngram_size")})
         return real(audio, **kwargs)
 
-    backend._models[0].transcribe = spy
+    backend._unused[0].transcribe = spy
     transcribe(sample_recording.samples, 16000, settings=asr, backend=backend, language="en")
     assert settings.asr.no_repeat_ngram_size == 0 and backend.no_repeat_ngram_size == 5  # off unless set
     first = calls[0].pop("temperature")  # Whisper's six steps, which stop at the limit
@@ -185,7 +185,7 @@ def test_a_window_in_flight_at_the_deadline_is_not_decoded_again_at_every_temper
     from pipeline.asr import load_backend
 
     backend = load_backend(settings.asr, model_cache_dir=settings.model_cache_dir, vad_settings=settings.vad)
-    model = backend._models[0]
+    model = backend._unused[0]
     real, calls = model.model, []
 
     class Unlikely:  # the CTranslate2 model, whose every result looks too unlikely to keep
@@ -255,3 +255,54 @@ def test_two_decoders_give_the_same_words_each_time_even_when_every_window_sampl
         runs.append([(w.text, round(w.start, 2)) for w in t.words])
     assert fw.FasterWhisperBackend.decoding_counts["parts"] >= 8  # each run was decoded in two parts
     assert all(r == runs[0] for r in runs[1:])
+
+
+def test_sessions_decoded_at_once_on_one_backend_get_the_words_each_gets_alone(settings, sample_recording,
+                                                                               monkeypatch):
+    """The nightly run analyses two sessions at once in threads that share the ASR backend (fresh-user trial, 5
+    December): neither may decode on the other's models, whose random generators would then serve both."""
+    import threading
+    import time
+
+    from faster_whisper import WhisperModel
+
+    import pipeline.asr.faster_whisper_backend as fw
+    from pipeline.asr import load_backend, transcribe
+
+    sampled = WhisperModel.transcribe
+    pace = np.random.default_rng(1)
+
+    def busy(*a, **k):  # every window sampled, and asked for at uneven times
+        segments, info = sampled(*a, **{**k, "temperature": [1.0]})
+
+        def paced():
+            for seg in segments:
+                time.sleep(float(pace.uniform(0.0, 0.4)))
+                yield seg
+        return paced(), info
+
+    monkeypatch.setattr(WhisperModel, "transcribe", busy)
+    monkeypatch.setattr(fw, "available_cores", lambda: 2)
+    monkeypatch.setattr(fw, "MIN_PART_S", 20.0)
+    asr = settings.asr.model_copy(update={"decoders": 2, "cpu_threads": 1})
+    backend = load_backend(asr, model_cache_dir=settings.model_cache_dir, vad_settings=settings.vad)
+    gap = np.zeros(16000, dtype=np.float32)
+    clip = np.concatenate([sample_recording.samples, gap] * 4)
+
+    def words():
+        t = transcribe(clip, 16000, settings=asr, backend=backend, language="en")
+        return [(w.text, round(w.start, 2)) for w in t.words]
+
+    alone = words()
+    for _ in range(2):
+        got = [None, None]
+
+        def run(i):
+            time.sleep(0.3 * i)  # the second starts while the first decodes
+            got[i] = words()
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert got[0] == alone and got[1] == alone

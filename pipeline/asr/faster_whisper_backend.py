@@ -143,9 +143,9 @@ class FasterWhisperBackend:
         :class:`pipeline.settings.VadSettings` fields (threshold, min_speech_duration_ms, min_silence_duration_ms,
         speech_pad_ms, restart_after_s); its defaults when omitted.
     random_seed : int >= 0
-        Seed of CTranslate2's sampling at fallback temperatures. After each recording the models are loaded
-        afresh (about 0.35 s each) before the next one, so a recording's transcript depends neither on what the
-        process decoded before nor on how busy the machine is (one recording at a time).
+        Seed of CTranslate2's sampling at fallback temperatures. Each recording is decoded on freshly loaded
+        models of its own (about 0.35 s each), so its transcript depends neither on what the process decoded
+        before, nor on how busy the machine is, nor on recordings decoded at the same time in other threads.
 
     Raises
     ------
@@ -182,11 +182,12 @@ class FasterWhisperBackend:
         self.cpu_threads = max(1, min(cpu_threads or 1, available_cores() // self.decoders))
         self.compute_type = compute_type
         self._model_lock = threading.Lock()
-        self._sampled = False  # whether a transcription ran (and may have sampled) since the models were loaded
-        # one model per part decoded at once, each with a single worker thread: with one model of several workers,
-        # a part's next window went to whichever worker was free, whose random generator had drawn for the other
-        # part, and a 6-minute session analysed twice differed in 83 of 1,320 window-marker values
-        self._models = [self._load()]
+        # models not yet used for decoding (one is loaded here, so a bad model folder fails at once). Each call of
+        # transcribe takes models of its own, one per part, each with a single worker thread: with one model of
+        # several workers, a part's next window went to whichever worker was free, whose random generator had
+        # drawn for the other part (a 6-minute session analysed twice differed in 83 of 1,320 window-marker
+        # values), and sessions transcribed at once in threads (the nightly run) must not share generators either
+        self._unused = [self._load()]
 
     def _load(self):
         """A fresh CTranslate2 model with one worker, its random generator seeded with ``random_seed``.
@@ -206,7 +207,11 @@ class FasterWhisperBackend:
 
     def language_probabilities(self, samples: np.ndarray) -> dict[str, float]:
         """Whisper's language probabilities for a stretch of audio (its first 30 s), summing to 1."""
-        _, _, probs = self._models[0].detect_language(np.asarray(samples, dtype=np.float32))
+        with self._model_lock:  # language detection decodes greedily, so the model stays unused for sampling
+            if not self._unused:
+                self._unused.append(self._load())
+            model = self._unused[0]
+        _, _, probs = model.detect_language(np.asarray(samples, dtype=np.float32))
         return {str(lang): float(p) for lang, p in probs}
 
     def transcribe(self, samples: np.ndarray, *, language: str | None, progress=None,
@@ -237,12 +242,6 @@ class FasterWhisperBackend:
         from pipeline.asr.speech_only import speech_chunks
 
         duration = samples.size / 16000.0
-        with self._model_lock:  # the sampling at fallback temperatures starts afresh (about 0.35 s to load)
-            if self._sampled:
-                self._models = [self._load()]
-            # any decoding may sample (fallback temperatures), also one that fails or is cut short half-way, so the
-            # next recording always starts from fresh models (the suite saw a test's words change after others)
-            self._sampled = True
         chunks = speech_chunks(samples, self.vad_parameters)
         if not chunks:
             if progress is not None:
@@ -251,10 +250,12 @@ class FasterWhisperBackend:
                               duration_s=duration)
         speech_s = sum(c["end"] - c["start"] for c in chunks) / 16000.0
         groups = split_chunks(chunks, min(self.decoders, max(1, int(speech_s // MIN_PART_S))))
+        # fresh models for this call only, part i always on model i (about 0.35 s to load each): any decoding may
+        # sample (fallback temperatures), also one that fails or is cut short half-way, so no model decodes twice
+        # (the suite saw a test's words change after others)
         with self._model_lock:
-            while len(self._models) < len(groups):  # part i is always decoded by model i
-                self._models.append(self._load())
-            models = list(self._models)
+            models, self._unused = self._unused[: len(groups)], self._unused[len(groups):]
+        models += [self._load() for _ in range(len(groups) - len(models))]
         decode_language, language_probability = language, 1.0
         if language is None:  # one language for every part: Whisper's guess on the first 30 s of speech
             first = np.concatenate([samples[c["start"]:c["end"]] for c in groups[0]][:64])
