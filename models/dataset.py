@@ -88,7 +88,7 @@ def discover_sessions(data_dir: str | Path) -> list[LabelledSession]:
 
     root = Path(data_dir)
     if not root.is_dir():
-        raise InputError(root, "dataset folder not found")
+        raise InputError(root, "a file, not a dataset folder" if root.exists() else "dataset folder not found")
     out = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         audio = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)

@@ -50,8 +50,8 @@ def find_recordings(folder: str | Path) -> list[Path]:
     """
     root = Path(folder)
     if not root.is_dir():
-        raise InputError(root, "folder of unannotated recordings not found; give a folder of real recordings "
-                               "without ruptures")
+        raise InputError(root, ("a file, not a folder" if root.exists() else "folder of unannotated recordings not "
+                                "found") + "; give a folder of real recordings without ruptures")
     found = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
                    and not any(part.startswith(".") for part in p.relative_to(root).parts))
     if not found:

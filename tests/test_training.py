@@ -472,6 +472,20 @@ def test_evaluate_with_only_unannotated_recordings_and_errors_name_the_folder(tw
     (tmp_path / "empty").mkdir()
     result = runner.invoke(app, ["evaluate", "--model", str(folder), "--unannotated", str(tmp_path / "empty")])
     assert result.exit_code == 1 and "empty: no audio file" in " ".join(result.output.split())
+    # every recording set aside: nothing was evaluated, so not a success (fresh-user trial, 5 December)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "zero.wav").write_bytes(b"")
+    (tmp_path / "broken" / "text.wav").write_text("not audio")
+    result = runner.invoke(app, ["evaluate", "--model", str(folder), "--unannotated", str(tmp_path / "broken")])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "zero.wav: set aside" in text
+    assert "--unannotated: no recording could be analysed" in text
+    # a file given as a folder says so (trial)
+    result = runner.invoke(app, ["evaluate", "--model", str(folder), "--data", str(tmp_path / "broken" / "text.wav")])
+    assert result.exit_code == 1 and "text.wav: a file, not a dataset folder" in " ".join(result.output.split())
+    result = runner.invoke(app, ["evaluate", "--model", str(folder), "--unannotated",
+                                 str(tmp_path / "broken" / "text.wav")])
+    assert result.exit_code == 1 and "text.wav: a file, not a folder" in " ".join(result.output.split())
 
 
 @pytest.mark.slow

@@ -298,6 +298,11 @@ def evaluate(
             _error(console, f"--json {json_out}: cannot be written ({exc.strerror or type(exc).__name__}); the "
                             "figures above are complete")
             raise typer.Exit(1) from None
+    if unannotated and not result["false_alarms"]["overall"]["files"]:
+        # every recording was set aside (each named above): nothing was evaluated, which is not a success
+        _error(console, "--unannotated: no recording could be analysed (each was set aside, above); no false-alarm "
+                        "figure was measured")
+        raise typer.Exit(1)
 
 
 @app.command("activate-model")
