@@ -216,7 +216,8 @@ class Sidecar(BaseModel):
             if p.get("id") is not None:
                 check_id(p["id"], f"participants[{i}].id")
         for i, p in enumerate(value):
-            if "age" in p and (not isinstance(p["age"], (int, float)) or not 0 <= p["age"] < 120):
+            if "age" in p and (isinstance(p["age"], bool) or not isinstance(p["age"], (int, float))
+                                 or not 0 <= p["age"] < 120):  # true is not 1 year (trial)
                 raise ValueError(f"participants[{i}].age must be a number of years; found {p['age']!r}")
         return value
 
