@@ -590,6 +590,8 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
         threshold_note=threshold_note(report, model_card, language),
         warnings=[localise(w, language) for w in report.warnings],
         no_speech=text("warn.no_speech", "en") in report.warnings,  # nothing was judged, nothing was "below"
+        too_little_speech=any(w.startswith(text("warn.too_little_speech", "en", window="", min="").split(":")[0])
+                              for w in report.warnings),
         created=local_time(report.created_at, ((report.settings or {}).get("web") or {}).get("timezone")
                            or DEFAULT_TIMEZONE),
         roles_by=text("report.roles_by", language, how=_how_roles(report.roles.rule, language)),
@@ -810,6 +812,34 @@ def write_features_csv(features: SessionFeatures, path: str | Path) -> Path:
 
 
 MIN_ANALYSABLE_S = 1.0
+
+
+def judgement_warnings(features: SessionFeatures, speech: tuple[SpeechRegion, ...], *,
+                       min_window_speech_s: float) -> tuple[str, ...]:
+    """A sentence when speech was found but no window holds enough of it to be judged by the classifier.
+
+    Windows with less than ``min_window_speech_s`` of speech are never flagged (:mod:`models.flagging`), so such a
+    recording (a few words in noise, a recorder left running; white noise that Whisper turns into one word) has
+    not been judged at all, which the report must say instead of "nothing needs review".
+
+    Parameters
+    ----------
+    features : SessionFeatures
+        The analysis windows, each with its ``speech_s`` (s).
+    speech : tuple of SpeechRegion
+        VAD output; when empty, :func:`input_warnings` already says no speech was found.
+    min_window_speech_s : float
+        Seconds of speech a window needs to be judged (``ALLIANCE_MODEL__MIN_WINDOW_SPEECH_S``).
+
+    Returns
+    -------
+    tuple of str
+        Empty, or one sentence in English from the text catalogue (``warn.too_little_speech``).
+    """
+    if not speech or any(fr.speech_s >= min_window_speech_s for fr in features.frames):
+        return ()
+    window = features.frames[0].end - features.frames[0].start if features.frames else 0.0
+    return (text("warn.too_little_speech", "en", window=f"{window:g}", min=f"{min_window_speech_s:g}"),)
 
 
 def input_warnings(rec: Recording, speech: tuple[SpeechRegion, ...], transcript: Transcript) -> tuple[str, ...]:

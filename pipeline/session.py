@@ -56,7 +56,7 @@ from pipeline.sidecar import Sidecar
 from pipeline.privacy import name_labels, redact_transcript
 from pipeline.profiles import load_profile, profile_path
 from pipeline.prosody import turn_prosody
-from pipeline.report import input_warnings
+from pipeline.report import input_warnings, judgement_warnings
 from pipeline.roles import assign_roles, profile_similarities, questions_per_minute, role_warnings, speaker_f0_hz
 from pipeline.settings import Settings
 from pipeline.turns import refine_speaker_changes, turn_metrics, utterances
@@ -479,8 +479,9 @@ def describe_session(samples: np.ndarray, recording: Recording, speech: tuple[Sp
         session_id=session_id, recording=recording, speech_regions=speech, transcript=attributed,
         diarization=diarization, roles=roles, utterances=utts, metrics=metrics, prosody=prosody, features=features,
         settings_hash=settings.settings_hash(), settings=settings.public_dict(),
-        warnings=(input_warnings(recording, speech, transcript) + role_warnings(roles, client_expected=True)
-                  + tuple(notes)),
+        warnings=(input_warnings(recording, speech, transcript)
+                  + judgement_warnings(features, speech, min_window_speech_s=settings.model.min_window_speech_s)
+                  + role_warnings(roles, client_expected=True) + tuple(notes)),
         session_markers=markers, utterance_markers=marks, client_age=metadata.client_age,
         client_id=metadata.client_id, session_date=metadata.date, overlap_regions=tuple(overlap_regions))
 

@@ -202,6 +202,29 @@ def test_silence_gives_a_report_with_no_speech_and_no_flags(prefect_harness, tmp
     assert "drempel" not in page.split("<h2", 2)[1] and "Er is niets beoordeeld" in page
 
 
+def test_too_little_speech_to_judge_is_said_not_reported_as_nothing_to_review(prefect_harness, tmp_path):
+    """A recording with speech too short for any window to be judged (fresh-user trial, 5 December: white noise gave
+    one hallucinated word, and the report said nothing needed review)."""
+    import numpy as np
+
+    from pipeline.audio import decode, save_wav
+
+    call = decode(SAMPLE_WAV).samples
+    quiet = np.zeros(16000 * 40, np.float32)
+    quiet[16000 * 20: int(16000 * 21.5)] = call[int(16000 * 8.4): int(16000 * 9.9)]  # 1.5 s of one speaker's words
+    path = save_wav(tmp_path / "almost_quiet.wav", quiet, 16000)
+    result = runner.invoke(app, ["analyze", str(path), "--language", "en", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    s = json.loads((tmp_path / "out" / "session.json").read_text())
+    assert s["flags"] == [] and s["speech_regions"]
+    assert any(w.startswith("too little speech to judge") for w in s["warnings"]), s["warnings"]
+    assert "too little speech to judge" in result.output and "needs review" not in result.output
+    page = (tmp_path / "out" / "report.html").read_text()
+    summary = page.split("<h2", 2)[1]
+    assert "Er is niets beoordeeld" in summary and "te weinig spraak" in summary
+    assert "U hoeft niets terug te kijken" not in page
+
+
 @pytest.mark.slow
 def test_truncated_recording_is_analysed_with_a_warning(prefect_harness, tmp_path):
     data = SAMPLE_WAV.read_bytes()

@@ -155,6 +155,9 @@ def closing_lines(report, folder: Path) -> list[str]:
              f"{n} stretch{'' if n == 1 else 'es'} to review: see the report's summary.")
     if text("warn.no_speech", "en") in report.warnings:  # as the report's summary: nothing was judged at all
         found = text("report.summary_no_speech", "en")
+    elif any(w.startswith(text("warn.too_little_speech", "en", window="", min="").split(":")[0])
+             for w in report.warnings):  # speech, but no window with enough of it: nothing was judged either
+        found = text("report.summary_too_little_speech", "en")
     return [f"Report: {html}", f"Open it in a browser: {html.as_uri()}",
             f"Session data: {Path(folder).absolute() / 'session.json'}", found,
             "Review app: create a login once with `alliance add-therapist NAME`, then `alliance web` serves "
