@@ -550,8 +550,32 @@ def load_settings() -> Settings:
         for err in exc.errors():
             loc = [str(p) for p in err["loc"] if not str(p).startswith(("int", "literal", "function"))]
             name = "ALLIANCE_" + "__".join(loc).upper()
-            problems.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
+            allowed = _allowed_range(loc)
+            problems.append(f"{name}: {err['msg'].removeprefix('Value error, ')}"
+                            + (f" (allowed: {allowed})" if allowed else ""))
         raise SettingsError("; ".join(dict.fromkeys(problems))) from None
+
+
+def _allowed_range(loc: list[str]) -> str | None:
+    """The bounds of the numeric setting at ``loc`` (field names from :class:`Settings` down), as "0 to 4"."""
+    import annotated_types
+
+    model, info = Settings, None
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            return None
+        info = fields[part]
+        model = info.annotation
+    if info is None:
+        return None
+    low = next((m.ge for m in info.metadata if isinstance(m, annotated_types.Ge)), None)
+    high = next((m.le for m in info.metadata if isinstance(m, annotated_types.Le)), None)
+    if low is None and high is None:
+        return None
+    if high is None:
+        return f"{low:g} or more"
+    return f"{high:g} or less" if low is None else f"{low:g} to {high:g}"
 
 
 class SettingsError(ValueError):

@@ -307,6 +307,10 @@ def test_prefect_keeps_its_run_database_in_the_data_dir(tmp_path):
     ("ALLIANCE_FEATURES__CHANGE_MAX_SHIFT_S", "inf", "CHANGE_MAX_SHIFT_S: Input should be a finite number"),
     ("ALLIANCE_FEATURES__PITCH_FMIN_HZ", "700", "pitch_fmin_hz (700) must be below pitch_fmax_hz (600)"),
     ("ALLIANCE_DIARIZATION__RESEG_COMPONENTS", "0", "RESEG_COMPONENTS: Input should be greater than or equal to 1"),
+    # a word where a number belongs names what is allowed too (trial, 5 December)
+    ("ALLIANCE_ASR__DECODERS", "two", "DECODERS: Input should be a valid integer, unable to parse string as an "
+                                      "integer (allowed: 0 to 4)"),
+    ("ALLIANCE_ASR__DECODERS", "7", "DECODERS: Input should be less than or equal to 4 (allowed: 0 to 4)"),
 ])
 def test_impossible_settings_stop_every_command_with_one_line(monkeypatch, name, value, message):
     monkeypatch.setenv(name, value)
