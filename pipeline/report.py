@@ -589,9 +589,7 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
         caveat=model_caveat(model_card, report.model_version, language),
         threshold_note=threshold_note(report, model_card, language),
         warnings=[localise(w, language) for w in report.warnings],
-        no_speech=text("warn.no_speech", "en") in report.warnings,  # nothing was judged, nothing was "below"
-        too_little_speech=any(w.startswith(text("warn.too_little_speech", "en", window="", min="").split(":")[0])
-                              for w in report.warnings),
+        unjudged=nothing_judged(report.warnings),  # nothing was judged, so nothing was "below" the threshold
         created=local_time(report.created_at, ((report.settings or {}).get("web") or {}).get("timezone")
                            or DEFAULT_TIMEZONE),
         roles_by=text("report.roles_by", language, how=_how_roles(report.roles.rule, language)),
@@ -840,6 +838,21 @@ def judgement_warnings(features: SessionFeatures, speech: tuple[SpeechRegion, ..
         return ()
     window = features.frames[0].end - features.frames[0].start if features.frames else 0.0
     return (text("warn.too_little_speech", "en", window=f"{window:g}", min=f"{min_window_speech_s:g}"),)
+
+
+def nothing_judged(warnings: Sequence[str]) -> str | None:
+    """Which of the report's summaries says that nothing was judged, given a report's (English) warnings.
+
+    Returns
+    -------
+    str or None
+        ``"summary_no_speech"`` (no speech found), ``"summary_too_little_speech"`` (see :func:`judgement_warnings`),
+        or None when the recording was judged.
+    """
+    if text("warn.no_speech", "en") in warnings:
+        return "summary_no_speech"
+    little = text("warn.too_little_speech", "en", window="", min="").split(":")[0]
+    return "summary_too_little_speech" if any(w.startswith(little) for w in warnings) else None
 
 
 def input_warnings(rec: Recording, speech: tuple[SpeechRegion, ...], transcript: Transcript) -> tuple[str, ...]:

@@ -214,26 +214,17 @@ def test_a_window_in_flight_at_the_deadline_is_not_decoded_again_at_every_temper
         model.model = real
 
 
-def test_two_decoders_give_the_same_words_each_time_even_when_every_window_samples(settings, sample_recording,
-                                                                                    monkeypatch):
-    """A recording decoded in two parts at once must not depend on which decoder took which window.
-
-    Every window is sampled at temperature 1, so each decoding call draws from a random generator; the words must
-    still be the same from run to run (a report analysed twice must flag the same stretches).
-    """
+def _sample_every_window_at_uneven_times(monkeypatch, *, seed):
+    """Every window sampled at temperature 1, and each decoding's windows asked for at uneven times (as on a machine
+    busy with other stages), so a free decoder may take any part's next window."""
     import time
 
     from faster_whisper import WhisperModel
 
-    import pipeline.asr.faster_whisper_backend as fw
-    from pipeline.asr import load_backend, transcribe
-
     sampled = WhisperModel.transcribe
-    pace = np.random.default_rng(0)
+    pace = np.random.default_rng(seed)
 
     def busy(*a, **k):
-        # every window sampled at temperature 1, and the parts' windows asked for at uneven times (as on a machine
-        # busy with other stages), so a free decoder may take either part's next window
         segments, info = sampled(*a, **{**k, "temperature": [1.0]})
 
         def paced():
@@ -243,6 +234,19 @@ def test_two_decoders_give_the_same_words_each_time_even_when_every_window_sampl
         return paced(), info
 
     monkeypatch.setattr(WhisperModel, "transcribe", busy)
+
+
+def test_two_decoders_give_the_same_words_each_time_even_when_every_window_samples(settings, sample_recording,
+                                                                                    monkeypatch):
+    """A recording decoded in two parts at once must not depend on which decoder took which window.
+
+    Every window is sampled at temperature 1, so each decoding call draws from a random generator; the words must
+    still be the same from run to run (a report analysed twice must flag the same stretches).
+    """
+    import pipeline.asr.faster_whisper_backend as fw
+    from pipeline.asr import load_backend, transcribe
+
+    _sample_every_window_at_uneven_times(monkeypatch, seed=0)
     monkeypatch.setattr(fw, "available_cores", lambda: 2)
     monkeypatch.setattr(fw, "MIN_PART_S", 20.0)  # two parts of the clip's speech
     asr = settings.asr.model_copy(update={"decoders": 2, "cpu_threads": 1})
@@ -264,24 +268,10 @@ def test_sessions_decoded_at_once_on_one_backend_get_the_words_each_gets_alone(s
     import threading
     import time
 
-    from faster_whisper import WhisperModel
-
     import pipeline.asr.faster_whisper_backend as fw
     from pipeline.asr import load_backend, transcribe
 
-    sampled = WhisperModel.transcribe
-    pace = np.random.default_rng(1)
-
-    def busy(*a, **k):  # every window sampled, and asked for at uneven times
-        segments, info = sampled(*a, **{**k, "temperature": [1.0]})
-
-        def paced():
-            for seg in segments:
-                time.sleep(float(pace.uniform(0.0, 0.4)))
-                yield seg
-        return paced(), info
-
-    monkeypatch.setattr(WhisperModel, "transcribe", busy)
+    _sample_every_window_at_uneven_times(monkeypatch, seed=1)
     monkeypatch.setattr(fw, "available_cores", lambda: 2)
     monkeypatch.setattr(fw, "MIN_PART_S", 20.0)
     asr = settings.asr.model_copy(update={"decoders": 2, "cpu_threads": 1})

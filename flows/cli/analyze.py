@@ -147,17 +147,16 @@ def closing_lines(report, folder: Path) -> list[str]:
         stretches are to review (or that none is), and how to reach the review app.
     """
     from pipeline.i18n import text
+    from pipeline.report import nothing_judged
 
     html = Path(folder).absolute() / "report.html"
     n = len(report.flags)
     found = ("The model pointed out no stretch: nothing in this session needs review (the report says why "
              "that is not a diagnosis)." if n == 0 else
              f"{n} stretch{'' if n == 1 else 'es'} to review: see the report's summary.")
-    if text("warn.no_speech", "en") in report.warnings:  # as the report's summary: nothing was judged at all
-        found = text("report.summary_no_speech", "en")
-    elif any(w.startswith(text("warn.too_little_speech", "en", window="", min="").split(":")[0])
-             for w in report.warnings):  # speech, but no window with enough of it: nothing was judged either
-        found = text("report.summary_too_little_speech", "en")
+    unjudged = nothing_judged(report.warnings)
+    if unjudged:  # as the report's summary: no speech, or none of it enough to judge
+        found = text(f"report.{unjudged}", "en")
     return [f"Report: {html}", f"Open it in a browser: {html.as_uri()}",
             f"Session data: {Path(folder).absolute() / 'session.json'}", found,
             "Review app: create a login once with `alliance add-therapist NAME`, then `alliance web` serves "
