@@ -308,7 +308,8 @@ def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *
         "flags", "flags_per_hour", "by_type": {type: flags}}]`` and ``overall``: ``{"files", "minutes", "flags",
         "flags_per_hour", "by_type"}``. Minutes are rounded to 0.01, rates to 0.01 per hour. ``skipped``:
         ``[{"file", "folder", "why"}]``, the recordings set aside and not counted: those that cannot be analysed
-        (the error's one line) and those with no window of enough speech ("no speech found").
+        (the error's one line) and those with no window of enough speech ("no speech found", or "too little
+        speech to judge" where some was found).
 
     Raises
     ------
@@ -345,6 +346,9 @@ def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *
                 window_s = getattr(getattr(settings, "features", None), "window_s", None)
                 if window_s is not None and duration_s < window_s:
                     why = f"{duration_s:.1f} s long, shorter than one analysis window ({window_s:g} s)"
+                elif any(f.speech_s > 0 for f in feats.frames):  # as `alliance analyze` says it
+                    why = (f"too little speech to judge (no window holds {settings.model.min_window_speech_s:g} s "
+                           "of speech)")
                 else:
                     why = "no speech found"
                 why += f"; {warning}" if warning else ""
