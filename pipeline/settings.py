@@ -397,6 +397,14 @@ class Settings(BaseSettings):
     inbox_settle_s: float = Field(60.0, ge=0, description="A recording changed less than this many seconds ago is "
                                   "still being copied and waits for the next run.")
 
+    @model_validator(mode="after")
+    def _judgeable_windows(self):
+        # a window can never hold more speech than its length, so no recording could ever be judged (trial)
+        if self.model.min_window_speech_s > self.features.window_s:
+            raise ValueError(f"ALLIANCE_MODEL__MIN_WINDOW_SPEECH_S ({self.model.min_window_speech_s:g}) must be at "
+                             f"most the analysis window, ALLIANCE_FEATURES__WINDOW_S ({self.features.window_s:g})")
+        return self
+
     @field_validator("nightly_cron")
     @classmethod
     def _cron(cls, value: str) -> str:
@@ -551,8 +559,8 @@ def load_settings() -> Settings:
             loc = [str(p) for p in err["loc"] if not str(p).startswith(("int", "literal", "function"))]
             name = "ALLIANCE_" + "__".join(loc).upper()
             allowed = _allowed_range(loc)
-            problems.append(f"{name}: {err['msg'].removeprefix('Value error, ')}"
-                            + (f" (allowed: {allowed})" if allowed else ""))
+            msg = err['msg'].removeprefix('Value error, ') + (f" (allowed: {allowed})" if allowed else "")
+            problems.append(f"{name}: {msg}" if loc else msg)  # a rule across groups names its variables itself
         raise SettingsError("; ".join(dict.fromkeys(problems))) from None
 
 
