@@ -405,7 +405,8 @@ def format_false_alarms(result: dict) -> str:
     width = max([len(one_line(f["file"])) for f in result["files"]] + [24])
     lines = [f"{'file':<{width}} {'minutes':>8} {'flags':>6} {'flags per hour':>15}"]
     rows = [(one_line(f["file"]), f) for f in result["files"]]
-    rows.append((f"overall ({result['overall']['files']} files)", result["overall"]))
+    n_files = result['overall']['files']
+    rows.append((f"overall ({n_files} file{'' if n_files == 1 else 's'})", result["overall"]))
     for name, r in rows:
         rate = "—" if r["flags_per_hour"] is None or math.isnan(r["flags_per_hour"]) else f"{r['flags_per_hour']:.1f}"
         lines.append(f"{name:<{width}} {r['minutes']:>8.1f} {r['flags']:>6} {rate:>15}")

@@ -68,6 +68,7 @@ def test_a_broken_or_silent_recording_is_set_aside_and_the_others_still_count(tm
     table = fa.format_false_alarms(out)
     assert "set aside" in table and "c-silent.wav" in table
     assert "b-empty.wav: set aside (file is empty)" in table  # the file named once, not twice
+    assert "overall (1 file)" in table  # not "1 files" (trial)
 
 
 def test_a_truncated_recording_is_counted_on_what_was_decoded_and_said(tmp_path, monkeypatch):
