@@ -41,6 +41,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pipeline.errors import ConsentError, MetadataError
 from pipeline.ids import check_id
 from pipeline.privacy import names_in
+
+
+def _as_written(value: Any) -> str:
+    """A sidecar value as the JSON file spells it (``true``, ``null``, ``"elf"``), at most 40 characters."""
+    try:
+        shown = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:39] + "…"
 from pipeline.types import ROLES
 
 Language = Literal["nl", "en", "auto"]
@@ -197,7 +206,7 @@ class Sidecar(BaseModel):
     @classmethod
     def _language(cls, value: Any) -> Any:
         if value is not None and value not in LANGUAGES:
-            raise ValueError(f"'language' must be one of {', '.join(LANGUAGES)}; found {value!r}")
+            raise ValueError(f"'language' must be one of {', '.join(LANGUAGES)}; found {_as_written(value)}")
         return value
 
     @field_validator("participants", mode="before")
@@ -210,7 +219,8 @@ class Sidecar(BaseModel):
                              "people")
         for i, p in enumerate(value):
             if p.get("role") not in ROLES:
-                raise ValueError(f"participants[{i}].role must be one of {', '.join(ROLES)}; found {p.get('role')!r}")
+                raise ValueError(f"participants[{i}].role must be one of {', '.join(ROLES)}; "
+                                 f"found {_as_written(p.get('role'))}")
         # ids name folders and database rows: one strict rule (pipeline.ids), so ".." or "a/b" never becomes a path
         for i, p in enumerate(value):
             if p.get("id") is not None:
@@ -218,7 +228,7 @@ class Sidecar(BaseModel):
         for i, p in enumerate(value):
             if "age" in p and (isinstance(p["age"], bool) or not isinstance(p["age"], (int, float))
                                  or not 0 <= p["age"] < 120):  # true is not 1 year (trial)
-                raise ValueError(f"participants[{i}].age must be a number of years; found {p['age']!r}")
+                raise ValueError(f"participants[{i}].age must be a number of years; found {_as_written(p['age'])}")
         return value
 
     @field_validator("speaker_roles", mode="before")
@@ -259,7 +269,7 @@ class Sidecar(BaseModel):
     def _client_age(cls, value: Any) -> Any:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not 0 <= value < 120):
-            raise ValueError(f"'client_age' must be a number of years; found {value!r}")
+            raise ValueError(f"'client_age' must be a number of years; found {_as_written(value)}")
         return value
 
     @field_validator("other_names", mode="before")
@@ -277,7 +287,7 @@ class Sidecar(BaseModel):
         try:
             dt.date.fromisoformat(str(value))
         except ValueError:
-            raise ValueError(f"'date' must be a date like 2026-11-28; found {value!r}") from None
+            raise ValueError(f"'date' must be a date like 2026-11-28; found {_as_written(value)}") from None
         return str(value)
 
 
