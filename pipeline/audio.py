@@ -101,7 +101,7 @@ def probe(path: str | Path, *, settings: AudioSettings | None = None) -> float |
         Missing, not a file, not a media container, no audio stream, or
         longer than ``settings.max_duration_s``.
     EmptyAudioError
-        The file is 0 bytes.
+        The file is 0 bytes, or its audio stream holds no samples (a WAV header without data).
     """
     import av
 
@@ -113,6 +113,9 @@ def probe(path: str | Path, *, settings: AudioSettings | None = None) -> float |
                 raise AudioDecodeError(path, f"no audio stream found (container '{container.format.name}'); "
                                              "expected an audio recording")
             declared = _declared_duration_s(path, container, container.streams.audio[0])
+            if not _has_a_sample(container):
+                raise EmptyAudioError(path, "the file holds no audio samples (a header or container without "
+                                            "sound); expected a recording")
     except AudioDecodeError:
         raise
     except (av.error.FFmpegError, ValueError, OSError, UnicodeDecodeError) as exc:
@@ -304,6 +307,22 @@ def _completeness(duration: float, declared: float | None, damage: str | None) -
     if short:
         return text("warn.truncated", "en", **values)
     return None
+
+
+def _has_a_sample(container) -> bool:
+    """Whether the container's first audio stream decodes to at least one sample (stops at the first frame).
+
+    A decoding error counts as "maybe": :func:`decode` keeps what it can read of a damaged file and says so.
+    """
+    import av
+
+    try:
+        for frame in container.decode(audio=0):
+            if frame.samples > 0:
+                return True
+    except (av.error.FFmpegError, ValueError):
+        return True
+    return False
 
 
 def _declared_duration_s(path: Path, container, stream) -> float | None:

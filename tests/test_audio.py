@@ -111,6 +111,35 @@ def test_header_only_wav_decodes_to_nothing(tmp_path):
         decode(path)
 
 
+def test_header_only_wav_is_refused_by_the_cheap_check(tmp_path):
+    """probe() runs before any work starts (and before Prefect's server): a WAV with a header and no samples fails
+    there, as the full decode would, instead of after the run has started."""
+    from pipeline.audio import probe
+
+    path = save_wav(tmp_path / "header_only.wav", np.zeros(0), 16000)
+    with pytest.raises(EmptyAudioError, match="header_only.wav: .*no audio samples"):
+        probe(path)
+
+
+def test_compressed_file_without_frames_is_refused_by_the_cheap_check(tmp_path):
+    from pipeline.audio import probe
+
+    path = tmp_path / "no_frames.flac"
+    _encode(np.zeros(0, dtype=np.float32), 16000, path, "flac")
+    with pytest.raises(EmptyAudioError, match="no_frames.flac: .*no audio samples"):
+        probe(path)
+
+
+def test_cheap_check_passes_real_and_partly_damaged_files(tmp_path, sample_recording):
+    from pipeline.audio import probe
+
+    assert probe(SAMPLE_WAV) == pytest.approx(30.0, abs=0.1)
+    cut = save_wav(tmp_path / "cut.wav", sample_recording.samples, 16000)
+    data = cut.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])  # the header claims more than the file holds: decode keeps half
+    assert probe(cut) == pytest.approx(30.0, abs=0.1)
+
+
 def test_too_long_recording_is_refused(tmp_path):
     with pytest.raises(AudioDecodeError, match="sample.wav: .*longer than the limit"):
         decode(SAMPLE_WAV, settings=AudioSettings(max_duration_s=10.0))
