@@ -316,6 +316,16 @@ def _transfer_pairs(turns: Sequence[SpeakerTurn], prosody: Sequence[TurnProsody]
     return out
 
 
+def _covered_s(turns) -> float:
+    """Time (s) covered by at least one of ``turns`` (overlapping turns count once)."""
+    total, reach = 0.0, -math.inf
+    for t in sorted(turns, key=lambda t: t.start):
+        if t.end > reach:
+            total += t.end - max(t.start, reach)
+            reach = t.end
+    return total
+
+
 def window_features(diarization: Diarization, roles: RoleAssignment, utterances: Sequence[Utterance],
                     prosody: Sequence[TurnProsody], *, duration_s: float, settings: FeatureSettings,
                     markers: Sequence[UtteranceMarkers] | None = None, speech: Sequence[SpeechRegion] = (),
@@ -485,7 +495,10 @@ def window_features(diarization: Diarization, roles: RoleAssignment, utterances:
             _pearson([(tp.f0_median_hz, cp.f0_median_hz) for tp, cp in win_pairs]),
         )
         assert len(values) == len(FEATURE_NAMES)
-        frames.append(FeatureFrame(round(a, 3), round(b, 3), tuple(float(v) for v in values), round(speech_time, 3)))
+        # the judging gate's speech time counts two people talking at once once; the shares above keep the sum of
+        # the speakers' times as their denominator (the shipped models were trained on those values)
+        frames.append(FeatureFrame(round(a, 3), round(b, 3), tuple(float(v) for v in values),
+                                   round(_covered_s(turns), 3)))
     return SessionFeatures(FEATURE_NAMES, FEATURE_UNITS, tuple(frames))
 
 

@@ -80,6 +80,18 @@ def _pressure_session():
     return Diarization(turns, ("T", "C"), "test"), utts
 
 
+def test_window_speech_time_counts_overlapped_speech_once():
+    """A window's ``speech_s`` decides whether it is judged (``ALLIANCE_MODEL__MIN_WINDOW_SPEECH_S``): it is time in
+    which anyone speaks, so two people talking at once count once. Trial finding: 2.28 s of speech in a cut of the
+    call became 3.06 s once the overlap stage gave its overlaps a second speaker, and the window was judged."""
+    dia, utts = _pressure_session()  # 12.5 s of turns, 0.5 s of them two at once (7.5-9 T, 8.5-12 C)
+    feats = window_features(dia, ROLES, utts, (), duration_s=30.0, settings=FeatureSettings())
+    assert feats.frames[0].speech_s == pytest.approx(12.0)
+    both = Diarization((T(1.0, 2.6, "T"), T(1.2, 2.8, "C")), ("T", "C"), "test")
+    feats = window_features(both, ROLES, (), (), duration_s=30.0, settings=FeatureSettings())
+    assert feats.frames[0].speech_s == pytest.approx(1.8)  # not 3.2: below the 3 s a window needs to be judged
+
+
 def test_turn_taking_pressure_and_language_markers_known_values():
     dia, utts = _pressure_session()
     assert len(utts) == 8
