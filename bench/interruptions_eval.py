@@ -19,6 +19,7 @@ the successful interruptions (holder stopped within 1 s) apart.
 Usage::
 
     .venv/bin/python bench/interruptions_eval.py [--sessions 4] [--minutes 4] [--seed 900] [--json out.json]
+        [--generator tts|rooms] [--real-voices]
 """
 
 from __future__ import annotations
@@ -67,9 +68,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=900)
     ap.add_argument("--generator", choices=("tts", "rooms"), default="tts",
                     help="Session simulator: models/simulate.py (tts) or models/simulate_rooms.py (rooms).")
+    ap.add_argument("--real-voices", action="store_true",
+                    help="rooms only: every utterance in a real speaker's recorded voice (compose_session(real_voices=True)), "
+                         "to tell what the synthetic voices cost from what the room costs.")
     ap.add_argument("--work", type=Path, default=None, help="Keep the simulated sessions here.")
     ap.add_argument("--json", type=Path, default=ROOT / "bench/results/interruptions_eval.json")
     args = ap.parse_args()
+    if args.real_voices and args.generator != "rooms":
+        ap.error("--real-voices needs --generator rooms")
 
     from models.simulate import simulate_session
     from models.simulate_rooms import simulate_rooms_session
@@ -86,10 +92,13 @@ def main() -> None:
     rows, totals = [], {}
     for i in range(args.sessions):
         lang = ("nl", "en")[i % 2]
-        folder = work / f"{args.generator}-{args.seed + i}"
+        folder = work / f"{args.generator}{'-real' if args.real_voices else ''}-{args.seed + i}"
         if not (folder / "recording.wav").exists():
-            make = simulate_session if args.generator == "tts" else simulate_rooms_session
-            make(folder, seed=args.seed + i, language=lang, minutes=args.minutes)
+            if args.generator == "tts":
+                simulate_session(folder, seed=args.seed + i, language=lang, minutes=args.minutes)
+            else:
+                simulate_rooms_session(folder, seed=args.seed + i, language=lang, minutes=args.minutes,
+                                       real_voices=args.real_voices)
         meta = json.loads((folder / "metadata.json").read_text())
         n_speakers = len(meta["participants"])
         reference = next(iter(read_rttm(folder / "reference.rttm").values()))

@@ -58,6 +58,7 @@ import csv
 import functools
 import json
 import subprocess
+import dataclasses
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -587,8 +588,12 @@ def _client(client_seed: int, language: str) -> _Client:
                    int(client_seed % 5))
 
 
-def _speakers(language: str, client_seed: int, parent: bool) -> dict[str, Speaker]:
-    """Therapist (one of five per language), client and, when present, parent."""
+def _speakers(language: str, client_seed: int, parent: bool, real_voices: bool = False) -> dict[str, Speaker]:
+    """Therapist (one of five per language), client and, when present, parent.
+
+    With ``real_voices``, a speaker without a real voice gets one (a child's where the language has one, else one of
+    the speaker's sex, else any left), and every speaker speaks every utterance in it.
+    """
     c = _client(client_seed, language)
     trng = np.random.default_rng([c.therapist_index, 4242, _SALT[language]])
     t_sex = _THERAPIST_SEXES[c.therapist_index]
@@ -623,6 +628,18 @@ def _speakers(language: str, client_seed: int, parent: bool) -> dict[str, Speake
         speakers["parent"] = Speaker("parent", p_sex, _tts_voice(prng, language, p_sex), p_real,
                                      float(prng.uniform(0.2, 0.6)) if p_real else 0.0, 0.0,
                                      float(prng.uniform(-2, 3)), float(prng.uniform(0.15, 0.3)))
+    if real_voices:
+        rrng = np.random.default_rng([client_seed, 7014, _SALT[language]])
+        taken = {s.real for s in speakers.values() if s.real}
+        for role, s in list(speakers.items()):
+            real = s.real
+            for sexes in ((("child",) if role == "client" and child else ()), (s.sex,), ("f", "m", "child")):
+                if real is None and sexes:
+                    real = _pick_real(rrng, language, sexes, taken)
+            if real is None:
+                raise RuntimeError(f"real_voices: no real voice left in {language} for the {role}")
+            taken.add(real)
+            speakers[role] = dataclasses.replace(s, real=real, real_share=1.0)
     return speakers
 
 
@@ -725,8 +742,9 @@ class _Talk:
     """Builds the utterance timeline: who says what, when, in which voice."""
 
     def __init__(self, rng: np.random.Generator, language: str, speakers: dict[str, Speaker], client: _Client,
-                 pool: dict[str, tuple[_Region, ...]]) -> None:
+                 pool: dict[str, tuple[_Region, ...]], *, real_voices: bool = False) -> None:
         self.rng, self.lang, self.speakers, self.client, self.pool = rng, language, speakers, client, pool
+        self.real_voices = real_voices  # every utterance in the speaker's real voice, the rupture's words too
         self.bank = _BANK[language]
         self.now = float(rng.uniform(0.8, 3.0))  # time at which the floor is free
         self.utts: list[_Utt] = []
@@ -764,7 +782,7 @@ class _Talk:
         """Samples of one utterance of ``role`` from phrase bank ``key``: real speech or espeak-ng."""
         sp = self.speakers[role]
         text = self._line(key)
-        share = sp.real_share * real_factor * (0.15 if key in _LEXICAL else 1.0)
+        share = 1.0 if self.real_voices else sp.real_share * real_factor * (0.15 if key in _LEXICAL else 1.0)
         if sp.real and self.rng.random() < share:
             words = len(text.split())
             x = _take_real(self.rng, self.pool[sp.real], words / (sp.tts.rate_wpm / 60.0) * self.rng.uniform(0.7, 1.3))
@@ -1200,7 +1218,8 @@ def _check_args(language: str, minutes: float, *, need_espeak: bool = True, seed
         raise RuntimeError("espeak-ng is not installed; `make install` installs it (apt-get install espeak-ng)")
 
 
-def compose_session(*, seed: int, language: str, minutes: float, client_seed: int | None = None) -> RoomsSession:
+def compose_session(*, seed: int, language: str, minutes: float, client_seed: int | None = None,
+                    real_voices: bool = False) -> RoomsSession:
     """Compose one session in memory (see :func:`simulate_rooms_session`, which also writes it).
 
     Parameters
@@ -1212,6 +1231,11 @@ def compose_session(*, seed: int, language: str, minutes: float, client_seed: in
         seconds of it (utterances are not cut at the end of a block).
     client_seed : int, optional
         Default ``seed``.
+    real_voices : bool
+        Every utterance in a real speaker's recorded voice (the rupture's words too, which otherwise stay
+        synthetic most of the time): for benchmarks that separate what synthetic voices cost from what the room
+        costs (``bench/interruptions_eval.py --real-voices``); not for training data, whose words then do not
+        match what is heard.
 
     Returns
     -------
@@ -1228,9 +1252,10 @@ def compose_session(*, seed: int, language: str, minutes: float, client_seed: in
     _check_args(language, minutes, seeds=(("seed", seed), ("client_seed", client_seed)))
     plan = session_plan(seed=seed, language=language, minutes=minutes, client_seed=client_seed)
     client = _client(client_seed, language)
-    speakers = _speakers(language, client_seed, plan.parent)
+    speakers = _speakers(language, client_seed, plan.parent, real_voices)
     pool = _real_pool(language, str(ROOT))
-    talk = _Talk(np.random.default_rng([seed, client_seed, 7022, _SALT[language]]), language, speakers, client, pool)
+    talk = _Talk(np.random.default_rng([seed, client_seed, 7022, _SALT[language]]), language, speakers, client, pool,
+                 real_voices=real_voices)
     episodes = []
     deadline = talk.now
     for kind, seconds in plan.blocks:
@@ -1328,7 +1353,7 @@ def _render(seed: int, client_seed: int, language: str, plan: SessionPlan, clien
         "interruptions": {"attempts": len(talk.interruptions),
                           "succeeded": sum(i["succeeded"] for i in talk.interruptions),
                           "by": {w: sum(i["by"] == w for i in talk.interruptions) for w in speakers}},
-        "real_speech_share": round(real_s / speech_s, 2) if speech_s else 0.0,
+        "real_speech_share": round(real_s / speech_s, 2) if speech_s else 0.0, "real_voices": talk.real_voices,
         "voices": {r: {"tts": vars(s.tts), "real": s.real, "real_share": round(s.real_share, 2),
                        "real_shift_st": round(s.real_shift_st, 1), "effort_db": round(s.effort_db, 1)}
                    for r, s in speakers.items()},
@@ -1337,7 +1362,7 @@ def _render(seed: int, client_seed: int, language: str, plan: SessionPlan, clien
 
 
 def simulate_rooms_session(out_dir: str | Path, *, seed: int, language: str, minutes: float,
-                           client_seed: int | None = None) -> Path:
+                           client_seed: int | None = None, real_voices: bool = False) -> Path:
     """Write one labelled session of the ``rooms`` generator.
 
     The folder gets ``recording.wav`` (16 kHz mono, 16-bit), ``metadata.json``
@@ -1361,6 +1386,8 @@ def simulate_rooms_session(out_dir: str | Path, *, seed: int, language: str, min
         Seed of the client (age, sex, voice, how much the child says, the
         therapist, how often a parent comes); sessions sharing it are the same
         client. Default: ``seed``.
+    real_voices : bool
+        See :func:`compose_session`.
 
     Returns
     -------
@@ -1390,7 +1417,8 @@ def simulate_rooms_session(out_dir: str | Path, *, seed: int, language: str, min
     out = Path(out_dir)
     if (out / "recording.wav").exists():
         raise FileExistsError(f"{out}: already holds a session; choose an empty folder")
-    s = compose_session(seed=seed, language=language, minutes=minutes, client_seed=client_seed)
+    s = compose_session(seed=seed, language=language, minutes=minutes, client_seed=client_seed,
+                        real_voices=real_voices)
     out.mkdir(parents=True, exist_ok=True)
     save_wav(out / "recording.wav", s.recording, SAMPLE_RATE_HZ)
     client = _client(client_seed, language)

@@ -172,6 +172,20 @@ def test_a_small_batch_has_a_parent_and_some_real_speech(batch):
     assert max(m["simulated"]["real_speech_share"] for m in metas) > 0.0
 
 
+@pytest.mark.slow
+def test_real_voices_puts_every_utterance_in_a_real_voice():
+    """``real_voices=True`` (for ``bench/interruptions_eval.py --real-voices``): every speaker gets recorded speech
+    for every utterance, so the benchmark can tell what the synthetic voices cost from what the room costs."""
+    seed = _first_seed(lambda p: p.seconds("confrontation"), language="nl", minutes=1.0, start=30)
+    usual = compose_session(seed=seed, language="nl", minutes=1.0)
+    real = compose_session(seed=seed, language="nl", minutes=1.0, real_voices=True)
+    assert usual.info["real_speech_share"] < 0.9
+    assert real.info["real_speech_share"] == 1.0
+    assert all(v["real"] and v["real_share"] == 1.0 for v in real.info["voices"].values())
+    assert len({v["real"] for v in real.info["voices"].values()}) == len(real.info["voices"])  # one voice each
+    assert real.info["real_voices"] is True and usual.info["real_voices"] is False
+
+
 @pytest.fixture(scope="module")
 def confrontation_session():
     seed = _first_seed(lambda p: p.seconds("confrontation"), language="en", minutes=1.5, start=30)
