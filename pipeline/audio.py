@@ -71,6 +71,8 @@ def check_readable(path: str | Path) -> Path:
     """
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():  # exists() follows the link: a link to nothing, or a loop of links
+            raise AudioDecodeError(path, "is a link that leads nowhere or in a loop; check the path")
         raise AudioDecodeError(path, "file not found; check the path")
     if not path.is_file():
         raise AudioDecodeError(path, "is not a regular file")
@@ -113,7 +115,7 @@ def probe(path: str | Path, *, settings: AudioSettings | None = None) -> float |
                 raise AudioDecodeError(path, f"no audio stream found (container '{container.format.name}'); "
                                              "expected an audio recording")
             declared = _declared_duration_s(path, container, container.streams.audio[0])
-            if not _has_a_sample(container):
+            if (container.format.name == "wav" and _wav_holds_no_audio(path)) or not _has_a_sample(path, container):
                 raise EmptyAudioError(path, "the file holds no audio samples (a header or container without "
                                             "sound); expected a recording")
     except AudioDecodeError:
@@ -309,10 +311,14 @@ def _completeness(duration: float, declared: float | None, damage: str | None) -
     return None
 
 
-def _has_a_sample(container) -> bool:
+def _has_a_sample(path: Path, container) -> bool:
     """Whether the container's first audio stream decodes to at least one sample (stops at the first frame).
 
-    A decoding error counts as "maybe": :func:`decode` keeps what it can read of a damaged file and says so.
+    Raises
+    ------
+    AudioDecodeError
+        Decoding fails before the first sample: :func:`decode`, which stops at the first error and keeps what it
+        read, would find nothing either (a file damaged later on passes and is decoded as far as it can be).
     """
     import av
 
@@ -320,9 +326,43 @@ def _has_a_sample(container) -> bool:
         for frame in container.decode(audio=0):
             if frame.samples > 0:
                 return True
-    except (av.error.FFmpegError, ValueError):
-        return True
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise AudioDecodeError(path, f"nothing could be decoded ({_reason(exc)}); the file is damaged — re-export "
+                                     "it") from exc
     return False
+
+
+def _wav_holds_no_audio(path: Path) -> bool:
+    """A RIFF/WAVE file whose ``data`` chunk declares 0 bytes and is followed only by whole chunks (``LIST``/``INFO``
+    metadata that recorders write after the audio), or by nothing.
+
+    FFmpeg reads whatever follows a 0-byte ``data`` header as audio, because a recorder that streams writes 0 there and
+    never corrects it; so a 0 is trusted only when the rest of the file is other chunks.
+    """
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return False
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return False
+            cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"data":
+                break
+            f.seek(size + (size & 1), 1)
+        if size != 0:
+            return False
+        rest = f.read()
+    at = 0
+    while len(rest) - at >= 8:
+        cid, size = rest[at:at + 4], struct.unpack("<I", rest[at + 4:at + 8])[0]
+        if not all(32 <= c < 127 for c in cid) or at + 8 + size > len(rest):
+            return False  # not a chunk: the bytes are audio
+        at += 8 + size + (size & 1)
+    return len(rest) - at <= 1
 
 
 def _declared_duration_s(path: Path, container, stream) -> float | None:

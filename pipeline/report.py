@@ -832,11 +832,14 @@ def judgement_warnings(features: SessionFeatures, speech: tuple[SpeechRegion, ..
     Returns
     -------
     tuple of str
-        Empty, or one sentence in English from the text catalogue (``warn.too_little_speech``).
+        Empty, or one sentence in English from the text catalogue (``warn.too_little_speech``; when the whole
+        recording is shorter than ``min_window_speech_s``, ``warn.too_little_speech_short``, which gives its length).
     """
     if not speech or any(fr.speech_s >= min_window_speech_s for fr in features.frames):
         return ()
     window = features.frames[0].end - features.frames[0].start if features.frames else 0.0
+    if window < min_window_speech_s:  # the whole recording is shorter than the speech a judgement needs
+        return (text("warn.too_little_speech_short", "en", duration=f"{window:.0f}", min=f"{min_window_speech_s:g}"),)
     return (text("warn.too_little_speech", "en", window=f"{window:g}", min=f"{min_window_speech_s:g}"),)
 
 

@@ -284,11 +284,12 @@ class Sidecar(BaseModel):
     def _date(cls, value: Any) -> Any:
         if value is None:
             return None
+        if not isinstance(value, str):  # 20261128 would pass as a string of digits
+            raise ValueError(f"'date' must be a date like 2026-11-28; found {_as_written(value)}")
         try:
-            dt.date.fromisoformat(str(value))
+            return dt.date.fromisoformat(value).isoformat()  # "20261128" is ISO too: kept as 2026-11-28
         except ValueError:
             raise ValueError(f"'date' must be a date like 2026-11-28; found {_as_written(value)}") from None
-        return str(value)
 
 
 @dataclass(frozen=True)

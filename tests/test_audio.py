@@ -130,6 +130,59 @@ def test_compressed_file_without_frames_is_refused_by_the_cheap_check(tmp_path):
         probe(path)
 
 
+def _wav_header(data_bytes: int, *, rate: int = 16000) -> bytes:
+    import struct
+
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
+    return (b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
+            + b"data" + struct.pack("<I", data_bytes))
+
+
+def test_header_only_wav_with_a_metadata_chunk_after_it_is_refused(tmp_path):
+    """Trial finding: recorders write a LIST/INFO chunk after the audio; with no audio, the decoder read that chunk's
+    12 bytes as 6 samples and the file was analysed as a 0.0-s recording."""
+    import struct
+
+    from pipeline.audio import probe
+
+    info = b"INFO" + b"ISFT" + struct.pack("<I", 0)
+    path = tmp_path / "hdr_list.wav"
+    path.write_bytes(_wav_header(0) + b"LIST" + struct.pack("<I", len(info)) + info)
+    with pytest.raises(EmptyAudioError, match="hdr_list.wav: .*no audio samples"):
+        probe(path)
+
+
+def test_streamed_wav_whose_header_says_zero_bytes_keeps_its_audio(tmp_path, sample_recording):
+    """A recorder that streams writes a data size of 0 and never fixes it: the samples after it are audio."""
+    from pipeline.audio import probe
+
+    pcm = (np.clip(sample_recording.samples, -1, 1) * 32767).astype("<i2").tobytes()
+    path = tmp_path / "streamed.wav"
+    path.write_bytes(_wav_header(0) + pcm)
+    probe(path)
+    assert decode(path).duration_s == pytest.approx(30.0, abs=0.1)
+
+
+def test_wav_whose_first_samples_cannot_be_decoded_is_refused_by_the_cheap_check(tmp_path):
+    """Trial finding: a WAV holding one byte of data passed the cheap check and failed only inside the run."""
+    from pipeline.audio import probe
+
+    path = tmp_path / "one_byte.wav"
+    path.write_bytes(_wav_header(1) + b"\x00")
+    with pytest.raises(AudioDecodeError, match="one_byte.wav: nothing could be decoded"):
+        probe(path)
+
+
+def test_link_that_leads_nowhere_is_named_as_such(tmp_path):
+    """Trial finding: a link loop was reported as "file not found"."""
+    (tmp_path / "la.wav").symlink_to(tmp_path / "lb.wav")
+    (tmp_path / "lb.wav").symlink_to(tmp_path / "la.wav")
+    (tmp_path / "gone.wav").symlink_to(tmp_path / "nothere.wav")
+    for name in ("la.wav", "gone.wav"):
+        with pytest.raises(AudioDecodeError, match=f"{name}: is a link that leads nowhere or in a loop"):
+            decode(tmp_path / name)
+
+
 def test_cheap_check_passes_real_and_partly_damaged_files(tmp_path, sample_recording):
     from pipeline.audio import probe
 

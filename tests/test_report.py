@@ -132,3 +132,24 @@ def test_write_report_writes_the_report_in_every_language_with_its_own_reasons(t
     assert report_file(tmp_path, "nl") == tmp_path / "report.html"  # the main report is in Dutch
     paths["html_en"].unlink()  # a session analysed before this change: its one report, whatever its language
     assert report_file(tmp_path, "en") == tmp_path / "report.html"
+
+
+def test_too_little_speech_names_the_recording_length_when_it_is_shorter_than_the_minimum():
+    """Trial finding: on a 2-s recording the warning said "no 2-s window holds at least 3 s of speech", which cannot
+    happen and so explains nothing; it now says how long the recording is and what a judgement needs."""
+    from pipeline.i18n import localise
+    from pipeline.report import judgement_warnings, nothing_judged
+    from pipeline.types import SpeechRegion
+
+    speech = (SpeechRegion(0.2, 1.8),)
+    short = SessionFeatures(FEATURE_NAMES, FEATURE_UNITS,
+                            (FeatureFrame(0.0, 2.0, tuple([0.0] * len(FEATURE_NAMES)), 1.6),))
+    (w,) = judgement_warnings(short, speech, min_window_speech_s=3.0)
+    assert w.startswith("too little speech to judge") and "lasts 2 s" in w and "at least 3 s of speech" in w, w
+    assert "window" not in w
+    assert nothing_judged([w]) == "summary_too_little_speech"
+    assert "duurt 2 s" in localise(w, "nl")
+    long = SessionFeatures(FEATURE_NAMES, FEATURE_UNITS,
+                           (FeatureFrame(0.0, 30.0, tuple([0.0] * len(FEATURE_NAMES)), 2.5),))
+    (w,) = judgement_warnings(long, speech, min_window_speech_s=3.0)
+    assert "no 30-s window holds at least 3 s of speech" in w
