@@ -229,6 +229,9 @@ class Sidecar(BaseModel):
             if "age" in p and (isinstance(p["age"], bool) or not isinstance(p["age"], (int, float))
                                  or not 0 <= p["age"] < 120):  # true is not 1 year (trial)
                 raise ValueError(f"participants[{i}].age must be a number of years; found {_as_written(p['age'])}")
+        for i, p in enumerate(value):  # names are what the transcript's redaction looks for: 5 would hide nothing
+            if p.get("name") is not None and (not isinstance(p["name"], str) or not p["name"].strip()):
+                raise ValueError(f"participants[{i}].name must be text; found {_as_written(p['name'])}")
         return value
 
     @field_validator("speaker_roles", mode="before")

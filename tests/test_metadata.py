@@ -34,7 +34,10 @@ def test_valid_metadata(tmp_path):
     ({"therapist_id": "t-a", "participants": [{"role": "therapist", "id": "t-b"}]}, "'therapist_id' 't-a' is not"),
     ({"participants": [{"role": "client", "age": "seven"}]}, r"participants\[0\].age must be a number"),
     ({"participants": [{"role": "client", "age": True}]}, r"participants\[0\].age must be a number of years; found true"),
-    # 5 December trial: a date written as a number was stored as "20261128"
+    # 5 December trial: a date written as a number was stored as "20261128"; a name written as a number was
+    # accepted, and names are what the transcript's redaction looks for
+    ({"participants": [{"role": "client", "name": 5}]}, r"participants\[0\].name must be text; found 5"),
+    ({"participants": [{"role": "client", "name": ""}]}, r"participants\[0\].name must be text; found \"\""),
     ({"date": 20261128}, "'date' must be a date like 2026-11-28; found 20261128"),
     # 5 December trial: 1000 participants passed, and the analysis failed after decoding (at most 8 speakers)
     ({"participants": [{"role": "client"}] + [{"role": "parent"}] * 999}, "at most 8 people"),
