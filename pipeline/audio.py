@@ -384,7 +384,8 @@ def _declared_duration_s(path: Path, container, stream) -> float | None:
 
 
 def _wav_data_duration_s(path: Path) -> float | None:
-    """Duration (s) from a WAV header: data chunk size / byte rate; None if not a plain RIFF/WAVE."""
+    """Duration (s) from a WAV header: data chunk size / byte rate (for PCM, sample rate × block size); None if not a
+    plain RIFF/WAVE."""
     import struct
 
     with open(path, "rb") as f:
@@ -399,9 +400,11 @@ def _wav_data_duration_s(path: Path) -> float | None:
             cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
             if cid == b"fmt ":
                 fmt = f.read(size + (size & 1))
-                if len(fmt) < 12:
+                if len(fmt) < 14:
                     return None
-                byte_rate = struct.unpack("<I", fmt[8:12])[0]
+                tag, _, rate, byte_rate, align = struct.unpack("<HHIIH", fmt[:14])
+                if tag in (1, 3, 0xFFFE) and rate and align:  # PCM: the decoder counts samples by block size, not
+                    byte_rate = rate * align                  # by the byte-rate field, which may be wrong
             elif cid == b"data":
                 if not byte_rate or size in (0, 0xFFFFFFFF):  # 0xFFFFFFFF: streamed WAV with unknown length
                     return None

@@ -173,6 +173,22 @@ def test_wav_whose_first_samples_cannot_be_decoded_is_refused_by_the_cheap_check
         probe(path)
 
 
+def test_pcm_wav_with_a_wrong_byte_rate_field_is_not_called_truncated(tmp_path, sample_recording):
+    """Trial finding: a header whose byte-rate field was wrong (the decoder uses the sample rate and block size)
+    gave "decoded 30.0 s of the 9600.0 s the header declares: the file looks truncated"."""
+    import struct
+
+    pcm = (np.clip(sample_recording.samples, -1, 1) * 32767).astype("<i2").tobytes()
+    head = bytearray(_wav_header(len(pcm)))
+    head[28:32] = struct.pack("<I", 100)  # byte rate: 100 instead of 32000
+    path = tmp_path / "bad_byterate.wav"
+    path.write_bytes(bytes(head) + pcm)
+    rec = decode(path)
+    assert rec.duration_s == pytest.approx(30.0, abs=0.1)
+    assert rec.declared_duration_s == pytest.approx(30.0, abs=0.1)
+    assert rec.decode_warning is None
+
+
 def test_link_that_leads_nowhere_is_named_as_such(tmp_path):
     """Trial finding: a link loop was reported as "file not found"."""
     (tmp_path / "la.wav").symlink_to(tmp_path / "lb.wav")
