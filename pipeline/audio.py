@@ -332,37 +332,51 @@ def _has_a_sample(path: Path, container) -> bool:
     return False
 
 
-def _wav_holds_no_audio(path: Path) -> bool:
-    """A RIFF/WAVE file whose ``data`` chunk declares 0 bytes and is followed only by whole chunks (``LIST``/``INFO``
-    metadata that recorders write after the audio), or by nothing.
-
-    FFmpeg reads whatever follows a 0-byte ``data`` header as audio, because a recorder that streams writes 0 there and
-    never corrects it; so a 0 is trusted only when the rest of the file is other chunks.
-    """
+def _wav_layout(path: Path) -> tuple[bytes | None, int | None, int]:
+    """The ``fmt `` chunk's payload, the ``data`` chunk's declared size and the offset its bytes start at, of a
+    RIFF/WAVE file; ``(None, None, 0)`` when the file is not one or holds no ``data`` chunk header."""
     import struct
 
     with open(path, "rb") as f:
         head = f.read(12)
         if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return False
+            return None, None, 0
+        fmt = None
         while True:
             chunk = f.read(8)
             if len(chunk) < 8:
-                return False
+                return None, None, 0
             cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
             if cid == b"data":
-                break
-            f.seek(size + (size & 1), 1)
-        if size != 0:
-            return False
-        rest = f.read()
-    at = 0
-    while len(rest) - at >= 8:
-        cid, size = rest[at:at + 4], struct.unpack("<I", rest[at + 4:at + 8])[0]
-        if not all(32 <= c < 127 for c in cid) or at + 8 + size > len(rest):
-            return False  # not a chunk: the bytes are audio
-        at += 8 + size + (size & 1)
-    return len(rest) - at <= 1
+                return fmt, size, f.tell()
+            if cid == b"fmt ":
+                fmt = f.read(size + (size & 1))
+            else:
+                f.seek(size + (size & 1), 1)
+
+
+def _wav_holds_no_audio(path: Path) -> bool:
+    """A RIFF/WAVE file whose ``data`` chunk declares 0 bytes and is followed only by whole chunks (``LIST``/``INFO``
+    metadata that recorders write after the audio), or by nothing.
+
+    FFmpeg reads whatever follows a 0-byte ``data`` header as audio, because a recorder that streams writes 0 there and
+    never corrects it; so a 0 is trusted only when the rest of the file is other chunks. Only chunk headers are read.
+    """
+    import struct
+
+    _, size, at = _wav_layout(path)
+    if size != 0:
+        return False
+    end = path.stat().st_size
+    with open(path, "rb") as f:
+        while end - at >= 8:
+            f.seek(at)
+            head = f.read(8)
+            cid, n = head[:4], struct.unpack("<I", head[4:])[0]
+            if not all(32 <= c < 127 for c in cid) or at + 8 + n > end:
+                return False  # not a chunk: the bytes are audio
+            at += 8 + n + (n & 1)
+    return end - at <= 1
 
 
 def _declared_duration_s(path: Path, container, stream) -> float | None:
@@ -385,32 +399,16 @@ def _declared_duration_s(path: Path, container, stream) -> float | None:
 
 def _wav_data_duration_s(path: Path) -> float | None:
     """Duration (s) from a WAV header: data chunk size / byte rate (for PCM, sample rate × block size); None if not a
-    plain RIFF/WAVE."""
+    plain RIFF/WAVE, or the size is 0 or 0xFFFFFFFF (a streamed WAV whose length was never written)."""
     import struct
 
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return None
-        byte_rate = None
-        while True:
-            chunk = f.read(8)
-            if len(chunk) < 8:
-                return None
-            cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-            if cid == b"fmt ":
-                fmt = f.read(size + (size & 1))
-                if len(fmt) < 14:
-                    return None
-                tag, _, rate, byte_rate, align = struct.unpack("<HHIIH", fmt[:14])
-                if tag in (1, 3, 0xFFFE) and rate and align:  # PCM: the decoder counts samples by block size, not
-                    byte_rate = rate * align                  # by the byte-rate field, which may be wrong
-            elif cid == b"data":
-                if not byte_rate or size in (0, 0xFFFFFFFF):  # 0xFFFFFFFF: streamed WAV with unknown length
-                    return None
-                return size / byte_rate
-            else:
-                f.seek(size + (size & 1), 1)
+    fmt, size, _ = _wav_layout(path)
+    if fmt is None or len(fmt) < 14 or size in (None, 0, 0xFFFFFFFF):
+        return None
+    tag, _, rate, byte_rate, align = struct.unpack("<HHIIH", fmt[:14])
+    if tag in (1, 3, 0xFFFE) and rate and align:  # PCM: the decoder counts samples by block size, not by the
+        byte_rate = rate * align                  # byte-rate field, which may be wrong
+    return size / byte_rate if byte_rate else None
 
 
 def wav_bytes(samples: np.ndarray, sample_rate_hz: int) -> bytes:
