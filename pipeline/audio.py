@@ -332,6 +332,15 @@ def _has_a_sample(path: Path, container) -> bool:
     return False
 
 
+# WAV format tags whose samples have a fixed width: PCM, IEEE float, A-law, mu-law, and WAVE_FORMAT_EXTENSIBLE
+# (whose bits-per-sample field is the container width)
+_WAV_FIXED_WIDTH = (1, 3, 6, 7, 0xFFFE)
+# chunks that recorders and editors write around the audio; one of these cut off at the end of the file is still not
+# audio
+_WAV_METADATA_CHUNKS = {b"LIST", b"INFO", b"id3 ", b"ID3 ", b"bext", b"iXML", b"cue ", b"smpl", b"fact", b"JUNK",
+                        b"junk", b"PAD ", b"_PMX", b"axml", b"inst", b"plst", b"labl", b"note", b"ltxt"}
+
+
 def _wav_layout(path: Path) -> tuple[bytes | None, int | None, int]:
     """The ``fmt `` chunk's payload, the ``data`` chunk's declared size and the offset its bytes start at, of a
     RIFF/WAVE file; ``(None, None, 0)`` when the file is not one or holds no ``data`` chunk header."""
@@ -373,6 +382,8 @@ def _wav_holds_no_audio(path: Path) -> bool:
             f.seek(at)
             head = f.read(8)
             cid, n = head[:4], struct.unpack("<I", head[4:])[0]
+            if at + 8 + n > end and cid in _WAV_METADATA_CHUNKS:
+                return True  # a metadata chunk cut off at the end of the file
             if not all(32 <= c < 127 for c in cid) or at + 8 + n > end:
                 return False  # not a chunk: the bytes are audio
             at += 8 + n + (n & 1)
@@ -403,11 +414,13 @@ def _wav_data_duration_s(path: Path) -> float | None:
     import struct
 
     fmt, size, _ = _wav_layout(path)
-    if fmt is None or len(fmt) < 14 or size in (None, 0, 0xFFFFFFFF):
+    if fmt is None or len(fmt) < 16 or size in (None, 0, 0xFFFFFFFF):
         return None
-    tag, _, rate, byte_rate, align = struct.unpack("<HHIIH", fmt[:14])
-    if tag in (1, 3, 0xFFFE) and rate and align:  # PCM: the decoder counts samples by block size, not by the
-        byte_rate = rate * align                  # byte-rate field, which may be wrong
+    tag, channels, rate, byte_rate, _, bits = struct.unpack("<HHIIHH", fmt[:16])
+    if tag in _WAV_FIXED_WIDTH and rate and channels and bits:
+        # the decoder counts these samples by channels and sample width; the byte-rate and block-align fields may
+        # be wrong (trials: a wrong field made a complete file look truncated)
+        byte_rate = rate * channels * ((bits + 7) // 8)
     return size / byte_rate if byte_rate else None
 
 

@@ -278,7 +278,8 @@ class Sidecar(BaseModel):
     @field_validator("other_names", mode="before")
     @classmethod
     def _other_names(cls, value: Any) -> Any:
-        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        if not isinstance(value, dict) or not all(isinstance(k, str) and k.strip() and isinstance(v, str)
+                                                  for k, v in value.items()):
             raise ValueError("'other_names' must map names to labels, for example {\"Tim\": \"sibling\"}")
         return value
 

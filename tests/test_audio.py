@@ -189,6 +189,47 @@ def test_pcm_wav_with_a_wrong_byte_rate_field_is_not_called_truncated(tmp_path, 
     assert rec.decode_warning is None
 
 
+@pytest.mark.parametrize("field, value", [("block_align", 1), ("block_align", 4), ("byte_rate", 100)])
+def test_pcm_wav_with_wrong_size_fields_declares_its_true_length(tmp_path, sample_recording, field, value):
+    """Second trial: a block-align field of 1 gave "decoded 30.0 s of the 60.0 s the header declares"; the decoder
+    counts samples by channels and sample width, and so does the declared length now."""
+    import struct
+
+    pcm = (np.clip(sample_recording.samples, -1, 1) * 32767).astype("<i2").tobytes()
+    head = bytearray(_wav_header(len(pcm)))
+    at = {"byte_rate": (28, "<I"), "block_align": (32, "<H")}[field]
+    head[at[0]:at[0] + struct.calcsize(at[1])] = struct.pack(at[1], value)
+    path = tmp_path / "fields.wav"
+    path.write_bytes(bytes(head) + pcm)
+    rec = decode(path)
+    assert rec.declared_duration_s == pytest.approx(30.0, abs=0.1) and rec.decode_warning is None
+
+
+def test_mu_law_wav_with_a_wrong_byte_rate_declares_its_true_length(tmp_path):
+    import struct
+
+    n = 16000 * 3
+    fmt = struct.pack("<HHIIHH", 7, 1, 16000, 1234, 1, 8)
+    data = bytes(np.random.default_rng(0).integers(0, 256, n, dtype=np.uint8))
+    path = tmp_path / "mulaw.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", 36 + n) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data"
+                     + struct.pack("<I", n) + data)
+    rec = decode(path)
+    assert rec.declared_duration_s == pytest.approx(3.0, abs=0.01) and rec.decode_warning is None
+
+
+def test_header_only_wav_with_a_cut_off_metadata_chunk_is_refused(tmp_path):
+    """Second trial: a 0-byte data chunk, then a LIST chunk declaring 1000 bytes with 4 present, was analysed."""
+    import struct
+
+    from pipeline.audio import probe
+
+    path = tmp_path / "hdr_cut_list.wav"
+    path.write_bytes(_wav_header(0) + b"LIST" + struct.pack("<I", 1000) + b"INFO")
+    with pytest.raises(EmptyAudioError, match="hdr_cut_list.wav: .*no audio samples"):
+        probe(path)
+
+
 def test_link_that_leads_nowhere_is_named_as_such(tmp_path):
     """Trial finding: a link loop was reported as "file not found"."""
     (tmp_path / "la.wav").symlink_to(tmp_path / "lb.wav")

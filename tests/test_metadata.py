@@ -38,6 +38,7 @@ def test_valid_metadata(tmp_path):
     # accepted, and names are what the transcript's redaction looks for
     ({"participants": [{"role": "client", "name": 5}]}, r"participants\[0\].name must be text; found 5"),
     ({"participants": [{"role": "client", "name": ""}]}, r"participants\[0\].name must be text; found \"\""),
+    ({"other_names": {" ": "sibling"}}, "'other_names' must map names to labels"),
     ({"date": 20261128}, "'date' must be a date like 2026-11-28; found 20261128"),
     # 5 December trial: 1000 participants passed, and the analysis failed after decoding (at most 8 speakers)
     ({"participants": [{"role": "client"}] + [{"role": "parent"}] * 999}, "at most 8 people"),
