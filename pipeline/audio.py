@@ -132,6 +132,9 @@ def probe(path: str | Path, *, settings: AudioSettings | None = None) -> float |
 
 
 MAX_KEPT_CHANNELS = 4
+# damaged packets skipped one after another before the rest of a file is taken as unreadable (about 1–5 s of sound
+# for common codecs)
+MAX_DAMAGED_PACKETS_IN_A_ROW = 50
 
 
 def decode(path: str | Path, *, settings: AudioSettings | None = None, keep_channels: bool = False) -> Recording:
@@ -178,6 +181,7 @@ def decode(path: str | Path, *, settings: AudioSettings | None = None, keep_chan
     max_samples = int(settings.max_duration_s * rate)
     buffer = _Buffer(int((declared or 60.0) * rate) + rate)
     damage: str | None = None
+    skipped_at, skip_reason = None, None  # where damaged data was first skipped (s), and why
     try:
         with av.open(str(path), mode="r", metadata_errors="ignore") as container:
             stream = container.streams.audio[0]
@@ -187,20 +191,52 @@ def decode(path: str | Path, *, settings: AudioSettings | None = None, keep_chan
             # keep the channels through resampling and average them here: FFmpeg's own
             # down-mix weights each channel by -3 dB instead of averaging
             resampler = None
+            n_channels = 0
+            failed_in_a_row = 0
+            skipped_before = None
+            next_s: float | None = None  # where the next packet should start (s), from the last decoded one
             packets = container.demux(stream)
             while True:
                 try:
                     packet = next(packets)
-                    frames = packet.decode()
                 except StopIteration:
+                    if failed_in_a_row:  # nothing decoded after the damage: the end is unreadable (a file cut off)
+                        damage, skipped_at = skip_reason, skipped_before
                     break
-                except (av.error.FFmpegError, ValueError) as exc:
+                except (av.error.FFmpegError, ValueError) as exc:  # the container itself: nothing more to read
                     damage = _reason(exc)
                     break
+                at_s = float(packet.pts * packet.time_base) if packet.pts is not None and packet.time_base else None
+                if at_s is not None and next_s is not None and resampler is not None and at_s - next_s > 0.01:
+                    # time missing before this packet (damaged packets skipped, or bytes the demuxer passed over):
+                    # silence of that length, so that what follows keeps its place in time
+                    gap = min(at_s - next_s, max_samples / rate)
+                    skipped_at = buffer.size / rate if skipped_at is None else skipped_at
+                    buffer.append(np.zeros((n_channels, int(round(gap * rate))), dtype=np.float32))
+                    skip_reason = skip_reason or "a gap in the stream"
+                try:
+                    frames = packet.decode()
+                    if frames:  # sound again after damage (an empty flush packet at the end is not)
+                        failed_in_a_row = 0
+                except (av.error.FFmpegError, ValueError) as exc:
+                    # a damaged packet inside a readable file is skipped (its time is filled by the next packet's
+                    # time stamp); after many in a row, or before any sound, the rest is taken as unreadable
+                    failed_in_a_row += 1
+                    if failed_in_a_row == 1:
+                        skipped_before = skipped_at
+                    if resampler is None or failed_in_a_row > MAX_DAMAGED_PACKETS_IN_A_ROW or at_s is None:
+                        damage = _reason(exc)
+                        break
+                    skip_reason = _reason(exc)
+                    skipped_at = buffer.size / rate if skipped_at is None else skipped_at
+                    continue
+                if at_s is not None:
+                    next_s = at_s + (float(packet.duration * packet.time_base) if packet.duration else 0.0)
                 for frame in frames:
                     frame.pts = None
                     if resampler is None:
                         resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=rate)
+                        n_channels = len(frame.layout.channels)
                     for out in resampler.resample(frame):
                         buffer.append(out.to_ndarray())
                 if buffer.size > max_samples:
@@ -235,7 +271,7 @@ def decode(path: str | Path, *, settings: AudioSettings | None = None, keep_chan
         source_channels=source_channels,
         source_format=format_name,
         declared_duration_s=declared,
-        decode_warning=_completeness(duration, declared, damage),
+        decode_warning=_completeness(duration, declared, damage, skipped_at=skipped_at, skip_reason=skip_reason),
         channels=kept,
     )
 
@@ -296,11 +332,15 @@ def shortfall_warning(path: str | Path, decoded_s: float, *, settings: AudioSett
     return _completeness(decoded_s, declared, None)
 
 
-def _completeness(duration: float, declared: float | None, damage: str | None) -> str | None:
-    """A sentence when less was decoded than declared, or decoding stopped on damage."""
+def _completeness(duration: float, declared: float | None, damage: str | None, *, skipped_at: float | None = None,
+                  skip_reason: str | None = None) -> str | None:
+    """A sentence when less was decoded than declared, decoding stopped on damage, or damaged data inside the file
+    was skipped (from ``skipped_at`` s on; where the container's time stamps show how long, as silence)."""
     short = declared is not None and duration < declared - max(0.5, 0.02 * declared)
     from pipeline.i18n import text
 
+    if skipped_at is not None and not damage:  # what is missing is the skipped part, not an end cut off
+        return text("warn.damaged_skipped", "en", at=f"{skipped_at:.1f}", damage=skip_reason)
     values = dict(duration=f"{duration:.1f}", declared=f"{declared:.1f}" if declared is not None else "", damage=damage)
     if damage and short:
         return text("warn.truncated_damaged", "en", **values)

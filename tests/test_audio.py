@@ -230,6 +230,23 @@ def test_header_only_wav_with_a_cut_off_metadata_chunk_is_refused(tmp_path):
         probe(path)
 
 
+def test_damage_in_the_middle_is_skipped_and_the_rest_kept_in_time(tmp_path, sample_recording):
+    """Second trial: 3000 bytes overwritten a third of the way into an MP3 kept 9.9 of its 30 s ("the file looks
+    truncated"); the packets that cannot be decoded are now skipped and the rest of the file is kept, with a warning
+    that says where (an MP3 has no time stamps to say how long the hole was)."""
+    src = tmp_path / "whole.mp3"
+    _encode(sample_recording.samples, 16000, src, "libmp3lame")
+    data = bytearray(src.read_bytes())
+    k = len(data) // 3
+    data[k:k + 3000] = bytes(np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8))
+    path = tmp_path / "hole.mp3"
+    path.write_bytes(bytes(data))
+    whole, rec = decode(src), decode(path)
+    assert rec.duration_s > whole.duration_s - 1.5  # the 3000 bytes held about 1 s of sound
+    assert rec.decode_warning.startswith("damaged data at 9.9 s could not be decoded"), rec.decode_warning
+    assert "the rest of the file was read" in rec.decode_warning
+
+
 def test_link_that_leads_nowhere_is_named_as_such(tmp_path):
     """Trial finding: a link loop was reported as "file not found"."""
     (tmp_path / "la.wav").symlink_to(tmp_path / "lb.wav")
