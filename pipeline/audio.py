@@ -357,8 +357,8 @@ def _has_a_sample(path: Path, container) -> bool:
     Raises
     ------
     AudioDecodeError
-        Decoding fails before the first sample: :func:`decode`, which stops at the first error and keeps what it
-        read, would find nothing either (a file damaged later on passes and is decoded as far as it can be).
+        Decoding fails before the first sample: :func:`decode`, which stops at an error that comes before any sound,
+        would find nothing either (a file damaged later on passes; decode skips its damaged packets).
     """
     import av
 
