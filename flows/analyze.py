@@ -27,6 +27,7 @@ from prefect.cache_policies import NO_CACHE
 import pipeline
 from pipeline import asr as asr_stage
 from pipeline import session as steps
+from pipeline.embedders import clustering_embedder
 from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
 from pipeline.errors import BackendUnavailableError, InputError, ModelArtifactError, PipelineError, StageError
 from pipeline.i18n import LANGUAGES
@@ -37,7 +38,7 @@ from pipeline.privacy import name_labels
 from pipeline.report import clip_data_uris, write_report
 from pipeline.rttm import write_rttm
 from pipeline.overlap import SegmentationOverlapDetector
-from pipeline.settings import OverlapSettings, Settings
+from pipeline.settings import DiarizationSettings, OverlapSettings, Settings
 from pipeline.types import Diarization, OverlapRegion, Recording, SessionAnalysis, SessionReport, SpeechRegion, Transcript, to_jsonable
 
 make_prefect_home()  # Prefect's temporary server needs it; made here, not when `flows` is imported
@@ -85,6 +86,19 @@ def _load_embedder() -> ResemblyzerEmbedder:
     return ResemblyzerEmbedder()
 
 
+def _clustering_embedder(settings: Settings):
+    """Speaker encoder for voice clustering (``diarization.embedder``), loaded once per worker process and settings."""
+    with _LOAD_LOCK:
+        return _load_clustering(settings.diarization.embedder, str(settings.diarization.embedder_weights or ""),
+                                settings.diarization.embedder_weights_sha256 or "")
+
+
+@functools.lru_cache(maxsize=2)
+def _load_clustering(embedder: str, weights: str, weights_sha256: str):
+    return clustering_embedder(DiarizationSettings(embedder=embedder, embedder_weights=weights or None,
+                                                   embedder_weights_sha256=weights_sha256 or None))
+
+
 def _overlap_detector(settings: Settings):
     """Overlapped-speech model, loaded once per worker process and settings; None when detection is off."""
     if not settings.overlap.enabled:
@@ -125,6 +139,7 @@ def _preload() -> None:
                      "sklearn.mixture", "sklearn.cluster", "librosa", "faster_whisper", "onnxruntime"):
             importlib.import_module(name)
         _embedder()
+        _clustering_embedder(Settings())
     except Exception:  # noqa: BLE001 - the run loads the same and reports what fails
         pass
 
@@ -257,7 +272,7 @@ def diarization_task(work_dir: str, out_dir: str, session_id: str, speech: tuple
     """
     work = Path(work_dir)
     return steps.diarize_session(_load_audio(work), speech, settings, channels=_load_channels(work),
-                                 embedder=_embedder(), hook=hook)
+                                 embedder=_clustering_embedder(settings), hook=hook)
 
 
 @task(name="overlap", retries=1, retry_condition_fn=_no_retry_on_bad_input, **_TASK)

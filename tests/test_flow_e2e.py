@@ -104,7 +104,7 @@ def test_session_json_round_trips_through_the_session_report(analysed):
 
 
 @pytest.mark.slow
-def test_the_analysis_without_prefect_is_what_the_flow_wrote(analysed, asr_backend, embedder):
+def test_the_analysis_without_prefect_is_what_the_flow_wrote(analysed, asr_backend, embedder, clustering_embedder):
     from pipeline.overlap import SegmentationOverlapDetector
     from pipeline.session import Backends, analyze
     from pipeline.settings import Settings
@@ -114,7 +114,8 @@ def test_the_analysis_without_prefect_is_what_the_flow_wrote(analysed, asr_backe
     out, _ = analysed
     settings = Settings()
     assert settings.overlap.enabled  # the flow ran the overlap stage; so must the direct call
-    backends = Backends(asr_backend, embedder, overlap=SegmentationOverlapDetector.from_settings(settings.overlap))
+    backends = Backends(asr_backend, embedder, overlap=SegmentationOverlapDetector.from_settings(settings.overlap),
+                        clustering=clustering_embedder)
     analysis = analyze(SAMPLE_WAV, None, settings, backends=backends, num_speakers=2, language="en")
     assert_same(SessionAnalysis.from_dict(analysis.to_dict()), analysis)  # the sample's real result round-trips
     assert_same(SessionAnalysis.from_dict(json.loads((out / "session.json").read_text())), analysis)

@@ -293,7 +293,7 @@ def test_second_speaker_on_the_phone_call_cuts_missed_speech_without_raising_der
 
 @pytest.mark.slow
 @pytest.mark.parametrize("uri", ["dev01", "tst00"])
-def test_second_speaker_on_the_meeting_excerpts(uri, detector, embedder, settings):
+def test_second_speaker_on_the_meeting_excerpts(uri, detector, clustering_embedder, settings):
     from pipeline.diarization import diarize
     from pipeline.rttm import read_rttm
     from pipeline.vad import detect_speech
@@ -303,7 +303,7 @@ def test_second_speaker_on_the_meeting_excerpts(uri, detector, embedder, setting
     samples = _decode(audio)
     speech = detect_speech(samples, 16000, settings=settings.vad)
     before = diarize(samples, 16000, speech, num_speakers=len({t.speaker for t in ref}),
-                     settings=settings.diarization, embedder=embedder)
+                     settings=settings.diarization, embedder=clustering_embedder)
     after = assign_overlap_speakers(before, detector.detect(samples, 16000), duration_s=30.0)
     b = score_diarization(ref, before.turns, collar_s=0.5, start_s=0, end_s=30)
     a = score_diarization(ref, after.turns, collar_s=0.5, start_s=0, end_s=30)

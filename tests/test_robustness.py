@@ -65,13 +65,13 @@ def test_room_noise_before_the_first_word_does_not_cut_the_transcript(sample_rec
 
 
 @pytest.mark.parametrize("seconds", [0.2, 1.0])
-def test_very_short_input_gives_a_valid_result(sample_recording, asr_backend, embedder, settings, seconds):
+def test_very_short_input_gives_a_valid_result(sample_recording, asr_backend, clustering_embedder, settings, seconds):
     from pipeline.diarization import diarize
 
     clip = sample_recording.samples[int(7.6 * SR): int((7.6 + seconds) * SR)]  # inside "Hello?"
     speech = detect_speech(clip, SR, settings=settings.vad)
     t = transcribe(clip, SR, settings=settings.asr, backend=asr_backend, language="en")
-    d = diarize(clip, SR, speech, num_speakers=2, settings=settings.diarization, embedder=embedder)
+    d = diarize(clip, SR, speech, num_speakers=2, settings=settings.diarization, embedder=clustering_embedder)
     assert all(0 <= turn.start < turn.end <= seconds + 1e-6 for turn in d.turns)  # shorter than one window
     assert all(0 <= r.start < r.end <= seconds + 1e-6 for r in speech)
     assert all(0 <= w.start <= w.end <= seconds + 0.05 for w in t.words)

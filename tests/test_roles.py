@@ -63,12 +63,13 @@ def _truth_speaker(d, truth, role):
 
 
 @pytest.mark.slow
-def test_enrolled_therapist_is_recognised_when_not_speaking_most(therapist_session, embedder, tmp_path):
+def test_enrolled_therapist_is_recognised_when_not_speaking_most(therapist_session, embedder, clustering_embedder,
+                                                                 tmp_path):
     (signal, truth), enrol_clips = therapist_session
     settings = Settings()
     enrol("t-nathalie", [decode(c) for c in enrol_clips], embedder=embedder, vad_settings=settings.vad,
           data_dir=tmp_path)
-    d = _diarize(signal, embedder)
+    d = _diarize(signal, clustering_embedder)
     assert der(truth, d.turns)["diarization error rate"] <= 0.10
     therapist = _truth_speaker(d, truth, "therapist")
     assert d.speech_time_s()[therapist] < max(d.speech_time_s().values())  # not the one who talks most
@@ -82,11 +83,11 @@ def test_enrolled_therapist_is_recognised_when_not_speaking_most(therapist_sessi
 
 
 @pytest.mark.slow
-def test_child_and_adult_are_separated_and_the_child_is_named_client(embedder):
+def test_child_and_adult_are_separated_and_the_child_is_named_client(clustering_embedder):
     child = sorted(OCEAN.glob("00003*.wav"))  # a 6-year-old boy
     adult = sorted(OCEAN.glob("01030*.wav"))  # a 27-year-old man
     signal, truth = _concatenate([x for pair in zip(adult, child) for x in (("adult", pair[0]), ("child", pair[1]))])
-    d = _diarize(signal, embedder)
+    d = _diarize(signal, clustering_embedder)
     assert der(truth, d.turns)["diarization error rate"] <= 0.10
     prosody = turn_prosody(signal, 16000, d.turns, settings=Settings().features)
     roles = assign_roles(d, f0_hz=speaker_f0_hz(prosody), client_age=6)

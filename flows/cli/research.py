@@ -25,7 +25,7 @@ def eval_diarization(
     from rich.console import Console
     from rich.table import Table
 
-    from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
+    from pipeline.embedders import clustering_embedder
     from pipeline.errors import PipelineError
     from pipeline.evaluation import evaluate_diarization_file
     from pipeline.rttm import read_rttm, write_rttm
@@ -43,7 +43,12 @@ def eval_diarization(
     if not refs:
         _error(console, f"{reference.name}: not an RTTM file (no SPEAKER lines)", soft_wrap=True)
         raise typer.Exit(1)
-    settings, embedder = Settings(), ResemblyzerEmbedder()
+    settings = Settings()
+    try:
+        embedder = clustering_embedder(settings.diarization)
+    except PipelineError as exc:
+        _error(console, str(exc), soft_wrap=True)
+        raise typer.Exit(1) from None
     table = Table(title=f"Diarization against {reference.name} (pyannote.metrics, collar {collar:g} s = "
                         f"±{collar / 2:g} s, overlap scored)")
     for col in ("file", "speakers", "DER", "missed", "false alarm", "confusion", "scored speech"):

@@ -1,13 +1,19 @@
 """Speaker embeddings: windows of audio → one vector per window, and per speaker.
 
 The stages take a small :class:`SpeakerEmbedder` protocol so that tests can
-pass a fake. The real backend, resemblyzer's d-vector encoder [1]_, lives in
-:mod:`pipeline.embedders.resemblyzer_backend` and imports torch lazily.
+pass a fake. Two real backends import torch lazily: CAM++ [2]_
+(:mod:`pipeline.embedders.campplus_backend`), which voice clustering uses by
+default (``diarization.embedder``), and resemblyzer's d-vector encoder [1]_
+(:mod:`pipeline.embedders.resemblyzer_backend`), which therapist voice profiles
+use (and clustering, when set).
 
 References
 ----------
 .. [1] Wan, L., Wang, Q., Papir, A., Lopez Moreno, I. (2018). Generalized
    End-to-End Loss for Speaker Verification. ICASSP.
+.. [2] Wang, H., Zheng, S., Chen, Y., Cheng, L., Chen, Q. (2023). CAM++: A Fast
+   and Efficient Network for Speaker Verification Using Context-Aware Masking.
+   Interspeech.
 """
 
 from __future__ import annotations
@@ -43,6 +49,33 @@ class SpeakerEmbedder(Protocol):
             One embedding per window, in the order of ``starts_s``.
         """
         ...
+
+
+def clustering_embedder(settings) -> SpeakerEmbedder:
+    """The speaker encoder that voice clustering uses, as the diarization settings choose it.
+
+    Parameters
+    ----------
+    settings : DiarizationSettings
+        ``embedder`` (``"campplus"`` or ``"resemblyzer"``), and for CAM++
+        ``embedder_weights`` and ``embedder_weights_sha256``.
+
+    Returns
+    -------
+    SpeakerEmbedder
+
+    Raises
+    ------
+    BackendUnavailableError
+        The encoder's package or weights are missing or do not match their sha256.
+    """
+    if settings.embedder == "resemblyzer":
+        from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
+
+        return ResemblyzerEmbedder()
+    from pipeline.embedders.campplus_backend import CamPlusPlusEmbedder
+
+    return CamPlusPlusEmbedder(settings.embedder_weights, weights_sha256=settings.embedder_weights_sha256)
 
 
 def speaker_embeddings(samples: np.ndarray, sample_rate_hz: int, turns, *, embedder: SpeakerEmbedder,
