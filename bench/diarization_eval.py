@@ -1,6 +1,6 @@
 """Diarization DER over every reference this project can see.
 
-Runs the diarization stage (VAD + resemblyzer + spectral clustering, true
+Runs the diarization stage (VAD + the configured speaker encoder, CAM++ by default, + spectral clustering, true
 speaker count given) on each recording that has a reference RTTM, and prints
 a table and writes JSON: DER, missed speech, false alarm and confusion with
 pyannote.metrics, collar 0.5 s (±0.25 s), overlapped speech scored.
@@ -55,12 +55,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "bench/results/diarization_eval.json")
     args = parser.parse_args()
 
-    from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
+    from pipeline.embedders import clustering_embedder
     from pipeline.evaluation import evaluate_diarization_file, read_uem
     from pipeline.rttm import read_rttm
     from pipeline.settings import Settings
 
-    settings, embedder = Settings(), ResemblyzerEmbedder()
+    settings = Settings()
+    embedder = clustering_embedder(settings.diarization)
     rows = []
     print(f"collar {args.collar:g} s (±{args.collar / 2:g} s), overlap scored, true speaker count given")
     print(f"{'file':<36} {'spk':>3} {'DER %':>6} {'miss %':>7} {'FA %':>6} {'conf %':>7} {'speech s':>8} {'time s':>6}")

@@ -80,7 +80,7 @@ def main() -> None:
     from models.simulate import simulate_session
     from models.simulate_rooms import simulate_rooms_session
     from pipeline import session as steps
-    from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
+    from pipeline.embedders import clustering_embedder
     from pipeline.overlap import SegmentationOverlapDetector
     from pipeline.rttm import read_rttm
     from pipeline.settings import Settings
@@ -88,7 +88,8 @@ def main() -> None:
 
     work = args.work or Path(tempfile.mkdtemp(prefix="interruptions-"))
     settings = Settings()
-    embedder, detector = ResemblyzerEmbedder(), SegmentationOverlapDetector.from_settings(settings.overlap)
+    embedder = clustering_embedder(settings.diarization)
+    detector = SegmentationOverlapDetector.from_settings(settings.overlap)
     rows, totals = [], {}
     for i in range(args.sessions):
         lang = ("nl", "en")[i % 2]

@@ -67,14 +67,14 @@ sys.path.insert(0, {root!r} + "/bench")
 from peak_memory import peak_rss_mb
 from pipeline.audio import decode
 from pipeline.diarization import diarize
-from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
+from pipeline.embedders import clustering_embedder
 from pipeline.evaluation import score_diarization
 from pipeline.rttm import read_rttm
 from pipeline.settings import Settings
 from pipeline.vad import detect_speech
 s = Settings()
 dia = s.diarization.model_copy(update={{"max_cluster_windows": {max_windows}}})
-embedder = ResemblyzerEmbedder()
+embedder = clustering_embedder(s.diarization)
 t0 = time.perf_counter()
 rec = decode({wav!r})
 t1 = time.perf_counter()

@@ -5,7 +5,7 @@ overlapped, the overlap detector's precision, recall and F1 (pyannote.metrics
 detection metrics, collar 0, scored over the reference's UEM or the whole
 file), and DER with overlapped speech scored before and after
 :func:`pipeline.overlap.assign_overlap_speakers` on the project's own
-diarization (resemblyzer + spectral clustering + GMM resegmentation, true
+diarization (the configured speaker encoder + spectral clustering + GMM resegmentation, true
 speaker count given), at collar 0.5 s (the project's convention, ±0.25 s) and
 at collar 0; and the interruptions and successful interruptions
 (:func:`pipeline.turns.overlap_events`, all speakers together) on the
@@ -108,10 +108,10 @@ def main() -> None:
     embedder = None
     if not args.no_der:
         from pipeline.diarization import diarize
-        from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
+        from pipeline.embedders import clustering_embedder
         from pipeline.vad import detect_speech
 
-        embedder = ResemblyzerEmbedder()
+        embedder = clustering_embedder(settings.diarization)
     print(f"detector {detector.name}, hop {ov.hop_s:g} s, onset {ov.onset:g}, offset {ov.offset:g}, "
           f"min {ov.min_duration_s:g} s; detection collar 0; DER overlap scored, true speaker count")
     head = f"{'file':<32} {'spk':>3} {'ovl %':>6} {'P':>5} {'R':>5} {'F1':>5} {'det s':>6}"

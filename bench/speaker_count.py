@@ -1,6 +1,6 @@
 """Speaker-count estimation (``--speakers auto``) against the reference counts.
 
-Runs :func:`pipeline.diarization.count_speakers` (VAD, 3 s resemblyzer
+Runs :func:`pipeline.diarization.count_speakers` (VAD, 3 s windows of the configured encoder
 windows, eigengap of the pruned affinity) on every recording with a reference
 RTTM that :mod:`bench.diarization_eval` uses, plus single-speaker recordings
 (the Dutch ``nathalie`` clips joined with 0.25 s pauses, and the short
@@ -50,12 +50,13 @@ def main() -> None:
     from bench.diarization_eval import cases
     from pipeline.audio import decode
     from pipeline.diarization import FRAME_S, count_speakers
-    from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
+    from pipeline.embedders import clustering_embedder
     from pipeline.rttm import read_rttm
     from pipeline.settings import Settings
     from pipeline.vad import detect_speech, speech_mask
 
-    settings, embedder = Settings(), ResemblyzerEmbedder()
+    settings = Settings()
+    embedder = clustering_embedder(settings.diarization)
     inputs = []
     for audio, rttm in cases(shared):
         ref = read_rttm(rttm).get(audio.stem)
