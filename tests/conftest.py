@@ -118,7 +118,7 @@ def embedder():
 
 @pytest.fixture(scope="session")
 def clustering_embedder(settings):
-    """The speaker encoder voice clustering uses by default (CAM++); ``embedder`` is the voice profiles' one."""
+    """The speaker encoder voice clustering uses as configured (``diarization.embedder``); ``embedder`` is the profiles'."""
     from pipeline.embedders import clustering_embedder
 
     return clustering_embedder(settings.diarization)

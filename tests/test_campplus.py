@@ -71,14 +71,36 @@ def test_bad_weights_and_inputs_are_refused_with_the_reason(tmp_path, campplus):
     other.write_bytes(b"not a state dict")
     with pytest.raises(BackendUnavailableError, match="sha256"):
         CamPlusPlusEmbedder(other, weights_sha256="0" * 64)
-    with pytest.raises(BackendUnavailableError, match="cannot be loaded"):
+    with pytest.raises(BackendUnavailableError, match="not PyTorch weights"):
         CamPlusPlusEmbedder(other)
     with pytest.raises(ValueError, match="16000"):
         campplus.embed_windows(np.zeros(16000, np.float32), 8000, np.array([0.0]), 1.0)
 
 
-def test_the_setting_chooses_the_clustering_encoder():
-    assert clustering_embedder(DiarizationSettings()).name == "campplus"
-    assert clustering_embedder(DiarizationSettings(embedder="resemblyzer")).name == "resemblyzer"
+def test_the_setting_chooses_the_clustering_encoder_and_its_window():
+    default = DiarizationSettings()
+    assert clustering_embedder(default).name == "resemblyzer" and (default.window_s, default.hop_s) == (2.0, 0.25)
+    campplus = DiarizationSettings(embedder="campplus")
+    assert clustering_embedder(campplus).name == "campplus" and (campplus.window_s, campplus.hop_s) == (1.5, 0.5)
+    assert DiarizationSettings(embedder="campplus", window_s=2.0, hop_s="").window_s == 2.0  # a value given wins
     with pytest.raises(ValueError):
         DiarizationSettings(embedder="xvector")
+
+
+def test_campplus_diarizes_the_call_and_the_meeting_excerpts(settings):
+    from pipeline.evaluation import evaluate_diarization_file
+    from pipeline.rttm import read_rttm
+
+    dia = settings.diarization.model_copy(update={"embedder": "campplus", "window_s": 1.5, "hop_s": 0.5})
+    s = settings.model_copy(update={"diarization": dia})
+    embedder = clustering_embedder(dia)
+    measured = {}
+    for audio, rttm, uri in ((ROOT / "sample_audio/sample.wav", ROOT / "sample_audio/sample.rttm", "sample"),
+                             (ROOT / "tests/data/ami/dev00.flac", ROOT / "tests/data/ami/dev.rttm", "dev00"),
+                             (ROOT / "tests/data/ami/dev01.flac", ROOT / "tests/data/ami/dev.rttm", "dev01")):
+        score, result = evaluate_diarization_file(audio, read_rttm(rttm)[uri], settings=s, embedder=embedder,
+                                                  collar_s=0.5)
+        measured[uri] = score.der
+        assert result.method.startswith("campplus+")
+    # measured 0.9, 11.0 and 7.0 % (resemblyzer at its own window: 1.2, 17.7 and 13.2 %)
+    assert measured["sample"] <= 0.03 and measured["dev00"] <= 0.14 and measured["dev01"] <= 0.10, measured

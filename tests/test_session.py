@@ -317,4 +317,4 @@ def test_settings_that_only_change_speed_do_not_change_the_settings_hash():
     base = Settings()
     faster = Settings(features=FeatureSettings(prosody_processes=1), overlap=OverlapSettings(cpu_threads=1))
     assert faster.settings_hash() == base.settings_hash()
-    assert Settings(diarization=DiarizationSettings(hop_s=0.25)).settings_hash() != base.settings_hash()
+    assert Settings(diarization=DiarizationSettings(hop_s=0.5)).settings_hash() != base.settings_hash()

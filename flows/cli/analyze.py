@@ -79,13 +79,9 @@ def analyze(
         from pipeline.lexical import load_lexicon
 
         load_lexicon(Settings().features.lexicon_path)
-        from pipeline.asr import check_backend
+        from flows.analyze import check_models
 
-        check_backend(Settings().asr, model_cache_dir=Settings().model_cache_dir)
-        if Settings().overlap.enabled:  # a missing or damaged overlap model, before Prefect starts
-            from pipeline.overlap import SegmentationOverlapDetector
-
-            SegmentationOverlapDetector.from_settings(Settings().overlap)
+        check_models(Settings())  # a missing or damaged model, or unusable weights, before Prefect starts
     except PipelineError as exc:
         _error(console, f"{exc}", soft_wrap=True)
         raise typer.Exit(1) from None

@@ -28,10 +28,17 @@ def eval_diarization(
     from pipeline.embedders import clustering_embedder
     from pipeline.errors import PipelineError
     from pipeline.evaluation import evaluate_diarization_file
+    from pipeline.ids import one_line
     from pipeline.rttm import read_rttm, write_rttm
     from pipeline.settings import Settings
 
     console = Console()
+    if rttm_out is not None:  # before any work: a file where the folder or one of its parents should be
+        blocked = next((p for p in [rttm_out, *rttm_out.parents] if p.exists() and not p.is_dir()), None)
+        if blocked is not None:
+            _error(console, f"--rttm-out {one_line(str(rttm_out))}: {one_line(str(blocked))} is a file, not a "
+                            "folder; give a folder", soft_wrap=True)
+            raise typer.Exit(2)
     if not reference.is_file():
         _error(console, f"{reference.name}: reference RTTM not found (or not a file)", soft_wrap=True)
         raise typer.Exit(1)
@@ -74,8 +81,13 @@ def eval_diarization(
             failed = True
             continue
         if rttm_out is not None:
-            rttm_out.mkdir(parents=True, exist_ok=True)
-            write_rttm(result, rttm_out / f"{path.stem}.rttm", uri=path.stem)
+            try:
+                rttm_out.mkdir(parents=True, exist_ok=True)
+                write_rttm(result, rttm_out / f"{path.stem}.rttm", uri=path.stem)
+            except OSError as exc:
+                _error(console, f"--rttm-out {one_line(str(rttm_out))}: cannot write there "
+                                f"({exc.strerror or type(exc).__name__})", soft_wrap=True)
+                raise typer.Exit(2) from None
         pct = lambda s: f"{s:.2f} s ({100 * s / score.total_s:.1f} %)" if score.total_s else f"{s:.2f} s"  # noqa: E731
         table.add_row(path.name, str(len(result.speakers)), f"{100 * score.der:.1f} %", pct(score.missed_s),
                       pct(score.false_alarm_s), pct(score.confusion_s), f"{score.total_s:.2f} s")

@@ -1,11 +1,11 @@
 """Speaker embeddings: windows of audio → one vector per window, and per speaker.
 
 The stages take a small :class:`SpeakerEmbedder` protocol so that tests can
-pass a fake. Two real backends import torch lazily: CAM++ [2]_
-(:mod:`pipeline.embedders.campplus_backend`), which voice clustering uses by
-default (``diarization.embedder``), and resemblyzer's d-vector encoder [1]_
-(:mod:`pipeline.embedders.resemblyzer_backend`), which therapist voice profiles
-use (and clustering, when set).
+pass a fake. Two real backends import torch lazily: resemblyzer's d-vector
+encoder [1]_ (:mod:`pipeline.embedders.resemblyzer_backend`), which voice
+clustering uses by default and therapist voice profiles always use, and CAM++
+[2]_ (:mod:`pipeline.embedders.campplus_backend`), which voice clustering uses
+when ``diarization.embedder`` says so.
 
 References
 ----------

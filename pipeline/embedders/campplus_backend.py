@@ -16,11 +16,13 @@ Input features are Kaldi log mel filterbanks [2]_ (80 bands, 25 ms frames every
 batch of windows is computed from its own stretch of audio and memory stays
 bounded on long sessions.
 
-Measured here against resemblyzer's d-vectors (``bench/diarization_eval.py`` and
-``bench/diarization_sims.py``, true speaker count, collar 0.5 s): mean DER on the
-references with at most three speakers fell from 26.4 to 21.1 %, on simulated
-sessions from 18.6 to 13.4 % (espeak-ng voices), 26.0 to 18.7 % (simulated rooms)
-and 24.9 to 14.9 % (real voices in simulated rooms).
+Measured here against resemblyzer's d-vectors, each at its own window and hop
+(``bench/diarization_eval.py`` and ``bench/diarization_sims.py``, true speaker
+count, collar 0.5 s, 5 December): mean DER on the eight references with two or
+three speakers 26.5 → 20.0 % (the call 1.2 → 0.9 %, the AMI excerpts dev00 17.7 →
+11.0 % and dev01 13.2 → 7.0 %; higher on one, trn09: 43.8 → 56.6 %), on four
+simulated sessions of each kind 18.6 → 13.0 % (espeak-ng voices), 33.2 → 26.4 %
+(simulated rooms) and 24.2 → 18.4 % (real voices in simulated rooms).
 
 References
 ----------
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +55,7 @@ N_MELS = 80
 FRAME_SHIFT_SAMPLES = 160  # 10 ms at 16 kHz
 FRAME_LENGTH_SAMPLES = 400  # 25 ms
 MAX_SPAN_S = 60.0  # one batch never computes more than 60 s of filterbank
+WEIGHTS_SETTING = "ALLIANCE_DIARIZATION__EMBEDDER_WEIGHTS"
 
 
 def _sha256(path: Path) -> str:
@@ -130,32 +134,56 @@ class CamPlusPlusEmbedder:
             import torch
         except ImportError as exc:
             raise BackendUnavailableError(f"{exc.name} is not installed; run `make install`") from exc
+        from pipeline.ids import one_line
+
         default_weights, architecture = find_campplus_files()
         if _sha256(architecture) != ARCHITECTURE_SHA256:
-            raise BackendUnavailableError(f"{architecture}: sha256 differs from the pinned CAM++ network definition; "
-                                          "reinstall with `make install`")
+            raise BackendUnavailableError(f"{one_line(str(architecture))}: sha256 differs from the pinned CAM++ network "
+                                          "definition; reinstall with `make install`")
         if weights is None:
-            path, expected = default_weights, WEIGHTS_SHA256
+            path, expected, where = default_weights, WEIGHTS_SHA256, "reinstall with `make install`"
         else:
-            path, expected = Path(weights), weights_sha256
-            if not path.is_file():
-                raise BackendUnavailableError(f"speaker-encoder weights {path} do not exist "
-                                              "(ALLIANCE_DIARIZATION__EMBEDDER_WEIGHTS)")
-        if expected is not None and _sha256(path) != expected.lower():
-            raise BackendUnavailableError(f"speaker-encoder weights {path}: sha256 differs from {expected.lower()}; the "
-                                          "file is damaged or not the pinned checkpoint")
+            path, expected, where = Path(weights), weights_sha256, WEIGHTS_SETTING
+        shown = f"speaker-encoder weights {one_line(str(path))}"
+        if not path.exists():
+            raise BackendUnavailableError(f"{shown} do not exist ({where})")
+        if not path.is_file():
+            raise BackendUnavailableError(f"{shown} are not a regular file ({where})")
+        if path.stat().st_size == 0:
+            raise BackendUnavailableError(f"{shown}: the file is empty ({where})")
+        digest = _sha256(path)
+        if expected is not None and digest != expected.lower():
+            raise BackendUnavailableError(
+                f"{shown}: sha256 is {digest}, expected {expected.lower()}; the file is damaged or not the pinned "
+                f"checkpoint ({where if weights is None else WEIGHTS_SETTING + '_SHA256'})")
         network = _load_network(architecture)(feat_dim=N_MELS, embedding_size=EMBEDDING_DIM)
         try:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's notes on pickle protocols: the line below says what failed
+                state = torch.load(str(path), map_location="cpu", weights_only=True)  # never runs code from the file
+        except Exception:  # torch raises many types for a file it cannot read without running code
+            raise BackendUnavailableError(f"{shown} are not PyTorch weights that load without running code (expected "
+                                          f"a CAM++ state dict saved with torch.save) ({where})") from None
+        expected_keys = set(network.state_dict())
+        if not isinstance(state, dict) or set(state) != expected_keys:
+            found = set(state) if isinstance(state, dict) else set()
+            raise BackendUnavailableError(
+                f"{shown} are a state dict of another network ({len(expected_keys - found)} of the "
+                f"{len(expected_keys)} CAM++ tensors missing, {len(found - expected_keys)} not CAM++'s) ({where})")
+        try:
             network.load_state_dict(state)
-        except Exception as exc:  # torch raises several types for a file that is not a fitting state dict
-            raise BackendUnavailableError(f"speaker-encoder weights {path} cannot be loaded into CAM++: {exc}") from exc
+        except Exception:  # tensors of the right names but other shapes
+            raise BackendUnavailableError(f"{shown} are a state dict of another network (tensor shapes differ from "
+                                          f"CAM++'s) ({where})") from None
         network.eval()
         self._torch = torch
         self._knf = kaldi_native_fbank
         self._network = network
         self.batch_size = batch_size
         self.weights_path = path
+        self.weights_sha256 = digest
+        # the diarization's method names weights other than the pinned checkpoint by their sha256
+        self.name = "campplus" if digest == WEIGHTS_SHA256 else f"campplus@{digest[:12]}"
 
     def filterbank(self, samples: np.ndarray) -> np.ndarray:
         """Kaldi log mel filterbank of a stretch of 16 kHz audio.
