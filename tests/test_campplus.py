@@ -13,9 +13,10 @@ from pipeline.embedders.campplus_backend import (
     ARCHITECTURE_SHA256, EMBEDDING_DIM, WEIGHTS_SHA256, CamPlusPlusEmbedder, find_campplus_files)
 from pipeline.errors import BackendUnavailableError
 from pipeline.settings import DiarizationSettings
-from tests.conftest import ROOT
+from tests.conftest import ROOT, needs_campplus
 
 DUTCH = ROOT / "tests/data/dutch"
+pytestmark = needs_campplus
 
 
 @pytest.fixture(scope="module")

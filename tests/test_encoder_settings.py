@@ -17,7 +17,7 @@ from flows.cli import app
 from pipeline.embedders.campplus_backend import WEIGHTS_SHA256, CamPlusPlusEmbedder, find_campplus_files
 from pipeline.errors import BackendUnavailableError
 from pipeline.settings import DiarizationSettings
-from tests.conftest import SAMPLE_WAV
+from tests.conftest import SAMPLE_WAV, needs_campplus
 
 
 def test_encoder_settings_that_cannot_be_right_are_refused():
@@ -33,6 +33,7 @@ def test_encoder_settings_that_cannot_be_right_are_refused():
                                embedder_weights_sha256=WEIGHTS_SHA256.upper()).embedder_weights_sha256 == WEIGHTS_SHA256
 
 
+@needs_campplus
 @pytest.mark.parametrize("kind", ["folder", "empty", "random", "text", "other network", "newline"])
 def test_unusable_weights_get_one_short_line(tmp_path, kind):
     import torch
@@ -61,6 +62,7 @@ def test_unusable_weights_get_one_short_line(tmp_path, kind):
     assert expected in message, message
 
 
+@needs_campplus
 def test_weights_other_than_the_pinned_ones_are_named_in_the_method(tmp_path):
     import hashlib
 
@@ -76,6 +78,7 @@ def test_weights_other_than_the_pinned_ones_are_named_in_the_method(tmp_path):
     assert CamPlusPlusEmbedder(resaved).name == f"campplus@{digest[:12]}"  # what was loaded, in the method
 
 
+@needs_campplus
 @pytest.mark.slow
 def test_analyze_refuses_missing_weights_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "data"))
@@ -88,6 +91,7 @@ def test_analyze_refuses_missing_weights_before_any_work(tmp_path, monkeypatch):
     assert not (tmp_path / "data" / "sessions").exists() or not any((tmp_path / "data" / "sessions").iterdir())
 
 
+@needs_campplus
 @pytest.mark.slow
 def test_nightly_with_unusable_weights_stops_and_moves_nothing(tmp_path, monkeypatch):
     inbox = tmp_path / "inbox"
