@@ -87,7 +87,12 @@ def _load_embedder() -> ResemblyzerEmbedder:
 
 
 def _clustering_embedder(settings: Settings):
-    """Speaker encoder for voice clustering (``diarization.embedder``), loaded once per worker process and settings."""
+    """Speaker encoder for voice clustering (``diarization.embedder``), loaded once per worker process and settings.
+
+    resemblyzer is the profiles' encoder too: the one :func:`_embedder` loaded is shared, not loaded again.
+    """
+    if settings.diarization.embedder == "resemblyzer":
+        return _embedder()
     with _LOAD_LOCK:
         return _load_clustering(settings.diarization.embedder, str(settings.diarization.embedder_weights or ""),
                                 settings.diarization.embedder_weights_sha256 or "")
