@@ -93,10 +93,10 @@ class Backends:
             A backend's package or weights are missing; the message says what to install or convert.
         """
         overlap = SegmentationOverlapDetector.from_settings(settings.overlap) if settings.overlap.enabled else None
+        clustering = None if settings.diarization.embedder == "resemblyzer" else clustering_embedder(settings.diarization)
         return cls(asr=asr_stage.load_backend(settings.asr, model_cache_dir=settings.model_cache_dir,
                                               vad_settings=settings.vad),
-                   embedder=ResemblyzerEmbedder(), overlap=overlap,
-                   clustering=clustering_embedder(settings.diarization))
+                   embedder=ResemblyzerEmbedder(), overlap=overlap, clustering=clustering)
 
 
 @contextlib.contextmanager

@@ -626,13 +626,22 @@ def _allowed_range(loc: list[str]) -> str | None:
         model = info.annotation
     if info is None:
         return None
-    low = next((m.ge for m in info.metadata if isinstance(m, annotated_types.Ge)), None)
-    high = next((m.le for m in info.metadata if isinstance(m, annotated_types.Le)), None)
-    if low is None and high is None:
-        return None
-    if high is None:
-        return f"{low:g} or more"
-    return f"{high:g} or less" if low is None else f"{low:g} to {high:g}"
+
+    def bound(kind):
+        return next((getattr(m, kind.__name__.lower()) for m in info.metadata if isinstance(m, kind)), None)
+
+    ge, gt, le, lt = (bound(k) for k in (annotated_types.Ge, annotated_types.Gt, annotated_types.Le,
+                                         annotated_types.Lt))
+    low = ("at least", ge) if ge is not None else ("more than", gt) if gt is not None else None
+    high = ("at most", le) if le is not None else ("less than", lt) if lt is not None else None
+    if low and high:  # "0 to 4" when both bounds are allowed values, else "more than 0.5 and at most 10"
+        return f"{ge:g} to {le:g}" if ge is not None and le is not None else \
+            f"{low[0]} {low[1]:g} and {high[0]} {high[1]:g}"
+    if low:
+        return f"{ge:g} or more" if ge is not None else f"more than {gt:g}"
+    if high:
+        return f"{le:g} or less" if le is not None else f"less than {lt:g}"
+    return None
 
 
 class SettingsError(ValueError):

@@ -121,3 +121,23 @@ def test_eval_diarization_rttm_out_that_is_a_file_is_one_line(tmp_path):
     assert result.exit_code == 2, result.output
     assert "--rttm-out" in result.output and "Traceback" not in result.output and result.exception is None or \
         isinstance(result.exception, SystemExit)
+
+
+def test_backends_load_shares_the_one_resemblyzer(monkeypatch):
+    """With resemblyzer as the clustering encoder, the model build and the benches load it once, not twice."""
+    from pipeline import session
+    from pipeline.settings import Settings
+
+    made = []
+    real = session.ResemblyzerEmbedder
+
+    def counting():
+        made.append(1)
+        return real()
+
+    monkeypatch.setattr(session, "ResemblyzerEmbedder", counting)
+    monkeypatch.setattr("pipeline.embedders.resemblyzer_backend.ResemblyzerEmbedder", counting)
+    monkeypatch.setattr(session.asr_stage, "load_backend", lambda *a, **k: None)
+    backends = session.Backends.load(Settings())
+    assert len(made) == 1
+    assert backends.clustering is None or backends.clustering is backends.embedder

