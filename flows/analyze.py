@@ -129,8 +129,9 @@ def check_models(settings: Settings) -> None:
 
 
 def _overlap_detector(settings: Settings):
-    """Overlapped-speech model, loaded once per worker process and settings; None when detection is off."""
-    if not settings.overlap.enabled:
+    """The segmentation model (overlapped speech; speech too with ``ALLIANCE_VAD__METHOD=segmentation``), loaded
+    once per worker process and settings; None when neither stage uses it."""
+    if not settings.overlap.enabled and settings.vad.method != "segmentation":
         return None
     with _LOAD_LOCK:
         return _load_overlap(settings.overlap.model_dump_json())
@@ -239,7 +240,8 @@ def vad_task(work_dir: str, out_dir: str, settings: Settings,
     tuple of SpeechRegion
         Times in seconds.
     """
-    regions = steps.find_speech(_load_audio(Path(work_dir)), settings, hook=hook)
+    regions = steps.find_speech(_load_audio(Path(work_dir)), settings, hook=hook,
+                                detector=_overlap_detector(settings))
     (Path(out_dir) / "speech_regions.json").write_text(json.dumps(to_jsonable(regions)))
     return regions
 

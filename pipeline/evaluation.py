@@ -118,7 +118,7 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
 
 def evaluate_diarization_file(audio_path, reference: Sequence[SpeakerTurn], *, settings, embedder,
                               num_speakers: int | None = None, collar_s: float = 0.5,
-                              scored: tuple[float, float] | None = None):
+                              scored: tuple[float, float] | None = None, detector=None):
     """Decode, run VAD and diarization on one file, and score it against its reference turns.
 
     The session's VAD step (:func:`pipeline.session.find_speech`), then voice clustering of the mix with the
@@ -140,6 +140,9 @@ def evaluate_diarization_file(audio_path, reference: Sequence[SpeakerTurn], *, s
         DER collar in seconds.
     scored : (start_s, end_s), optional
         Scored region from the reference's UEM; default the whole recording.
+    detector : OverlapDetector, optional
+        The segmentation model, for ``ALLIANCE_VAD__METHOD=segmentation``; default loaded from the settings when
+        that method is set.
 
     Returns
     -------
@@ -152,7 +155,11 @@ def evaluate_diarization_file(audio_path, reference: Sequence[SpeakerTurn], *, s
     from pipeline.session import find_speech
 
     rec = decode(audio_path, settings=settings.audio)
-    speech = find_speech(rec.samples, settings)
+    if detector is None and settings.vad.method == "segmentation":
+        from pipeline.overlap import SegmentationOverlapDetector
+
+        detector = SegmentationOverlapDetector.from_settings(settings.overlap)
+    speech = find_speech(rec.samples, settings, detector=detector)
     n = num_speakers or len({t.speaker for t in reference}) or 1
     result = diarize(rec.samples, rec.sample_rate_hz, speech, num_speakers=n, settings=settings.diarization,
                      embedder=embedder)

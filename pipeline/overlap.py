@@ -41,7 +41,11 @@ References
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import hashlib
+import math
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -50,7 +54,7 @@ import numpy as np
 
 from pipeline.audio import recording_sha256
 from pipeline.settings import OverlapSettings, available_cores
-from pipeline.types import Diarization, OverlapRegion, SpeakerTurn
+from pipeline.types import Diarization, OverlapRegion, SpeakerTurn, SpeechRegion
 
 SAMPLE_RATE_HZ = 16000
 WINDOW_SAMPLES = 160_000  # 10 s
@@ -316,6 +320,8 @@ class SegmentationOverlapDetector:
         or the model does not give 589 frames of 7 classes per 10 s window.
     """
 
+    KEEP_BYTES = 32 * 2**20  # frames of the latest recordings kept (about 6 hours of audio), least recent dropped
+
     def __init__(self, model_path: str | Path | None = None, *, model_sha256: str | None = None,
                  hop_s: float = 5.0, cpu_threads: int = 2, batch_size: int = 4) -> None:
         from pipeline.errors import BackendUnavailableError
@@ -361,6 +367,8 @@ class SegmentationOverlapDetector:
         self.hop_frames = max(1, int(round(hop_s * SAMPLE_RATE_HZ / FRAME_STEP_SAMPLES)))
         self.batch_size = batch_size
         self.name = f"{path.name}@{digest[:12]}"
+        self._kept: collections.OrderedDict[bytes, OverlapFrames] = collections.OrderedDict()
+        self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: OverlapSettings) -> "SegmentationOverlapDetector":
@@ -399,7 +407,9 @@ class SegmentationOverlapDetector:
         Returns
         -------
         OverlapFrames
-            With ``window_first_frame`` and ``local_activity``.
+            With ``window_first_frame`` and ``local_activity``. The frames of the latest recordings are kept
+            (``KEEP_BYTES``, keyed by a BLAKE2 digest of the samples) and the same object is given again for the
+            same audio, so the vad and overlap stages run the model once per recording: do not change its arrays.
 
         Raises
         ------
@@ -408,6 +418,20 @@ class SegmentationOverlapDetector:
         """
         if sample_rate_hz != SAMPLE_RATE_HZ:
             raise ValueError(f"sample_rate_hz must be {SAMPLE_RATE_HZ}. Got {sample_rate_hz} instead.")
+        samples = np.ascontiguousarray(samples, dtype=np.float32)
+        key = hashlib.blake2b(samples.data, digest_size=20).digest()
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key]
+        frames = self._detect(samples)
+        with self._lock:
+            self._kept[key] = frames
+            while len(self._kept) > 1 and sum(_frames_bytes(f) for f in self._kept.values()) > self.KEEP_BYTES:
+                self._kept.popitem(last=False)
+        return frames
+
+    def _detect(self, samples: np.ndarray) -> OverlapFrames:
         n_frames, firsts = window_layout(samples.size, self.hop_frames)
         gain = np.float32(level_gain(samples)) if firsts.size else np.float32(1.0)
         local = np.zeros((firsts.size, FRAMES_PER_WINDOW, N_LOCAL_SPEAKERS), dtype=np.float32)
@@ -426,6 +450,11 @@ class SegmentationOverlapDetector:
         return OverlapFrames(FRAME_STEP_S, FIRST_FRAME_CENTRE_S, mean[:, 0].copy(), mean[:, 1].copy(),
                              method=f"{self.name}+hop{self.hop_frames * FRAME_STEP_S:.2f}s",
                              window_first_frame=firsts, local_activity=local)
+
+
+def _frames_bytes(frames: OverlapFrames) -> int:
+    return sum(a.nbytes for a in (frames.overlap_prob, frames.speech_prob, frames.window_first_frame,
+                                  frames.local_activity) if a is not None)
 
 
 def hysteresis_runs(prob: np.ndarray, onset: float, offset: float) -> list[tuple[int, int]]:
@@ -507,6 +536,58 @@ def overlap_regions(frames: OverlapFrames, *, onset: float = 0.25, offset: float
         if end - start >= min_duration_s and end > start:
             out.append(OverlapRegion(round(start, 3), round(end, 3), float(prob[a:b].mean())))
     return tuple(out)
+
+
+def speech_regions(frames: OverlapFrames, *, onset: float = 0.5, offset: float = 0.5, min_speech_s: float = 0.1,
+                   min_silence_s: float = 0.2, pad_s: float = 0.1, duration_s: float | None = None
+                   ) -> tuple[SpeechRegion, ...]:
+    """Voice activity from the segmentation model: stretches where anyone speaks.
+
+    The model's speech probability (``speech_prob``, one minus the powerset's silence class) is binarised like
+    pyannote.audio's ``Binarize`` (Bredin & Laurent 2021; hysteresis at ``onset`` / ``offset``), then treated as
+    Silero's regions are (:func:`pipeline.vad.detect_speech`, faster-whisper's rules): regions shorter than
+    ``min_speech_s`` are dropped, each is padded by ``pad_s`` on both sides, and regions closer than
+    ``min_silence_s`` are joined. The model was trained on far-field meeting and broadcast speech; on the simulated
+    rooms it finds quiet, distant speech that Silero misses (``bench/vad_eval.py``).
+
+    Parameters
+    ----------
+    frames : OverlapFrames
+        From :meth:`SegmentationOverlapDetector.detect`.
+    onset, offset : float in (0, 1), offset <= onset
+        Speech probability at which a region starts, and at or above which it continues.
+    min_speech_s, min_silence_s, pad_s : float >= 0
+        Seconds.
+    duration_s : float, optional
+        Recording length; regions are clipped to [0, duration_s].
+
+    Returns
+    -------
+    tuple of SpeechRegion
+        In time order, not overlapping, times in seconds.
+
+    Raises
+    ------
+    ValueError
+        ``offset`` is above ``onset``.
+    """
+    prob = frames.speech_prob
+    half = frames.frame_step_s / 2
+    runs = []
+    for a, b in hysteresis_runs(prob, onset, offset):
+        start = frames.first_frame_s + a * frames.frame_step_s - half
+        end = frames.first_frame_s + (b - 1) * frames.frame_step_s + half
+        if end - start >= min_speech_s:
+            runs.append([start - pad_s, end + pad_s])
+    merged: list[list[float]] = []
+    for start, end in runs:
+        if merged and start - merged[-1][1] < min_silence_s:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    limit = math.inf if duration_s is None else duration_s
+    return tuple(SpeechRegion(round(max(0.0, a), 3), round(min(b, limit), 3)) for a, b in merged
+                 if min(b, limit) > max(0.0, a))
 
 
 def regions_from_settings(frames: OverlapFrames, settings: OverlapSettings, *,

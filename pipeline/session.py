@@ -47,11 +47,12 @@ from pipeline.diarization import diarize
 from pipeline.embedders import SpeakerEmbedder, clustering_embedder, speaker_embeddings
 from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
 from pipeline.words import assign_words
-from pipeline.errors import InputError
+from pipeline.errors import BackendUnavailableError, InputError
 from pipeline.features import session_markers, window_features
 from pipeline.ids import InvalidIdError, check_id, id_from_name
 from pipeline.lexical import load_lexicon, utterance_markers
-from pipeline.overlap import OverlapDetector, SegmentationOverlapDetector, assign_overlap_speakers, detect_overlap
+from pipeline.overlap import (OverlapDetector, SegmentationOverlapDetector, assign_overlap_speakers, detect_overlap,
+                              speech_regions)
 from pipeline.sidecar import Sidecar
 from pipeline.privacy import name_labels, redact_transcript
 from pipeline.profiles import load_profile, profile_path
@@ -75,7 +76,7 @@ class Backends:
     the therapist's voice profile (:class:`pipeline.embedders.SpeakerEmbedder`) and, when ``clustering`` is None,
     for voice clustering; ``clustering`` is the encoder voice clustering uses (``diarization.embedder``);
     ``overlap`` finds overlapped speech in one-microphone recordings (:class:`pipeline.overlap.OverlapDetector`;
-    None: no detection, so mono sessions have no overlap).
+    None: no detection, so mono sessions have no overlap), and speech with ``ALLIANCE_VAD__METHOD=segmentation``.
     """
 
     asr: asr_stage.AsrBackend
@@ -92,7 +93,8 @@ class Backends:
         BackendUnavailableError
             A backend's package or weights are missing; the message says what to install or convert.
         """
-        overlap = SegmentationOverlapDetector.from_settings(settings.overlap) if settings.overlap.enabled else None
+        segmentation = settings.overlap.enabled or settings.vad.method == "segmentation"
+        overlap = SegmentationOverlapDetector.from_settings(settings.overlap) if segmentation else None
         clustering = None if settings.diarization.embedder == "resemblyzer" else clustering_embedder(settings.diarization)
         return cls(asr=asr_stage.load_backend(settings.asr, model_cache_dir=settings.model_cache_dir,
                                               vad_settings=settings.vad),
@@ -274,10 +276,14 @@ def decode_recording(recording: str | Path, settings: Settings, *, hook: Hook | 
         return decode(recording, settings=settings.audio, keep_channels=settings.diarization.channel_mode != "mixed")
 
 
-def find_speech(samples: np.ndarray, settings: Settings, *, hook: Hook | None = None) -> tuple[SpeechRegion, ...]:
+def find_speech(samples: np.ndarray, settings: Settings, *, hook: Hook | None = None,
+                detector: OverlapDetector | None = None) -> tuple[SpeechRegion, ...]:
     """Stage ``vad``: stretches of speech in mono ``samples`` at ``settings.audio.sample_rate_hz``.
 
-    Speech is found with Silero VAD (:func:`pipeline.vad.detect_speech`).
+    Speech is found with Silero VAD [1]_ (:func:`pipeline.vad.detect_speech`), or, with
+    ``settings.vad.method == "segmentation"``, from the speech probability of the segmentation model that the
+    overlap stage also runs (pyannote segmentation-3.0 [2]_, :func:`pipeline.overlap.speech_regions`; the model
+    keeps its frames, so it runs once for both stages).
 
     Parameters
     ----------
@@ -287,6 +293,8 @@ def find_speech(samples: np.ndarray, settings: Settings, *, hook: Hook | None = 
         ``settings.audio.sample_rate_hz`` and ``settings.vad``.
     hook : callable, optional
         Progress hook, called with ``("vad", 0.0)`` and ``("vad", 1.0)``.
+    detector : OverlapDetector, optional
+        The segmentation model; needed with the ``segmentation`` method.
 
     Returns
     -------
@@ -298,14 +306,28 @@ def find_speech(samples: np.ndarray, settings: Settings, *, hook: Hook | None = 
     ------
     ValueError
         ``settings.audio.sample_rate_hz`` is not 16000.
+    BackendUnavailableError
+        The ``segmentation`` method without a detector.
 
     References
     ----------
     .. [1] Silero Team (2024). Silero VAD: pre-trained enterprise-grade Voice
        Activity Detector. https://github.com/snakers4/silero-vad
+    .. [2] Plaquet, A. & Bredin, H. (2023). Powerset multi-class cross entropy
+       loss for neural speaker diarization. Proc. Interspeech.
     """
     with stage(hook, "vad"):
-        return detect_speech(samples, settings.audio.sample_rate_hz, settings=settings.vad)
+        vad = settings.vad
+        if vad.method == "silero":
+            return detect_speech(samples, settings.audio.sample_rate_hz, settings=vad)
+        if detector is None:
+            raise BackendUnavailableError("ALLIANCE_VAD__METHOD=segmentation needs the segmentation model, and none "
+                                          "is loaded; run `make install`, or set ALLIANCE_VAD__METHOD=silero")
+        frames = detector.detect(samples, settings.audio.sample_rate_hz)
+        return speech_regions(frames, onset=vad.segmentation_onset, offset=vad.segmentation_offset,
+                              min_speech_s=vad.min_speech_duration_ms / 1000,
+                              min_silence_s=vad.min_silence_duration_ms / 1000, pad_s=vad.speech_pad_ms / 1000,
+                              duration_s=samples.size / settings.audio.sample_rate_hz)
 
 
 def transcribe_redacted(samples: np.ndarray, settings: Settings, *, backend: asr_stage.AsrBackend,
@@ -535,7 +557,7 @@ def analyze(recording: str | Path, metadata: Sidecar | None, settings: Settings,
     profile, notes = therapist_profile(settings, meta, therapist)
     load_lexicon(settings.features.lexicon_path)  # broken word lists fail before any work
     rec = decode_recording(recording, settings, hook=hook)
-    speech = find_speech(rec.samples, settings, hook=hook)
+    speech = find_speech(rec.samples, settings, hook=hook, detector=backends.overlap)
     transcript = transcribe_redacted(rec.samples, settings, backend=backends.asr,
                                      names=name_labels(meta.participants, meta.other_names), hook=hook)
     dia = diarize_session(rec.samples, speech, settings, channels=rec.channels, embedder=backends.clustering or backends.embedder,
