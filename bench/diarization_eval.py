@@ -1,6 +1,6 @@
 """Diarization DER over every reference this project can see.
 
-Runs the diarization stage (VAD + the configured speaker encoder, CAM++ by default, + spectral clustering, true
+Runs the diarization stage (VAD + the configured speaker encoder, resemblyzer by default or CAM++, + spectral clustering, true
 speaker count given) on each recording that has a reference RTTM, and prints
 a table and writes JSON: DER, missed speech, false alarm and confusion with
 pyannote.metrics, collar 0.5 s (±0.25 s), overlapped speech scored.
