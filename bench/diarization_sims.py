@@ -66,6 +66,9 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="diarization-sims-"))
     base = Settings()
     encoders = {name: clustering_embedder(base.diarization.model_copy(update=cfg)) for name, cfg in ENCODERS.items()}
+    from pipeline.overlap import SegmentationOverlapDetector
+
+    detector = SegmentationOverlapDetector.from_settings(base.overlap) if base.vad.method == "segmentation" else None
     rows = []
     print(f"{'session':<18} {'spk':>3} " + " ".join(f"{n + ' DER %':>16} {'conf s':>6}" for n in ENCODERS))
     for generator, real in KINDS:
@@ -77,7 +80,7 @@ def main() -> None:
             row = {"session": folder.name, "kind": f"{generator}{'-real' if real else ''}",
                    "speakers": len(meta["participants"])}
             rec = steps.decode_recording(folder / "recording.wav", base)
-            speech = steps.find_speech(rec.samples, base)
+            speech = steps.find_speech(rec.samples, base, detector=detector)
             for name, cfg in ENCODERS.items():
                 s = base.model_copy(update={"diarization": base.diarization.model_copy(
                     update={**cfg, "num_speakers": row["speakers"]})})

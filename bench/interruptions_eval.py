@@ -109,7 +109,7 @@ def main() -> None:
             update={"num_speakers": n_speakers})})
         t0 = time.perf_counter()
         rec = steps.decode_recording(folder / "recording.wav", s)
-        speech = steps.find_speech(rec.samples, s)
+        speech = steps.find_speech(rec.samples, s, detector=detector)
         dia = steps.diarize_session(rec.samples, speech, s, embedder=embedder)
         t1 = time.perf_counter()
         with_overlap, regions = steps.find_overlap(rec.samples, dia, s, detector=detector)
