@@ -115,6 +115,8 @@ def main() -> None:
     from pipeline.rttm import read_rttm
     from pipeline.settings import Settings
 
+    if not args.shared.is_dir():
+        print(f"note: {args.shared} is not a folder; only the repository's references are scored")
     settings = Settings()
     detector = SegmentationOverlapDetector.from_settings(settings.overlap)
     rows, sims = [], []

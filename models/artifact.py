@@ -22,6 +22,10 @@ from pipeline.errors import ModelArtifactError
 from pipeline.features import FEATURE_NAMES
 from pipeline.types import RUPTURE_LABELS
 
+# how the card names what found the speech and told the voices apart ("analysis")
+_METHOD_NAMES = {"silero": "Silero", "segmentation": "the segmentation model", "resemblyzer": "resemblyzer",
+                 "campplus": "CAM++"}
+
 ARTIFACTS_DIR = Path(__file__).parent / "artifacts"
 MODEL_FILE = "model.skops"
 CARD_FILE = "model_card.json"
@@ -518,6 +522,12 @@ def render_card_markdown(card: dict) -> str:
         cal = card.get("calibration")
         if cal:
             lines += ["Calibration: " + ", ".join(f"{k} {v}" for k, v in cal.items()) + ".", ""]
+    if card.get("analysis"):
+        how = card["analysis"]
+        lines += ["## Analysis of the training sessions", "",
+                  f"speech found by {_METHOD_NAMES.get(how.get('vad_method'), how.get('vad_method'))}, voices told "
+                  f"apart by {_METHOD_NAMES.get(how.get('speaker_encoder'), how.get('speaker_encoder'))}: a "
+                  "session analysed otherwise gets a note in its report (the markers differ).", ""]
     lines += ["## Features", "", "| name | unit |", "|---|---|"]
     lines += [f"| {n} | {u} |" for n, u in zip(card["feature_names"], card.get("feature_units", []))]
     per = card["threshold"].get("per_class")

@@ -1141,6 +1141,7 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
                       if cal_fold is not None else describe_estimator(chosen, c)),
         "model_kind": chosen,
         "calibration": calibration,
+        "analysis": {"vad_method": settings.vad.method, "speaker_encoder": settings.diarization.embedder},
         "inputs": {"session_baseline": bool(baseline),
                    "why": ("the model reads each marker beside its departure from the median of the session's "
                            "windows, so what a session has throughout (a quiet child, a therapist who explains at "

@@ -325,6 +325,7 @@ class SegmentationOverlapDetector:
     def __init__(self, model_path: str | Path | None = None, *, model_sha256: str | None = None,
                  hop_s: float = 5.0, cpu_threads: int = 2, batch_size: int = 4) -> None:
         from pipeline.errors import BackendUnavailableError
+        from pipeline.ids import one_line
 
         if not 0 < hop_s <= 10:
             raise ValueError(f"hop_s must be in (0, 10] seconds. Got {hop_s} instead.")
@@ -336,8 +337,12 @@ class SegmentationOverlapDetector:
             path, expected = find_segmentation_model(), SEGMENTATION_3_SHA256
         else:
             path, expected = Path(model_path), model_sha256
+            if path.is_dir():
+                raise BackendUnavailableError(f"overlap model {one_line(str(path))} is a folder, not a model file "
+                                              "(ALLIANCE_OVERLAP__MODEL_PATH)")
             if not path.is_file():
-                raise BackendUnavailableError(f"overlap model {path} does not exist (ALLIANCE_OVERLAP__MODEL_PATH)")
+                raise BackendUnavailableError(f"overlap model {one_line(str(path))} does not exist "
+                                              "(ALLIANCE_OVERLAP__MODEL_PATH)")
         digest = recording_sha256(path)
         if expected is not None and digest != expected.lower():
             raise BackendUnavailableError(
@@ -357,7 +362,9 @@ class SegmentationOverlapDetector:
             self._input = self._session.get_inputs()[0].name
             probe = self._session.run(None, {self._input: np.zeros((1, 1, WINDOW_SAMPLES), np.float32)})[0]
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
-            raise BackendUnavailableError(f"overlap model {path} cannot be run by onnxruntime: {exc}") from exc
+            first = one_line(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)[:200]
+            raise BackendUnavailableError(f"overlap model {one_line(str(path))} cannot be run by onnxruntime "
+                                          f"({first}); give the segmentation-3.0 ONNX model") from exc
         if probe.shape != (1, FRAMES_PER_WINDOW, len(POWERSET_CLASSES)):
             raise BackendUnavailableError(
                 f"overlap model {path} gives output {probe.shape} for one 10 s window; expected "

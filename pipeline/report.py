@@ -357,6 +357,45 @@ def model_caveat(card: Mapping[str, Any] | None, version: str, language: str) ->
     return text("report.caveat", language, version=version, trained=trained)
 
 
+TRAINED_BEFORE_CARDS_SAID = {"vad_method": "silero", "speaker_encoder": "resemblyzer"}  # sim-v1 to sim-v6
+
+
+def settings_note(report: SessionReport, card: Mapping[str, Any] | None, language: str) -> str:
+    """A line for beside the caveat when the speech or the voices were found otherwise than for the model's training.
+
+    The markers depend on what found the speech (``vad.method``) and what told the voices apart
+    (``diarization.embedder``); a classifier reads them as it learned them.
+
+    Parameters
+    ----------
+    report : SessionReport
+        Its ``settings`` hold the analysis' ``vad`` and ``diarization`` groups.
+    card : mapping, optional
+        The model card; its ``analysis`` says how the training sessions were analysed (cards without it:
+        Silero and resemblyzer, as every model up to ``sim-v6`` was trained).
+    language : {"nl", "en"}
+
+    Returns
+    -------
+    str
+        Empty when the analysis was done as the model's training sessions were, or when no model card is given.
+    """
+    if card is None:
+        return ""
+    trained = {**TRAINED_BEFORE_CARDS_SAID, **(card.get("analysis") or {})}
+    settings = report.settings or {}
+    now = {"vad_method": (settings.get("vad") or {}).get("method", "silero"),
+           "speaker_encoder": (settings.get("diarization") or {}).get("embedder", "resemblyzer")}
+    parts = []
+    for key, line in (("vad_method", "report.measured_vad"), ("speaker_encoder", "report.measured_encoder")):
+        if now[key] != trained[key]:
+            def name(v):
+                return text(f"report.method_{v}", language) if has(f"report.method_{v}") else str(v)
+
+            parts.append(text(line, language, now=name(now[key]), trained=name(trained[key])))
+    return text("report.measured_otherwise", language, what="; ".join(parts)) if parts else ""
+
+
 def threshold_note(report: SessionReport, card: Mapping[str, Any] | None, language: str) -> str:
     """A line for beside the caveat when a setting (``ALLIANCE_MODEL__FLAG_THRESHOLD``) replaced the model's threshold.
 
@@ -588,6 +627,7 @@ def render_html(report: SessionReport, *, language: str = "nl", clips: dict[int,
         min_history=MIN_HISTORY,
         caveat=model_caveat(model_card, report.model_version, language),
         threshold_note=threshold_note(report, model_card, language),
+        settings_note=settings_note(report, model_card, language),
         warnings=[localise(w, language) for w in report.warnings],
         unjudged=nothing_judged(report.warnings),  # nothing was judged, so nothing was "below" the threshold
         created=local_time(report.created_at, ((report.settings or {}).get("web") or {}).get("timezone")

@@ -80,8 +80,8 @@ class VadSettings(BaseModel):
     @model_validator(mode="after")
     def _segmentation_thresholds(self):
         if self.segmentation_offset > self.segmentation_onset:
-            raise ValueError(f"segmentation_offset ({self.segmentation_offset:g}) must be at most segmentation_onset "
-                             f"({self.segmentation_onset:g})")
+            raise ValueError(f"ALLIANCE_VAD__SEGMENTATION_OFFSET ({self.segmentation_offset:g}) must be at most "
+                             f"ALLIANCE_VAD__SEGMENTATION_ONSET ({self.segmentation_onset:g})")
         return self
 
 
@@ -628,7 +628,8 @@ def load_settings() -> Settings:
             name = "ALLIANCE_" + "__".join(loc).upper()
             allowed = _allowed_range(loc)
             msg = err['msg'].removeprefix('Value error, ') + (f" (allowed: {allowed})" if allowed else "")
-            problems.append(f"{name}: {msg}" if loc else msg)  # a rule across groups names its variables itself
+            # a rule across groups, or across fields of one group, names its variables itself
+            problems.append(f"{name}: {msg}" if loc and not msg.startswith("ALLIANCE_") else msg)
         raise SettingsError("; ".join(dict.fromkeys(problems))) from None
 
 

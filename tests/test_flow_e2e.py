@@ -312,6 +312,9 @@ def test_prefect_keeps_its_run_database_in_the_data_dir(tmp_path):
     ("ALLIANCE_ASR__DECODERS", "two", "DECODERS: Input should be a valid integer, unable to parse string as an "
                                       "integer (allowed: 0 to 4)"),
     ("ALLIANCE_ASR__DECODERS", "7", "DECODERS: Input should be less than or equal to 4 (allowed: 0 to 4)"),
+    # a rule between two fields names both variables, once (trial, 5 December)
+    ("ALLIANCE_VAD__SEGMENTATION_OFFSET", "0.6", "invalid setting: ALLIANCE_VAD__SEGMENTATION_OFFSET (0.6) must be "
+                                                 "at most ALLIANCE_VAD__SEGMENTATION_ONSET (0.5)"),
     # a strict bound is named too: "10 or less" alone hid that 0.3 is too small (trial, 5 December)
     ("ALLIANCE_DIARIZATION__WINDOW_S", "0.3", "WINDOW_S: Input should be greater than 0.5 (allowed: more than 0.5 "
                                               "and at most 10)"),

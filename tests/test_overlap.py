@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -162,6 +163,23 @@ def test_a_changed_model_file_is_refused(tmp_path):
     # other local weights: any path, checked when a sha256 is given
     det = SegmentationOverlapDetector(copy, model_sha256=SegmentationOverlapDetector().sha256.upper())
     assert det.model_path == copy
+
+
+
+def test_unusable_model_files_get_one_line_that_says_what_is_wrong(tmp_path):
+    """A folder is not "missing", and onnxruntime's several lines about another network's shape become one
+    (trial, 5 December)."""
+    import onnxruntime
+
+    folder = tmp_path / "seg.onnx"
+    folder.mkdir()
+    with pytest.raises(BackendUnavailableError, match="is a folder, not a model file") as info:
+        SegmentationOverlapDetector(folder)
+    assert "\n" not in str(info.value)
+    other = Path(onnxruntime.__file__).parent / "datasets" / "sigmoid.onnx"  # a network of another shape
+    with pytest.raises(BackendUnavailableError, match="cannot be run by onnxruntime") as info:
+        SegmentationOverlapDetector(other)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 400
 
 
 # ---------------------------------------------------------------- the model on audio

@@ -4,6 +4,7 @@ probabilities, a summary first, and a page that prints on A4."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from html.parser import HTMLParser
 
@@ -263,3 +264,26 @@ def test_a_transcript_finished_quickly_after_the_time_limit_is_said_in_both_lang
     assert "2:05" in said and "time limit" in said
     dutch = localise(said, "nl")
     assert "2:05" in dutch and dutch != said and "ALLIANCE" not in dutch
+
+
+@pytest.mark.slow  # uses the analysed sample (real decoding, VAD and pYIN)
+def test_markers_measured_otherwise_than_the_model_was_trained_are_said_in_both_languages(analysed_report):
+    """Speech found by the segmentation model, or voices told apart by CAM++, while the shipped classifier learned
+    from Silero's speech and resemblyzer's voices: the markers differ, and the reader is told (trial, 5 December)."""
+    from pipeline.report import render_html
+
+    reports, card = analysed_report
+    plain = reports["nl"]
+    assert "anders geanalyseerd" not in render_html(plain, language="nl", model_card=card)
+    settings = json.loads(json.dumps(plain.settings))
+    settings["vad"]["method"] = "segmentation"
+    settings["diarization"]["embedder"] = "campplus"
+    other = dataclasses.replace(plain, settings=settings)
+    nl = " ".join(render_html(other, language="nl", model_card=card).split())
+    en = " ".join(render_html(other, language="en", model_card=card).split())
+    assert "anders geanalyseerd dan" in nl and "spraakdetectie: het segmentatiemodel in plaats van Silero" in nl
+    assert "sprekerherkenning: CAM++ in plaats van Resemblyzer" in nl
+    assert "analysed differently from" in en and "speech detection: the segmentation model instead of Silero" in en
+    # a card that says it was trained so: no note
+    trained = dict(card, analysis={"vad_method": "segmentation", "speaker_encoder": "campplus"})
+    assert "anders geanalyseerd" not in render_html(other, language="nl", model_card=trained)

@@ -40,7 +40,7 @@ def test_hysteresis_keeps_a_dip_and_padding_stays_inside_the_recording():
 
 
 def test_offset_above_onset_is_refused():
-    with pytest.raises(ValueError, match="segmentation_offset"):
+    with pytest.raises(ValueError, match="SEGMENTATION_OFFSET .* at most ALLIANCE_VAD__SEGMENTATION_ONSET"):
         VadSettings(segmentation_onset=0.4, segmentation_offset=0.6)
 
 

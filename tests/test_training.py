@@ -562,3 +562,11 @@ def test_evaluate_scores_the_false_alarms_at_the_models_own_thresholds_like_the_
                       progress=lambda m: None)
     assert result["false_alarms"]["thresholds"] == card["threshold"]["per_class"]
     assert result["types"]["withdrawal"]["threshold"] == card["threshold"]["per_class"]["withdrawal"]
+
+
+def test_the_card_says_how_the_training_sessions_were_analysed(two_generators):
+    """What found the speech and what told the voices apart: the report compares them with the session's own."""
+    _, folder, _ = two_generators
+    card = json.loads((folder / "model_card.json").read_text())
+    assert card["analysis"] == {"vad_method": "silero", "speaker_encoder": "resemblyzer"}
+    assert "speech found by Silero" in (folder / "MODEL_CARD.md").read_text()
