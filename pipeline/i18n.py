@@ -146,15 +146,16 @@ def quantity(value: float, unit: str, language: str) -> str:
     unit : str
         The marker's unit; one the catalogue has no entry for is printed after the number. ``"offset_s"``
         (a client's response time, :data:`pipeline.features.OFFSET_MARKERS`) prints as seconds when at least 0
-        and, below 0, as speaking over the therapist for that long: never as a negative time.
+        and, below 0, as speaking over the therapist for that long: never as a negative time (a value that rounds
+        to 0.00 s prints as 0.0 s).
     language : {"nl", "en"}
     """
     if not math.isfinite(value):
         return "—"
     if unit == "offset_s":  # a floor-transfer offset: below 0 the next speaker began before the other finished
-        if value < 0:
+        if value <= -0.005:  # what rounds to 0.00 s is no talking over
             return text("unit.offset_overlap", language, v=number(-value, language, 1 if value <= -0.1 else 2))
-        unit = "s"
+        value, unit = max(value, 0.0), "s"
     if unit == "ratio":
         v = number(100 * value, language, 0)
     elif unit in ("Hz", "dB", "questions"):

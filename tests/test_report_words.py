@@ -384,3 +384,13 @@ def test_every_3rs_marker_a_reason_resembles_has_words_and_deference_resembles_d
                 assert text(f"rupture3rs.{key}", language)
     assert THREE_RS["withdrawal"]["client_deference_per_min"] == "deferential"
     assert text("rupture3rs.deferential", "nl") == "meegaand en afhoudend, weinig eigen inbreng"
+
+
+@pytest.mark.parametrize("language, value, shown", [
+    ("en", -0.003, "0.0 s"), ("nl", -0.004, "0,0 s"), ("en", -0.006, "0.01 s over the therapist"),
+    ("en", -0.4, "0.4 s over the therapist"), ("en", 0.0, "0.0 s")])
+def test_a_response_time_that_rounds_to_nothing_is_no_talking_over(language, value, shown):
+    """-0.003 s read "0.00 s over the therapist" (trial, 5 December): what rounds to zero is no overlap."""
+    from pipeline.i18n import quantity
+
+    assert quantity(value, "offset_s", language) == shown
