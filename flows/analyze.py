@@ -131,7 +131,7 @@ def check_models(settings: Settings) -> None:
 def _overlap_detector(settings: Settings):
     """The segmentation model (overlapped speech; speech too with ``ALLIANCE_VAD__METHOD=segmentation``), loaded
     once per worker process and settings; None when neither stage uses it."""
-    if not settings.overlap.enabled and settings.vad.method != "segmentation":
+    if not settings.uses_segmentation_model:
         return None
     with _LOAD_LOCK:
         return _load_overlap(settings.overlap.model_dump_json())

@@ -93,8 +93,8 @@ class Backends:
         BackendUnavailableError
             A backend's package or weights are missing; the message says what to install or convert.
         """
-        segmentation = settings.overlap.enabled or settings.vad.method == "segmentation"
-        overlap = SegmentationOverlapDetector.from_settings(settings.overlap) if segmentation else None
+        overlap = (SegmentationOverlapDetector.from_settings(settings.overlap) if settings.uses_segmentation_model
+                   else None)
         clustering = None if settings.diarization.embedder == "resemblyzer" else clustering_embedder(settings.diarization)
         return cls(asr=asr_stage.load_backend(settings.asr, model_cache_dir=settings.model_cache_dir,
                                               vad_settings=settings.vad),

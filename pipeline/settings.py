@@ -548,6 +548,11 @@ class Settings(BaseSettings):
         d["overlap"].pop("cpu_threads", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
+    @property
+    def uses_segmentation_model(self) -> bool:
+        """Whether an analysis runs the segmentation model: for overlapped speech, or for speech (``vad.method``)."""
+        return self.overlap.enabled or self.vad.method == "segmentation"
+
     def features_hash(self) -> str:
         """Short sha256 of the settings that change a recording's markers: :meth:`settings_hash` without the
         classifier's group (``ALLIANCE_MODEL__*``: which model, its thresholds and the least speech a window needs
