@@ -16,6 +16,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 if "PREFECT_HOME" not in os.environ:
     os.environ["PREFECT_HOME"] = str(
         (Path(os.environ.get("ALLIANCE_DATA_DIR", "").strip() or "alliance-data") / "prefect").resolve())
+_HOME_WAS_THERE = Path(os.environ["PREFECT_HOME"]).exists()
 
 
 def make_prefect_home() -> None:
@@ -29,5 +30,19 @@ def make_prefect_home() -> None:
     try:  # Prefect's temporary server fails to start without it
         home.mkdir(parents=True, exist_ok=True)
         os.chmod(home, 0o700)
+    except OSError:
+        pass
+
+
+def discard_unused_prefect_home() -> None:
+    """Remove Prefect's home again when this process made it and nothing was written to it.
+
+    For a command refused before any flow ran (an unusable model file, say): the modules that hold the checks
+    make the home on import, and an empty ``prefect/`` must not be the only trace of a refused command.
+    """
+    if _HOME_WAS_THERE:
+        return
+    try:
+        Path(os.environ["PREFECT_HOME"]).rmdir()  # only an empty folder goes
     except OSError:
         pass

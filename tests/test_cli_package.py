@@ -204,3 +204,21 @@ def test_child_processes_do_not_import_modules_from_the_working_folder(tmp_path)
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert not marker.exists()
+
+
+def test_an_unusable_model_file_is_a_setting_error_in_analyze_and_nightly_alike(tmp_path):
+    """A model path that leads nowhere is a bad setting: exit status 2 and one line naming the variable, in
+    `analyze` as in `nightly` (before, 1 and 2), and the refused command leaves no empty `prefect/` folder in the
+    data directory (before, Prefect's home was made when the check was imported)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for command in (["analyze", str(ROOT / "sample_audio/sample.wav")], ["nightly", "--inbox", str(inbox)]):
+        data = tmp_path / f"data-{command[0]}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ALLIANCE_", "PREFECT_"))}
+        env.update(ALLIANCE_DATA_DIR=str(data), ALLIANCE_OVERLAP__MODEL_PATH=str(tmp_path / "gone.onnx"))
+        run = subprocess.run([sys.executable, "-m", "flows.cli", *command], capture_output=True, text=True, cwd=ROOT,
+                             env=env, timeout=300)
+        lines = [line for line in run.stderr.splitlines() if line.strip()]
+        assert run.returncode == 2, (command[0], run.returncode, run.stderr)
+        assert len(lines) == 1 and "gone.onnx" in lines[0] and "ALLIANCE_OVERLAP__MODEL_PATH" in lines[0], lines
+        assert not (data / "prefect").exists(), (command[0], sorted(p.name for p in data.iterdir()))

@@ -79,12 +79,18 @@ def analyze(
         from pipeline.lexical import load_lexicon
 
         load_lexicon(Settings().features.lexicon_path)
-        from flows.analyze import check_models
-
-        check_models(Settings())  # a missing or damaged model, or unusable weights, before Prefect starts
     except PipelineError as exc:
         _error(console, f"{exc}", soft_wrap=True)
         raise typer.Exit(1) from None
+    from flows import discard_unused_prefect_home
+    from flows.analyze import check_models
+
+    try:  # a missing or damaged model, or unusable weights, before Prefect starts: a bad setting, as in `nightly`
+        check_models(Settings())
+    except PipelineError as exc:
+        discard_unused_prefect_home()
+        _error(console, f"{exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
     taken = _taken_by_another(recording, session_id, metadata, out)
     if taken is not None:
         _error(console, taken, soft_wrap=True)

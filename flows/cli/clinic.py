@@ -64,6 +64,9 @@ def nightly(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox fo
         try:
             check_models(Settings())
         except PipelineError as exc:
+            from flows import discard_unused_prefect_home
+
+            discard_unused_prefect_home()
             typer.echo(f"error: {one_line(str(exc))}; nothing in the inbox was touched", err=True)
             raise typer.Exit(2) from None
     if deployment:
