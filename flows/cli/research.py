@@ -92,6 +92,9 @@ def eval_diarization(
         table.add_row(path.name, str(len(result.speakers)), f"{100 * score.der:.1f} %", pct(score.missed_s),
                       pct(score.false_alarm_s), pct(score.confusion_s), f"{score.total_s:.2f} s")
     if table.row_count:
+        if not console.is_terminal:  # piped or redirected: one line per file, however wide, for whoever reads it
+            console = Console(width=max(console.width, console.measure(
+                table, options=console.options.update_width(10_000)).maximum))
         console.print(table)
     if failed:
         raise typer.Exit(1)
