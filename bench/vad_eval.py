@@ -36,16 +36,12 @@ METHODS = ("silero", "segmentation", "union")
 
 
 def union(a, b):
-    """Speech regions of both lists merged (in time order, not overlapping)."""
+    """Speech regions of both lists merged (in time order, not overlapping): pyannote.core's ``Timeline.support``."""
+    from pyannote.core import Segment, Timeline
+
     from pipeline.types import SpeechRegion
 
-    merged: list[list[float]] = []
-    for r in sorted(list(a) + list(b), key=lambda r: r.start):
-        if merged and r.start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], r.end)
-        else:
-            merged.append([r.start, r.end])
-    return tuple(SpeechRegion(s, e) for s, e in merged)
+    return tuple(SpeechRegion(s.start, s.end) for s in Timeline([Segment(r.start, r.end) for r in (*a, *b)]).support())
 
 
 def score(reference, regions, *, start_s: float, end_s: float) -> dict:
