@@ -65,6 +65,6 @@ def test_a_bad_overlap_model_is_refused_before_prefect_starts(tmp_path, monkeypa
     monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("ALLIANCE_OVERLAP__MODEL_PATH", str(model))
     result = CliRunner().invoke(app, ["analyze", str(SAMPLE_WAV), "--session-id", "mp1"])
-    assert result.exit_code == 1 and "model.onnx" in result.output
+    assert result.exit_code == 2 and "model.onnx" in result.output
     assert "Traceback" not in result.output and "Flow run" not in result.output
     assert not (tmp_path / "data" / "sessions").exists()
