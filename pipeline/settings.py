@@ -31,6 +31,13 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+
+def _sha256_or_none(value: str | None) -> str | None:
+    """A sha256 setting: 64 hexadecimal digits, kept in lower case; None stays None."""
+    if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        raise ValueError("must be a sha256: 64 hexadecimal digits")
+    return value.lower() if value is not None else None
+
 class AudioSettings(BaseModel):
     """Decoding of recordings (:mod:`pipeline.audio`): target sample rate (Hz) and longest accepted length (s).
 
@@ -218,9 +225,7 @@ class DiarizationSettings(BaseModel):
     @field_validator("embedder_weights_sha256")
     @classmethod
     def _sha256(cls, value):
-        if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
-            raise ValueError("must be a sha256: 64 hexadecimal digits")
-        return value.lower() if value is not None else None
+        return _sha256_or_none(value)
 
     @model_validator(mode="after")
     def _encoder_window(self):
@@ -273,6 +278,11 @@ class OverlapSettings(BaseModel):
     @classmethod
     def _blank_is_unset(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("model_sha256")
+    @classmethod
+    def _sha256(cls, value):
+        return _sha256_or_none(value)
 
     @model_validator(mode="after")
     def _hysteresis(self):

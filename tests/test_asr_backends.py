@@ -6,6 +6,7 @@ import struct
 
 import numpy as np
 import pytest
+from pathlib import Path
 
 from pipeline.asr import load_backend, transcribe
 from pipeline.asr.convert import ModelConversionError, convert_model, openai_state_dict, read_ct2_model
@@ -144,6 +145,23 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, settings):
     with pytest.raises(BackendUnavailableError, match="nothere.pt: openai-whisper checkpoint not found"):
         load_backend(AsrSettings(backend="openai-whisper", checkpoint=tmp_path / "nothere.pt"),
                      model_cache_dir=settings.model_cache_dir)
+
+
+def test_every_checkpoint_problem_names_the_variable(tmp_path):
+    """Trial, 5 December: an empty or junk checkpoint did not say which setting to fix, and /dev/null was "not
+    found"."""
+    from pipeline.asr.openai_whisper_backend import check_checkpoint_file
+    from pipeline.errors import BackendUnavailableError
+
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00" * 64)
+    for path, words in ((empty, "empty"), (junk, "not a PyTorch checkpoint"), (Path("/dev/null"), "not a regular file"),
+                        (tmp_path, "is a folder"), (tmp_path / "gone.pt", "not found")):
+        with pytest.raises(BackendUnavailableError) as info:
+            check_checkpoint_file(path)
+        assert words in str(info.value) and "ALLIANCE_ASR__CHECKPOINT" in str(info.value), str(info.value)
 
 
 @pytest.mark.slow

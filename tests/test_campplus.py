@@ -66,7 +66,7 @@ def test_filterbank_frames_follow_kaldi_framing(campplus):
 
 
 def test_bad_weights_and_inputs_are_refused_with_the_reason(tmp_path, campplus):
-    with pytest.raises(BackendUnavailableError, match="do not exist"):
+    with pytest.raises(BackendUnavailableError, match="does not exist"):
         CamPlusPlusEmbedder(tmp_path / "missing.pt")
     other = tmp_path / "other.pt"
     other.write_bytes(b"not a state dict")

@@ -57,7 +57,7 @@ def test_unusable_weights_get_one_short_line(tmp_path, kind):
     message = str(caught.value)
     assert "\n" not in message and len(message) < 400, message
     assert "weights_only" not in message and "ALLIANCE_DIARIZATION__EMBEDDER_WEIGHTS" in message
-    expected = {"folder": "not a regular file", "empty": "empty", "random": "not PyTorch weights",
+    expected = {"folder": "is a folder", "empty": "empty", "random": "not PyTorch weights",
                 "text": "not PyTorch weights", "other network": "another network", "newline": "empty"}[kind]
     assert expected in message, message
 

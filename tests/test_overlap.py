@@ -182,6 +182,46 @@ def test_unusable_model_files_get_one_line_that_says_what_is_wrong(tmp_path):
     assert "\n" not in str(info.value) and len(str(info.value)) < 400
 
 
+def test_every_model_file_problem_is_one_line_naming_the_variable(tmp_path):
+    """Trial, 5 December: an empty file got onnxruntime's "No graph was found in the protobuf", /dev/null and a
+    pipe were said not to exist, a file that cannot be read gave a traceback, and none of these (nor a wrong
+    sha256) named the variable to fix."""
+    import os
+
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    pipe = tmp_path / "pipe.onnx"
+    os.mkfifo(pipe)
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00\x01 not a model")
+    cases = [(empty, None, "is empty"), (Path("/dev/null"), None, "not a regular file"),
+             (pipe, None, "not a regular file"), (tmp_path / "gone.onnx", None, "does not exist"),
+             (junk, None, "cannot be run by onnxruntime"),
+             (find_segmentation_model(), "0" * 64, "sha256 is")]
+    for path, sha, words in cases:
+        with pytest.raises(BackendUnavailableError) as info:
+            SegmentationOverlapDetector(path, model_sha256=sha)
+        message = str(info.value)
+        assert words in message and "\n" not in message, (path, message)
+        assert ("ALLIANCE_OVERLAP__MODEL_SHA256" if sha else "ALLIANCE_OVERLAP__MODEL_PATH") in message, message
+    directory = tmp_path / "unreadable"
+    directory.mkdir()
+    locked = directory / "seg.onnx"
+    shutil.copyfile(find_segmentation_model(), locked)
+    from unittest import mock
+
+    with mock.patch("pipeline.audio.hashlib.file_digest", side_effect=OSError(5, "Input/output error")):
+        with pytest.raises(BackendUnavailableError, match="cannot be read \\(Input/output error\\)") as info:
+            SegmentationOverlapDetector(locked)
+    assert "ALLIANCE_OVERLAP__MODEL_PATH" in str(info.value)
+
+
+def test_the_overlap_model_sha256_setting_must_be_a_sha256():
+    with pytest.raises(ValueError, match="64 hexadecimal digits"):
+        OverlapSettings(model_sha256="xyz")
+    assert OverlapSettings(model_sha256="A" * 64).model_sha256 == "a" * 64
+
+
 # ---------------------------------------------------------------- the model on audio
 
 

@@ -88,21 +88,23 @@ def check_checkpoint_file(path: Path) -> None:
         Naming the file and the problem.
     """
     path = Path(path)
+    setting = "ALLIANCE_ASR__CHECKPOINT"
     if not path.is_file():
-        what = "is a folder, not a .pt file" if path.is_dir() else "not found"
+        what = ("is a folder, not a .pt file" if path.is_dir() else "not found" if not path.exists()
+                else "is not a regular file (a device, a pipe or a socket)")
         raise BackendUnavailableError(f"{path}: openai-whisper checkpoint {what}; run `alliance convert-model` "
-                                      "or fix ALLIANCE_ASR__CHECKPOINT")
+                                      f"or fix {setting}")
     try:
         with open(path, "rb") as f:
             head = f.read(4)
     except OSError as exc:
-        raise BackendUnavailableError(f"{path}: cannot read the checkpoint ({exc.strerror})") from exc
+        raise BackendUnavailableError(f"{path}: cannot read the checkpoint ({exc.strerror}) ({setting})") from exc
     if not head:
         raise BackendUnavailableError(f"{path}: the checkpoint file is empty; convert it again with "
-                                      "`alliance convert-model`")
+                                      f"`alliance convert-model` ({setting})")
     if head != b"PK\x03\x04":  # torch.save writes a zip archive
         raise BackendUnavailableError(f"{path}: not a PyTorch checkpoint (torch.save writes a zip archive); "
-                                      "convert it again with `alliance convert-model`")
+                                      f"convert it again with `alliance convert-model` ({setting})")
 
 
 class OpenAIWhisperBackend:

