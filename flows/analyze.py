@@ -108,9 +108,10 @@ def check_models(settings: Settings) -> None:
     """Load the models an analysis with ``settings`` uses, once per process, before any work starts.
 
     The ASR backend is checked (its files), the overlapped-speech model and the voice-clustering encoder are
-    loaded and kept for the run (:func:`_overlap_detector`, :func:`_clustering_embedder`), so a missing or
-    damaged model, or weights a setting points at that cannot be used, stop ``alliance analyze`` and the
-    nightly inbox in one line before a recording is decoded or filed away.
+    loaded and kept for the run (:func:`_overlap_detector`, :func:`_clustering_embedder`), and the active
+    classifier is loaded (:func:`_classifier`), so a missing or damaged model, or weights a setting points at that
+    cannot be used, stop ``alliance analyze`` and the nightly inbox in one line before a recording is decoded or
+    filed away.
 
     Parameters
     ----------
@@ -120,12 +121,15 @@ def check_models(settings: Settings) -> None:
     ------
     BackendUnavailableError
         A model's package or weights are missing, damaged, or do not fit.
+    ModelArtifactError
+        The active classifier does not exist or cannot be loaded.
     """
     from pipeline.asr import check_backend
 
     check_backend(settings.asr, model_cache_dir=settings.model_cache_dir)
     _overlap_detector(settings)
     _clustering_embedder(settings)
+    _classifier(settings)
 
 
 def _overlap_detector(settings: Settings):
@@ -537,8 +541,9 @@ def _classifier(settings: Settings):
         return load_model(folder)
     except Exception as exc:  # a damaged card or model file fails in many ways; all mean the artifact is unusable
         reason = " ".join((str(exc) if isinstance(exc, PipelineError) else f"{exc.__class__.__name__}: {exc}").split())
-        raise ModelArtifactError(f"{folder}: cannot be loaded as a classifier ({reason}); activate another "
-                                 "model or restore this one") from exc
+        fix = ("fix ALLIANCE_MODEL__ACTIVE_MODEL" if settings.model.active_model is not None
+               else "activate another model or restore this one")
+        raise ModelArtifactError(f"{folder}: cannot be loaded as a classifier ({reason}); {fix}") from exc
 
 
 def session_folder_path(data_dir: str | Path, session_id: str, out_dir: str | Path | None = None) -> Path:

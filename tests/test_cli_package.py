@@ -206,19 +206,34 @@ def test_child_processes_do_not_import_modules_from_the_working_folder(tmp_path)
     assert not marker.exists()
 
 
-def test_an_unusable_model_file_is_a_setting_error_in_analyze_and_nightly_alike(tmp_path):
+@pytest.mark.parametrize("variable", ["ALLIANCE_OVERLAP__MODEL_PATH", "ALLIANCE_MODEL__ACTIVE_MODEL"])
+def test_an_unusable_model_file_is_a_setting_error_in_analyze_and_nightly_alike(tmp_path, variable):
     """A model path that leads nowhere is a bad setting: exit status 2 and one line naming the variable, in
-    `analyze` as in `nightly` (before, 1 and 2), and the refused command leaves no empty `prefect/` folder in the
-    data directory (before, Prefect's home was made when the check was imported)."""
+    `analyze` as in `nightly` (before, 1 and 2), before any recording is read; the refused command leaves no empty
+    `prefect/` folder nor a database in the data directory (before, Prefect's home was made when the check was
+    imported, and `nightly` opened the database first) and the inbox as it was. Trial, 5 December: a classifier folder that cannot be loaded was found only inside each
+    session, so a whole night's good recordings went to `failed/`."""
+    import json
+    import shutil
+
     inbox = tmp_path / "inbox"
     inbox.mkdir()
+    shutil.copyfile(ROOT / "sample_audio/sample.wav", inbox / "s.wav")
+    (inbox / "s.wav.json").write_text(json.dumps({
+        "session_id": "s-1", "client_id": "c-1", "language": "en",
+        "consent": {"analysis": True, "research_use": False, "given_by": ["parent"], "date": "2026-11-01"}}))
+    bad = tmp_path / ("gone.onnx" if variable.startswith("ALLIANCE_OVERLAP") else "empty-model-folder")
+    if not variable.startswith("ALLIANCE_OVERLAP"):
+        bad.mkdir()
     for command in (["analyze", str(ROOT / "sample_audio/sample.wav")], ["nightly", "--inbox", str(inbox)]):
         data = tmp_path / f"data-{command[0]}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ALLIANCE_", "PREFECT_"))}
-        env.update(ALLIANCE_DATA_DIR=str(data), ALLIANCE_OVERLAP__MODEL_PATH=str(tmp_path / "gone.onnx"))
+        env.update({"ALLIANCE_DATA_DIR": str(data), "ALLIANCE_INBOX_SETTLE_S": "0", variable: str(bad)})
         run = subprocess.run([sys.executable, "-m", "flows.cli", *command], capture_output=True, text=True, cwd=ROOT,
                              env=env, timeout=300)
         lines = [line for line in run.stderr.splitlines() if line.strip()]
-        assert run.returncode == 2, (command[0], run.returncode, run.stderr)
-        assert len(lines) == 1 and "gone.onnx" in lines[0] and "ALLIANCE_OVERLAP__MODEL_PATH" in lines[0], lines
-        assert not (data / "prefect").exists(), (command[0], sorted(p.name for p in data.iterdir()))
+        assert run.returncode == 2, (command[0], run.returncode, run.stderr, run.stdout)
+        assert len(lines) == 1 and bad.name in lines[0] and variable in lines[0], lines
+        left = sorted(p.name for p in data.iterdir()) if data.exists() else []
+        assert "prefect" not in left and "alliance.db" not in left, (command[0], left)
+        assert sorted(p.name for p in inbox.iterdir()) == ["s.wav", "s.wav.json"]

@@ -54,9 +54,6 @@ def nightly(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox fo
     except PipelineError as exc:
         typer.echo(f"error: {one_line(str(exc))}", err=True)
         raise typer.Exit(2) from None
-    from flows.store import Store
-
-    Store.for_settings(Settings())  # an unusable database stops here in one line, not inside the flow's traceback
     if not deployment:  # the models this process (or its Dask workers, on this machine) will load: a missing or
         # unusable one stops the night here, before any recording is decoded or filed away as failed
         from flows.analyze import check_models
@@ -69,6 +66,9 @@ def nightly(inbox: Optional[Path] = typer.Option(None, "--inbox", help="Inbox fo
             discard_unused_prefect_home()
             typer.echo(f"error: {one_line(str(exc))}; nothing in the inbox was touched", err=True)
             raise typer.Exit(2) from None
+    from flows.store import Store
+
+    Store.for_settings(Settings())  # an unusable database stops here in one line, not inside the flow's traceback
     if deployment:
         _server_or_exit()
         _deployment_or_exit(deployment)
