@@ -198,6 +198,31 @@ def _duplicate(job: dict, session_id: str, inbox_dir: Path, store: Store, summar
     summary["duplicates"].append({"file": one_line(job["audio"].name), "session_id": session_id})
 
 
+def id_taken_reason(file_name: str, session_id: str, *, from_file_name: bool) -> str:
+    """Why a recording is refused when its session id belongs to another recording, in one line.
+
+    Parameters
+    ----------
+    file_name : str
+        The recording's name in the inbox.
+    session_id : str
+        The id in force.
+    from_file_name : bool
+        The sidecar gives no ``session_id``, so the id was made from the file name
+        (:func:`pipeline.ids.id_from_name`): the message says so, or the clinic reads an id it never gave.
+
+    Returns
+    -------
+    str
+    """
+    if from_file_name:
+        return (f"{one_line(file_name)}: session id {session_id!r} (made from the file name: the sidecar gives no "
+                "session_id) is already used for another recording; give this session its own session_id in its "
+                "sidecar")
+    return (f"{one_line(file_name)}: session id {session_id!r} is already used for another recording; give this "
+            "session its own id")
+
+
 def _refuse(job: dict, error: PipelineError, inbox_dir: Path, store: Store, summary: dict, run_id: str, log) -> None:
     """Refuse a recording before analysis: to ``failed/`` with its reason, an audit row, one line in the log.
 
@@ -688,8 +713,8 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
                 # run replaced it silently: fresh-user trial; a failed session of the same client kept nothing, so the
                 # clinic may deliver the recording again under its id)
                 # another recording has (or gets, in this run) this session id: analysing this one would replace it
-                _refuse(job, PipelineError(f"{audio.name}: session id {job['session_id']!r} is already used for another "
-                                           "recording; give this session its own id"),
+                _refuse(job, PipelineError(id_taken_reason(audio.name, job["session_id"],
+                                                           from_file_name=not record.get("session_id"))),
                         inbox_dir, store, summary, run_id, log)
             elif first is not None:
                 claimed.setdefault(job["session_id"], job)

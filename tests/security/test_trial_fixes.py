@@ -172,3 +172,15 @@ def test_checking_a_new_out_folder_leaves_nothing_behind(tmp_path):
     kept = tmp_path / "kept"
     kept.mkdir()
     assert _unusable_out(kept, tmp_path / "data") is None and kept.is_dir()  # a folder the user had stays
+
+
+def test_a_taken_session_id_made_from_the_file_name_says_so():
+    """Trial, 5 December: `..wav` and `...wav` without a session_id both became session 'session', and the second
+    was refused with "session id 'session' is already used", an id the clinic never gave."""
+    from flows.nightly import id_taken_reason
+
+    made = id_taken_reason("...wav", "session", from_file_name=True)
+    assert "'session'" in made and "made from the file name" in made and "session_id" in made and "\n" not in made
+    given = id_taken_reason("b.wav", "s-x", from_file_name=False)
+    assert given.startswith("b.wav: session id 's-x' is already used for another recording")
+    assert "file name" not in given
