@@ -217,6 +217,24 @@ def localise(sentence: str, language: str, *, prefix: str = "warn.") -> str:
     return sentence
 
 
+def catalogue_key(sentence: str, *, prefix: str = "warn.") -> str | None:
+    """The catalogue key whose English text a stored sentence (a warning) was made from.
+
+    Parameters
+    ----------
+    sentence : str
+        As stored (English, see :func:`localise`).
+    prefix : str
+        Catalogue keys to match against.
+
+    Returns
+    -------
+    str or None
+        For example ``"warn.no_profile"``; None when no key's English text matches.
+    """
+    return next((key for key, pattern in _english_patterns(prefix) if pattern.fullmatch(sentence)), None)
+
+
 DEFAULT_TIMEZONE = "Europe/Amsterdam"
 """The clinic's time zone unless ``ALLIANCE_WEB__TIMEZONE`` says otherwise."""
 

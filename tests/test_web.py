@@ -684,6 +684,32 @@ def test_a_session_without_speech_says_so_in_the_list_and_on_its_page(clinic):
         assert text("web.has_warning", language) in row[:row.index("</tr>")], language
 
 
+def test_the_list_marks_warnings_about_the_recording_not_a_missing_voice_profile(clinic):
+    """Trial, 5 December: every session in the list carried "(let op: zie de waarschuwing)" only because its
+    therapist had no voice profile, which dilutes the mark that keeps a dead microphone from passing for a calm
+    session. The note itself stays on the session's page."""
+    from pipeline.i18n import localise, text
+
+    settings, store = clinic
+    _add_session(settings, store, "s-9", client="c-1", therapist="t-anna", date="2026-11-28", flags=0)
+    path = settings.data_dir / "sessions" / "s-9" / "session.json"
+    data = json.loads(path.read_text())
+    note = text("warn.no_profile", "en", therapist="t-anna")
+    data["warnings"] = [note]
+    path.write_text(json.dumps(data))
+    for language in ("nl", "en"):
+        c = _client(settings, "t-anna", language=language)
+        index = c.get("/").text
+        row = index[index.index("/sessions/s-9"):]
+        assert text("web.has_warning", language) not in row[:row.index("</tr>")], language
+        assert localise(note, language) in c.get("/sessions/s-9").text, language
+    data["warnings"] = [note, text("warn.no_speech", "en")]
+    path.write_text(json.dumps(data))
+    index = _client(settings, "t-anna", language="nl").get("/").text
+    row = index[index.index("/sessions/s-9"):]
+    assert text("web.has_warning", "nl") in row[:row.index("</tr>")]
+
+
 def test_notes_are_read_back_in_the_history_and_their_length_is_said_before_sending(clinic):
     """Fresh-user trial: the history showed only '(met notitie)', so a note could never be read back; a note of
     60,000 characters was cut to 2,000 without a word."""

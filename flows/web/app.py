@@ -38,6 +38,19 @@ NOTE_MAX = 2000
 _NOT_IN_NOTES = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
+
+# Notes that say how a session was analysed, not that its result may mislead: shown on the session's page, not
+# marked in the list, or every session of a therapist without a voice profile would carry the mark.
+_NOT_MARKED = frozenset({"warn.no_profile"})
+
+
+def _warned(warnings) -> bool:
+    """Whether a session's warnings earn the list's mark (no speech, a damaged file, no client...)."""
+    from pipeline.i18n import catalogue_key
+
+    return any(catalogue_key(str(w)) not in _NOT_MARKED for w in (warnings or ()))
+
+
 def clean_note(note: str) -> str:
     """A review note as stored: control and direction characters removed, lines kept (the length is checked by the
     caller against NOTE_MAX; nothing is cut).
@@ -300,7 +313,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
                           "age": age_text(facts["age"], lang),
                           "number": numbers[r["client_id"]].get(r["session_id"], "—"),
                           "flags": len(flags), "open": still_open,
-                          "warned": bool(data.get("warnings"))})  # e.g. no speech: not a calm session
+                          "warned": _warned(data.get("warnings"))})  # e.g. no speech: not a calm session
         shown.sort(key=lambda r: r["sort"], reverse=True)
         return page("index.html", login=s, rows=shown, show=show)
 
