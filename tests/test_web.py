@@ -183,6 +183,23 @@ def test_another_therapists_session_or_client_answers_exactly_as_an_unknown_id(c
         ("", "c-9", "t-anna")] + [("s-9", "", "t-anna")] * 4
 
 
+def test_head_answers_like_get_without_a_body(clinic):
+    """Trial, 5 December: HEAD gave 405 on every page (HTTP expects HEAD wherever GET is served: link checkers and
+    monitoring use it); still a login first, and still nothing of another therapist's."""
+    settings, store = clinic
+    c = _client(settings, "t-anna")
+    flag = store.flags("s-1")[0]
+    for path in ("/", "/sessions/s-1", "/sessions/s-1/report", f"/sessions/s-1/flags/{flag['id']}/clip.wav",
+                 "/clients/c-1/trend", "/login"):
+        got, head = c.get(path), c.head(path)
+        assert head.status_code == got.status_code == 200, (path, head.status_code)
+        assert head.content == b"" and head.headers["content-type"] == got.headers["content-type"], path
+    assert _client(settings, "t-bram").head("/sessions/s-1").status_code == 404
+    anonymous = _client(settings, language="nl")
+    r = anonymous.head("/sessions/s-1", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+
+
 def test_report_clip_and_review_are_served_stored_and_audited(clinic):
     settings, store = clinic
     c = _client(settings, "t-anna")

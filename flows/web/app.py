@@ -240,7 +240,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
             raise not_found()  # as for an unknown id: whether the session exists is not this user's to know
         return row
 
-    @app.get("/login", response_class=HTMLResponse)
+    @app.api_route("/login", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def login_form(error: int = 0, locked: int = 0) -> HTMLResponse:
         form_id, token = logins.open_form()  # a fresh token for this form, bound to a short-lived cookie
         response = HTMLResponse(page("login.html", form_token=token, locked=locked, error=error,
@@ -291,7 +291,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
     def caveat_of(version: str | None) -> str:
         return model_caveat(model_card_of(version or "", settings.data_dir), version or "?", lang)
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def index(request: Request, show: str = "all") -> str:
         s = login_of(request)
         show_of(show)
@@ -317,7 +317,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         shown.sort(key=lambda r: r["sort"], reverse=True)
         return page("index.html", login=s, rows=shown, show=show)
 
-    @app.get("/sessions/{session_id}", response_class=HTMLResponse)
+    @app.api_route("/sessions/{session_id}", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def session_page(request: Request, session_id: str, saved: int = 0, show: str = "all") -> str:
         valid_id(session_id)
         s = login_of(request)
@@ -342,7 +342,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
                     warnings=[localise(str(w), lang) for w in data.get("warnings") or []], note_max=NOTE_MAX,
                     caveat=caveat_of(row.get("model_version") or data.get("model_version")))
 
-    @app.get("/clients/{client_id}/trend", response_class=HTMLResponse)
+    @app.api_route("/clients/{client_id}/trend", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def trend(request: Request, client_id: str) -> str:
         valid_id(client_id)
         s = login_of(request)
@@ -372,7 +372,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         return page("trend.html", login=s, client_id=client_id, chart=chart, points=points, history=history,
                     caveat=caveat_of(next((r.get("model_version") for r in rows if r.get("model_version")), None)))
 
-    @app.get("/sessions/{session_id}/report", response_class=HTMLResponse)
+    @app.api_route("/sessions/{session_id}/report", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def report(request: Request, session_id: str) -> str:
         valid_id(session_id)
         user = user_of(request)
@@ -383,7 +383,7 @@ def create_app(settings, *, language: str | None = None, clock: Callable[[], flo
         store.audit("report viewed", actor=user, outcome="success", client_id=row["client_id"], session_id=session_id)
         return path.read_text(encoding="utf-8")
 
-    @app.get("/sessions/{session_id}/flags/{flag_id}/clip.wav")
+    @app.api_route("/sessions/{session_id}/flags/{flag_id}/clip.wav", methods=["GET", "HEAD"])
     def clip(request: Request, session_id: str, flag_id: int):
         valid_id(session_id)
         user = user_of(request)
