@@ -541,6 +541,7 @@ def _classifier(settings: Settings):
         return load_model(folder)
     except Exception as exc:  # a damaged card or model file fails in many ways; all mean the artifact is unusable
         reason = " ".join((str(exc) if isinstance(exc, PipelineError) else f"{exc.__class__.__name__}: {exc}").split())
+        reason = reason.removeprefix(f"{folder}: ")  # the folder is named once, at the start
         fix = ("fix ALLIANCE_MODEL__ACTIVE_MODEL" if settings.model.active_model is not None
                else "activate another model or restore this one")
         raise ModelArtifactError(f"{folder}: cannot be loaded as a classifier ({reason}); {fix}") from exc

@@ -48,7 +48,8 @@ def test_a_damaged_profile_named_in_the_metadata_fails_before_decoding(clinic):
 def test_a_missing_model_fails_before_decoding(clinic, monkeypatch):
     monkeypatch.setenv("ALLIANCE_MODEL__ACTIVE_MODEL", str(clinic["root"] / "no-such-model"))
     before = files_under(clinic["root"])
-    with pytest.raises(ModelArtifactError, match="no-such-model: not a classifier artifact"):
+    with pytest.raises(ModelArtifactError,
+                       match=r"no-such-model: cannot be loaded as a classifier \(not a classifier artifact"):
         run_session(clinic["wav"], session_id="s-1")
     _nothing_started(clinic, before)
 
