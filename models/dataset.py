@@ -91,6 +91,9 @@ def discover_sessions(data_dir: str | Path) -> list[LabelledSession]:
         raise InputError(root, "a file, not a dataset folder" if root.exists() else "dataset folder not found")
     out = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if folder.is_symlink():  # another dataset's session (or a whole dataset) would be read as this one's
+            raise InputError(folder, "is a link to another folder; a dataset holds its sessions as folders of its "
+                                     "own: copy the session in, or give the other dataset with its own --data")
         audio = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
         if not audio:
             if (folder / "metadata.json").is_file() or (folder / "ruptures.csv").is_file():
@@ -100,7 +103,13 @@ def discover_sessions(data_dir: str | Path) -> list[LabelledSession]:
         if len(audio) > 1:
             raise InputError(folder, f"holds {len(audio)} recordings ({', '.join(p.name for p in audio)}); "
                                      "keep one recording per session folder")
+        if not audio[0].is_file():  # a pipe or /dev/zero would be read for ever by the checks below
+            what = "a folder" if audio[0].is_dir() else "a device, a pipe or a socket"
+            raise InputError(audio[0], f"is {what}, not a recording; put the recording file itself here")
         meta_path = folder / "metadata.json"
+        if meta_path.exists() and not meta_path.is_file():
+            what = "a folder" if meta_path.is_dir() else "a device, a pipe or a socket"
+            raise InputError(meta_path, f"is {what}, not a metadata file")
         if not meta_path.is_file():
             raise InputError(folder, "missing metadata.json (session_id, client_id, language, participants)")
         meta = Sidecar.load(meta_path)

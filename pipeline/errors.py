@@ -24,7 +24,7 @@ class InputError(PipelineError):
     ----------
     path : str or Path or None
         The offending file, repeated at the start of the message (with its folder for the files every session
-        has, ``GENERIC_NAMES``).
+        has: ``GENERIC_NAMES`` and a dataset's ``recording.*``).
     problem : str
         What was found and what was expected.
     """
@@ -34,7 +34,8 @@ class InputError(PipelineError):
         self.problem = problem
         if self.path is None:
             prefix = ""
-        elif self.path.name in GENERIC_NAMES and self.path.parent.name:  # every session has one: name the session
+        elif (self.path.name in GENERIC_NAMES or self.path.stem == "recording") and self.path.parent.name:
+            # every session has one (a dataset's recording.wav, .flac, ...): name the session too
             prefix = f"{self.path.parent.name}/{self.path.name}: "
         else:
             prefix = f"{self.path.name}: "

@@ -94,3 +94,45 @@ def test_the_pool_kinds_share_no_clip_with_the_kinds_the_false_alarm_recordings_
     assert not pool & digests(("en", "children", "nl", "meeting"))
     used = {k for kinds, _ in ASSEMBLED_MIXES for k in kinds}
     assert used <= {"pool-nl", "pool-en"} and not used & {k for kinds, _ in FALSE_ALARM_SETS.values() for k in kinds}
+
+
+def test_recordings_that_are_pipes_or_devices_and_linked_session_folders_are_refused_in_one_line(tmp_path):
+    """Trial, 5 December: a recording.wav that was a pipe, or a link to /dev/zero, hung `evaluate` and `retrain`
+    (the duplicate check read it for ever); a session folder linking to another dataset's session was trained on,
+    and one linking to a whole dataset was passed over without a word; a metadata.json that was a folder was
+    "missing"; the same recording in two sessions named only "recording.wav"."""
+    import os
+
+    from models.training import load_dataset
+    from pipeline.settings import Settings
+
+    ds = tmp_path / "ds"
+    _session(ds / "s1")
+    _session(tmp_path / "other" / "s9", client="c-9")
+    os.symlink(tmp_path / "other" / "s9", ds / "s2")
+    with pytest.raises(InputError, match=r"^s2: is a link to another folder"):
+        discover_sessions(ds)
+    os.unlink(ds / "s2")
+    os.symlink(tmp_path / "other", ds / "s3")
+    with pytest.raises(InputError, match=r"^s3: is a link to another folder"):
+        discover_sessions(ds)
+    os.unlink(ds / "s3")
+    _session(ds / "s4", recording=False)
+    os.symlink("/dev/zero", ds / "s4" / "recording.wav")
+    with pytest.raises(InputError, match=r"^s4/recording.wav: is a device, a pipe or a socket, not a recording"):
+        discover_sessions(ds)
+    os.unlink(ds / "s4" / "recording.wav")
+    os.mkfifo(ds / "s4" / "recording.wav")
+    with pytest.raises(InputError, match=r"^s4/recording.wav: is a device, a pipe or a socket, not a recording"):
+        discover_sessions(ds)
+    os.unlink(ds / "s4" / "recording.wav")
+    shutil.copyfile(ds / "s1" / "recording.wav", ds / "s4" / "recording.wav")
+    (ds / "s4" / "metadata.json").unlink()
+    (ds / "s4" / "metadata.json").mkdir()
+    with pytest.raises(InputError, match=r"^s4/metadata.json: is a folder, not a metadata file"):
+        discover_sessions(ds)
+    (ds / "s4" / "metadata.json").rmdir()
+    (ds / "s4" / "metadata.json").write_text(json.dumps({
+        "session_id": "s4", "client_id": "c-1", "language": "nl", "consent": {"analysis": True, "research_use": True}}))
+    with pytest.raises(InputError, match=r"^s4/recording.wav: session s4 has the same recording as session s1"):
+        load_dataset([ds], Settings(data_dir=tmp_path / "data"))
