@@ -33,6 +33,18 @@ CARD_MD_FILE = "MODEL_CARD.md"
 CLASSES = ("none", *RUPTURE_LABELS)
 MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # a model version: a folder name, never a path
 BINDING_FIELD = "model_binding_sha256"
+BINDING_SINCE = "2026-12-05"  # cards saved from this day on hold the binding digest
+
+
+def _saved_before_binding(created_at) -> bool:
+    """Whether a card's ``created_at`` (ISO 8601) is from before cards held the binding digest; False when it is
+    missing or not a date (such a card cannot show it may lack the digest)."""
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromisoformat(str(created_at)).date() < dt.date.fromisoformat(BINDING_SINCE)
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -833,6 +845,10 @@ def load_model(folder: Path | None = None) -> ModelBundle:
                                  f"({len(names)} markers, inputs.session_baseline "
                                  f"{str(bundle.session_baseline).lower()}); the card does not belong to this model")
     bound = card.get(BINDING_FIELD)
+    if bound is None and not _saved_before_binding(card.get("created_at")):
+        raise ModelArtifactError(
+            f"{folder.name}: {CARD_FILE}: has no {BINDING_FIELD}, which every card saved since {BINDING_SINCE} holds "
+            f"(it ties the card's markers to {MODEL_FILE}); restore the card saved with the model or retrain")
     if bound is not None and bound != model_binding(model_path, card):  # absent: saved before 5 December 2026
         raise ModelArtifactError(
             f"{folder.name}: {CARD_FILE}: its markers or inputs do not belong to {MODEL_FILE} (the card's "

@@ -119,3 +119,26 @@ def test_training_without_a_window_free_of_rupture_is_refused_in_one_line():
     groups = np.repeat([f"c-{i}" for i in range(8)], 5)
     with pytest.raises(InputError, match="no window is without rupture"):
         cross_validate(X, y, groups)
+
+
+def test_a_recent_card_without_its_binding_digest_is_refused(copy):
+    """Trial, 5 December: deleting model_binding_sha256 from a card switched the binding check off, so a card with
+    its markers rotated loaded and the model read each marker as another. Only cards saved before the digest
+    existed (5 December 2026) may lack it."""
+    card = json.loads((copy / "model_card.json").read_text())
+    del card["model_binding_sha256"]
+    card["feature_names"] = card["feature_names"][1:] + card["feature_names"][:1]
+    (copy / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelArtifactError, match="copied-model: model_card.json: has no model_binding_sha256"):
+        load_model(copy)
+    for created in (None, "not a date"):
+        changed = {k: v for k, v in card.items() if k != "created_at"}
+        if created is not None:
+            changed["created_at"] = created
+        (copy / "model_card.json").write_text(json.dumps(changed))
+        with pytest.raises(ModelArtifactError, match="has no model_binding_sha256"):
+            load_model(copy)
+    older = dict(card, created_at="2026-12-03T17:00:55+00:00", feature_names=json.loads(
+        (SHIPPED / "model_card.json").read_text())["feature_names"])
+    (copy / "model_card.json").write_text(json.dumps(older))
+    assert load_model(copy).threshold  # a card from before the digest loads as before
