@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,14 @@ CLASSES = ("none", *RUPTURE_LABELS)
 MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # a model version: a folder name, never a path
 BINDING_FIELD = "model_binding_sha256"
 BINDING_SINCE = "2026-12-05"  # cards saved from this day on hold the binding digest
+
+
+def _shipped_binding(folder: Path) -> str | None:
+    """The binding digest in a shipped model's card, None when it cannot be read."""
+    try:
+        return json.loads((folder / CARD_FILE).read_text(encoding="utf-8")).get(BINDING_FIELD)
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _saved_before_binding(created_at) -> bool:
@@ -854,4 +863,11 @@ def load_model(folder: Path | None = None) -> ModelBundle:
             f"{folder.name}: {CARD_FILE}: its markers or inputs do not belong to {MODEL_FILE} (the card's "
             "feature_names, inputs or context were edited, or the card comes from another model); restore the "
             "card saved with the model or retrain")
+    shipped = ARTIFACTS_DIR / str(card.get("version", ""))
+    if (re.fullmatch(MODEL_NAME, str(card.get("version", ""))) and (shipped / CARD_FILE).is_file()
+            and folder.resolve() != shipped.resolve() and _shipped_binding(shipped) != bound):
+        # reports and cards name the model by its version: another model may not pass for a shipped one
+        raise ModelArtifactError(
+            f"{folder.name}: {CARD_FILE}: says it is the shipped model {card['version']}, but it is another model "
+            f"(its {MODEL_FILE} or markers differ); give it its own version")
     return bundle

@@ -138,7 +138,21 @@ def test_a_recent_card_without_its_binding_digest_is_refused(copy):
         (copy / "model_card.json").write_text(json.dumps(changed))
         with pytest.raises(ModelArtifactError, match="has no model_binding_sha256"):
             load_model(copy)
-    older = dict(card, created_at="2026-12-03T17:00:55+00:00", feature_names=json.loads(
+    older = dict(card, created_at="2026-12-03T17:00:55+00:00", version="clinic-old", feature_names=json.loads(
         (SHIPPED / "model_card.json").read_text())["feature_names"])
     (copy / "model_card.json").write_text(json.dumps(older))
     assert load_model(copy).threshold  # a card from before the digest loads as before
+
+
+def test_a_model_that_takes_a_shipped_models_name_is_refused(tmp_path, copy):
+    """Trial, 5 December: a retrained model whose card was edited to say "sim-v6" was activated, and its reports
+    said "model sim-v6" while clinic-v1's thresholds were in force. A copy of the shipped model itself still loads."""
+    assert load_model(copy).version == SHIPPED.name  # a true copy: the same model file and markers
+    other = tmp_path / "evil"
+    shutil.copytree(ARTIFACTS_DIR / "sim-v5", other)  # another model...
+    card = json.loads((other / "model_card.json").read_text())
+    card["version"] = SHIPPED.name  # ...that says it is the shipped one
+    (other / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelArtifactError, match=f"evil: {'model_card.json'}: says it is the shipped model "
+                                                 f"{SHIPPED.name}, but it is another model"):
+        load_model(other)
