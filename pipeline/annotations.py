@@ -118,8 +118,13 @@ def _tier(path: Path, names, intervals, what: str, duration_s: float | None) -> 
     checked annotations; empty values are no rupture."""
     if TIER not in names:
         raise InputError(path, f"no tier named '{TIER}' (tiers: {', '.join(sorted(names)) or 'none'})")
+    try:
+        found = list(intervals())
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # a tier the reader cannot lay out
+        raise InputError(path, f"tier '{TIER}' cannot be read as episodes with a start and an end "
+                               f"({type(exc).__name__}); give each episode its start, end and label") from None
     items = []
-    for i, (start, end, value) in enumerate(intervals(), start=1):
+    for i, (start, end, value) in enumerate(found, start=1):
         if str(value).strip():
             label, marker = _split_value(str(value))
             items.append((f"tier {TIER} {what} {i}", RuptureAnnotation(float(start), float(end), label, marker)))
@@ -199,6 +204,9 @@ def read_textgrid(path: str | Path, *, duration_s: float | None = None) -> tuple
         tg = textgrid.openTextgrid(str(path), includeEmptyIntervals=False)
     except Exception as exc:  # praatio raises several parser error types
         raise InputError(path, f"not a readable TextGrid ({type(exc).__name__})") from None
+    if TIER in tg.tierNames and not isinstance(tg.getTier(TIER), textgrid.IntervalTier):
+        raise InputError(path, f"tier '{TIER}' is a point tier; rupture episodes need an interval tier (start and "
+                               "end of each episode)")
     return _tier(path, list(tg.tierNames),
                  lambda: [(e.start, e.end, e.label) for e in tg.getTier(TIER).entries], "interval", duration_s)
 

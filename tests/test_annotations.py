@@ -85,6 +85,21 @@ def test_textgrid_tier_is_read_and_a_missing_tier_is_named(tmp_path):
         read_annotations(tmp_path / "s3.TextGrid")
 
 
+def test_a_rupture_point_tier_is_one_line_not_a_traceback(tmp_path):
+    """Trial, 5 December: a TextGrid whose 'rupture' tier was a point tier ended `evaluate` in a traceback
+    ('Point' object has no attribute 'start') that never named the file."""
+    from praatio import textgrid
+    from praatio.utilities.constants import Point
+
+    tg = textgrid.Textgrid()
+    tg.addTier(textgrid.PointTier("rupture", [Point(5.0, "withdrawal")], 0, 20))
+    path = tmp_path / "s4.TextGrid"
+    tg.save(str(path), format="short_textgrid", includeBlankSpaces=True)
+    with pytest.raises(InputError, match=r"^s4.TextGrid: tier 'rupture' is a point tier; rupture episodes need an "
+                                         r"interval tier"):
+        read_annotations(path, duration_s=20)
+
+
 def test_dataset_folder_problems_name_the_folder_or_file(tmp_path):
     from models.dataset import discover_sessions
 
