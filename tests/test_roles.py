@@ -154,6 +154,23 @@ def test_profile_errors_name_the_problem(tmp_path, embedder):
         enrol("t-x", [quiet], embedder=embedder, vad_settings=Settings().vad, data_dir=tmp_path)
 
 
+def test_the_same_clip_twice_does_not_make_up_the_speech_an_enrolment_needs(tmp_path, monkeypatch):
+    """Trial, 5 December: one clip of 4.8 s of speech was refused (5 s needed), the same clip given twice was
+    accepted "from 2 clips"; and a copy under another name is the same recording."""
+    import shutil
+
+    from tests.conftest import SAMPLE_WAV
+
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "data"))
+    shutil.copyfile(SAMPLE_WAV, tmp_path / "copy.wav")
+    for clips in ([SAMPLE_WAV, SAMPLE_WAV], [SAMPLE_WAV, tmp_path / "copy.wav"]):
+        result = CliRunner().invoke(app, ["enroll-voice", "t-dup", *map(str, clips)])
+        assert result.exit_code == 1, result.output
+        said = " ".join(result.output.split())
+        assert f"{clips[1].name}: the same recording as {SAMPLE_WAV.name}" in said, said
+    assert not (tmp_path / "data" / "profiles").exists() or not any((tmp_path / "data" / "profiles").iterdir())
+
+
 @pytest.mark.slow
 def test_enroll_and_analyze_commands_recognise_the_therapist(prefect_harness, therapist_session, tmp_path,
                                                               monkeypatch):

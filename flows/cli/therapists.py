@@ -23,9 +23,10 @@ def enroll_voice(
     """
     from rich.console import Console
 
-    from pipeline.audio import decode
+    from pipeline.audio import decode, recording_sha256
     from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
     from pipeline.errors import PipelineError
+    from pipeline.ids import one_line
     from pipeline.profiles import enrol, profile_path
     from pipeline.settings import Settings
 
@@ -36,6 +37,16 @@ def enroll_voice(
             _error(console, f"a voice profile for {name!r} already exists; "
                           "add --replace to overwrite it", soft_wrap=True)
             raise typer.Exit(1)
+        first: dict[str, Path] = {}  # content → the clip that has it: one recording given twice is not more speech
+        for c in clips:
+            if not c.is_file():
+                continue  # decoding names what it is instead
+            digest = recording_sha256(c)
+            if digest in first:
+                _error(console, f"{one_line(c.name)}: the same recording as {one_line(first[digest].name)}; give each "
+                                "clip once (the profile needs 5 s of speech over different clips)", soft_wrap=True)
+                raise typer.Exit(1)
+            first[digest] = c
         recordings = [decode(c, settings=settings.audio) for c in clips]
         path = enrol(name, recordings, embedder=ResemblyzerEmbedder(), vad_settings=settings.vad,
                      data_dir=settings.data_dir)
