@@ -47,7 +47,7 @@ def write_rttm(diarization: Diarization, path: str | Path, *, uri: str) -> Path:
     return path
 
 
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # ASCII digits only
 
 
 def plain_number(text: str) -> float | None:

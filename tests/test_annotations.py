@@ -159,3 +159,15 @@ def test_an_annotation_file_that_is_not_a_small_text_file_is_refused_in_one_line
             pass
         pytest.fail("reading a FIFO blocked")
     assert "error" in out and "ruptures.csv" in out["error"] and "\n" not in out["error"], out
+
+
+def test_times_in_other_scripts_digits_are_not_read_as_numbers(tmp_path):
+    """Trial, 5 December: an annotation time written in Arabic-Indic digits ("١٢") was read as 12 s: a time in a
+    file is written with the digits 0-9."""
+    from pipeline.rttm import plain_number
+
+    assert plain_number("١٢") is None and plain_number("１２") is None and plain_number("12.5") == 12.5
+    path = tmp_path / "ruptures.csv"
+    path.write_text("start_s,end_s,label\n١٢,20,withdrawal\n", encoding="utf-8")
+    with pytest.raises(InputError, match="line 2: start_s and end_s must be numbers of seconds"):
+        read_annotations(path, duration_s=60)
