@@ -688,8 +688,6 @@ def activate_model(settings, version: str) -> Path:
         ``"default"``, the shipped default cannot be found
         (:func:`default_artifact`).
     """
-    import re
-
     models = user_models_dir(settings.data_dir)
     if version == "default":  # back to the shipped default
         (models / ACTIVE_FILE).unlink(missing_ok=True)
@@ -698,6 +696,9 @@ def activate_model(settings, version: str) -> Path:
         raise ModelArtifactError(f"{version[:80]!r} must be the name of a model in {models} (letters, digits, '.', "
                                  "'_' or '-', starting with a letter or digit), or 'default' for the shipped model")
     folder = models / version
+    if folder.is_dir() and not (folder / CARD_FILE).is_file():
+        raise ModelArtifactError(f"{version!r} in {folder.parent} has no {CARD_FILE}; it is not a saved model "
+                                 "(restore its card, or train one with `alliance retrain`)")
     if not (folder / CARD_FILE).is_file():
         known = sorted(p.parent.name for p in user_models_dir(settings.data_dir).glob(f"*/{CARD_FILE}"))
         raise ModelArtifactError(f"no model {version!r} in {folder.parent}; available: {', '.join(known) or 'none'} "

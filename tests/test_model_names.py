@@ -25,6 +25,13 @@ def settings(tmp_path, monkeypatch):
     return s
 
 
+def test_a_model_folder_without_its_card_is_named_as_such(settings):
+    """Trial, 5 December: `activate-model nocard` said "no model 'nocard'" though the folder was there."""
+    (settings.data_dir / "models" / "nocard").mkdir()
+    with pytest.raises(ModelArtifactError, match="'nocard' in .* has no model_card.json; it is not a saved model"):
+        activate_model(settings, "nocard")
+
+
 def test_activate_model_refuses_paths_and_default_goes_back_to_the_shipped_model(settings, tmp_path):
     outside = tmp_path / "outside"
     shutil.copytree(default_artifact(), outside)
