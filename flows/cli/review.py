@@ -61,9 +61,11 @@ def export_reviews_cmd(out: Path = typer.Option(..., "--out", help="Folder for t
     Only sessions whose consent allows research use are exported; each other session is named with its reason.
     """
     from flows.export import export_reviews
+    from pipeline.ids import one_line
     from pipeline.settings import Settings
 
     settings = Settings()
+    shown = one_line(str(out))  # a path with a line break must not print a line of its own
     if inbox is not None:
         settings = settings.model_copy(update={"inbox_dir": inbox})
     if settings.inbox_dir is None:
@@ -72,22 +74,22 @@ def export_reviews_cmd(out: Path = typer.Option(..., "--out", help="Folder for t
         raise typer.Exit(2)
     blocked = next((p for p in [out, *out.parents] if p.exists() and not p.is_dir()), None)
     if blocked is not None:
-        typer.echo(f"error: --out {out}: {blocked} is a file, not a folder; give a folder", err=True)
+        typer.echo(f"error: --out {shown}: {one_line(str(blocked))} is a file, not a folder; give a folder", err=True)
         raise typer.Exit(2)
     # an export is data that leaves: inside the inbox or the data directory, purge and retention would take it for
     # their own files (and leave the recording behind)
     for name, owner in (("the nightly inbox", settings.inbox_dir), ("the data directory", settings.data_dir)):
         if Path(owner).resolve() in [out.resolve(), *out.resolve().parents]:
-            typer.echo(f"error: --out {out} is inside {name} ({owner}); give a folder outside it", err=True)
+            typer.echo(f"error: --out {shown} is inside {name} ({owner}); give a folder outside it", err=True)
             raise typer.Exit(2)
     try:
         result = export_reviews(settings, out)
     except OSError as exc:
-        typer.echo(f"error: --out {out}: cannot write the export ({exc.strerror or exc}); sessions exported so "
+        typer.echo(f"error: --out {shown}: cannot write the export ({exc.strerror or exc}); sessions exported so "
                    "far are recorded for purge", err=True)
         raise typer.Exit(1) from None
     for line in result["skipped"]:
         typer.echo(f"skipped {line}", err=True)
     for line in result["left_out"]:  # of a session that was exported (5 December trial: it read "skipped")
         typer.echo(f"exported {line}", err=True)
-    typer.echo(f"Exported {len(result['exported'])} reviewed sessions to {out}")
+    typer.echo(f"Exported {len(result['exported'])} reviewed sessions to {shown}")

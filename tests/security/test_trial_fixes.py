@@ -184,3 +184,17 @@ def test_a_taken_session_id_made_from_the_file_name_says_so():
     given = id_taken_reason("b.wav", "s-x", from_file_name=False)
     assert given.startswith("b.wav: session id 's-x' is already used for another recording")
     assert "file name" not in given
+
+
+def test_export_reviews_prints_an_odd_output_path_on_one_line(tmp_path, monkeypatch):
+    """Trial, 5 December: `export-reviews --out $'a\\nb'` printed the path over two lines (a forged second line)."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "inbox").mkdir()
+    out = tmp_path / "exp" / "a\nerror: forged"
+    result = CliRunner().invoke(app, ["export-reviews", "--out", str(out), "--inbox", str(tmp_path / "inbox")])
+    assert result.exit_code == 0, result.output
+    assert not any(line.startswith("error: forged") for line in result.output.splitlines()), result.output
