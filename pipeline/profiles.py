@@ -17,10 +17,18 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.errors import InputError
+from pipeline.roles import PROFILE_MIN_SIMILARITY
 from pipeline.types import Recording
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MIN_ENROL_SPEECH_S = 5.0
+MIN_CHANNEL_SPEECH_S = 1.0  # a channel with less speech is not compared (cross-talk, a second microphone)
+# Two channels of one clip are one voice when their resemblyzer embeddings are at least as similar as a session
+# speaker must be to the profile to be taken for the therapist (pipeline.roles.PROFILE_MIN_SIMILARITY): below it,
+# the two could not both be recognised as the therapist. Measured on the read Dutch clips in tests/data
+# (5 December): two speakers at most 0.62 (median 0.55); the channels of one recording of one person are closer
+# than two clips of that person (0.67-0.94, median 0.81).
+SAME_VOICE_MIN_SIMILARITY = PROFILE_MIN_SIMILARITY
 
 
 def profile_path(data_dir: Path, name: str) -> Path:
@@ -72,7 +80,8 @@ def enrol(name: str, recordings: Sequence[Recording], *, embedder, vad_settings,
     Raises
     ------
     InputError
-        A clip holds no speech, or all clips together hold less than 5 s.
+        A clip holds no speech, its channels (when ``channels`` was kept) hold different voices, or all clips
+        together hold less than 5 s.
     """
     from pipeline.embedders import speaker_embeddings
     from pipeline.vad import detect_speech
@@ -83,6 +92,17 @@ def enrol(name: str, recordings: Sequence[Recording], *, embedder, vad_settings,
         regions = detect_speech(rec.samples, rec.sample_rate_hz, settings=vad_settings)
         if not regions:
             raise InputError(rec.path, "no speech found in this enrolment clip; give clean clips of the therapist")
+        if rec.channels is not None:  # the mix averages the channels: two people would make one profile of two voices
+            voices = []
+            for channel in rec.channels:
+                heard = detect_speech(channel, rec.sample_rate_hz, settings=vad_settings)
+                if sum(r.duration for r in heard) >= MIN_CHANNEL_SPEECH_S:
+                    v = speaker_embeddings(channel, rec.sample_rate_hz, heard, embedder=embedder)["all"]
+                    voices.append(v / max(np.linalg.norm(v), 1e-12))
+            similarity = min((float(a @ b) for i, a in enumerate(voices) for b in voices[i + 1:]), default=1.0)
+            if similarity < SAME_VOICE_MIN_SIMILARITY:
+                raise InputError(rec.path, f"its channels hold different voices (similarity {similarity:.2f}, under "
+                                           f"{SAME_VOICE_MIN_SIMILARITY:.2f}); give clips of the therapist alone")
         speech_s += sum(r.duration for r in regions)
         vectors.append(speaker_embeddings(rec.samples, rec.sample_rate_hz, regions, embedder=embedder)["all"])
     if speech_s < MIN_ENROL_SPEECH_S:

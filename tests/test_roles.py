@@ -154,6 +154,30 @@ def test_profile_errors_name_the_problem(tmp_path, embedder):
         enrol("t-x", [quiet], embedder=embedder, vad_settings=Settings().vad, data_dir=tmp_path)
 
 
+@pytest.mark.slow  # the speaker encoder on four clips
+def test_a_stereo_clip_whose_channels_hold_two_people_is_refused(tmp_path, embedder):
+    """Trial, 5 December: a stereo clip with another person on its second channel was averaged into one profile of
+    two voices, and accepted. The same person on both channels still enrols."""
+    import soundfile as sf
+
+    from tests.conftest import ROOT
+
+    def clip(name):
+        return decode(next(ROOT.glob(f"tests/data/dutch/*/{name}"))).samples
+
+    her = np.concatenate([clip("nl_rhasspy_97.flac"), clip("nl_rhasspy_118.flac")])
+    him = np.concatenate([clip("vl04108.flac"), clip("vl00203.flac")])
+    n = max(her.size, him.size)
+    two = np.stack([np.pad(her, (0, n - her.size)), np.pad(him, (0, n - him.size))], axis=1)
+    sf.write(tmp_path / "two.wav", two, 16000)
+    sf.write(tmp_path / "one.wav", np.stack([her, her * 0.5], axis=1), 16000)
+    with pytest.raises(InputError, match=r"two.wav: its channels hold different voices \(similarity 0\.\d\d"):
+        enrol("t-x", [decode(tmp_path / "two.wav", keep_channels=True)], embedder=embedder,
+              vad_settings=Settings().vad, data_dir=tmp_path)
+    assert enrol("t-x", [decode(tmp_path / "one.wav", keep_channels=True)], embedder=embedder,
+                 vad_settings=Settings().vad, data_dir=tmp_path).is_file()
+
+
 def test_the_same_clip_twice_does_not_make_up_the_speech_an_enrolment_needs(tmp_path, monkeypatch):
     """Trial, 5 December: one clip of 4.8 s of speech was refused (5 s needed), the same clip given twice was
     accepted "from 2 clips"; and a copy under another name is the same recording."""

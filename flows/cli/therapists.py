@@ -47,7 +47,7 @@ def enroll_voice(
                                 "clip once (the profile needs 5 s of speech over different clips)", soft_wrap=True)
                 raise typer.Exit(1)
             first[digest] = c
-        recordings = [decode(c, settings=settings.audio) for c in clips]
+        recordings = [decode(c, settings=settings.audio, keep_channels=True) for c in clips]
         path = enrol(name, recordings, embedder=ResemblyzerEmbedder(), vad_settings=settings.vad,
                      data_dir=settings.data_dir)
     except PipelineError as exc:
