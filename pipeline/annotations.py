@@ -164,11 +164,20 @@ def read_eaf(path: str | Path, *, duration_s: float | None = None) -> tuple[Rupt
         raise InputError(path, "annotation file not found")
     try:
         eaf = pympi.Elan.Eaf(str(path))
+    except KeyError as exc:  # an XML attribute the format requires is missing
+        what = ("a time slot without a time (every episode needs its start and end time)"
+                if exc.args and exc.args[0] == "TIME_VALUE" else f"an element without its {exc.args[0]!s:.40} attribute")
+        raise InputError(path, f"not a readable ELAN file: {what}") from None
     except Exception as exc:  # pympi raises bare parser errors of several kinds
         raise InputError(path, f"not a readable ELAN file ({type(exc).__name__})") from None
-    return _tier(path, list(eaf.get_tier_names()),
-                 lambda: [(a[0] / 1000.0, a[1] / 1000.0, a[2]) for a in sorted(eaf.get_annotation_data_for_tier(TIER))],
-                 "annotation", duration_s)
+    def episodes():
+        found = eaf.get_annotation_data_for_tier(TIER)
+        if any(a[0] is None or a[1] is None for a in found):
+            raise InputError(path, f"tier '{TIER}' has an annotation at a time slot without a time (every episode "
+                                   "needs its start and end time)")
+        return [(a[0] / 1000.0, a[1] / 1000.0, a[2]) for a in sorted(found)]
+
+    return _tier(path, list(eaf.get_tier_names()), episodes, "annotation", duration_s)
 
 
 def read_textgrid(path: str | Path, *, duration_s: float | None = None) -> tuple[RuptureAnnotation, ...]:

@@ -171,3 +171,22 @@ def test_times_in_other_scripts_digits_are_not_read_as_numbers(tmp_path):
     path.write_text("start_s,end_s,label\n١٢,20,withdrawal\n", encoding="utf-8")
     with pytest.raises(InputError, match="line 2: start_s and end_s must be numbers of seconds"):
         read_annotations(path, duration_s=60)
+
+
+def test_an_elan_time_slot_without_a_time_is_said_in_words(tmp_path):
+    """Trial, 5 December: an ELAN file whose episode ends at a time slot without a time said "(KeyError)"."""
+    path = tmp_path / "s5.eaf"
+    path.write_text('''<?xml version="1.0" encoding="UTF-8"?>
+<ANNOTATION_DOCUMENT AUTHOR="" DATE="2026-12-05T00:00:00+00:00" FORMAT="3.0" VERSION="3.0"
+ xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+ xsi:noNamespaceSchemaLocation="http://www.mpi.nl/tools/elan/EAFv3.0.xsd">
+<HEADER MEDIA_FILE="" TIME_UNITS="milliseconds"/>
+<TIME_ORDER><TIME_SLOT TIME_SLOT_ID="ts1" TIME_VALUE="1000"/><TIME_SLOT TIME_SLOT_ID="ts2"/></TIME_ORDER>
+<TIER LINGUISTIC_TYPE_REF="default-lt" TIER_ID="rupture"><ANNOTATION><ALIGNABLE_ANNOTATION ANNOTATION_ID="a1"
+ TIME_SLOT_REF1="ts1" TIME_SLOT_REF2="ts2"><ANNOTATION_VALUE>withdrawal</ANNOTATION_VALUE></ALIGNABLE_ANNOTATION>
+</ANNOTATION></TIER>
+<LINGUISTIC_TYPE GRAPHIC_REFERENCES="false" LINGUISTIC_TYPE_ID="default-lt" TIME_ALIGNABLE="true"/>
+</ANNOTATION_DOCUMENT>''', encoding="utf-8")
+    with pytest.raises(InputError, match=r"^s5.eaf: .*time slot without a time") as info:
+        read_annotations(path, duration_s=60)
+    assert "KeyError" not in str(info.value)
