@@ -291,6 +291,9 @@ class OverlapSettings(BaseModel):
         if self.second_speaker_offset > self.second_speaker_onset:
             raise ValueError(f"second_speaker_offset ({self.second_speaker_offset:g}) must not be above "
                              f"second_speaker_onset ({self.second_speaker_onset:g})")
+        if self.model_sha256 is not None and self.model_path is None:
+            raise ValueError("model_sha256 is set but model_path is not: the sha256 checks a model you give; the "
+                             "installed model is always checked")
         return self
 
 

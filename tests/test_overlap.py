@@ -219,7 +219,11 @@ def test_every_model_file_problem_is_one_line_naming_the_variable(tmp_path):
 def test_the_overlap_model_sha256_setting_must_be_a_sha256():
     with pytest.raises(ValueError, match="64 hexadecimal digits"):
         OverlapSettings(model_sha256="xyz")
-    assert OverlapSettings(model_sha256="A" * 64).model_sha256 == "a" * 64
+    assert OverlapSettings(model_sha256="A" * 64, model_path="/m.onnx").model_sha256 == "a" * 64
+    # trial, 5 December: a sha256 without a model path was accepted and checked nothing (the pinned model is
+    # always checked against its own digest)
+    with pytest.raises(ValueError, match="model_sha256 is set but model_path is not"):
+        OverlapSettings(model_sha256="a" * 64)
 
 
 # ---------------------------------------------------------------- the model on audio
