@@ -855,15 +855,24 @@ def check_holdout_apart(data_dirs: Sequence[str | Path], holdout_dirs: Sequence[
     Raises
     ------
     InputError
-        A session id found in both (the message lists them), or a folder problem from ``discover_sessions``.
+        A session id found in both (the message lists them), a held-out recording with the same content as a
+        training recording, or a folder problem from ``discover_sessions``.
     """
     from models.dataset import discover_sessions
+    from pipeline.audio import recording_sha256
 
-    train_ids = {s.session_id for d in data_dirs for s in discover_sessions(d)}
-    both = sorted(train_ids & {s.session_id for d in holdout_dirs for s in discover_sessions(d)})
+    train = [s for d in data_dirs for s in discover_sessions(d)]
+    held = [s for d in holdout_dirs for s in discover_sessions(d)]
+    both = sorted({s.session_id for s in train} & {s.session_id for s in held})
     if both:
         raise InputError(None, f"held-out sessions are also training sessions: {', '.join(both[:10])}"
                                f"{' ...' if len(both) > 10 else ''}; give --holdout other sessions")
+    trained = {recording_sha256(s.recording): s.session_id for s in train}  # regular files (discover_sessions)
+    for s in held:  # the same recording under another id: the held-out figures would score what was trained on
+        twin = trained.get(recording_sha256(s.recording))
+        if twin is not None:
+            raise InputError(s.recording, f"held-out session {s.session_id} has the same recording as training "
+                                          f"session {twin} (identical content); give --holdout other recordings")
 
 
 def counted(n: int, one: str, many: str) -> str:

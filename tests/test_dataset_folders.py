@@ -16,8 +16,9 @@ from pipeline.errors import InputError
 
 def _session(folder, client="c-1", recording=True):
     folder.mkdir(parents=True)
-    if recording:
-        sf.write(folder / "recording.wav", np.zeros(16000, dtype=np.float32), 16000)
+    if recording:  # each session its own content: one recording under two sessions is refused
+        level = (sum(folder.name.encode()) % 97 + 1) / 1000
+        sf.write(folder / "recording.wav", np.full(16000, level, dtype=np.float32), 16000)
     (folder / "metadata.json").write_text(json.dumps({
         "session_id": folder.name, "client_id": client, "language": "nl",
         "consent": {"analysis": True, "research_use": True}}), encoding="utf-8")
@@ -136,3 +137,17 @@ def test_recordings_that_are_pipes_or_devices_and_linked_session_folders_are_ref
         "session_id": "s4", "client_id": "c-1", "language": "nl", "consent": {"analysis": True, "research_use": True}}))
     with pytest.raises(InputError, match=r"^s4/recording.wav: session s4 has the same recording as session s1"):
         load_dataset([ds], Settings(data_dir=tmp_path / "data"))
+
+
+def test_a_held_out_recording_that_is_also_a_training_recording_is_refused_by_content(tmp_path):
+    """Trial, 5 December: the same recording under another session id in --data and --holdout was not refused (only
+    ids were compared), so the card's held-out figures could score a recording the model trained on."""
+    from models.training import check_holdout_apart
+
+    _session(tmp_path / "train" / "s1")
+    _session(tmp_path / "held" / "s9", client="c-9")
+    shutil.copyfile(tmp_path / "train" / "s1" / "recording.wav", tmp_path / "held" / "s9" / "recording.wav")
+    with pytest.raises(InputError, match=r"held-out session s9 has the same recording as training session s1"):
+        check_holdout_apart([tmp_path / "train"], [tmp_path / "held"])
+    sf.write(tmp_path / "held" / "s9" / "recording.wav", np.full(16000, 0.2, dtype=np.float32), 16000)
+    check_holdout_apart([tmp_path / "train"], [tmp_path / "held"])  # other content: fine
