@@ -164,6 +164,22 @@ def test_every_checkpoint_problem_names_the_variable(tmp_path):
         assert words in str(info.value) and "ALLIANCE_ASR__CHECKPOINT" in str(info.value), str(info.value)
 
 
+def test_a_checkpoint_of_another_model_is_refused_by_the_check_before_any_work(tmp_path, settings):
+    """Trial, 5 December: a valid PyTorch file that is not a Whisper checkpoint passed the check before work, so
+    the nightly run sent a good recording to failed/ instead of stopping in one line naming the variable."""
+    import torch
+
+    from pipeline.asr import check_backend
+    from pipeline.errors import BackendUnavailableError
+
+    for content in ({"layer.weight": torch.zeros(2)}, {"dims": {"n_mels": 80}, "model_state_dict": {}}):
+        path = tmp_path / "other.pt"
+        torch.save(content, path)
+        with pytest.raises(BackendUnavailableError, match="not a usable openai-whisper checkpoint") as info:
+            check_backend(AsrSettings(backend="openai-whisper", checkpoint=path), model_cache_dir=settings.model_cache_dir)
+        assert "ALLIANCE_ASR__CHECKPOINT" in str(info.value) and "\n" not in str(info.value)
+
+
 @pytest.mark.slow
 def test_cli_converts_and_analyses_with_the_openai_backend(prefect_harness, checkpoint, tmp_path, monkeypatch):
     import json

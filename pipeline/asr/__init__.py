@@ -92,9 +92,10 @@ def load_backend(settings: AsrSettings, *, model_cache_dir, vad_settings: VadSet
 
 
 def check_backend(settings: AsrSettings, *, model_cache_dir) -> None:
-    """Find the configured backend's weights without loading them (a quick check before any work).
+    """Find the configured backend's weights (a quick check before any work).
 
-    The openai-whisper checkpoint is converted here on first use (about 1 s).
+    The openai-whisper checkpoint is converted here on first use (about 1 s); one the user gave
+    (``settings.checkpoint``) is loaded once, so a PyTorch file of another model is refused here.
 
     Parameters
     ----------
@@ -115,7 +116,15 @@ def check_backend(settings: AsrSettings, *, model_cache_dir) -> None:
     from pipeline.asr.model_store import resolve_checkpoint, resolve_model_dir
 
     if settings.backend == "openai-whisper":
-        resolve_checkpoint(settings.checkpoint, model_dir=settings.model_dir, cache_dir=model_cache_dir)
+        path = resolve_checkpoint(settings.checkpoint, model_dir=settings.model_dir, cache_dir=model_cache_dir)
+        if settings.checkpoint is not None:  # a file the user gave: a PyTorch file of another model passes the above
+            from pipeline.asr.openai_whisper_backend import load_checkpoint
+            from pipeline.errors import BackendUnavailableError
+
+            try:
+                load_checkpoint(path)  # about 1 s for base; the analysis loads it again
+            except BackendUnavailableError as exc:
+                raise BackendUnavailableError(f"{exc} (ALLIANCE_ASR__CHECKPOINT)") from None
     else:
         resolve_model_dir(settings.model_dir, cache_dir=model_cache_dir)
 
