@@ -52,6 +52,21 @@ def test_eval_diarization_command_prints_der_with_its_collar():
 
 
 @pytest.mark.slow
+def test_eval_diarization_names_a_file_with_a_line_break_on_one_row(tmp_path):
+    """Trial, 5 December: a file name holding a line break or a tab split its row over two table lines."""
+    import shutil
+
+    odd = tmp_path / "b\nc.wav"
+    shutil.copyfile(SAMPLE_WAV, odd)
+    (tmp_path / "ref.rttm").write_text(SAMPLE_RTTM.read_text())
+    result = CliRunner().invoke(app, ["eval-diarization", str(odd), "--reference", str(tmp_path / "ref.rttm")],
+                                env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if line.startswith("│")]
+    assert len(rows) == 1 and "b\\nc.wav" in rows[0], rows
+
+
+@pytest.mark.slow
 def test_eval_diarization_scores_a_dataset_session_by_its_folder_name(tmp_path):
     """A simulated or annotated session is <id>/recording.wav with <id>/reference.rttm, whose turns are filed under
     <id>: the command said "no turns for 'recording'" (fresh-user trial)."""

@@ -89,7 +89,7 @@ def eval_diarization(
                                 f"({exc.strerror or type(exc).__name__})", soft_wrap=True)
                 raise typer.Exit(2) from None
         pct = lambda s: f"{s:.2f} s ({100 * s / score.total_s:.1f} %)" if score.total_s else f"{s:.2f} s"  # noqa: E731
-        table.add_row(path.name, str(len(result.speakers)), f"{100 * score.der:.1f} %", pct(score.missed_s),
+        table.add_row(one_line(path.name), str(len(result.speakers)), f"{100 * score.der:.1f} %", pct(score.missed_s),
                       pct(score.false_alarm_s), pct(score.confusion_s), f"{score.total_s:.2f} s")
     if table.row_count:
         if not console.is_terminal:  # piped or redirected: one line per file, however wide, for whoever reads it
