@@ -165,9 +165,14 @@ def read_eaf(path: str | Path, *, duration_s: float | None = None) -> tuple[Rupt
     try:
         eaf = pympi.Elan.Eaf(str(path))
     except KeyError as exc:  # an XML attribute the format requires is missing
-        what = ("a time slot without a time (every episode needs its start and end time)"
-                if exc.args and exc.args[0] == "TIME_VALUE" else f"an element without its {exc.args[0]!s:.40} attribute")
+        name = str(exc.args[0] if exc.args else "").rsplit("}", 1)[-1]  # {namespace}name → name
+        what = ("it lacks the ELAN header (the xsi namespace and schema location ELAN writes); save it from ELAN "
+                "again" if name == "noNamespaceSchemaLocation"
+                else f"an element lacks its {name[:40]} attribute")
         raise InputError(path, f"not a readable ELAN file: {what}") from None
+    except ValueError:  # int() of a time slot's value
+        raise InputError(path, "not a readable ELAN file: a time slot's time is not a whole number of "
+                               "milliseconds") from None
     except Exception as exc:  # pympi raises bare parser errors of several kinds
         raise InputError(path, f"not a readable ELAN file ({type(exc).__name__})") from None
     def episodes():
@@ -212,7 +217,11 @@ def read_textgrid(path: str | Path, *, duration_s: float | None = None) -> tuple
     try:
         tg = textgrid.openTextgrid(str(path), includeEmptyIntervals=False)
     except Exception as exc:  # praatio raises several parser error types
-        raise InputError(path, f"not a readable TextGrid ({type(exc).__name__})") from None
+        kind = type(exc).__name__
+        what = {"DuplicateTierName": "two tiers have the same name; give each tier its own",
+                "ValueError": "a time or a count is not a number"}.get(kind, f"({kind})")
+        raise InputError(path, f"not a readable TextGrid: {what}" if kind in ("DuplicateTierName", "ValueError")
+                         else f"not a readable TextGrid {what}") from None
     if TIER in tg.tierNames and not isinstance(tg.getTier(TIER), textgrid.IntervalTier):
         raise InputError(path, f"tier '{TIER}' is a point tier; rupture episodes need an interval tier (start and "
                                "end of each episode)")

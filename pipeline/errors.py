@@ -11,6 +11,7 @@ from pathlib import Path
 
 # file names every session folder of a dataset shares: a message naming one also names its folder
 GENERIC_NAMES = frozenset({"metadata.json", "ruptures.csv"})
+ANNOTATION_SUFFIXES = frozenset({".eaf", ".textgrid"})  # any name, one per session folder
 
 
 class PipelineError(Exception):
@@ -24,7 +25,7 @@ class InputError(PipelineError):
     ----------
     path : str or Path or None
         The offending file, repeated at the start of the message (with its folder for the files every session
-        has: ``GENERIC_NAMES`` and a dataset's ``recording.*``).
+        has: ``GENERIC_NAMES``, a dataset's ``recording.*`` and its ``.eaf`` or ``.TextGrid``).
     problem : str
         What was found and what was expected.
     """
@@ -34,8 +35,9 @@ class InputError(PipelineError):
         self.problem = problem
         if self.path is None:
             prefix = ""
-        elif (self.path.name in GENERIC_NAMES or self.path.stem == "recording") and self.path.parent.name:
-            # every session has one (a dataset's recording.wav, .flac, ...): name the session too
+        elif ((self.path.name in GENERIC_NAMES or self.path.stem == "recording"
+               or self.path.suffix.lower() in ANNOTATION_SUFFIXES) and self.path.parent.name):
+            # every session has one (a dataset's recording.wav, its ELAN or Praat file, ...): name the session too
             prefix = f"{self.path.parent.name}/{self.path.name}: "
         else:
             prefix = f"{self.path.name}: "

@@ -95,7 +95,7 @@ def test_a_rupture_point_tier_is_one_line_not_a_traceback(tmp_path):
     tg.addTier(textgrid.PointTier("rupture", [Point(5.0, "withdrawal")], 0, 20))
     path = tmp_path / "s4.TextGrid"
     tg.save(str(path), format="short_textgrid", includeBlankSpaces=True)
-    with pytest.raises(InputError, match=r"^s4.TextGrid: tier 'rupture' is a point tier; rupture episodes need an "
+    with pytest.raises(InputError, match=r"/s4.TextGrid: tier 'rupture' is a point tier; rupture episodes need an "
                                          r"interval tier"):
         read_annotations(path, duration_s=20)
 
@@ -187,6 +187,45 @@ def test_an_elan_time_slot_without_a_time_is_said_in_words(tmp_path):
 </ANNOTATION></TIER>
 <LINGUISTIC_TYPE GRAPHIC_REFERENCES="false" LINGUISTIC_TYPE_ID="default-lt" TIME_ALIGNABLE="true"/>
 </ANNOTATION_DOCUMENT>''', encoding="utf-8")
-    with pytest.raises(InputError, match=r"^s5.eaf: .*time slot without a time") as info:
+    with pytest.raises(InputError, match=r"/s5.eaf: .*time slot without a time") as info:
         read_annotations(path, duration_s=60)
     assert "KeyError" not in str(info.value)
+
+
+def test_annotation_file_problems_name_the_session_and_say_what_is_wrong(tmp_path):
+    """Trial, 5 December: errors in a session's .eaf or .TextGrid named only the file (every session may hold an
+    ann.eaf), and some said only "(ValueError)", "(DuplicateTierName)" or a cut namespace."""
+    from praatio import textgrid
+    from praatio.utilities.constants import Interval
+
+    folder = tmp_path / "s7"
+    folder.mkdir()
+    eaf = folder / "ann.eaf"
+    head = ('<?xml version="1.0" encoding="UTF-8"?>\n<ANNOTATION_DOCUMENT AUTHOR="" DATE="2026-12-05T00:00:00+00:00" '
+            'FORMAT="3.0" VERSION="3.0"{ns}>\n<HEADER MEDIA_FILE="" TIME_UNITS="milliseconds"/>\n'
+            '<TIME_ORDER><TIME_SLOT TIME_SLOT_ID="ts1" TIME_VALUE="{t}"/></TIME_ORDER>\n</ANNOTATION_DOCUMENT>')
+    ns = (' xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+          'xsi:noNamespaceSchemaLocation="http://www.mpi.nl/tools/elan/EAFv3.0.xsd"')
+    for namespace, t, said in (("", "1000", "ELAN header"), (ns, "", "not a whole number of milliseconds")):
+        eaf.write_text(head.format(ns=namespace, t=t), encoding="utf-8")
+        with pytest.raises(InputError) as info:
+            read_annotations(eaf)
+        message = str(info.value)
+        assert message.startswith("s7/ann.eaf: ") and said in message, message
+        assert "Error" not in message and "{http" not in message, message
+    tg = textgrid.Textgrid()
+    tg.addTier(textgrid.IntervalTier("rupture", [Interval(1.0, 2.0, "withdrawal")], 0, 20))
+    path = folder / "ann.TextGrid"
+    tg.save(str(path), format="long_textgrid", includeBlankSpaces=True)
+    text = path.read_text()
+    path.write_text(text + text[text.index("    item [1]:"):].replace("item [1]", "item [2]").replace(
+        "size = 1", "size = 2"), encoding="utf-8")
+    path.write_text(path.read_text().replace("size = 1", "size = 2"), encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        read_annotations(path)
+    assert str(info.value).startswith("s7/ann.TextGrid: ") and "two tiers have the same name" in str(info.value), \
+        str(info.value)
+    path.write_text(text.replace("xmax = 2", "xmax = two"), encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        read_annotations(path)
+    assert str(info.value).startswith("s7/ann.TextGrid: ") and "Error" not in str(info.value), str(info.value)
