@@ -59,6 +59,41 @@ def profile_path(data_dir: Path, name: str) -> Path:
     return Path(data_dir) / "profiles" / f"{name}.json"
 
 
+def same_audio(a: np.ndarray, b: np.ndarray, sample_rate_hz: int, *, max_shift_s: float = 0.1,
+               min_correlation: float = 0.95) -> bool:
+    """Whether two decoded clips are one recording saved twice (another format, bit depth or channel layout).
+
+    The clips must last the same within ``max_shift_s``, and their normalised cross-correlation, over shifts of up
+    to ``max_shift_s`` (an encoder's delay), must reach ``min_correlation``; two takes of the same words by the same
+    person stay far below it.
+
+    Parameters
+    ----------
+    a, b : np.ndarray, shape (n_samples,)
+        Mono samples at ``sample_rate_hz``.
+    sample_rate_hz : int
+    max_shift_s : float >= 0
+        Largest difference in length and shift, in s.
+    min_correlation : float in (0, 1]
+
+    Returns
+    -------
+    bool
+    """
+    from scipy.signal import correlate
+
+    shift = int(max_shift_s * sample_rate_hz)
+    if abs(a.size - b.size) > shift or min(a.size, b.size) == 0:
+        return False
+    n = min(a.size, b.size, 30 * sample_rate_hz)  # the first 30 s decide
+    x, y = a[:n].astype(np.float64), b[:n].astype(np.float64)
+    norm = np.sqrt(np.sum(x * x) * np.sum(y * y))
+    if norm == 0:
+        return False
+    c = correlate(x, y, mode="full", method="fft")[n - 1 - shift: n + shift] / norm
+    return bool(c.max() >= min_correlation)
+
+
 def enrol(name: str, recordings: Sequence[Recording], *, embedder, vad_settings, data_dir: Path) -> Path:
     """Build a therapist's voice profile from clean clips and store it.
 

@@ -193,6 +193,16 @@ def test_the_same_clip_twice_does_not_make_up_the_speech_an_enrolment_needs(tmp_
         said = " ".join(result.output.split())
         assert f"{clips[1].name}: the same recording as {SAMPLE_WAV.name}" in said, said
     assert not (tmp_path / "data" / "profiles").exists() or not any((tmp_path / "data" / "profiles").iterdir())
+    # second trial: the same audio saved again in another format or depth is the same recording too
+    import soundfile as sf
+
+    audio = decode(SAMPLE_WAV).samples
+    sf.write(tmp_path / "again.flac", audio, 16000)
+    sf.write(tmp_path / "again24.wav", np.stack([audio, audio], axis=1), 16000, subtype="PCM_24")
+    for other in ("again.flac", "again24.wav"):
+        result = CliRunner().invoke(app, ["enroll-voice", "t-dup", str(SAMPLE_WAV), str(tmp_path / other)])
+        said = " ".join(result.output.split())
+        assert result.exit_code == 1 and f"{other}: the same recording as {SAMPLE_WAV.name}" in said, said
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ def enroll_voice(
     from pipeline.embedders.resemblyzer_backend import ResemblyzerEmbedder
     from pipeline.errors import PipelineError
     from pipeline.ids import one_line
-    from pipeline.profiles import enrol, profile_path
+    from pipeline.profiles import enrol, profile_path, same_audio
     from pipeline.settings import Settings
 
     console = Console(stderr=True)
@@ -48,12 +48,19 @@ def enroll_voice(
                 raise typer.Exit(1)
             first[digest] = c
         recordings = [decode(c, settings=settings.audio, keep_channels=True) for c in clips]
+        for j, later in enumerate(recordings):  # the same audio saved again (another format, depth, channels)
+            twin = next((r for r in recordings[:j] if same_audio(r.samples, later.samples, r.sample_rate_hz)), None)
+            if twin is not None:
+                _error(console, f"{one_line(clips[j].name)}: the same recording as "
+                                f"{one_line(clips[recordings.index(twin)].name)}; give each clip once (the profile "
+                                "needs 5 s of speech over different clips)", soft_wrap=True)
+                raise typer.Exit(1)
         path = enrol(name, recordings, embedder=ResemblyzerEmbedder(), vad_settings=settings.vad,
                      data_dir=settings.data_dir)
     except PipelineError as exc:
         _error(console, f"{exc}", soft_wrap=True)
         raise typer.Exit(1) from None
-    typer.echo(f"Voice profile for {name} from {len(clips)} clips: {path}")
+    typer.echo(f"Voice profile for {name} from {len(clips)} clip{'s' * (len(clips) != 1)}: {path}")
 
 
 app.command("enroll-voice")(enroll_voice)
