@@ -864,9 +864,11 @@ def load_model(folder: Path | None = None) -> ModelBundle:
             f"{folder.name}: {CARD_FILE}: its markers or inputs do not belong to {MODEL_FILE} (the card's "
             "feature_names, inputs or context were edited, or the card comes from another model); restore the "
             "card saved with the model or retrain")
-    shipped = ARTIFACTS_DIR / str(card.get("version", ""))
-    if (re.fullmatch(MODEL_NAME, str(card.get("version", ""))) and (shipped / CARD_FILE).is_file()
-            and folder.resolve() != shipped.resolve() and _shipped_binding(shipped) != bound):
+    claimed = str(card.get("version", "")).strip().lower()  # "SIM-V6" reads as sim-v6 to a person
+    shipped = next((p for p in ARTIFACTS_DIR.iterdir() if p.name.lower() == claimed), ARTIFACTS_DIR / "-") \
+        if re.fullmatch(MODEL_NAME, claimed) else ARTIFACTS_DIR / "-"
+    if ((shipped / CARD_FILE).is_file() and folder.resolve() != shipped.resolve()
+            and _shipped_binding(shipped) != bound):
         # reports and cards name the model by its version: another model may not pass for a shipped one
         raise ModelArtifactError(
             f"{folder.name}: {CARD_FILE}: says it is the shipped model {card['version']}, but it is another model "

@@ -156,3 +156,7 @@ def test_a_model_that_takes_a_shipped_models_name_is_refused(tmp_path, copy):
     with pytest.raises(ModelArtifactError, match=f"evil: {'model_card.json'}: says it is the shipped model "
                                                  f"{SHIPPED.name}, but it is another model"):
         load_model(other)
+    card["version"] = SHIPPED.name.upper()  # second trial: "SIM-V6" passed for sim-v6 in reports
+    (other / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelArtifactError, match=f"says it is the shipped model {SHIPPED.name.upper()}"):
+        load_model(other)
