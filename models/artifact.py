@@ -808,6 +808,12 @@ def load_model(folder: Path | None = None) -> ModelBundle:
 
     folder = Path(folder) if folder is not None else default_artifact()
     card_path, model_path = folder / CARD_FILE, folder / MODEL_FILE
+    if not folder.is_dir():
+        raise ModelArtifactError(f"{folder}: the model folder does not exist" if not folder.exists()
+                                 else f"{folder}: a file, not a model folder")
+    for part in (model_path, card_path):  # a pipe or /dev/zero would be read for ever
+        if part.exists() and not part.is_file():
+            raise ModelArtifactError(f"{folder}: {part.name} is not a regular file (a folder, a device or a pipe)")
     if not card_path.is_file() or not model_path.is_file():
         raise ModelArtifactError(f"{folder}: not a classifier artifact (expected {MODEL_FILE} and {CARD_FILE})")
     try:

@@ -160,3 +160,22 @@ def test_a_model_that_takes_a_shipped_models_name_is_refused(tmp_path, copy):
     (other / "model_card.json").write_text(json.dumps(card))
     with pytest.raises(ModelArtifactError, match=f"says it is the shipped model {SHIPPED.name.upper()}"):
         load_model(other)
+
+
+def test_a_missing_folder_or_a_model_file_that_is_a_device_is_said_as_such(tmp_path, copy):
+    """Second trial, 5 December: a missing folder, and a model.skops linked to /dev/zero or a card that is a pipe,
+    all said "not a classifier artifact (expected model.skops and model_card.json)" though both names were there."""
+    import os
+
+    with pytest.raises(ModelArtifactError, match="gone: the model folder does not exist"):
+        load_model(tmp_path / "gone")
+    (copy / "model.skops").unlink()
+    os.symlink("/dev/zero", copy / "model.skops")
+    with pytest.raises(ModelArtifactError, match="model.skops is not a regular file"):
+        load_model(copy)
+    os.unlink(copy / "model.skops")
+    shutil.copy(SHIPPED / "model.skops", copy / "model.skops")
+    (copy / "model_card.json").unlink()
+    os.mkfifo(copy / "model_card.json")
+    with pytest.raises(ModelArtifactError, match="model_card.json is not a regular file"):
+        load_model(copy)

@@ -49,7 +49,7 @@ def test_a_missing_model_fails_before_decoding(clinic, monkeypatch):
     monkeypatch.setenv("ALLIANCE_MODEL__ACTIVE_MODEL", str(clinic["root"] / "no-such-model"))
     before = files_under(clinic["root"])
     with pytest.raises(ModelArtifactError,
-                       match=r"no-such-model: cannot be loaded as a classifier \(not a classifier artifact"):
+                       match=r"no-such-model: cannot be loaded as a classifier \(the model folder does not exist"):
         run_session(clinic["wav"], session_id="s-1")
     _nothing_started(clinic, before)
 
