@@ -260,6 +260,30 @@ def _check_file(path: Path) -> None:
                                f"(at most {MAX_ANNOTATION_BYTES / 1e6:.0f} MB)")
 
 
+def _ascii_digits_only(path: Path) -> None:
+    """Refuse an ELAN or Praat file that writes digits of another script anywhere.
+
+    Their parsers read times with Python's ``int`` and ``float``, which take "١" (Arabic-Indic one) for 1; the CSV
+    reader refuses such a time (:func:`pipeline.rttm.plain_number`), so these formats must too. Episode labels are
+    words, so the whole file is checked.
+    """
+    import unicodedata
+
+    raw = path.read_bytes()
+    for encoding in ("utf-8-sig", "utf-16"):  # Praat writes UTF-16 when a label needs it
+        try:
+            text = raw.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        return  # the parser names the encoding problem
+    odd = next((c for c in text if c.isdecimal() and not "0" <= c <= "9"), None)
+    if odd is not None:
+        raise InputError(path, f"times must be written with the digits 0-9; found {odd!r} "
+                               f"({unicodedata.name(odd, 'a digit of another script').lower()})")
+
+
 def read_annotations(path: str | Path, *, duration_s: float | None = None) -> tuple[RuptureAnnotation, ...]:
     """Read rupture annotations in any supported format, chosen by the file's suffix.
 
@@ -294,6 +318,7 @@ def read_annotations(path: str | Path, *, duration_s: float | None = None) -> tu
     _check_file(path)
     if suffix == ".csv":
         return read_rupture_csv(path, duration_s=duration_s)
+    _ascii_digits_only(path)
     if suffix == ".eaf":
         return read_eaf(path, duration_s=duration_s)
     if suffix == ".textgrid":

@@ -229,3 +229,18 @@ def test_annotation_file_problems_name_the_session_and_say_what_is_wrong(tmp_pat
     with pytest.raises(InputError) as info:
         read_annotations(path)
     assert str(info.value).startswith("s7/ann.TextGrid: ") and "Error" not in str(info.value), str(info.value)
+
+
+def test_times_in_other_scripts_digits_are_refused_in_elan_and_textgrid_too(tmp_path):
+    """Second trial, 5 December: "١" (Arabic-Indic one) as a TextGrid or ELAN time was read as 1; the CSV refused
+    it."""
+    from praatio import textgrid
+    from praatio.utilities.constants import Interval
+
+    tg = textgrid.Textgrid()
+    tg.addTier(textgrid.IntervalTier("rupture", [Interval(1.0, 2.0, "withdrawal")], 0, 20))
+    path = tmp_path / "s8.TextGrid"
+    tg.save(str(path), format="long_textgrid", includeBlankSpaces=True)
+    path.write_text(path.read_text().replace("xmax = 2", "xmax = \u0662"), encoding="utf-8")
+    with pytest.raises(InputError, match="times must be written with the digits 0-9"):
+        read_annotations(path, duration_s=20)
