@@ -22,6 +22,7 @@ from pipeline.types import Recording
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MIN_ENROL_SPEECH_S = 5.0
+MIN_CLIP_S = 1.0  # shorter clips cannot hold a stretch of speech the encoder can use
 MIN_CHANNEL_SPEECH_S = 1.0  # a channel with less speech is not compared (cross-talk, a second microphone)
 # Two channels of one clip are one voice when their resemblyzer embeddings are at least as similar as a session
 # speaker must be to the profile to be taken for the therapist (pipeline.roles.PROFILE_MIN_SIMILARITY): below it,
@@ -124,6 +125,9 @@ def enrol(name: str, recordings: Sequence[Recording], *, embedder, vad_settings,
     path = profile_path(data_dir, name)
     vectors, speech_s = [], 0.0
     for rec in recordings:
+        if rec.duration_s < MIN_CLIP_S:  # the speech detector's windows need more; "no speech" would mislead
+            raise InputError(rec.path, f"lasts {rec.duration_s:.1f} s, too short for an enrolment clip; give clips "
+                                       f"of at least {MIN_CLIP_S:.0f} s of the therapist speaking")
         regions = detect_speech(rec.samples, rec.sample_rate_hz, settings=vad_settings)
         if not regions:
             raise InputError(rec.path, "no speech found in this enrolment clip; give clean clips of the therapist")

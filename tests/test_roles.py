@@ -152,6 +152,12 @@ def test_profile_errors_name_the_problem(tmp_path, embedder):
     quiet = decode(save_wav(tmp_path / "quiet.wav", np.zeros(16000 * 3), 16000))
     with pytest.raises(InputError, match="quiet.wav: no speech found in this enrolment clip"):
         enrol("t-x", [quiet], embedder=embedder, vad_settings=Settings().vad, data_dir=tmp_path)
+    # second trial, 5 December: a 0.5-s clip of real speech said "no speech found"
+    from tests.conftest import SAMPLE_WAV
+
+    short = decode(save_wav(tmp_path / "short.wav", decode(SAMPLE_WAV).samples[16000 * 2:16000 * 2 + 8000], 16000))
+    with pytest.raises(InputError, match=r"short.wav: lasts 0.5 s, too short for an enrolment clip"):
+        enrol("t-x", [short], embedder=embedder, vad_settings=Settings().vad, data_dir=tmp_path)
 
 
 @pytest.mark.slow  # the speaker encoder on four clips
