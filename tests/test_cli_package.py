@@ -206,6 +206,7 @@ def test_child_processes_do_not_import_modules_from_the_working_folder(tmp_path)
     assert not marker.exists()
 
 
+@pytest.mark.slow  # two commands in fresh processes per variable
 @pytest.mark.parametrize("variable", ["ALLIANCE_OVERLAP__MODEL_PATH", "ALLIANCE_MODEL__ACTIVE_MODEL"])
 def test_an_unusable_model_file_is_a_setting_error_in_analyze_and_nightly_alike(tmp_path, variable):
     """A model path that leads nowhere is a bad setting: exit status 2 and one line naming the variable, in
