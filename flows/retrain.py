@@ -15,7 +15,7 @@ make_prefect_home()  # Prefect's temporary server needs it; made here, not when 
 @flow(name="retrain_model", persist_result=False, log_prints=False)
 def retrain_model(data_dirs: list[str], version: str, target_recall: float = 0.8,
                   holdout_dirs: list[str] | None = None, unannotated_dirs: list[str] | None = None,
-                  activate: bool = False, choice_dirs: list[str] | None = None) -> str:
+                  activate: bool = False, choice_dirs: list[str] | None = None, strict: bool = False) -> str:
     """Train a classifier on annotated sessions and save it under ``<data dir>/models/<version>/``.
 
     Parameters
@@ -36,6 +36,9 @@ def retrain_model(data_dirs: list[str], version: str, target_recall: float = 0.8
         Folders of other real recordings without ruptures (not those of ``unannotated_dirs``): each model kind's
         flags per hour on them take part in choosing between the linear and the tree model
         (:func:`models.transfer.choose_model`).
+    strict : bool
+        Stop at the first session that cannot be used, instead of setting it aside (named in the log and the card)
+        and training on the rest (:func:`models.training.load_dataset`).
 
     Returns
     -------
@@ -45,8 +48,9 @@ def retrain_model(data_dirs: list[str], version: str, target_recall: float = 0.8
     Raises
     ------
     InputError
-        A dataset is malformed, or one of its sessions carries a consent record that does not give research use
-        (the whole run is refused, see :func:`models.dataset.discover_sessions`).
+        A dataset folder is missing or holds no usable session; with ``strict``, any session that cannot be used
+        (a malformed folder, a consent record that does not give research use, a recording the analysis cannot
+        take; see :func:`models.dataset.discover_sessions`).
     """
     from models.artifact import activate_model, user_models_dir
     from models.training import train
@@ -56,7 +60,8 @@ def retrain_model(data_dirs: list[str], version: str, target_recall: float = 0.8
     settings = Settings()
     folder = train(data_dirs, version=version, settings=settings, root=user_models_dir(settings.data_dir),
                    target_recall=target_recall, holdout_dirs=holdout_dirs or (),
-                   unannotated_dirs=unannotated_dirs or (), choice_dirs=choice_dirs or (), progress=log.info)
+                   unannotated_dirs=unannotated_dirs or (), choice_dirs=choice_dirs or (), strict=strict,
+                   progress=log.info)
     log.info("model %s saved in %s", version, folder)
     if activate:
         activate_model(settings, version)

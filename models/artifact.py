@@ -538,6 +538,9 @@ def render_card_markdown(card: dict) -> str:
                        ("limitations", "Known limits")):
         if key in card:
             lines += [f"## {title}", "", str(card[key]), ""]
+        if key == "training_data" and card.get("skipped_sessions"):
+            lines += ["Set aside, not trained on: " + "; ".join(f"{_md_text(r['session'])}: {_md_text(r['why'])}"
+                                                              for r in card["skipped_sessions"]) + ".", ""]
     if "estimator" in card:
         lines += ["## Estimator", "", str(card["estimator"]), ""]
         cal = card.get("calibration")

@@ -62,82 +62,151 @@ class LabelledSession:
     language: str | None
 
 
-def discover_sessions(data_dir: str | Path) -> list[LabelledSession]:
+def discover_sessions(data_dir: str | Path, *, set_aside: list[dict] | None = None) -> list[LabelledSession]:
     """Find and check every session folder under ``data_dir``.
 
     Parameters
     ----------
     data_dir : str or Path
         Dataset folder (one subfolder per session).
+    set_aside : list, optional
+        Where a session that cannot be used is recorded instead of refusing the dataset (the guide: bad input
+        never stops the rest of a batch): one ``{"session": folder name, "folder": data_dir, "why": one line}``
+        per session, in folder order, and the other sessions are returned. A session without research consent is
+        set aside before any of its files but the metadata is read. Without it (``None``), the first problem
+        raises, as ``alliance retrain --strict`` wants.
 
     Returns
     -------
     list of LabelledSession
-        Sorted by folder name.
+        Sorted by folder name; empty only when every session was set aside.
 
     Raises
     ------
     InputError
-        The folder does not exist or holds no session; a session folder has no
-        or several recordings, no ``metadata.json``, metadata without a
-        ``client_id``, or no or several annotation files; a session's consent
-        record does not give research use (see :func:`research_use_refusal`).
-        The message names the folder or file.
+        The folder does not exist or holds no session folder at all; without ``set_aside``, also a session folder
+        with no or several recordings, no ``metadata.json``, metadata without a ``client_id``, no or several
+        annotation files, a session id used twice, or a consent record that does not give research use (see
+        :func:`research_use_refusal`). The message names the folder or file.
     """
-    from pipeline.sidecar import Sidecar
-
     root = Path(data_dir)
     if not root.is_dir():
         raise InputError(root, "a file, not a dataset folder" if root.exists() else "dataset folder not found")
-    out = []
+    out, problems = [], []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if folder.is_symlink():  # another dataset's session (or a whole dataset) would be read as this one's
-            raise InputError(folder, "is a link to another folder; a dataset holds its sessions as folders of its "
-                                     "own: copy the session in, or give the other dataset with its own --data")
-        audio = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
-        if not audio:
-            if (folder / "metadata.json").is_file() or (folder / "ruptures.csv").is_file():
-                raise InputError(folder, f"no recording ({', '.join(sorted(AUDIO_SUFFIXES))}) beside its "
-                                         "metadata.json or ruptures.csv; add it or remove the folder")
-            continue  # not a session folder (e.g. a cache)
-        if len(audio) > 1:
-            raise InputError(folder, f"holds {len(audio)} recordings ({', '.join(p.name for p in audio)}); "
-                                     "keep one recording per session folder")
-        if not audio[0].is_file():  # a pipe or /dev/zero would be read for ever by the checks below
-            what = "a folder" if audio[0].is_dir() else "a device, a pipe or a socket"
-            raise InputError(audio[0], f"is {what}, not a recording; put the recording file itself here")
-        meta_path = folder / "metadata.json"
-        if meta_path.exists() and not meta_path.is_file():
-            what = "a folder" if meta_path.is_dir() else "a device, a pipe or a socket"
-            raise InputError(meta_path, f"is {what}, not a metadata file")
-        if not meta_path.is_file():
-            raise InputError(folder, "missing metadata.json (session_id, client_id, language, participants)")
-        meta = Sidecar.load(meta_path)
-        if not meta.client_id:
-            raise InputError(meta_path, "missing 'client_id': sessions of one client must stay together when "
-                                        "evaluating, so every session needs its client's pseudonym")
-        notes = [p for p in folder.iterdir() if p.name == "ruptures.csv" or p.suffix.lower() in (".eaf", ".textgrid")]
-        if len(notes) != 1:
-            raise InputError(folder, "needs exactly one annotation file (ruptures.csv, a .eaf or a .TextGrid); "
-                                     f"found {len(notes)}")
-        out.append(LabelledSession(folder, audio[0], meta_path, notes[0], meta.session_id or folder.name,
-                                   meta.client_id, meta.language))
-    refused = [(s.folder, why) for s in out if (why := research_use_refusal(s.metadata)) is not None]
+        try:
+            try:
+                session = _session_folder(folder)
+            except OSError as exc:  # a folder or file the service user may not read
+                raise InputError(folder, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+            if session is None:
+                continue  # not a session folder (e.g. a cache)
+            why = research_use_refusal(session.metadata)
+            if why is not None:
+                raise _Refused(None, f"{folder}: {why}: research use was not consented, so this session may "
+                                     "not be trained or evaluated on; remove it from the dataset")
+            if any(s.session_id == session.session_id for s in out):
+                raise InputError(folder, f"session id {session.session_id} is used twice in {root.name} (also by "
+                                         f"{next(s.folder.name for s in out if s.session_id == session.session_id)})"
+                                         "; give each session its own id")
+        except InputError as exc:
+            if set_aside is None and not isinstance(exc, _Refused):
+                raise  # strict: the first problem refuses the dataset; consent refusals are all named at once
+            problems.append((folder, exc))
+            continue
+        out.append(session)
+    if set_aside is not None:
+        set_aside += [aside_entry(folder, root, exc) for folder, exc in problems]
+        if not out and not problems:
+            raise InputError(root, "no session folders found (each needs a recording, metadata.json and "
+                                   "annotations)")
+        return out
+    refused = [(folder, str(exc)) for folder, exc in problems]  # only consent refusals reach here: all named at once
     if len(refused) == 1:
-        folder, why = refused[0]
-        raise InputError(None, f"{folder}: {why}: research use was not consented, so this session may not be "
-                               "trained or evaluated on; remove it from the dataset")
+        raise InputError(None, refused[0][1])
     if refused:
         raise InputError(None, f"{len(refused)} sessions may not be trained or evaluated on, research use was not "
-                               f"consented: {'; '.join(f'{f} ({why})' for f, why in refused)}; remove them from "
-                               "the dataset")
+                               f"consented: {'; '.join(why.split(': research use')[0] for _, why in refused)}; "
+                               "remove them from the dataset")
     if not out:
         raise InputError(root, "no session folders found (each needs a recording, metadata.json and annotations)")
-    ids = [s.session_id for s in out]
-    dup = sorted({i for i in ids if ids.count(i) > 1})
-    if dup:
-        raise InputError(root, f"session ids used twice: {', '.join(dup)}")
     return out
+
+
+class _Refused(InputError):
+    """A session whose consent does not allow research use (collected, so that every such session is named)."""
+
+
+def aside_entry(folder: Path, dataset: str | Path, exc: Exception) -> dict:
+    """One set-aside session as recorded in ``set_aside`` lists and model cards.
+
+    Parameters
+    ----------
+    folder : Path
+        The session folder.
+    dataset : str or Path
+        The dataset folder as given.
+    exc : Exception
+        Why: an :class:`InputError` (its one-line message), or an unexpected error (its type only).
+
+    Returns
+    -------
+    dict
+        ``{"session": folder name, "folder": dataset folder, "why": one line}``; the line names the file within
+        the session folder where there is one (``recording.wav: ...``), never the folder's own path.
+    """
+    from pipeline.errors import PipelineError
+    from pipeline.ids import one_line
+
+    text = str(exc) if isinstance(exc, PipelineError) else f"internal error in the analysis ({type(exc).__name__})"
+    for prefix in (f"{folder}: ", f"{folder.name}: ", f"{folder.name}/"):  # the session is named beside it
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+            break
+    return {"session": folder.name, "folder": str(dataset), "why": one_line(text.replace(str(folder), folder.name))}
+
+
+def _session_folder(folder: Path) -> LabelledSession | None:
+    """The session in ``folder``, or None when it holds no session files at all.
+
+    Raises
+    ------
+    InputError
+        See :func:`discover_sessions` (everything but the consent and duplicate-id checks).
+    """
+    from pipeline.sidecar import Sidecar
+
+    if folder.is_symlink():  # another dataset's session (or a whole dataset) would be read as this one's
+        raise InputError(folder, "is a link to another folder; a dataset holds its sessions as folders of its "
+                                 "own: copy the session in, or give the other dataset with its own --data")
+    audio = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not audio:
+        if (folder / "metadata.json").is_file() or (folder / "ruptures.csv").is_file():
+            raise InputError(folder, f"no recording ({', '.join(sorted(AUDIO_SUFFIXES))}) beside its "
+                                     "metadata.json or ruptures.csv; add it or remove the folder")
+        return None
+    if len(audio) > 1:
+        raise InputError(folder, f"holds {len(audio)} recordings ({', '.join(p.name for p in audio)}); "
+                                 "keep one recording per session folder")
+    if not audio[0].is_file():  # a pipe or /dev/zero would be read for ever by the checks below
+        what = "a folder" if audio[0].is_dir() else "a device, a pipe or a socket"
+        raise InputError(audio[0], f"is {what}, not a recording; put the recording file itself here")
+    meta_path = folder / "metadata.json"
+    if meta_path.exists() and not meta_path.is_file():
+        what = "a folder" if meta_path.is_dir() else "a device, a pipe or a socket"
+        raise InputError(meta_path, f"is {what}, not a metadata file")
+    if not meta_path.is_file():
+        raise InputError(folder, "missing metadata.json (session_id, client_id, language, participants)")
+    meta = Sidecar.load(meta_path)
+    if not meta.client_id:
+        raise InputError(meta_path, "missing 'client_id': sessions of one client must stay together when "
+                                    "evaluating, so every session needs its client's pseudonym")
+    notes = [p for p in folder.iterdir() if p.name == "ruptures.csv" or p.suffix.lower() in (".eaf", ".textgrid")]
+    if len(notes) != 1:
+        raise InputError(folder, "needs exactly one annotation file (ruptures.csv, a .eaf or a .TextGrid); "
+                                 f"found {len(notes)}")
+    return LabelledSession(folder, audio[0], meta_path, notes[0], meta.session_id or folder.name,
+                           meta.client_id, meta.language)
 
 
 def research_use_refusal(metadata_path: str | Path) -> str | None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Sequence
@@ -362,8 +363,23 @@ def _in_context(proba: np.ndarray, sessions: np.ndarray | None, context: int) ->
     return context_mean(proba, np.zeros(proba.shape[0], dtype=int) if sessions is None else sessions, context)
 
 
-def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print) -> dict:
+def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print,
+                 set_aside: list[dict] | None = None) -> dict:
     """Features and window labels of every session under ``data_dirs``.
+
+    Parameters
+    ----------
+    data_dirs : sequence of path
+        Dataset folders (:func:`models.dataset.discover_sessions`).
+    settings : Settings
+    progress : callable
+        Called with one line per session analysed, and per session set aside.
+    set_aside : list, optional
+        Where a session that cannot be used is recorded instead of stopping the run (the guide: bad input never
+        stops the rest of a batch): a folder problem or a refused consent (:func:`models.dataset.discover_sessions`),
+        a recording already in the dataset under another session, annotations that do not read, or a recording the
+        analysis cannot take. One ``{"session", "folder", "why"}`` each, in the order met; each also goes to
+        ``progress`` as ``set aside <session folder>: <why>``. Without it (``None``), the first problem raises.
 
     Returns
     -------
@@ -372,7 +388,8 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print) -
         index), ``groups`` (client ids), ``generators`` (the session's
         generator, :func:`models.transfer.session_generator`), ``folders``
         (the dataset folder as given), ``sessions`` (session id per window),
-        ``languages`` (per window), ``starts`` and ``ends`` (each window's times, s) and ``n_sessions``.
+        ``languages`` (per window), ``starts`` and ``ends`` (each window's times, s), ``n_sessions`` (sessions
+        used) and ``skipped`` (the sessions set aside, as in ``set_aside``; empty without it).
 
     Raises
     ------
@@ -380,39 +397,82 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print) -
         From :func:`models.dataset.discover_sessions` or the annotation
         readers, naming the file; a ``metadata.json`` whose ``simulated``
         record is malformed; a session whose features differ from this code's
-        markers.
+        markers; with ``set_aside``, a dataset none of whose sessions could be used.
     """
-    from models.dataset import discover_sessions, session_features, window_labels
+    from models.dataset import aside_entry, discover_sessions, session_features, window_labels
     from models.transfer import session_generator
     from pipeline.annotations import read_annotations
-
-    sessions, folder_of = [], {}
-    for d in data_dirs:
-        found = discover_sessions(d)
-        sessions += found
-        folder_of.update({s.session_id: str(d) for s in found})
-    ids = [s.session_id for s in sessions]
-    if len(set(ids)) != len(ids):
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        raise InputError(None, f"session ids appear in more than one dataset folder: {', '.join(dup)}")
     from pipeline.audio import probe, recording_sha256
+    from pipeline.errors import PipelineError
 
+    skipped: list[dict] = []
+    folder_of: dict[str, str] = {}
+
+    def aside(session, exc: Exception) -> None:
+        """Record one session as set aside, or raise when every problem must stop the run."""
+        if set_aside is None:
+            raise exc
+        entry = aside_entry(session.folder, folder_of[session.session_id], exc)
+        skipped.append(entry)
+        progress(f"set aside {entry['session']}: {entry['why']}")
+
+    sessions = []
+    for d in data_dirs:
+        found_aside: list[dict] | None = None if set_aside is None else []
+        found = discover_sessions(d, set_aside=found_aside)
+        for entry in found_aside or []:
+            skipped.append(entry)
+            progress(f"set aside {entry['session']}: {entry['why']}")
+        for s in found:
+            if s.session_id in folder_of:  # the same id in two dataset folders
+                if set_aside is None:
+                    dup = sorted({x.session_id for x in found} & set(folder_of))
+                    raise InputError(None, f"session ids appear in more than one dataset folder: {', '.join(dup)}")
+                entry = aside_entry(s.folder, d, InputError(s.folder, f"session id {s.session_id} is also used in "
+                                                                      f"{folder_of[s.session_id]}; give each session "
+                                                                      "its own id"))
+                skipped.append(entry)
+                progress(f"set aside {entry['session']}: {entry['why']}")
+                continue
+            folder_of[s.session_id] = str(d)
+            sessions.append(s)
     first_of: dict[str, str] = {}  # content → the session that has it
+    kept = []
     for s in sessions:  # one recording under two sessions would sit in two folds: it scores what it trained on
         digest = recording_sha256(s.recording)
         if digest in first_of:
-            raise InputError(s.recording, f"session {s.session_id} has the same recording as session "
-                                          f"{first_of[digest]} (identical content); keep one of them")
+            aside(s, InputError(s.recording, f"session {s.session_id} has the same recording as session "
+                                             f"{first_of[digest]} (identical content); keep one of them"))
+            continue
         first_of[digest] = s.session_id
+        kept.append(s)
+    sessions, kept = kept, []
     generator = {}
     for s in sessions:  # every annotation and metadata file is checked, against the declared length, before analysis
-        read_annotations(s.annotations, duration_s=probe(s.recording, settings=settings.audio))
-        generator[s.session_id] = session_generator(s.metadata)
+        try:
+            read_annotations(s.annotations, duration_s=probe(s.recording, settings=settings.audio))
+            generator[s.session_id] = session_generator(s.metadata)
+        except PipelineError as exc:
+            aside(s, exc)
+            continue
+        kept.append(s)
+    sessions = kept
     X, y, groups, sids, langs, gens, folders, starts, ends = [], [], [], [], [], [], [], [], []
     min_speech = settings.model.min_window_speech_s
+    used = 0
     for i, s in enumerate(sessions, start=1):
-        feats, duration = session_features(s, settings)
-        notes = read_annotations(s.annotations, duration_s=duration)
+        try:
+            feats, duration = session_features(s, settings)
+            notes = read_annotations(s.annotations, duration_s=duration)
+        except PipelineError as exc:
+            aside(s, exc)
+            continue
+        except Exception as exc:  # noqa: BLE001 - a bug met in one session must not stop the rest (with set_aside)
+            if set_aside is None:
+                raise
+            logging.getLogger("alliance.training").debug("internal error analysing %s", s.folder.name, exc_info=exc)
+            aside(s, exc)
+            continue
         if tuple(feats.feature_names) != FEATURE_NAMES:
             raise InputError(s.folder, "cached features come from another version of the markers; delete "
                                        "<data dir>/feature-cache and run again")
@@ -427,12 +487,19 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print) -
         folders += [folder_of[s.session_id]] * len(keep)
         starts += [feats.frames[j].start for j in keep]
         ends += [feats.frames[j].end for j in keep]
+        used += 1
         progress(f"[{i}/{len(sessions)}] {s.session_id} ({generator[s.session_id]}): {len(keep)} windows")
+    if set_aside is not None:
+        set_aside += skipped
+        if not used:
+            were = counted(len(skipped), "session was", "sessions were")
+            raise InputError(None, f"no session of the dataset could be used ({were} set aside, each named above); "
+                                   "nothing to train or evaluate on")
     return dict(X=np.array(X, dtype=float).reshape(-1, len(FEATURE_NAMES)), y=np.array(y, dtype=int),
                 groups=np.array(groups, dtype=str), generators=np.array(gens, dtype=str),
                 folders=np.array(folders, dtype=str), sessions=np.array(sids, dtype=str),
                 languages=np.array(langs, dtype=str), starts=np.array(starts, dtype=float),
-                ends=np.array(ends, dtype=float), n_sessions=len(sessions))
+                ends=np.array(ends, dtype=float), n_sessions=used, skipped=skipped)
 
 
 def choose_threshold(y_true: np.ndarray, p: np.ndarray, target_recall: float) -> float:
@@ -833,6 +900,8 @@ def evaluate_bundle(bundle: ModelBundle, data: dict, *, by_group: bool = False) 
     everything = np.ones(data["y"].size, dtype=bool)
     out = {"n_sessions": int(data["n_sessions"]), "n_clients": int(np.unique(data["groups"]).size),
            "types": scored(everything)}
+    if data.get("skipped"):
+        out["skipped"] = list(data["skipped"])
     if by_group:
         for key, column in (("by_generator", "generators"), ("by_folder", "folders")):
             out[key] = {}
@@ -844,13 +913,17 @@ def evaluate_bundle(bundle: ModelBundle, data: dict, *, by_group: bool = False) 
     return out
 
 
-def check_holdout_apart(data_dirs: Sequence[str | Path], holdout_dirs: Sequence[str | Path]) -> None:
+def check_holdout_apart(data_dirs: Sequence[str | Path], holdout_dirs: Sequence[str | Path], *,
+                        strict: bool = True) -> None:
     """Refuse held-out sessions that are also training sessions (their figures would be training figures).
 
     Parameters
     ----------
     data_dirs, holdout_dirs : sequence of path
         Dataset folders (:func:`models.dataset.discover_sessions`).
+    strict : bool
+        A folder problem in any session refuses the run; otherwise the sessions that would be set aside are left
+        out of the comparison (they are neither trained on nor scored).
 
     Raises
     ------
@@ -861,8 +934,11 @@ def check_holdout_apart(data_dirs: Sequence[str | Path], holdout_dirs: Sequence[
     from models.dataset import discover_sessions
     from pipeline.audio import recording_sha256
 
-    train = [s for d in data_dirs for s in discover_sessions(d)]
-    held = [s for d in holdout_dirs for s in discover_sessions(d)]
+    def found(d):
+        return discover_sessions(d, set_aside=None if strict else [])
+
+    train = [s for d in data_dirs for s in found(d)]
+    held = [s for d in holdout_dirs for s in found(d)]
     both = sorted({s.session_id for s in train} & {s.session_id for s in held})
     if both:
         raise InputError(None, f"held-out sessions are also training sessions: {', '.join(both[:10])}"
@@ -944,7 +1020,8 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
           summary: str | None = None, description: str = "",
           extra_metrics: dict | None = None, kinds: Sequence[str] = MODEL_KINDS, context: int = CONTEXT_WINDOWS,
           baseline: bool = SESSION_BASELINE, c_grid: Sequence[float] = LINEAR_C_GRID,
-          confirm_recall: dict[str, float] | None = CONFIRM_RECALL, progress=print) -> Path:
+          confirm_recall: dict[str, float] | None = CONFIRM_RECALL, strict: bool = False,
+          progress=print) -> Path:
     """Cross-validate across generators, choose and calibrate a model, fit it on all windows, save an artifact.
 
     Parameters
@@ -994,6 +1071,10 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
         out-of-fold probabilities as the thresholds; card ``threshold.confirm``). Types left out, or None, and a
         recall not below ``target_recall`` (its level would be the threshold): every stretch at the threshold is
         flagged.
+    strict : bool
+        The first session that cannot be used (training or held out) stops the run. By default such a session is
+        set aside (:func:`load_dataset`), named in ``progress`` and in the card (``skipped_sessions``, and
+        ``metrics.heldout.skipped``), and the rest is used.
 
     Returns
     -------
@@ -1032,8 +1113,8 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
             raise InputError(Path(choice_dirs[0]), "no recording in the folders that choose the model could be used ("
                              + "; ".join(set_aside) + ")")
     if holdout_dirs:
-        check_holdout_apart(data_dirs, holdout_dirs)
-    data = load_dataset(data_dirs, settings, progress=progress)
+        check_holdout_apart(data_dirs, holdout_dirs, strict=strict)
+    data = load_dataset(data_dirs, settings, progress=progress, set_aside=None if strict else [])
     X_all, y, groups, gens, sids = data["X"], data["y"], data["groups"], data["generators"], data["sessions"]
     starts, ends = data["starts"], data["ends"]
     # the classifier reads the markers that do not follow the recording's level or the voice (ABSOLUTE_MARKERS)
@@ -1139,6 +1220,7 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
                           f"session ids: {_data_hash(raw, y, data['sessions'])}. Analysis settings "
                           f"hash {settings.settings_hash()}.").strip(),
         "generators": generators,
+        **({"skipped_sessions": data["skipped"]} if data["skipped"] else {}),
         "feature_names": list(MODEL_FEATURE_NAMES),
         "feature_units": [FEATURE_UNITS[FEATURE_NAMES.index(n)] for n in MODEL_FEATURE_NAMES],
         "markers_not_used": {"markers": list(ABSOLUTE_MARKERS),
@@ -1228,7 +1310,7 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
         card["metrics"].update(extra_metrics)
     bundle = ModelBundle(estimator=model, card=card, path=Path("."))
     if holdout_dirs:
-        held = load_dataset(holdout_dirs, settings, progress=progress)
+        held = load_dataset(holdout_dirs, settings, progress=progress, set_aside=None if strict else [])
         card["metrics"]["heldout"] = evaluate_bundle(bundle, held, by_group=True)
     if unannotated_dirs:
         card["metrics"]["false_alarms"] = false_alarms(bundle, unannotated_dirs, settings,
@@ -1336,7 +1418,8 @@ def small_data_note(n_clients: int, counts: dict[str, int]) -> str | None:
 
 
 def evaluate(model_dir: str | Path | None, data_dirs: Sequence[str | Path], settings, *,
-             unannotated_dirs: Sequence[str | Path] = (), by_group: bool = False, progress=print) -> dict:
+             unannotated_dirs: Sequence[str | Path] = (), by_group: bool = False, strict: bool = False,
+             progress=print) -> dict:
     """Load a saved model and score it on annotated sessions and on real rupture-free recordings.
 
     Parameters
@@ -1350,12 +1433,15 @@ def evaluate(model_dir: str | Path | None, data_dirs: Sequence[str | Path], sett
         Folders of recordings without ruptures (see :func:`models.false_alarms.false_alarms`).
     by_group : bool
         Add per-generator and per-folder figures (see :func:`evaluate_bundle`).
+    strict : bool
+        The first annotated session that cannot be used stops the evaluation; by default it is set aside
+        (:func:`load_dataset`), named in ``progress`` and in ``skipped``, and the others are scored.
 
     Returns
     -------
     dict
-        ``model``; with ``data_dirs`` the keys of :func:`evaluate_bundle`; with ``unannotated_dirs``
-        ``false_alarms``.
+        ``model``; with ``data_dirs`` the keys of :func:`evaluate_bundle` (``skipped``: the sessions set aside,
+        when any); with ``unannotated_dirs`` ``false_alarms``.
 
     Raises
     ------
@@ -1373,7 +1459,8 @@ def evaluate(model_dir: str | Path | None, data_dirs: Sequence[str | Path], sett
         find_recordings(d)
     out: dict = {"model": bundle.version}
     if data_dirs:
-        out.update(evaluate_bundle(bundle, load_dataset(data_dirs, settings, progress=progress), by_group=by_group))
+        data = load_dataset(data_dirs, settings, progress=progress, set_aside=None if strict else [])
+        out.update(evaluate_bundle(bundle, data, by_group=by_group))
     if unannotated_dirs:
         # at the model's own thresholds, as the annotated sessions above (a threshold set for the clinic's flags
         # would score the two parts of one run differently)
@@ -1534,6 +1621,11 @@ def format_card_figures(card: dict) -> str:
                                                            for kind, v in alarms["by_kind"].items()) + ".")
         out.append(f"Mean AUROC ({choice['measured_on']}, each fold with its own model and calibration, so not the "
                    f"table's scale): {means}.{on_real} Chosen: {choice['why']}.")
+    for title, aside in (("Set aside, not trained on", card.get("skipped_sessions")),
+                         ("Held-out sessions set aside, not scored", m.get("heldout", {}).get("skipped"))):
+        if aside:
+            out += [f"{title} ({counted(len(aside), 'session', 'sessions')}):",
+                    *(f"  {entry['session']}: {entry['why']}" for entry in aside)]
     if "heldout" in m:
         out += ["Held-out sessions:", format_metrics(m["heldout"])]
         if m["heldout"].get("by_generator"):

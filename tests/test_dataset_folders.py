@@ -151,3 +151,87 @@ def test_a_held_out_recording_that_is_also_a_training_recording_is_refused_by_co
         check_holdout_apart([tmp_path / "train"], [tmp_path / "held"])
     sf.write(tmp_path / "held" / "s9" / "recording.wav", np.full(16000, 0.2, dtype=np.float32), 16000)
     check_holdout_apart([tmp_path / "train"], [tmp_path / "held"])  # other content: fine
+
+
+def test_a_bad_session_is_set_aside_in_one_line_and_the_rest_of_the_dataset_is_kept(tmp_path):
+    """The guide: bad input never stops the rest of a batch. Asked to (``set_aside``), discovery keeps every usable
+    session and names each one it leaves out, with why, in one line; a session without research consent is among
+    them (its recording is never read)."""
+    import os
+
+    ds = tmp_path / "ds"
+    _session(ds / "a-fine")
+    _session(ds / "b-no-meta")
+    (ds / "b-no-meta" / "metadata.json").unlink()
+    _session(ds / "c-refused", client="c-3")
+    (ds / "c-refused" / "metadata.json").write_text(json.dumps({
+        "session_id": "c-refused", "client_id": "c-3", "language": "nl",
+        "consent": {"analysis": True, "research_use": False}}), encoding="utf-8")
+    _session(ds / "d-two-notes", client="c-4")
+    (ds / "d-two-notes" / "extra.TextGrid").write_text("", encoding="utf-8")
+    _session(tmp_path / "other" / "s9", client="c-9")
+    os.symlink(tmp_path / "other" / "s9", ds / "e-link")
+    _session(ds / "f-fine", client="c-6")
+    _session(ds / "g-same-id", client="c-7")
+    (ds / "g-same-id" / "metadata.json").write_text(json.dumps({
+        "session_id": "a-fine", "client_id": "c-7", "language": "nl"}), encoding="utf-8")
+    aside: list = []
+    found = discover_sessions(ds, set_aside=aside)
+    assert [s.session_id for s in found] == ["a-fine", "f-fine"]
+    why = {a["session"]: a["why"] for a in aside}
+    assert set(why) == {"b-no-meta", "c-refused", "d-two-notes", "e-link", "g-same-id"}
+    assert all("\n" not in w and str(ds) not in w for w in why.values())
+    assert "missing metadata.json" in why["b-no-meta"] and "research use" in why["c-refused"]
+    assert "link" in why["e-link"] and "found 2" in why["d-two-notes"] and "a-fine" in why["g-same-id"]
+    assert {a["folder"] for a in aside} == {str(ds)}
+    with pytest.raises(InputError):  # without the list: the first problem refuses the dataset, as before
+        discover_sessions(ds)
+    shutil.rmtree(ds / "a-fine")
+    shutil.rmtree(ds / "f-fine")
+    shutil.rmtree(ds / "g-same-id")
+    aside = []  # nothing usable at all: an empty list, each reason in `set_aside` (the caller decides)
+    assert discover_sessions(ds, set_aside=aside) == [] and len(aside) == 4
+
+
+def test_loading_a_dataset_sets_aside_unreadable_copied_or_badly_annotated_sessions(tmp_path, monkeypatch):
+    from models import dataset
+    from models.training import load_dataset
+    from pipeline.settings import Settings
+    from tests.test_training import _fake_session_features
+
+    ds = tmp_path / "ds"
+    for name in ("a-fine", "b-broken", "c-copy", "d-bad-notes", "e-refused", "f-fails"):
+        _session(ds / name, client=f"c-{name}")
+    sf.write(ds / "a-fine" / "recording.wav", np.full(16000 * 60, 0.01, dtype=np.float32), 16000)
+    sf.write(ds / "f-fails" / "recording.wav", np.full(16000 * 60, 0.02, dtype=np.float32), 16000)
+    (ds / "a-fine" / "ruptures.csv").write_text("start_s,end_s,label\n5,25,withdrawal\n", encoding="utf-8")
+    (ds / "b-broken" / "recording.wav").write_bytes(b"RIFF, but no audio")
+    shutil.copyfile(ds / "a-fine" / "recording.wav", ds / "c-copy" / "recording.wav")
+    (ds / "d-bad-notes" / "ruptures.csv").write_text("start_s,end_s,label\n5,2,withdrawal\n", encoding="utf-8")
+    meta = json.loads((ds / "e-refused" / "metadata.json").read_text())
+    (ds / "e-refused" / "metadata.json").write_text(json.dumps({**meta, "consent": {"analysis": True}}))
+    analysed = []
+
+    def features(session, settings, *, backends=None):
+        analysed.append(session.session_id)
+        if session.session_id == "f-fails":
+            raise InputError(session.recording, "no speech found")
+        return _fake_session_features(session, settings)
+
+    monkeypatch.setattr(dataset, "session_features", features)
+    aside: list = []
+    lines: list = []
+    data = load_dataset([ds], Settings(data_dir=tmp_path / "data"), progress=lines.append, set_aside=aside)
+    assert data["n_sessions"] == 1 and set(data["sessions"]) == {"a-fine"} and analysed == ["a-fine", "f-fails"]
+    why = {a["session"]: a["why"] for a in aside}
+    assert set(why) == {"b-broken", "c-copy", "d-bad-notes", "e-refused", "f-fails"}
+    assert "same recording as session a-fine" in why["c-copy"] and "no speech found" in why["f-fails"]
+    assert data["skipped"] == aside
+    for name in why:  # each said once, in one line, as it happened
+        assert sum(name in line and "set aside" in line for line in lines) == 1, (name, lines)
+    with pytest.raises(InputError):  # the researcher's --strict: the first problem stops the run, as before
+        load_dataset([ds], Settings(data_dir=tmp_path / "data"), progress=lines.append)
+    for name in ("a-fine", "c-copy", "f-fails"):
+        shutil.rmtree(ds / name)
+    with pytest.raises(InputError, match="no session of the dataset could be used"):
+        load_dataset([ds], Settings(data_dir=tmp_path / "data"), progress=lines.append, set_aside=[])

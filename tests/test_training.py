@@ -115,11 +115,12 @@ def test_bad_annotations_stop_retraining_before_any_analysis(prefect_harness, sm
         shutil.copytree(p, data / p.name)
     bad = data / train[1].name / "ruptures.csv"
     bad.write_text("start_s,end_s,label\n10,20,withdrawal\n15,25,confrontation\n")
-    result = runner.invoke(app, ["retrain", "--data", str(data), "--version", "bad-v1"])
+    # --strict: the first bad session stops the run (by default it is set aside and named, see below)
+    result = runner.invoke(app, ["retrain", "--data", str(data), "--version", "bad-v1", "--strict"])
     assert result.exit_code == 1
     assert "ruptures.csv: line 3 overlaps line 2" in " ".join(result.output.split())
     (data / train[1].name / "metadata.json").unlink()
-    result = runner.invoke(app, ["retrain", "--data", str(data), "--version", "bad-v1"])
+    result = runner.invoke(app, ["retrain", "--data", str(data), "--version", "bad-v1", "--strict"])
     assert result.exit_code == 1 and "missing metadata.json" in " ".join(result.output.split())
 
 
@@ -570,3 +571,63 @@ def test_the_card_says_how_the_training_sessions_were_analysed(two_generators):
     card = json.loads((folder / "model_card.json").read_text())
     assert card["analysis"] == {"vad_method": "silero", "speaker_encoder": "resemblyzer"}
     assert "speech found by Silero" in (folder / "MODEL_CARD.md").read_text()
+
+
+def _with_bad_sessions(src, dst):
+    """A copy of the dataset ``src`` with a session whose recording is not audio and one without research consent."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    broken = _write_session(dst, "broken-s", "broken-c", "tts")
+    (broken / "recording.wav").write_bytes(b"RIFF, but no audio")
+    refused = _write_session(dst, "refused-s", "refused-c", "real")
+    meta = json.loads((refused / "metadata.json").read_text())
+    (refused / "metadata.json").write_text(json.dumps({**meta, "consent": {"analysis": True, "research_use": False}}))
+    return dst
+
+
+def test_evaluate_sets_a_bad_session_aside_in_one_line_and_scores_the_rest(two_generators, tmp_path):
+    """The guide: bad input never stops the rest of a batch. `evaluate` stopped at the first bad session of a
+    dataset (stop 42's note); it now names each one it sets aside and scores the others; --strict stops as before."""
+    root, folder, mp = two_generators
+    held = _with_bad_sessions(root / "held-sim", tmp_path / "held")
+    seen = []
+    mp.setattr("models.dataset.session_features",
+               lambda s, settings, **k: seen.append(s.session_id) or _fake_session_features(s, settings, **k))
+    out = tmp_path / "eval.json"
+    result = runner.invoke(app, ["evaluate", "--model", str(folder), "--data", str(held), "--json", str(out)])
+    mp.setattr("models.dataset.session_features", _fake_session_features)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("set aside broken-s:") and "recording.wav" in line for line in lines), lines
+    assert any(line.startswith("set aside refused-s:") and "research use" in line for line in lines), lines
+    assert "refused-s" not in seen and "broken-s" not in seen  # neither was analysed
+    assert "AUROC" in result.output and "2 sessions set aside (named above)" in " ".join(result.output.split())
+    data = json.loads(out.read_text())
+    assert data["n_sessions"] == 2 and {s["session"] for s in data["skipped"]} == {"broken-s", "refused-s"}
+    result = runner.invoke(app, ["evaluate", "--model", str(folder), "--data", str(held), "--strict"])
+    assert result.exit_code == 1 and "AUROC" not in result.output
+    assert "broken-s" in result.output or "refused-s" in result.output
+
+
+def test_training_sets_a_bad_session_aside_and_the_card_names_it(two_generators, tmp_path):
+    from models.training import format_card_figures, train
+    from pipeline.settings import Settings
+
+    root, _, _ = two_generators
+    data = _with_bad_sessions(root / "train", tmp_path / "train")
+    folder = train([data], version="aside-v1", settings=Settings(data_dir=root), root=tmp_path / "models",
+                   kinds=("linear",), c_grid=(), progress=lambda m: None)
+    card = json.loads((folder / "model_card.json").read_text())
+    assert {s["session"] for s in card["skipped_sessions"]} == {"broken-s", "refused-s"}
+    assert "8 sessions" in card["training_data"]
+    text = format_card_figures(card)
+    assert "Set aside, not trained on (2 sessions):" in text and "broken-s" in text
+    md = (folder / "MODEL_CARD.md").read_text()
+    assert "Set aside, not trained on: " in md and "broken-s: recording.wav" in md and "refused-s: " in md
+    from models.artifact import load_model
+
+    assert load_model(folder).version == "aside-v1"  # the card with its new key loads
+    with pytest.raises(Exception, match="broken-s|refused-s"):
+        train([data], version="aside-v2", settings=Settings(data_dir=root), root=tmp_path / "models",
+              kinds=("linear",), c_grid=(), progress=lambda m: None, strict=True)

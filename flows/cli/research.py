@@ -158,6 +158,8 @@ def retrain(
                                          "(repeatable, not an --unannotated one): the linear and the tree model's "
                                          "flags per hour on them take part in choosing between them."),
     activate: bool = typer.Option(False, "--activate", help="Make the new model the active one."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first session that cannot be used, instead of "
+                                "setting it aside (named, and listed in the card) and training on the rest."),
 ) -> None:
     """Train a classifier on annotated sessions: leave-one-generator-out (else by client) cross-validation,
     a linear and a tree model compared, calibrated probabilities, thresholds, model card."""
@@ -190,10 +192,19 @@ def retrain(
     from models.false_alarms import find_recordings
 
     try:
-        # every dataset is checked (folders, metadata, research consent) before the flow starts: a refused
-        # session stops the run in one line, before any analysis and without Prefect's traceback
+        # every dataset is checked (folders, metadata, research consent) before the flow starts. A session that
+        # cannot be used is set aside and named by the flow (or, with --strict, stops the run in one line, before
+        # any analysis and without Prefect's traceback); a dataset with no usable session stops it here
         for d in [*data, *holdout]:
-            discover_sessions(d)
+            aside: list[dict] = []
+            if not discover_sessions(d, set_aside=None if strict else aside):
+                from pipeline.ids import one_line
+
+                for entry in aside:
+                    _error(console, f"set aside {entry['session']}: {entry['why']}")
+                _error(console, f"{one_line(str(d))}: no session of the dataset could be used (each is named "
+                                "above)")
+                raise typer.Exit(1)
         for d in unannotated:
             find_recordings(d)
         for d in choose_on:
@@ -220,7 +231,7 @@ def retrain(
         if holdout:
             from models.training import check_holdout_apart
 
-            check_holdout_apart(data, holdout)
+            check_holdout_apart(data, holdout, strict=strict)
     except PipelineError as exc:
         _error(console, str(exc))
         raise typer.Exit(1) from None
@@ -232,7 +243,7 @@ def retrain(
             folder = retrain_model([str(d) for d in data], version, target_recall=target_recall,
                                    holdout_dirs=[str(h) for h in holdout],
                                    unannotated_dirs=[str(u) for u in unannotated], activate=activate,
-                                   choice_dirs=[str(c) for c in choose_on])
+                                   choice_dirs=[str(c) for c in choose_on], strict=strict)
     except PipelineError as exc:
         _error(console, str(exc))
         raise typer.Exit(1) from None
@@ -258,6 +269,8 @@ def evaluate(
                                       "and per --data folder."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder (default: the active model)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON here."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first annotated session that cannot be used, "
+                                "instead of setting it aside (named) and scoring the rest."),
 ) -> None:
     """Score a saved model at its own thresholds: AUROC, AUPRC, recall, precision, Brier and calibration on
     annotated sessions; flags per hour on real recordings without ruptures."""
@@ -294,7 +307,7 @@ def evaluate(
     settings = Settings()
     try:
         result = run(model if model is not None else active_model_path(settings), data, settings,
-                     unannotated_dirs=unannotated, by_group=by_generator,
+                     unannotated_dirs=unannotated, by_group=by_generator, strict=strict,
                      progress=lambda m: console.print(m, markup=False, soft_wrap=True))  # one line each
     except PipelineError as exc:
         _error(console, str(exc))
@@ -304,6 +317,9 @@ def evaluate(
                        f"{counted(result['n_clients'], 'client', 'clients')}:", result)
         if by_generator:
             typer.echo(format_breakdown(result))
+        if result.get("skipped"):
+            typer.echo(f"{counted(len(result['skipped']), 'session', 'sessions')} set aside (named above); the "
+                       f"figures are on the other {result['n_sessions']}.")
     if unannotated:
         fa = result["false_alarms"]
         levels = "".join(f"; {k} confirmation level {v:.3f}" for k, v in fa.get("confirm", {}).items()
