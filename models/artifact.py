@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ModelArtifactError
+from pipeline.errors import ModelArtifactError, not_a_file
 from pipeline.features import FEATURE_NAMES
 from pipeline.types import RUPTURE_LABELS
 
@@ -815,8 +815,9 @@ def load_model(folder: Path | None = None) -> ModelBundle:
         raise ModelArtifactError(f"{folder}: the model folder does not exist" if not folder.exists()
                                  else f"{folder}: a file, not a model folder")
     for part in (model_path, card_path):  # a pipe or /dev/zero would be read for ever
-        if part.exists() and not part.is_file():
-            raise ModelArtifactError(f"{folder}: {part.name} is not a regular file (a folder, a device or a pipe)")
+        what = not_a_file(part)
+        if what not in (None, "missing"):
+            raise ModelArtifactError(f"{folder}: {part.name} is not a regular file ({what})")
     if not card_path.is_file() or not model_path.is_file():
         raise ModelArtifactError(f"{folder}: not a classifier artifact (expected {MODEL_FILE} and {CARD_FILE})")
     try:

@@ -38,7 +38,7 @@ import numpy as np
 
 from models.artifact import CLASSES
 from pipeline.audio import AUDIO_SUFFIXES, recording_sha256
-from pipeline.errors import InputError
+from pipeline.errors import InputError, not_a_file
 from pipeline.ids import PRIVATE_FILE_MODE, make_private_dir
 from pipeline.sidecar import read_sidecar
 from pipeline.types import FeatureFrame, SessionFeatures
@@ -188,15 +188,15 @@ def _session_folder(folder: Path) -> LabelledSession | None:
     if len(audio) > 1:
         raise InputError(folder, f"holds {len(audio)} recordings ({', '.join(p.name for p in audio)}); "
                                  "keep one recording per session folder")
-    if not audio[0].is_file():  # a pipe or /dev/zero would be read for ever by the checks below
-        what = "a folder" if audio[0].is_dir() else "a device, a pipe or a socket"
+    what = not_a_file(audio[0])
+    if what is not None:  # a pipe or /dev/zero would be read for ever by the checks below
         raise InputError(audio[0], f"is {what}, not a recording; put the recording file itself here")
     meta_path = folder / "metadata.json"
-    if meta_path.exists() and not meta_path.is_file():
-        what = "a folder" if meta_path.is_dir() else "a device, a pipe or a socket"
-        raise InputError(meta_path, f"is {what}, not a metadata file")
-    if not meta_path.is_file():
+    what = not_a_file(meta_path)
+    if what == "missing":
         raise InputError(folder, "missing metadata.json (session_id, client_id, language, participants)")
+    if what is not None:
+        raise InputError(meta_path, f"is {what}, not a metadata file")
     meta = Sidecar.load(meta_path)
     if not meta.client_id:
         raise InputError(meta_path, "missing 'client_id': sessions of one client must stay together when "

@@ -14,6 +14,27 @@ GENERIC_NAMES = frozenset({"metadata.json", "ruptures.csv"})
 ANNOTATION_SUFFIXES = frozenset({".eaf", ".textgrid"})  # any name, one per session folder
 
 
+def not_a_file(path: str | Path) -> str | None:
+    """What stands at ``path`` when it is not a regular file, in the words every message uses.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    str or None
+        None for a regular file (or a link to one); ``"missing"`` when nothing is there (or a link leads nowhere);
+        ``"a folder"``; ``"a device, a pipe or a socket"`` for anything else.
+    """
+    path = Path(path)
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return "a folder"
+    return "a device, a pipe or a socket" if path.exists() else "missing"
+
+
 class PipelineError(Exception):
     """Base class of every error raised on purpose by alliance-monitor."""
 

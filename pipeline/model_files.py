@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.errors import BackendUnavailableError
+from pipeline.errors import BackendUnavailableError, not_a_file
 
 
 def model_file_sha256(path: str | Path, *, shown: str, setting: str) -> str:
@@ -38,12 +38,13 @@ def model_file_sha256(path: str | Path, *, shown: str, setting: str) -> str:
     from pipeline.audio import recording_sha256
 
     path = Path(path)
-    if path.is_dir():
+    what = not_a_file(path)
+    if what == "a folder":
         raise BackendUnavailableError(f"{shown} is a folder, not a model file ({setting})")
-    if not path.exists():
+    if what == "missing":
         raise BackendUnavailableError(f"{shown} does not exist ({setting})")
-    if not path.is_file():
-        raise BackendUnavailableError(f"{shown} is not a regular file (a device, a pipe or a socket) ({setting})")
+    if what is not None:
+        raise BackendUnavailableError(f"{shown} is not a regular file ({what}) ({setting})")
     try:
         if path.stat().st_size == 0:
             raise BackendUnavailableError(f"{shown}: the file is empty ({setting})")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import BackendUnavailableError
+from pipeline.errors import BackendUnavailableError, not_a_file
 from pipeline.types import Transcript, Word
 
 
@@ -89,9 +89,10 @@ def check_checkpoint_file(path: Path) -> None:
     """
     path = Path(path)
     setting = "ALLIANCE_ASR__CHECKPOINT"
-    if not path.is_file():
-        what = ("is a folder, not a .pt file" if path.is_dir() else "not found" if not path.exists()
-                else "is not a regular file (a device, a pipe or a socket)")
+    kind = not_a_file(path)
+    if kind is not None:
+        what = {"a folder": "is a folder, not a .pt file", "missing": "not found"}.get(
+            kind, f"is not a regular file ({kind})")
         raise BackendUnavailableError(f"{path}: openai-whisper checkpoint {what}; run `alliance convert-model` "
                                       f"or fix {setting}")
     try:
