@@ -82,6 +82,20 @@ def export_reviews_cmd(out: Path = typer.Option(..., "--out", help="Folder for t
         if Path(owner).resolve() in [out.resolve(), *out.resolve().parents]:
             typer.echo(f"error: --out {shown} is inside {name} ({owner}); give a folder outside it", err=True)
             raise typer.Exit(2)
+    try:  # a folder that cannot be made or written (/proc, a read-only disk) is said now, with or without sessions
+        import tempfile
+
+        from pipeline.ids import make_private_dir
+
+        if not out.exists():
+            make_private_dir(out)  # the folders it makes are 0700 (an existing one keeps its mode)
+
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        typer.echo(f"error: --out {shown}: cannot be made or written ({exc.strerror or type(exc).__name__}); give "
+                   "another folder", err=True)
+        raise typer.Exit(2) from None
     try:
         result = export_reviews(settings, out)
     except OSError as exc:

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -198,3 +200,20 @@ def test_export_reviews_prints_an_odd_output_path_on_one_line(tmp_path, monkeypa
     result = CliRunner().invoke(app, ["export-reviews", "--out", str(out), "--inbox", str(tmp_path / "inbox")])
     assert result.exit_code == 0, result.output
     assert not any(line.startswith("error: forged") for line in result.output.splitlines()), result.output
+
+
+@pytest.mark.parametrize("where", ["/proc/alliance-export", "/dev/null/alliance-export"])
+def test_export_reviews_refuses_an_output_folder_it_cannot_make_even_with_nothing_to_export(tmp_path, monkeypatch,
+                                                                                            where):
+    """Stop 42's note: `export-reviews --out /proc/x` said "Exported 0 reviewed sessions to /proc/x" when there was
+    nothing to export; the folder cannot exist, so the next export (with sessions) would fail only then."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "inbox").mkdir()
+    result = CliRunner().invoke(app, ["export-reviews", "--out", where, "--inbox", str(tmp_path / "inbox")])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"error: --out {where}") and "Exported" not in result.output
