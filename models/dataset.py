@@ -62,7 +62,8 @@ class LabelledSession:
     language: str | None
 
 
-def discover_sessions(data_dir: str | Path, *, set_aside: list[dict] | None = None) -> list[LabelledSession]:
+def discover_sessions(data_dir: str | Path, *, set_aside: list[dict] | None = None,
+                      refused_recordings: list[tuple[str, Path]] | None = None) -> list[LabelledSession]:
     """Find and check every session folder under ``data_dir``.
 
     Parameters
@@ -75,6 +76,9 @@ def discover_sessions(data_dir: str | Path, *, set_aside: list[dict] | None = No
         per session, in folder order, and the other sessions are returned. A session without research consent is
         set aside before any of its files but the metadata is read. Without it (``None``), the first problem
         raises, as ``alliance retrain --strict`` wants.
+    refused_recordings : list, optional
+        Receives ``(session folder name, recording path)`` of each session set aside for its consent, so that a
+        copy of such a recording under another session can be refused too (:func:`models.training.load_dataset`).
 
     Returns
     -------
@@ -85,52 +89,78 @@ def discover_sessions(data_dir: str | Path, *, set_aside: list[dict] | None = No
     ------
     InputError
         The folder does not exist or holds no session folder at all; without ``set_aside``, also a session folder
-        with no or several recordings, no ``metadata.json``, metadata without a ``client_id``, no or several
-        annotation files, a session id used twice, or a consent record that does not give research use (see
-        :func:`research_use_refusal`). The message names the folder or file.
+        that is hidden or a link, or with no or several recordings, a recording, ``metadata.json`` or annotation
+        file that is a link, no ``metadata.json``, metadata without a ``client_id``, no or several annotation files,
+        a session id used by two folders, a real session (no ``simulated`` record) without a consent record, or a
+        consent record that does not give research use (see :func:`research_use_refusal`). The message starts with
+        the session folder's name.
     """
     root = Path(data_dir)
     if not root.is_dir():
         raise InputError(root, "a file, not a dataset folder" if root.exists() else "dataset folder not found")
     out, problems = [], []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         try:
             try:
+                if folder.name.startswith("."):
+                    if _holds_session_files(folder):  # a whole session passed over without a word (trial)
+                        raise InputError(folder, "is a hidden folder (its name starts with '.'), so its session is "
+                                                 "not used; rename it, or move it out of the dataset")
+                    continue  # a scratch or version-control folder
                 session = _session_folder(folder)
             except OSError as exc:  # a folder or file the service user may not read
                 raise InputError(folder, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
             if session is None:
                 continue  # not a session folder (e.g. a cache)
             why = research_use_refusal(session.metadata)
+            if why is None and "consent" not in (raw := read_sidecar(session.metadata)) and "simulated" not in raw:
+                why = (f"{session.metadata.name}: no consent record, and no 'simulated' record: a real session needs "
+                       "its consent record (consent.analysis and consent.research_use true)")
             if why is not None:
-                raise _Refused(None, f"{folder}: {why}: research use was not consented, so this session may "
-                                     "not be trained or evaluated on; remove it from the dataset")
-            if any(s.session_id == session.session_id for s in out):
-                raise InputError(folder, f"session id {session.session_id} is used twice in {root.name} (also by "
-                                         f"{next(s.folder.name for s in out if s.session_id == session.session_id)})"
-                                         "; give each session its own id")
+                if refused_recordings is not None:
+                    refused_recordings.append((folder.name, session.recording))
+                raise _Refused(folder, f"{why}: research use was not consented, so this session may not be "
+                                       "trained or evaluated on; remove it from the dataset")
         except InputError as exc:
             if set_aside is None and not isinstance(exc, _Refused):
                 raise  # strict: the first problem refuses the dataset; consent refusals are all named at once
             problems.append((folder, exc))
             continue
         out.append(session)
+    folders_of: dict[str, list[str]] = {}
+    for s in out:
+        folders_of.setdefault(s.session_id, []).append(s.folder.name)
+    shared = [s for s in out if len(folders_of[s.session_id]) > 1]
+    for s in shared:  # which of them the id belongs to is not known: none is used
+        others = ", ".join(f for f in folders_of[s.session_id] if f != s.folder.name)
+        exc = InputError(s.folder, f"session id {s.session_id} is also used by {others}; give each session its own "
+                                   "id")
+        if set_aside is None:
+            raise exc
+        problems.append((s.folder, exc))
+    out = [s for s in out if s not in shared]
     if set_aside is not None:
-        set_aside += [aside_entry(folder, root, exc) for folder, exc in problems]
+        set_aside += [aside_entry(folder, root, exc) for folder, exc in sorted(problems, key=lambda p: p[0].name)]
         if not out and not problems:
             raise InputError(root, "no session folders found (each needs a recording, metadata.json and "
                                    "annotations)")
         return out
-    refused = [(folder, str(exc)) for folder, exc in problems]  # only consent refusals reach here: all named at once
+    refused = [str(exc) for _, exc in problems]  # only consent refusals reach here: all named at once
     if len(refused) == 1:
-        raise InputError(None, refused[0][1])
+        raise InputError(None, refused[0])
     if refused:
         raise InputError(None, f"{len(refused)} sessions may not be trained or evaluated on, research use was not "
-                               f"consented: {'; '.join(why.split(': research use')[0] for _, why in refused)}; "
+                               f"consented: {'; '.join(why.split(': research use')[0] for why in refused)}; "
                                "remove them from the dataset")
     if not out:
         raise InputError(root, "no session folders found (each needs a recording, metadata.json and annotations)")
     return out
+
+
+def _holds_session_files(folder: Path) -> bool:
+    """Whether ``folder`` holds a recording, a ``metadata.json`` or an annotation file (a session's files)."""
+    return any(p.name in ("metadata.json", "ruptures.csv") or p.suffix.lower() in (*AUDIO_SUFFIXES, ".eaf", ".textgrid")
+               for p in folder.iterdir())
 
 
 class _Refused(InputError):
@@ -180,6 +210,11 @@ def _session_folder(folder: Path) -> LabelledSession | None:
         raise InputError(folder, "is a link to another folder; a dataset holds its sessions as folders of its "
                                  "own: copy the session in, or give the other dataset with its own --data")
     audio = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+    links = [p.name for p in folder.iterdir() if p.is_symlink() and (p in audio or p.name in (
+        "metadata.json", "ruptures.csv") or p.suffix.lower() in (".eaf", ".textgrid"))]
+    if links:  # another client's recording or metadata would be read as this session's (trial: an inbox file)
+        raise InputError(folder, f"{links[0]} is a link; a dataset holds its sessions' files as files of their "
+                                 "own: copy the file in")
     if not audio:
         if (folder / "metadata.json").is_file() or (folder / "ruptures.csv").is_file():
             raise InputError(folder, f"no recording ({', '.join(sorted(AUDIO_SUFFIXES))}) beside its "
@@ -221,8 +256,13 @@ def research_use_refusal(metadata_path: str | Path) -> str | None:
     -------
     str or None
         For example ``"metadata.json: consent.research_use is false"``; None when ``consent.research_use``
-        is true, or when the metadata holds no ``consent`` key at all (simulated sessions).
+        is true, or when the metadata holds no ``consent`` key at all (simulated sessions; a dataset's real session
+        without one is refused by :func:`discover_sessions`). A field a consent record does not have
+        (``pipeline.sidecar.CONSENT_FIELDS``, e.g. ``"withdrawn"``) refuses, as in the nightly inbox.
     """
+    from pipeline.ids import one_line
+    from pipeline.sidecar import CONSENT_FIELDS
+
     raw = read_sidecar(metadata_path)
     if "consent" not in raw:
         return None
@@ -230,6 +270,10 @@ def research_use_refusal(metadata_path: str | Path) -> str | None:
     consent = raw["consent"]
     if not isinstance(consent, dict):
         return f"{name}: 'consent' is not a consent record (found {consent!r:.40})"
+    unknown = sorted(str(k) for k in consent if k not in CONSENT_FIELDS)
+    if unknown:  # "withdrawn": true beside "research_use": true was trained on (trial); the inbox refuses it too
+        return (f"{name}: 'consent.{one_line(unknown[0])[:40]}' is not a field of a consent record (only "
+                f"{', '.join(CONSENT_FIELDS)}), and what it says cannot be obeyed")
     if consent.get("analysis") is not True:  # a record without it consents to nothing (5 December trial)
         return f"{name}: consent.analysis is " + (json.dumps(consent["analysis"])[:40] if "analysis" in consent
                                                   else "missing")

@@ -34,6 +34,7 @@ Brier (1950), Verification of forecasts expressed in terms of probability, Month
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -405,55 +406,76 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print,
     from pipeline.audio import probe, recording_sha256
     from pipeline.errors import PipelineError
 
+    from pipeline.ids import one_line
+
     skipped: list[dict] = []
     folder_of: dict[str, str] = {}
+
+    def record(entry: dict) -> None:
+        skipped.append(entry)
+        progress(f"set aside {one_line(entry['session'])}: {entry['why']}")
 
     def aside(session, exc: Exception) -> None:
         """Record one session as set aside, or raise when every problem must stop the run."""
         if set_aside is None:
             raise exc
-        entry = aside_entry(session.folder, folder_of[session.session_id], exc)
-        skipped.append(entry)
-        progress(f"set aside {entry['session']}: {entry['why']}")
+        record(aside_entry(session.folder, folder_of[str(session.folder)], exc))
 
-    sessions = []
+    sessions, refused = [], []
     for d in data_dirs:
         found_aside: list[dict] | None = None if set_aside is None else []
-        found = discover_sessions(d, set_aside=found_aside)
+        sessions += (found := discover_sessions(d, set_aside=found_aside, refused_recordings=refused))
+        folder_of.update({str(s.folder): str(d) for s in found})
         for entry in found_aside or []:
-            skipped.append(entry)
-            progress(f"set aside {entry['session']}: {entry['why']}")
-        for s in found:
-            if s.session_id in folder_of:  # the same id in two dataset folders
-                if set_aside is None:
-                    dup = sorted({x.session_id for x in found} & set(folder_of))
-                    raise InputError(None, f"session ids appear in more than one dataset folder: {', '.join(dup)}")
-                entry = aside_entry(s.folder, d, InputError(s.folder, f"session id {s.session_id} is also used in "
-                                                                      f"{folder_of[s.session_id]}; give each session "
-                                                                      "its own id"))
-                skipped.append(entry)
-                progress(f"set aside {entry['session']}: {entry['why']}")
-                continue
-            folder_of[s.session_id] = str(d)
-            sessions.append(s)
-    first_of: dict[str, str] = {}  # content → the session that has it
-    kept = []
-    for s in sessions:  # one recording under two sessions would sit in two folds: it scores what it trained on
-        digest = recording_sha256(s.recording)
-        if digest in first_of:
-            aside(s, InputError(s.recording, f"session {s.session_id} has the same recording as session "
-                                             f"{first_of[digest]} (identical content); keep one of them"))
-            continue
-        first_of[digest] = s.session_id
-        kept.append(s)
-    sessions, kept = kept, []
-    generator = {}
+            record(entry)
+    ids = [s.session_id for s in sessions]
+    twice = sorted({i for i in ids if ids.count(i) > 1})  # in two dataset folders: which is which is not known
+    if twice and set_aside is None:
+        raise InputError(None, f"session ids appear in more than one dataset folder: {', '.join(twice)}")
+    for s in sessions:
+        if s.session_id in twice:
+            aside(s, InputError(s.folder, f"session id {s.session_id} is also used in another dataset folder ("
+                                          + ", ".join(folder_of[str(o.folder)] for o in sessions
+                                                      if o.session_id == s.session_id and o is not s)
+                                          + "); give each session its own id"))
+    sessions = [s for s in sessions if s.session_id not in twice]
+    generator, kept = {}, []
     for s in sessions:  # every annotation and metadata file is checked, against the declared length, before analysis
         try:
             read_annotations(s.annotations, duration_s=probe(s.recording, settings=settings.audio))
             generator[s.session_id] = session_generator(s.metadata)
         except PipelineError as exc:
             aside(s, exc)
+            continue
+        kept.append(s)
+    sessions = kept
+    # one recording under two sessions would sit in two folds (it scores what it trained on); and a copy of a
+    # recording whose own session refused research use is that recording (trial): neither is used
+    digests = {s.session_id: recording_sha256(s.recording) for s in sessions}
+    sizes = {s.recording.stat().st_size for s in sessions}
+    refused_digest = {}
+    for name, path in refused:  # only a refused recording of a size some kept one has is hashed, never decoded
+        with contextlib.suppress(OSError):
+            if path.stat().st_size in sizes:
+                refused_digest.setdefault(recording_sha256(path), name)
+    holders: dict[str, list[str]] = {}
+    for s in sessions:
+        holders.setdefault(digests[s.session_id], []).append(s.session_id)
+    kept = []
+    for s in sessions:
+        digest = digests[s.session_id]
+        if digest in refused_digest:
+            aside(s, InputError(s.recording, f"session {s.session_id} has the same recording as session folder "
+                                             f"{refused_digest[digest]}, whose consent does not allow research use "
+                                             "(identical content); remove both or neither is used"))
+            continue
+        others = [o for o in holders[digest] if o != s.session_id]
+        if others and set_aside is None and holders[digest][0] == s.session_id:
+            kept.append(s)  # strict: the first problem raises, at the second holder, naming the first
+            continue
+        if others:
+            aside(s, InputError(s.recording, f"session {s.session_id} has the same recording as session "
+                                             f"{', '.join(others)} (identical content); keep one of them"))
             continue
         kept.append(s)
     sessions = kept
@@ -484,11 +506,11 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print,
         sids += [s.session_id] * len(keep)
         langs += [s.language or "unknown"] * len(keep)
         gens += [generator[s.session_id]] * len(keep)
-        folders += [folder_of[s.session_id]] * len(keep)
+        folders += [folder_of[str(s.folder)]] * len(keep)
         starts += [feats.frames[j].start for j in keep]
         ends += [feats.frames[j].end for j in keep]
         used += 1
-        progress(f"[{i}/{len(sessions)}] {s.session_id} ({generator[s.session_id]}): {len(keep)} windows")
+        progress(f"[{i}/{len(sessions)}] {one_line(s.session_id)} ({generator[s.session_id]}): {len(keep)} windows")
     if set_aside is not None:
         set_aside += skipped
         if not used:
@@ -1600,6 +1622,7 @@ def format_card_figures(card: dict) -> str:
         The card lacks a figure named above.
     """
     from models.false_alarms import format_false_alarms
+    from pipeline.ids import one_line
 
     m = card["metrics"]
     cv = m["cross_validation"]
@@ -1625,7 +1648,7 @@ def format_card_figures(card: dict) -> str:
                          ("Held-out sessions set aside, not scored", m.get("heldout", {}).get("skipped"))):
         if aside:
             out += [f"{title} ({counted(len(aside), 'session', 'sessions')}):",
-                    *(f"  {entry['session']}: {entry['why']}" for entry in aside)]
+                    *(f"  {one_line(entry['session'])}: {entry['why']}" for entry in aside)]
     if "heldout" in m:
         out += ["Held-out sessions:", format_metrics(m["heldout"])]
         if m["heldout"].get("by_generator"):

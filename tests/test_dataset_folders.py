@@ -120,7 +120,7 @@ def test_recordings_that_are_pipes_or_devices_and_linked_session_folders_are_ref
     os.unlink(ds / "s3")
     _session(ds / "s4", recording=False)
     os.symlink("/dev/zero", ds / "s4" / "recording.wav")
-    with pytest.raises(InputError, match=r"^s4/recording.wav: is a device, a pipe or a socket, not a recording"):
+    with pytest.raises(InputError, match=r"^s4: recording.wav is a link"):  # any link is refused (stop 43 trial)
         discover_sessions(ds)
     os.unlink(ds / "s4" / "recording.wav")
     os.mkfifo(ds / "s4" / "recording.wav")
@@ -174,15 +174,16 @@ def test_a_bad_session_is_set_aside_in_one_line_and_the_rest_of_the_dataset_is_k
     _session(ds / "f-fine", client="c-6")
     _session(ds / "g-same-id", client="c-7")
     (ds / "g-same-id" / "metadata.json").write_text(json.dumps({
-        "session_id": "a-fine", "client_id": "c-7", "language": "nl"}), encoding="utf-8")
+        "session_id": "a-fine", "client_id": "c-7", "language": "nl", "simulated": {"seed": 7}}), encoding="utf-8")
     aside: list = []
     found = discover_sessions(ds, set_aside=aside)
-    assert [s.session_id for s in found] == ["a-fine", "f-fine"]
+    assert [s.session_id for s in found] == ["f-fine"]  # a-fine's id is g-same-id's too: which is which is unknown
     why = {a["session"]: a["why"] for a in aside}
-    assert set(why) == {"b-no-meta", "c-refused", "d-two-notes", "e-link", "g-same-id"}
+    assert set(why) == {"a-fine", "b-no-meta", "c-refused", "d-two-notes", "e-link", "g-same-id"}
     assert all("\n" not in w and str(ds) not in w for w in why.values())
     assert "missing metadata.json" in why["b-no-meta"] and "research use" in why["c-refused"]
     assert "link" in why["e-link"] and "found 2" in why["d-two-notes"] and "a-fine" in why["g-same-id"]
+    assert "g-same-id" in why["a-fine"]
     assert {a["folder"] for a in aside} == {str(ds)}
     with pytest.raises(InputError):  # without the list: the first problem refuses the dataset, as before
         discover_sessions(ds)
@@ -190,7 +191,7 @@ def test_a_bad_session_is_set_aside_in_one_line_and_the_rest_of_the_dataset_is_k
     shutil.rmtree(ds / "f-fine")
     shutil.rmtree(ds / "g-same-id")
     aside = []  # nothing usable at all: an empty list, each reason in `set_aside` (the caller decides)
-    assert discover_sessions(ds, set_aside=aside) == [] and len(aside) == 4
+    assert discover_sessions(ds, set_aside=aside) == [] and len(aside) == 4, aside
 
 
 def test_loading_a_dataset_sets_aside_unreadable_copied_or_badly_annotated_sessions(tmp_path, monkeypatch):
@@ -200,13 +201,14 @@ def test_loading_a_dataset_sets_aside_unreadable_copied_or_badly_annotated_sessi
     from tests.test_training import _fake_session_features
 
     ds = tmp_path / "ds"
-    for name in ("a-fine", "b-broken", "c-copy", "d-bad-notes", "e-refused", "f-fails"):
+    for name in ("a-fine", "b-broken", "c-copy", "d-bad-notes", "e-refused", "f-fails", "g-orig"):
         _session(ds / name, client=f"c-{name}")
     sf.write(ds / "a-fine" / "recording.wav", np.full(16000 * 60, 0.01, dtype=np.float32), 16000)
     sf.write(ds / "f-fails" / "recording.wav", np.full(16000 * 60, 0.02, dtype=np.float32), 16000)
     (ds / "a-fine" / "ruptures.csv").write_text("start_s,end_s,label\n5,25,withdrawal\n", encoding="utf-8")
     (ds / "b-broken" / "recording.wav").write_bytes(b"RIFF, but no audio")
-    shutil.copyfile(ds / "a-fine" / "recording.wav", ds / "c-copy" / "recording.wav")
+    sf.write(ds / "g-orig" / "recording.wav", np.full(16000 * 60, 0.03, dtype=np.float32), 16000)
+    shutil.copyfile(ds / "g-orig" / "recording.wav", ds / "c-copy" / "recording.wav")
     (ds / "d-bad-notes" / "ruptures.csv").write_text("start_s,end_s,label\n5,2,withdrawal\n", encoding="utf-8")
     meta = json.loads((ds / "e-refused" / "metadata.json").read_text())
     (ds / "e-refused" / "metadata.json").write_text(json.dumps({**meta, "consent": {"analysis": True}}))
@@ -224,14 +226,113 @@ def test_loading_a_dataset_sets_aside_unreadable_copied_or_badly_annotated_sessi
     data = load_dataset([ds], Settings(data_dir=tmp_path / "data"), progress=lines.append, set_aside=aside)
     assert data["n_sessions"] == 1 and set(data["sessions"]) == {"a-fine"} and analysed == ["a-fine", "f-fails"]
     why = {a["session"]: a["why"] for a in aside}
-    assert set(why) == {"b-broken", "c-copy", "d-bad-notes", "e-refused", "f-fails"}
-    assert "same recording as session a-fine" in why["c-copy"] and "no speech found" in why["f-fails"]
+    assert set(why) == {"b-broken", "c-copy", "d-bad-notes", "e-refused", "f-fails", "g-orig"}
+    assert "same recording as session g-orig" in why["c-copy"] and "same recording as session c-copy" in why["g-orig"]
+    assert "no speech found" in why["f-fails"]
     assert data["skipped"] == aside
     for name in why:  # each said once, in one line, as it happened
-        assert sum(name in line and "set aside" in line for line in lines) == 1, (name, lines)
+        assert sum(line.startswith(f"set aside {name}: ") for line in lines) == 1, (name, lines)
     with pytest.raises(InputError):  # the researcher's --strict: the first problem stops the run, as before
         load_dataset([ds], Settings(data_dir=tmp_path / "data"), progress=lines.append)
-    for name in ("a-fine", "c-copy", "f-fails"):
+    for name in ("a-fine", "c-copy", "f-fails", "g-orig"):
         shutil.rmtree(ds / name)
     with pytest.raises(InputError, match="no session of the dataset could be used"):
         load_dataset([ds], Settings(data_dir=tmp_path / "data"), progress=lines.append, set_aside=[])
+
+
+def _meta(folder, **changes):
+    path = folder / "metadata.json"
+    meta = {**json.loads(path.read_text()), **changes}
+    path.write_text(json.dumps({k: v for k, v in meta.items() if v is not None}), encoding="utf-8")
+
+
+def test_trial_real_sessions_without_consent_copies_of_refused_recordings_and_links_are_set_aside(tmp_path,
+                                                                                                   monkeypatch):
+    """Fresh-user trial, 5 December (stop 43):
+    - a real session (no ``simulated`` record) without a consent record was trained on; so was a copy of a
+      recording whose own session refused research use (the copy check only compared the kept sessions);
+    - a consent record with a field the inbox refuses (``"withdrawn": true``) was trained on;
+    - a ``recording.wav`` that linked to another client's inbox file was analysed;
+    - a complete session in a hidden folder was passed over without a word;
+    - two folders with one session id: the first by name was kept, the other set aside;
+    - a copy was named a copy before its own broken annotations were read."""
+    import os
+
+    from models import dataset
+    from models.training import load_dataset
+    from pipeline.settings import Settings
+    from tests.test_training import _fake_session_features
+
+    ds = tmp_path / "ds"
+    _session(ds / "a-fine")
+    _session(ds / "b-real-no-consent", client="c-2")
+    _meta(ds / "b-real-no-consent", consent=None)
+    _session(ds / "c-refused", client="c-3")
+    _meta(ds / "c-refused", consent={"analysis": True, "research_use": False})
+    _session(ds / "d-copy-of-refused", client="c-4")
+    _meta(ds / "d-copy-of-refused", consent=None, simulated={"seed": 1})  # a simulated session's metadata
+    shutil.copyfile(ds / "c-refused" / "recording.wav", ds / "d-copy-of-refused" / "recording.wav")
+    _session(ds / "e-withdrawn", client="c-5")
+    _meta(ds / "e-withdrawn", consent={"analysis": True, "research_use": True, "withdrawn": True})
+    _session(ds / "f-link", client="c-6")
+    (tmp_path / "inbox").mkdir()
+    sf.write(tmp_path / "inbox" / "bob.wav", np.full(16000, 0.3, dtype=np.float32), 16000)
+    (ds / "f-link" / "recording.wav").unlink()
+    os.symlink(tmp_path / "inbox" / "bob.wav", ds / "f-link" / "recording.wav")
+    _session(ds / ".g-hidden", client="c-7")
+    _session(ds / "h-same-id", client="c-8")
+    _session(ds / "i-same-id", client="c-9")
+    _meta(ds / "h-same-id", session_id="shared")
+    _meta(ds / "i-same-id", session_id="shared")
+    _session(ds / "j-bad-notes", client="c-10")
+    (ds / "j-bad-notes" / "ruptures.csv").write_bytes(os.urandom(64))
+    _session(ds / "k-copy-of-bad-notes", client="c-11")
+    shutil.copyfile(ds / "j-bad-notes" / "recording.wav", ds / "k-copy-of-bad-notes" / "recording.wav")
+    (ds / "k-copy-of-bad-notes" / "ruptures.csv").write_text("start_s,end_s,label\n0.1,0.5,joy\n")
+    (ds / ".work-123").mkdir()  # a scratch folder without session files stays unnamed
+    monkeypatch.setattr(dataset, "session_features", _fake_session_features)
+    aside: list = []
+    data = load_dataset([ds], Settings(data_dir=tmp_path / "data"), progress=lambda line: None, set_aside=aside)
+    why = {a["session"]: a["why"] for a in aside}
+    assert data["n_sessions"] == 1, aside  # a-fine (1 s: no window of 30 s, so no window in data["sessions"])
+    assert set(why) == {"b-real-no-consent", "c-refused", "d-copy-of-refused", "e-withdrawn", "f-link", ".g-hidden",
+                        "h-same-id", "i-same-id", "j-bad-notes", "k-copy-of-bad-notes"}
+    assert "no consent record" in why["b-real-no-consent"]
+    assert "c-refused" in why["d-copy-of-refused"] and "same recording" in why["d-copy-of-refused"]
+    assert "withdrawn" in why["e-withdrawn"]
+    assert "link" in why["f-link"] and "bob" not in why["f-link"]
+    assert "hidden" in why[".g-hidden"]
+    assert "i-same-id" in why["h-same-id"] and "h-same-id" in why["i-same-id"]
+    assert "ruptures.csv" in why["j-bad-notes"] and "joy" in why["k-copy-of-bad-notes"]
+    assert all(str(ds) not in w for w in why.values())
+    with pytest.raises(InputError, match=r"^\.g-hidden: "):  # --strict: the first problem, in folder order
+        discover_sessions(ds)
+    ds2 = tmp_path / "ds2"
+    _session(ds2 / "a-fine")
+    shutil.copytree(ds / "b-real-no-consent", ds2 / "b-real-no-consent")
+    with pytest.raises(InputError, match=r"^b-real-no-consent: metadata.json: no consent record"):
+        discover_sessions(ds2)  # a consent refusal starts with the folder's name, as every other problem
+
+
+def test_a_session_folder_name_with_a_line_break_is_printed_on_one_line(tmp_path, monkeypatch):
+    """Trial: a folder named 'x\\nset aside good1: FORGED' printed a forged second line in evaluate and retrain."""
+    from models import dataset
+    from models.training import format_card_figures, load_dataset
+    from pipeline.settings import Settings
+    from tests.test_training import _fake_session_features
+
+    ds = tmp_path / "ds"
+    _session(ds / "good1")
+    _session(ds / "x\nset aside good1: FORGED", client="c-2")
+    (ds / "x\nset aside good1: FORGED" / "ruptures.csv").write_text("start_s,end_s,label\n1,2,joy\n")
+    _session(ds / "y\nFORGED", client="c-3")
+    _meta(ds / "y\nFORGED", session_id=None)  # the folder name becomes the session id
+    monkeypatch.setattr(dataset, "session_features", _fake_session_features)
+    lines: list = []
+    aside: list = []
+    load_dataset([ds], Settings(data_dir=tmp_path / "data"), progress=lines.append, set_aside=aside)
+    assert not any("\n" in line for line in lines), lines
+    card = {"metrics": {"cross_validation": {"grouped_by": "client", "n_splits": 2, "types": {}}},
+            "skipped_sessions": aside}
+    text = format_card_figures(card)
+    assert not any(line.startswith("set aside good1") or line.startswith("FORGED") for line in text.splitlines())

@@ -201,7 +201,7 @@ def retrain(
                 from pipeline.ids import one_line
 
                 for entry in aside:
-                    _error(console, f"set aside {entry['session']}: {entry['why']}")
+                    _error(console, f"set aside {one_line(entry['session'])}: {entry['why']}")
                 _error(console, f"{one_line(str(d))}: no session of the dataset could be used (each is named "
                                 "above)")
                 raise typer.Exit(1)

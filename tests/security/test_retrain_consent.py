@@ -7,6 +7,7 @@ any consent record (simulated sessions, the shipped training data) keeps working
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,15 @@ def _session(root: Path, name: str, consent: object = "absent") -> Path:
 
     folder = root / name
     folder.mkdir(parents=True)
-    save_wav(folder / "recording.wav", np.zeros(16000, dtype=np.float32), 16000)
+    samples = np.zeros(16000, dtype=np.float32)
+    samples[0] = (sum(name.encode()) % 997 + 1) / 1000  # each session its own recording (copies are set aside)
+    save_wav(folder / "recording.wav", samples, 16000)
     meta = {"session_id": name, "client_id": f"c-{name}", "language": "nl",
             "participants": [{"role": "therapist"}, {"role": "client", "age": 10}]}
     if consent != "absent":
         meta["consent"] = consent
+    else:  # what the simulators write: no consent record, their own "simulated" one
+        meta["simulated"] = {"seed": 1}
     (folder / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
     (folder / "ruptures.csv").write_text("start_s,end_s,label,marker\n", encoding="utf-8")
     return folder
@@ -38,7 +43,9 @@ def test_sessions_with_research_consent_or_without_a_consent_record_are_accepted
     from models.dataset import discover_sessions
 
     _session(tmp_path / "data", "exported", YES)
-    _session(tmp_path / "data", "simulated")  # the simulator writes no consent record
+    _session(tmp_path / "data", "simulated")  # the simulator writes no consent record, but its own "simulated" one
+    meta = json.loads((tmp_path / "data" / "simulated" / "metadata.json").read_text())
+    (tmp_path / "data" / "simulated" / "metadata.json").write_text(json.dumps({**meta, "simulated": {"seed": 1}}))
     assert [s.session_id for s in discover_sessions(tmp_path / "data")] == ["exported", "simulated"]
 
 
@@ -125,7 +132,8 @@ def test_one_recording_under_two_sessions_refuses_the_dataset_before_any_analysi
     from pipeline.settings import Settings
 
     _session(tmp_path / "data", "a-one")
-    _session(tmp_path / "data", "b-other")  # the same second of silence: the same content
+    _session(tmp_path / "data", "b-other")
+    shutil.copyfile(tmp_path / "data" / "a-one" / "recording.wav", tmp_path / "data" / "b-other" / "recording.wav")
     monkeypatch.setattr(dataset, "session_features", lambda *a, **k: pytest.fail("analysed"))
     with pytest.raises(InputError) as err:
         load_dataset([tmp_path / "data"], Settings(), progress=lambda line: None)
