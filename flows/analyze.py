@@ -130,6 +130,34 @@ def check_models(settings: Settings) -> None:
     _overlap_detector(settings)
     _clustering_embedder(settings)
     _classifier(settings)
+    check_lexicon(settings)
+
+
+def check_lexicon(settings: Settings) -> None:
+    """Read the word lists the lexical markers use, so that word lists a setting points at that cannot be used stop
+    the run before any work, as a bad setting (one line naming the file and ``ALLIANCE_FEATURES__LEXICON_PATH``).
+
+    Parameters
+    ----------
+    settings : Settings
+
+    Raises
+    ------
+    BackendUnavailableError
+        ``features.lexicon_path`` is set and the file is missing, a folder, unreadable, not TOML or holds no
+        valid word lists (:func:`pipeline.lexical.load_lexicon`).
+    InputError
+        The shipped word lists cannot be read (a damaged installation).
+    """
+    from pipeline.errors import BackendUnavailableError, InputError
+
+    path = settings.features.lexicon_path
+    try:
+        load_lexicon(path)
+    except InputError as exc:
+        if path is None:
+            raise
+        raise BackendUnavailableError(f"{path}: {exc.problem} (ALLIANCE_FEATURES__LEXICON_PATH)") from None
 
 
 def _overlap_detector(settings: Settings):

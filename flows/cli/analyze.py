@@ -76,9 +76,6 @@ def analyze(
             refuse_without_consent(metadata)
         if therapist:
             load_profile(Settings().data_dir, therapist)
-        from pipeline.lexical import load_lexicon
-
-        load_lexicon(Settings().features.lexicon_path)
     except PipelineError as exc:
         _error(console, f"{exc}", soft_wrap=True)
         raise typer.Exit(1) from None

@@ -217,3 +217,23 @@ def test_export_reviews_refuses_an_output_folder_it_cannot_make_even_with_nothin
     assert result.exit_code == 2, result.output
     (line,) = result.output.strip().splitlines()
     assert line.startswith(f"error: --out {where}") and "Exported" not in result.output
+
+
+def test_a_bad_lexicon_setting_is_a_bad_setting_named_with_its_path_exit_2(tmp_path, monkeypatch):
+    """Trial (stop 43): ALLIANCE_FEATURES__LEXICON_PATH at a binary file gave 'error: rand.bin: not a valid TOML
+    lexicon (...)', exit 1, naming neither the variable nor the full path, where every other model setting exits 2."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from tests.conftest import SAMPLE_WAV
+
+    bad = tmp_path / "words" / "rand.bin"
+    bad.parent.mkdir()
+    bad.write_bytes(bytes(range(256)) * 4)
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ALLIANCE_FEATURES__LEXICON_PATH", str(bad))
+    result = CliRunner().invoke(app, ["analyze", str(SAMPLE_WAV), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert str(bad) in line and "ALLIANCE_FEATURES__LEXICON_PATH" in line
+    assert not (tmp_path / "out").exists()
