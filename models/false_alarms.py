@@ -152,11 +152,14 @@ def checked_sidecar(path: Path) -> Path | None:
     ------
     PipelineError
         As :func:`recording_features` says: a sidecar that is not a regular file, two sidecars, a consent record
-        that refuses analysis or does not give research use.
+        that refuses analysis or does not give research use; also a recording that is a link.
     """
     from models import dataset
     from pipeline.sidecar import refuse_without_consent
 
+    if path.is_symlink():  # another client's recording would be read under this name, without its own consent record
+        raise InputError(path, "is a link; a folder of recordings holds them as files of its own (the inbox and the "
+                               "datasets refuse links too): copy the recording in")
     names = (path.with_name(path.name + ".json"), path.with_suffix(".json"))
     for c in names:  # a sidecar that cannot be read may be a consent record: never analysed as if there were none
         if os.path.lexists(c) and not _regular_file(c):

@@ -259,3 +259,22 @@ def test_a_sidecar_refusing_research_use_is_obeyed(tmp_path, monkeypatch):
     assert sorted(analysed) == ["plain.wav", "yes.wav"]
     (skipped,) = out["skipped"]
     assert skipped["file"] == "no.wav" and "research_use is false" in skipped["why"]
+
+
+def test_a_recording_that_is_a_link_is_set_aside_not_followed(tmp_path, monkeypatch):
+    """Trial (stop 43): in --unannotated, a link to another client's inbox recording would be analysed (its own
+    sidecar, and so its consent, stays beside the target), and a link to /etc/passwd was opened; the inbox and the
+    datasets refuse links."""
+    folder = tmp_path / "real"
+    folder.mkdir()
+    (folder / "a-own.wav").write_bytes(b"x")
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "inbox" / "bob.wav").write_bytes(b"x")
+    (folder / "b-link.wav").symlink_to(tmp_path / "inbox" / "bob.wav")
+    (folder / "c-passwd.wav").symlink_to("/etc/passwd")
+    lines: list = []
+    analysed, out = _evaluate_folder(folder, monkeypatch, lines)
+    assert analysed == ["a-own.wav"]
+    why = {s["file"]: s["why"] for s in out["skipped"]}
+    assert set(why) == {"b-link.wav", "c-passwd.wav"} and all("is a link" in w for w in why.values()), why
+    assert not any("bob" in line or "passwd" in line.replace("c-passwd.wav", "") for line in lines), lines
