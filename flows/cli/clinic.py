@@ -182,9 +182,15 @@ def audit(client: Optional[str] = typer.Option(None, "--client", help="Only this
         except InvalidIdError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
-    rows = Store.for_settings(Settings()).audit_rows(client_id=client)
+    settings = Settings()
+    rows = Store.for_settings(settings).audit_rows(client_id=client)
     for line in format_audit(rows, fmt):
         typer.echo(line)
+    if not rows:  # run from another folder, the default data directory is another one (trial): say which was read
+        from pipeline.ids import one_line
+
+        typer.echo(f"note: no audit events{f' for client {client}' if client else ''} in the data directory "
+                   f"{one_line(str(Path(settings.data_dir).resolve()))} (ALLIANCE_DATA_DIR)", err=True)
 
 
 @app.command()

@@ -237,3 +237,17 @@ def test_a_bad_lexicon_setting_is_a_bad_setting_named_with_its_path_exit_2(tmp_p
     (line,) = result.output.strip().splitlines()
     assert str(bad) in line and "ALLIANCE_FEATURES__LEXICON_PATH" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_audit_with_no_events_says_which_data_directory_it_read(tmp_path, monkeypatch):
+    """Trial (stop 43): `alliance audit` run from another folder without ALLIANCE_DATA_DIR read a new, empty
+    database and printed an empty table, with no hint that it was the wrong one."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "elsewhere"))
+    result = CliRunner().invoke(app, ["audit"])
+    assert result.exit_code == 0, result.output
+    note = [line for line in result.stderr.splitlines() if "no audit events" in line]
+    assert len(note) == 1 and str(tmp_path / "elsewhere") in note[0] and "ALLIANCE_DATA_DIR" in note[0]
