@@ -107,20 +107,27 @@ def discover_sessions(data_dir: str | Path, *, set_aside: list[dict] | None = No
                         raise InputError(folder, "is a hidden folder (its name starts with '.'), so its session is "
                                                  "not used; rename it, or move it out of the dataset")
                     continue  # a scratch or version-control folder
+                # consent first: a refused session is named for its consent whatever else is wrong with it, and its
+                # recording is known, so that a copy of it elsewhere is refused too (second trial, 5 December)
+                why = _consent_refusal(folder)
+                if why is not None:
+                    if refused_recordings is not None:
+                        refused_recordings += [(folder.name, p) for p in sorted(folder.iterdir())
+                                               if p.suffix.lower() in AUDIO_SUFFIXES and not p.is_symlink()
+                                               and p.is_file()]
+                    raise _Refused(folder, f"{why}: research use was not consented, so this session may not be "
+                                           "trained or evaluated on; remove it from the dataset")
                 session = _session_folder(folder)
+                if session is None:
+                    nested = next((p.name for p in sorted(folder.iterdir())
+                                   if p.is_dir() and not p.is_symlink() and _holds_session_files(p)), None)
+                    if nested is not None:  # passed over without a word (second trial)
+                        raise InputError(folder, f"holds a session one level down ({nested}); a dataset holds its "
+                                                 "sessions directly: give this folder as a dataset of its own "
+                                                 "(--data)")
+                    continue  # not a session folder (e.g. a cache)
             except OSError as exc:  # a folder or file the service user may not read
                 raise InputError(folder, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
-            if session is None:
-                continue  # not a session folder (e.g. a cache)
-            why = research_use_refusal(session.metadata)
-            if why is None and "consent" not in (raw := read_sidecar(session.metadata)) and "simulated" not in raw:
-                why = (f"{session.metadata.name}: no consent record, and no 'simulated' record: a real session needs "
-                       "its consent record (consent.analysis and consent.research_use true)")
-            if why is not None:
-                if refused_recordings is not None:
-                    refused_recordings.append((folder.name, session.recording))
-                raise _Refused(folder, f"{why}: research use was not consented, so this session may not be "
-                                       "trained or evaluated on; remove it from the dataset")
         except InputError as exc:
             if set_aside is None and not isinstance(exc, _Refused):
                 raise  # strict: the first problem refuses the dataset; consent refusals are all named at once
@@ -155,6 +162,29 @@ def discover_sessions(data_dir: str | Path, *, set_aside: list[dict] | None = No
     if not out:
         raise InputError(root, "no session folders found (each needs a recording, metadata.json and annotations)")
     return out
+
+
+def _consent_refusal(folder: Path) -> str | None:
+    """Why the session in ``folder`` may not be used for research, from its ``metadata.json`` alone; None when it
+    may, or when there is no readable metadata (the other checks name that).
+
+    A consent record that does not give research use (:func:`research_use_refusal`), and a real session (no
+    ``simulated`` record) without any consent record.
+    """
+    from pipeline.errors import PipelineError
+
+    meta = folder / "metadata.json"
+    if meta.is_symlink() or not meta.is_file():
+        return None
+    try:
+        raw = read_sidecar(meta)
+        why = research_use_refusal(meta)
+    except PipelineError:
+        return None
+    if why is None and "consent" not in raw and "simulated" not in raw:
+        why = (f"{meta.name}: no consent record, and no 'simulated' record: a real session needs its consent record "
+               "(consent.analysis and consent.research_use true)")
+    return why
 
 
 def _holds_session_files(folder: Path) -> bool:

@@ -110,13 +110,15 @@ def test_dataset_folder_problems_name_the_folder_or_file(tmp_path):
     (s / "recording.wav").write_bytes(b"RIFF")
     with pytest.raises(InputError, match="s1: missing metadata.json"):
         discover_sessions(tmp_path / "data")
-    (s / "metadata.json").write_text(json.dumps({"session_id": "s1", "language": "nl"}))
+    (s / "metadata.json").write_text(json.dumps({"session_id": "s1", "language": "nl", "simulated": {"seed": 1}}))
     with pytest.raises(InputError, match="metadata.json: missing 'client_id'"):
         discover_sessions(tmp_path / "data")
-    (s / "metadata.json").write_text(json.dumps({"session_id": "s1", "client_id": "c1", "language": "nl"}))
+    (s / "metadata.json").write_text(json.dumps({"session_id": "s1", "client_id": "c1", "language": "nl",
+                                                 "simulated": {"seed": 1}}))
     with pytest.raises(InputError, match="s1: needs exactly one annotation file"):
         discover_sessions(tmp_path / "data")
     _csv(s, "1,2,withdrawal\n")
+    (s / "metadata.json").write_text(json.dumps({"session_id": "s1", "client_id": "c1", "language": "nl"}))
     with pytest.raises(InputError, match="s1: metadata.json: no consent record"):  # a real session needs one
         discover_sessions(tmp_path / "data")
     (s / "metadata.json").write_text(json.dumps({"session_id": "s1", "client_id": "c1", "language": "nl",

@@ -336,3 +336,33 @@ def test_a_session_folder_name_with_a_line_break_is_printed_on_one_line(tmp_path
             "skipped_sessions": aside}
     text = format_card_figures(card)
     assert not any(line.startswith("set aside good1") or line.startswith("FORGED") for line in text.splitlines())
+
+
+def test_consent_is_read_before_any_other_folder_check_so_a_copy_of_a_refused_recording_never_passes(tmp_path,
+                                                                                                    monkeypatch):
+    """Second trial (stop 43): a refused real session that also lacked its annotation file was set aside for the
+    annotations, so its recording never reached the copy check, and a simulated session holding the same recording
+    was trained on. Nested sessions (one level down) were passed over silently."""
+    from models import dataset
+    from models.training import load_dataset
+    from pipeline.settings import Settings
+    from tests.test_training import _fake_session_features
+
+    ds = tmp_path / "ds"
+    _session(ds / "a-fine")
+    _session(ds / "b-refused-no-notes", client="c-2")
+    _meta(ds / "b-refused-no-notes", consent={"analysis": True, "research_use": False})
+    (ds / "b-refused-no-notes" / "ruptures.csv").unlink()
+    _session(ds / "c-copy", client="c-3")
+    _meta(ds / "c-copy", consent=None, simulated={"seed": 3})
+    shutil.copyfile(ds / "b-refused-no-notes" / "recording.wav", ds / "c-copy" / "recording.wav")
+    _session(ds / "group" / "d-nested", client="c-4")
+    monkeypatch.setattr(dataset, "session_features", _fake_session_features)
+    aside: list = []
+    data = load_dataset([ds], Settings(data_dir=tmp_path / "data"), progress=lambda line: None, set_aside=aside)
+    why = {a["session"]: a["why"] for a in aside}
+    assert data["n_sessions"] == 1 and set(why) == {"b-refused-no-notes", "c-copy", "group"}, why
+    assert "research use" in why["b-refused-no-notes"] and "b-refused-no-notes" in why["c-copy"]
+    assert "d-nested" in why["group"]
+    with pytest.raises(InputError, match=r"^group: "):
+        discover_sessions(ds / ".." / "ds")  # --strict: the nested session stops the run, named
