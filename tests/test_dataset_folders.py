@@ -366,3 +366,21 @@ def test_consent_is_read_before_any_other_folder_check_so_a_copy_of_a_refused_re
     assert "d-nested" in why["group"]
     with pytest.raises(InputError, match=r"^group: "):
         discover_sessions(ds / ".." / "ds")  # --strict: the nested session stops the run, named
+
+
+def test_strict_errors_print_an_odd_folder_name_on_one_line(tmp_path, monkeypatch):
+    """Second trial (stop 43): with --strict, a folder named 'evil\\nset aside ...\\x1b[31m...' printed a forged
+    line and a terminal colour (the default mode escaped it)."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "data"))
+    evil = tmp_path / "ds" / "evil\nset aside s1: \x1b[31mfake\x1b[0m"
+    _session(evil)
+    (evil / "recording.wav").write_bytes(b"")
+    (evil / "ruptures.csv").unlink()
+    result = CliRunner().invoke(app, ["evaluate", "--data", str(tmp_path / "ds"), "--strict"])
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: evil\\nset aside") and "\x1b" not in line

@@ -15,10 +15,14 @@ import typer.core
 
 
 def _error(console, message: str, *, label: str = "[red]error:[/red]", **_) -> None:
-    """Print ``label message``; the message is escaped, so file names and "[nl]" are shown as they are."""
+    """Print ``label message`` on one line: control characters escaped (:func:`pipeline.ids.one_line`, so a file name
+    with a line break or a terminal escape cannot forge a line), and rich's markup escaped, so file names and "[nl]"
+    are shown as they are."""
     from rich.markup import escape
 
-    console.print(f"{label} {escape(message)}", soft_wrap=True)
+    from pipeline.ids import one_line
+
+    console.print(f"{label} {escape(one_line(message))}", soft_wrap=True)
 
 
 DEPLOYMENT_HELP = ("Hand each session to this analyze_session deployment on a Prefect work pool (see "
