@@ -157,7 +157,9 @@ def check_lexicon(settings: Settings) -> None:
     except InputError as exc:
         if path is None:
             raise
-        raise BackendUnavailableError(f"{path}: {exc.problem} (ALLIANCE_FEATURES__LEXICON_PATH)") from None
+        from pipeline.ids import one_line
+
+        raise BackendUnavailableError(one_line(f"{path}: {exc.problem} (ALLIANCE_FEATURES__LEXICON_PATH)")) from None
 
 
 def _overlap_detector(settings: Settings):

@@ -36,6 +36,7 @@ DEFAULT_LEXICON = Path(__file__).parent / "data" / "lexicon.toml"
 CATEGORIES = ("minimal_responses", "backchannels", "negations", "refusals", "complaints", "deference",
               "question_words")
 MAX_BACKCHANNEL_WORDS = 3
+MAX_LEXICON_BYTES = 1_000_000  # the shipped word lists are 6 kB
 _TOKEN = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*", re.UNICODE)
 _VOWELS = {"nl": "aeiouyáéíóúàèëïöüâêîôû", "en": "aeiouyáéíóúàèëïöü"}
 
@@ -95,14 +96,25 @@ def load_lexicon(path: str | Path | None = None) -> Lexicon:
     Raises
     ------
     InputError
-        The file is missing, a folder, empty, not valid TOML, or a list holds
+        The file is missing, a folder, not a regular file (a pipe, a device), over
+        :data:`MAX_LEXICON_BYTES`, empty, not valid TOML, has a table that is not a
+        language code of :data:`pipeline.sidecar.LANGUAGES`, or a list holds
         something other than non-empty strings; the message names the file and
         the entry.
     """
+    from pipeline.errors import not_a_file
+    from pipeline.sidecar import LANGUAGES
+
     path = Path(path) if path is not None else DEFAULT_LEXICON
-    if path.is_dir():
+    what = not_a_file(path)
+    if what == "a folder":
         raise InputError(path, "is a folder; give the lexicon's .toml file")
+    if what not in (None, "missing"):  # a pipe or /dev/zero would be read for ever (second trial)
+        raise InputError(path, f"is not a regular file ({what}); give the lexicon's .toml file")
     try:
+        if what is None and path.stat().st_size > MAX_LEXICON_BYTES:
+            raise InputError(path, f"is {path.stat().st_size / 1e6:.1f} MB; word lists fit in kilobytes (at most "
+                                   f"{MAX_LEXICON_BYTES // 1_000_000} MB), so this is not a lexicon")
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(path, "lexicon file not found") from None
@@ -117,6 +129,9 @@ def load_lexicon(path: str | Path | None = None) -> Lexicon:
     for lang, table in raw.items():
         if not isinstance(table, dict):
             raise InputError(path, f"'{lang}' must be a table of word lists like [nl]")
+        if lang not in LANGUAGES:  # '[withdrawal]' was taken for a language (second trial): no session would use it
+            raise InputError(path, f"[{lang[:40]}] is not a language the analysis transcribes; the tables are "
+                                   f"{', '.join(f'[{code}]' for code in LANGUAGES)}")
         cats = {}
         for cat in CATEGORIES:
             items = table.get(cat, [])

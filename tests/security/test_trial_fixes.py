@@ -251,3 +251,44 @@ def test_audit_with_no_events_says_which_data_directory_it_read(tmp_path, monkey
     assert result.exit_code == 0, result.output
     note = [line for line in result.stderr.splitlines() if "no audit events" in line]
     assert len(note) == 1 and str(tmp_path / "elsewhere") in note[0] and "ALLIANCE_DATA_DIR" in note[0]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "huge", "line break", "not a language"])
+def test_word_lists_a_setting_points_at_are_refused_in_one_line_without_hanging(tmp_path, kind):
+    """Second trial (stop 43): ALLIANCE_FEATURES__LEXICON_PATH at a pipe or /dev/zero hung `analyze` (read for ever);
+    a path with a line break printed two lines; a lexicon of one table '[withdrawal]' was taken for word lists."""
+    import threading
+
+    from flows.analyze import check_lexicon
+    from pipeline.errors import BackendUnavailableError
+    from pipeline.settings import Settings
+
+    path = tmp_path / "woorden.toml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path = Path("/dev/zero")
+    elif kind == "huge":
+        path.write_text("[nl]\nnegations = [" + ", ".join(['"niet"'] * 400_000) + "]\n")
+    elif kind == "line break":
+        path = tmp_path / "bad\nline.toml"
+        path.write_text("")
+    else:
+        path.write_text('[withdrawal]\nnegations = ["niet"]\n')
+    settings = Settings(data_dir=tmp_path / "data", features={"lexicon_path": str(path)})
+    raised = []
+    worker = threading.Thread(target=lambda: raised.append(_raised(check_lexicon, settings)), daemon=True)
+    worker.start()
+    worker.join(20)
+    assert raised, "check_lexicon did not return within 20 s"
+    assert isinstance(raised[0], BackendUnavailableError), raised
+    message = str(raised[0])
+    assert "\n" not in message and "ALLIANCE_FEATURES__LEXICON_PATH" in message
+
+
+def _raised(fn, *args):
+    try:
+        fn(*args)
+    except Exception as exc:  # noqa: BLE001 - the test looks at what was raised
+        return exc
+    return None
