@@ -72,6 +72,11 @@ def export_reviews_cmd(out: Path = typer.Option(..., "--out", help="Folder for t
         typer.echo("error: give the nightly inbox (--inbox DIR or ALLIANCE_INBOX_DIR): its done/ folder holds the "
                    "recordings", err=True)
         raise typer.Exit(2)
+    if not Path(settings.inbox_dir).is_dir():  # a mistyped inbox would look like nothing to export (trial)
+        what = "is not a folder" if Path(settings.inbox_dir).exists() else "not found"
+        typer.echo(f"error: the nightly inbox {one_line(str(settings.inbox_dir))} {what} (--inbox or "
+                   "ALLIANCE_INBOX_DIR); its done/ folder holds the recordings", err=True)
+        raise typer.Exit(2)
     blocked = next((p for p in [out, *out.parents] if p.exists() and not p.is_dir()), None)
     if blocked is not None:
         typer.echo(f"error: --out {shown}: {one_line(str(blocked))} is a file, not a folder; give a folder", err=True)

@@ -292,3 +292,18 @@ def _raised(fn, *args):
     except Exception as exc:  # noqa: BLE001 - the test looks at what was raised
         return exc
     return None
+
+
+def test_export_reviews_refuses_an_inbox_that_does_not_exist(tmp_path, monkeypatch):
+    """Second trial (stop 43): `export-reviews --inbox /nonexist` said "Exported 0 reviewed sessions" and made the
+    output folder: a mistyped inbox looked like nothing to export."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "data"))
+    result = CliRunner().invoke(app, ["export-reviews", "--out", str(tmp_path / "out"), "--inbox",
+                                      str(tmp_path / "nonexist")])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert "nonexist" in line and "not found" in line and not (tmp_path / "out").exists()
