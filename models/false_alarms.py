@@ -69,7 +69,8 @@ def _regular_file(path: Path) -> bool:
 
 def not_recordings(folder: str | Path) -> list[Path]:
     """Entries under ``folder`` named like audio (``.wav``...) that are not regular files: folders, dangling or
-    looping links, pipes, devices (hidden ones left out, as in :func:`find_recordings`), sorted by path.
+    looping links, pipes, devices; and links to folders, whatever their name, which are not searched (hidden ones
+    left out, as in :func:`find_recordings`), sorted by path.
 
     The folder is searched at any depth. "Named like audio" means a suffix
     in :data:`pipeline.audio.AUDIO_SUFFIXES`, in any case. These entries are
@@ -90,9 +91,11 @@ def not_recordings(folder: str | Path) -> list[Path]:
         return []
     odd = []
     for p in root.rglob("*"):
-        if p.suffix.lower() not in AUDIO_SUFFIXES or any(part.startswith(".") for part in p.relative_to(root).parts):
+        if any(part.startswith(".") for part in p.relative_to(root).parts):
             continue
-        if not _regular_file(p):
+        if p.is_symlink() and p.is_dir():  # a linked folder is not searched: named, not passed over (trial)
+            odd.append(p)
+        elif p.suffix.lower() in AUDIO_SUFFIXES and not _regular_file(p):
             odd.append(p)
     return sorted(odd)
 
@@ -325,16 +328,31 @@ def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *
     def say(line: str) -> None:  # file names and messages on one line: no forged line, no terminal escape
         progress(one_line(line))
 
+    from pipeline.audio import recording_sha256
+
     files, skipped, total_min, total = [], [], 0.0, {name: 0 for name in CLASSES[1:]}
+    seen: dict[str, str] = {}  # content -> the recording counted for it
     for folder in folders:
         root = Path(folder)
         for path in not_recordings(root):  # named, never silently left out
             rel = path.relative_to(root).as_posix()
-            why = "not a regular file (a folder, a link that leads nowhere or in a loop, a pipe or a device)"
+            why = ("a link to a folder, not searched: copy the recordings in" if path.is_symlink() and path.is_dir()
+                   else "not a regular file (a folder, a link that leads nowhere or in a loop, a pipe or a device)")
             skipped.append({"file": rel, "folder": str(folder), "why": why})
             say(f"{rel}: set aside: {why}")
         for path in find_recordings(root):
             rel = path.relative_to(root).as_posix()
+            try:  # one recording under two names would count its flags twice (second trial)
+                digest = None if path.is_symlink() else recording_sha256(path)
+            except OSError:
+                digest = None  # the analysis below names what is wrong with it
+            if digest is not None and digest in seen:
+                why = f"the same recording as {seen[digest]} (identical content), counted once"
+                skipped.append({"file": rel, "folder": str(folder), "why": why})
+                say(f"{rel}: set aside: {why}")
+                continue
+            if digest is not None:
+                seen[digest] = rel if len(folders) == 1 else f"{Path(folder).name}/{rel}"
             try:
                 feats, duration_s = recording_features(path, settings, backends=backends)
             except PipelineError as exc:  # one bad file never throws away the others

@@ -22,6 +22,13 @@ class _Calm:
         return np.tile([0.9, 0.05, 0.05], (X.shape[0], 1))
 
 
+def _distinct(name):
+    """1 s of a constant level of its own: each recording its own content (a copy is counted once)."""
+    import zlib
+
+    return np.full(16000, (zlib.crc32(name.encode()) % 997 + 1) / 10_000, np.float32)
+
+
 def _features(speech_s):
     values = tuple([math.nan] * len(FEATURE_NAMES))
     return SessionFeatures(FEATURE_NAMES, FEATURE_UNITS,
@@ -45,7 +52,7 @@ def _evaluate_folder(folder, monkeypatch, lines=None):
 
 def test_a_broken_or_silent_recording_is_set_aside_and_the_others_still_count(tmp_path, monkeypatch):
     for name in ("a-good.wav", "b-empty.wav", "c-silent.wav", "d-few-words.wav"):
-        (tmp_path / name).write_bytes(b"x")
+        (tmp_path / name).write_bytes(name.encode())  # each its own content: a copy is counted once
 
     def features(path, settings, backends=None):
         if path.name == "b-empty.wav":
@@ -125,7 +132,7 @@ def test_a_sidecar_refusing_consent_is_obeyed(tmp_path, monkeypatch):
     from pipeline.audio import save_wav
 
     for name in ("no.wav", "yes.wav"):
-        save_wav(tmp_path / name, np.zeros(16000, np.float32), 16000)
+        save_wav(tmp_path / name, _distinct(name), 16000)
     (tmp_path / "no.json").write_text(json.dumps({"consent": {"analysis": False}}))
     lines = []
     analysed, out = _evaluate_folder(tmp_path, monkeypatch, lines)
@@ -138,8 +145,8 @@ def test_a_sidecar_refusing_consent_is_obeyed(tmp_path, monkeypatch):
 def test_file_names_with_line_breaks_or_terminal_escapes_print_on_one_line(tmp_path, monkeypatch):
     """A name holding a line break or an ANSI escape cannot forge a line or recolour the terminal."""
     name = "a\nb-0 flags in 9.0 min\x1b[31m.wav"
-    (tmp_path / name).write_bytes(b"x")
-    (tmp_path / "bad\n.wav").write_bytes(b"x")
+    (tmp_path / name).write_bytes(name.encode())
+    (tmp_path / "bad\n.wav").write_bytes(b"bad")
 
     def features(path, settings, backends=None):
         if path.name == "bad\n.wav":
@@ -179,8 +186,8 @@ def test_entries_that_are_not_files_are_named_and_a_right_to_left_name_is_escape
     (tmp_path / "loop1.wav").symlink_to(tmp_path / "loop2.wav")
     (tmp_path / "loop2.wav").symlink_to(tmp_path / "loop1.wav")
     os.mkfifo(tmp_path / "fifo.wav")
-    (tmp_path / "bidi\u202egnp.wav").write_bytes(b"x")
-    (tmp_path / "short.wav").write_bytes(b"x")
+    (tmp_path / "bidi\u202egnp.wav").write_bytes(b"bidi")
+    (tmp_path / "short.wav").write_bytes(b"short")
 
     def features(path, settings, backends=None):
         return (_features(20.0), 120.0) if path.name != "short.wav" else (_features(0.0), 12.0)
@@ -208,7 +215,7 @@ def test_a_sidecar_that_cannot_be_read_as_a_file_sets_the_recording_aside(tmp_pa
     from pipeline.audio import save_wav
 
     for name in ("odd.wav", "plain.wav"):
-        save_wav(tmp_path / name, np.zeros(16000, np.float32), 16000)
+        save_wav(tmp_path / name, _distinct(name), 16000)
     sidecar = tmp_path / "odd.wav.json"
     if kind == "folder":
         sidecar.mkdir()
@@ -233,7 +240,7 @@ def test_a_recording_with_two_sidecars_is_set_aside_as_the_inbox_refuses_it(tmp_
     from pipeline.audio import save_wav
 
     for name in ("rec.wav", "plain.wav"):
-        save_wav(tmp_path / name, np.zeros(16000, np.float32), 16000)
+        save_wav(tmp_path / name, _distinct(name), 16000)
     (tmp_path / "rec.wav.json").write_text(json.dumps({"language": "en"}))
     (tmp_path / "rec.json").write_text(json.dumps({"consent": {"analysis": False}}))
     analysed, out = _evaluate_folder(tmp_path, monkeypatch)
@@ -251,7 +258,7 @@ def test_a_sidecar_refusing_research_use_is_obeyed(tmp_path, monkeypatch):
 
     consent = {"analysis": True, "given_by": ["parent"], "date": "2026-11-01"}
     for name in ("no.wav", "yes.wav", "plain.wav"):
-        save_wav(tmp_path / name, np.zeros(16000, np.float32), 16000)
+        save_wav(tmp_path / name, _distinct(name), 16000)
     (tmp_path / "no.wav.json").write_text(json.dumps({"client_age": 9, "consent": {**consent,
                                                                                    "research_use": False}}))
     (tmp_path / "yes.wav.json").write_text(json.dumps({"client_age": 9, "consent": {**consent, "research_use": True}}))
@@ -267,9 +274,9 @@ def test_a_recording_that_is_a_link_is_set_aside_not_followed(tmp_path, monkeypa
     datasets refuse links."""
     folder = tmp_path / "real"
     folder.mkdir()
-    (folder / "a-own.wav").write_bytes(b"x")
+    (folder / "a-own.wav").write_bytes(b"own")
     (tmp_path / "inbox").mkdir()
-    (tmp_path / "inbox" / "bob.wav").write_bytes(b"x")
+    (tmp_path / "inbox" / "bob.wav").write_bytes(b"bob")
     (folder / "b-link.wav").symlink_to(tmp_path / "inbox" / "bob.wav")
     (folder / "c-passwd.wav").symlink_to("/etc/passwd")
     lines: list = []
@@ -278,3 +285,21 @@ def test_a_recording_that_is_a_link_is_set_aside_not_followed(tmp_path, monkeypa
     why = {s["file"]: s["why"] for s in out["skipped"]}
     assert set(why) == {"b-link.wav", "c-passwd.wav"} and all("is a link" in w for w in why.values()), why
     assert not any("bob" in line or "passwd" in line.replace("c-passwd.wav", "") for line in lines), lines
+
+
+def test_a_linked_subfolder_is_named_and_a_recording_given_twice_counts_once(tmp_path, monkeypatch):
+    """Second trial (stop 43): in --unannotated, a subfolder that was a link was passed over without a word, and
+    the same recording under two names was counted twice in the flags per hour."""
+    folder = tmp_path / "real"
+    folder.mkdir()
+    (folder / "a.wav").write_bytes(b"same bytes")
+    (folder / "b-copy.wav").write_bytes(b"same bytes")
+    (folder / "c-other.wav").write_bytes(b"other bytes")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "d.wav").write_bytes(b"more")
+    (folder / "sub").symlink_to(tmp_path / "elsewhere")
+    analysed, out = _evaluate_folder(folder, monkeypatch)
+    assert analysed == ["a.wav", "c-other.wav"]
+    why = {s["file"]: s["why"] for s in out["skipped"]}
+    assert set(why) == {"b-copy.wav", "sub"}, why
+    assert "a.wav" in why["b-copy.wav"] and "link" in why["sub"]
