@@ -174,11 +174,13 @@ def checked_sidecar(path: Path) -> Path | None:
                                "consent record and metadata hold; keep one")
     sidecar = present[0] if present else None
     if sidecar is not None:
-        refuse_without_consent(sidecar)  # a consent record that says no is obeyed by every way in
-        refusal = dataset.research_use_refusal(sidecar)  # counting false alarms is research (5 December trial)
+        # counting false alarms is research (5 December trial); a refusal of it is named before any other fault
+        # of the record (second trial, stop 43)
+        refusal = dataset.research_use_refusal(sidecar)
         if refusal is not None:
             raise InputError(path, f"{refusal}: its consent record does not allow research use, so it is not "
                                    "used to measure the model")
+        refuse_without_consent(sidecar)  # a consent record that says no is obeyed by every way in
     return sidecar
 
 

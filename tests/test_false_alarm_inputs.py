@@ -303,3 +303,20 @@ def test_a_linked_subfolder_is_named_and_a_recording_given_twice_counts_once(tmp
     why = {s["file"]: s["why"] for s in out["skipped"]}
     assert set(why) == {"b-copy.wav", "sub"}, why
     assert "a.wav" in why["b-copy.wav"] and "link" in why["sub"]
+
+
+def test_a_refusal_of_research_use_is_named_before_other_faults_of_the_consent_record(tmp_path, monkeypatch):
+    """Second trial (stop 43): a sidecar refusing research use but without the client's age was set aside for
+    "the client's age is missing", not for the refusal that matters."""
+    import json
+
+    from pipeline.audio import save_wav
+
+    save_wav(tmp_path / "refused.wav", _distinct("refused.wav"), 16000)
+    (tmp_path / "refused.wav.json").write_text(json.dumps({"consent": {
+        "analysis": True, "research_use": False, "given_by": ["parent"], "date": "2026-11-01"}}))
+    save_wav(tmp_path / "other.wav", _distinct("other.wav"), 16000)
+    analysed, out = _evaluate_folder(tmp_path, monkeypatch)
+    assert analysed == ["other.wav"]
+    (skipped,) = out["skipped"]
+    assert "research_use is false" in skipped["why"], skipped
