@@ -22,7 +22,9 @@ def _error(console, message: str, *, label: str = "[red]error:[/red]", **_) -> N
 
     from pipeline.ids import one_line
 
-    console.print(f"{label} {escape(one_line(message))}", soft_wrap=True)
+    if not message.isprintable():  # a line break, a terminal escape, a right-to-left override: escaped
+        message = one_line(message)  # (only then: a message with a repr()'d value keeps its one backslash)
+    console.print(f"{label} {escape(message)}", soft_wrap=True)
 
 
 DEPLOYMENT_HELP = ("Hand each session to this analyze_session deployment on a Prefect work pool (see "
