@@ -111,7 +111,7 @@ def check_models(settings: Settings) -> None:
     loaded and kept for the run (:func:`_overlap_detector`, :func:`_clustering_embedder`), and the active
     classifier is loaded (:func:`_classifier`), so a missing or damaged model, or weights a setting points at that
     cannot be used, stop ``alliance analyze`` and the nightly inbox in one line before a recording is decoded or
-    filed away.
+    filed away; so do word lists that ``ALLIANCE_FEATURES__LEXICON_PATH`` points at (:func:`check_lexicon`).
 
     Parameters
     ----------
@@ -123,6 +123,8 @@ def check_models(settings: Settings) -> None:
         A model's package or weights are missing, damaged, or do not fit.
     ModelArtifactError
         The active classifier does not exist or cannot be loaded.
+    InputError
+        The shipped word lists cannot be read (:func:`check_lexicon`).
     """
     from pipeline.asr import check_backend
 
