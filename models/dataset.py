@@ -63,7 +63,7 @@ class LabelledSession:
 
 
 def discover_sessions(data_dir: str | Path, *, set_aside: list[dict] | None = None,
-                      refused_recordings: list[tuple[str, Path]] | None = None) -> list[LabelledSession]:
+                      refused: list[dict] | None = None) -> list[LabelledSession]:
     """Find and check every session folder under ``data_dir``.
 
     Parameters
@@ -76,9 +76,10 @@ def discover_sessions(data_dir: str | Path, *, set_aside: list[dict] | None = No
         per session, in folder order, and the other sessions are returned. A session without research consent is
         set aside before any of its files but the metadata is read. Without it (``None``), the first problem
         raises, as ``alliance retrain --strict`` wants.
-    refused_recordings : list, optional
-        Receives ``(session folder name, recording path)`` of each session set aside for its consent, so that a
-        copy of such a recording under another session can be refused too (:func:`models.training.load_dataset`).
+    refused : list, optional
+        Receives :func:`refused_sessions` of ``data_dir``: every session under it whose consent refuses research use,
+        wherever it lies (hidden, one level down, behind links), so that a copy of its recording, or a session with its
+        id, can be refused too (:func:`models.training.load_dataset`).
 
     Returns
     -------
@@ -98,6 +99,8 @@ def discover_sessions(data_dir: str | Path, *, set_aside: list[dict] | None = No
     root = Path(data_dir)
     if not root.is_dir():
         raise InputError(root, "a file, not a dataset folder" if root.exists() else "dataset folder not found")
+    if refused is not None:
+        refused += refused_sessions(root)
     out, problems = [], []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         try:
@@ -111,20 +114,17 @@ def discover_sessions(data_dir: str | Path, *, set_aside: list[dict] | None = No
                 # recording is known, so that a copy of it elsewhere is refused too (second trial, 5 December)
                 why = _consent_refusal(folder)
                 if why is not None:
-                    if refused_recordings is not None:
-                        refused_recordings += [(folder.name, p) for p in sorted(folder.iterdir())
-                                               if p.suffix.lower() in AUDIO_SUFFIXES and not p.is_symlink()
-                                               and p.is_file()]
                     raise _Refused(folder, f"{why}: research use was not consented, so this session may not be "
                                            "trained or evaluated on; remove it from the dataset")
                 session = _session_folder(folder)
                 if session is None:
-                    nested = next((p.name for p in sorted(folder.iterdir())
-                                   if p.is_dir() and not p.is_symlink() and _holds_session_files(p)), None)
-                    if nested is not None:  # passed over without a word (second trial)
-                        raise InputError(folder, f"holds a session one level down ({nested}); a dataset holds its "
-                                                 "sessions directly: give this folder as a dataset of its own "
-                                                 "(--data)")
+                    nested = [p.name for p in sorted(folder.iterdir())
+                              if p.is_dir() and not p.is_symlink() and _holds_session_files(p)]
+                    if nested:  # passed over without a word (second trial)
+                        raise InputError(folder, f"holds {'a session' if len(nested) == 1 else 'sessions'} one level "
+                                                 f"down ({', '.join(nested[:5])}{' ...' if len(nested) > 5 else ''});"
+                                                 " a dataset holds its sessions directly: give this folder as a "
+                                                 "dataset of its own (--data)")
                     continue  # not a session folder (e.g. a cache)
             except OSError as exc:  # a folder or file the service user may not read
                 raise InputError(folder, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
@@ -174,7 +174,7 @@ def _consent_refusal(folder: Path) -> str | None:
     from pipeline.errors import PipelineError
 
     meta = folder / "metadata.json"
-    if meta.is_symlink() or not meta.is_file():
+    if not meta.is_file():  # a link to a record is read too: a refusal is obeyed wherever it lies (third trial)
         return None
     try:
         raw = read_sidecar(meta)
@@ -185,6 +185,44 @@ def _consent_refusal(folder: Path) -> str | None:
         why = (f"{meta.name}: no consent record, and no 'simulated' record: a real session needs its consent record "
                "(consent.analysis and consent.research_use true)")
     return why
+
+
+def refused_sessions(data_dir: str | Path) -> list[dict]:
+    """Every session under ``data_dir`` whose consent refuses research use, wherever it lies.
+
+    The dataset's folders and the folders one level inside them are read, hidden ones and links included (a session
+    set aside for such a fault is still a refusal to obey), each by its ``metadata.json`` alone
+    (:func:`_consent_refusal`).
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        A dataset folder; one that does not exist has none.
+
+    Returns
+    -------
+    list of dict
+        ``{"name": the folder, relative to data_dir, "session_id": its id or None, "recordings": [Path, ...]}``: its
+        audio files that are (or lead to) regular files. They are never decoded; a caller may hash them to refuse
+        copies.
+    """
+    root = Path(data_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for top in sorted(p for p in root.iterdir() if p.is_dir()):
+        for folder in [top, *([] if top.is_symlink() else sorted(p for p in top.iterdir() if p.is_dir()))]:
+            try:
+                if _consent_refusal(folder) is None:
+                    continue
+                raw = read_sidecar(folder / "metadata.json")
+                recordings = [p for p in sorted(folder.iterdir()) if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()]
+            except (OSError, InputError):
+                continue
+            sid = raw.get("session_id")
+            found.append({"name": folder.relative_to(root).as_posix(), "session_id": sid if isinstance(sid, str) else None,
+                          "recordings": recordings})
+    return found
 
 
 def _holds_session_files(folder: Path) -> bool:
@@ -216,14 +254,15 @@ def aside_entry(folder: Path, dataset: str | Path, exc: Exception) -> dict:
         the session folder where there is one (``recording.wav: ...``), never the folder's own path.
     """
     from pipeline.errors import PipelineError
-    from pipeline.ids import one_line
+    from pipeline.ids import display_line
 
     text = str(exc) if isinstance(exc, PipelineError) else f"internal error in the analysis ({type(exc).__name__})"
     for prefix in (f"{folder}: ", f"{folder.name}: ", f"{folder.name}/"):  # the session is named beside it
         if text.startswith(prefix):
             text = text[len(prefix):]
             break
-    return {"session": folder.name, "folder": str(dataset), "why": one_line(text.replace(str(folder), folder.name))}
+    return {"session": folder.name, "folder": str(dataset),
+            "why": display_line(text.replace(str(folder), folder.name))}
 
 
 def _session_folder(folder: Path) -> LabelledSession | None:

@@ -16,6 +16,7 @@ sessions (:func:`models.dataset.session_features`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -290,7 +291,7 @@ def flags_per_hour(n_flags: int, minutes: float) -> float:
 
 
 def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *, threshold: float | None = None,
-                 progress=print, backends=None) -> dict:
+                 progress=print, backends=None, refused: Sequence[dict] = ()) -> dict:
     """Analyse every recording under ``folders`` and count the model's flags: all of them are false alarms.
 
     Parameters
@@ -307,6 +308,9 @@ def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *
         Called with one line per recording (file name and count; never what was said).
     backends : Backends, optional
         For tests; default the configured analysis models.
+    refused : sequence of dict
+        Sessions of the run's datasets whose consent refuses research use (:func:`models.dataset.refused_sessions`):
+        a recording here with the same bytes as one of theirs is set aside, not measured (third trial, stop 43).
 
     Returns
     -------
@@ -334,6 +338,13 @@ def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *
 
     files, skipped, total_min, total = [], [], 0.0, {name: 0 for name in CLASSES[1:]}
     seen: dict[str, str] = {}  # content -> the recording counted for it
+    sizes = {p.stat().st_size for d in folders for p in find_recordings(d) if not p.is_symlink()}
+    barred: dict[str, str] = {}  # content -> the refused dataset session that holds it
+    for r in refused:
+        for p in r["recordings"]:
+            with contextlib.suppress(OSError):  # hashed only when a recording here has its size, never decoded
+                if p.stat().st_size in sizes:
+                    barred.setdefault(recording_sha256(p), r["name"])
     for folder in folders:
         root = Path(folder)
         for path in not_recordings(root):  # named, never silently left out
@@ -348,8 +359,14 @@ def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *
                 digest = None if path.is_symlink() else recording_sha256(path)
             except OSError:
                 digest = None  # the analysis below names what is wrong with it
+            if digest is not None and digest in barred:
+                why = (f"the same recording as dataset session {barred[digest]}, whose consent does not allow "
+                       "research use (identical content)")
+                skipped.append({"file": rel, "folder": str(folder), "why": why})
+                say(f"{rel}: set aside: {why}")
+                continue
             if digest is not None and digest in seen:
-                why = f"the same recording as {seen[digest]} (identical content), counted once"
+                why = f"the same recording as {seen[digest]} (identical content); a recording is measured once"
                 skipped.append({"file": rel, "folder": str(folder), "why": why})
                 say(f"{rel}: set aside: {why}")
                 continue

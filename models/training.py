@@ -365,7 +365,7 @@ def _in_context(proba: np.ndarray, sessions: np.ndarray | None, context: int) ->
 
 
 def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print,
-                 set_aside: list[dict] | None = None) -> dict:
+                 set_aside: list[dict] | None = None, consent_dirs: Sequence[str | Path] = ()) -> dict:
     """Features and window labels of every session under ``data_dirs``.
 
     Parameters
@@ -381,6 +381,10 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print,
         a recording already in the dataset under another session, annotations that do not read, or a recording the
         analysis cannot take. One ``{"session", "folder", "why"}`` each, in the order met; each also goes to
         ``progress`` as ``set aside <session folder>: <why>``. Without it (``None``), the first problem raises.
+    consent_dirs : sequence of path
+        Other dataset folders of the same run (``--holdout`` beside ``--data``): a session of theirs whose consent
+        refuses research use also bars a copy of its recording, or its session id, here
+        (:func:`models.dataset.refused_sessions`).
 
     Returns
     -------
@@ -406,14 +410,16 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print,
     from pipeline.audio import probe, recording_sha256
     from pipeline.errors import PipelineError
 
-    from pipeline.ids import one_line
+    from models.dataset import refused_sessions
+    from pipeline.errors import BackendUnavailableError, ConfigError
+    from pipeline.ids import display_line
 
     skipped: list[dict] = []
     folder_of: dict[str, str] = {}
 
     def record(entry: dict) -> None:
         skipped.append(entry)
-        progress(f"set aside {one_line(entry['session'])}: {entry['why']}")
+        progress(f"set aside {display_line(entry['session'])}: {entry['why']}")
 
     def aside(session, exc: Exception) -> None:
         """Record one session as set aside, or raise when every problem must stop the run."""
@@ -422,9 +428,12 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print,
         record(aside_entry(session.folder, folder_of[str(session.folder)], exc))
 
     sessions, refused = [], []
+    for d in consent_dirs:
+        if str(d) not in map(str, data_dirs):
+            refused += refused_sessions(d)
     for d in data_dirs:
         found_aside: list[dict] | None = None if set_aside is None else []
-        sessions += (found := discover_sessions(d, set_aside=found_aside, refused_recordings=refused))
+        sessions += (found := discover_sessions(d, set_aside=found_aside, refused=refused))
         folder_of.update({str(s.folder): str(d) for s in found})
         for entry in found_aside or []:
             record(entry)
@@ -439,11 +448,19 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print,
                                                       if o.session_id == s.session_id and o is not s)
                                           + "); give each session its own id"))
     sessions = [s for s in sessions if s.session_id not in twice]
+    refused_id = {r["session_id"]: r["name"] for r in refused if r["session_id"]}
+    for s in sessions:  # the id of a session whose consent refuses research use: the same session, maybe (trial)
+        if s.session_id in refused_id:
+            aside(s, InputError(s.folder, f"session id {s.session_id} is also that of session folder "
+                                          f"{refused_id[s.session_id]}, whose consent does not allow research use"))
+    sessions = [s for s in sessions if s.session_id not in refused_id]
     generator, kept = {}, []
     for s in sessions:  # every annotation and metadata file is checked, against the declared length, before analysis
         try:
             read_annotations(s.annotations, duration_s=probe(s.recording, settings=settings.audio))
             generator[s.session_id] = session_generator(s.metadata)
+        except (BackendUnavailableError, ConfigError):
+            raise  # a setting or a model, not this session: the run stops once, not at every session
         except PipelineError as exc:
             aside(s, exc)
             continue
@@ -454,8 +471,8 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print,
     digests = {s.session_id: recording_sha256(s.recording) for s in sessions}
     sizes = {s.recording.stat().st_size for s in sessions}
     refused_digest = {}
-    for name, path in refused:  # only a refused recording of a size some kept one has is hashed, never decoded
-        with contextlib.suppress(OSError):
+    for name, path in ((r["name"], p) for r in refused for p in r["recordings"]):
+        with contextlib.suppress(OSError):  # only a refused recording of a size some kept one has is hashed
             if path.stat().st_size in sizes:
                 refused_digest.setdefault(recording_sha256(path), name)
     holders: dict[str, list[str]] = {}
@@ -486,6 +503,8 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print,
         try:
             feats, duration = session_features(s, settings)
             notes = read_annotations(s.annotations, duration_s=duration)
+        except (BackendUnavailableError, ConfigError):
+            raise  # a setting or a model (third trial: a bad word-list setting was blamed on every session)
         except PipelineError as exc:
             aside(s, exc)
             continue
@@ -510,7 +529,8 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print,
         starts += [feats.frames[j].start for j in keep]
         ends += [feats.frames[j].end for j in keep]
         used += 1
-        progress(f"[{i}/{len(sessions)}] {one_line(s.session_id)} ({generator[s.session_id]}): {len(keep)} windows")
+        progress(f"[{i}/{len(sessions)}] {display_line(s.session_id)} ({generator[s.session_id]}): {len(keep)} "
+                 "windows")
     if set_aside is not None:
         set_aside += skipped
         if not used:
@@ -1136,7 +1156,8 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
                              + "; ".join(set_aside) + ")")
     if holdout_dirs:
         check_holdout_apart(data_dirs, holdout_dirs, strict=strict)
-    data = load_dataset(data_dirs, settings, progress=progress, set_aside=None if strict else [])
+    every = [*data_dirs, *holdout_dirs]  # a refusal in one bars its copies in the other (third trial)
+    data = load_dataset(data_dirs, settings, progress=progress, set_aside=None if strict else [], consent_dirs=every)
     X_all, y, groups, gens, sids = data["X"], data["y"], data["groups"], data["generators"], data["sessions"]
     starts, ends = data["starts"], data["ends"]
     # the classifier reads the markers that do not follow the recording's level or the voice (ABSOLUTE_MARKERS)
@@ -1332,11 +1353,14 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
         card["metrics"].update(extra_metrics)
     bundle = ModelBundle(estimator=model, card=card, path=Path("."))
     if holdout_dirs:
-        held = load_dataset(holdout_dirs, settings, progress=progress, set_aside=None if strict else [])
+        held = load_dataset(holdout_dirs, settings, progress=progress, set_aside=None if strict else [],
+                            consent_dirs=every)
         card["metrics"]["heldout"] = evaluate_bundle(bundle, held, by_group=True)
     if unannotated_dirs:
-        card["metrics"]["false_alarms"] = false_alarms(bundle, unannotated_dirs, settings,
-                                                       progress=progress)
+        from models.dataset import refused_sessions
+
+        card["metrics"]["false_alarms"] = false_alarms(bundle, unannotated_dirs, settings, progress=progress,
+                                                       refused=[r for d in every for r in refused_sessions(d)])
     return save_model(model, _paths_in_data_dir(card, settings.data_dir), root=Path(root))
 
 
@@ -1486,7 +1510,10 @@ def evaluate(model_dir: str | Path | None, data_dirs: Sequence[str | Path], sett
     if unannotated_dirs:
         # at the model's own thresholds, as the annotated sessions above (a threshold set for the clinic's flags
         # would score the two parts of one run differently)
-        out["false_alarms"] = false_alarms(bundle, unannotated_dirs, settings, progress=progress)
+        from models.dataset import refused_sessions
+
+        out["false_alarms"] = false_alarms(bundle, unannotated_dirs, settings, progress=progress,
+                                           refused=[r for d in data_dirs for r in refused_sessions(d)])
     return out
 
 
@@ -1622,7 +1649,7 @@ def format_card_figures(card: dict) -> str:
         The card lacks a figure named above.
     """
     from models.false_alarms import format_false_alarms
-    from pipeline.ids import one_line
+    from pipeline.ids import display_line
 
     m = card["metrics"]
     cv = m["cross_validation"]
@@ -1648,7 +1675,7 @@ def format_card_figures(card: dict) -> str:
                          ("Held-out sessions set aside, not scored", m.get("heldout", {}).get("skipped"))):
         if aside:
             out += [f"{title} ({counted(len(aside), 'session', 'sessions')}):",
-                    *(f"  {one_line(entry['session'])}: {entry['why']}" for entry in aside)]
+                    *(f"  {display_line(entry['session'])}: {entry['why']}" for entry in aside)]
     if "heldout" in m:
         out += ["Held-out sessions:", format_metrics(m["heldout"])]
         if m["heldout"].get("by_generator"):

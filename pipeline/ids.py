@@ -195,6 +195,15 @@ _UNPRINTABLE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u20
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
+def display_line(text: str) -> str:
+    """``text`` as printed on one line: unchanged when every character is printable, else :func:`one_line`.
+
+    For messages that may hold a ``repr()`` of a value (its backslashes would be doubled by :func:`one_line`) and
+    names a user chose: a line break, a terminal escape or a right-to-left override is still escaped.
+    """
+    return text if text.isprintable() else one_line(text)
+
+
 def one_line(text: str) -> str:
     """``text`` (a file name, or a message that holds one) on one line: control characters escaped.
 

@@ -384,3 +384,58 @@ def test_strict_errors_print_an_odd_folder_name_on_one_line(tmp_path, monkeypatc
     assert result.exit_code == 1
     (line,) = result.output.strip().splitlines()
     assert line.startswith("error: evil\\nset aside") and "\x1b" not in line
+
+
+def test_third_trial_every_refused_recording_bars_its_copies_wherever_both_lie(tmp_path, monkeypatch):
+    """Third trial (stop 43): a copy of a refused recording was still used when the refused session's recording was a
+    link, its folder hidden or one level down, its metadata.json a link, or when the refused session and the copy lay
+    in --data and --holdout; a session sharing a refused session's id was used; a global setting's failure was blamed
+    on each session in turn; a backslash in a folder name was doubled."""
+    import os
+
+    from models import dataset
+    from models.training import load_dataset
+    from pipeline.errors import BackendUnavailableError
+    from pipeline.settings import Settings
+    from tests.test_training import _fake_session_features
+
+    refuse = {"analysis": True, "research_use": False}
+    ds, held, store = tmp_path / "ds", tmp_path / "held", tmp_path / "store"
+    store.mkdir()
+    _session(ds / "a-fine")
+    for name, where in (("r1", ds / "r1"), ("r2", ds / ".r2"), ("r3", ds / "outer" / "r3"), ("r4", ds / "r4"),
+                        ("r7", held / "r7")):
+        _session(where, client=f"c-{name}")
+        _meta(where, consent=refuse)
+        _session(ds / f"copy-{name}", client=f"c-copy-{name}")
+        _meta(ds / f"copy-{name}", consent=None, simulated={"seed": 1})
+        shutil.copyfile(where / "recording.wav", ds / f"copy-{name}" / "recording.wav")
+    os.replace(ds / "r1" / "recording.wav", store / "r1.wav")
+    os.symlink(store / "r1.wav", ds / "r1" / "recording.wav")
+    os.replace(ds / "r4" / "metadata.json", store / "r4.json")
+    os.symlink(store / "r4.json", ds / "r4" / "metadata.json")
+    _session(ds / "r5", client="c-5")
+    _meta(ds / "r5", consent=refuse, session_id="dup")
+    _session(ds / "r6", client="c-6")
+    _meta(ds / "r6", session_id="dup")
+    _session(ds / "back\\slash", client="c-8")
+    _meta(ds / "back\\slash", session_id="x\\y")  # not an id: set aside, named with one backslash
+    monkeypatch.setattr(dataset, "session_features", _fake_session_features)
+    aside: list = []
+    lines: list = []
+    data = load_dataset([ds], Settings(data_dir=tmp_path / "data"), progress=lines.append, set_aside=aside,
+                        consent_dirs=[held])
+    why = {a["session"]: a["why"] for a in aside}
+    assert data["n_sessions"] == 1, why  # a-fine only
+    for name in ("r1", "r2", "r3", "r4", "r7"):
+        assert name in why[f"copy-{name}"] and "same recording" in why[f"copy-{name}"], (name, why)
+    assert "r5" in why["r6"]
+    assert any(line.startswith("set aside back\\slash: ") for line in lines), lines
+    assert not any("\\" * 4 in line for line in lines), lines  # repr() doubles once; nothing doubles it again
+
+    def broken(*args, **kwargs):
+        raise BackendUnavailableError("woorden.toml: is not a regular file (ALLIANCE_FEATURES__LEXICON_PATH)")
+
+    monkeypatch.setattr(dataset, "session_features", broken)
+    with pytest.raises(BackendUnavailableError):  # a setting, not a session: the run stops, once
+        load_dataset([ds], Settings(data_dir=tmp_path / "data"), progress=lambda line: None, set_aside=[])

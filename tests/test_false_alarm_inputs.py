@@ -320,3 +320,35 @@ def test_a_refusal_of_research_use_is_named_before_other_faults_of_the_consent_r
     assert analysed == ["other.wav"]
     (skipped,) = out["skipped"]
     assert "research_use is false" in skipped["why"], skipped
+
+
+def test_a_copy_of_a_refused_dataset_recording_is_not_counted_as_a_false_alarm_recording(tmp_path, monkeypatch):
+    """Third trial (stop 43): `evaluate --data W --unannotated U`, U holding a copy of a W session whose consent
+    refused research use: the copy was analysed and counted."""
+    import json
+
+    from models.dataset import refused_sessions
+    from pipeline.audio import save_wav
+
+    session = tmp_path / "W" / "r1"
+    session.mkdir(parents=True)
+    save_wav(session / "recording.wav", _distinct("r1"), 16000)
+    (session / "metadata.json").write_text(json.dumps({"session_id": "r1", "client_id": "c1", "consent": {
+        "analysis": True, "research_use": False}}))
+    unannotated = tmp_path / "U"
+    unannotated.mkdir()
+    (unannotated / "x.wav").write_bytes((session / "recording.wav").read_bytes())
+    save_wav(unannotated / "y.wav", _distinct("y"), 16000)
+    from models import dataset
+
+    analysed = []
+    monkeypatch.setattr(dataset, "session_features", lambda session, settings, backends=None: (
+        analysed.append(session.recording.name) or (_features(20.0), 60.0)))
+    bundle = ModelBundle(_Calm(), {"version": "t", "feature_names": list(FEATURE_NAMES),
+                                   "threshold": {"value": 0.5, "per_class": {}}}, unannotated)
+    settings = type("S", (), {"model": type("M", (), {"min_window_speech_s": 3.0})(), "audio": None})()
+    out = fa.false_alarms(bundle, [unannotated], settings=settings, progress=lambda line: None,
+                          refused=refused_sessions(tmp_path / "W"))
+    assert analysed == ["y.wav"]
+    (skipped,) = out["skipped"]
+    assert skipped["file"] == "x.wav" and "r1" in skipped["why"] and "research use" in skipped["why"]

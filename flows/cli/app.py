@@ -20,11 +20,10 @@ def _error(console, message: str, *, label: str = "[red]error:[/red]", **_) -> N
     are shown as they are."""
     from rich.markup import escape
 
-    from pipeline.ids import one_line
+    from pipeline.ids import display_line
 
-    if not message.isprintable():  # a line break, a terminal escape, a right-to-left override: escaped
-        message = one_line(message)  # (only then: a message with a repr()'d value keeps its one backslash)
-    console.print(f"{label} {escape(message)}", soft_wrap=True)
+    # a line break, a terminal escape, a right-to-left override are escaped; a repr()'d value keeps one backslash
+    console.print(f"{label} {escape(display_line(message))}", soft_wrap=True)
 
 
 DEPLOYMENT_HELP = ("Hand each session to this analyze_session deployment on a Prefect work pool (see "

@@ -191,6 +191,7 @@ def retrain(
     from models.dataset import discover_sessions
     from models.false_alarms import find_recordings
 
+    _check_settings(console)
     try:
         # every dataset is checked (folders, metadata, research consent) before the flow starts. A session that
         # cannot be used is set aside and named by the flow (or, with --strict, stops the run in one line, before
@@ -252,6 +253,20 @@ def retrain(
                                      f"\nMake it active with: alliance activate-model {version}"))
 
 
+def _check_settings(console) -> None:
+    """Stop with exit 2 when a setting every session's analysis reads is unusable (the word lists), before any
+    session: blamed on each session in turn, it set every one aside (third trial, stop 43)."""
+    from flows.analyze import check_lexicon
+    from pipeline.errors import PipelineError
+    from pipeline.settings import Settings
+
+    try:
+        check_lexicon(Settings())
+    except PipelineError as exc:
+        _error(console, str(exc))
+        raise typer.Exit(2) from None
+
+
 def _print_card(card: dict) -> None:
     """The retrained model's figures (:func:`models.training.format_card_figures`)."""
     from models.training import format_card_figures
@@ -305,6 +320,7 @@ def evaluate(
         if not existed:
             json_out.unlink(missing_ok=True)
     settings = Settings()
+    _check_settings(console)
     try:
         result = run(model if model is not None else active_model_path(settings), data, settings,
                      unannotated_dirs=unannotated, by_group=by_generator, strict=strict,

@@ -307,3 +307,23 @@ def test_export_reviews_refuses_an_inbox_that_does_not_exist(tmp_path, monkeypat
     assert result.exit_code == 2, result.output
     (line,) = result.output.strip().splitlines()
     assert "nonexist" in line and "not found" in line and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "retrain"])
+def test_a_bad_word_list_setting_stops_evaluate_and_retrain_once_not_at_every_session(tmp_path, monkeypatch,
+                                                                                       command):
+    """Third trial (stop 43): with ALLIANCE_FEATURES__LEXICON_PATH at a pipe, `evaluate --data` set aside every session
+    in turn for it, without naming the variable."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    os.mkfifo(tmp_path / "woorden.toml")
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ALLIANCE_FEATURES__LEXICON_PATH", str(tmp_path / "woorden.toml"))
+    (tmp_path / "ds").mkdir()
+    args = ["--data", str(tmp_path / "ds")] + (["--version", "v-x"] if command == "retrain" else [])
+    result = CliRunner().invoke(app, [command, *args])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert "ALLIANCE_FEATURES__LEXICON_PATH" in line and "set aside" not in line
