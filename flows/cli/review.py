@@ -77,6 +77,11 @@ def export_reviews_cmd(out: Path = typer.Option(..., "--out", help="Folder for t
         typer.echo(f"error: the nightly inbox {one_line(str(settings.inbox_dir))} {what} (--inbox or "
                    "ALLIANCE_INBOX_DIR); its done/ folder holds the recordings", err=True)
         raise typer.Exit(2)
+    done = Path(settings.inbox_dir) / "done"
+    if done.exists() and not done.is_dir():  # the retained recordings are there: a file would hide them (trial)
+        typer.echo(f"error: {one_line(str(done))} is not a folder; the nightly inbox keeps the analysed recordings "
+                   "there", err=True)
+        raise typer.Exit(2)
     blocked = next((p for p in [out, *out.parents] if p.exists() and not p.is_dir()), None)
     if blocked is not None:
         typer.echo(f"error: --out {shown}: {one_line(str(blocked))} is a file, not a folder; give a folder", err=True)

@@ -307,6 +307,11 @@ def test_export_reviews_refuses_an_inbox_that_does_not_exist(tmp_path, monkeypat
     assert result.exit_code == 2, result.output
     (line,) = result.output.strip().splitlines()
     assert "nonexist" in line and "not found" in line and not (tmp_path / "out").exists()
+    (tmp_path / "inbox").mkdir()  # third trial: an inbox whose done/ is a file said "Exported 0"
+    (tmp_path / "inbox" / "done").write_text("not a folder")
+    result = CliRunner().invoke(app, ["export-reviews", "--out", str(tmp_path / "out"), "--inbox",
+                                      str(tmp_path / "inbox")])
+    assert result.exit_code == 2 and "done" in result.output and not (tmp_path / "out").exists(), result.output
 
 
 @pytest.mark.parametrize("command", ["evaluate", "retrain"])
