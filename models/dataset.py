@@ -26,6 +26,7 @@ hash of the analysis code (``pipeline/``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -164,9 +165,10 @@ def discover_sessions(data_dir: str | Path, *, set_aside: list[dict] | None = No
     return out
 
 
-def _consent_refusal(folder: Path) -> str | None:
+def _consent_refusal(folder: Path, *, strict_read: bool = False) -> str | None:
     """Why the session in ``folder`` may not be used for research, from its ``metadata.json`` alone; None when it
-    may, or when there is no readable metadata (the other checks name that).
+    may, or when there is no readable metadata (the other checks name that; with ``strict_read`` an unreadable
+    record raises).
 
     A consent record that does not give research use (:func:`research_use_refusal`), and a real session (no
     ``simulated`` record) without any consent record.
@@ -180,6 +182,8 @@ def _consent_refusal(folder: Path) -> str | None:
         raw = read_sidecar(meta)
         why = research_use_refusal(meta)
     except PipelineError:
+        if strict_read:
+            raise
         return None
     if why is None and "consent" not in raw and "simulated" not in raw:
         why = (f"{meta.name}: no consent record, and no 'simulated' record: a real session needs its consent record "
@@ -187,12 +191,83 @@ def _consent_refusal(folder: Path) -> str | None:
     return why
 
 
-def refused_sessions(data_dir: str | Path) -> list[dict]:
-    """Every session under ``data_dir`` whose consent refuses research use, wherever it lies.
+def _walk(folders: Sequence[str | Path]):
+    """``(folder, file names)`` under each of ``folders``, at any depth: hidden folders and links to folders
+    followed, each real folder once (a link loop ends there)."""
+    seen: set[str] = set()
+    for d in folders:
+        if not Path(d).is_dir():
+            continue
+        for top, subdirs, files in os.walk(d, followlinks=True):
+            real = os.path.realpath(top)
+            if real in seen:
+                subdirs[:] = []
+                continue
+            seen.add(real)
+            yield Path(top), files
 
-    The dataset's folders and the folders one level inside them are read, hidden ones and links included (a session
-    set aside for such a fault is still a refusal to obey), each by its ``metadata.json`` alone
-    (:func:`_consent_refusal`).
+
+def run_recordings(folders: Sequence[str | Path]) -> list[Path]:
+    """Every audio file under the run's folders, wherever it lies (:func:`_walk`): what a recording is compared with.
+
+    Parameters
+    ----------
+    folders : sequence of path
+        The run's dataset and recording folders (``--data``, ``--holdout``, ``--unannotated``).
+
+    Returns
+    -------
+    list of Path
+        Files with an audio suffix (:data:`AUDIO_SUFFIXES`) that are, or lead to, regular files; never decoded.
+    """
+    return [top / f for top, files in _walk(folders) for f in sorted(files)
+            if Path(f).suffix.lower() in AUDIO_SUFFIXES and (top / f).is_file()]
+
+
+def copies_elsewhere(path: Path, recordings: Sequence[Path], digests: dict) -> list[Path]:
+    """The files among ``recordings`` (other than ``path`` itself) with the same bytes as ``path``.
+
+    Only files of the same size are hashed (sha256, :func:`pipeline.audio.recording_sha256`); ``digests`` caches the
+    hashes across calls. A file that cannot be read is left out.
+    """
+    from pipeline.audio import recording_sha256
+
+    def digest(p: Path) -> str | None:
+        key = os.path.realpath(p)
+        if key not in digests:
+            try:
+                digests[key] = recording_sha256(p)
+            except OSError:
+                digests[key] = None
+        return digests[key]
+
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return []
+    own = os.path.realpath(path)
+    same_size = []
+    for p in recordings:
+        with contextlib.suppress(OSError):
+            if os.path.realpath(p) != own and p.stat().st_size == size:
+                same_size.append(p)
+    if not same_size or digest(path) is None:
+        return []
+    return [p for p in same_size if digest(p) == digest(path)]
+
+
+def shown_path(path: Path, folders: Sequence[str | Path]) -> str:
+    """``path`` as a message names it: relative to the folder of ``folders`` it lies in, that folder's name first
+    (``held/s3/recording.wav``), else its own name."""
+    for d in folders:
+        with contextlib.suppress(ValueError):
+            return f"{Path(d).name}/{path.relative_to(d).as_posix()}"
+    return path.name
+
+
+def refused_sessions(data_dir: str | Path) -> list[dict]:
+    """Every session under ``data_dir`` whose consent refuses research use, or whose metadata cannot be read, wherever
+    it lies (:func:`_walk`: hidden folders, any depth, behind links), by its ``metadata.json`` alone.
 
     Parameters
     ----------
@@ -202,26 +277,23 @@ def refused_sessions(data_dir: str | Path) -> list[dict]:
     Returns
     -------
     list of dict
-        ``{"name": the folder, relative to data_dir, "session_id": its id or None, "recordings": [Path, ...]}``: its
-        audio files that are (or lead to) regular files. They are never decoded; a caller may hash them to refuse
-        copies.
+        ``{"name": the folder, relative to data_dir, "session_id": its id (the folder's name when the metadata
+        gives none or cannot be read)}``: no other session may carry that id.
     """
     root = Path(data_dir)
-    if not root.is_dir():
-        return []
     found = []
-    for top in sorted(p for p in root.iterdir() if p.is_dir()):
-        for folder in [top, *([] if top.is_symlink() else sorted(p for p in top.iterdir() if p.is_dir()))]:
-            try:
-                if _consent_refusal(folder) is None:
-                    continue
-                raw = read_sidecar(folder / "metadata.json")
-                recordings = [p for p in sorted(folder.iterdir()) if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()]
-            except (OSError, InputError):
-                continue
+    for folder, files in _walk([root]):
+        if "metadata.json" not in files or folder == root or not (folder / "metadata.json").is_file():
+            continue
+        try:
+            refused = _consent_refusal(folder, strict_read=True) is not None
+            raw = read_sidecar(folder / "metadata.json")
+        except (OSError, InputError):  # a record that cannot be read may be a refusal: obeyed as one
+            refused, raw = True, {}
+        if refused:
             sid = raw.get("session_id")
-            found.append({"name": folder.relative_to(root).as_posix(), "session_id": sid if isinstance(sid, str) else None,
-                          "recordings": recordings})
+            found.append({"name": folder.relative_to(root).as_posix() if folder.is_relative_to(root) else folder.name,
+                          "session_id": sid if isinstance(sid, str) and sid else folder.name})
     return found
 
 

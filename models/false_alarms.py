@@ -16,7 +16,6 @@ sessions (:func:`models.dataset.session_features`).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from pathlib import Path
@@ -161,6 +160,12 @@ def checked_sidecar(path: Path) -> Path | None:
     from models import dataset
     from pipeline.sidecar import refuse_without_consent
 
+    folder_meta = path.parent / "metadata.json"  # a session folder given as recordings: its record is obeyed (trial)
+    if folder_meta.is_file():
+        refusal = dataset.research_use_refusal(folder_meta)
+        if refusal is not None:
+            raise InputError(path, f"{refusal} (beside it): its consent record does not allow research use, so it is "
+                                   "not used to measure the model")
     if path.is_symlink():  # another client's recording would be read under this name, without its own consent record
         raise InputError(path, "is a link; a folder of recordings holds them as files of its own (the inbox and the "
                                "datasets refuse links too): copy the recording in")
@@ -291,7 +296,7 @@ def flags_per_hour(n_flags: int, minutes: float) -> float:
 
 
 def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *, threshold: float | None = None,
-                 progress=print, backends=None, refused: Sequence[dict] = ()) -> dict:
+                 progress=print, backends=None, other_dirs: Sequence[str | Path] = ()) -> dict:
     """Analyse every recording under ``folders`` and count the model's flags: all of them are false alarms.
 
     Parameters
@@ -308,9 +313,10 @@ def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *
         Called with one line per recording (file name and count; never what was said).
     backends : Backends, optional
         For tests; default the configured analysis models.
-    refused : sequence of dict
-        Sessions of the run's datasets whose consent refuses research use (:func:`models.dataset.refused_sessions`):
-        a recording here with the same bytes as one of theirs is set aside, not measured (third trial, stop 43).
+    other_dirs : sequence of path
+        The run's other folders (its datasets). A recording with the same bytes as any other audio file under
+        ``folders`` or ``other_dirs`` (:func:`models.dataset.copies_elsewhere`) is set aside, every copy of it: a
+        recording is measured once, and not at all where a copy of it may not be used (three trials, stop 43).
 
     Returns
     -------
@@ -334,17 +340,11 @@ def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *
     def say(line: str) -> None:  # file names and messages on one line: no forged line, no terminal escape
         progress(one_line(line))
 
-    from pipeline.audio import recording_sha256
-
     files, skipped, total_min, total = [], [], 0.0, {name: 0 for name in CLASSES[1:]}
-    seen: dict[str, str] = {}  # content -> the recording counted for it
-    sizes = {p.stat().st_size for d in folders for p in find_recordings(d) if not p.is_symlink()}
-    barred: dict[str, str] = {}  # content -> the refused dataset session that holds it
-    for r in refused:
-        for p in r["recordings"]:
-            with contextlib.suppress(OSError):  # hashed only when a recording here has its size, never decoded
-                if p.stat().st_size in sizes:
-                    barred.setdefault(recording_sha256(p), r["name"])
+    from models.dataset import copies_elsewhere, run_recordings, shown_path
+
+    elsewhere = run_recordings([*folders, *other_dirs])
+    digests: dict = {}
     for folder in folders:
         root = Path(folder)
         for path in not_recordings(root):  # named, never silently left out
@@ -355,23 +355,14 @@ def false_alarms(bundle: ModelBundle, folders: Sequence[str | Path], settings, *
             say(f"{rel}: set aside: {why}")
         for path in find_recordings(root):
             rel = path.relative_to(root).as_posix()
-            try:  # one recording under two names would count its flags twice (second trial)
-                digest = None if path.is_symlink() else recording_sha256(path)
-            except OSError:
-                digest = None  # the analysis below names what is wrong with it
-            if digest is not None and digest in barred:
-                why = (f"the same recording as dataset session {barred[digest]}, whose consent does not allow "
-                       "research use (identical content)")
+            copies = [] if path.is_symlink() else copies_elsewhere(path, elsewhere, digests)
+            if copies:  # under two names its flags would count twice; and a copy may be a refused one (trials)
+                shown = ", ".join(shown_path(p, [*folders, *other_dirs]) for p in copies[:3])
+                why = (f"the same recording as {shown}{' ...' if len(copies) > 3 else ''} (identical content); a "
+                       "recording is measured once, and not at all where one of its copies may not be used")
                 skipped.append({"file": rel, "folder": str(folder), "why": why})
                 say(f"{rel}: set aside: {why}")
                 continue
-            if digest is not None and digest in seen:
-                why = f"the same recording as {seen[digest]} (identical content); a recording is measured once"
-                skipped.append({"file": rel, "folder": str(folder), "why": why})
-                say(f"{rel}: set aside: {why}")
-                continue
-            if digest is not None:
-                seen[digest] = rel if len(folders) == 1 else f"{Path(folder).name}/{rel}"
             try:
                 feats, duration_s = recording_features(path, settings, backends=backends)
             except PipelineError as exc:  # one bad file never throws away the others

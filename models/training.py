@@ -34,12 +34,12 @@ Brier (1950), Verification of forecasts expressed in terms of probability, Month
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -404,10 +404,11 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print,
         record is malformed; a session whose features differ from this code's
         markers; with ``set_aside``, a dataset none of whose sessions could be used.
     """
-    from models.dataset import aside_entry, discover_sessions, session_features, window_labels
+    from models.dataset import (aside_entry, copies_elsewhere, discover_sessions, run_recordings, session_features,
+                                shown_path, window_labels)
     from models.transfer import session_generator
     from pipeline.annotations import read_annotations
-    from pipeline.audio import probe, recording_sha256
+    from pipeline.audio import probe
     from pipeline.errors import PipelineError
 
     from models.dataset import refused_sessions
@@ -452,7 +453,8 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print,
     for s in sessions:  # the id of a session whose consent refuses research use: the same session, maybe (trial)
         if s.session_id in refused_id:
             aside(s, InputError(s.folder, f"session id {s.session_id} is also that of session folder "
-                                          f"{refused_id[s.session_id]}, whose consent does not allow research use"))
+                                          f"{refused_id[s.session_id]}, whose consent does not allow research use "
+                                          "(or cannot be read)"))
     sessions = [s for s in sessions if s.session_id not in refused_id]
     generator, kept = {}, []
     for s in sessions:  # every annotation and metadata file is checked, against the declared length, before analysis
@@ -466,35 +468,29 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print,
             continue
         kept.append(s)
     sessions = kept
-    # one recording under two sessions would sit in two folds (it scores what it trained on); and a copy of a
-    # recording whose own session refused research use is that recording (trial): neither is used
-    digests = {s.session_id: recording_sha256(s.recording) for s in sessions}
-    sizes = {s.recording.stat().st_size for s in sessions}
-    refused_digest = {}
-    for name, path in ((r["name"], p) for r in refused for p in r["recordings"]):
-        with contextlib.suppress(OSError):  # only a refused recording of a size some kept one has is hashed
-            if path.stat().st_size in sizes:
-                refused_digest.setdefault(recording_sha256(path), name)
-    holders: dict[str, list[str]] = {}
-    for s in sessions:
-        holders.setdefault(digests[s.session_id], []).append(s.session_id)
+    # a recording is used once: one under two sessions would sit in two folds (it scores what it trained on), and a
+    # copy of one whose session may not be used (refused consent, unreadable metadata, hidden, nested, behind a link,
+    # in another folder of the run) is that recording (three trials, 5 December): every holder is set aside
+    elsewhere = run_recordings([*data_dirs, *consent_dirs])
+    digests: dict = {}
+    holder_of = {os.path.realpath(s.recording): s.session_id for s in sessions}
+    first_holder: dict[str, str] = {}
     kept = []
     for s in sessions:
-        digest = digests[s.session_id]
-        if digest in refused_digest:
-            aside(s, InputError(s.recording, f"session {s.session_id} has the same recording as session folder "
-                                             f"{refused_digest[digest]}, whose consent does not allow research use "
-                                             "(identical content); remove both or neither is used"))
+        copies = copies_elsewhere(s.recording, elsewhere, digests)
+        if not copies:
+            kept.append(s)
             continue
-        others = [o for o in holders[digest] if o != s.session_id]
-        if others and set_aside is None and holders[digest][0] == s.session_id:
-            kept.append(s)  # strict: the first problem raises, at the second holder, naming the first
-            continue
-        if others:
-            aside(s, InputError(s.recording, f"session {s.session_id} has the same recording as session "
-                                             f"{', '.join(others)} (identical content); keep one of them"))
-            continue
-        kept.append(s)
+        names = [holder_of.get(os.path.realpath(p)) for p in copies]
+        if set_aside is None and all(names):  # strict: raise at the second holder, naming the first, as before
+            first = first_holder.setdefault(digests[os.path.realpath(s.recording)], s.session_id)
+            if first == s.session_id:
+                kept.append(s)
+                continue
+        shown = [f"session {n}" if n else shown_path(p, [*data_dirs, *consent_dirs]) for n, p in zip(names, copies)]
+        aside(s, InputError(s.recording, f"session {s.session_id} has the same recording as {', '.join(shown[:3])}"
+                                         f"{' ...' if len(shown) > 3 else ''} (identical content); a recording is "
+                                         "used once, and not at all where one of its copies may not be used"))
     sessions = kept
     X, y, groups, sids, langs, gens, folders, starts, ends = [], [], [], [], [], [], [], [], []
     min_speech = settings.model.min_window_speech_s
@@ -1156,7 +1152,7 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
                              + "; ".join(set_aside) + ")")
     if holdout_dirs:
         check_holdout_apart(data_dirs, holdout_dirs, strict=strict)
-    every = [*data_dirs, *holdout_dirs]  # a refusal in one bars its copies in the other (third trial)
+    every = [*data_dirs, *holdout_dirs, *unannotated_dirs]  # a refusal in one bars its copies in another (trials)
     data = load_dataset(data_dirs, settings, progress=progress, set_aside=None if strict else [], consent_dirs=every)
     X_all, y, groups, gens, sids = data["X"], data["y"], data["groups"], data["generators"], data["sessions"]
     starts, ends = data["starts"], data["ends"]
@@ -1357,10 +1353,8 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
                             consent_dirs=every)
         card["metrics"]["heldout"] = evaluate_bundle(bundle, held, by_group=True)
     if unannotated_dirs:
-        from models.dataset import refused_sessions
-
         card["metrics"]["false_alarms"] = false_alarms(bundle, unannotated_dirs, settings, progress=progress,
-                                                       refused=[r for d in every for r in refused_sessions(d)])
+                                                       other_dirs=[*data_dirs, *holdout_dirs])
     return save_model(model, _paths_in_data_dir(card, settings.data_dir), root=Path(root))
 
 
@@ -1505,15 +1499,14 @@ def evaluate(model_dir: str | Path | None, data_dirs: Sequence[str | Path], sett
         find_recordings(d)
     out: dict = {"model": bundle.version}
     if data_dirs:
-        data = load_dataset(data_dirs, settings, progress=progress, set_aside=None if strict else [])
+        data = load_dataset(data_dirs, settings, progress=progress, set_aside=None if strict else [],
+                            consent_dirs=unannotated_dirs)
         out.update(evaluate_bundle(bundle, data, by_group=by_group))
     if unannotated_dirs:
         # at the model's own thresholds, as the annotated sessions above (a threshold set for the clinic's flags
         # would score the two parts of one run differently)
-        from models.dataset import refused_sessions
-
         out["false_alarms"] = false_alarms(bundle, unannotated_dirs, settings, progress=progress,
-                                           refused=[r for d in data_dirs for r in refused_sessions(d)])
+                                           other_dirs=data_dirs)
     return out
 
 

@@ -439,3 +439,44 @@ def test_third_trial_every_refused_recording_bars_its_copies_wherever_both_lie(t
     monkeypatch.setattr(dataset, "session_features", broken)
     with pytest.raises(BackendUnavailableError):  # a setting, not a session: the run stops, once
         load_dataset([ds], Settings(data_dir=tmp_path / "data"), progress=lambda line: None, set_aside=[])
+
+
+def test_fourth_trial_unreadable_deep_or_linked_refusals_still_bar_their_copies_and_ids(tmp_path, monkeypatch):
+    """Fourth trial (stop 43): a refused session whose metadata held a key twice or was not UTF-8, one two folders
+    down, and one inside a linked folder, each let its copy through; so did a session taking the folder name of a
+    refused session without a session_id as its id."""
+    import os
+
+    from models import dataset
+    from models.training import load_dataset
+    from pipeline.settings import Settings
+    from tests.test_training import _fake_session_features
+
+    refuse = {"analysis": True, "research_use": False}
+    ds = tmp_path / "ds"
+    _session(ds / "a-fine")
+    places = {"twice": ds / "twice", "latin": ds / "latin", "deep": ds / "x" / "y" / "deep",
+              "linked": tmp_path / "other" / "linked"}
+    for name, where in places.items():
+        _session(where, client=f"c-{name}")
+        _meta(where, consent=refuse)
+        _session(ds / f"copy-{name}", client=f"c-copy-{name}")
+        _meta(ds / f"copy-{name}", consent=None, simulated={"seed": 1})
+        shutil.copyfile(where / "recording.wav", ds / f"copy-{name}" / "recording.wav")
+    text = (places["twice"] / "metadata.json").read_text()
+    (places["twice"] / "metadata.json").write_text(text[:-1] + ', "language": "en"}')
+    (places["latin"] / "metadata.json").write_bytes((places["latin"] / "metadata.json").read_bytes()[:-1]
+                                                     + b', "note": "caf\\xe9"}'.replace(b"\\xe9", b"\xe9"))
+    os.symlink(tmp_path / "other", ds / "link")
+    _session(ds / "foo", client="c-foo")
+    _meta(ds / "foo", consent=refuse, session_id=None)
+    _session(ds / "bar", client="c-bar")
+    _meta(ds / "bar", session_id="foo")
+    monkeypatch.setattr(dataset, "session_features", _fake_session_features)
+    aside: list = []
+    data = load_dataset([ds], Settings(data_dir=tmp_path / "data"), progress=lambda line: None, set_aside=aside)
+    why = {a["session"]: a["why"] for a in aside}
+    assert data["n_sessions"] == 1, why  # a-fine
+    for name in places:
+        assert "same recording" in why[f"copy-{name}"], (name, why)
+    assert "foo" in why["bar"]

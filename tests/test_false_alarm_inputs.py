@@ -299,10 +299,10 @@ def test_a_linked_subfolder_is_named_and_a_recording_given_twice_counts_once(tmp
     (tmp_path / "elsewhere" / "d.wav").write_bytes(b"more")
     (folder / "sub").symlink_to(tmp_path / "elsewhere")
     analysed, out = _evaluate_folder(folder, monkeypatch)
-    assert analysed == ["a.wav", "c-other.wav"]
+    assert analysed == ["c-other.wav"]  # every copy set aside (third trial: which one may be a refused one)
     why = {s["file"]: s["why"] for s in out["skipped"]}
-    assert set(why) == {"b-copy.wav", "sub"}, why
-    assert "a.wav" in why["b-copy.wav"] and "link" in why["sub"]
+    assert set(why) == {"a.wav", "b-copy.wav", "sub"}, why
+    assert "a.wav" in why["b-copy.wav"] and "b-copy.wav" in why["a.wav"] and "link" in why["sub"]
 
 
 def test_a_refusal_of_research_use_is_named_before_other_faults_of_the_consent_record(tmp_path, monkeypatch):
@@ -327,7 +327,6 @@ def test_a_copy_of_a_refused_dataset_recording_is_not_counted_as_a_false_alarm_r
     refused research use: the copy was analysed and counted."""
     import json
 
-    from models.dataset import refused_sessions
     from pipeline.audio import save_wav
 
     session = tmp_path / "W" / "r1"
@@ -348,7 +347,11 @@ def test_a_copy_of_a_refused_dataset_recording_is_not_counted_as_a_false_alarm_r
                                    "threshold": {"value": 0.5, "per_class": {}}}, unannotated)
     settings = type("S", (), {"model": type("M", (), {"min_window_speech_s": 3.0})(), "audio": None})()
     out = fa.false_alarms(bundle, [unannotated], settings=settings, progress=lambda line: None,
-                          refused=refused_sessions(tmp_path / "W"))
+                          other_dirs=[tmp_path / "W"])
     assert analysed == ["y.wav"]
     (skipped,) = out["skipped"]
-    assert skipped["file"] == "x.wav" and "r1" in skipped["why"] and "research use" in skipped["why"]
+    assert skipped["file"] == "x.wav" and "W/r1/recording.wav" in skipped["why"], skipped
+    # a session folder given as recordings: its metadata.json is its consent record (fourth trial)
+    out = fa.false_alarms(bundle, [tmp_path / "W"], settings=settings, progress=lambda line: None)
+    (skipped,) = out["skipped"]
+    assert skipped["file"] == "r1/recording.wav" and "research_use is false" in skipped["why"], skipped
