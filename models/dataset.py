@@ -78,9 +78,9 @@ def discover_sessions(data_dir: str | Path, *, set_aside: list[dict] | None = No
         set aside before any of its files but the metadata is read. Without it (``None``), the first problem
         raises, as ``alliance retrain --strict`` wants.
     refused : list, optional
-        Receives :func:`refused_sessions` of ``data_dir``: every session under it whose consent refuses research use,
-        wherever it lies (hidden, one level down, behind links), so that a copy of its recording, or a session with its
-        id, can be refused too (:func:`models.training.load_dataset`).
+        Receives :func:`refused_sessions` of ``data_dir``: every session under it whose consent refuses research use
+        or whose metadata cannot be read, wherever it lies, so that a session carrying its id can be refused too
+        (:func:`models.training.load_dataset`; copies of its recording are refused by content there).
 
     Returns
     -------

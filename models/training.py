@@ -382,9 +382,10 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print,
         analysis cannot take. One ``{"session", "folder", "why"}`` each, in the order met; each also goes to
         ``progress`` as ``set aside <session folder>: <why>``. Without it (``None``), the first problem raises.
     consent_dirs : sequence of path
-        Other dataset folders of the same run (``--holdout`` beside ``--data``): a session of theirs whose consent
-        refuses research use also bars a copy of its recording, or its session id, here
-        (:func:`models.dataset.refused_sessions`).
+        The run's other folders (``--holdout`` beside ``--data``, ``--unannotated``): a recording here whose bytes
+        are also found under any of them, or under ``data_dirs`` (:func:`models.dataset.copies_elsewhere`), is set
+        aside with every other holder, and a session of theirs whose consent refuses research use bars its session
+        id here (:func:`models.dataset.refused_sessions`).
 
     Returns
     -------
@@ -404,15 +405,12 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print,
         record is malformed; a session whose features differ from this code's
         markers; with ``set_aside``, a dataset none of whose sessions could be used.
     """
-    from models.dataset import (aside_entry, copies_elsewhere, discover_sessions, run_recordings, session_features,
-                                shown_path, window_labels)
+    from models.dataset import (aside_entry, copies_elsewhere, discover_sessions, refused_sessions, run_recordings,
+                                session_features, shown_path, window_labels)
     from models.transfer import session_generator
     from pipeline.annotations import read_annotations
     from pipeline.audio import probe
-    from pipeline.errors import PipelineError
-
-    from models.dataset import refused_sessions
-    from pipeline.errors import BackendUnavailableError, ConfigError
+    from pipeline.errors import BackendUnavailableError, ConfigError, PipelineError
     from pipeline.ids import display_line
 
     skipped: list[dict] = []
