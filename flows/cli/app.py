@@ -62,6 +62,10 @@ class _Commands(typer.core.TyperGroup):
             raise typer.Exit(2) from None
 
 
+# commands that only read or remove what earlier commands recorded: where the database is the data folder's own
+# (no ALLIANCE_DATABASE_URL), a missing data folder is a mistyped ALLIANCE_DATA_DIR (or nothing recorded yet), said
+# as such instead of creating an empty folder
+READS_RECORDED_DATA = frozenset({"audit", "purge", "export-reviews", "web", "disable-therapist", "remove-therapist"})
 STOPPED = ("stopped (Ctrl-C): the work in progress was not kept (its unfinished files are removed); results "
            "already written are kept")
 
@@ -124,10 +128,19 @@ def main(ctx: typer.Context) -> None:
         typer.echo(f"error: invalid setting: {exc}", err=True)
         raise typer.Exit(2) from None
     from pipeline.errors import ConfigError
+    from pipeline.ids import display_line
     from pipeline.settings import ensure_data_dir
 
     if ctx.meta.get("alliance.help_only"):
         return  # `alliance COMMAND --help` creates no data folder where it is run
+    folder = Path(settings.data_dir)
+    if (ctx.invoked_subcommand in READS_RECORDED_DATA and not settings.database_url and not folder.exists()
+            and not folder.is_symlink()):
+        # a mistyped ALLIANCE_DATA_DIR made an empty data folder, and `audit` then said no events were recorded
+        typer.echo(f"error: ALLIANCE_DATA_DIR: the data folder {display_line(str(folder.absolute()))} does not exist, "
+                   f"so there is nothing recorded for `alliance {ctx.invoked_subcommand}`; check the setting",
+                   err=True)
+        raise typer.Exit(2)
     try:
         ensure_data_dir(settings)  # every command writes there (Prefect's home too): an unusable one stops here
     except ConfigError as exc:

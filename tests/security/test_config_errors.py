@@ -133,3 +133,15 @@ def test_a_group_setting_that_is_not_json_or_a_hop_near_zero_is_one_line(tmp_pat
     accepted and the analysis then asked for 224 GiB."""
     r = _run(tmp_path, ["audit"], **{name: value})
     _assert_one_line(r, name)
+
+
+@pytest.mark.parametrize("args", [["audit"], ["purge", "c-1"], ["export-reviews", "--out", "exports"],
+                                  ["web"], ["disable-therapist", "t-1"], ["remove-therapist", "t-1"]])
+def test_a_command_that_only_reads_the_data_folder_refuses_a_missing_one_and_creates_nothing(tmp_path, args):
+    """A mistyped ALLIANCE_DATA_DIR made a new, empty data folder, and `audit` said it had no events (stop 43):
+    a command that only reads or removes what was recorded says that the folder does not exist instead."""
+    missing = tmp_path / "alliance-dtaa"
+    r = _run(tmp_path, args, ALLIANCE_DATA_DIR=str(missing))
+    _assert_one_line(r, "ALLIANCE_DATA_DIR")
+    assert str(missing) in r.stderr and "does not exist" in r.stderr
+    assert not missing.exists() and not (tmp_path / "exports").exists()

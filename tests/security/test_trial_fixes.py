@@ -195,6 +195,7 @@ def test_export_reviews_prints_an_odd_output_path_on_one_line(tmp_path, monkeypa
     from flows.cli import app
 
     monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "data").mkdir(mode=0o700)
     (tmp_path / "inbox").mkdir()
     out = tmp_path / "exp" / "a\nerror: forged"
     result = CliRunner().invoke(app, ["export-reviews", "--out", str(out), "--inbox", str(tmp_path / "inbox")])
@@ -212,6 +213,7 @@ def test_export_reviews_refuses_an_output_folder_it_cannot_make_even_with_nothin
     from flows.cli import app
 
     monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "data").mkdir(mode=0o700)
     (tmp_path / "inbox").mkdir()
     result = CliRunner().invoke(app, ["export-reviews", "--out", where, "--inbox", str(tmp_path / "inbox")])
     assert result.exit_code == 2, result.output
@@ -247,6 +249,7 @@ def test_audit_with_no_events_says_which_data_directory_it_read(tmp_path, monkey
     from flows.cli import app
 
     monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "elsewhere"))
+    (tmp_path / "elsewhere").mkdir(mode=0o700)  # a data folder that does not exist is refused (test_config_errors)
     result = CliRunner().invoke(app, ["audit"])
     assert result.exit_code == 0, result.output
     note = [line for line in result.stderr.splitlines() if "no audit events" in line]
@@ -302,6 +305,7 @@ def test_export_reviews_refuses_an_inbox_that_does_not_exist(tmp_path, monkeypat
     from flows.cli import app
 
     monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "data").mkdir(mode=0o700)
     result = CliRunner().invoke(app, ["export-reviews", "--out", str(tmp_path / "out"), "--inbox",
                                       str(tmp_path / "nonexist")])
     assert result.exit_code == 2, result.output
