@@ -14,9 +14,18 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # Prefect's temporary server gives up after 20 s; on a busy 2-core machine it needs longer to start
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 if "PREFECT_HOME" not in os.environ:
-    os.environ["PREFECT_HOME"] = str(
-        (Path(os.environ.get("ALLIANCE_DATA_DIR", "").strip() or "alliance-data") / "prefect").resolve())
-_HOME_WAS_THERE = Path(os.environ["PREFECT_HOME"]).exists()
+    # the value as the settings read it (pipeline.settings refuses one with spaces or a line break at its ends)
+    _data = os.environ.get("ALLIANCE_DATA_DIR", "")
+    _home = Path(_data if _data.strip() else "alliance-data") / "prefect"
+    try:
+        _home = _home.resolve()
+    except (OSError, RuntimeError):  # a link loop, a name too long: the `alliance` command says so in one line
+        _home = _home.absolute()
+    os.environ["PREFECT_HOME"] = str(_home)
+try:
+    _HOME_WAS_THERE = Path(os.environ["PREFECT_HOME"]).exists()
+except (OSError, ValueError):
+    _HOME_WAS_THERE = True  # never removed by discard_unused_prefect_home
 
 
 def make_prefect_home() -> None:

@@ -14,6 +14,7 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -204,6 +205,15 @@ class Store:
     def __init__(self, url: str) -> None:
         self.engine = sa.create_engine(url, future=True)
         META.create_all(self.engine)
+        if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (None, "", ":memory:"):
+            # a database file made before (or copied in) with looser permissions is tightened too (trial, stop 44);
+            # new ones are private through the command's umask
+            for name in (self.engine.url.database, f"{self.engine.url.database}-wal",
+                         f"{self.engine.url.database}-journal"):
+                try:
+                    os.chmod(name, 0o600)
+                except OSError:  # not there, or another user's file: nothing to tighten here
+                    pass
         self._add_therapist_columns()
         if self.engine.dialect.name == "sqlite":
             with self.engine.begin() as c:
@@ -240,7 +250,7 @@ class Store:
         try:
             return cls(url)
         except (sa.exc.SQLAlchemyError, ImportError, OSError, ValueError) as exc:
-            raise ConfigError(f"{setting}: cannot open the database {_shown_url(url)} ({_why_unusable(url, exc)})"
+            raise ConfigError(f"{setting}: cannot open the database {shown_url(url)} ({_why_unusable(url, exc)})"
                               ) from None
 
     def audit(self, event: str, *, actor: str, outcome: str, client_id: str | None = None,
@@ -532,7 +542,7 @@ class Store:
         return dict(row._mapping) if row else None
 
 
-def _shown_url(url: str) -> str:
+def shown_url(url: str) -> str:
     """The database URL as it may be printed: the password masked, or only its scheme when it cannot be parsed."""
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)

@@ -987,6 +987,41 @@ def check_holdout_apart(data_dirs: Sequence[str | Path], holdout_dirs: Sequence[
                                           f"session {twin} (identical content); give --holdout other recordings")
 
 
+def check_clients(data_dirs: Sequence[str | Path]) -> None:
+    """Refuse, before any analysis, a dataset whose sessions cannot be cross-validated: one generator, one client.
+
+    Read from the sessions' ``metadata.json`` alone (:func:`models.dataset.discover_sessions`, sessions that would
+    be set aside left out), so that a training run does not analyse every recording first (a trial's two simulated
+    sessions of one client took 3 minutes to reach the same refusal from :func:`models.transfer.window_folds`).
+
+    Parameters
+    ----------
+    data_dirs : sequence of path
+        The dataset folders of the run.
+
+    Raises
+    ------
+    InputError
+        The usable sessions all come from one generator and belong to one client.
+    """
+    from models.dataset import discover_sessions
+    from models.transfer import session_generator
+
+    sessions = [s for d in data_dirs for s in discover_sessions(d, set_aside=[])]
+    clients = sorted({s.client_id for s in sessions})
+    generators = set()
+    for s in sessions:
+        try:
+            generators.add(session_generator(s.metadata))
+        except (InputError, OSError, ValueError):  # named when the session is read
+            pass
+    if len(generators) < 2 and len(clients) == 1:
+        raise InputError(None, f"grouped cross-validation needs sessions of at least 2 clients; the "
+                               f"{counted(len(sessions), 'session', 'sessions')} given all belong to client "
+                               f"{clients[0]} (client_id in metadata.json): add sessions of another client "
+                               "(`alliance simulate` makes two sessions per client, so simulate at least 3)")
+
+
 def counted(n: int, one: str, many: str) -> str:
     """``"1 client"``, ``"2 clients"``: a count with its noun in the singular or the plural.
 
@@ -1150,6 +1185,7 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
                              + "; ".join(set_aside) + ")")
     if holdout_dirs:
         check_holdout_apart(data_dirs, holdout_dirs, strict=strict)
+    check_clients(data_dirs)
     every = [*data_dirs, *holdout_dirs, *unannotated_dirs]  # a refusal in one bars its copies in another (trials)
     data = load_dataset(data_dirs, settings, progress=progress, set_aside=None if strict else [], consent_dirs=every)
     X_all, y, groups, gens, sids = data["X"], data["y"], data["groups"], data["generators"], data["sessions"]

@@ -502,7 +502,22 @@ class Settings(BaseSettings):
         """Empty means unset (the default folder); a path that is, or lies below, a file can never be a folder."""
         if isinstance(value, str) and not value.strip():
             return Path("alliance-data")
+        from pipeline.ids import display_line
+
+        if isinstance(value, str) and value != value.strip():  # trial: the value with and without them was used
+            raise ValueError(f"{value!r} has spaces or a line break at its start or end; give the folder's path "
+                             "without them")
         path = Path(value)
+        try:
+            path.resolve()
+            path.exists()  # a name too long for the file system
+        except RuntimeError:
+            raise ValueError(f"{display_line(str(path))} is a link that leads back to itself (a link loop); give the "
+                             "folder for the clinic's data") from None
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            raise ValueError(f"{display_line(str(path))} cannot be used as a folder ({why}); give the folder for the "
+                             "clinic's data") from None
         blocked = next((p for p in [path, *path.parents] if _is_file(p)), None)
         if blocked is not None:
             where = "is a file" if blocked == path else f"lies inside {blocked}, which is a file"
@@ -610,6 +625,9 @@ def ensure_data_dir(settings: "Settings") -> Path:
     from pipeline.ids import make_private_dir
 
     folder = Path(settings.data_dir)
+    if folder.is_symlink() and not folder.exists():
+        raise ConfigError(f"ALLIANCE_DATA_DIR: the data folder {folder} is a link to {os.readlink(folder)}, which "
+                          "does not exist; give a folder, or make the one the link leads to")
     try:
         make_private_dir(folder)
     except OSError as exc:

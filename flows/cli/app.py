@@ -62,9 +62,9 @@ class _Commands(typer.core.TyperGroup):
             raise typer.Exit(2) from None
 
 
-# commands that only read or remove what earlier commands recorded: where the database is the data folder's own
-# (no ALLIANCE_DATABASE_URL), a missing data folder is a mistyped ALLIANCE_DATA_DIR (or nothing recorded yet), said
-# as such instead of creating an empty folder
+# commands that only read or remove what earlier commands recorded (sessions, exports and Prefect's records live in
+# the data folder whatever ALLIANCE_DATABASE_URL says): a missing data folder is a mistyped ALLIANCE_DATA_DIR (or
+# nothing recorded yet), said as such instead of creating an empty folder
 READS_RECORDED_DATA = frozenset({"audit", "purge", "export-reviews", "web", "disable-therapist", "remove-therapist"})
 STOPPED = ("stopped (Ctrl-C): the work in progress was not kept (its unfinished files are removed); results "
            "already written are kept")
@@ -134,17 +134,18 @@ def main(ctx: typer.Context) -> None:
     if ctx.meta.get("alliance.help_only"):
         return  # `alliance COMMAND --help` creates no data folder where it is run
     folder = Path(settings.data_dir)
-    if (ctx.invoked_subcommand in READS_RECORDED_DATA and not settings.database_url and not folder.exists()
-            and not folder.is_symlink()):
+    if ctx.invoked_subcommand in READS_RECORDED_DATA and not folder.exists() and not folder.is_symlink():
         # a mistyped ALLIANCE_DATA_DIR made an empty data folder, and `audit` then said no events were recorded
-        typer.echo(f"error: ALLIANCE_DATA_DIR: the data folder {display_line(str(folder.absolute()))} does not exist, "
-                   f"so there is nothing recorded for `alliance {ctx.invoked_subcommand}`; check the setting",
-                   err=True)
+        what = ("nothing was purged (a purge finds the client's sessions there and records itself there)"
+                if ctx.invoked_subcommand == "purge" else
+                f"so there is nothing recorded for `alliance {ctx.invoked_subcommand}`")
+        typer.echo(f"error: ALLIANCE_DATA_DIR: the data folder {display_line(str(folder.absolute()))} does not exist; "
+                   f"{what}; check the setting", err=True)
         raise typer.Exit(2)
     try:
         ensure_data_dir(settings)  # every command writes there (Prefect's home too): an unusable one stops here
     except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {display_line(str(exc))}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -180,8 +181,10 @@ def _inbox_or_exit(folder: Path | None) -> Path:
         typer.echo("error: no inbox folder; give --inbox DIR or set ALLIANCE_INBOX_DIR", err=True)
         raise typer.Exit(2)
     if not Path(folder).is_dir():
+        from pipeline.ids import display_line
+
         what = "is not a folder" if Path(folder).exists() else "not found"
-        typer.echo(f"error: inbox folder {folder} {what}", err=True)
+        typer.echo(f"error: inbox folder {display_line(str(folder))} {what}", err=True)
         raise typer.Exit(2)
     return Path(folder)
 

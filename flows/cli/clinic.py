@@ -187,10 +187,13 @@ def audit(client: Optional[str] = typer.Option(None, "--client", help="Only this
     for line in format_audit(rows, fmt):
         typer.echo(line)
     if not rows:  # run from another folder, the default data directory is another one (trial): say which was read
+        from flows.store import shown_url
         from pipeline.ids import one_line
 
-        typer.echo(f"note: no audit events{f' for client {client}' if client else ''} in the data directory "
-                   f"{one_line(str(Path(settings.data_dir).resolve()))} (ALLIANCE_DATA_DIR)", err=True)
+        where = (f"the database {one_line(shown_url(settings.database_url))} (ALLIANCE_DATABASE_URL)"
+                 if settings.database_url else
+                 f"the data directory {one_line(str(Path(settings.data_dir).resolve()))} (ALLIANCE_DATA_DIR)")
+        typer.echo(f"note: no audit events{f' for client {client}' if client else ''} in {where}", err=True)
 
 
 @app.command()
@@ -213,7 +216,10 @@ def purge(client: str = typer.Argument(..., help="Client pseudonym whose data is
         raise typer.Exit(2) from None
     folder = inbox or settings.inbox_dir
     if inbox is not None and not inbox.is_dir():
-        typer.echo(f"error: inbox folder {inbox} not found; nothing was purged", err=True)
+        from pipeline.ids import display_line
+
+        what = "is not a folder" if inbox.exists() else "not found"
+        typer.echo(f"error: inbox folder {display_line(str(inbox))} {what}; nothing was purged", err=True)
         raise typer.Exit(2)
     store = Store.for_settings(settings)
     rows = store.sessions(client_id=client)

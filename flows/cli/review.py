@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from flows.cli.app import app
+from flows.cli.app import _inbox_or_exit, app
 
 
 @app.command()
@@ -22,14 +22,15 @@ def web(port: int = typer.Option(8765, "--port", min=1024, max=65535, help="Port
     import uvicorn
 
     from flows.web import TEXT, create_app
+    from pipeline.ids import display_line
     from pipeline.settings import Settings
 
     if language is not None and language not in TEXT:
         typer.echo(f"error: --language must be one of {', '.join(TEXT)}. Got {language!r} instead.", err=True)
         raise typer.Exit(2)
     settings = Settings()
-    if inbox is not None:
-        settings = settings.model_copy(update={"inbox_dir": inbox})
+    if inbox is not None:  # a mistyped --inbox started the app without a word (trial, stop 44)
+        settings = settings.model_copy(update={"inbox_dir": _inbox_or_exit(inbox)})
     # bind the port here (and hand the socket to uvicorn), so a busy port is one clear line, not uvicorn's log
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -43,6 +44,9 @@ def web(port: int = typer.Option(8765, "--port", min=1024, max=65535, help="Port
         raise typer.Exit(1) from None
     if settings.inbox_dir is None:
         typer.echo("note: no inbox given (--inbox or ALLIANCE_INBOX_DIR): flags cannot play their clips", err=True)
+    elif not Path(settings.inbox_dir).is_dir():
+        typer.echo(f"note: the inbox {display_line(str(settings.inbox_dir))} (ALLIANCE_INBOX_DIR) is not a folder: "
+                   "flags cannot play their clips", err=True)
     # answer only to this server's own names: a rebound DNS name (DNS rebinding) gets 400
     app_ = create_app(settings, language=language, hosts={f"127.0.0.1:{port}", f"localhost:{port}"})
     typer.echo(f"Review app on http://127.0.0.1:{port}/ (Ctrl+C stops it)")

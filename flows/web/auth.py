@@ -67,7 +67,8 @@ def password_problem(password: str, login: str) -> str | None:
     if len(password) < 10:
         return f"it has {len(password)} characters"
     if len(set(password)) < 5:
-        return f"it has only {len(set(password))} different characters"
+        n = len(set(password))
+        return f"it has only {n} different character{'s' * (n != 1)}"
     if login and login.casefold() in password.casefold():
         return "it contains the login name"
     return None

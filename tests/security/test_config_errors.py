@@ -67,11 +67,13 @@ def test_data_dir_whose_folder_cannot_be_made(tmp_path):
                                        ("not a url", ["audit"])])
 def test_database_url_that_cannot_be_used(tmp_path, url, args):
     (tmp_path / "inbox").mkdir()
+    (tmp_path / "data").mkdir(mode=0o700)  # a missing one is refused first by `audit` and `purge`
     r = _run(tmp_path, args, ALLIANCE_DATABASE_URL=url)
     _assert_one_line(r, "ALLIANCE_DATABASE_URL")
 
 
 def test_the_password_in_a_database_url_is_never_printed(tmp_path):
+    (tmp_path / "data").mkdir(mode=0o700)
     r = _run(tmp_path, ["audit"], ALLIANCE_DATABASE_URL="nonsense://clinic:s3cret-pw@db.example/alliance")
     _assert_one_line(r, "ALLIANCE_DATABASE_URL")
     assert "s3cret-pw" not in r.stderr + r.stdout
@@ -145,3 +147,81 @@ def test_a_command_that_only_reads_the_data_folder_refuses_a_missing_one_and_cre
     _assert_one_line(r, "ALLIANCE_DATA_DIR")
     assert str(missing) in r.stderr and "does not exist" in r.stderr
     assert not missing.exists() and not (tmp_path / "exports").exists()
+
+
+@pytest.mark.parametrize("kind", ["symlink loop", "name too long"])
+def test_a_data_folder_that_cannot_be_resolved_is_one_line_not_a_traceback(tmp_path, kind):
+    """Trial (stop 44): a symlink loop or an over-long ALLIANCE_DATA_DIR gave a traceback from the package's import,
+    before the setting was checked, in every command, `--help` included."""
+    if kind == "symlink loop":
+        (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+        (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+        value = str(tmp_path / "loop1")
+    else:
+        value = str(tmp_path / ("a" * 300))
+    for args in (["audit"], ["add-therapist", "t-1", "--password", "a long pass phrase 42"]):
+        r = _run(tmp_path, args, ALLIANCE_DATA_DIR=value)
+        _assert_one_line(r, "ALLIANCE_DATA_DIR")
+    r = _run(tmp_path, ["--help"], ALLIANCE_DATA_DIR=value)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("value", [" {d} ", "{d}\n", "{d} "])
+def test_a_data_folder_with_spaces_or_a_line_break_at_its_ends_is_refused(tmp_path, value):
+    """Trial (stop 44): ALLIANCE_DATA_DIR=" /x/ws " put the database in a folder named " " below the current folder
+    and Prefect's records in /x/ws/prefect (one part of the code stripped the value, the other did not)."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    r = _run(tmp_path, ["add-therapist", "t-1", "--password", "a long pass phrase 42"],
+             ALLIANCE_DATA_DIR=value.format(d=data))
+    _assert_one_line(r, "ALLIANCE_DATA_DIR")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"] and list(data.iterdir()) == []
+
+
+def test_a_mistyped_data_folder_is_refused_by_reading_commands_with_a_database_url_too(tmp_path):
+    """Trial (stop 44): with ALLIANCE_DATABASE_URL set, `audit` made the mistyped data folder and read on."""
+    missing = tmp_path / "nodir"
+    db = tmp_path / "db"
+    db.mkdir()
+    for args in (["audit"], ["purge", "c-1"], ["remove-therapist", "t-1"]):
+        r = _run(tmp_path, args, ALLIANCE_DATA_DIR=str(missing),
+                 ALLIANCE_DATABASE_URL=f"sqlite:///{db / 'alliance.db'}")
+        _assert_one_line(r, "ALLIANCE_DATA_DIR")
+        assert not missing.exists()
+
+
+def test_purge_with_a_missing_data_folder_says_that_nothing_was_purged(tmp_path):
+    """Trial (stop 44): `purge c-034 --inbox DIR` with a mistyped data folder said there was "nothing recorded",
+    while the inbox held the client's files."""
+    (tmp_path / "inbox").mkdir()
+    r = _run(tmp_path, ["purge", "c-034", "--inbox", str(tmp_path / "inbox")],
+             ALLIANCE_DATA_DIR=str(tmp_path / "gone"))
+    _assert_one_line(r, "ALLIANCE_DATA_DIR")
+    assert "nothing was purged" in r.stderr and "nothing recorded" not in r.stderr
+
+
+def test_a_data_folder_that_is_a_link_to_nothing_is_said_so(tmp_path):
+    """Trial (stop 44): a dangling link as the data folder gave "cannot create the data folder ... (File exists)"."""
+    (tmp_path / "dangling").symlink_to(tmp_path / "missing")
+    for args in (["audit"], ["add-therapist", "t-1", "--password", "a long pass phrase 42"]):
+        r = _run(tmp_path, args, ALLIANCE_DATA_DIR=str(tmp_path / "dangling"))
+        _assert_one_line(r, "ALLIANCE_DATA_DIR")
+        assert "link" in r.stderr and "File exists" not in r.stderr
+        assert not (tmp_path / "missing").exists()
+
+
+def test_web_refuses_an_inbox_that_does_not_exist(tmp_path):
+    """Trial (stop 44): `alliance web --inbox /does/not/exist` started serving without a word (export-reviews
+    refuses the same inbox)."""
+    (tmp_path / "data").mkdir(mode=0o700)
+    r = _run(tmp_path, ["web", "--inbox", str(tmp_path / "nowhere"), "--port", "18765"])
+    assert r.returncode == 2 and "nowhere" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_audit_without_events_names_the_database_url_it_read(tmp_path):
+    """Trial (stop 44): with ALLIANCE_DATABASE_URL set, `audit`'s note named the data folder as the place it read."""
+    (tmp_path / "data").mkdir(mode=0o700)
+    r = _run(tmp_path, ["audit"], ALLIANCE_DATABASE_URL=f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    assert r.returncode == 0, r.stderr
+    (note,) = r.stderr.strip().splitlines()
+    assert "ALLIANCE_DATABASE_URL" in note and "elsewhere.db" in note and "ALLIANCE_DATA_DIR" not in note

@@ -81,3 +81,14 @@ def test_inbox_folders_are_private(open_umask, data, tmp_path, monkeypatch):
     moved = file_away([silent_wav(tmp_path / "x.wav")], inbox / "done")
     assert oct(mode(inbox / "done")) == oct(0o700) and moved == [inbox / "done" / "x.wav"]
 
+
+
+def test_an_existing_open_database_file_is_made_private(open_umask, data):
+    """Trial (stop 44): an alliance.db already there with mode 0644 stayed readable by every user of the machine
+    (the folder was tightened, the file not)."""
+    data.mkdir(mode=0o755)
+    (data / "alliance.db").touch(mode=0o644)
+    os.chmod(data / "alliance.db", 0o644)
+    result = CliRunner().invoke(app, ["add-therapist", "t-priv", "--password", "a long pass phrase 42"])
+    assert result.exit_code == 0, result.output
+    assert oct(mode(data / "alliance.db")) == oct(0o600)

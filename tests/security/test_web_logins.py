@@ -237,6 +237,7 @@ POLICY = ("error: password refused: {why}. A password needs at least 10 characte
     (" " * 12, "it is only spaces"),
     ("kort-9", "it has 6 characters"),
     ("aaaaabbbbbaaaa", "it has only 2 different characters"),
+    ("aaaaaaaaaaaaaa", "it has only 1 different character"),  # trial (stop 44): "only 1 different characters"
     ("T-Anna-2026-ok", "it contains the login name"),
 ])
 def test_the_password_policy_names_what_is_required(clinic, password, why):  # noqa: F811
