@@ -110,7 +110,8 @@ def simulate(
                                       "every session holds a withdrawal and a confrontation episode of 45–120 s)."),
     max_minutes: float = typer.Option(20.0, "--max-minutes", min=3.0, help="Longest session, minutes. Each "
                                       "session's length is drawn between the two and is approximate (its stretches "
-                                      "of talk vary), so a session can end a little shorter or longer."),
+                                      "of talk vary), so a session can end a little shorter or longer; a short one runs "
+                                      "over by a minute or more when its two episodes need it."),
     generator: str = typer.Option("tts", "--generator", help="tts: espeak-ng voices (models/simulate.py); "
                                   "rooms: real and synthetic voices in simulated "
                                   "rooms, other phrasing, timing and rupture rules (models/simulate_rooms.py)."),
