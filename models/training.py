@@ -365,7 +365,8 @@ def _in_context(proba: np.ndarray, sessions: np.ndarray | None, context: int) ->
 
 
 def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print,
-                 set_aside: list[dict] | None = None, consent_dirs: Sequence[str | Path] = ()) -> dict:
+                 set_aside: list[dict] | None = None, consent_dirs: Sequence[str | Path] = (),
+                 before_analysis=None) -> dict:
     """Features and window labels of every session under ``data_dirs``.
 
     Parameters
@@ -386,6 +387,10 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print,
         are also found under any of them, or under ``data_dirs`` (:func:`models.dataset.copies_elsewhere`), is set
         aside with every other holder, and a session of theirs whose consent refuses research use bars its session
         id here (:func:`models.dataset.refused_sessions`).
+    before_analysis : callable, optional
+        Called with the sessions left to analyse and their generators (session id → name) once every folder,
+        consent, annotation and copy check is done and before any recording is analysed; it may raise
+        (:func:`check_clients`).
 
     Returns
     -------
@@ -490,6 +495,8 @@ def load_dataset(data_dirs: Sequence[str | Path], settings, *, progress=print,
                                          f"{' ...' if len(shown) > 3 else ''} (identical content); a recording is "
                                          "used once, and not at all where one of its copies may not be used"))
     sessions = kept
+    if before_analysis is not None and sessions:
+        before_analysis(sessions, generator)
     X, y, groups, sids, langs, gens, folders, starts, ends = [], [], [], [], [], [], [], [], []
     min_speech = settings.model.min_window_speech_s
     used = 0
@@ -987,37 +994,29 @@ def check_holdout_apart(data_dirs: Sequence[str | Path], holdout_dirs: Sequence[
                                           f"session {twin} (identical content); give --holdout other recordings")
 
 
-def check_clients(data_dirs: Sequence[str | Path]) -> None:
-    """Refuse, before any analysis, a dataset whose sessions cannot be cross-validated: one generator, one client.
+def check_clients(sessions: Sequence, generators: dict[str, str]) -> None:
+    """Refuse, before any analysis, sessions that cannot be cross-validated: one generator and one client.
 
-    Read from the sessions' ``metadata.json`` alone (:func:`models.dataset.discover_sessions`, sessions that would
-    be set aside left out), so that a training run does not analyse every recording first (a trial's two simulated
-    sessions of one client took 3 minutes to reach the same refusal from :func:`models.transfer.window_folds`).
+    Given to :func:`load_dataset` as ``before_analysis`` by :func:`train`, so that a training run does not analyse
+    every recording first (a trial's two simulated sessions of one client took 3 minutes to reach the same refusal
+    from :func:`models.transfer.window_folds`).
 
     Parameters
     ----------
-    data_dirs : sequence of path
-        The dataset folders of the run.
+    sessions : sequence of LabelledSession
+        The sessions left to analyse (those set aside are not among them).
+    generators : dict
+        Session id → generator (:func:`models.transfer.session_generator`).
 
     Raises
     ------
     InputError
-        The usable sessions all come from one generator and belong to one client.
+        The sessions all come from one generator and belong to one client.
     """
-    from models.dataset import discover_sessions
-    from models.transfer import session_generator
-
-    sessions = [s for d in data_dirs for s in discover_sessions(d, set_aside=[])]
     clients = sorted({s.client_id for s in sessions})
-    generators = set()
-    for s in sessions:
-        try:
-            generators.add(session_generator(s.metadata))
-        except (InputError, OSError, ValueError):  # named when the session is read
-            pass
-    if len(generators) < 2 and len(clients) == 1:
+    if len({generators.get(s.session_id) for s in sessions}) < 2 and len(clients) == 1:
         raise InputError(None, f"grouped cross-validation needs sessions of at least 2 clients; the "
-                               f"{counted(len(sessions), 'session', 'sessions')} given all belong to client "
+                               f"{counted(len(sessions), 'session', 'sessions')} to train on all belong to client "
                                f"{clients[0]} (client_id in metadata.json): add sessions of another client "
                                "(`alliance simulate` makes two sessions per client, so simulate at least 3)")
 
@@ -1185,9 +1184,9 @@ def train(data_dirs: Sequence[str | Path], *, version: str, settings, root: str 
                              + "; ".join(set_aside) + ")")
     if holdout_dirs:
         check_holdout_apart(data_dirs, holdout_dirs, strict=strict)
-    check_clients(data_dirs)
     every = [*data_dirs, *holdout_dirs, *unannotated_dirs]  # a refusal in one bars its copies in another (trials)
-    data = load_dataset(data_dirs, settings, progress=progress, set_aside=None if strict else [], consent_dirs=every)
+    data = load_dataset(data_dirs, settings, progress=progress, set_aside=None if strict else [], consent_dirs=every,
+                        before_analysis=check_clients)
     X_all, y, groups, gens, sids = data["X"], data["y"], data["groups"], data["generators"], data["sessions"]
     starts, ends = data["starts"], data["ends"]
     # the classifier reads the markers that do not follow the recording's level or the voice (ABSOLUTE_MARKERS)

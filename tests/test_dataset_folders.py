@@ -485,13 +485,14 @@ def test_fourth_trial_unreadable_deep_or_linked_refusals_still_bar_their_copies_
 def test_retrain_on_sessions_of_one_client_stops_before_any_analysis(tmp_path, monkeypatch):
     """Trial (stop 44): `simulate --sessions 2` then `retrain` analysed both sessions for 3 minutes, then said that
     grouped cross-validation needs sessions of at least 2 clients, which their metadata showed from the start."""
+    import models.dataset
     import models.training as training
     from pipeline.settings import Settings
 
     def no_analysis(*args, **kwargs):
         raise AssertionError("the sessions were analysed")
 
-    monkeypatch.setattr(training, "load_dataset", no_analysis)
+    monkeypatch.setattr(models.dataset, "session_features", no_analysis)
     monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "data"))
     _session(tmp_path / "ds" / "s1", client="sim-nl-3")
     _session(tmp_path / "ds" / "s2", client="sim-nl-3")

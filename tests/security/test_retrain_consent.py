@@ -95,13 +95,14 @@ def test_retrain_sets_a_session_without_research_consent_aside_and_never_analyse
     monkeypatch.setattr(models.dataset, "session_features", features)
     _session(tmp_path / "data", "a-fine", YES)
     _session(tmp_path / "data", "b-refused", NO)
+    _session(tmp_path / "data", "c-fine", YES)  # a second client: one alone is refused before any analysis
     r = CliRunner().invoke(app, ["retrain", "--data", str(tmp_path / "data"), "--version", "v-test"])
-    assert analysed == ["a-fine"]  # the refused session's recording was never analysed
+    assert analysed == ["a-fine", "c-fine"]  # the refused session's recording was never analysed
     assert r.exit_code == 1  # (Prefect's log handler may still hold an earlier test's closed output: not checked)
     text = " ".join(r.output.split())
     # each session's line goes to the flow's log (models.training.load_dataset, tested in test_dataset_folders.py);
     # Prefect's console handler may still write to an earlier test's closed output, so only the last line is read
-    assert "no session of the dataset could be used (2 sessions were set aside" in text
+    assert "no session of the dataset could be used (3 sessions were set aside" in text
     assert not (tmp_path / "alliance-data" / "models" / "v-test").exists()
 
 
