@@ -738,26 +738,32 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
         except Exception as exc:  # a bug in one session must not stop the batch
             return None, _internal_error(job["audio"], exc)
 
-    if deployment and jobs:
-        results = _run_on_pool(jobs, deployment, settings)
-    elif use_task_runner and jobs:
-        futures = [analyse_recording.submit(str(job["audio"]), str(settings.data_dir / "sessions" / job["session_id"]),
-                                            str(job["sidecar"]), job["session_id"]) for job in jobs]
-        outcomes = [f.result() for f in futures]
-        results = [(o["report"], PipelineError(o["error"]) if o["error"] else None) for o in outcomes]
-        for job, o in zip(jobs, outcomes):
-            job["worker_pid"] = o["pid"]
-    else:
-        workers = max(1, min(settings.nightly_concurrency, len(jobs)))
-        # models are loaded once and shared by the threads; a failed session is reported in one line by _record
-        with failures_to_debug(), ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(run, jobs))
-    for job, (report, error) in zip(jobs, results):
+    def record(job: dict, report: SessionReport | None, error: PipelineError | None) -> None:
         job["ok"] = error is None
         _record_safely(job, report, error, inbox_dir, store, summary, run_id, log,
                        out_dir=settings.data_dir / "sessions" / job["session_id"])
         if job["ok"] and settings.audio_retention_days == 0:
             expire_audio(inbox_dir / "done", 0, store, actor=ACTOR)
+
+    # each session is recorded (database row, audit row, recording filed) as soon as it and the ones before it are
+    # done, not when the whole batch is: a run stopped half-way (Ctrl-C, SIGTERM) kept reports that no row pointed
+    # at, and the next run refused their recordings (trial, stop 44)
+    if deployment and jobs:
+        for job, (report, error) in zip(jobs, _run_on_pool(jobs, deployment, settings)):
+            record(job, report, error)
+    elif use_task_runner and jobs:
+        futures = [analyse_recording.submit(str(job["audio"]), str(settings.data_dir / "sessions" / job["session_id"]),
+                                            str(job["sidecar"]), job["session_id"]) for job in jobs]
+        for job, future in zip(jobs, futures):
+            o = future.result()
+            job["worker_pid"] = o["pid"]
+            record(job, o["report"], PipelineError(o["error"]) if o["error"] else None)
+    else:
+        workers = max(1, min(settings.nightly_concurrency, len(jobs)))
+        # models are loaded once and shared by the threads; a failed session is reported in one line by _record
+        with failures_to_debug(), ThreadPoolExecutor(max_workers=workers) as pool:
+            for job, (report, error) in zip(jobs, pool.map(run, jobs)):
+                record(job, report, error)
     for copy, original in later_copies:
         if original["ok"]:
             try:

@@ -66,7 +66,7 @@ class _Commands(typer.core.TyperGroup):
 # the data folder whatever ALLIANCE_DATABASE_URL says): a missing data folder is a mistyped ALLIANCE_DATA_DIR (or
 # nothing recorded yet), said as such instead of creating an empty folder
 READS_RECORDED_DATA = frozenset({"audit", "purge", "export-reviews", "web", "disable-therapist", "remove-therapist"})
-STOPPED = ("stopped (Ctrl-C): the work in progress was not kept (its unfinished files are removed); results "
+STOPPED = ("stopped ({how}): the work in progress was not kept (its unfinished files are removed); results "
            "already written are kept")
 
 
@@ -77,8 +77,10 @@ def stop_at_once_on_ctrl_c() -> None:
     KeyboardInterrupt then left the flow reporting its crash to the stopped server for minutes, with a traceback
     per retry. Instead the scratch folders of the analyses in progress are removed
     (:func:`flows.analyze.discard_unfinished`), this command's child processes are ended (the server, pitch
-    helpers, Dask workers) and the process exits with status 130 (128 + SIGINT). Every output is published
-    whole or not at all, so nothing written earlier is lost. The web server keeps its own handling. Installed by
+    helpers, Dask workers) and the process exits with status 130 (128 + SIGINT). SIGTERM (``kill``, ``timeout``, a
+    service manager), which reaches the command alone, is handled the same way (status 143). Every output is
+    published whole or not at all, so nothing written earlier is lost. The web server keeps its own handling.
+    Installed by
     the ``alliance`` program itself (:func:`flows.cli.run`), not when the app is called in-process (tests).
     """
     import signal
@@ -86,6 +88,7 @@ def stop_at_once_on_ctrl_c() -> None:
 
     def stop(signum, frame) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not interrupt the clean-up
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         analysis = sys.modules.get("flows.analyze")  # not imported: no analysis ran, nothing to tidy
         try:
             if analysis is not None:
@@ -102,13 +105,17 @@ def stop_at_once_on_ctrl_c() -> None:
         except Exception:  # noqa: BLE001
             pass
         try:
-            sys.stderr.write(f"\n{STOPPED}\n")
+            sys.stderr.write("\n" + STOPPED.format(how="Ctrl-C" if signum == signal.SIGINT else "SIGTERM") + "\n")
             sys.stderr.flush()
         finally:
-            os._exit(130)
+            os._exit(128 + signum)
 
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored on purpose
         signal.signal(signal.SIGINT, stop)
+    # `kill`, `timeout` or a service manager: the command alone gets SIGTERM, and its children (Prefect's temporary
+    # server, answering on its port with the runs' parameters) were left running (trial, stop 44)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, stop)
 
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_Commands,

@@ -368,3 +368,31 @@ def test_a_session_id_whose_folder_holds_a_direct_analysis_is_refused(clinic):
     assert clinic["calls"] == [] and summary["processed"] == []
     assert "session id 'stereo' is already used for another recording" in summary["failed"][0]["reason"]
     assert json.loads((direct / "session.json").read_text())["content"] == "the direct analysis"
+
+
+def test_a_run_stopped_during_a_later_recording_keeps_the_sessions_already_analysed(clinic, monkeypatch):
+    """Trial (stop 44): a nightly run stopped (Ctrl-C, SIGTERM) after a session's report was written left that
+    session without its database row, audit row or filing (they were all written when the whole batch ended); the
+    next run refused the recording because its session folder was there, and the session never reached the review
+    app."""
+    inbox = clinic["inbox"]
+    fake = nightly_module.analyze_session
+
+    @flow(name="fake_then_stopped", persist_result=False)
+    def stopped_at_second(recording: str, out_dir: str | None = None, metadata_path: str | None = None,
+                          session_id: str | None = None):
+        if session_id == "s-2":
+            raise KeyboardInterrupt  # what the operator's Ctrl-C does to the batch
+        return fake.fn(recording, out_dir=out_dir, metadata_path=metadata_path, session_id=session_id)
+
+    monkeypatch.setattr(nightly_module, "analyze_session", stopped_at_second)
+    monkeypatch.setenv("ALLIANCE_NIGHTLY_CONCURRENCY", "1")
+    _drop(inbox, "a.wav", b"first", _record("s-1", "c-001"))
+    _drop(inbox, "b.wav", b"second", _record("s-2", "c-002"))
+    with pytest.raises(BaseException) as stopped:
+        nightly_inbox(str(inbox))
+    assert isinstance(stopped.value, KeyboardInterrupt)
+    row = _store().session("s-1")
+    assert row is not None and row["status"] == "analysed"
+    assert _audit("c-001") == [("analysed", "success", "s-1")]
+    assert (inbox / "done" / "a.wav").is_file() and (inbox / "b.wav").is_file()  # b.wav waits for the next run
