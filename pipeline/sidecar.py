@@ -76,6 +76,11 @@ def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+# a consent record and session metadata are a few kilobytes; a larger file is not one (a 900 MB sparse sidecar took
+# 2.4 GB of memory to be found not JSON: trial, stop 44)
+MAX_SIDECAR_BYTES = 1024 * 1024
+
+
 def read_sidecar(path: str | Path) -> dict[str, Any]:
     """Read a sidecar (or a session's ``metadata.json``): the JSON object it holds, nothing checked yet.
 
@@ -92,15 +97,20 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     Raises
     ------
     MetadataError
-        The file is missing, a folder, a pipe or device, unreadable, not JSON (nested too deeply, or a key given
-        twice in one object: which consent holds would not be clear), or not a JSON object; the message names the
-        file.
+        The file is missing, a folder, a pipe or device, larger than :data:`MAX_SIDECAR_BYTES`, unreadable, not
+        JSON (nested too deeply, or a key given twice in one object: which consent holds would not be clear), or not
+        a JSON object; the message names the file.
     """
     path = Path(path)
     try:
         if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO would block the run until written
             raise MetadataError(path, "is a pipe, socket or device, not a regular file; give the session's JSON file")
-        raw = json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=_no_repeated_keys)
+        with open(path, "rb") as f:  # read no more than the limit, whatever size the file claims
+            data = f.read(MAX_SIDECAR_BYTES + 1)
+        if len(data) > MAX_SIDECAR_BYTES:
+            raise MetadataError(path, f"is too large for a metadata file (over {MAX_SIDECAR_BYTES // 1024} KB); give "
+                                      "the session's JSON record")
+        raw = json.loads(data.decode("utf-8-sig"), object_pairs_hook=_no_repeated_keys)
     except _RepeatedKey as exc:
         raise MetadataError(path, f"holds {exc.args[0]!r} twice in one object; it is not clear which value holds "
                                   "(for consent, which record), so keep one") from None

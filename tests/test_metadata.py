@@ -79,3 +79,23 @@ def test_a_sidecar_with_a_utf8_byte_order_mark_is_read(tmp_path):
     path = tmp_path / "s1.json"
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"session_id": "s-1", "language": "nl"}).encode())
     assert Sidecar.load(path).language == "nl"
+
+
+def test_a_huge_sidecar_is_refused_without_being_read(tmp_path):
+    """Trial (stop 44): a 900 MB sparse sidecar took 2.4 GB of memory to be found not JSON; a larger one would end
+    the nightly process. Metadata files are small: one over the limit is refused by its size."""
+    import tracemalloc
+
+    from pipeline.errors import MetadataError
+    from pipeline.sidecar import MAX_SIDECAR_BYTES, read_sidecar
+
+    big = tmp_path / "rec.wav.json"
+    with open(big, "wb") as f:
+        f.truncate(200 * 1024 * 1024)  # sparse: no disk used
+    tracemalloc.start()
+    try:
+        with pytest.raises(MetadataError, match="rec.wav.json.*too large"):
+            read_sidecar(big)
+        assert tracemalloc.get_traced_memory()[1] < 4 * MAX_SIDECAR_BYTES
+    finally:
+        tracemalloc.stop()
