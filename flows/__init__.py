@@ -16,7 +16,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 if "PREFECT_HOME" not in os.environ:
     # the value as the settings read it (pipeline.settings refuses one with spaces or a line break at its ends)
     _data = os.environ.get("ALLIANCE_DATA_DIR", "")
-    _home = Path(_data if _data.strip() else "alliance-data") / "prefect"
+    _home = Path(_data or "alliance-data") / "prefect"
     try:
         _home = _home.resolve()
     except (OSError, RuntimeError):  # a link loop, a name too long: the `alliance` command says so in one line

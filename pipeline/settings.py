@@ -500,9 +500,9 @@ class Settings(BaseSettings):
     @classmethod
     def _data_dir(cls, value):
         """Empty means unset (the default folder); a path that is, or lies below, a file can never be a folder; nor
-        can a link loop or a name too long for the file system; spaces or a line break at either end are refused
-        (``flows/__init__.py`` puts Prefect's home under the same value)."""
-        if isinstance(value, str) and not value.strip():
+        can a link loop or a name too long for the file system; spaces or a line break at either end (or alone) are
+        refused (``flows/__init__.py`` puts Prefect's home under the same value)."""
+        if isinstance(value, str) and not value:
             return Path("alliance-data")
         from pipeline.ids import display_line
 

@@ -166,7 +166,7 @@ def test_a_data_folder_that_cannot_be_resolved_is_one_line_not_a_traceback(tmp_p
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
 
 
-@pytest.mark.parametrize("value", [" {d} ", "{d}\n", "{d} "])
+@pytest.mark.parametrize("value", [" {d} ", "{d}\n", "{d} ", " ", "\n"])  # second trial: only spaces was taken as unset
 def test_a_data_folder_with_spaces_or_a_line_break_at_its_ends_is_refused(tmp_path, value):
     """Trial (stop 44): ALLIANCE_DATA_DIR=" /x/ws " put the database in a folder named " " below the current folder
     and Prefect's records in /x/ws/prefect (one part of the code stripped the value, the other did not)."""
