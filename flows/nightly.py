@@ -700,8 +700,19 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
             claimant = claimed.get(job["session_id"])
             if earlier is not None and earlier["client_id"] != job["client"]:
                 _misfiled(job, earlier["client_id"], earlier["session_id"], inbox_dir, store, summary, run_id, log)
-            elif first is not None and first["client"] != job["client"]:
+            elif first is not None and (first["client"] != job["client"] or first.get("misfiled")):
                 _misfiled(job, first["client"], first["session_id"], inbox_dir, store, summary, run_id, log)
+                if not first.get("misfiled"):
+                    # which client it belongs to is not known: the first holder is not analysed either, nor its
+                    # same-client copies (the first was analysed and shown to its therapist: trial, stop 44)
+                    first["misfiled"] = True
+                    jobs.remove(first)
+                    claimed.pop(first["session_id"], None)
+                    _misfiled(first, job["client"], job["session_id"], inbox_dir, store, summary, run_id, log)
+                    for pair in [p for p in later_copies if p[1] is first]:
+                        later_copies.remove(pair)
+                        _misfiled(pair[0], job["client"], job["session_id"], inbox_dir, store, summary, run_id,
+                                  log)
             elif earlier is not None:
                 _duplicate(job, earlier["session_id"], inbox_dir, store, summary)
             elif ((taken is not None and taken["recording_sha256"] != job["digest"]
