@@ -105,7 +105,7 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     try:
         if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO would block the run until written
             raise MetadataError(path, "is a pipe, socket or device, not a regular file; give the session's JSON file")
-        with open(path, "rb") as f:  # read no more than the limit, whatever size the file claims
+        with path.open("rb") as f:  # read no more than the limit, whatever size the file claims
             data = f.read(MAX_SIDECAR_BYTES + 1)
         if len(data) > MAX_SIDECAR_BYTES:
             raise MetadataError(path, f"is too large for a metadata file (over {MAX_SIDECAR_BYTES // 1024} KB); give "

@@ -127,13 +127,13 @@ def test_unreadable_metadata_file_is_one_line(tmp_path, monkeypatch):
     from pathlib import Path
 
     path = _write_metadata(tmp_path / "s1.json", session_id="s-1")
-    real = Path.read_text
+    real = Path.open
 
     def locked(self, *args, **kwargs):
         if self == path:
             raise PermissionError(13, "Permission denied", str(self))
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_text", locked)  # root reads any file, so chmod 000 proves nothing here
+    monkeypatch.setattr(Path, "open", locked)  # root reads any file, so chmod 000 proves nothing here
     with pytest.raises(MetadataError, match=r"^s1.json: cannot be read \(Permission denied\)$"):
         Sidecar.load(path)
