@@ -37,6 +37,7 @@ kept: they say what happened, without the audio or the names in the sidecar.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -365,8 +366,10 @@ def file_away(files: list[Path | None], folder: Path, *, reason: str | None = No
     Raises
     ------
     OSError
-        A file could not be moved or the reason not written.
+        ``folder`` is a link (nothing is moved), or a file could not be moved or the reason not written.
     """
+    if folder.is_symlink():  # checked at the run's start too; swapped for a link since (third trial, stop 44)
+        raise OSError(errno.ELOOP, f"{folder.name}/ is a link; recordings are never moved through it")
     make_private_dir(folder)
     stamp = now().replace(":", "").replace("+", "_")
     moved = []

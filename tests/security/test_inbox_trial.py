@@ -318,3 +318,19 @@ def test_a_link_an_earlier_run_filed_in_done_is_not_served_and_expires_as_a_link
     nightly_inbox(str(clinic["inbox"]))
     assert not os.path.lexists(done / "link.wav")
     _untouched(elsewhere)
+
+
+def test_file_away_never_moves_a_recording_through_a_filing_folder_that_became_a_link(tmp_path):
+    """Third trial (stop 44): done/ swapped for a link while the run analysed took the analysed recordings out of
+    the inbox, to wherever the link led (the run checks its filing folders only when it starts)."""
+    from flows.inbox import file_away
+
+    inbox, elsewhere = tmp_path / "inbox", tmp_path / "elsewhere"
+    inbox.mkdir()
+    elsewhere.mkdir()
+    (inbox / "done").symlink_to(elsewhere)
+    rec = inbox / "a.wav"
+    rec.write_bytes(b"audio")
+    with pytest.raises(OSError, match="link"):
+        file_away([rec], inbox / "done")
+    assert rec.is_file() and list(elsewhere.iterdir()) == []
