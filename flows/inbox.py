@@ -37,6 +37,7 @@ kept: they say what happened, without the audio or the names in the sidecar.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -570,3 +571,68 @@ def expire_refused(folder: Path, days: float, store: Store, *, actor: str) -> in
         n += remove_inside(sidecar, folder)
         store.audit("deleted", actor=actor, outcome="success", client_id=client, detail=f"sidecar {sidecar.name} {why}")
     return n
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Claims: which recording a nightly run is analysing into which session folder, until the run records it
+# --------------------------------------------------------------------------------------------------------------
+CLAIMS_FOLDER = "nightly-claims"
+
+
+def write_claim(data_dir: Path, session_id: str, *, digest: str, client: str | None) -> None:
+    """Note, before analysing, that ``session_id`` is being made from the recording ``digest`` of ``client``.
+
+    A run stopped between a session's report being published and the run recording it leaves the folder without a
+    database row; the next run, finding this claim for the same recording and client, analyses it again instead of
+    refusing its session id as taken (third trial, stop 44). Removed by :func:`drop_claim` once recorded.
+
+    Parameters
+    ----------
+    data_dir : Path
+        The data folder; claims live in ``<data dir>/nightly-claims/<session id>.json`` (0600, folder 0700).
+    session_id : str
+        A checked session id (:func:`pipeline.ids.check_id`), so a safe file name.
+    digest : str
+        sha256 of the recording, hexadecimal.
+    client : str or None
+        The client pseudonym from the sidecar.
+
+    Raises
+    ------
+    OSError
+        The claim cannot be written.
+    """
+    folder = Path(data_dir) / CLAIMS_FOLDER
+    make_private_dir(folder)
+    path = folder / f"{session_id}.json"
+    part = folder / f".{session_id}.json.part"
+    part.write_text(json.dumps({"sha256": digest, "client_id": client}), encoding="utf-8")
+    os.chmod(part, PRIVATE_FILE_MODE)
+    os.replace(part, path)
+
+
+def claim_of(data_dir: Path, session_id: str) -> dict | None:
+    """The claim :func:`write_claim` left for ``session_id``, or None when there is none or it cannot be read."""
+    try:
+        claim = json.loads((Path(data_dir) / CLAIMS_FOLDER / f"{session_id}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return claim if isinstance(claim, dict) else None
+
+
+def drop_claim(data_dir: Path, session_id: str) -> None:
+    """Remove the claim of ``session_id`` (recorded, or its folder removed); nothing when there is none."""
+    with contextlib.suppress(OSError):
+        (Path(data_dir) / CLAIMS_FOLDER / f"{session_id}.json").unlink()
+
+
+def purge_claims(data_dir: Path, client: str) -> int:
+    """Remove every claim of ``client`` (``alliance purge``); returns how many were removed."""
+    removed = 0
+    for path in sorted((Path(data_dir) / CLAIMS_FOLDER).glob("*.json")):
+        claim = claim_of(data_dir, path.stem)
+        if claim is not None and claim.get("client_id") == client:
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed += 1
+    return removed

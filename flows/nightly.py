@@ -51,12 +51,12 @@ from flows import make_prefect_home
 from prefect import flow, get_run_logger, task
 
 from flows.analyze import analyze_session
-from flows.inbox import (FILING_FOLDERS, Delivery, client_of, expire_audio, expire_refused, file_away, is_regular,
-                         one_line, scan_inbox, settled, sidecar_of)
+from flows.inbox import (FILING_FOLDERS, Delivery, claim_of, client_of, drop_claim, expire_audio, expire_refused,
+                         file_away, is_regular, one_line, scan_inbox, settled, sidecar_of, write_claim)
 from flows.store import Store, now
 from pipeline.audio import recording_sha256
 from pipeline.errors import ConsentError, MetadataError, PipelineError
-from pipeline.ids import InvalidIdError, check_id, id_from_name, is_valid_id, private_umask
+from pipeline.ids import InvalidIdError, check_id, id_from_name, is_valid_id, private_umask, remove_inside
 from pipeline.privacy import names_in
 from pipeline.settings import Settings
 from pipeline.sidecar import check_consent, read_sidecar
@@ -698,6 +698,13 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
             first = batch.get(job["digest"])  # the same content, earlier in this run
             taken = store.session(job["session_id"])
             claimant = claimed.get(job["session_id"])
+            left = settings.data_dir / "sessions" / job["session_id"]
+            if (taken is None and claimant is None and (left / "session.json").exists()
+                    and claim_of(settings.data_dir, job["session_id"]) == {"sha256": job["digest"],
+                                                                           "client_id": job["client"]}):
+                # what a stopped run analysed this very recording into and never recorded: analysed again
+                remove_inside(left, settings.data_dir / "sessions")
+                drop_claim(settings.data_dir, job["session_id"])
             if earlier is not None and earlier["client_id"] != job["client"]:
                 _misfiled(job, earlier["client_id"], earlier["session_id"], inbox_dir, store, summary, run_id, log)
             elif first is not None and (first["client"] != job["client"] or first.get("misfiled")):
@@ -753,9 +760,16 @@ def nightly_inbox(inbox: str, use_task_runner: bool = False, deployment: str | N
         job["ok"] = error is None
         _record_safely(job, report, error, inbox_dir, store, summary, run_id, log,
                        out_dir=settings.data_dir / "sessions" / job["session_id"])
+        drop_claim(settings.data_dir, job["session_id"])
         if job["ok"] and settings.audio_retention_days == 0:
             expire_audio(inbox_dir / "done", 0, store, actor=ACTOR)
 
+    for job in jobs:  # a run stopped before recording a session leaves its claim for the next run (write_claim)
+        try:
+            write_claim(settings.data_dir, job["session_id"], digest=job["digest"], client=job["client"])
+        except OSError as exc:  # the analysis does not need it: the next run would refuse the id if stopped now
+            log.warning("nightly run %s: could not note session %s before analysing it (%s)", run_id,
+                        job["session_id"], _why(exc))
     # each session is recorded (database row, audit row, recording filed) as soon as it and the ones before it are
     # done, not when the whole batch is: a run stopped half-way (Ctrl-C, SIGTERM) kept reports that no row pointed
     # at, and the next run refused their recordings (trial, stop 44)

@@ -242,7 +242,10 @@ def purge(client: str = typer.Argument(..., help="Client pseudonym whose data is
     left += remains
     cached, remains = purge_feature_cache(settings.data_dir, rows)
     left += remains
-    if not rows and not direct and not files and not exports and not cached and not left:
+    from flows.inbox import purge_claims
+
+    claims = purge_claims(settings.data_dir, client)  # a stopped nightly run's notes of sessions it was analysing
+    if not rows and not direct and not files and not exports and not cached and not claims and not left:
         typer.echo(f"No data found for client {client}; nothing was purged.")
         return
     import flows.store

@@ -404,3 +404,41 @@ def test_a_run_stopped_during_a_later_recording_keeps_the_sessions_already_analy
     assert row is not None and row["status"] == "analysed"
     assert _audit("c-001") == [("analysed", "success", "s-1")]
     assert (inbox / "done" / "a.wav").is_file() and (inbox / "b.wav").is_file()  # b.wav waits for the next run
+
+
+def test_a_session_folder_a_stopped_run_left_for_the_same_recording_is_analysed_again(clinic):
+    """Third trial (stop 44): a run stopped in the second between a session's report being written and the run
+    recording it left the folder without a row, and the next run refused the recording as "session id already used"
+    (the same recording). The run now claims each session before analysing it; a claimed folder without a row,
+    for the same recording and client, is analysed again; for another recording the id stays refused."""
+    from flows.inbox import write_claim
+    from pipeline.audio import recording_sha256
+
+    inbox, data = clinic["inbox"], clinic["data"]
+    audio = _drop(inbox, "a.wav", b"first", _record("s-1", "c-001"))
+    _drop(inbox, "b.wav", b"second", _record("s-2", "c-002"))
+    for sid, digest, client in (("s-1", recording_sha256(audio), "c-001"), ("s-2", "0" * 64, "c-002")):
+        left = data / "sessions" / sid
+        left.mkdir(parents=True)
+        (left / "session.json").write_text(json.dumps({"session_id": sid}))  # what the stopped run published
+        write_claim(data, sid, digest=digest, client=client)
+    summary = nightly_inbox(str(inbox))
+    assert [p["session_id"] for p in summary["processed"]] == ["s-1"]
+    assert _store().session("s-1")["status"] == "analysed" and (inbox / "done" / "a.wav").is_file()
+    assert [f["file"] for f in summary["failed"]] == ["b.wav"]  # another recording's folder: refused as before
+    assert "already used" in summary["failed"][0]["reason"]
+    assert not (data / "nightly-claims" / "s-1.json").exists()  # recorded: the claim is gone
+
+
+def test_purge_removes_the_claims_a_stopped_run_left_for_the_client(clinic):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from flows.inbox import CLAIMS_FOLDER, write_claim
+
+    data = clinic["data"]
+    write_claim(data, "s-1", digest="0" * 64, client="c-001")
+    write_claim(data, "s-2", digest="1" * 64, client="c-002")
+    result = CliRunner().invoke(app, ["purge", "c-001"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (data / CLAIMS_FOLDER).iterdir()) == ["s-2.json"]
