@@ -601,20 +601,29 @@ def write_claim(data_dir: Path, session_id: str, *, digest: str, client: str | N
     ------
     OSError
         The claim cannot be written.
+    ValueError
+        ``session_id`` is not a valid id (never a file name outside the claims folder).
     """
-    folder = Path(data_dir) / CLAIMS_FOLDER
+    path = _claim_path(data_dir, session_id)
+    folder = path.parent
     make_private_dir(folder)
-    path = folder / f"{session_id}.json"
     part = folder / f".{session_id}.json.part"
     part.write_text(json.dumps({"sha256": digest, "client_id": client}), encoding="utf-8")
     os.chmod(part, PRIVATE_FILE_MODE)
     os.replace(part, path)
 
 
+def _claim_path(data_dir: Path, session_id: str) -> Path:
+    """Where the claim of ``session_id`` lives; the id is checked first, so the name stays in the claims folder."""
+    if not is_valid_id(session_id):
+        raise ValueError(f"session id {session_id!r} is not a valid id")
+    return Path(data_dir) / CLAIMS_FOLDER / f"{session_id}.json"
+
+
 def claim_of(data_dir: Path, session_id: str) -> dict | None:
     """The claim :func:`write_claim` left for ``session_id``, or None when there is none or it cannot be read."""
     try:
-        claim = json.loads((Path(data_dir) / CLAIMS_FOLDER / f"{session_id}.json").read_text(encoding="utf-8"))
+        claim = json.loads(_claim_path(data_dir, session_id).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return claim if isinstance(claim, dict) else None
@@ -622,17 +631,16 @@ def claim_of(data_dir: Path, session_id: str) -> dict | None:
 
 def drop_claim(data_dir: Path, session_id: str) -> None:
     """Remove the claim of ``session_id`` (recorded, or its folder removed); nothing when there is none."""
-    with contextlib.suppress(OSError):
-        (Path(data_dir) / CLAIMS_FOLDER / f"{session_id}.json").unlink()
+    with contextlib.suppress(OSError, ValueError):
+        remove_inside(_claim_path(data_dir, session_id), Path(data_dir) / CLAIMS_FOLDER)
 
 
 def purge_claims(data_dir: Path, client: str) -> int:
     """Remove every claim of ``client`` (``alliance purge``); returns how many were removed."""
     removed = 0
     for path in sorted((Path(data_dir) / CLAIMS_FOLDER).glob("*.json")):
-        claim = claim_of(data_dir, path.stem)
+        claim = claim_of(data_dir, path.stem)  # None for a name that is not a valid session id
         if claim is not None and claim.get("client_id") == client:
-            with contextlib.suppress(OSError):
-                path.unlink()
-                removed += 1
+            with contextlib.suppress(OSError, ValueError):
+                removed += remove_inside(path, Path(data_dir) / CLAIMS_FOLDER)
     return removed
